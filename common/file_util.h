@@ -1,0 +1,48 @@
+// Durable file operations: writes that become visible only when complete.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "common/status.h"
+
+namespace sp {
+
+// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync,
+// rename over `path`, fsync of the folder. On error nothing is left behind.
+absl::Status write_file_atomic(const std::string& path, std::span<const uint8_t> bytes);
+absl::Status write_file_atomic(const std::string& path, std::string_view text);
+
+// Reads a whole (small) file into a string. NOT_FOUND if missing.
+absl::StatusOr<std::string> read_file(const std::string& path);
+
+// fsyncs a folder, so that renames and creations inside it are durable.
+absl::Status fsync_dir(const std::string& dir);
+
+// Copies a regular file (contents only) to `dst` and fsyncs it; `dst` must not exist.
+absl::Status copy_file_synced(const std::string& src, const std::string& dst);
+
+// An open file written with pwrite at explicit offsets, preallocated to `size` bytes.
+// Used to fill a file whose layout is known in advance, in any order.
+class PositionalFile {
+ public:
+  static absl::StatusOr<PositionalFile> create(const std::string& path, uint64_t size);
+  PositionalFile() = default;
+  PositionalFile(PositionalFile&& o) noexcept;
+  PositionalFile& operator=(PositionalFile&& o) noexcept;
+  PositionalFile(const PositionalFile&) = delete;
+  PositionalFile& operator=(const PositionalFile&) = delete;
+  ~PositionalFile();
+
+  absl::Status write_at(uint64_t offset, std::span<const uint8_t> bytes);
+  // fsync + close. After this the object is empty.
+  absl::Status sync_and_close();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+}  // namespace sp

@@ -1,0 +1,91 @@
+// safetensors: writing a checkpoint, split into shards, in bounded memory.
+//
+// The caller declares every tensor (name, dtype, shape) up front, in groups that must
+// stay in one shard (bitsandbytes needs a quantized weight's side tensors beside it).
+// The writer lays out the shards (each under `max_shard_bytes` unless one group alone is
+// larger), preallocates temporary files, and accepts each tensor's bytes in any order,
+// written straight to their final offsets: nothing is buffered. finish() checks that
+// every tensor was written, fsyncs, renames the files into place and writes the index.
+//
+// One shard is written as `model.safetensors` with no index; N > 1 shards as
+// `model-0000k-of-0000N.safetensors` plus `model.safetensors.index.json`. Headers carry
+// `{"format":"pt"}` metadata and are space-padded so the data starts 8-byte aligned.
+//
+// Thread-safety: not thread-safe; use from one thread.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/dtype.h"
+#include "common/file_util.h"
+#include "common/status.h"
+
+namespace sp {
+
+struct TensorSpec {
+  std::string name;
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+
+  uint64_t numel() const;
+  uint64_t nbytes() const { return numel() * dtype_size(dtype); }
+};
+
+// Tensors that must land in the same shard.
+using TensorGroup = std::vector<TensorSpec>;
+
+class SafetensorsWriter {
+ public:
+  struct Options {
+    // Default as transformers' save_pretrained ("5GB").
+    uint64_t max_shard_bytes = 5'000'000'000ull;
+    std::map<std::string, std::string> metadata = {{"format", "pt"}};
+  };
+
+  // Plans the shards and creates their temporary files in `dir` (which must exist).
+  // INVALID_ARGUMENT for duplicate or empty names.
+  static absl::StatusOr<std::unique_ptr<SafetensorsWriter>> create(const std::string& dir,
+                                                                   std::vector<TensorGroup> groups,
+                                                                   const Options& options);
+  // Removes temporary files unless finish() succeeded.
+  ~SafetensorsWriter();
+
+  // Writes all bytes of tensor `name`; each tensor exactly once, with its exact size.
+  absl::Status write(std::string_view name, std::span<const uint8_t> bytes);
+  // Checks completeness, fsyncs and renames every shard into place, writes the index.
+  absl::Status finish();
+
+  // Final file name of each shard, in order.
+  std::vector<std::string> shard_names() const;
+  // Final file name holding `name` (empty if unknown).
+  std::string shard_of(std::string_view name) const;
+
+ private:
+  struct Slot {
+    size_t shard = 0;
+    uint64_t offset = 0;  // absolute in the file
+    uint64_t nbytes = 0;
+    bool written = false;
+  };
+  struct Shard {
+    std::string name;
+    std::string tmp_path;
+    uint64_t file_size = 0;
+    PositionalFile file;
+    std::vector<std::string> tensor_names;
+  };
+  SafetensorsWriter() = default;
+
+  std::string dir_;
+  std::vector<Shard> shards_;
+  std::map<std::string, Slot, std::less<>> slots_;
+  uint64_t total_tensor_bytes_ = 0;
+  bool finished_ = false;
+};
+
+}  // namespace sp
