@@ -6,18 +6,32 @@
 #include <cmath>
 #include <string>
 
-#include "absl/strings/ascii.h"
 #include "fmt/format.h"
 
 namespace sp {
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+}  // namespace
 
 absl::StatusOr<uint64_t> parse_byte_size(std::string_view text) {
   const std::string original(text);
-  text = absl::StripAsciiWhitespace(text);
+  text = trim(text);
   size_t i = 0;
   while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
   const std::string_view number = text.substr(0, i);
-  std::string unit = absl::AsciiStrToLower(absl::StripAsciiWhitespace(text.substr(i)));
+  std::string unit = lower(trim(text.substr(i)));
   double value = 0;
   auto [ptr, ec] = std::from_chars(number.data(), number.data() + number.size(), value);
   if (number.empty() || ec != std::errc() || ptr != number.data() + number.size())
@@ -55,9 +69,8 @@ std::string format_bytes(uint64_t bytes) {
 std::string format_count(uint64_t n) {
   std::string digits = std::to_string(n);
   std::string out;
-  const size_t lead = digits.size() % 3;
   for (size_t i = 0; i < digits.size(); ++i) {
-    if (i != 0 && (i - lead) % 3 == 0) out += ',';
+    if (i != 0 && (digits.size() - i) % 3 == 0) out += ',';
     out += digits[i];
   }
   return out;

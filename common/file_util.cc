@@ -70,6 +70,15 @@ absl::Status write_file_atomic(const std::string& path, std::span<const uint8_t>
   return fsync_dir(parent_dir(path));
 }
 
+absl::Status write_file(const std::string& path, std::span<const uint8_t> bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return io_error("cannot create", path, errno);
+  absl::Status st = write_all(fd, bytes.data(), bytes.size(), 0, path);
+  if (::close(fd) != 0 && st.ok()) st = io_error("close failed", path, errno);
+  if (!st.ok()) ::unlink(path.c_str());
+  return st;
+}
+
 absl::Status write_file_atomic(const std::string& path, std::string_view text) {
   return write_file_atomic(
       path, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size()));

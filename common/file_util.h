@@ -14,6 +14,10 @@ namespace sp {
 absl::Status write_file_atomic(const std::string& path, std::span<const uint8_t> bytes);
 absl::Status write_file_atomic(const std::string& path, std::string_view text);
 
+// Writes `bytes` to a new file at `path` without syncing (scratch data that need not
+// survive a crash).
+absl::Status write_file(const std::string& path, std::span<const uint8_t> bytes);
+
 // Reads a whole (small) file into a string. NOT_FOUND if missing.
 absl::StatusOr<std::string> read_file(const std::string& path);
 

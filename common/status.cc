@@ -8,7 +8,7 @@ absl::Status annotate(const absl::Status& status, std::string_view prefix) {
   if (status.ok()) return status;
   std::string msg(prefix);
   msg += ": ";
-  msg += status.message();
+  msg += std::string(status.message());
   return absl::Status(status.code(), msg);
 }
 

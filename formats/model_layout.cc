@@ -207,6 +207,7 @@ absl::StatusOr<ModelDescription> describe_model(const ModelConfig& config,
     s.bytes += t.stored.nbytes();
     if (is_linear_weight(t.role)) {
       s.linear_params += t.stored.numel();
+      s.linear_bytes += t.stored.nbytes();
       if (t.stored.numel() > s.largest_linear_numel) {
         s.largest_linear_numel = t.stored.numel();
         s.largest_linear_cols = t.stored.shape[1];

@@ -52,6 +52,7 @@ struct ModelShard {
   uint64_t params = 0;
   uint64_t bytes = 0;
   uint64_t linear_params = 0;        // params in linear projection weights
+  uint64_t linear_bytes = 0;         // their stored bytes
   uint64_t largest_linear_numel = 0;
   int64_t largest_linear_cols = 0;
 };

@@ -1,0 +1,113 @@
+#include "checkpoint/local_compress.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+
+#include "checkpoint/assembler.h"
+#include "common/file_util.h"
+#include "common/mapped_file.h"
+#include "fmt/format.h"
+#include "formats/model_files.h"
+#include "formats/model_layout.h"
+
+namespace sp {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+// A folder of staged output tensors, removed when this object goes away.
+class StagingDir {
+ public:
+  explicit StagingDir(std::string path) : path_(std::move(path)) {}
+  ~StagingDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace
+
+absl::StatusOr<LocalCompressSummary> compress_model_local(const std::string& model_dir,
+                                                          const std::string& out_dir,
+                                                          const LocalCompressOptions& options) {
+  const auto t0 = Clock::now();
+  SP_RETURN_IF_ERROR(validate(options.settings));
+  std::error_code ec;
+  if (fs::exists(out_dir, ec))
+    return absl::FailedPreconditionError(fmt::format(
+        "output folder {} already exists; choose a new folder (nothing is overwritten)", out_dir));
+  SP_ASSIGN_OR_RETURN(ModelConfig config, load_model_config(model_dir));
+  SP_ASSIGN_OR_RETURN(ModelFiles files, ModelFiles::open(model_dir));
+  std::map<std::string, TensorShape> actual;
+  for (const auto& [name, ref] : files.tensors())
+    actual[name] = TensorShape{ref.info->dtype, ref.info->shape};
+  SP_ASSIGN_OR_RETURN(ModelDescription model, describe_model(config, actual, model_dir));
+
+  fs::path out = fs::path(out_dir).lexically_normal();
+  if (out.filename().empty()) out = out.parent_path();
+  fs::path parent = out.parent_path().empty() ? fs::path(".") : out.parent_path();
+  fs::create_directories(parent, ec);
+  StagingDir staging((parent / fmt::format(".{}.stage-{}", out.filename().string(), ::getpid())).string());
+  fs::remove_all(staging.path(), ec);
+  if (!fs::create_directory(staging.path(), ec))
+    return absl::UnavailableError(fmt::format("{}: cannot create: {}", staging.path(), ec.message()));
+
+  LocalCompressSummary summary;
+  summary.output_dir = out.string();
+  summary.shards = model.shards.size();
+  std::vector<TensorGroup> groups;
+  std::vector<std::pair<std::string, std::string>> staged;  // tensor name -> staged file
+  for (size_t si = 0; si < model.shards.size(); ++si) {
+    const auto ts = Clock::now();
+    const ModelShard& shard = model.shards[si];
+    std::vector<InputTensor> inputs;
+    for (const auto& name : shard.tensors) {
+      inputs.push_back({model.find(name), files.find(name)->view().bytes});
+      summary.input_bytes += files.find(name)->info->nbytes();
+    }
+    SP_ASSIGN_OR_RETURN(ShardResult result, compress_shard(inputs, options.settings));
+    for (auto& group : result.groups) {
+      TensorGroup specs;
+      for (auto& t : group) {
+        const std::string path = (fs::path(staging.path()) / std::to_string(staged.size())).string();
+        SP_RETURN_IF_ERROR(write_file(path, t.data));
+        staged.emplace_back(t.spec.name, path);
+        summary.output_bytes += t.data.size();
+        specs.push_back(t.spec);
+      }
+      groups.push_back(std::move(specs));
+    }
+    for (auto& r : result.reports) {
+      if (r.quantized) summary.quantized_params += model.find(r.name)->stored.numel();
+      summary.tensors.push_back(std::move(r));
+    }
+    if (options.on_shard)
+      options.on_shard(si, model.shards.size(), shard.id,
+                       std::chrono::duration<double>(Clock::now() - ts).count());
+  }
+
+  AssembleOptions ao;
+  ao.source_dir = model_dir;
+  ao.config = config.raw;
+  ao.quantization = options.settings.quantize;
+  ao.max_shard_bytes = options.max_shard_bytes;
+  ao.provenance = {{"model", fs::absolute(model_dir).lexically_normal().string()}};
+  SP_ASSIGN_OR_RETURN(auto assembler, CheckpointAssembler::create(out.string(), std::move(groups), ao));
+  for (const auto& [name, path] : staged) {
+    SP_ASSIGN_OR_RETURN(MappedFile mf, MappedFile::open(path));
+    SP_RETURN_IF_ERROR(assembler->write(name, mf.bytes()));
+  }
+  summary.files = assembler->shard_names();
+  SP_RETURN_IF_ERROR(assembler->finish());
+  summary.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  return summary;
+}
+
+}  // namespace sp

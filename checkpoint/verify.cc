@@ -1,0 +1,341 @@
+#include "checkpoint/verify.h"
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "checkpoint/assembler.h"
+#include "common/digest.h"
+#include "common/file_util.h"
+#include "common/half.h"
+#include "fmt/format.h"
+#include "formats/bnb_format.h"
+#include "formats/model_config.h"
+#include "formats/model_files.h"
+#include "formats/model_layout.h"
+#include "ops/double_quant.h"
+#include "ops/nf4.h"
+
+namespace sp {
+namespace {
+
+namespace fs = std::filesystem;
+using ojson = nlohmann::ordered_json;
+
+std::vector<float> floats_of(std::span<const uint8_t> b, DType dtype) {
+  const size_t n = b.size() / dtype_size(dtype);
+  std::vector<float> out(n);
+  for (size_t i = 0; i < n; ++i) {
+    uint16_t h;
+    switch (dtype) {
+      case DType::kBF16: std::memcpy(&h, b.data() + 2 * i, 2); out[i] = bf16_to_f32(h); break;
+      case DType::kF16: std::memcpy(&h, b.data() + 2 * i, 2); out[i] = f16_to_f32(h); break;
+      default: std::memcpy(&out[i], b.data() + 4 * i, 4); break;
+    }
+  }
+  return out;
+}
+
+// The side tensors of one quantized weight, as found in the files.
+struct Nf4Entry {
+  std::string weight;  // "<prefix>.weight"
+  std::map<std::string, const TensorRef*> parts;  // suffix ("" for the packed weight) -> tensor
+  std::optional<QuantState> state;                // set once the quant_state checks out
+};
+
+// Checks one quantized weight; on success fills `verdict` and the decoded absmax.
+std::string check_nf4(Nf4Entry& e, bool config_dq, TensorVerdict& v, std::vector<float>* absmax_out) {
+  auto part = [&](const std::string& s) -> const TensorRef* {
+    auto it = e.parts.find(s);
+    return it == e.parts.end() ? nullptr : it->second;
+  };
+  const TensorRef* js = part("quant_state.bitsandbytes__nf4");
+  auto jb = js->view().bytes;
+  if (js->info->dtype != DType::kU8 || js->info->shape.size() != 1) return "quant_state is not a 1-D U8 tensor";
+  auto qs_or = parse_quant_state_json(std::string_view(reinterpret_cast<const char*>(jb.data()), jb.size()));
+  if (!qs_or.ok()) return std::string(qs_or.status().message());
+  const QuantState qs = *qs_or;
+  e.state = qs;
+  v.dtype = qs.dtype;
+  v.shape = {qs.rows, qs.cols};
+  if (!nf4_blocksize_ok(qs.blocksize)) return fmt::format("blocksize {} is not one bitsandbytes accepts", qs.blocksize);
+  if (qs.double_quant != config_dq)
+    return fmt::format("double quantization is {} here but bnb_4bit_use_double_quant is {} in config.json",
+                       qs.double_quant, config_dq);
+  std::set<std::string> expected = {"", "absmax", "quant_map", "quant_state.bitsandbytes__nf4"};
+  if (qs.double_quant) expected.insert({"nested_absmax", "nested_quant_map"});
+  for (const auto& s : expected)
+    if (!part(s)) return fmt::format("missing tensor '{}{}'", e.weight, s.empty() ? "" : "." + s);
+  for (const auto& [s, _] : e.parts)
+    if (!expected.count(s)) return fmt::format("unexpected tensor '{}.{}'", e.weight, s);
+
+  const uint64_t n = static_cast<uint64_t>(qs.rows) * static_cast<uint64_t>(qs.cols);
+  const uint64_t nb = (n + qs.blocksize - 1) / qs.blocksize;
+  auto shape_is = [](const TensorRef* t, DType d, std::vector<int64_t> s) {
+    return t->info->dtype == d && t->info->shape == s;
+  };
+  if (!shape_is(part(""), DType::kU8, {static_cast<int64_t>((n + 1) / 2), 1}))
+    return fmt::format("packed weight is {} {}, expected U8 [{}, 1]", dtype_name(part("")->info->dtype),
+                       nlohmann::json(part("")->info->shape).dump(), (n + 1) / 2);
+  const TensorRef* qm = part("quant_map");
+  if (!shape_is(qm, DType::kF32, {16}) || std::memcmp(qm->view().bytes.data(), kNf4Code, sizeof kNf4Code) != 0)
+    return "quant_map is not the NF4 code book";
+  const TensorRef* am = part("absmax");
+  std::vector<float> absmax(nb);
+  if (qs.double_quant) {
+    if (!shape_is(am, DType::kU8, {static_cast<int64_t>(nb)}))
+      return fmt::format("absmax must be U8 [{}] with double quantization", nb);
+    const TensorRef* na = part("nested_absmax");
+    const TensorRef* nm = part("nested_quant_map");
+    if (!shape_is(na, DType::kF32, {static_cast<int64_t>((nb + 255) / 256)}))
+      return fmt::format("nested_absmax must be F32 [{}]", (nb + 255) / 256);
+    if (!shape_is(nm, DType::kF32, {256})) return "nested_quant_map must be F32 [256]";
+    const std::vector<float> map = floats_of(nm->view().bytes, DType::kF32);
+    for (size_t i = 0; i < map.size(); ++i) {
+      if (!std::isfinite(map[i]) || std::fabs(map[i]) > 1.0f || (i > 0 && !(map[i] > map[i - 1])))
+        return fmt::format("nested_quant_map entry {} ({}) breaks the dynamic map (increasing, within [-1, 1])", i, map[i]);
+    }
+    const std::vector<float> nested = floats_of(na->view().bytes, DType::kF32);
+    for (size_t i = 0; i < nested.size(); ++i)
+      if (!std::isfinite(nested[i]) || nested[i] < 0)
+        return fmt::format("nested_absmax[{}] = {} is not a finite non-negative number", i, nested[i]);
+    double_dequantize(am->view().bytes, nested, qs.nested_offset, map.data(), absmax.data());
+  } else {
+    if (!shape_is(am, DType::kF32, {static_cast<int64_t>(nb)})) return fmt::format("absmax must be F32 [{}]", nb);
+    absmax = floats_of(am->view().bytes, DType::kF32);
+  }
+  for (size_t i = 0; i < absmax.size(); ++i) {
+    // Double quantization may decode a zero block's absmax slightly below zero; a
+    // negative beyond that, or NaN/Inf, means corrupt bytes.
+    if (!std::isfinite(absmax[i]) || absmax[i] < -1e-3f)
+      return fmt::format("absmax of block {} decodes to {}", i, absmax[i]);
+  }
+  *absmax_out = std::move(absmax);
+  return "";
+}
+
+void compare(TensorVerdict& v, const std::vector<float>& got, const std::vector<float>& want) {
+  double max_abs = 0, err2 = 0, ref2 = 0;
+  size_t zeros = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double d = static_cast<double>(got[i]) - want[i];
+    max_abs = std::max(max_abs, std::fabs(d));
+    err2 += d * d;
+    ref2 += static_cast<double>(want[i]) * want[i];
+    zeros += got[i] == 0.0f;
+  }
+  v.max_abs_error = max_abs;
+  v.rel_rmse = ref2 > 0 ? std::sqrt(err2 / ref2) : (err2 > 0 ? INFINITY : 0.0);
+  v.zero_fraction = got.empty() ? 0.0 : static_cast<double>(zeros) / got.size();
+}
+
+}  // namespace
+
+absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir,
+                                               const std::optional<std::string>& against) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return absl::NotFoundError(fmt::format("{}: not a folder", dir));
+  if (against && !fs::is_directory(*against, ec))
+    return absl::NotFoundError(fmt::format("{}: not a folder", *against));
+  VerifyReport r;
+  r.dir = dir;
+  r.against = against;
+  auto problem = [&](std::string s) { r.problems.push_back(std::move(s)); };
+
+  // 1. config.json and quantization_config.
+  const std::string config_path = (fs::path(dir) / "config.json").string();
+  auto config_text = read_file(config_path);
+  if (!config_text.ok()) {
+    problem(std::string(config_text.status().message()));
+    return r;
+  }
+  ojson cj;
+  try {
+    cj = ojson::parse(*config_text);
+  } catch (const std::exception& e) {
+    problem(fmt::format("{}: not valid JSON: {}", config_path, e.what()));
+    return r;
+  }
+  if (!cj.is_object() || !cj.contains("quantization_config") || !cj["quantization_config"].is_object()) {
+    problem(fmt::format("{}: no quantization_config: not a bitsandbytes 4-bit checkpoint", config_path));
+    return r;
+  }
+  const ojson qc = cj["quantization_config"];
+  auto qc_is = [&](const char* key, const ojson& want) {
+    if (!qc.contains(key) || qc[key] != want)
+      problem(fmt::format("{}: quantization_config.{} is {}, expected {}", config_path, key,
+                          qc.contains(key) ? qc[key].dump() : "missing", want.dump()));
+  };
+  qc_is("quant_method", "bitsandbytes");
+  qc_is("load_in_4bit", true);
+  qc_is("bnb_4bit_quant_type", "nf4");
+  qc_is("bnb_4bit_quant_storage", "uint8");
+  if (qc.contains("load_in_8bit") && qc["load_in_8bit"] != false) qc_is("load_in_8bit", false);
+  if (qc.contains("llm_int8_threshold") && !qc["llm_int8_threshold"].is_number_float())
+    problem(fmt::format("{}: quantization_config.llm_int8_threshold must be a float (6.0, not 6)", config_path));
+  if (!qc.contains("bnb_4bit_use_double_quant") || !qc["bnb_4bit_use_double_quant"].is_boolean())
+    problem(fmt::format("{}: quantization_config.bnb_4bit_use_double_quant must be true or false", config_path));
+  r.double_quant = qc.value("bnb_4bit_use_double_quant", false);
+  ojson base = cj;
+  base.erase("quantization_config");
+  auto config = parse_model_config(base.dump(), config_path);
+  if (!config.ok()) {
+    problem(std::string(config.status().message()));
+    return r;
+  }
+  r.architecture = std::string(arch_class_name(config->arch));
+
+  // 2. Weight files.
+  auto files = ModelFiles::open(dir);
+  if (!files.ok()) {
+    problem(std::string(files.status().message()));
+    return r;
+  }
+
+  // 3. Group tensors: quantized weights (found by their quant_state) and plain tensors.
+  std::map<std::string, Nf4Entry> nf4;
+  for (const auto& [name, ref] : files->tensors()) {
+    if (name.ends_with(kQuantStateSuffix)) {
+      const std::string w = name.substr(0, name.size() - std::strlen(kQuantStateSuffix));
+      nf4[w].weight = w;
+    }
+  }
+  std::map<std::string, const TensorRef*> plain;
+  for (const auto& [name, ref] : files->tensors()) {
+    bool claimed = false;
+    if (nf4.count(name)) {
+      nf4[name].parts[""] = &ref;
+      claimed = true;
+    } else {
+      const size_t dot = name.rfind(".weight.");
+      if (dot != std::string::npos) {
+        const std::string w = name.substr(0, dot + 7);
+        const std::string suffix = name.substr(dot + 8);
+        if (nf4.count(w) && is_nf4_side_suffix(suffix)) {
+          nf4[w].parts[suffix] = &ref;
+          claimed = true;
+        }
+      }
+    }
+    if (!claimed) plain[name] = &ref;
+  }
+
+  std::map<std::string, TensorShape> logical;
+  std::map<std::string, std::vector<float>> decoded_absmax;
+  for (auto& [w, e] : nf4) {
+    TensorVerdict v;
+    v.name = w;
+    v.quantized = true;
+    if (!e.parts.count("")) {
+      v.problem = fmt::format("missing tensor '{}'", w);
+    } else {
+      std::vector<float> absmax;
+      v.problem = check_nf4(e, r.double_quant, v, &absmax);
+      if (v.problem.empty()) {
+        logical[w] = TensorShape{v.dtype, v.shape};
+        decoded_absmax[w] = std::move(absmax);
+        if (r.blocksize == 0) r.blocksize = e.state->blocksize;
+      }
+    }
+    if (!v.problem.empty()) problem(fmt::format("{}: {}", w, v.problem));
+    r.tensors.push_back(std::move(v));
+  }
+  for (const auto& [name, ref] : plain) {
+    TensorVerdict v;
+    v.name = name;
+    v.dtype = ref->info->dtype;
+    v.shape = ref->info->shape;
+    logical[name] = TensorShape{v.dtype, v.shape};
+    r.tensors.push_back(std::move(v));
+  }
+
+  // 4. The logical tensors must form the model config.json describes; every projection
+  // weight quantized, nothing else.
+  auto desc = describe_model(*config, logical, dir);
+  if (!desc.ok()) {
+    problem(std::string(desc.status().message()));
+  } else {
+    for (const auto& t : desc->tensors) {
+      const bool q = nf4.count(t.name) > 0;
+      if (is_linear_weight(t.role) && !q) problem(fmt::format("{}: projection weight is not quantized", t.name));
+      if (!is_linear_weight(t.role) && q)
+        problem(fmt::format("{}: {} must not be quantized (transformers keeps it unquantized)", t.name, role_name(t.role)));
+    }
+  }
+
+  // 5. Manifest digests: every byte of every tensor and copied file.
+  const std::string manifest_path = (fs::path(dir) / kManifestName).string();
+  if (fs::exists(manifest_path, ec)) {
+    r.manifest_checked = true;
+    try {
+      const ojson m = ojson::parse(*read_file(manifest_path));
+      if (m.value("format", "") != kManifestFormat) throw std::runtime_error("unknown manifest format");
+      std::set<std::string> listed;
+      for (const auto& [name, entry] : m.at("tensors").items()) {
+        listed.insert(name);
+        const TensorRef* ref = files->find(name);
+        if (!ref) {
+          problem(fmt::format("{}: listed in the manifest but missing from the files", name));
+          continue;
+        }
+        const std::string got = digest_hex(ref->view().bytes);
+        if (got != entry.at("digest").get<std::string>())
+          problem(fmt::format("{}: bytes differ from the manifest (digest {} != {}) — the file is corrupt",
+                              name, got, entry.at("digest").get<std::string>()));
+      }
+      for (const auto& [name, _] : files->tensors())
+        if (!listed.count(name)) problem(fmt::format("{}: tensor not listed in the manifest", name));
+      for (const auto& [fname, digest] : m.at("files").items()) {
+        auto text = read_file((fs::path(dir) / fname).string());
+        if (!text.ok()) {
+          problem(fmt::format("{}: listed in the manifest but cannot be read", fname));
+          continue;
+        }
+        if (digest_hex({reinterpret_cast<const uint8_t*>(text->data()), text->size()}) != digest.get<std::string>())
+          problem(fmt::format("{}: contents differ from the manifest", fname));
+      }
+    } catch (const std::exception& e) {
+      problem(fmt::format("{}: unreadable manifest: {}", manifest_path, e.what()));
+    }
+  }
+
+  // 6. Against the original model: dequantize and measure the error.
+  if (against) {
+    auto src = ModelFiles::open(*against);
+    if (!src.ok()) {
+      problem(std::string(src.status().message()));
+      return r;
+    }
+    for (auto& v : r.tensors) {
+      if (!v.problem.empty()) continue;
+      const TensorRef* orig = src->find(v.name);
+      if (!orig) {
+        v.problem = fmt::format("not in {}", *against);
+        problem(fmt::format("{}: {}", v.name, v.problem));
+        continue;
+      }
+      if (orig->info->shape != v.shape || !is_quantizable_float(orig->info->dtype)) {
+        v.problem = fmt::format("shape/dtype differ from {}", *against);
+        problem(fmt::format("{}: {}", v.name, v.problem));
+        continue;
+      }
+      const std::vector<float> want = floats_of(orig->view().bytes, orig->info->dtype);
+      std::vector<float> got;
+      if (v.quantized) {
+        const auto& e = nf4.at(v.name);
+        const uint64_t n = want.size();
+        got.resize(n);
+        nf4_best_backend().dequantize(e.parts.at("")->view().bytes.data(), decoded_absmax.at(v.name).data(), n,
+                                      static_cast<size_t>(e.state->blocksize), got.data());
+      } else {
+        got = floats_of(files->find(v.name)->view().bytes, v.dtype);
+      }
+      compare(v, got, want);
+    }
+  }
+  return r;
+}
+
+}  // namespace sp

@@ -1,0 +1,47 @@
+// Re-reads a bitsandbytes NF4 checkpoint and checks everything a loader relies on:
+// config.json and its quantization_config, every safetensors file, each quantized
+// weight's key set, dtypes, shapes, quant_state JSON bytes, code maps and absmax values,
+// the model's tensor layout, and (when present) the manifest's digest of every tensor and
+// file. With `against`, dequantizes every weight and reports its error against the
+// original model.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/dtype.h"
+#include "common/status.h"
+
+namespace sp {
+
+struct TensorVerdict {
+  std::string name;  // the logical tensor ("model.layers.0.mlp.up_proj.weight")
+  bool quantized = false;
+  DType dtype = DType::kF32;  // logical dtype (quant_state dtype for NF4 weights)
+  std::vector<int64_t> shape;
+  std::string problem;  // empty when the tensor checks out
+  // With --against:
+  std::optional<double> max_abs_error;
+  std::optional<double> rel_rmse;  // sqrt(sum (w' - w)^2 / sum w^2)
+  std::optional<double> zero_fraction;
+};
+
+struct VerifyReport {
+  std::string dir;
+  std::string architecture;
+  bool double_quant = false;
+  int blocksize = 0;
+  bool manifest_checked = false;
+  std::optional<std::string> against;
+  std::vector<std::string> problems;  // folder-level problems and every tensor problem
+  std::vector<TensorVerdict> tensors;
+  bool ok() const { return problems.empty(); }
+};
+
+// NOT_FOUND if `dir` (or `against`) is not a folder; any corruption is reported in the
+// report's problems, not as an error status.
+absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir,
+                                               const std::optional<std::string>& against);
+
+}  // namespace sp

@@ -1,0 +1,104 @@
+// shardpress compress MODEL_DIR OUT_DIR: prune and/or quantize a model to a bitsandbytes
+// NF4 checkpoint in this process (no coordinator), one shard at a time.
+#include <cstdio>
+
+#include "checkpoint/local_compress.h"
+#include "cli/commands.h"
+#include "cli/compress_flags.h"
+#include "cli/output.h"
+#include "common/byte_size.h"
+#include "fmt/format.h"
+#include "fmt/ranges.h"
+#include "nlohmann/json.hpp"
+
+namespace sp::cli {
+namespace {
+
+struct CompressArgs {
+  std::string model_dir;
+  std::string out_dir;
+  std::string max_shard_size = "5GB";
+  std::string output = "table";
+  CompressFlags flags;
+};
+
+int run_compress(const CompressArgs& a) {
+  auto settings = to_settings(a.flags);
+  if (!settings.ok()) return report_error(settings.status());
+  auto max_shard = parse_byte_size(a.max_shard_size);
+  if (!max_shard.ok()) return report_error(annotate(max_shard.status(), "--max-shard-size"));
+  LocalCompressOptions opts;
+  opts.settings = *settings;
+  opts.max_shard_bytes = *max_shard;
+  const bool tty = stderr_is_tty();
+  opts.on_shard = [tty](size_t i, size_t n, const std::string& id, double secs) {
+    if (tty) {
+      const int width = 30, done = static_cast<int>((i + 1) * width / n);
+      std::fprintf(stderr, "\r[%s%s] %zu/%zu %-12s", std::string(done, '#').c_str(),
+                   std::string(width - done, '.').c_str(), i + 1, n, id.c_str());
+      if (i + 1 == n) std::fputc('\n', stderr);
+    } else {
+      std::fprintf(stderr, "shard %zu/%zu %s done in %.3f s\n", i + 1, n, id.c_str(), secs);
+    }
+  };
+  std::fprintf(stderr, "compressing %s -> %s: %s\n", a.model_dir.c_str(), a.out_dir.c_str(),
+               describe(*settings).c_str());
+  auto s = compress_model_local(a.model_dir, a.out_dir, opts);
+  if (!s.ok()) return report_error(s.status());
+
+  size_t quantized = 0, pruned = 0;
+  uint64_t zeros = 0, total = 0;
+  for (const auto& t : s->tensors) {
+    quantized += t.quantized;
+    if (t.prune) {
+      ++pruned;
+      zeros += t.prune->zeros;
+      total += t.prune->total;
+    }
+  }
+  if (a.output == "json") {
+    nlohmann::ordered_json j;
+    j["output"] = s->output_dir;
+    j["compression"] = describe(*settings);
+    j["shards"] = s->shards;
+    j["files"] = s->files;
+    j["input_bytes"] = s->input_bytes;
+    j["output_bytes"] = s->output_bytes;
+    j["quantized_tensors"] = quantized;
+    j["quantized_params"] = s->quantized_params;
+    j["seconds"] = s->seconds;
+    nlohmann::ordered_json ts = nlohmann::ordered_json::array();
+    for (const auto& t : s->tensors) {
+      if (!t.prune) continue;
+      ts.push_back({{"name", t.name}, {"pruned", t.prune->pruned}, {"zeros", t.prune->zeros},
+                    {"total", t.prune->total}, {"sparsity", t.prune->sparsity()}});
+    }
+    j["pruned_tensors"] = ts;
+    std::printf("%s\n", j.dump(2).c_str());
+    return kExitOk;
+  }
+  std::printf("output        %s (%s)\n", s->output_dir.c_str(), fmt::format("{}", fmt::join(s->files, ", ")).c_str());
+  std::printf("tensors       %zu quantized to NF4, %zu pruned, %zu kept as they were\n", quantized, pruned,
+              s->tensors.size() - std::max(quantized, pruned));
+  if (total)
+    std::printf("sparsity      %.2f%% of pruned weights are zero\n", 100.0 * static_cast<double>(zeros) / total);
+  std::printf("size          %s -> %s\n", format_bytes(s->input_bytes).c_str(), format_bytes(s->output_bytes).c_str());
+  std::printf("time          %.2f s\n", s->seconds);
+  return kExitOk;
+}
+
+}  // namespace
+
+void add_compress_command(CLI::App& app, int* exit_code) {
+  auto args = std::make_shared<CompressArgs>();
+  CLI::App* cmd = app.add_subcommand("compress", "Prune/quantize a model on this machine, in one process");
+  cmd->add_option("MODEL_DIR", args->model_dir, "Hugging Face model folder")->required();
+  cmd->add_option("OUT_DIR", args->out_dir, "New folder for the checkpoint (must not exist)")->required();
+  cmd->add_option("--max-shard-size", args->max_shard_size, "Largest safetensors file")->capture_default_str();
+  cmd->add_option("-o,--output", args->output, "table or json")->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
+  add_compress_flags(cmd, &args->flags);
+  cmd->callback([args, exit_code] { *exit_code = run_compress(*args); });
+}
+
+}  // namespace sp::cli

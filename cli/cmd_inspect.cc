@@ -1,0 +1,140 @@
+// shardpress inspect MODEL_DIR: what the model is, how it will be cut into shards, and
+// whether each shard's task fits a worker's memory.
+#include <cstdio>
+#include <filesystem>
+
+#include "cli/commands.h"
+#include "cli/compress_flags.h"
+#include "cli/output.h"
+#include "common/byte_size.h"
+#include "fmt/format.h"
+#include "formats/model_files.h"
+#include "formats/model_layout.h"
+#include "nlohmann/json.hpp"
+#include "ops/task_memory.h"
+
+namespace sp::cli {
+namespace {
+
+struct InspectArgs {
+  std::string model_dir;
+  std::string worker_memory = "11GiB";
+  std::string output = "table";
+  CompressFlags flags;
+};
+
+std::string task_name(const ModelShard& s, const CompressSettings& c) {
+  if (s.kind != ShardKind::kLayer) return "copy";
+  std::string t;
+  if (c.prune) t = "prune";
+  if (c.quantize) t += t.empty() ? "quantize" : "+quantize";
+  return t;
+}
+
+int run_inspect(const InspectArgs& a) {
+  auto budget = parse_byte_size(a.worker_memory);
+  if (!budget.ok()) return report_error(annotate(budget.status(), "--worker-memory"));
+  auto settings = to_settings(a.flags);
+  if (!settings.ok()) return report_error(settings.status());
+  auto config = load_model_config(a.model_dir);
+  if (!config.ok()) return report_error(config.status());
+  auto files = ModelFiles::open(a.model_dir);
+  if (!files.ok()) return report_error(files.status());
+  std::map<std::string, TensorShape> actual;
+  for (const auto& [name, ref] : files->tensors()) actual[name] = {ref.info->dtype, ref.info->shape};
+  auto model = describe_model(*config, actual, a.model_dir);
+  if (!model.ok()) return report_error(model.status());
+  const ModelConfig& c = model->config;
+
+  uint64_t linear = 0, largest_task = 0;
+  std::vector<TaskMemory> mem;
+  for (const auto& s : model->shards) {
+    linear += s.linear_params;
+    mem.push_back(estimate_task_memory(s, *settings));
+    largest_task = std::max(largest_task, mem.back().total());
+  }
+  size_t sliding = 0;
+  for (auto k : c.layer_types) sliding += k == AttentionKind::kSliding;
+
+  if (a.output == "json") {
+    nlohmann::ordered_json j;
+    j["model"] = a.model_dir;
+    j["architecture"] = arch_class_name(c.arch);
+    j["model_type"] = c.model_type;
+    j["layers"] = c.num_layers;
+    j["hidden_size"] = c.hidden_size;
+    j["intermediate_size"] = c.intermediate_size;
+    j["num_attention_heads"] = c.num_heads;
+    j["num_key_value_heads"] = c.num_kv_heads;
+    j["head_dim"] = c.head_dim;
+    j["vocab_size"] = c.vocab_size;
+    j["tie_word_embeddings"] = c.tie_word_embeddings;
+    j["sliding_layers"] = sliding;
+    j["parameters"] = model->params;
+    j["linear_parameters"] = linear;
+    nlohmann::ordered_json by = nlohmann::ordered_json::object();
+    for (const auto& [dt, b] : model->bytes_by_dtype) by[std::string(dtype_name(dt))] = b;
+    j["bytes_by_dtype"] = by;
+    j["files"] = files->files().size();
+    j["ignored_tensors"] = model->ignored;
+    j["compression"] = describe(*settings);
+    j["worker_memory"] = *budget;
+    nlohmann::ordered_json shards = nlohmann::ordered_json::array();
+    for (size_t i = 0; i < model->shards.size(); ++i) {
+      const auto& s = model->shards[i];
+      shards.push_back({{"id", s.id},
+                        {"tensors", s.tensors.size()},
+                        {"params", s.params},
+                        {"bytes", s.bytes},
+                        {"task", task_name(s, *settings)},
+                        {"peak_memory", mem[i].total()},
+                        {"fits", mem[i].total() <= *budget}});
+    }
+    j["shards"] = shards;
+    std::printf("%s\n", j.dump(2).c_str());
+    return kExitOk;
+  }
+
+  std::string dtypes;
+  for (const auto& [dt, b] : model->bytes_by_dtype)
+    dtypes += fmt::format("{}{} {}", dtypes.empty() ? "" : ", ", dtype_name(dt), format_bytes(b));
+  std::string out;
+  out += fmt::format("model          {}\n", a.model_dir);
+  out += fmt::format("architecture   {} ({}), {} layers, hidden {}, intermediate {}\n",
+                     arch_class_name(c.arch), c.model_type, c.num_layers, c.hidden_size, c.intermediate_size);
+  out += fmt::format("attention      {} heads, {} KV heads, head_dim {}, {}\n", c.num_heads, c.num_kv_heads,
+                     c.head_dim,
+                     sliding ? fmt::format("{} sliding + {} full layers", sliding, c.num_layers - sliding)
+                             : std::string("full attention in every layer"));
+  out += fmt::format("vocabulary     {}{}\n", c.vocab_size, c.tie_word_embeddings ? ", tied embeddings (no lm_head)" : "");
+  out += fmt::format("parameters     {} ({} in projection weights)\n", format_count(model->params), format_count(linear));
+  out += fmt::format("bytes          {}\n", dtypes);
+  out += fmt::format("files          {} safetensors file{}\n", files->files().size(), files->files().size() == 1 ? "" : "s");
+  out += fmt::format("compression    {}\n", describe(*settings));
+  out += fmt::format("worker memory  {}: largest task needs {} ({})\n\n", format_bytes(*budget),
+                     format_bytes(largest_task), largest_task <= *budget ? "fits" : "DOES NOT FIT");
+  Table t({"SHARD", "TENSORS", "PARAMS", "BYTES", "TASK", "PEAK MEMORY", "FITS"});
+  for (size_t i = 0; i < model->shards.size(); ++i) {
+    const auto& s = model->shards[i];
+    t.add({s.id, std::to_string(s.tensors.size()), format_count(s.params), format_bytes(s.bytes),
+           task_name(s, *settings), format_bytes(mem[i].total()), mem[i].total() <= *budget ? "yes" : "no"});
+  }
+  out += t.render();
+  std::fputs(out.c_str(), stdout);
+  return kExitOk;
+}
+
+}  // namespace
+
+void add_inspect_command(CLI::App& app, int* exit_code) {
+  auto args = std::make_shared<InspectArgs>();
+  CLI::App* cmd = app.add_subcommand("inspect", "Describe a model and the shards and tasks it will be cut into");
+  cmd->add_option("MODEL_DIR", args->model_dir, "Hugging Face model folder")->required();
+  cmd->add_option("--worker-memory", args->worker_memory, "Memory budget of one worker")->capture_default_str();
+  cmd->add_option("-o,--output", args->output, "table or json")->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
+  add_compress_flags(cmd, &args->flags);
+  cmd->callback([args, exit_code] { *exit_code = run_inspect(*args); });
+}
+
+}  // namespace sp::cli

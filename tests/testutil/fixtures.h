@@ -1,0 +1,49 @@
+// Test helpers: paths to ../shared fixtures, temporary folders, running the CLI.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "formats/safetensors.h"
+
+namespace sp::test {
+
+// ../shared beside the checkout (SHARDPRESS_SHARED_DIR overrides).
+std::string shared_dir();
+// shared/fixtures/<rel>; the test fails (not skips) when fixtures are missing.
+std::string fixture(const std::string& rel);
+
+// A fresh empty folder, removed with its contents on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+struct CliResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+// Runs build/bin/shardpress with `args`, capturing stdout and stderr.
+CliResult run_cli(const std::vector<std::string>& args);
+
+// Tensor contents as float32 (F32/F16/BF16) or raw bytes.
+std::vector<float> as_floats(const TensorView& v);
+std::vector<uint8_t> as_bytes(const TensorView& v);
+
+// Writes a file (test data).
+void write_bytes(const std::string& path, std::span<const uint8_t> bytes);
+void write_text(const std::string& path, const std::string& text);
+std::vector<uint8_t> read_bytes(const std::string& path);
+
+}  // namespace sp::test
