@@ -222,6 +222,8 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir,
     if (!claimed) plain[name] = &ref;
   }
 
+  std::map<std::string, std::vector<int64_t>> expected_shape;
+  for (const auto& e : expected_tensors(*config)) expected_shape[e.name] = e.shape;
   std::map<std::string, TensorShape> logical;
   std::map<std::string, std::vector<float>> decoded_absmax;
   for (auto& [w, e] : nf4) {
@@ -234,10 +236,17 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir,
       std::vector<float> absmax;
       v.problem = check_nf4(e, r.double_quant, v, &absmax);
       if (v.problem.empty()) {
-        logical[w] = TensorShape{v.dtype, v.shape};
         decoded_absmax[w] = std::move(absmax);
         if (r.blocksize == 0) r.blocksize = e.state->blocksize;
       }
+    }
+    // A weight whose side tensors are broken is still present: describe it by its
+    // quant_state, or else by the shape the config expects, so that one fault is
+    // reported once (not again as a missing tensor).
+    if (e.state) {
+      logical[w] = TensorShape{v.dtype, v.shape};
+    } else if (auto it = expected_shape.find(w); it != expected_shape.end()) {
+      logical[w] = TensorShape{DType::kBF16, it->second};
     }
     if (!v.problem.empty()) problem(fmt::format("{}: {}", w, v.problem));
     r.tensors.push_back(std::move(v));

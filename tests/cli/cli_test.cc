@@ -1,0 +1,125 @@
+// The shardpress binary: output, -o json, exit codes (0 ok, 1 failed/corrupt, 2 bad input).
+#include <filesystem>
+
+#include "formats/model_files.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/testutil/fixtures.h"
+
+namespace sp {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using test::run_cli;
+
+std::string stories() { return test::fixture("stories260k/hf-bf16"); }
+
+TEST(Cli, InspectStoriesJson) {
+  auto r = run_cli({"inspect", stories(), "-o", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j["architecture"], "LlamaForCausalLM");
+  EXPECT_EQ(j["layers"], 5);
+  EXPECT_EQ(j["parameters"], 260032);
+  EXPECT_EQ(j["bytes_by_dtype"]["BF16"], 520064);
+  EXPECT_EQ(j["tie_word_embeddings"], true);
+  ASSERT_EQ(j["shards"].size(), 7u);
+  EXPECT_EQ(j["shards"][1]["id"], "layer.0");
+  EXPECT_EQ(j["shards"][1]["task"], "quantize");
+  EXPECT_EQ(j["shards"][1]["fits"], true);
+  EXPECT_EQ(j["worker_memory"], 11ll << 30);
+}
+
+TEST(Cli, InspectTableAndBudget) {
+  auto r = run_cli({"inspect", stories(), "--worker-memory", "32MiB", "--prune", "magnitude", "--scope", "tensor"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("LlamaForCausalLM (llama), 5 layers, hidden 64"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("prune+quantize"), std::string::npos);
+  EXPECT_NE(r.out.find("DOES NOT FIT"), std::string::npos);  // 64 MiB task overhead > 32 MiB
+  EXPECT_NE(r.out.find("layer.4"), std::string::npos);
+}
+
+TEST(Cli, InspectBadInputExitsTwo) {
+  auto missing = run_cli({"inspect", "/nonexistent/model"});
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_NE(missing.err.find("/nonexistent/model: no config.json"), std::string::npos) << missing.err;
+  test::TempDir d;
+  test::write_text(d / "config.json", R"({"architectures": ["BertModel"], "hidden_size": 8})");
+  auto bert = run_cli({"inspect", d.path()});
+  EXPECT_EQ(bert.exit_code, 2);
+  EXPECT_NE(bert.err.find("unsupported architecture 'BertModel'"), std::string::npos) << bert.err;
+  auto mem = run_cli({"inspect", stories(), "--worker-memory", "lots"});
+  EXPECT_EQ(mem.exit_code, 2);
+  EXPECT_NE(mem.err.find("--worker-memory"), std::string::npos);
+  EXPECT_EQ(run_cli({"frobnicate"}).exit_code, 2);
+  EXPECT_EQ(run_cli({}).exit_code, 2);
+}
+
+TEST(Cli, CompressThenVerifyThenCorrupt) {
+  test::TempDir d;
+  const std::string out = d / "nf4";
+  auto c = run_cli({"compress", stories(), out, "-o", "json"});
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  const json cj = json::parse(c.out);
+  EXPECT_EQ(cj["quantized_tensors"], 35);
+  EXPECT_EQ(cj["shards"], 7);
+
+  auto v = run_cli({"verify", out, "--against", stories()});
+  ASSERT_EQ(v.exit_code, 0) << v.out << v.err;
+  EXPECT_NE(v.out.find("35 quantized, 12 unquantized"), std::string::npos) << v.out;
+  EXPECT_NE(v.out.find("model.layers.4.mlp.down_proj.weight"), std::string::npos);
+  EXPECT_NE(v.out.find("\nOK\n"), std::string::npos);
+
+  auto vj = run_cli({"verify", out, "--against", stories(), "-o", "json"});
+  ASSERT_EQ(vj.exit_code, 0);
+  const json j = json::parse(vj.out);
+  EXPECT_EQ(j["ok"], true);
+  EXPECT_EQ(j["tensors"].size(), 47u);
+
+  // Flip one byte in the middle of a packed weight.
+  uint64_t off;
+  std::string path;
+  {
+    auto files = ModelFiles::open(out);
+    ASSERT_TRUE(files.ok());
+    off = files->find("model.layers.0.self_attn.v_proj.weight")->file_offset() + 7;
+    path = files->files()[0]->path();
+  }
+  auto bytes = test::read_bytes(path);
+  bytes[off] ^= 0x01;
+  test::write_bytes(path, bytes);
+  auto bad = run_cli({"verify", out});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("model.layers.0.self_attn.v_proj.weight: bytes differ from the manifest"), std::string::npos)
+      << bad.err;
+}
+
+TEST(Cli, CompressBadInputExitsTwoAndWritesNothing) {
+  test::TempDir d;
+  auto bs = run_cli({"compress", stories(), d / "o1", "--blocksize", "100"});
+  EXPECT_EQ(bs.exit_code, 2);
+  EXPECT_NE(bs.err.find("blocksize 100"), std::string::npos) << bs.err;
+  auto sp = run_cli({"compress", stories(), d / "o2", "--prune", "magnitude", "--sparsity", "1.5"});
+  EXPECT_EQ(sp.exit_code, 2);
+  EXPECT_NE(sp.err.find("sparsity 1.5"), std::string::npos) << sp.err;
+  auto scope = run_cli({"compress", stories(), d / "o3", "--prune", "magnitude", "--scope", "column"});
+  EXPECT_EQ(scope.exit_code, 2);
+  fs::create_directory(d / "exists");
+  auto ex = run_cli({"compress", stories(), d / "exists"});
+  EXPECT_EQ(ex.exit_code, 2);
+  EXPECT_NE(ex.err.find("already exists"), std::string::npos);
+  EXPECT_FALSE(fs::exists(d / "o1"));
+  EXPECT_FALSE(fs::exists(d / "o2"));
+  EXPECT_FALSE(fs::exists(d / "o3"));
+}
+
+TEST(Cli, VerifyMissingFolderExitsTwoAndNonCheckpointExitsOne) {
+  EXPECT_EQ(run_cli({"verify", "/nonexistent/out"}).exit_code, 2);
+  auto orig = run_cli({"verify", stories()});  // an unquantized model is not an NF4 checkpoint
+  EXPECT_EQ(orig.exit_code, 1);
+  EXPECT_NE(orig.err.find("no quantization_config"), std::string::npos) << orig.err;
+}
+
+}  // namespace
+}  // namespace sp
