@@ -1,4 +1,5 @@
 // The shardpress binary: output, -o json, exit codes (0 ok, 1 failed/corrupt, 2 bad input).
+#include <cstring>
 #include <filesystem>
 
 #include "formats/model_files.h"
@@ -119,6 +120,65 @@ TEST(Cli, VerifyMissingFolderExitsTwoAndNonCheckpointExitsOne) {
   auto orig = run_cli({"verify", stories()});  // an unquantized model is not an NF4 checkpoint
   EXPECT_EQ(orig.exit_code, 1);
   EXPECT_NE(orig.err.find("no quantization_config"), std::string::npos) << orig.err;
+}
+
+
+// A model with EXAONE-4.0-32B's real shapes (2 of its 64 layers): the safetensors file is
+// sparse (header + ftruncate), so the test costs no disk. inspect must read the layout
+// and size each layer's task for an 11 GiB worker.
+TEST(Cli, InspectExaone32bShapedModel) {
+  test::TempDir d;
+  json cfg = {{"architectures", {"Exaone4ForCausalLM"}}, {"model_type", "exaone4"}, {"hidden_size", 5120},
+              {"intermediate_size", 27392}, {"num_hidden_layers", 2}, {"num_attention_heads", 40},
+              {"num_key_value_heads", 8}, {"head_dim", 128}, {"vocab_size", 102400},
+              {"tie_word_embeddings", false}, {"sliding_window", 4096}, {"sliding_window_pattern", "LLLG"},
+              {"torch_dtype", "bfloat16"}};
+  test::write_text(d / "config.json", cfg.dump());
+  std::vector<std::pair<std::string, std::vector<int64_t>>> t = {{"model.embed_tokens.weight", {102400, 5120}}};
+  for (int i = 0; i < 2; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    for (auto [n, s] : std::vector<std::pair<std::string, std::vector<int64_t>>>{
+             {"self_attn.q_proj.weight", {5120, 5120}}, {"self_attn.k_proj.weight", {1024, 5120}},
+             {"self_attn.v_proj.weight", {1024, 5120}}, {"self_attn.o_proj.weight", {5120, 5120}},
+             {"self_attn.q_norm.weight", {128}}, {"self_attn.k_norm.weight", {128}},
+             {"post_attention_layernorm.weight", {5120}}, {"mlp.gate_proj.weight", {27392, 5120}},
+             {"mlp.up_proj.weight", {27392, 5120}}, {"mlp.down_proj.weight", {5120, 27392}},
+             {"post_feedforward_layernorm.weight", {5120}}})
+      t.push_back({p + n, s});
+  }
+  t.push_back({"model.norm.weight", {5120}});
+  t.push_back({"lm_head.weight", {102400, 5120}});
+  json header = json::object();
+  uint64_t pos = 0;
+  for (const auto& [n, s] : t) {
+    uint64_t bytes = 2;
+    for (auto x : s) bytes *= static_cast<uint64_t>(x);
+    header[n] = {{"dtype", "BF16"}, {"shape", s}, {"data_offsets", {pos, pos + bytes}}};
+    pos += bytes;
+  }
+  std::string text = header.dump();
+  std::vector<uint8_t> head(8);
+  const uint64_t len = text.size();
+  std::memcpy(head.data(), &len, 8);
+  head.insert(head.end(), text.begin(), text.end());
+  test::write_bytes(d / "model.safetensors", head);
+  fs::resize_file(d / "model.safetensors", head.size() + pos);  // sparse data section
+
+  auto r = run_cli({"inspect", d.path(), "-o", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j["sliding_layers"], 2);  // "LLLG": layers 0 and 1 are sliding
+  ASSERT_EQ(j["shards"].size(), 5u);  // embed, 2 layers, norm, lm_head
+  const json& layer = j["shards"][1];
+  EXPECT_EQ(layer["id"], "layer.0");
+  EXPECT_EQ(layer["params"], 483666176);  // architectures.md §7
+  EXPECT_EQ(layer["bytes"], 967332352);
+  // input 922.5 MiB + NF4 output ~248 MiB + absmax scratch + 64 MiB allowance
+  EXPECT_GT(layer["peak_memory"].get<uint64_t>(), 1200ull << 20);
+  EXPECT_LT(layer["peak_memory"].get<uint64_t>(), 1300ull << 20);
+  EXPECT_EQ(layer["fits"], true);
+  auto small = run_cli({"inspect", d.path(), "--worker-memory", "1GiB", "-o", "json"});
+  EXPECT_EQ(json::parse(small.out)["shards"][1]["fits"], false);
 }
 
 }  // namespace
