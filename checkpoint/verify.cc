@@ -9,7 +9,7 @@
 #include "checkpoint/assembler.h"
 #include "common/digest.h"
 #include "common/file_util.h"
-#include "common/half.h"
+#include "common/float_convert.h"
 #include "fmt/format.h"
 #include "formats/bnb_format.h"
 #include "formats/model_config.h"
@@ -23,20 +23,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using ojson = nlohmann::ordered_json;
-
-std::vector<float> floats_of(std::span<const uint8_t> b, DType dtype) {
-  const size_t n = b.size() / dtype_size(dtype);
-  std::vector<float> out(n);
-  for (size_t i = 0; i < n; ++i) {
-    uint16_t h;
-    switch (dtype) {
-      case DType::kBF16: std::memcpy(&h, b.data() + 2 * i, 2); out[i] = bf16_to_f32(h); break;
-      case DType::kF16: std::memcpy(&h, b.data() + 2 * i, 2); out[i] = f16_to_f32(h); break;
-      default: std::memcpy(&out[i], b.data() + 4 * i, 4); break;
-    }
-  }
-  return out;
-}
 
 // The side tensors of one quantized weight, as found in the files.
 struct Nf4Entry {
@@ -92,19 +78,19 @@ std::string check_nf4(Nf4Entry& e, bool config_dq, TensorVerdict& v, std::vector
     if (!shape_is(na, DType::kF32, {static_cast<int64_t>((nb + 255) / 256)}))
       return fmt::format("nested_absmax must be F32 [{}]", (nb + 255) / 256);
     if (!shape_is(nm, DType::kF32, {256})) return "nested_quant_map must be F32 [256]";
-    const std::vector<float> map = floats_of(nm->view().bytes, DType::kF32);
+    const std::vector<float> map = to_float32(nm->view().bytes, DType::kF32);
     for (size_t i = 0; i < map.size(); ++i) {
       if (!std::isfinite(map[i]) || std::fabs(map[i]) > 1.0f || (i > 0 && !(map[i] > map[i - 1])))
         return fmt::format("nested_quant_map entry {} ({}) breaks the dynamic map (increasing, within [-1, 1])", i, map[i]);
     }
-    const std::vector<float> nested = floats_of(na->view().bytes, DType::kF32);
+    const std::vector<float> nested = to_float32(na->view().bytes, DType::kF32);
     for (size_t i = 0; i < nested.size(); ++i)
       if (!std::isfinite(nested[i]) || nested[i] < 0)
         return fmt::format("nested_absmax[{}] = {} is not a finite non-negative number", i, nested[i]);
     double_dequantize(am->view().bytes, nested, qs.nested_offset, map.data(), absmax.data());
   } else {
     if (!shape_is(am, DType::kF32, {static_cast<int64_t>(nb)})) return fmt::format("absmax must be F32 [{}]", nb);
-    absmax = floats_of(am->view().bytes, DType::kF32);
+    absmax = to_float32(am->view().bytes, DType::kF32);
   }
   for (size_t i = 0; i < absmax.size(); ++i) {
     // Double quantization may decode a zero block's absmax slightly below zero; a
@@ -330,7 +316,7 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir,
         problem(fmt::format("{}: {}", v.name, v.problem));
         continue;
       }
-      const std::vector<float> want = floats_of(orig->view().bytes, orig->info->dtype);
+      const std::vector<float> want = to_float32(orig->view().bytes, orig->info->dtype);
       std::vector<float> got;
       if (v.quantized) {
         const auto& e = nf4.at(v.name);
@@ -339,7 +325,7 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir,
         nf4_best_backend().dequantize(e.parts.at("")->view().bytes.data(), decoded_absmax.at(v.name).data(), n,
                                       static_cast<size_t>(e.state->blocksize), got.data());
       } else {
-        got = floats_of(files->find(v.name)->view().bytes, v.dtype);
+        got = to_float32(files->find(v.name)->view().bytes, v.dtype);
       }
       compare(v, got, want);
     }

@@ -84,6 +84,15 @@ int run_compress(const CompressArgs& a) {
     std::printf("sparsity      %.2f%% of pruned weights are zero\n", 100.0 * static_cast<double>(zeros) / total);
   std::printf("size          %s -> %s\n", format_bytes(s->input_bytes).c_str(), format_bytes(s->output_bytes).c_str());
   std::printf("time          %.2f s\n", s->seconds);
+  if (pruned > 0) {
+    Table t({"PRUNED TENSOR", "PRUNED", "ZEROS", "OF", "SPARSITY"});
+    for (const auto& r : s->tensors) {
+      if (!r.prune) continue;
+      t.add({r.name, format_count(r.prune->pruned), format_count(r.prune->zeros), format_count(r.prune->total),
+             fmt::format("{:.2f}%", r.prune->sparsity() * 100)});
+    }
+    std::printf("\n%s", t.render().c_str());
+  }
   return kExitOk;
 }
 

@@ -2,40 +2,12 @@
 
 #include <cstring>
 
-#include "common/half.h"
+#include "common/float_convert.h"
 #include "fmt/format.h"
 #include "ops/double_quant.h"
 
 namespace sp {
 namespace {
-
-std::vector<float> to_f32(const InputTensor& in) {
-  const size_t n = in.meta->stored.numel();
-  std::vector<float> out(n);
-  const uint8_t* p = in.bytes.data();
-  for (size_t i = 0; i < n; ++i) {
-    uint16_t h;
-    switch (in.meta->stored.dtype) {
-      case DType::kBF16: std::memcpy(&h, p + 2 * i, 2); out[i] = bf16_to_f32(h); break;
-      case DType::kF16: std::memcpy(&h, p + 2 * i, 2); out[i] = f16_to_f32(h); break;
-      default: std::memcpy(&out[i], p + 4 * i, 4); break;
-    }
-  }
-  return out;
-}
-
-std::vector<uint8_t> from_f32(const std::vector<float>& w, DType dtype) {
-  std::vector<uint8_t> out(w.size() * dtype_size(dtype));
-  for (size_t i = 0; i < w.size(); ++i) {
-    uint16_t h;
-    switch (dtype) {
-      case DType::kBF16: h = f32_to_bf16(w[i]); std::memcpy(out.data() + 2 * i, &h, 2); break;
-      case DType::kF16: h = f32_to_f16(w[i]); std::memcpy(out.data() + 2 * i, &h, 2); break;
-      default: std::memcpy(out.data() + 4 * i, &w[i], 4); break;
-    }
-  }
-  return out;
-}
 
 template <typename T>
 std::vector<uint8_t> as_bytes(const T* p, size_t n) {
@@ -112,7 +84,7 @@ absl::StatusOr<ShardResult> compress_shard(std::span<const InputTensor> inputs,
     DType dtype = meta.stored.dtype;
     std::vector<float> pruned;
     if (settings.prune) {
-      pruned = to_f32(in);
+      pruned = to_float32(in.bytes, meta.stored.dtype);
       auto st = prune_magnitude(pruned, rows, cols, settings.prune->scope, settings.prune->sparsity);
       if (!st.ok()) return annotate(st.status(), meta.name);
       report.prune = *st;
@@ -127,7 +99,7 @@ absl::StatusOr<ShardResult> compress_shard(std::span<const InputTensor> inputs,
       result.groups.push_back(std::move(*q));
     } else {
       result.groups.push_back({{TensorSpec{meta.name, meta.stored.dtype, meta.stored.shape},
-                                from_f32(pruned, meta.stored.dtype)}});
+                                from_float32(pruned, meta.stored.dtype)}});
     }
     result.reports.push_back(std::move(report));
   }

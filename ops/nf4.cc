@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "common/half.h"
+#include "common/float_convert.h"
 #include "fmt/format.h"
 #if defined(SP_HAVE_AVX2_KERNELS)
 #include "ops/nf4_avx2.h"
@@ -26,16 +26,6 @@ const Nf4Backend kBackends[] = {
     {"avx2", has_avx2, avx2::nf4_quantize, avx2::nf4_dequantize, avx2::nf4_dequantize_bf16},
 #endif
 };
-
-float element_value(std::span<const uint8_t> bytes, DType dtype, size_t i) {
-  uint16_t h;
-  float f;
-  switch (dtype) {
-    case DType::kBF16: std::memcpy(&h, bytes.data() + 2 * i, 2); return bf16_to_f32(h);
-    case DType::kF16: std::memcpy(&h, bytes.data() + 2 * i, 2); return f16_to_f32(h);
-    default: std::memcpy(&f, bytes.data() + 4 * i, 4); return f;
-  }
-}
 
 }  // namespace
 
@@ -83,7 +73,7 @@ absl::StatusOr<Nf4Tensor> nf4_quantize(std::span<const uint8_t> bytes, DType dty
     const size_t c = cols > 0 ? static_cast<size_t>(cols) : 1;
     return absl::InvalidArgumentError(
         fmt::format("element {} (row {}, column {}) is {}; NF4 cannot encode NaN or infinity", bad,
-                    bad / c, bad % c, element_value(bytes, dtype, bad)));
+                    bad / c, bad % c, element_as_float32(bytes, dtype, bad)));
   }
   return out;
 }

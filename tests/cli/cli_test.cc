@@ -96,6 +96,18 @@ TEST(Cli, CompressThenVerifyThenCorrupt) {
       << bad.err;
 }
 
+TEST(Cli, CompressReportsSparsityPerTensor) {
+  test::TempDir d;
+  auto c = run_cli({"compress", stories(), d / "p", "--prune", "magnitude", "--sparsity", "0.25", "--scope", "row"});
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_NE(c.out.find("35 quantized to NF4, 35 pruned"), std::string::npos) << c.out;
+  // down_proj is 64x172: floor(0.25 * 172) = 43 per row, 2752 of 11008 = 25.00%.
+  EXPECT_NE(c.out.find("model.layers.0.mlp.down_proj.weight     2,752   2,752  11,008  25.00%"), std::string::npos)
+      << c.out;
+  auto v = run_cli({"verify", d / "p", "--against", stories()});
+  EXPECT_EQ(v.exit_code, 0) << v.err;
+}
+
 TEST(Cli, CompressBadInputExitsTwoAndWritesNothing) {
   test::TempDir d;
   auto bs = run_cli({"compress", stories(), d / "o1", "--blocksize", "100"});

@@ -11,7 +11,6 @@
 #include <iterator>
 #include <sstream>
 
-#include "common/half.h"
 #include "gtest/gtest.h"
 
 namespace sp::test {
@@ -77,21 +76,6 @@ CliResult run_cli(const std::vector<std::string>& args) {
   ::close(o);
   ::close(e);
   return r;
-}
-
-std::vector<float> as_floats(const TensorView& v) {
-  const size_t n = v.numel();
-  std::vector<float> out(n);
-  for (size_t i = 0; i < n; ++i) {
-    uint16_t h;
-    switch (v.dtype()) {
-      case DType::kBF16: std::memcpy(&h, v.bytes.data() + 2 * i, 2); out[i] = bf16_to_f32(h); break;
-      case DType::kF16: std::memcpy(&h, v.bytes.data() + 2 * i, 2); out[i] = f16_to_f32(h); break;
-      case DType::kF32: std::memcpy(&out[i], v.bytes.data() + 4 * i, 4); break;
-      default: ADD_FAILURE() << "not a float tensor: " << v.name(); return {};
-    }
-  }
-  return out;
 }
 
 std::vector<uint8_t> as_bytes(const TensorView& v) { return {v.bytes.begin(), v.bytes.end()}; }

@@ -37,8 +37,7 @@ struct CliResult {
 // Runs build/bin/shardpress with `args`, capturing stdout and stderr.
 CliResult run_cli(const std::vector<std::string>& args);
 
-// Tensor contents as float32 (F32/F16/BF16) or raw bytes.
-std::vector<float> as_floats(const TensorView& v);
+// Tensor contents as raw bytes.
 std::vector<uint8_t> as_bytes(const TensorView& v);
 
 // Writes a file (test data).
