@@ -238,5 +238,31 @@ TEST(StoriesCheckpoint, BadModelLeavesNothingBehind) {
   EXPECT_EQ(entries, 1u) << "staging or partial folders left behind";
 }
 
+TEST(StoriesCheckpoint, CopiesTokenizerAndGenerationFilesOnly) {
+  test::TempDir d;
+  fs::create_directory(d / "model");
+  for (const char* f : {"config.json", "model.safetensors"}) fs::copy_file(model() + "/" + f, d / (std::string("model/") + f));
+  test::write_text(d / "model/tokenizer.json", R"({"version": "1.0"})");
+  test::write_text(d / "model/tokenizer_config.json", "{}");
+  test::write_text(d / "model/generation_config.json", R"({"bos_token_id": 1})");
+  test::write_text(d / "model/special_tokens_map.json", "{}");
+  test::write_text(d / "model/pytorch_model.bin", "old weights");
+  test::write_text(d / "model/README.md", "model card");
+  LocalCompressOptions o;
+  ASSERT_TRUE(compress_model_local(d / "model", d / "out", o).ok());
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json"})
+    EXPECT_EQ(test::read_bytes(d / (std::string("out/") + f)), test::read_bytes(d / (std::string("model/") + f))) << f;
+  EXPECT_FALSE(fs::exists(d / "out/pytorch_model.bin"));
+  EXPECT_FALSE(fs::exists(d / "out/README.md"));
+  auto ok = verify_checkpoint(d / "out", std::nullopt);
+  ASSERT_TRUE(ok.ok());
+  EXPECT_TRUE(ok->ok());
+  test::write_text(d / "out/tokenizer.json", R"({"version": "2.0"})");  // altered after writing
+  auto bad = verify_checkpoint(d / "out", std::nullopt);
+  ASSERT_TRUE(bad.ok());
+  ASSERT_EQ(bad->problems.size(), 1u);
+  EXPECT_EQ(bad->problems[0], "tokenizer.json: contents differ from the manifest");
+}
+
 }  // namespace
 }  // namespace sp
