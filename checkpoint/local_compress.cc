@@ -9,8 +9,7 @@
 #include "common/file_util.h"
 #include "common/mapped_file.h"
 #include "fmt/format.h"
-#include "formats/model_files.h"
-#include "formats/model_layout.h"
+#include "formats/model.h"
 
 namespace sp {
 namespace {
@@ -43,12 +42,9 @@ absl::StatusOr<LocalCompressSummary> compress_model_local(const std::string& mod
   if (fs::exists(out_dir, ec))
     return absl::FailedPreconditionError(fmt::format(
         "output folder {} already exists; choose a new folder (nothing is overwritten)", out_dir));
-  SP_ASSIGN_OR_RETURN(ModelConfig config, load_model_config(model_dir));
-  SP_ASSIGN_OR_RETURN(ModelFiles files, ModelFiles::open(model_dir));
-  std::map<std::string, TensorShape> actual;
-  for (const auto& [name, ref] : files.tensors())
-    actual[name] = TensorShape{ref.info->dtype, ref.info->shape};
-  SP_ASSIGN_OR_RETURN(ModelDescription model, describe_model(config, actual, model_dir));
+  SP_ASSIGN_OR_RETURN(Model opened, open_model(model_dir));
+  const ModelFiles& files = opened.files;
+  const ModelDescription& model = opened.desc;
 
   fs::path out = fs::path(out_dir).lexically_normal();
   if (out.filename().empty()) out = out.parent_path();
@@ -95,7 +91,7 @@ absl::StatusOr<LocalCompressSummary> compress_model_local(const std::string& mod
 
   AssembleOptions ao;
   ao.source_dir = model_dir;
-  ao.config = config.raw;
+  ao.config = model.config.raw;
   ao.quantization = options.settings.quantize;
   ao.max_shard_bytes = options.max_shard_bytes;
   ao.provenance = {{"model", fs::absolute(model_dir).lexically_normal().string()}};

@@ -8,8 +8,7 @@
 #include "cli/output.h"
 #include "common/byte_size.h"
 #include "fmt/format.h"
-#include "formats/model_files.h"
-#include "formats/model_layout.h"
+#include "formats/model.h"
 #include "nlohmann/json.hpp"
 #include "ops/task_memory.h"
 
@@ -36,14 +35,10 @@ int run_inspect(const InspectArgs& a) {
   if (!budget.ok()) return report_error(annotate(budget.status(), "--worker-memory"));
   auto settings = to_settings(a.flags);
   if (!settings.ok()) return report_error(settings.status());
-  auto config = load_model_config(a.model_dir);
-  if (!config.ok()) return report_error(config.status());
-  auto files = ModelFiles::open(a.model_dir);
-  if (!files.ok()) return report_error(files.status());
-  std::map<std::string, TensorShape> actual;
-  for (const auto& [name, ref] : files->tensors()) actual[name] = {ref.info->dtype, ref.info->shape};
-  auto model = describe_model(*config, actual, a.model_dir);
-  if (!model.ok()) return report_error(model.status());
+  auto opened = open_model(a.model_dir);
+  if (!opened.ok()) return report_error(opened.status());
+  const ModelFiles* files = &opened->files;
+  const ModelDescription* model = &opened->desc;
   const ModelConfig& c = model->config;
 
   uint64_t linear = 0, largest_task = 0;
