@@ -42,7 +42,8 @@ absl::StatusOr<std::unique_ptr<CheckpointAssembler>> CheckpointAssembler::create
   std::unique_ptr<CheckpointAssembler> a(new CheckpointAssembler());
   a->out_dir_ = out.string();
   a->options_ = std::move(options);
-  a->partial_dir_ = (parent / fmt::format(".{}.partial-{}", out.filename().string(), ::getpid())).string();
+  // Deterministic name: a run that restarts after a crash removes the stale one.
+  a->partial_dir_ = (parent / fmt::format(".{}.partial", out.filename().string())).string();
   fs::remove_all(a->partial_dir_, ec);
   if (!fs::create_directory(a->partial_dir_, ec))
     return absl::UnavailableError(fmt::format("{}: cannot create folder: {}", a->partial_dir_, ec.message()));

@@ -32,18 +32,4 @@ absl::StatusOr<CompressSettings> to_settings(const CompressFlags& f) {
   return s;
 }
 
-std::string describe(const CompressSettings& s) {
-  std::string out;
-  if (s.prune) {
-    out = s.prune->scope == PruneScope::kTwoFour
-              ? "magnitude 2:4"
-              : fmt::format("magnitude {:g}% per {}", s.prune->sparsity * 100, prune_scope_name(s.prune->scope));
-  }
-  if (s.quantize) {
-    if (!out.empty()) out += " + ";
-    out += fmt::format("NF4 (block {}{})", s.quantize->blocksize, s.quantize->double_quant ? ", double quant" : "");
-  }
-  return out;
-}
-
 }  // namespace sp::cli

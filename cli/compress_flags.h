@@ -20,7 +20,5 @@ struct CompressFlags {
 
 void add_compress_flags(CLI::App* cmd, CompressFlags* f);
 absl::StatusOr<CompressSettings> to_settings(const CompressFlags& f);
-// "magnitude 30% per row + NF4 (block 64, double quant)".
-std::string describe(const CompressSettings& s);
 
 }  // namespace sp::cli

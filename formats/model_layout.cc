@@ -100,6 +100,12 @@ std::string_view role_name(TensorRole r) {
   return "?";
 }
 
+std::optional<TensorRole> role_from_name(std::string_view name) {
+  for (int r = 0; r <= static_cast<int>(TensorRole::kRotaryInvFreq); ++r)
+    if (role_name(static_cast<TensorRole>(r)) == name) return static_cast<TensorRole>(r);
+  return std::nullopt;
+}
+
 bool is_linear_weight(TensorRole r) {
   switch (r) {
     case TensorRole::kQProj: case TensorRole::kKProj: case TensorRole::kVProj:

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,8 @@ enum class TensorRole {
 };
 
 std::string_view role_name(TensorRole r);
+// Inverse of role_name.
+std::optional<TensorRole> role_from_name(std::string_view name);
 // q/k/v/o/gate/up/down projection weights: the tensors pruned and quantized to NF4.
 // Never norms, embeddings, lm_head or biases.
 bool is_linear_weight(TensorRole r);

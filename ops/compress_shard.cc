@@ -61,6 +61,20 @@ absl::Status validate(const CompressSettings& s) {
   return absl::OkStatus();
 }
 
+std::string describe(const CompressSettings& s) {
+  std::string out;
+  if (s.prune) {
+    out = s.prune->scope == PruneScope::kTwoFour
+              ? "magnitude 2:4"
+              : fmt::format("magnitude {:g}% per {}", s.prune->sparsity * 100, prune_scope_name(s.prune->scope));
+  }
+  if (s.quantize) {
+    if (!out.empty()) out += " + ";
+    out += fmt::format("NF4 (block {}{})", s.quantize->blocksize, s.quantize->double_quant ? ", double quant" : "");
+  }
+  return out;
+}
+
 absl::StatusOr<ShardResult> compress_shard(std::span<const InputTensor> inputs,
                                            const CompressSettings& settings,
                                            const Nf4Backend& backend) {

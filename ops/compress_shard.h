@@ -32,6 +32,9 @@ struct CompressSettings {
 // Checks the settings; INVALID_ARGUMENT naming the bad value.
 absl::Status validate(const CompressSettings& s);
 
+// "magnitude 30% per row + NF4 (block 64, double quant)".
+std::string describe(const CompressSettings& s);
+
 struct InputTensor {
   const ModelTensor* meta = nullptr;  // name, role, stored dtype/shape
   std::span<const uint8_t> bytes;

@@ -1,0 +1,765 @@
+#include "coordinator/coordinator.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+
+#include "checkpoint/assembler.h"
+#include "common/file_util.h"
+#include "coordinator/job_spec.h"
+#include "fmt/format.h"
+#include "formats/model.h"
+#include "nlohmann/json.hpp"
+#include "ops/task_memory.h"
+
+namespace sp {
+
+namespace fs = std::filesystem;
+using namespace shardpress::v1;  // NOLINT: the record types
+
+namespace {
+
+constexpr int64_t kWorkerAliveFactor = 3;  // alive = seen within 3 heartbeat intervals
+
+std::string serialize(const google::protobuf::Message& m) {
+  std::string s;
+  m.SerializeToString(&s);
+  return s;
+}
+
+bool terminal(JobState s) { return s == SUCCEEDED || s == FAILED || s == CANCELLED; }
+
+// Test hook: SHARDPRESS_TEST_DELAY_MS="import=200,assemble=100" sleeps that long per
+// imported / assembled tensor, so tests can kill the process at a chosen phase.
+int64_t test_delay_ms(std::string_view phase) {
+  const char* env = std::getenv("SHARDPRESS_TEST_DELAY_MS");
+  if (!env) return 0;
+  std::string_view s(env);
+  const std::string key = std::string(phase) + "=";
+  const size_t pos = s.find(key);
+  if (pos == std::string_view::npos) return 0;
+  return std::atoll(std::string(s.substr(pos + key.size())).c_str());
+}
+
+void sleep_ms(int64_t ms) {
+  if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+}
+
+// `path` resolved (symlinks followed as far as it exists) and checked to lie in `root`.
+absl::StatusOr<std::string> resolve_under(const std::string& path, const std::string& root, const char* what) {
+  std::error_code ec;
+  const fs::path p = fs::weakly_canonical(fs::absolute(path), ec);
+  if (ec) return absl::InvalidArgumentError(fmt::format("{} {}: {}", what, path, ec.message()));
+  const fs::path r = fs::weakly_canonical(fs::absolute(root), ec);
+  const auto rel = p.lexically_relative(r);
+  if (rel.empty() || *rel.begin() == "..")
+    return absl::PermissionDeniedError(
+        fmt::format("{} {} is outside the coordinator's allowed root {}", what, p.string(), r.string()));
+  return p.string();
+}
+
+std::string state_name(JobState s) {
+  switch (s) {
+    case QUEUED: return "queued";
+    case RUNNING: return "running";
+    case ASSEMBLING: return "assembling";
+    case SUCCEEDED: return "succeeded";
+    case FAILED: return "failed";
+    case CANCELLED: return "cancelled";
+    default: return "unknown";
+  }
+}
+
+}  // namespace
+
+Coordinator::Coordinator(CoordinatorOptions options, const Clock& clock)
+    : options_(std::move(options)), clock_(clock) {}
+
+Coordinator::~Coordinator() { stop(); }
+
+absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::open(CoordinatorOptions options, const Clock& clock) {
+  std::unique_ptr<Coordinator> c(new Coordinator(std::move(options), clock));
+  SP_ASSIGN_OR_RETURN(c->store_, StateStore::open((fs::path(c->options_.data_dir) / "state").string()));
+  c->blobs_ = std::make_unique<BlobStore>(c->store_.get());
+  c->scheduler_ = std::make_unique<TaskScheduler>(
+      clock, SchedulerOptions{c->options_.lease_ttl_ms, c->options_.max_failures});
+  SP_RETURN_IF_ERROR(c->recover());
+  return c;
+}
+
+absl::Status Coordinator::recover() {
+  std::lock_guard lock(mu_);
+  absl::Status parse_error;
+  SP_RETURN_IF_ERROR(store_->scan(Table::kJobs, "", [&](std::string_view k, std::string_view v) {
+    JobRecord j;
+    if (!j.ParseFromArray(v.data(), static_cast<int>(v.size()))) {
+      parse_error = absl::DataLossError(fmt::format("state store: job record {} is corrupt", k));
+      return false;
+    }
+    next_seq_ = std::max(next_seq_, j.seq() + 1);
+    jobs_[j.id()] = std::move(j);
+    return true;
+  }));
+  SP_RETURN_IF_ERROR(parse_error);
+  SP_RETURN_IF_ERROR(store_->scan(Table::kTasks, "", [&](std::string_view k, std::string_view v) {
+    TaskRecord t;
+    if (!t.ParseFromArray(v.data(), static_cast<int>(v.size()))) {
+      parse_error = absl::DataLossError(fmt::format("state store: task record {} is corrupt", k));
+      return false;
+    }
+    scheduler_->upsert(t);
+    return true;
+  }));
+  SP_RETURN_IF_ERROR(parse_error);
+  SP_RETURN_IF_ERROR(store_->scan(Table::kWorkers, "", [&](std::string_view, std::string_view v) {
+    WorkerRecord w;
+    if (w.ParseFromArray(v.data(), static_cast<int>(v.size()))) workers_[w.id()].record = w;
+    return true;
+  }));
+  StateStore::Batch b;
+  for (auto& [id, j] : jobs_) {
+    if (j.state() != RUNNING || !j.imported()) continue;
+    // Imported shards are written without per-write syncs: re-import any that is gone.
+    for (const auto& s : j.shards()) {
+      for (const auto& t : s.tensors()) {
+        SP_ASSIGN_OR_RETURN(const bool have, blobs_->contains(t.digest()));
+        if (!have && j.imported()) {
+          j.set_imported(false);
+          add_event(b, id, fmt::format("recovery: shard blob of {} missing, re-importing", t.name()));
+        }
+      }
+    }
+    if (j.imported()) scheduler_->set_job_active(id, true);
+    put_job(b, j);
+  }
+  for (const auto& t : scheduler_->extend_all_leases()) put_task(b, t);
+  return store_->commit(b, true);
+}
+
+void Coordinator::start() {
+  std::lock_guard lock(mu_);
+  if (runner_.joinable()) return;
+  stopping_ = false;
+  runner_ = std::thread([this] { run_loop(); });
+}
+
+void Coordinator::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (runner_.joinable()) runner_.join();
+}
+
+// ------------------------------------------------------------------ persistence helpers
+
+void Coordinator::put_job(StateStore::Batch& b, const JobRecord& j) { b.put(Table::kJobs, j.id(), serialize(j)); }
+
+void Coordinator::put_task(StateStore::Batch& b, const TaskRecord& t) {
+  b.put(Table::kTasks, t.id(), serialize(t));
+}
+
+void Coordinator::add_event(StateStore::Batch& b, const std::string& job_id, const std::string& msg) {
+  EventRecord e;
+  e.set_time_ms(clock_.now_ms());
+  e.set_job_id(job_id);
+  e.set_message(msg);
+  b.put(Table::kEvents, fmt::format("{}/{:013d}-{:08d}", job_id, e.time_ms(), ++event_counter_), serialize(e));
+}
+
+absl::Status Coordinator::persist_tasks(const std::vector<TaskRecord>& tasks, const std::string& why) {
+  if (tasks.empty()) return absl::OkStatus();
+  StateStore::Batch b;
+  for (const auto& t : tasks) {
+    put_task(b, t);
+    add_event(b, t.job_id(), fmt::format("{}: {}", t.id(), why));
+  }
+  return store_->commit(b, true);
+}
+
+void Coordinator::finish_job_locked(StateStore::Batch& b, JobRecord& j, JobState state, const std::string& error) {
+  j.set_state(state);
+  j.set_error(error);
+  j.set_finished_ms(clock_.now_ms());
+  scheduler_->set_job_active(j.id(), false);
+  phase_.erase(j.id());
+  put_job(b, j);
+  add_event(b, j.id(), error.empty() ? fmt::format("job {}", state_name(state))
+                                     : fmt::format("job {}: {}", state_name(state), error));
+}
+
+bool Coordinator::job_active(const JobRecord& j) const { return j.state() == RUNNING || j.state() == ASSEMBLING; }
+
+const JobRecord* Coordinator::find_job_locked(const std::string& ref) const {
+  auto it = jobs_.find(ref);
+  if (it != jobs_.end()) return &it->second;
+  const JobRecord* best = nullptr;
+  for (const auto& [id, j] : jobs_)
+    if (j.spec().name() == ref && (!best || j.seq() > best->seq())) best = &j;
+  return best;
+}
+
+JobStatus Coordinator::status_locked(const JobRecord& j, bool with_tasks) const {
+  JobStatus s;
+  s.set_id(j.id());
+  *s.mutable_spec() = j.spec();
+  s.set_state(j.state());
+  s.set_error(j.error());
+  s.set_created_ms(j.created_ms());
+  s.set_started_ms(j.started_ms());
+  s.set_finished_ms(j.finished_ms());
+  s.set_model_dir(j.model_dir());
+  s.set_output_dir(j.output_dir());
+  s.set_now_ms(clock_.now_ms());
+  for (const auto* t : scheduler_->tasks_of(j.id())) {
+    const ShardPlan& shard = j.shards(t->shard_index());
+    uint64_t bytes = 0;
+    for (const auto& m : shard.tensors()) bytes += m.nbytes();
+    s.set_tasks_total(s.tasks_total() + 1);
+    s.set_bytes_total(s.bytes_total() + bytes);
+    if (t->state() == DONE) {
+      s.set_tasks_done(s.tasks_done() + 1);
+      s.set_bytes_done(s.bytes_done() + bytes);
+    }
+    if (!with_tasks) continue;
+    TaskStatus* ts = s.add_tasks();
+    ts->set_id(t->id());
+    ts->set_shard(shard.id());
+    ts->set_state(t->state());
+    ts->set_attempt(t->attempt());
+    ts->set_worker_id(t->worker_id());
+    ts->set_started_ms(t->started_ms());
+    ts->set_finished_ms(t->finished_ms());
+    ts->set_last_error(t->last_error());
+    ts->set_input_bytes(bytes);
+    ts->set_memory_estimate(shard.memory_estimate());
+  }
+  auto ph = phase_.find(j.id());
+  if (ph != phase_.end()) s.set_phase(ph->second);
+  else if (j.state() == RUNNING) s.set_phase(j.imported() ? "compressing" : "importing");
+  else s.set_phase(state_name(j.state()));
+  return s;
+}
+
+// ------------------------------------------------------------------ CLI API
+
+absl::StatusOr<JobStatus> Coordinator::submit(const JobSpec& spec_in) {
+  JobSpec spec = spec_in;
+  SP_RETURN_IF_ERROR(validate_job_spec(spec));
+  SP_ASSIGN_OR_RETURN(const std::string model_dir, resolve_under(spec.model(), options_.model_root, "model"));
+  SP_ASSIGN_OR_RETURN(const std::string output_dir, resolve_under(spec.output(), options_.output_root, "output"));
+  std::error_code ec;
+  if (fs::exists(output_dir, ec))
+    return absl::FailedPreconditionError(fmt::format("output {} already exists; choose a new folder", output_dir));
+  // Read config.json and the safetensors headers now: a bad model is rejected at submit.
+  SP_ASSIGN_OR_RETURN(Model model, open_model(model_dir));
+  (void)model;
+
+  std::lock_guard lock(mu_);
+  for (const auto& [id, j] : jobs_)
+    if (!terminal(j.state()) && j.output_dir() == output_dir)
+      return absl::FailedPreconditionError(fmt::format("job {} already writes to {}", id, output_dir));
+  JobRecord j;
+  j.set_seq(next_seq_++);
+  j.set_id(fmt::format("job-{:04d}", j.seq()));
+  *j.mutable_spec() = spec;
+  j.set_state(QUEUED);
+  j.set_created_ms(clock_.now_ms());
+  j.set_model_dir(model_dir);
+  j.set_output_dir(output_dir);
+  StateStore::Batch b;
+  put_job(b, j);
+  add_event(b, j.id(), fmt::format("submitted '{}': {} -> {}, {}", spec.name(), model_dir, output_dir,
+                                   describe_spec(spec)));
+  SP_RETURN_IF_ERROR(store_->commit(b, true));
+  jobs_[j.id()] = j;
+  cv_.notify_all();
+  return status_locked(j, true);
+}
+
+absl::StatusOr<JobStatus> Coordinator::job_status(const std::string& ref, bool with_tasks) {
+  std::lock_guard lock(mu_);
+  const JobRecord* j = find_job_locked(ref);
+  if (!j) return absl::NotFoundError(fmt::format("no job '{}'", ref));
+  return status_locked(*j, with_tasks);
+}
+
+std::vector<JobStatus> Coordinator::list_jobs() {
+  std::lock_guard lock(mu_);
+  std::vector<const JobRecord*> v;
+  for (const auto& [id, j] : jobs_) v.push_back(&j);
+  std::sort(v.begin(), v.end(), [](auto* a, auto* b) { return a->seq() < b->seq(); });
+  std::vector<JobStatus> out;
+  for (const auto* j : v) out.push_back(status_locked(*j, false));
+  return out;
+}
+
+absl::StatusOr<JobStatus> Coordinator::cancel(const std::string& ref) {
+  std::lock_guard lock(mu_);
+  const JobRecord* found = find_job_locked(ref);
+  if (!found) return absl::NotFoundError(fmt::format("no job '{}'", ref));
+  JobRecord& j = jobs_[found->id()];
+  if (terminal(j.state()))
+    return absl::FailedPreconditionError(fmt::format("job {} is already {}", j.id(), state_name(j.state())));
+  StateStore::Batch b;
+  finish_job_locked(b, j, CANCELLED, "");
+  SP_RETURN_IF_ERROR(store_->commit(b, true));
+  cv_.notify_all();
+  return status_locked(j, true);
+}
+
+absl::StatusOr<JobStatus> Coordinator::resume(const std::string& ref) {
+  std::lock_guard lock(mu_);
+  const JobRecord* found = find_job_locked(ref);
+  if (!found) return absl::NotFoundError(fmt::format("no job '{}'", ref));
+  JobRecord& j = jobs_[found->id()];
+  if (j.state() == SUCCEEDED)
+    return absl::FailedPreconditionError(fmt::format("job {} already succeeded: {}", j.id(), j.output_dir()));
+  if (!terminal(j.state())) return status_locked(j, true);  // running or queued: nothing to do
+  std::error_code ec;
+  if (fs::exists(j.output_dir(), ec))
+    return absl::FailedPreconditionError(fmt::format("output {} exists now; move it away to resume", j.output_dir()));
+  StateStore::Batch b;
+  size_t kept = 0;
+  for (const auto* t : scheduler_->tasks_of(j.id())) kept += t->state() == DONE;
+  for (const auto& t : scheduler_->reset_unfinished(j.id())) put_task(b, t);
+  j.set_state(QUEUED);
+  j.set_error("");
+  j.set_finished_ms(0);
+  put_job(b, j);
+  add_event(b, j.id(), fmt::format("resumed, keeping {} finished task{}", kept, kept == 1 ? "" : "s"));
+  SP_RETURN_IF_ERROR(store_->commit(b, true));
+  cv_.notify_all();
+  return status_locked(j, true);
+}
+
+std::vector<WorkerInfo> Coordinator::workers() {
+  std::lock_guard lock(mu_);
+  std::vector<WorkerInfo> out;
+  const int64_t now = clock_.now_ms();
+  for (const auto& [id, w] : workers_) {
+    WorkerInfo i;
+    i.set_id(id);
+    i.set_host(w.record.host());
+    i.set_device(w.record.device());
+    i.set_memory(w.record.memory());
+    i.set_threads(w.record.threads());
+    i.set_registered_ms(w.record.registered_ms());
+    i.set_last_seen_ms(w.last_seen_ms);
+    i.set_alive(w.last_seen_ms > 0 && now - w.last_seen_ms <= kWorkerAliveFactor * options_.heartbeat_interval_ms);
+    for (const auto& [jid, j] : jobs_)
+      for (const auto* t : scheduler_->tasks_of(jid))
+        if (t->state() == LEASED && t->worker_id() == id) i.add_tasks(t->id());
+    out.push_back(std::move(i));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<EventRecord>> Coordinator::events(const std::string& ref) {
+  std::string id;
+  {
+    std::lock_guard lock(mu_);
+    const JobRecord* j = find_job_locked(ref);
+    if (!j) return absl::NotFoundError(fmt::format("no job '{}'", ref));
+    id = j->id();
+  }
+  std::vector<EventRecord> out;
+  SP_RETURN_IF_ERROR(store_->scan(Table::kEvents, id + "/", [&](std::string_view, std::string_view v) {
+    EventRecord e;
+    if (e.ParseFromArray(v.data(), static_cast<int>(v.size()))) out.push_back(std::move(e));
+    return true;
+  }));
+  return out;
+}
+
+// ------------------------------------------------------------------ worker API
+
+absl::StatusOr<RegisterResponse> Coordinator::register_worker(const RegisterRequest& r) {
+  if (r.worker_id().empty()) return absl::InvalidArgumentError("worker_id is empty");
+  std::lock_guard lock(mu_);
+  WorkerState& w = workers_[r.worker_id()];
+  const bool is_new = w.record.id().empty();
+  w.record.set_id(r.worker_id());
+  w.record.set_host(r.host());
+  w.record.set_device(r.device());
+  w.record.set_memory(r.memory());
+  w.record.set_threads(r.threads());
+  if (is_new) w.record.set_registered_ms(clock_.now_ms());
+  w.last_seen_ms = clock_.now_ms();
+  SP_RETURN_IF_ERROR(store_->put(Table::kWorkers, w.record.id(), serialize(w.record), true));
+  RegisterResponse resp;
+  resp.set_heartbeat_interval_ms(options_.heartbeat_interval_ms);
+  resp.set_lease_ttl_ms(options_.lease_ttl_ms);
+  return resp;
+}
+
+absl::StatusOr<HeartbeatResponse> Coordinator::heartbeat(const HeartbeatRequest& r) {
+  std::lock_guard lock(mu_);
+  auto it = workers_.find(r.worker_id());
+  if (it == workers_.end()) return absl::FailedPreconditionError(fmt::format("worker {} is not registered", r.worker_id()));
+  it->second.last_seen_ms = clock_.now_ms();
+  HeartbeatResponse resp;
+  for (const auto& l : r.leases()) {
+    // Extensions live in memory only: after a restart every lease gets a fresh TTL.
+    if (!scheduler_->heartbeat(r.worker_id(), l.task_id(), l.attempt()).ok()) *resp.add_revoked() = l;
+  }
+  return resp;
+}
+
+absl::StatusOr<LeaseResponse> Coordinator::lease(const LeaseRequest& r) {
+  std::lock_guard lock(mu_);
+  auto wit = workers_.find(r.worker_id());
+  if (wit == workers_.end()) return absl::FailedPreconditionError(fmt::format("worker {} is not registered", r.worker_id()));
+  wit->second.last_seen_ms = clock_.now_ms();
+  const auto& has = wit->second.has;
+  auto shard_of = [&](const TaskRecord& t) -> const ShardPlan& { return jobs_.at(t.job_id()).shards(t.shard_index()); };
+  auto granted = scheduler_->lease(
+      r.worker_id(), r.free_memory(), [&](const TaskRecord& t) { return shard_of(t).memory_estimate(); },
+      [&](const TaskRecord& t) {
+        int n = 0;
+        for (const auto& m : shard_of(t).tensors()) n += has.count(m.digest()) ? 1 : 0;
+        return n;
+      });
+  LeaseResponse resp;
+  if (!granted) return resp;
+  StateStore::Batch b;
+  put_task(b, *granted);
+  add_event(b, granted->job_id(), fmt::format("{} leased to worker {} (attempt {})", granted->id(), r.worker_id(),
+                                              granted->attempt()));
+  SP_RETURN_IF_ERROR(store_->commit(b, true));
+  metrics_.leases++;
+  const JobRecord& j = jobs_.at(granted->job_id());
+  resp.set_has_task(true);
+  resp.set_task_id(granted->id());
+  resp.set_attempt(granted->attempt());
+  resp.set_kind(granted->kind());
+  resp.set_job_id(j.id());
+  for (const auto& m : shard_of(*granted).tensors()) *resp.add_inputs() = m;
+  *resp.mutable_prune() = j.spec().prune();
+  *resp.mutable_quantize() = j.spec().quantize();
+  resp.set_lease_ttl_ms(options_.lease_ttl_ms);
+  resp.set_memory_estimate(shard_of(*granted).memory_estimate());
+  return resp;
+}
+
+absl::Status Coordinator::complete(const CompleteRequest& r) {
+  // Outputs must be in the blob store before the task counts as done.
+  for (const auto& g : r.outputs())
+    for (const auto& t : g.tensors()) {
+      SP_ASSIGN_OR_RETURN(const bool have, blobs_->contains(t.digest()));
+      if (!have)
+        return absl::FailedPreconditionError(fmt::format("output {} (blob {}) was not uploaded", t.name(), t.digest()));
+    }
+  std::lock_guard lock(mu_);
+  if (auto w = workers_.find(r.worker_id()); w != workers_.end()) w->second.last_seen_ms = clock_.now_ms();
+  const TaskRecord* cur = scheduler_->find(r.task_id());
+  if (cur && cur->state() == DONE && cur->attempt() == r.attempt() && cur->worker_id() == r.worker_id())
+    return absl::OkStatus();  // a retried complete of a result we already have
+  auto done = scheduler_->complete(r.worker_id(), r.task_id(), r.attempt(),
+                                   {r.outputs().begin(), r.outputs().end()},
+                                   {r.prune_reports().begin(), r.prune_reports().end()});
+  if (!done.ok()) {
+    metrics_.stale_results++;
+    return done.status();
+  }
+  StateStore::Batch b;
+  put_task(b, *done);
+  add_event(b, done->job_id(), fmt::format("{} done by worker {} (attempt {}, {:.2f} s)", done->id(), r.worker_id(),
+                                           r.attempt(), (done->finished_ms() - done->started_ms()) / 1000.0));
+  SP_RETURN_IF_ERROR(store_->commit(b, true));
+  cv_.notify_all();
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::fail(const FailRequest& r) {
+  std::lock_guard lock(mu_);
+  auto out = scheduler_->fail(r.worker_id(), r.task_id(), r.attempt(), r.error());
+  if (!out.ok()) {
+    metrics_.stale_results++;
+    return out.status();
+  }
+  StateStore::Batch b;
+  put_task(b, out->task);
+  add_event(b, out->task.job_id(), fmt::format("{} failed on worker {} (attempt {}): {}", r.task_id(), r.worker_id(),
+                                               r.attempt(), r.error()));
+  if (out->exhausted) {
+    JobRecord& j = jobs_.at(out->task.job_id());
+    finish_job_locked(b, j, FAILED,
+                      fmt::format("task {} failed {} times: {}", r.task_id(), out->task.failures(), r.error()));
+  }
+  SP_RETURN_IF_ERROR(store_->commit(b, true));
+  cv_.notify_all();
+  return absl::OkStatus();
+}
+
+void Coordinator::note_worker_has(const std::string& worker_id, const std::string& digest) {
+  std::lock_guard lock(mu_);
+  auto it = workers_.find(worker_id);
+  if (it != workers_.end()) it->second.has.insert(digest);
+}
+
+void Coordinator::expire_leases() {
+  std::lock_guard lock(mu_);
+  auto changed = scheduler_->expire();
+  if (changed.empty()) return;
+  persist_tasks(changed, "lease expired, task is ready again").IgnoreError();
+}
+
+std::string Coordinator::metrics_text() {
+  std::lock_guard lock(mu_);
+  std::map<std::string, int> task_counts, job_counts;
+  for (const char* s : {"waiting", "ready", "leased", "done", "failed"}) task_counts[s] = 0;
+  for (const char* s : {"queued", "running", "assembling", "succeeded", "failed", "cancelled"}) job_counts[s] = 0;
+  for (const auto& [id, j] : jobs_) {
+    job_counts[state_name(j.state())]++;
+    for (const auto* t : scheduler_->tasks_of(id)) {
+      switch (t->state()) {
+        case WAITING: task_counts["waiting"]++; break;
+        case READY: task_counts["ready"]++; break;
+        case LEASED: task_counts["leased"]++; break;
+        case DONE: task_counts["done"]++; break;
+        default: task_counts["failed"]++; break;
+      }
+    }
+  }
+  int alive = 0;
+  const int64_t now = clock_.now_ms();
+  for (const auto& [id, w] : workers_)
+    alive += w.last_seen_ms > 0 && now - w.last_seen_ms <= kWorkerAliveFactor * options_.heartbeat_interval_ms;
+  std::string out;
+  out += "# HELP shardpress_tasks Tasks by state.\n# TYPE shardpress_tasks gauge\n";
+  for (const auto& [s, n] : task_counts) out += fmt::format("shardpress_tasks{{state=\"{}\"}} {}\n", s, n);
+  out += "# HELP shardpress_jobs Jobs by state.\n# TYPE shardpress_jobs gauge\n";
+  for (const auto& [s, n] : job_counts) out += fmt::format("shardpress_jobs{{state=\"{}\"}} {}\n", s, n);
+  out += fmt::format("# HELP shardpress_workers_alive Workers seen recently.\n# TYPE shardpress_workers_alive gauge\n"
+                     "shardpress_workers_alive {}\n", alive);
+  out += fmt::format("# TYPE shardpress_workers_known gauge\nshardpress_workers_known {}\n", workers_.size());
+  out += fmt::format("# HELP shardpress_blob_bytes_received_total Blob bytes uploaded by workers.\n"
+                     "# TYPE shardpress_blob_bytes_received_total counter\nshardpress_blob_bytes_received_total {}\n",
+                     metrics_.blob_bytes_in.load());
+  out += fmt::format("# HELP shardpress_blob_bytes_sent_total Blob bytes sent to workers.\n"
+                     "# TYPE shardpress_blob_bytes_sent_total counter\nshardpress_blob_bytes_sent_total {}\n",
+                     metrics_.blob_bytes_out.load());
+  out += fmt::format("# TYPE shardpress_leases_total counter\nshardpress_leases_total {}\n", metrics_.leases.load());
+  out += fmt::format("# HELP shardpress_stale_results_total Results refused (lease lost).\n"
+                     "# TYPE shardpress_stale_results_total counter\nshardpress_stale_results_total {}\n",
+                     metrics_.stale_results.load());
+  return out;
+}
+
+// ------------------------------------------------------------------ the job runner
+
+void Coordinator::run_loop() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    lock.unlock();
+    step();
+    lock.lock();
+    if (stopping_) break;
+    cv_.wait_for(lock, std::chrono::milliseconds(200));
+  }
+}
+
+void Coordinator::step() {
+  std::string job_id;
+  JobState state;
+  bool imported;
+  {
+    std::lock_guard lock(mu_);
+    const JobRecord* active = nullptr;
+    for (const auto& [id, j] : jobs_)
+      if (job_active(j) && (!active || j.seq() < active->seq())) active = &j;
+    if (!active) {
+      const JobRecord* next = nullptr;
+      for (const auto& [id, j] : jobs_)
+        if (j.state() == QUEUED && (!next || j.seq() < next->seq())) next = &j;
+      if (!next) return;
+      JobRecord& j = jobs_[next->id()];
+      j.set_state(RUNNING);
+      if (j.started_ms() == 0) j.set_started_ms(clock_.now_ms());
+      if (j.imported()) scheduler_->set_job_active(j.id(), true);
+      StateStore::Batch b;
+      put_job(b, j);
+      add_event(b, j.id(), "started");
+      if (!store_->commit(b, true).ok()) return;
+      active = &j;
+    }
+    job_id = active->id();
+    state = active->state();
+    imported = active->imported();
+    if (state == RUNNING && imported) {
+      const auto tasks = scheduler_->tasks_of(job_id);
+      const bool all_done = std::all_of(tasks.begin(), tasks.end(), [](auto* t) { return t->state() == DONE; });
+      if (!all_done) return;
+      JobRecord& j = jobs_[job_id];
+      j.set_state(ASSEMBLING);
+      scheduler_->set_job_active(job_id, false);
+      StateStore::Batch b;
+      put_job(b, j);
+      add_event(b, job_id, fmt::format("all {} tasks done, assembling {}", tasks.size(), j.output_dir()));
+      if (!store_->commit(b, true).ok()) return;
+      state = ASSEMBLING;
+    }
+  }
+  absl::Status st = state == RUNNING ? import_job(job_id) : assemble_job(job_id);
+  std::lock_guard lock(mu_);
+  JobRecord& j = jobs_[job_id];
+  if (absl::IsCancelled(st)) return;  // the job was cancelled meanwhile
+  StateStore::Batch b;
+  if (!st.ok()) {
+    finish_job_locked(b, j, FAILED, std::string(st.message()));
+  } else if (state == ASSEMBLING) {
+    finish_job_locked(b, j, SUCCEEDED, "");
+  } else {
+    return;  // imported; tasks are running
+  }
+  store_->commit(b, true).IgnoreError();
+}
+
+absl::Status Coordinator::import_job(const std::string& job_id) {
+  JobRecord j;
+  {
+    std::lock_guard lock(mu_);
+    j = jobs_.at(job_id);
+    phase_[job_id] = "importing";
+  }
+  SP_ASSIGN_OR_RETURN(Model model, open_model(j.model_dir()));
+  const CompressSettings settings = compress_settings(j.spec());
+  const int64_t delay = test_delay_ms("import");
+  size_t total = 0, done = 0;
+  for (const auto& s : model.desc.shards) total += s.tensors.size();
+  j.clear_shards();
+  for (const ModelShard& s : model.desc.shards) {
+    ShardPlan* p = j.add_shards();
+    p->set_id(s.id);
+    p->set_is_layer(s.kind == ShardKind::kLayer);
+    p->set_layer(s.layer);
+    p->set_memory_estimate(estimate_task_memory(s, settings).total());
+    for (const auto& name : s.tensors) {
+      {
+        std::lock_guard lock(mu_);
+        if (jobs_.at(job_id).state() != RUNNING) return absl::CancelledError("job no longer running");
+        phase_[job_id] = fmt::format("importing {}/{}", done, total);
+      }
+      const ModelTensor* mt = model.desc.find(name);
+      const TensorRef* ref = model.files.find(name);
+      SP_ASSIGN_OR_RETURN(std::string digest, blobs_->put(ref->view().bytes));
+      TensorMeta* m = p->add_tensors();
+      m->set_name(name);
+      m->set_dtype(std::string(dtype_name(mt->stored.dtype)));
+      for (int64_t d : mt->stored.shape) m->add_shape(d);
+      m->set_digest(digest);
+      m->set_nbytes(mt->stored.nbytes());
+      m->set_role(std::string(role_name(mt->role)));
+      ++done;
+      sleep_ms(delay);
+    }
+  }
+  std::lock_guard lock(mu_);
+  JobRecord& cur = jobs_.at(job_id);
+  if (cur.state() != RUNNING) return absl::CancelledError("job no longer running");
+  *cur.mutable_shards() = j.shards();
+  cur.set_imported(true);
+  StateStore::Batch b;
+  std::vector<TaskRecord> tasks;
+  for (int i = 0; i < cur.shards_size(); ++i) {
+    if (!cur.shards(i).is_layer()) continue;
+    TaskRecord t;
+    t.set_id(fmt::format("{}/{}", job_id, cur.shards(i).id()));
+    t.set_job_id(job_id);
+    t.set_shard_index(i);
+    t.set_kind(COMPRESS_LAYER);
+    t.set_state(READY);
+    put_task(b, t);
+    tasks.push_back(std::move(t));
+  }
+  put_job(b, cur);
+  add_event(b, job_id, fmt::format("imported {} tensors in {} shards; {} tasks ready", total, cur.shards_size(),
+                                   tasks.size()));
+  SP_RETURN_IF_ERROR(store_->commit(b, true));  // also makes the unsynced blob writes durable
+  for (const auto& t : tasks) scheduler_->upsert(t);
+  scheduler_->set_job_active(job_id, true);
+  phase_.erase(job_id);
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::assemble_job(const std::string& job_id) {
+  JobRecord j;
+  std::map<int, TaskRecord> tasks;
+  {
+    std::lock_guard lock(mu_);
+    j = jobs_.at(job_id);
+    for (const auto* t : scheduler_->tasks_of(job_id)) tasks[t->shard_index()] = *t;
+    phase_[job_id] = "assembling";
+  }
+  // Output tensors in plan order: layer results, and pass-through shards as imported.
+  std::vector<TensorGroup> groups;
+  std::vector<std::pair<std::string, std::string>> digests;  // name -> blob digest
+  auto spec_of = [](const TensorMeta& m) {
+    return TensorSpec{m.name(), *dtype_from_name(m.dtype()), {m.shape().begin(), m.shape().end()}};
+  };
+  for (int i = 0; i < j.shards_size(); ++i) {
+    const ShardPlan& s = j.shards(i);
+    if (s.is_layer()) {
+      for (const auto& g : tasks.at(i).outputs()) {
+        TensorGroup group;
+        for (const auto& m : g.tensors()) {
+          group.push_back(spec_of(m));
+          digests.emplace_back(m.name(), m.digest());
+        }
+        groups.push_back(std::move(group));
+      }
+    } else {
+      for (const auto& m : s.tensors()) {
+        groups.push_back({spec_of(m)});
+        digests.emplace_back(m.name(), m.digest());
+      }
+    }
+  }
+  // Published before a crash? Then the manifest lists exactly these digests.
+  const fs::path manifest = fs::path(j.output_dir()) / kManifestName;
+  std::error_code ec;
+  if (fs::exists(j.output_dir(), ec)) {
+    auto text = read_file(manifest.string());
+    bool same = false;
+    if (text.ok()) {
+      try {
+        const auto m = nlohmann::json::parse(*text);
+        same = m.at("tensors").size() == digests.size();
+        for (const auto& [name, d] : digests) same = same && m.at("tensors").at(name).at("digest") == d;
+      } catch (const std::exception&) {
+        same = false;
+      }
+    }
+    if (same) return absl::OkStatus();
+    return absl::FailedPreconditionError(fmt::format("output {} appeared while the job ran", j.output_dir()));
+  }
+  SP_ASSIGN_OR_RETURN(ModelConfig config, load_model_config(j.model_dir()));
+  AssembleOptions ao;
+  ao.source_dir = j.model_dir();
+  ao.config = config.raw;
+  ao.quantization = compress_settings(j.spec()).quantize;
+  ao.max_shard_bytes = options_.max_shard_bytes;
+  ao.provenance = {{"job", j.id()}, {"name", j.spec().name()}, {"model", j.model_dir()},
+                   {"compression", describe_spec(j.spec())}};
+  SP_ASSIGN_OR_RETURN(auto assembler, CheckpointAssembler::create(j.output_dir(), std::move(groups), ao));
+  const int64_t delay = test_delay_ms("assemble");
+  size_t done = 0;
+  for (const auto& [name, digest] : digests) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_ || jobs_.at(job_id).state() != ASSEMBLING) return absl::CancelledError("job no longer assembling");
+      phase_[job_id] = fmt::format("assembling {}/{}", done++, digests.size());
+    }
+    SP_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, blobs_->read_all(digest));
+    SP_RETURN_IF_ERROR(assembler->write(name, bytes));
+    sleep_ms(delay);
+  }
+  return assembler->finish();
+}
+
+}  // namespace sp

@@ -1,0 +1,147 @@
+#include "coordinator/grpc_service.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include "fmt/format.h"
+#include "proto/grpc_status.h"
+
+namespace sp {
+
+using namespace shardpress::v1;  // NOLINT
+
+namespace {
+template <typename T>
+grpc::Status reply(absl::StatusOr<T> r, T* out) {
+  if (!r.ok()) return to_grpc(r.status());
+  *out = std::move(*r);
+  return grpc::Status::OK;
+}
+}  // namespace
+
+grpc::Status CoordinatorApiService::SubmitJob(grpc::ServerContext*, const SubmitJobRequest* req, JobStatus* resp) {
+  return reply(c_->submit(req->spec()), resp);
+}
+grpc::Status CoordinatorApiService::GetJob(grpc::ServerContext*, const JobRef* req, JobStatus* resp) {
+  return reply(c_->job_status(req->job_id()), resp);
+}
+grpc::Status CoordinatorApiService::ListJobs(grpc::ServerContext*, const ListJobsRequest*, ListJobsResponse* resp) {
+  for (auto& j : c_->list_jobs()) *resp->add_jobs() = std::move(j);
+  return grpc::Status::OK;
+}
+grpc::Status CoordinatorApiService::CancelJob(grpc::ServerContext*, const JobRef* req, JobStatus* resp) {
+  return reply(c_->cancel(req->job_id()), resp);
+}
+grpc::Status CoordinatorApiService::ResumeJob(grpc::ServerContext*, const JobRef* req, JobStatus* resp) {
+  return reply(c_->resume(req->job_id()), resp);
+}
+grpc::Status CoordinatorApiService::ListWorkers(grpc::ServerContext*, const ListWorkersRequest*,
+                                                ListWorkersResponse* resp) {
+  for (auto& w : c_->workers()) *resp->add_workers() = std::move(w);
+  return grpc::Status::OK;
+}
+grpc::Status CoordinatorApiService::ListEvents(grpc::ServerContext*, const JobRef* req, ListEventsResponse* resp) {
+  auto ev = c_->events(req->job_id());
+  if (!ev.ok()) return to_grpc(ev.status());
+  for (auto& e : *ev) *resp->add_events() = std::move(e);
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerApiService::Register(grpc::ServerContext*, const RegisterRequest* req, RegisterResponse* resp) {
+  return reply(c_->register_worker(*req), resp);
+}
+grpc::Status WorkerApiService::Heartbeat(grpc::ServerContext*, const HeartbeatRequest* req, HeartbeatResponse* resp) {
+  return reply(c_->heartbeat(*req), resp);
+}
+grpc::Status WorkerApiService::LeaseTask(grpc::ServerContext*, const LeaseRequest* req, LeaseResponse* resp) {
+  return reply(c_->lease(*req), resp);
+}
+grpc::Status WorkerApiService::CompleteTask(grpc::ServerContext*, const CompleteRequest* req, CompleteResponse*) {
+  return to_grpc(c_->complete(*req));
+}
+grpc::Status WorkerApiService::FailTask(grpc::ServerContext*, const FailRequest* req, FailResponse*) {
+  return to_grpc(c_->fail(*req));
+}
+
+grpc::Status WorkerApiService::FetchBlob(grpc::ServerContext* ctx, const FetchBlobRequest* req,
+                                         grpc::ServerWriter<BlobChunk>* writer) {
+  bool first = true;
+  auto size = c_->blobs().size(req->digest());
+  if (!size.ok()) return to_grpc(size.status());
+  absl::Status st = c_->blobs().read(req->digest(), [&](std::span<const uint8_t> bytes) -> absl::Status {
+    if (ctx->IsCancelled()) return absl::CancelledError("client went away");
+    BlobChunk chunk;
+    if (first) {
+      chunk.set_digest(req->digest());
+      chunk.set_total_size(*size);
+      first = false;
+    }
+    chunk.set_data(bytes.data(), bytes.size());
+    if (!writer->Write(chunk)) return absl::UnavailableError("stream closed");
+    c_->metrics().blob_bytes_out += bytes.size();
+    return absl::OkStatus();
+  });
+  if (st.ok() && first) {  // empty blob: still send the header
+    BlobChunk chunk;
+    chunk.set_digest(req->digest());
+    chunk.set_total_size(0);
+    writer->Write(chunk);
+  }
+  if (st.ok() && !req->worker_id().empty()) c_->note_worker_has(req->worker_id(), req->digest());
+  return to_grpc(st);
+}
+
+grpc::Status WorkerApiService::PutBlob(grpc::ServerContext* ctx, grpc::ServerReader<BlobChunk>* reader,
+                                       PutBlobResponse* resp) {
+  BlobChunk chunk;
+  if (!reader->Read(&chunk)) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "empty blob stream");
+  if (chunk.digest().empty())
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first chunk must carry digest and total_size");
+  const std::string digest = chunk.digest();
+  auto have = c_->blobs().contains(digest);
+  if (!have.ok()) return to_grpc(have.status());
+  if (*have) {
+    resp->set_already_present(true);
+    return grpc::Status::OK;  // the client may stop sending; the rest is discarded
+  }
+  auto w = c_->blobs().begin(digest, chunk.total_size());
+  do {
+    if (!chunk.digest().empty() && chunk.digest() != digest)
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "digest changed within one blob stream");
+    auto st = w->append({reinterpret_cast<const uint8_t*>(chunk.data().data()), chunk.data().size()});
+    if (!st.ok()) return to_grpc(st);
+    c_->metrics().blob_bytes_in += chunk.data().size();
+  } while (reader->Read(&chunk));
+  if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+  return to_grpc(w->finish());
+}
+
+absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::start(Coordinator* c,
+                                                                           const std::string& listen) {
+  auto s = std::make_unique<CoordinatorServer>();
+  s->api_ = std::make_unique<CoordinatorApiService>(c);
+  s->worker_api_ = std::make_unique<WorkerApiService>(c);
+  grpc::ServerBuilder b;
+  int port = 0;
+  b.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  b.RegisterService(s->api_.get());
+  b.RegisterService(s->worker_api_.get());
+  b.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  b.SetMaxSendMessageSize(kMaxMessageBytes);
+  s->server_ = b.BuildAndStart();
+  if (!s->server_ || port == 0)
+    return absl::UnavailableError(fmt::format("cannot listen on {} (address in use or invalid?)", listen));
+  s->address_ = listen.substr(0, listen.rfind(':')) + ":" + std::to_string(port);
+  return s;
+}
+
+CoordinatorServer::~CoordinatorServer() { shutdown(); }
+
+void CoordinatorServer::shutdown() {
+  if (server_) {
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    server_->Wait();
+    server_.reset();
+  }
+}
+
+}  // namespace sp

@@ -1,0 +1,73 @@
+// gRPC handlers: glue only. Each converts the request, calls one Coordinator method and
+// converts back; business logic lives in Coordinator.
+#pragma once
+
+#include <memory>
+
+#include "coordinator/coordinator.h"
+#include "shardpress.grpc.pb.h"
+
+namespace sp {
+
+class CoordinatorApiService final : public shardpress::v1::CoordinatorApi::Service {
+ public:
+  explicit CoordinatorApiService(Coordinator* c) : c_(c) {}
+  grpc::Status SubmitJob(grpc::ServerContext*, const shardpress::v1::SubmitJobRequest*,
+                         shardpress::v1::JobStatus*) override;
+  grpc::Status GetJob(grpc::ServerContext*, const shardpress::v1::JobRef*, shardpress::v1::JobStatus*) override;
+  grpc::Status ListJobs(grpc::ServerContext*, const shardpress::v1::ListJobsRequest*,
+                        shardpress::v1::ListJobsResponse*) override;
+  grpc::Status CancelJob(grpc::ServerContext*, const shardpress::v1::JobRef*, shardpress::v1::JobStatus*) override;
+  grpc::Status ResumeJob(grpc::ServerContext*, const shardpress::v1::JobRef*, shardpress::v1::JobStatus*) override;
+  grpc::Status ListWorkers(grpc::ServerContext*, const shardpress::v1::ListWorkersRequest*,
+                           shardpress::v1::ListWorkersResponse*) override;
+  grpc::Status ListEvents(grpc::ServerContext*, const shardpress::v1::JobRef*,
+                          shardpress::v1::ListEventsResponse*) override;
+
+ private:
+  Coordinator* c_;
+};
+
+class WorkerApiService final : public shardpress::v1::WorkerApi::Service {
+ public:
+  explicit WorkerApiService(Coordinator* c) : c_(c) {}
+  grpc::Status Register(grpc::ServerContext*, const shardpress::v1::RegisterRequest*,
+                        shardpress::v1::RegisterResponse*) override;
+  grpc::Status Heartbeat(grpc::ServerContext*, const shardpress::v1::HeartbeatRequest*,
+                         shardpress::v1::HeartbeatResponse*) override;
+  grpc::Status LeaseTask(grpc::ServerContext*, const shardpress::v1::LeaseRequest*,
+                         shardpress::v1::LeaseResponse*) override;
+  grpc::Status CompleteTask(grpc::ServerContext*, const shardpress::v1::CompleteRequest*,
+                            shardpress::v1::CompleteResponse*) override;
+  grpc::Status FailTask(grpc::ServerContext*, const shardpress::v1::FailRequest*,
+                        shardpress::v1::FailResponse*) override;
+  grpc::Status FetchBlob(grpc::ServerContext*, const shardpress::v1::FetchBlobRequest*,
+                         grpc::ServerWriter<shardpress::v1::BlobChunk>*) override;
+  grpc::Status PutBlob(grpc::ServerContext*, grpc::ServerReader<shardpress::v1::BlobChunk>*,
+                       shardpress::v1::PutBlobResponse*) override;
+
+ private:
+  Coordinator* c_;
+};
+
+// A running gRPC server for both services.
+class CoordinatorServer {
+ public:
+  // Binds `listen` ("127.0.0.1:7070"; port 0 picks a free one).
+  static absl::StatusOr<std::unique_ptr<CoordinatorServer>> start(Coordinator* c, const std::string& listen);
+  ~CoordinatorServer();
+  // "127.0.0.1:PORT" as bound.
+  const std::string& address() const { return address_; }
+  void shutdown();
+
+ private:
+  std::unique_ptr<CoordinatorApiService> api_;
+  std::unique_ptr<WorkerApiService> worker_api_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+};
+
+// Messages up to this size (blob chunks are 1 MiB).
+inline constexpr int kMaxMessageBytes = 16 << 20;
+
+}  // namespace sp

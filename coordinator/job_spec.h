@@ -1,0 +1,32 @@
+// Job specs: the YAML a user writes, validated into the wire message.
+//
+//   name: stories-nf4            # optional; default: the output folder's name
+//   model: /models/stories260k   # Hugging Face folder (under the coordinator's model root)
+//   output: /out/stories-nf4     # new folder (under the output root)
+//   prune: {method: none|magnitude, sparsity: 0.3, scope: tensor|row|2:4}
+//   quantize: {format: nf4|none, blocksize: 64, double_quant: true, compute_dtype: bfloat16}
+//
+// Unknown keys and bad values are INVALID_ARGUMENT errors that name the key.
+#pragma once
+
+#include <string>
+
+#include "common/status.h"
+#include "ops/compress_shard.h"
+#include "shardpress.pb.h"
+
+namespace sp {
+
+// Parses YAML text and fills every default. `label` (the file) starts error messages.
+absl::StatusOr<shardpress::v1::JobSpec> parse_job_yaml(std::string_view text, std::string_view label);
+
+// Checks a complete spec (as sent over the wire).
+absl::Status validate_job_spec(const shardpress::v1::JobSpec& spec);
+
+// The ops' settings for a (valid) spec.
+CompressSettings compress_settings(const shardpress::v1::JobSpec& spec);
+
+// "magnitude 30% per row + NF4 (block 64, double quant)".
+std::string describe_spec(const shardpress::v1::JobSpec& spec);
+
+}  // namespace sp

@@ -1,0 +1,122 @@
+// shardpress-coordinator: the daemon. Flags override keys of --config coordinator.yaml:
+//   listen: 127.0.0.1:7070        data_dir: /var/lib/shardpress
+//   model_root: /models           output_root: /models/out
+//   metrics_listen: 127.0.0.1:9100
+//   lease_ttl: 30s                heartbeat_interval: 3s       max_failures: 3
+//   max_shard_size: 5GB
+#include <yaml-cpp/yaml.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "CLI/CLI.hpp"
+#include "common/byte_size.h"
+#include "common/duration.h"
+#include "coordinator/runtime.h"
+#include "fmt/format.h"
+
+namespace {
+
+struct Flags {
+  std::string config, listen = "127.0.0.1:7070", data_dir, model_root, output_root, metrics_listen;
+  std::string lease_ttl = "30s", heartbeat_interval = "3s", max_shard_size = "5GB";
+  int max_failures = 3;
+  bool insecure = false;
+};
+
+// Loads --config (found before the real parse) into `f`; flags parsed later override it.
+absl::Status load_config(const std::string& path, Flags& f) {
+  YAML::Node y;
+  try {
+    y = YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(fmt::format("{}: {}", path, e.what()));
+  }
+  if (!y.IsMap()) return absl::InvalidArgumentError(fmt::format("{}: expected a mapping of settings", path));
+  for (const auto& kv : y) {
+    const std::string key = kv.first.as<std::string>();
+    std::string* target = nullptr;
+    if (key == "listen") target = &f.listen;
+    else if (key == "data_dir") target = &f.data_dir;
+    else if (key == "model_root") target = &f.model_root;
+    else if (key == "output_root") target = &f.output_root;
+    else if (key == "metrics_listen") target = &f.metrics_listen;
+    else if (key == "lease_ttl") target = &f.lease_ttl;
+    else if (key == "heartbeat_interval") target = &f.heartbeat_interval;
+    else if (key == "max_shard_size") target = &f.max_shard_size;
+    else if (key == "max_failures") {
+      f.max_failures = kv.second.as<int>();
+      continue;
+    } else {
+      return absl::InvalidArgumentError(fmt::format("{}: unknown key '{}'", path, key));
+    }
+    *target = kv.second.as<std::string>();
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Flags f;
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::string(argv[i]) == "--config") f.config = argv[i + 1];
+  if (!f.config.empty()) {
+    if (auto st = load_config(f.config, f); !st.ok()) {
+      std::fprintf(stderr, "shardpress-coordinator: %s\n", std::string(st.message()).c_str());
+      return 2;
+    }
+  }
+  CLI::App app{"shardpress-coordinator: plans jobs, leases tasks to workers, assembles checkpoints"};
+  app.add_option("--config", f.config, "YAML file with the settings below (flags override it)");
+  app.add_option("--listen", f.listen, "gRPC address")->capture_default_str();
+  app.add_option("--data-dir", f.data_dir, "State (RocksDB) folder")->required(f.data_dir.empty());
+  app.add_option("--model-root", f.model_root, "Jobs may only read models under this folder")->required(f.model_root.empty());
+  app.add_option("--output-root", f.output_root, "Jobs may only write outputs under this folder")
+      ->required(f.output_root.empty());
+  app.add_option("--metrics-listen", f.metrics_listen, "Prometheus /metrics address (off if empty)");
+  app.add_option("--lease-ttl", f.lease_ttl, "Lease time to live")->capture_default_str();
+  app.add_option("--heartbeat-interval", f.heartbeat_interval, "Worker heartbeat period")->capture_default_str();
+  app.add_option("--max-failures", f.max_failures, "Failures of one task that fail its job")->capture_default_str();
+  app.add_option("--max-shard-size", f.max_shard_size, "Largest output safetensors file")->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  auto fail = [](const absl::Status& s, int code) {
+    std::fprintf(stderr, "shardpress-coordinator: %s\n", std::string(s.message()).c_str());
+    return code;
+  };
+  sp::RuntimeOptions o;
+  o.listen = f.listen;
+  o.metrics_listen = f.metrics_listen;
+  o.handle_signals = true;
+  o.core.data_dir = f.data_dir;
+  o.core.model_root = f.model_root;
+  o.core.output_root = f.output_root;
+  o.core.max_failures = static_cast<uint32_t>(f.max_failures);
+  auto ttl = sp::parse_duration_ms(f.lease_ttl);
+  if (!ttl.ok()) return fail(sp::annotate(ttl.status(), "--lease-ttl"), 2);
+  auto hb = sp::parse_duration_ms(f.heartbeat_interval);
+  if (!hb.ok()) return fail(sp::annotate(hb.status(), "--heartbeat-interval"), 2);
+  auto shard = sp::parse_byte_size(f.max_shard_size);
+  if (!shard.ok()) return fail(sp::annotate(shard.status(), "--max-shard-size"), 2);
+  o.core.lease_ttl_ms = *ttl;
+  o.core.heartbeat_interval_ms = *hb;
+  o.core.max_shard_bytes = *shard;
+  std::error_code ec;
+  for (const std::string* d : {&f.model_root, &f.output_root})
+    if (!std::filesystem::is_directory(*d, ec)) return fail(absl::NotFoundError(*d + ": not a folder"), 2);
+
+  sp::SystemClock clock;
+  auto rt = sp::CoordinatorRuntime::start(o, clock);
+  if (!rt.ok()) return fail(rt.status(), 1);
+  std::fprintf(stderr, "shardpress-coordinator: listening on %s, state in %s%s\n", (*rt)->address().c_str(),
+               f.data_dir.c_str(),
+               (*rt)->metrics_address().empty() ? "" : (", metrics on http://" + (*rt)->metrics_address() + "/metrics").c_str());
+  const int sig = (*rt)->wait_for_signal();
+  std::fprintf(stderr, "shardpress-coordinator: signal %d, shutting down\n", sig);
+  (*rt)->stop();
+  return 0;
+}

@@ -1,0 +1,60 @@
+#include "coordinator/runtime.h"
+
+#include <filesystem>
+
+#include "common/file_util.h"
+#include "fmt/format.h"
+
+namespace sp {
+
+absl::StatusOr<std::unique_ptr<CoordinatorRuntime>> CoordinatorRuntime::start(RuntimeOptions options,
+                                                                              const Clock& clock) {
+  std::unique_ptr<CoordinatorRuntime> r(new CoordinatorRuntime());
+  r->options_ = std::move(options);
+  SP_ASSIGN_OR_RETURN(r->core_, Coordinator::open(r->options_.core, clock));  // recover before serving
+  SP_ASSIGN_OR_RETURN(r->server_, CoordinatorServer::start(r->core_.get(), r->options_.listen));
+  if (!r->options_.metrics_listen.empty()) {
+    Coordinator* core = r->core_.get();
+    SP_ASSIGN_OR_RETURN(r->metrics_,
+                        MetricsServer::start(r->io_, r->options_.metrics_listen, [core] { return core->metrics_text(); }));
+  }
+  r->expiry_ = std::make_unique<boost::asio::steady_timer>(r->io_);
+  r->arm_expiry();
+  if (r->options_.handle_signals) {
+    r->signals_ = std::make_unique<boost::asio::signal_set>(r->io_, SIGINT, SIGTERM);
+    r->signals_->async_wait([rt = r.get()](const boost::system::error_code& ec, int sig) {
+      if (!ec) rt->signal_.set_value(sig);
+    });
+  }
+  r->io_thread_ = std::thread([rt = r.get()] { rt->io_.run(); });
+  r->core_->start();
+  SP_RETURN_IF_ERROR(write_file_atomic((std::filesystem::path(r->options_.core.data_dir) / "coordinator.addr").string(),
+                                       r->address() + "\n"));
+  return r;
+}
+
+void CoordinatorRuntime::arm_expiry() {
+  // Check leases a few times per TTL (at least every second).
+  const int64_t every = std::max<int64_t>(50, std::min<int64_t>(1000, options_.core.lease_ttl_ms / 4));
+  expiry_->expires_after(std::chrono::milliseconds(every));
+  expiry_->async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    core_->expire_leases();
+    arm_expiry();
+  });
+}
+
+int CoordinatorRuntime::wait_for_signal() { return signal_.get_future().get(); }
+
+void CoordinatorRuntime::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  server_->shutdown();
+  core_->stop();
+  io_.stop();
+  if (io_thread_.joinable()) io_thread_.join();
+}
+
+CoordinatorRuntime::~CoordinatorRuntime() { stop(); }
+
+}  // namespace sp

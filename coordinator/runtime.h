@@ -1,0 +1,57 @@
+// A running coordinator: the core, its gRPC server, and an Asio io_context that runs the
+// lease-expiry timer, the metrics server and (optionally) SIGINT/SIGTERM handling. Used
+// by the `shardpress-coordinator` daemon and embedded by `shardpress local`.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "coordinator/coordinator.h"
+#include "coordinator/grpc_service.h"
+#include "coordinator/metrics_server.h"
+
+namespace sp {
+
+struct RuntimeOptions {
+  CoordinatorOptions core;
+  std::string listen = "127.0.0.1:7070";
+  std::string metrics_listen;  // empty: no metrics endpoint
+  bool handle_signals = false;
+};
+
+class CoordinatorRuntime {
+ public:
+  // Recovers state, then starts serving. Writes the bound address to
+  // DATA_DIR/coordinator.addr for scripts and tests.
+  static absl::StatusOr<std::unique_ptr<CoordinatorRuntime>> start(RuntimeOptions options, const Clock& clock);
+  ~CoordinatorRuntime();
+
+  const std::string& address() const { return server_->address(); }
+  std::string metrics_address() const { return metrics_ ? metrics_->address() : ""; }
+  Coordinator& core() { return *core_; }
+  // Blocks until SIGINT/SIGTERM (handle_signals) and returns the signal number.
+  int wait_for_signal();
+  // Stops serving: gRPC first, then the job runner, then the io thread.
+  void stop();
+
+ private:
+  CoordinatorRuntime() = default;
+  void arm_expiry();
+  RuntimeOptions options_;
+  std::unique_ptr<Coordinator> core_;
+  std::unique_ptr<CoordinatorServer> server_;
+  boost::asio::io_context io_;
+  std::unique_ptr<boost::asio::steady_timer> expiry_;
+  std::unique_ptr<boost::asio::signal_set> signals_;
+  std::unique_ptr<MetricsServer> metrics_;
+  std::promise<int> signal_;
+  std::thread io_thread_;
+  bool stopped_ = false;
+};
+
+}  // namespace sp

@@ -1,0 +1,122 @@
+#include "coordinator/state_store.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/write_batch.h>
+
+#include <filesystem>
+
+#include "fmt/format.h"
+
+namespace sp {
+namespace {
+
+constexpr const char* kTableNames[] = {"jobs", "tasks", "workers", "events", "blobs"};
+
+absl::Status from_rocks(const rocksdb::Status& s, std::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  const std::string msg = fmt::format("state store: {}: {}", what, s.ToString());
+  if (s.IsNoSpace()) return absl::ResourceExhaustedError(msg);
+  if (s.IsCorruption()) return absl::DataLossError(msg);
+  if (s.IsIOError()) return absl::UnavailableError(msg);
+  return absl::InternalError(msg);
+}
+
+}  // namespace
+
+StateStore::Batch::Batch() = default;
+StateStore::Batch::~Batch() = default;
+
+void StateStore::Batch::put(Table t, std::string_view key, std::string_view value) {
+  ops_.push_back({t, {std::string(key), std::string(value)}});
+}
+void StateStore::Batch::del(Table t, std::string_view key) {
+  ops_.push_back({t, {std::string(key), std::nullopt}});
+}
+size_t StateStore::Batch::count() const { return ops_.size(); }
+
+absl::StatusOr<std::unique_ptr<StateStore>> StateStore::open(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  rocksdb::DBOptions db_opts;
+  db_opts.create_if_missing = true;
+  db_opts.create_missing_column_families = true;
+  db_opts.max_background_jobs = 2;
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+  cfs.emplace_back(rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions());
+  for (const char* name : kTableNames) {
+    rocksdb::ColumnFamilyOptions o;
+    if (std::string_view(name) == "blobs") {
+      o.enable_blob_files = true;  // integrated BlobDB: chunk values live in blob files
+      o.min_blob_size = 4096;
+      o.write_buffer_size = 64 << 20;
+    }
+    cfs.emplace_back(name, o);
+  }
+  std::unique_ptr<StateStore> s(new StateStore());
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+  auto st = rocksdb::DB::Open(db_opts, dir, cfs, &handles, &db);
+  if (!st.ok()) return from_rocks(st, fmt::format("cannot open {}", dir));
+  s->db_.reset(db);
+  s->handles_ = std::move(handles);
+  return s;
+}
+
+StateStore::~StateStore() {
+  if (db_) {
+    for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
+    db_->Close();
+  }
+}
+
+rocksdb::ColumnFamilyHandle* StateStore::cf(Table t) const { return handles_[static_cast<size_t>(t) + 1]; }
+
+absl::Status StateStore::commit(Batch& batch, bool sync) {
+  rocksdb::WriteBatch wb;
+  for (const auto& [t, kv] : batch.ops_) {
+    const auto& [key, value] = kv;
+    auto st = value ? wb.Put(cf(t), key, *value) : wb.Delete(cf(t), key);
+    if (!st.ok()) return from_rocks(st, "batch");
+  }
+  rocksdb::WriteOptions wo;
+  wo.sync = sync;
+  SP_RETURN_IF_ERROR(from_rocks(db_->Write(wo, &wb), "write"));
+  batch.ops_.clear();
+  return absl::OkStatus();
+}
+
+absl::Status StateStore::put(Table t, std::string_view key, std::string_view value, bool sync) {
+  rocksdb::WriteOptions wo;
+  wo.sync = sync;
+  return from_rocks(db_->Put(wo, cf(t), rocksdb::Slice(key.data(), key.size()),
+                             rocksdb::Slice(value.data(), value.size())),
+                    "put");
+}
+
+absl::StatusOr<std::optional<std::string>> StateStore::get(Table t, std::string_view key) const {
+  std::string value;
+  auto st = db_->Get(rocksdb::ReadOptions(), cf(t), rocksdb::Slice(key.data(), key.size()), &value);
+  if (st.IsNotFound()) return std::optional<std::string>();
+  SP_RETURN_IF_ERROR(from_rocks(st, "get"));
+  return std::optional<std::string>(std::move(value));
+}
+
+absl::Status StateStore::scan(Table t, std::string_view prefix,
+                              const std::function<bool(std::string_view, std::string_view)>& fn) const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(t)));
+  for (it->Seek(rocksdb::Slice(prefix.data(), prefix.size())); it->Valid(); it->Next()) {
+    const auto k = it->key();
+    if (!k.starts_with(rocksdb::Slice(prefix.data(), prefix.size()))) break;
+    if (!fn(std::string_view(k.data(), k.size()), std::string_view(it->value().data(), it->value().size()))) break;
+  }
+  return from_rocks(it->status(), "scan");
+}
+
+absl::Status StateStore::delete_range(Table t, std::string_view begin, std::string_view end) {
+  return from_rocks(db_->DeleteRange(rocksdb::WriteOptions(), cf(t), rocksdb::Slice(begin.data(), begin.size()),
+                                     rocksdb::Slice(end.data(), end.size())),
+                    "delete range");
+}
+
+}  // namespace sp

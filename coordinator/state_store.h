@@ -1,0 +1,64 @@
+// The coordinator's durable state: RocksDB with one column family per table (jobs,
+// tasks, workers, events, blobs; blobs use BlobDB for large values). Every state change
+// is one WriteBatch; batches that acknowledge something to a client are synced (WAL
+// fsync) before the reply.
+//
+// Thread-safety: all methods are safe to call concurrently (RocksDB is).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+class WriteBatch;
+}  // namespace rocksdb
+
+namespace sp {
+
+enum class Table { kJobs = 0, kTasks, kWorkers, kEvents, kBlobs };
+
+class StateStore {
+ public:
+  class Batch {
+   public:
+    Batch();
+    ~Batch();
+    void put(Table t, std::string_view key, std::string_view value);
+    void del(Table t, std::string_view key);
+    size_t count() const;
+
+   private:
+    friend class StateStore;
+    std::vector<std::pair<Table, std::pair<std::string, std::optional<std::string>>>> ops_;
+  };
+
+  // Opens (creating if needed) the database in `dir`.
+  static absl::StatusOr<std::unique_ptr<StateStore>> open(const std::string& dir);
+  ~StateStore();
+
+  // Applies the batch atomically; `sync` fsyncs the WAL first (durable on return).
+  absl::Status commit(Batch& batch, bool sync);
+  absl::Status put(Table t, std::string_view key, std::string_view value, bool sync);
+  absl::StatusOr<std::optional<std::string>> get(Table t, std::string_view key) const;
+  // Calls fn(key, value) for every key starting with `prefix`, in key order, until it
+  // returns false.
+  absl::Status scan(Table t, std::string_view prefix,
+                    const std::function<bool(std::string_view, std::string_view)>& fn) const;
+  // Deletes every key in [begin, end).
+  absl::Status delete_range(Table t, std::string_view begin, std::string_view end);
+
+ private:
+  StateStore() = default;
+  rocksdb::ColumnFamilyHandle* cf(Table t) const;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+};
+
+}  // namespace sp

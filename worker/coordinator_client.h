@@ -1,0 +1,36 @@
+// The worker's side of the WorkerApi: one call per method, each with a deadline, plus
+// blob streaming into the cache and out of memory.
+//
+// Thread-safety: safe for concurrent use (gRPC stubs are).
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+
+#include "common/status.h"
+#include "shardpress.grpc.pb.h"
+#include "worker/blob_cache.h"
+
+namespace sp {
+
+class CoordinatorClient {
+ public:
+  explicit CoordinatorClient(const std::string& address, int64_t rpc_timeout_ms = 10'000);
+
+  absl::StatusOr<shardpress::v1::RegisterResponse> register_worker(const shardpress::v1::RegisterRequest& r);
+  absl::StatusOr<shardpress::v1::HeartbeatResponse> heartbeat(const shardpress::v1::HeartbeatRequest& r);
+  absl::StatusOr<shardpress::v1::LeaseResponse> lease(const shardpress::v1::LeaseRequest& r);
+  absl::Status complete(const shardpress::v1::CompleteRequest& r);
+  absl::Status fail(const shardpress::v1::FailRequest& r);
+  // Streams blob `digest` into the cache (checked against the digest on arrival).
+  absl::Status fetch(const std::string& digest, const std::string& worker_id, BlobCache& cache);
+  // Uploads `bytes` as blob `digest` in 1 MiB chunks (a no-op if the coordinator has it).
+  absl::Status put(const std::string& digest, std::span<const uint8_t> bytes);
+
+ private:
+  std::unique_ptr<shardpress::v1::WorkerApi::Stub> stub_;
+  int64_t rpc_timeout_ms_;
+};
+
+}  // namespace sp

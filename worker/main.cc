@@ -1,0 +1,116 @@
+// shardpress-worker: pulls tasks from a coordinator and runs them. Flags override keys
+// of --config worker.yaml (coordinator, cache_dir, device, memory, threads, cache_size).
+// SIGTERM/SIGINT: finish the task in hand, stop leasing, exit 0.
+#include <signal.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cstdio>
+#include <thread>
+
+#include "CLI/CLI.hpp"
+#include "common/byte_size.h"
+#include "fmt/format.h"
+#include "worker/worker.h"
+#if defined(SHARDPRESS_HAVE_CUDA)
+#include "kernels/device_info.h"
+#endif
+
+namespace {
+
+struct Flags {
+  std::string config, coordinator = "127.0.0.1:7070", cache_dir, device = "auto", memory = "11GiB",
+                      cache_size = "64GiB";
+  int threads = 1;
+};
+
+absl::Status load_config(const std::string& path, Flags& f) {
+  YAML::Node y;
+  try {
+    y = YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(fmt::format("{}: {}", path, e.what()));
+  }
+  if (!y.IsMap()) return absl::InvalidArgumentError(fmt::format("{}: expected a mapping of settings", path));
+  for (const auto& kv : y) {
+    const std::string key = kv.first.as<std::string>();
+    if (key == "coordinator") f.coordinator = kv.second.as<std::string>();
+    else if (key == "cache_dir") f.cache_dir = kv.second.as<std::string>();
+    else if (key == "device") f.device = kv.second.as<std::string>();
+    else if (key == "memory") f.memory = kv.second.as<std::string>();
+    else if (key == "cache_size") f.cache_size = kv.second.as<std::string>();
+    else if (key == "threads") f.threads = kv.second.as<int>();
+    else return absl::InvalidArgumentError(fmt::format("{}: unknown key '{}'", path, key));
+  }
+  return absl::OkStatus();
+}
+
+int fail(const absl::Status& s) {
+  std::fprintf(stderr, "shardpress-worker: %s\n", std::string(s.message()).c_str());
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Flags f;
+  if (const char* env = std::getenv("SHARDPRESS_COORDINATOR")) f.coordinator = env;
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::string(argv[i]) == "--config") f.config = argv[i + 1];
+  if (!f.config.empty())
+    if (auto st = load_config(f.config, f); !st.ok()) return fail(st);
+  CLI::App app{"shardpress-worker: runs prune/quantize tasks for a shardpress coordinator"};
+  app.add_option("--config", f.config, "YAML file with the settings below (flags override it)");
+  app.add_option("--coordinator", f.coordinator, "Coordinator HOST:PORT")->capture_default_str();
+  app.add_option("--cache-dir", f.cache_dir, "Folder for the blob cache and the worker id")->required(f.cache_dir.empty());
+  app.add_option("--device", f.device, "auto, cpu or cuda:N")->capture_default_str();
+  app.add_option("--memory", f.memory, "Memory budget for tasks")->capture_default_str();
+  app.add_option("--threads", f.threads, "Threads advertised for tasks")->capture_default_str();
+  app.add_option("--cache-size", f.cache_size, "Largest size of the blob cache")->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  sp::WorkerOptions o;
+  o.coordinator = f.coordinator;
+  o.cache_dir = f.cache_dir;
+  o.threads = f.threads;
+  auto mem = sp::parse_byte_size(f.memory);
+  if (!mem.ok()) return fail(sp::annotate(mem.status(), "--memory"));
+  auto cache = sp::parse_byte_size(f.cache_size);
+  if (!cache.ok()) return fail(sp::annotate(cache.status(), "--cache-size"));
+  o.memory = *mem;
+  o.cache_capacity = *cache;
+  if (f.device == "auto" || f.device == "cpu") {
+    o.device = "cpu";
+  } else if (f.device.rfind("cuda:", 0) == 0) {
+    // CUDA kernels for the tasks arrive with issue 6; until then every task runs on the CPU.
+    return fail(absl::InvalidArgumentError(fmt::format("--device {}: this build runs tasks on the CPU only; use cpu or auto", f.device)));
+  } else {
+    return fail(absl::InvalidArgumentError(fmt::format("--device {}: expected auto, cpu or cuda:N", f.device)));
+  }
+
+  // Signals are handled by one thread with sigwait; block them everywhere else.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+
+  auto w = sp::Worker::create(o);
+  if (!w.ok()) return fail(w.status());
+  sp::Worker* worker = w->get();
+  std::thread sig([&set, worker] {
+    int s = 0;
+    sigwait(&set, &s);
+    std::fprintf(stderr, "shardpress-worker: signal %d, finishing the current task\n", s);
+    worker->stop();
+  });
+  sig.detach();
+  auto st = worker->run();
+  if (!st.ok()) {
+    std::fprintf(stderr, "shardpress-worker: %s\n", std::string(st.message()).c_str());
+    return 1;
+  }
+  return 0;
+}

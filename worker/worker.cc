@@ -1,0 +1,271 @@
+#include "worker/worker.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <random>
+#include <thread>
+
+#include "common/digest.h"
+#include "common/file_util.h"
+#include "coordinator/job_spec.h"
+#include "fmt/format.h"
+#include "ops/compress_shard.h"
+
+namespace sp {
+
+namespace fs = std::filesystem;
+using namespace shardpress::v1;  // NOLINT
+
+namespace {
+
+void sleep_ms(int64_t ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+
+bool retryable(const absl::Status& s) {
+  return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s) || absl::IsResourceExhausted(s) ||
+         absl::IsInternal(s) || absl::IsUnknown(s);
+}
+
+// Test hook: SHARDPRESS_TEST_DELAY_MS="task=300" makes each task take that much longer.
+int64_t task_delay_ms() {
+  const char* env = std::getenv("SHARDPRESS_TEST_DELAY_MS");
+  if (!env) return 0;
+  const std::string s(env);
+  const size_t pos = s.find("task=");
+  return pos == std::string::npos ? 0 : std::atoll(s.c_str() + pos + 5);
+}
+
+absl::StatusOr<std::string> load_or_create_id(const std::string& cache_dir) {
+  const std::string path = (fs::path(cache_dir) / "worker.id").string();
+  auto existing = read_file(path);
+  if (existing.ok()) {
+    std::string id = *existing;
+    while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
+    if (!id.empty()) return id;
+  }
+  std::random_device rd;
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  const std::string id = fmt::format("{}-{:08x}", host, rd());
+  SP_RETURN_IF_ERROR(write_file_atomic(path, id + "\n"));
+  return id;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Worker>> Worker::create(WorkerOptions options) {
+  std::unique_ptr<Worker> w(new Worker());
+  w->options_ = std::move(options);
+  SP_ASSIGN_OR_RETURN(w->cache_, BlobCache::open((fs::path(w->options_.cache_dir) / "blobs").string(),
+                                                 w->options_.cache_capacity));
+  SP_ASSIGN_OR_RETURN(w->id_, load_or_create_id(w->options_.cache_dir));
+  w->client_ = std::make_unique<CoordinatorClient>(w->options_.coordinator);
+  return w;
+}
+
+void Worker::log(const std::string& msg) const {
+  std::fprintf(stderr, "%sworker %s: %s\n", options_.name_prefix.c_str(), id_.c_str(), msg.c_str());
+}
+
+// Retries `call` while the coordinator is unreachable (backoff 100 ms .. 5 s) until it
+// answers or the worker stops.
+template <typename F>
+auto Worker::with_retry(const char* what, F&& call) -> decltype(call()) {
+  int64_t backoff = 100;
+  bool warned = false;
+  while (true) {
+    auto r = call();
+    absl::Status st;
+    if constexpr (std::is_same_v<decltype(r), absl::Status>) st = r;
+    else st = r.status();
+    if (!retryable(st) || stopping_) return r;
+    if (!warned) {
+      log(fmt::format("{}: {} (retrying)", what, std::string(st.message())));
+      warned = true;
+    }
+    sleep_ms(backoff);
+    backoff = std::min<int64_t>(backoff * 2, 5000);
+  }
+}
+
+absl::Status Worker::run() {
+  RegisterRequest reg;
+  reg.set_worker_id(id_);
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  reg.set_host(host);
+  reg.set_device(options_.device);
+  reg.set_memory(options_.memory);
+  reg.set_threads(options_.threads);
+  auto registered = with_retry("register", [&] { return client_->register_worker(reg); });
+  if (!registered.ok()) return registered.status();
+  heartbeat_ms_ = registered->heartbeat_interval_ms();
+  log(fmt::format("registered with {} ({}, {} budget)", options_.coordinator, options_.device,
+                  options_.memory >> 20) + " MiB");
+  std::thread hb([this] { heartbeat_loop(); });
+
+  std::optional<Leased> current;
+  while (!stopping_) {
+    if (!current) current = lease_and_fetch(options_.memory);
+    if (!current) {
+      sleep_ms(200);  // nothing to do: poll again
+      continue;
+    }
+    // Lease and fetch the next task while this one computes (if both fit in memory).
+    const uint64_t in_use = current->lease.memory_estimate();
+    std::future<std::optional<Leased>> next;
+    if (!stopping_ && in_use < options_.memory)
+      next = std::async(std::launch::async, [this, free = options_.memory - in_use] { return lease_and_fetch(free); });
+    execute(*current);
+    current.reset();
+    if (next.valid()) current = next.get();
+  }
+  // A prefetched task not started is left to expire; the coordinator re-leases it.
+  heartbeat_stop_ = true;
+  hb.join();
+  log("stopped");
+  return absl::OkStatus();
+}
+
+std::optional<Worker::Leased> Worker::lease_and_fetch(uint64_t free_memory) {
+  LeaseRequest req;
+  req.set_worker_id(id_);
+  req.set_free_memory(free_memory);
+  auto lease = with_retry("lease", [&] { return client_->lease(req); });
+  if (!lease.ok()) {
+    if (absl::IsFailedPrecondition(lease.status())) {  // coordinator lost us: register again
+      RegisterRequest reg;
+      reg.set_worker_id(id_);
+      reg.set_device(options_.device);
+      reg.set_memory(options_.memory);
+      reg.set_threads(options_.threads);
+      client_->register_worker(reg).IgnoreError();
+    } else if (!stopping_) {
+      log(fmt::format("lease: {}", std::string(lease.status().message())));
+    }
+    return std::nullopt;
+  }
+  if (!lease->has_task()) return std::nullopt;
+  {
+    std::lock_guard lock(leases_mu_);
+    held_.insert({lease->task_id(), lease->attempt()});
+  }
+  Leased t{*lease, absl::OkStatus()};
+  for (const auto& in : lease->inputs()) {
+    if (cache_->contains(in.digest())) continue;
+    t.fetched = with_retry("fetch", [&] { return client_->fetch(in.digest(), id_, *cache_); });
+    if (!t.fetched.ok()) break;
+    stats_.bytes_fetched += in.nbytes();
+  }
+  return t;
+}
+
+void Worker::execute(const Leased& t) {
+  const LeaseResponse& lease = t.lease;
+  const auto t0 = std::chrono::steady_clock::now();
+  CompleteRequest done;
+  done.set_worker_id(id_);
+  done.set_task_id(lease.task_id());
+  done.set_attempt(lease.attempt());
+  absl::Status st = t.fetched.ok() ? compute_and_upload(lease, &done) : t.fetched;
+  bool revoked;
+  {
+    std::lock_guard lock(leases_mu_);
+    revoked = revoked_.count({lease.task_id(), lease.attempt()}) > 0;
+  }
+  if (revoked) {
+    log(fmt::format("{}: lease revoked, result dropped", lease.task_id()));
+  } else if (st.ok()) {
+    auto c = with_retry("complete", [&] { return client_->complete(done); });
+    if (c.ok()) {
+      stats_.tasks_done++;
+      log(fmt::format("{} done in {:.2f} s", lease.task_id(),
+                      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()));
+    } else {
+      log(fmt::format("{}: result refused: {}", lease.task_id(), std::string(c.message())));
+    }
+  } else {
+    stats_.tasks_failed++;
+    log(fmt::format("{} failed: {}", lease.task_id(), std::string(st.message())));
+    FailRequest f;
+    f.set_worker_id(id_);
+    f.set_task_id(lease.task_id());
+    f.set_attempt(lease.attempt());
+    f.set_error(std::string(st.message()));
+    with_retry("fail", [&] { return client_->fail(f); }).IgnoreError();
+  }
+  std::lock_guard lock(leases_mu_);
+  held_.erase({lease.task_id(), lease.attempt()});
+  revoked_.erase({lease.task_id(), lease.attempt()});
+}
+
+absl::Status Worker::compute_and_upload(const LeaseResponse& lease, CompleteRequest* complete) {
+  std::vector<MappedFile> maps;
+  std::vector<ModelTensor> metas;
+  maps.reserve(static_cast<size_t>(lease.inputs_size()));
+  metas.reserve(static_cast<size_t>(lease.inputs_size()));
+  for (const auto& in : lease.inputs()) {
+    SP_ASSIGN_OR_RETURN(MappedFile mf, cache_->open_blob(in.digest()));
+    maps.push_back(std::move(mf));
+    const auto dt = dtype_from_name(in.dtype());
+    const auto role = role_from_name(in.role());
+    if (!dt || !role) return absl::InvalidArgumentError(fmt::format("input {}: unknown dtype or role", in.name()));
+    metas.push_back(ModelTensor{in.name(), *role, -1, TensorShape{*dt, {in.shape().begin(), in.shape().end()}}});
+  }
+  std::vector<InputTensor> inputs;
+  for (size_t i = 0; i < metas.size(); ++i) inputs.push_back({&metas[i], maps[i].bytes()});
+  JobSpec spec;
+  *spec.mutable_prune() = lease.prune();
+  *spec.mutable_quantize() = lease.quantize();
+  SP_ASSIGN_OR_RETURN(ShardResult result, compress_shard(inputs, compress_settings(spec)));
+  if (const int64_t d = task_delay_ms(); d > 0) sleep_ms(d);
+  for (const auto& group : result.groups) {
+    OutputGroup* g = complete->add_outputs();
+    for (const auto& t : group) {
+      TensorMeta* m = g->add_tensors();
+      m->set_name(t.spec.name);
+      m->set_dtype(std::string(dtype_name(t.spec.dtype)));
+      for (int64_t d : t.spec.shape) m->add_shape(d);
+      m->set_nbytes(t.data.size());
+      m->set_digest(digest_hex(t.data));
+      SP_RETURN_IF_ERROR(with_retry("upload", [&] { return client_->put(m->digest(), t.data); }));
+      stats_.bytes_uploaded += t.data.size();
+    }
+  }
+  for (const auto& r : result.reports) {
+    if (!r.prune) continue;
+    PruneReport* p = complete->add_prune_reports();
+    p->set_name(r.name);
+    p->set_pruned(r.prune->pruned);
+    p->set_zeros(r.prune->zeros);
+    p->set_total(r.prune->total);
+  }
+  return absl::OkStatus();
+}
+
+void Worker::heartbeat_loop() {
+  while (!heartbeat_stop_) {
+    for (int64_t waited = 0; waited < heartbeat_ms_ && !heartbeat_stop_; waited += 50) sleep_ms(50);
+    if (heartbeat_stop_) break;
+    HeartbeatRequest req;
+    req.set_worker_id(id_);
+    {
+      std::lock_guard lock(leases_mu_);
+      for (const auto& [task, attempt] : held_) {
+        HeldLease* l = req.add_leases();
+        l->set_task_id(task);
+        l->set_attempt(attempt);
+      }
+    }
+    auto resp = client_->heartbeat(req);
+    if (!resp.ok()) continue;  // unreachable: the main loop's retries deal with it
+    std::lock_guard lock(leases_mu_);
+    for (const auto& r : resp->revoked()) revoked_.insert({r.task_id(), r.attempt()});
+  }
+}
+
+}  // namespace sp

@@ -1,0 +1,81 @@
+// A worker: registers with the coordinator, heartbeats its leases, pulls tasks, fetches
+// their input blobs into its disk cache (the next task's while it computes the current
+// one), runs the ops, uploads the results and completes the task. A failed task is
+// reported and the worker keeps serving; when the coordinator is unreachable it retries
+// with backoff. stop() (SIGTERM) finishes the task in hand and stops leasing.
+//
+// Thread-safety: run() on one thread; stop() from any thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "common/status.h"
+#include "worker/blob_cache.h"
+#include "worker/coordinator_client.h"
+
+namespace sp {
+
+struct WorkerOptions {
+  std::string coordinator = "127.0.0.1:7070";
+  std::string cache_dir;
+  uint64_t memory = 11ull << 30;  // budget for task estimates
+  uint64_t cache_capacity = 64ull << 30;
+  int threads = 1;
+  std::string device = "cpu";
+  std::string name_prefix;  // log prefix
+};
+
+struct WorkerStats {
+  std::atomic<uint64_t> tasks_done{0};
+  std::atomic<uint64_t> tasks_failed{0};
+  std::atomic<uint64_t> bytes_fetched{0};
+  std::atomic<uint64_t> bytes_uploaded{0};
+};
+
+class Worker {
+ public:
+  // Opens the cache and loads (or creates) the persistent worker id in it.
+  static absl::StatusOr<std::unique_ptr<Worker>> create(WorkerOptions options);
+
+  // Serves until stop(). Returns OK after a clean stop.
+  absl::Status run();
+  void stop() { stopping_ = true; }
+
+  const std::string& id() const { return id_; }
+  WorkerStats& stats() { return stats_; }
+
+ private:
+  struct Leased {
+    shardpress::v1::LeaseResponse lease;
+    absl::Status fetched;  // inputs in the cache, or why not
+  };
+  Worker() = default;
+  template <typename F>
+  auto with_retry(const char* what, F&& call) -> decltype(call());
+  std::optional<Leased> lease_and_fetch(uint64_t free_memory);
+  void execute(const Leased& t);
+  absl::Status compute_and_upload(const shardpress::v1::LeaseResponse& lease,
+                                  shardpress::v1::CompleteRequest* complete);
+  void heartbeat_loop();
+  void log(const std::string& msg) const;
+
+  WorkerOptions options_;
+  std::string id_;
+  std::unique_ptr<BlobCache> cache_;
+  std::unique_ptr<CoordinatorClient> client_;
+  WorkerStats stats_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> heartbeat_stop_{false};  // after the last task, not at stop()
+  std::atomic<int64_t> heartbeat_ms_{3000};
+  std::mutex leases_mu_;
+  std::set<std::pair<std::string, uint32_t>> held_;  // (task, attempt)
+  std::set<std::pair<std::string, uint32_t>> revoked_;
+};
+
+}  // namespace sp
