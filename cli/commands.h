@@ -3,12 +3,25 @@
 // messages on stderr.
 #pragma once
 
+#include <string>
+
 #include "CLI/CLI.hpp"
+#include "common/status.h"
+#include "shardpress.pb.h"
 
 namespace sp::cli {
 
 void add_inspect_command(CLI::App& app, int* exit_code);
 void add_verify_command(CLI::App& app, int* exit_code);
 void add_compress_command(CLI::App& app, int* exit_code);
+// submit, status, list, watch, cancel, resume, workers, events (talk to a coordinator).
+void add_job_commands(CLI::App& app, const std::string* coordinator_flag, int* exit_code);
+// local: an embedded coordinator and N workers running one job.
+void add_local_command(CLI::App& app, int* exit_code);
+// synth: a synthetic model with real tensor names and deterministic random weights.
+void add_synth_command(CLI::App& app, int* exit_code);
+
+// Reads a job YAML file; relative paths become absolute (from the current folder).
+absl::StatusOr<shardpress::v1::JobSpec> load_job_file(const std::string& path);
 
 }  // namespace sp::cli

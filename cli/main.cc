@@ -11,9 +11,15 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("shardpress 0.1.0"));
   int exit_code = sp::cli::kExitOk;
+  std::string coordinator;
+  app.add_option("--coordinator", coordinator, "Coordinator HOST:PORT (default $SHARDPRESS_COORDINATOR or 127.0.0.1:7070)");
+  app.fallthrough();
   sp::cli::add_inspect_command(app, &exit_code);
   sp::cli::add_verify_command(app, &exit_code);
   sp::cli::add_compress_command(app, &exit_code);
+  sp::cli::add_job_commands(app, &coordinator, &exit_code);
+  sp::cli::add_local_command(app, &exit_code);
+  sp::cli::add_synth_command(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

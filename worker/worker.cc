@@ -68,7 +68,7 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::create(WorkerOptions options) {
 }
 
 void Worker::log(const std::string& msg) const {
-  std::fprintf(stderr, "%sworker %s: %s\n", options_.name_prefix.c_str(), id_.c_str(), msg.c_str());
+  if (options_.verbose) std::fprintf(stderr, "worker %s: %s\n", id_.c_str(), msg.c_str());
 }
 
 // Retries `call` while the coordinator is unreachable (backoff 100 ms .. 5 s) until it
@@ -190,7 +190,7 @@ void Worker::execute(const Leased& t) {
     }
   } else {
     stats_.tasks_failed++;
-    log(fmt::format("{} failed: {}", lease.task_id(), std::string(st.message())));
+    std::fprintf(stderr, "worker %s: %s failed: %s\n", id_.c_str(), lease.task_id().c_str(), std::string(st.message()).c_str());
     FailRequest f;
     f.set_worker_id(id_);
     f.set_task_id(lease.task_id());

@@ -28,7 +28,7 @@ struct WorkerOptions {
   uint64_t cache_capacity = 64ull << 30;
   int threads = 1;
   std::string device = "cpu";
-  std::string name_prefix;  // log prefix
+  bool verbose = true;  // log every task to stderr (failures are always logged)
 };
 
 struct WorkerStats {

@@ -1,0 +1,190 @@
+// The commands that talk to a coordinator: submit, status, watch, list, cancel, resume,
+// workers, events.
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+
+#include "cli/commands.h"
+#include "cli/coordinator_api.h"
+#include "cli/follow.h"
+#include "cli/job_view.h"
+#include "cli/output.h"
+#include "common/file_util.h"
+#include "coordinator/job_spec.h"
+#include "fmt/format.h"
+
+namespace sp::cli {
+
+using namespace shardpress::v1;  // NOLINT
+
+absl::StatusOr<JobSpec> load_job_file(const std::string& path) {
+  SP_ASSIGN_OR_RETURN(std::string text, read_file(path));
+  SP_ASSIGN_OR_RETURN(JobSpec spec, parse_job_yaml(text, path));
+  // Paths in the file are relative to the current folder; the coordinator gets them whole.
+  spec.set_model(std::filesystem::absolute(spec.model()).lexically_normal().string());
+  spec.set_output(std::filesystem::absolute(spec.output()).lexically_normal().string());
+  return spec;
+}
+
+namespace {
+
+struct JobArgs {
+  std::string job;
+  std::string file;
+  std::string output = "table";
+  bool wait = false;
+};
+
+CLI::App* add_output_flag(CLI::App* cmd, JobArgs* a) {
+  cmd->add_option("-o,--output", a->output, "table or json")->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
+  return cmd;
+}
+
+int print_status(const absl::StatusOr<JobStatus>& s, const JobArgs& a, const std::string& addr) {
+  if (!s.ok()) return report_rpc_error(s.status(), addr);
+  std::printf("%s", a.output == "json" ? (to_json(*s) + "\n").c_str() : render_job(*s, true).c_str());
+  return kExitOk;
+}
+
+}  // namespace
+
+void add_job_commands(CLI::App& app, const std::string* coordinator_flag, int* exit_code) {
+  auto a = std::make_shared<JobArgs>();
+  auto client = [coordinator_flag] { return CoordinatorApiClient(coordinator_address(*coordinator_flag)); };
+
+  CLI::App* submit = app.add_subcommand("submit", "Submit a job (YAML spec) to the coordinator");
+  submit->add_option("JOB_YAML", a->file, "Job spec file")->required();
+  submit->add_flag("--wait", a->wait, "Follow the job until it ends (exit 0 succeeded, 1 failed)");
+  add_output_flag(submit, a.get());
+  submit->callback([a, client, exit_code] {
+    auto spec = load_job_file(a->file);
+    if (!spec.ok()) {
+      *exit_code = report_error(spec.status());
+      return;
+    }
+    auto c = client();
+    auto s = c.submit(*spec);
+    if (!s.ok()) {
+      *exit_code = report_rpc_error(s.status(), c.address());
+      return;
+    }
+    if (!a->wait) {
+      *exit_code = print_status(s, *a, c.address());
+      return;
+    }
+    std::fprintf(stderr, "submitted %s\n", s->id().c_str());
+    const std::string id = s->id();
+    *exit_code = follow_job([&c, id] { return c.get(id); }, c.address());
+  });
+
+  CLI::App* status = app.add_subcommand("status", "Show a job (progress, tasks, workers) or all jobs");
+  status->add_option("JOB", a->job, "Job id or name (default: all jobs)");
+  add_output_flag(status, a.get());
+  status->callback([a, client, exit_code] {
+    auto c = client();
+    if (!a->job.empty()) {
+      *exit_code = print_status(c.get(a->job), *a, c.address());
+      return;
+    }
+    auto jobs = c.list();
+    if (!jobs.ok()) {
+      *exit_code = report_rpc_error(jobs.status(), c.address());
+      return;
+    }
+    if (a->output == "json") {
+      ListJobsResponse r;
+      for (auto& j : *jobs) *r.add_jobs() = j;
+      std::printf("%s\n", to_json(r).c_str());
+    } else {
+      std::printf("%s", render_jobs_table(*jobs).c_str());
+    }
+  });
+
+  CLI::App* list = app.add_subcommand("list", "List jobs");
+  add_output_flag(list, a.get());
+  list->callback([a, client, exit_code] {
+    auto c = client();
+    auto jobs = c.list();
+    if (!jobs.ok()) {
+      *exit_code = report_rpc_error(jobs.status(), c.address());
+      return;
+    }
+    ListJobsResponse r;
+    for (auto& j : *jobs) *r.add_jobs() = j;
+    std::printf("%s", a->output == "json" ? (to_json(r) + "\n").c_str() : render_jobs_table(*jobs).c_str());
+  });
+
+  CLI::App* watch = app.add_subcommand("watch", "Follow a job live until it ends");
+  watch->add_option("JOB", a->job, "Job id or name")->required();
+  watch->callback([a, client, exit_code] {
+    auto c = client();
+    const std::string id = a->job;
+    *exit_code = follow_job([&c, id] { return c.get(id); }, c.address());
+  });
+
+  CLI::App* cancel = app.add_subcommand("cancel", "Cancel a job (finished tasks are kept for resume)");
+  cancel->add_option("JOB", a->job, "Job id or name")->required();
+  add_output_flag(cancel, a.get());
+  cancel->callback([a, client, exit_code] {
+    auto c = client();
+    *exit_code = print_status(c.cancel(a->job), *a, c.address());
+  });
+
+  CLI::App* resume = app.add_subcommand("resume", "Resume a cancelled or failed job, reusing finished tasks");
+  resume->add_option("JOB", a->job, "Job id or name")->required();
+  resume->add_flag("--wait", a->wait, "Follow the job until it ends");
+  add_output_flag(resume, a.get());
+  resume->callback([a, client, exit_code] {
+    auto c = client();
+    auto s = c.resume(a->job);
+    if (!s.ok() || !a->wait) {
+      *exit_code = print_status(s, *a, c.address());
+      return;
+    }
+    const std::string id = s->id();
+    *exit_code = follow_job([&c, id] { return c.get(id); }, c.address());
+  });
+
+  CLI::App* workers = app.add_subcommand("workers", "List workers: device, memory, liveness, tasks held");
+  add_output_flag(workers, a.get());
+  workers->callback([a, client, exit_code] {
+    auto c = client();
+    auto w = c.workers();
+    if (!w.ok()) {
+      *exit_code = report_rpc_error(w.status(), c.address());
+      return;
+    }
+    ListWorkersResponse r;
+    for (auto& x : *w) *r.add_workers() = x;
+    const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch()).count();
+    std::printf("%s", a->output == "json" ? (to_json(r) + "\n").c_str() : render_workers(*w, now).c_str());
+  });
+
+  CLI::App* events = app.add_subcommand("events", "Show a job's event log");
+  events->add_option("JOB", a->job, "Job id or name")->required();
+  add_output_flag(events, a.get());
+  events->callback([a, client, exit_code] {
+    auto c = client();
+    auto ev = c.events(a->job);
+    if (!ev.ok()) {
+      *exit_code = report_rpc_error(ev.status(), c.address());
+      return;
+    }
+    ListEventsResponse r;
+    for (auto& e : *ev) *r.add_events() = e;
+    if (a->output == "json") {
+      std::printf("%s\n", to_json(r).c_str());
+      return;
+    }
+    for (const auto& e : *ev) {
+      const std::time_t t = e.time_ms() / 1000;
+      char buf[32];
+      std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", std::localtime(&t));
+      std::printf("%s.%03d  %s\n", buf, static_cast<int>(e.time_ms() % 1000), e.message().c_str());
+    }
+  });
+}
+
+}  // namespace sp::cli

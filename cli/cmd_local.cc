@@ -1,0 +1,112 @@
+// shardpress local JOB.yaml [--workers N] [--state-dir DIR]: the embedded default. A
+// coordinator and N workers in this process, talking gRPC over loopback (the same code
+// paths as a lab), run one job to the end. Rerunning with the same state dir resumes.
+#include <signal.h>
+
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+
+#include "cli/commands.h"
+#include "cli/follow.h"
+#include "cli/job_view.h"
+#include "cli/output.h"
+#include "common/byte_size.h"
+#include "coordinator/runtime.h"
+#include "fmt/format.h"
+#include "worker/worker.h"
+
+namespace sp::cli {
+namespace {
+
+using namespace shardpress::v1;  // NOLINT
+
+struct LocalArgs {
+  std::string file, state_dir, memory = "4GiB";
+  int workers = 2;
+};
+
+std::atomic<bool> g_interrupted{false};
+
+int run_local(const LocalArgs& a) {
+  auto spec = load_job_file(a.file);
+  if (!spec.ok()) return report_error(spec.status());
+  if (a.workers < 1 || a.workers > 64) return report_error(absl::InvalidArgumentError("--workers must be 1..64"));
+  auto mem = parse_byte_size(a.memory);
+  if (!mem.ok()) return report_error(annotate(mem.status(), "--memory"));
+  const std::string state_dir =
+      a.state_dir.empty() ? (std::filesystem::path(".shardpress") / spec->name()).string() : a.state_dir;
+
+  RuntimeOptions ro;
+  ro.listen = "127.0.0.1:0";
+  ro.core.data_dir = state_dir;
+  ro.core.lease_ttl_ms = 10'000;
+  ro.core.heartbeat_interval_ms = 1'000;
+  SystemClock clock;
+  auto rt = CoordinatorRuntime::start(ro, clock);
+  if (!rt.ok()) return report_error(rt.status());
+  Coordinator& core = (*rt)->core();
+
+  // Same job name in this state dir: carry on with it instead of starting over.
+  std::string job_id;
+  auto existing = core.job_status(spec->name(), false);
+  if (existing.ok() && existing->state() != SUCCEEDED) {
+    job_id = existing->id();
+    if (job_finished(existing->state())) {
+      auto r = core.resume(job_id);
+      if (!r.ok()) return report_error(r.status());
+    }
+    std::fprintf(stderr, "resuming %s from %s (%u/%u layers already done)\n", job_id.c_str(), state_dir.c_str(),
+                 existing->tasks_done(), existing->tasks_total());
+  } else {
+    auto s = core.submit(*spec);
+    if (!s.ok()) return report_error(s.status());
+    job_id = s->id();
+    std::fprintf(stderr, "job %s: %s -> %s with %d local worker%s (state in %s)\n", job_id.c_str(),
+                 spec->model().c_str(), spec->output().c_str(), a.workers, a.workers == 1 ? "" : "s", state_dir.c_str());
+  }
+
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::vector<std::thread> threads;
+  for (int i = 0; i < a.workers; ++i) {
+    WorkerOptions wo;
+    wo.coordinator = (*rt)->address();
+    wo.cache_dir = (std::filesystem::path(state_dir) / fmt::format("worker-{}", i)).string();
+    wo.memory = *mem;
+    wo.verbose = false;
+    auto w = Worker::create(wo);
+    if (!w.ok()) return report_error(w.status());
+    workers.push_back(std::move(*w));
+  }
+  for (auto& w : workers) threads.emplace_back([&w] { w->run().IgnoreError(); });
+
+  struct sigaction sa {};
+  sa.sa_handler = [](int) { g_interrupted = true; };
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  const int rc = follow_job([&] { return core.job_status(job_id, true); }, (*rt)->address(), 30'000,
+                            [] { return g_interrupted.load(); });
+  for (auto& w : workers) w->stop();
+  for (auto& t : threads) t.join();
+  (*rt)->stop();
+  if (g_interrupted) {
+    std::fprintf(stderr, "interrupted; run the same command again to resume (state in %s)\n", state_dir.c_str());
+    return kExitFailed;
+  }
+  return rc;
+}
+
+}  // namespace
+
+void add_local_command(CLI::App& app, int* exit_code) {
+  auto a = std::make_shared<LocalArgs>();
+  CLI::App* cmd = app.add_subcommand("local", "Run a job on this machine: embedded coordinator + N workers");
+  cmd->add_option("JOB_YAML", a->file, "Job spec file")->required();
+  cmd->add_option("--workers", a->workers, "Worker count")->capture_default_str();
+  cmd->add_option("--state-dir", a->state_dir, "State folder (default .shardpress/<job name>); rerun to resume");
+  cmd->add_option("--memory", a->memory, "Memory budget of each worker")->capture_default_str();
+  cmd->callback([a, exit_code] { *exit_code = run_local(*a); });
+}
+
+}  // namespace sp::cli

@@ -1,0 +1,86 @@
+#include "cli/coordinator_api.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+
+#include "cli/output.h"
+#include "proto/grpc_status.h"
+
+namespace sp::cli {
+
+using namespace shardpress::v1;  // NOLINT
+
+std::string coordinator_address(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  if (const char* env = std::getenv("SHARDPRESS_COORDINATOR"); env && *env) return env;
+  return "127.0.0.1:7070";
+}
+
+CoordinatorApiClient::CoordinatorApiClient(const std::string& address) : address_(address) {
+  stub_ = CoordinatorApi::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+}
+
+namespace {
+constexpr int64_t kTimeoutMs = 15'000;
+
+template <typename Resp, typename Call>
+absl::StatusOr<Resp> call(Call&& c) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(kTimeoutMs));
+  Resp resp;
+  grpc::Status st = c(&ctx, &resp);
+  if (!st.ok()) return from_grpc(st);
+  return resp;
+}
+
+JobRef ref(const std::string& job) {
+  JobRef r;
+  r.set_job_id(job);
+  return r;
+}
+}  // namespace
+
+absl::StatusOr<JobStatus> CoordinatorApiClient::submit(const JobSpec& spec) {
+  SubmitJobRequest req;
+  *req.mutable_spec() = spec;
+  return call<JobStatus>([&](auto* ctx, auto* resp) { return stub_->SubmitJob(ctx, req, resp); });
+}
+absl::StatusOr<JobStatus> CoordinatorApiClient::get(const std::string& job) {
+  return call<JobStatus>([&](auto* ctx, auto* resp) { return stub_->GetJob(ctx, ref(job), resp); });
+}
+absl::StatusOr<std::vector<JobStatus>> CoordinatorApiClient::list() {
+  auto r = call<ListJobsResponse>([&](auto* ctx, auto* resp) { return stub_->ListJobs(ctx, ListJobsRequest(), resp); });
+  if (!r.ok()) return r.status();
+  return std::vector<JobStatus>(r->jobs().begin(), r->jobs().end());
+}
+absl::StatusOr<JobStatus> CoordinatorApiClient::cancel(const std::string& job) {
+  return call<JobStatus>([&](auto* ctx, auto* resp) { return stub_->CancelJob(ctx, ref(job), resp); });
+}
+absl::StatusOr<JobStatus> CoordinatorApiClient::resume(const std::string& job) {
+  return call<JobStatus>([&](auto* ctx, auto* resp) { return stub_->ResumeJob(ctx, ref(job), resp); });
+}
+absl::StatusOr<std::vector<WorkerInfo>> CoordinatorApiClient::workers() {
+  auto r = call<ListWorkersResponse>(
+      [&](auto* ctx, auto* resp) { return stub_->ListWorkers(ctx, ListWorkersRequest(), resp); });
+  if (!r.ok()) return r.status();
+  return std::vector<WorkerInfo>(r->workers().begin(), r->workers().end());
+}
+absl::StatusOr<std::vector<EventRecord>> CoordinatorApiClient::events(const std::string& job) {
+  auto r = call<ListEventsResponse>([&](auto* ctx, auto* resp) { return stub_->ListEvents(ctx, ref(job), resp); });
+  if (!r.ok()) return r.status();
+  return std::vector<EventRecord>(r->events().begin(), r->events().end());
+}
+
+int report_rpc_error(const absl::Status& s, const std::string& address) {
+  if (absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s)) {
+    std::fprintf(stderr, "shardpress: cannot reach the coordinator at %s: %s\n", address.c_str(),
+                 std::string(s.message()).c_str());
+    return kExitUnreachable;
+  }
+  return report_error(s);
+}
+
+}  // namespace sp::cli

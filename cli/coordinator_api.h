@@ -1,0 +1,38 @@
+// The CLI's client of the CoordinatorApi: one call per RPC, each with a deadline. An
+// unreachable coordinator is UNAVAILABLE (the CLI exits 3).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "shardpress.grpc.pb.h"
+
+namespace sp::cli {
+
+// --coordinator, else $SHARDPRESS_COORDINATOR, else 127.0.0.1:7070.
+std::string coordinator_address(const std::string& flag);
+
+class CoordinatorApiClient {
+ public:
+  explicit CoordinatorApiClient(const std::string& address);
+  const std::string& address() const { return address_; }
+
+  absl::StatusOr<shardpress::v1::JobStatus> submit(const shardpress::v1::JobSpec& spec);
+  absl::StatusOr<shardpress::v1::JobStatus> get(const std::string& job);
+  absl::StatusOr<std::vector<shardpress::v1::JobStatus>> list();
+  absl::StatusOr<shardpress::v1::JobStatus> cancel(const std::string& job);
+  absl::StatusOr<shardpress::v1::JobStatus> resume(const std::string& job);
+  absl::StatusOr<std::vector<shardpress::v1::WorkerInfo>> workers();
+  absl::StatusOr<std::vector<shardpress::v1::EventRecord>> events(const std::string& job);
+
+ private:
+  std::string address_;
+  std::unique_ptr<shardpress::v1::CoordinatorApi::Stub> stub_;
+};
+
+// Prints the error and returns the exit code: 3 when the coordinator cannot be reached.
+int report_rpc_error(const absl::Status& s, const std::string& address);
+
+}  // namespace sp::cli
