@@ -1,0 +1,299 @@
+// End to end: a real shardpress-coordinator and shardpress-worker processes on
+// 127.0.0.1 with the real RocksDB, driven by the real CLI; processes are killed with
+// SIGKILL at chosen points (test delays slow the phases down) and restarted. Every job
+// must finish with the bytes the ops produce directly.
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <thread>
+
+#include "checkpoint/local_compress.h"
+#include "common/file_util.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/testutil/fixtures.h"
+#include "tests/testutil/process.h"
+
+namespace sp {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+std::map<std::string, std::string> manifest_digests(const std::string& dir) {
+  std::map<std::string, std::string> out;
+  auto text = read_file(dir + "/shardpress_manifest.json");
+  if (!text.ok()) return out;
+  for (const auto& [name, e] : json::parse(*text)["tensors"].items()) out[name] = e["digest"];
+  return out;
+}
+
+// The checkpoint the ops produce directly (one process, no coordinator), per setting.
+const std::map<std::string, std::string>& reference(bool prune) {
+  static std::map<bool, std::map<std::string, std::string>> cache;
+  if (!cache.count(prune)) {
+    test::TempDir d;
+    LocalCompressOptions o;
+    if (prune) o.settings.prune = PruneSettings{PruneScope::kRow, 0.3};
+    auto r = compress_model_local(test::fixture("stories260k/hf-bf16"), d / "ref", o);
+    EXPECT_TRUE(r.ok()) << r.status();
+    cache[prune] = manifest_digests(d / "ref");
+  }
+  return cache[prune];
+}
+
+class Cluster : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fs::create_directories(dir_ / "models");
+    fs::create_directories(dir_ / "out");
+    fs::copy(test::fixture("stories260k/hf-bf16"), dir_ / "models/stories");
+  }
+  void TearDown() override {
+    if (HasFailure()) {
+      for (const auto& e : fs::directory_iterator(dir_.path()))
+        if (e.path().extension() == ".log")
+          std::fprintf(stderr, "---- %s\n%s\n", e.path().c_str(), read_file(e.path().string())->c_str());
+    }
+  }
+
+  // The first start picks a free port; a restart reuses it, as a lab's coordinator does.
+  void start_coordinator(std::map<std::string, std::string> env = {}) {
+    const std::string listen = addr_.empty() ? "127.0.0.1:0" : addr_;
+    fs::remove(dir_ / "state/coordinator.addr");
+    coordinator_ = std::make_unique<test::Process>(
+        test::bin_dir() + "/shardpress-coordinator",
+        std::vector<std::string>{"--listen", listen, "--data-dir", dir_ / "state", "--model-root",
+                                 dir_ / "models", "--output-root", dir_ / "out", "--lease-ttl", "1s",
+                                 "--heartbeat-interval", "200ms"},
+        env, dir_ / "coordinator.log");
+    for (int i = 0; i < 500 && !fs::exists(dir_ / "state/coordinator.addr"); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    auto addr = read_file(dir_ / "state/coordinator.addr");
+    ASSERT_TRUE(addr.ok()) << "coordinator did not start";
+    addr_ = addr->substr(0, addr->find('\n'));
+  }
+
+  test::Process* start_worker(const std::string& name, std::map<std::string, std::string> env = {}) {
+    workers_[name] = std::make_unique<test::Process>(
+        test::bin_dir() + "/shardpress-worker",
+        std::vector<std::string>{"--coordinator", addr_, "--cache-dir", dir_ / ("cache-" + name), "--memory", "1GiB"},
+        env, dir_ / (name + ".log"));
+    return workers_[name].get();
+  }
+
+  test::CliResult cli(std::vector<std::string> args) {
+    args.insert(args.begin(), {"--coordinator", addr_});
+    return test::run_cli(args);
+  }
+
+  std::string write_job(const std::string& name, bool prune = false) {
+    const std::string path = dir_ / (name + ".yaml");
+    test::write_text(path, "name: " + name + "\nmodel: " + (dir_ / "models/stories") + "\noutput: " +
+                               (dir_ / ("out/" + name)) + (prune ? "\nprune: {method: magnitude, sparsity: 0.3}\n" : "\n"));
+    return path;
+  }
+
+  json status(const std::string& job) {
+    auto r = cli({"status", job, "-o", "json"});
+    if (r.exit_code != 0) return json();
+    return json::parse(r.out);
+  }
+
+  // Polls the job's status until `pred` holds (bounded).
+  json wait_for(const std::string& job, const std::function<bool(const json&)>& pred, int timeout_ms = 30'000) {
+    for (int waited = 0; waited < timeout_ms; waited += 50) {
+      json s = status(job);
+      if (!s.is_null() && pred(s)) return s;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ADD_FAILURE() << "timed out waiting on " << job << ": " << status(job).dump();
+    return json();
+  }
+
+  static bool succeeded(const json& s) { return s["state"] == "SUCCEEDED"; }
+  static int done(const json& s) { return s.value("tasks_done", 0); }
+  static std::map<std::string, int> done_attempts(const json& s) {
+    std::map<std::string, int> out;
+    for (const auto& t : s["tasks"])
+      if (t["state"] == "DONE") out[t["id"]] = t["attempt"];
+    return out;
+  }
+
+  void expect_reference_output(const std::string& name, bool prune = false) {
+    const std::string out = dir_ / ("out/" + name);
+    EXPECT_EQ(manifest_digests(out), reference(prune)) << "output differs from what the ops produce directly";
+    auto v = test::run_cli({"verify", out, "--against", dir_ / "models/stories"});
+    EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+    for (const auto& e : fs::directory_iterator(dir_ / "out"))
+      EXPECT_NE(e.path().filename().string()[0], '.') << "left behind: " << e.path();
+  }
+
+  test::TempDir dir_;
+  std::string addr_;
+  std::unique_ptr<test::Process> coordinator_;
+  std::map<std::string, std::unique_ptr<test::Process>> workers_;
+};
+
+TEST_F(Cluster, CoordinatorAndTwoWorkersCompressStories) {
+  start_coordinator();
+  // Tasks take 200 ms, and a worker holds at most two leases (one computing, one
+  // prefetched), so with both registered before the submit each gets work.
+  start_worker("a", {{"SHARDPRESS_TEST_DELAY_MS", "task=200"}});
+  start_worker("b", {{"SHARDPRESS_TEST_DELAY_MS", "task=200"}});
+  for (int i = 0; i < 200; ++i) {
+    auto w = cli({"workers", "-o", "json"});
+    if (w.exit_code == 0 && json::parse(w.out).value("workers", json::array()).size() == 2) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  auto r = cli({"submit", write_job("s1", true), "--wait"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("SUCCEEDED"), std::string::npos);
+  expect_reference_output("s1", true);
+  const json s = status("s1");
+  std::set<std::string> used;
+  for (const auto& t : s["tasks"]) used.insert(t["worker_id"]);
+  EXPECT_EQ(used.size(), 2u) << "both workers should have run tasks: " << s.dump();
+  auto w = cli({"workers", "-o", "json"});
+  EXPECT_EQ(json::parse(w.out)["workers"].size(), 2u);
+  auto ev = cli({"events", "s1"});
+  EXPECT_NE(ev.out.find("imported 47 tensors in 7 shards; 5 tasks ready"), std::string::npos) << ev.out;
+}
+
+TEST_F(Cluster, KillWorkerHoldingALease) {
+  start_coordinator();
+  test::Process* slow = start_worker("slow", {{"SHARDPRESS_TEST_DELAY_MS", "task=3000"}});
+  ASSERT_EQ(cli({"submit", write_job("s2")}).exit_code, 0);
+  const json leased = wait_for("s2", [](const json& s) {
+    for (const auto& t : s["tasks"])
+      if (t["state"] == "LEASED") return true;
+    return false;
+  });
+  slow->kill(SIGKILL);
+  slow->wait();
+  start_worker("fast");
+  const json s = wait_for("s2", succeeded);
+  int retried = 0;
+  for (const auto& t : s["tasks"]) retried += t["attempt"].get<int>() >= 2;
+  EXPECT_GE(retried, 1) << "the killed worker's task must have been leased again";
+  expect_reference_output("s2");
+}
+
+TEST_F(Cluster, KillCoordinatorWhileImporting) {
+  start_coordinator({{"SHARDPRESS_TEST_DELAY_MS", "import=40"}});
+  start_worker("a");
+  ASSERT_EQ(cli({"submit", write_job("s3")}).exit_code, 0);
+  wait_for("s3", [](const json& s) { return s["phase"].get<std::string>().rfind("importing 1", 0) == 0; });
+  coordinator_->kill(SIGKILL);
+  coordinator_->wait();
+  start_coordinator();
+  wait_for("s3", succeeded);
+  expect_reference_output("s3");
+}
+
+TEST_F(Cluster, KillCoordinatorMidTasksRedoesNoFinishedTask) {
+  start_coordinator();
+  start_worker("a", {{"SHARDPRESS_TEST_DELAY_MS", "task=400"}});
+  ASSERT_EQ(cli({"submit", write_job("s4")}).exit_code, 0);
+  const json before = wait_for("s4", [](const json& s) { return done(s) >= 2; });
+  const auto finished = done_attempts(before);
+  coordinator_->kill(SIGKILL);
+  coordinator_->wait();
+  start_coordinator();
+  const json after = wait_for("s4", succeeded);
+  const auto attempts = done_attempts(after);
+  for (const auto& [id, attempt] : finished) EXPECT_EQ(attempts.at(id), attempt) << id << " was redone";
+  expect_reference_output("s4");
+}
+
+TEST_F(Cluster, KillCoordinatorWhileAssembling) {
+  start_coordinator({{"SHARDPRESS_TEST_DELAY_MS", "assemble=15"}});
+  start_worker("a");
+  ASSERT_EQ(cli({"submit", write_job("s5")}).exit_code, 0);
+  wait_for("s5", [](const json& s) { return s["phase"].get<std::string>().rfind("assembling 2", 0) == 0; });
+  coordinator_->kill(SIGKILL);
+  coordinator_->wait();
+  EXPECT_FALSE(fs::exists(dir_ / "out/s5")) << "a half-written checkpoint became visible";
+  start_coordinator();
+  const json s = wait_for("s5", succeeded);
+  EXPECT_EQ(done(s), 5);
+  expect_reference_output("s5");
+}
+
+TEST_F(Cluster, CancelThenResumeReusesFinishedTasks) {
+  start_coordinator();
+  start_worker("a", {{"SHARDPRESS_TEST_DELAY_MS", "task=300"}});
+  ASSERT_EQ(cli({"submit", write_job("s6")}).exit_code, 0);
+  wait_for("s6", [](const json& s) { return done(s) >= 2; });
+  auto c = cli({"cancel", "s6", "-o", "json"});
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_EQ(json::parse(c.out)["state"], "CANCELLED");
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the task in hand may still finish
+  const auto finished = done_attempts(status("s6"));
+  EXPECT_EQ(status("s6")["state"], "CANCELLED");
+  auto r = cli({"resume", "s6", "--wait"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const auto attempts = done_attempts(status("s6"));
+  for (const auto& [id, attempt] : finished) EXPECT_EQ(attempts.at(id), attempt) << id << " was redone";
+  expect_reference_output("s6");
+}
+
+TEST_F(Cluster, JobsQueueAndRunInOrder) {
+  start_coordinator();
+  start_worker("a");
+  ASSERT_EQ(cli({"submit", write_job("q1")}).exit_code, 0);
+  ASSERT_EQ(cli({"submit", write_job("q2", true)}).exit_code, 0);
+  const json s2 = wait_for("q2", succeeded);
+  const json s1 = status("q1");
+  EXPECT_EQ(s1["state"], "SUCCEEDED");
+  EXPECT_LE(std::stoll(s1["finished_ms"].get<std::string>()), std::stoll(s2["started_ms"].get<std::string>()));
+  expect_reference_output("q1");
+  expect_reference_output("q2", true);
+  auto l = cli({"list"});
+  EXPECT_NE(l.out.find("q1"), std::string::npos);
+  EXPECT_NE(l.out.find("q2"), std::string::npos);
+}
+
+TEST_F(Cluster, BadInputGetsTheRightExitCodeAndStoresNothing) {
+  start_coordinator();
+  test::write_text(dir_ / "typo.yaml", "model: x\noutput: y\nquantise: {blocksize: 64}\n");
+  auto typo = cli({"submit", dir_ / "typo.yaml"});
+  EXPECT_EQ(typo.exit_code, 2);
+  EXPECT_NE(typo.err.find("unknown key 'quantise'"), std::string::npos) << typo.err;
+
+  test::write_text(dir_ / "missing.yaml", "model: " + (dir_ / "models/nope") + "\noutput: " + (dir_ / "out/m") + "\n");
+  auto missing = cli({"submit", dir_ / "missing.yaml"});
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_NE(missing.err.find("no config.json"), std::string::npos) << missing.err;
+
+  test::write_text(dir_ / "outside.yaml", "model: " + (dir_ / "models/stories") + "\noutput: " + (dir_ / "elsewhere") + "\n");
+  auto outside = cli({"submit", dir_ / "outside.yaml"});
+  EXPECT_EQ(outside.exit_code, 2);
+  EXPECT_NE(outside.err.find("outside the coordinator's allowed root"), std::string::npos) << outside.err;
+
+  auto unknown = cli({"status", "no-such-job"});
+  EXPECT_EQ(unknown.exit_code, 2);
+
+  auto list = cli({"list", "-o", "json"});
+  ASSERT_EQ(list.exit_code, 0);
+  EXPECT_EQ(json::parse(list.out).value("jobs", json::array()).size(), 0u) << "a rejected job was stored";
+
+  auto down = test::run_cli({"--coordinator", "127.0.0.1:1", "status"});
+  EXPECT_EQ(down.exit_code, 3);
+  EXPECT_NE(down.err.find("cannot reach the coordinator at 127.0.0.1:1"), std::string::npos) << down.err;
+}
+
+TEST_F(Cluster, WorkerStopsCleanlyOnSigterm) {
+  start_coordinator();
+  test::Process* w = start_worker("a");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  w->kill(SIGTERM);
+  EXPECT_EQ(w->wait(5000), 0);
+  auto ws = cli({"workers", "-o", "json"});
+  EXPECT_EQ(json::parse(ws.out)["workers"].size(), 1u);
+}
+
+}  // namespace
+}  // namespace sp
