@@ -11,6 +11,7 @@
 
 #include "checkpoint/local_compress.h"
 #include "common/file_util.h"
+#include "formats/safetensors.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/testutil/fixtures.h"
@@ -293,6 +294,33 @@ TEST_F(Cluster, WorkerStopsCleanlyOnSigterm) {
   EXPECT_EQ(w->wait(5000), 0);
   auto ws = cli({"workers", "-o", "json"});
   EXPECT_EQ(json::parse(ws.out)["workers"].size(), 1u);
+}
+
+TEST_F(Cluster, ATaskThatFailsThreeTimesFailsTheJobWithItsError) {
+  // A NaN in layer 2's o_proj: the task fails on every attempt.
+  fs::create_directories(dir_ / "models/poisoned");
+  fs::copy_file(dir_ / "models/stories/config.json", dir_ / "models/poisoned/config.json");
+  auto bytes = test::read_bytes(dir_ / "models/stories/model.safetensors");
+  {
+    auto f = SafetensorsFile::open(dir_ / "models/stories/model.safetensors");
+    const TensorInfo* t = (*f)->find("model.layers.2.self_attn.o_proj.weight");
+    const uint64_t off = (*f)->data_offset() + t->begin + 2 * 10;
+    bytes[off] = 0xc0;
+    bytes[off + 1] = 0x7f;
+  }
+  test::write_bytes(dir_ / "models/poisoned/model.safetensors", bytes);
+  start_coordinator();
+  start_worker("a");
+  test::write_text(dir_ / "bad.yaml", "name: bad\nmodel: " + (dir_ / "models/poisoned") + "\noutput: " + (dir_ / "out/bad") + "\n");
+  auto r = cli({"submit", dir_ / "bad.yaml", "--wait"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  const json s = status("bad");
+  EXPECT_EQ(s["state"], "FAILED");
+  EXPECT_NE(s["error"].get<std::string>().find(
+                "task job-0001/layer.2 failed 3 times: model.layers.2.self_attn.o_proj.weight: element 10"),
+            std::string::npos)
+      << s["error"];
+  EXPECT_FALSE(fs::exists(dir_ / "out/bad"));
 }
 
 }  // namespace
