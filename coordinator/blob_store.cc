@@ -63,9 +63,9 @@ std::unique_ptr<BlobStore::Writer> BlobStore::begin(const std::string& digest, u
 
 absl::Status BlobStore::Writer::flush_chunk() {
   if (pending_.empty()) return absl::OkStatus();
-  SP_RETURN_IF_ERROR(store_->store_->put(Table::kBlobs, chunk_key(digest_, chunk_index_++),
-                                         std::string_view(reinterpret_cast<const char*>(pending_.data()), pending_.size()),
-                                         false));
+  SP_RETURN_IF_ERROR(store_->store_->put_unlogged(
+      Table::kBlobs, chunk_key(digest_, chunk_index_++),
+      std::string_view(reinterpret_cast<const char*>(pending_.data()), pending_.size())));
   pending_.clear();
   return absl::OkStatus();
 }
@@ -91,7 +91,7 @@ absl::Status BlobStore::Writer::finish() {
                                            hasher_.hex()));
   }
   SP_RETURN_IF_ERROR(flush_chunk());
-  return store_->store_->put(Table::kBlobs, header_key(digest_), std::to_string(size_), false);
+  return store_->store_->put_unlogged(Table::kBlobs, header_key(digest_), std::to_string(size_));
 }
 
 absl::StatusOr<std::string> BlobStore::put(std::span<const uint8_t> bytes) {
@@ -103,6 +103,8 @@ absl::StatusOr<std::string> BlobStore::put(std::span<const uint8_t> bytes) {
   SP_RETURN_IF_ERROR(w->finish());
   return digest;
 }
+
+absl::Status BlobStore::make_durable() { return store_->flush(Table::kBlobs); }
 
 absl::Status BlobStore::remove(const std::string& digest) {
   StateStore::Batch b;

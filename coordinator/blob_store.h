@@ -1,5 +1,5 @@
 // Content-addressed blobs (tensor bytes) in the state store's `blobs` table, cut into
-// chunks of at most kBlobChunkBytes. A blob is complete once its header key exists;
+// chunks of at most kBlobChunkBytes (4 MiB). A blob is complete once its header key exists;
 // its digest (XXH3-128 of the bytes) is checked on every read.
 //
 // Keys: "h/<digest>" -> size (decimal); "c/<digest>/<index, 8 digits>" -> chunk bytes.
@@ -19,7 +19,7 @@
 
 namespace sp {
 
-inline constexpr size_t kBlobChunkBytes = 1 << 20;
+inline constexpr size_t kBlobChunkBytes = 4 << 20;
 
 class BlobStore {
  public:
@@ -56,9 +56,12 @@ class BlobStore {
   };
   std::unique_ptr<Writer> begin(const std::string& digest, uint64_t size);
 
-  // Stores `bytes` and returns their digest (no-op if present). Not synced: callers
-  // that acknowledge the blob sync a later batch (the WAL is ordered).
+  // Stores `bytes` and returns their digest (no-op if present). Blob bytes bypass the
+  // WAL: call make_durable() before acknowledging anything that refers to them.
   absl::StatusOr<std::string> put(std::span<const uint8_t> bytes);
+
+  // Flushes every blob written so far to disk (synced).
+  absl::Status make_durable();
 
   // Removes a blob (header first, so a reader never sees half of one).
   absl::Status remove(const std::string& digest);

@@ -454,6 +454,7 @@ absl::Status Coordinator::complete(const CompleteRequest& r) {
       if (!have)
         return absl::FailedPreconditionError(fmt::format("output {} (blob {}) was not uploaded", t.name(), t.digest()));
     }
+  SP_RETURN_IF_ERROR(blobs_->make_durable());  // results on disk before the task is done
   std::lock_guard lock(mu_);
   if (auto w = workers_.find(r.worker_id()); w != workers_.end()) w->second.last_seen_ms = clock_.now_ms();
   const TaskRecord* cur = scheduler_->find(r.task_id());
@@ -659,6 +660,7 @@ absl::Status Coordinator::import_job(const std::string& job_id) {
       sleep_ms(delay);
     }
   }
+  SP_RETURN_IF_ERROR(blobs_->make_durable());  // shard bytes on disk before the plan says so
   std::lock_guard lock(mu_);
   JobRecord& cur = jobs_.at(job_id);
   if (cur.state() != RUNNING) return absl::CancelledError("job no longer running");
@@ -668,6 +670,7 @@ absl::Status Coordinator::import_job(const std::string& job_id) {
   std::vector<TaskRecord> tasks;
   for (int i = 0; i < cur.shards_size(); ++i) {
     if (!cur.shards(i).is_layer()) continue;
+    if (scheduler_->find(fmt::format("{}/{}", job_id, cur.shards(i).id()))) continue;  // re-import: keep results
     TaskRecord t;
     t.set_id(fmt::format("{}/{}", job_id, cur.shards(i).id()));
     t.set_job_id(job_id);
@@ -680,7 +683,7 @@ absl::Status Coordinator::import_job(const std::string& job_id) {
   put_job(b, cur);
   add_event(b, job_id, fmt::format("imported {} tensors in {} shards; {} tasks ready", total, cur.shards_size(),
                                    tasks.size()));
-  SP_RETURN_IF_ERROR(store_->commit(b, true));  // also makes the unsynced blob writes durable
+  SP_RETURN_IF_ERROR(store_->commit(b, true));
   for (const auto& t : tasks) scheduler_->upsert(t);
   scheduler_->set_job_active(job_id, true);
   phase_.erase(job_id);

@@ -127,6 +127,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::start(Coor
   b.RegisterService(s->worker_api_.get());
   b.SetMaxReceiveMessageSize(kMaxMessageBytes);
   b.SetMaxSendMessageSize(kMaxMessageBytes);
+  b.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 << 20);
+  b.AddChannelArgument(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, 16 << 20);
   s->server_ = b.BuildAndStart();
   if (!s->server_ || port == 0)
     return absl::UnavailableError(fmt::format("cannot listen on {} (address in use or invalid?)", listen));

@@ -67,7 +67,7 @@ class CoordinatorServer {
   std::string address_;
 };
 
-// Messages up to this size (blob chunks are 1 MiB).
+// Messages up to this size (blob chunks are 4 MiB).
 inline constexpr int kMaxMessageBytes = 16 << 20;
 
 }  // namespace sp

@@ -25,7 +25,7 @@ class CoordinatorClient {
   absl::Status fail(const shardpress::v1::FailRequest& r);
   // Streams blob `digest` into the cache (checked against the digest on arrival).
   absl::Status fetch(const std::string& digest, const std::string& worker_id, BlobCache& cache);
-  // Uploads `bytes` as blob `digest` in 1 MiB chunks (a no-op if the coordinator has it).
+  // Uploads `bytes` as blob `digest` in 4 MiB chunks (a no-op if the coordinator has it).
   absl::Status put(const std::string& digest, std::span<const uint8_t> bytes);
 
  private:
