@@ -27,6 +27,9 @@ class MappedFile {
   std::span<const uint8_t> bytes() const { return {data_, size_}; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Drops the pages of `range` (a subspan of bytes()) from this process's resident set;
+  // they stay in the page cache and are read back on the next access.
+  void release(std::span<const uint8_t> range) const;
 
  private:
   std::string path_;

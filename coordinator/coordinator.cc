@@ -649,6 +649,7 @@ absl::Status Coordinator::import_job(const std::string& job_id) {
       const ModelTensor* mt = model.desc.find(name);
       const TensorRef* ref = model.files.find(name);
       SP_ASSIGN_OR_RETURN(std::string digest, blobs_->put(ref->view().bytes));
+      ref->release();  // the coordinator streams the model: it never keeps it resident
       TensorMeta* m = p->add_tensors();
       m->set_name(name);
       m->set_dtype(std::string(dtype_name(mt->stored.dtype)));
@@ -656,6 +657,8 @@ absl::Status Coordinator::import_job(const std::string& job_id) {
       m->set_digest(digest);
       m->set_nbytes(mt->stored.nbytes());
       m->set_role(std::string(role_name(mt->role)));
+      m->set_source_file(ref->file->path());
+      m->set_source_offset(ref->file_offset());
       ++done;
       sleep_ms(delay);
     }

@@ -93,6 +93,8 @@ absl::StatusOr<ModelFiles> ModelFiles::open(const std::string& dir) {
   return m;
 }
 
+void TensorRef::release() const { file->release(*info); }
+
 const TensorRef* ModelFiles::find(std::string_view name) const {
   auto it = tensors_.find(name);
   return it == tensors_.end() ? nullptr : &it->second;

@@ -24,6 +24,8 @@ struct TensorRef {
   const TensorInfo* info = nullptr;
 
   TensorView view() const { return file->view(*info); }
+  // Drops this tensor's pages from the resident set (after a one-time read).
+  void release() const;
   // Absolute byte offset in `file->path()`: a worker that sees the same file can read
   // the bytes directly.
   uint64_t file_offset() const { return file->data_offset() + info->begin; }

@@ -68,6 +68,8 @@ class SafetensorsFile {
   // Null when absent.
   const TensorInfo* find(std::string_view name) const;
   TensorView view(const TensorInfo& info) const;
+  // Drops the tensor's pages from the resident set (see MappedFile::release).
+  void release(const TensorInfo& info) const { file_.release(view(info).bytes); }
   // Absolute file offset of the data section (8 + header length): a tensor's bytes are
   // at data_offset() + begin in the file.
   uint64_t data_offset() const { return data_offset_; }

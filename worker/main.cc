@@ -21,6 +21,7 @@ struct Flags {
   std::string config, coordinator = "127.0.0.1:7070", cache_dir, device = "auto", memory = "11GiB",
                       cache_size = "64GiB";
   int threads = 1;
+  bool no_direct_read = false;
 };
 
 absl::Status load_config(const std::string& path, Flags& f) {
@@ -66,6 +67,8 @@ int main(int argc, char** argv) {
   app.add_option("--memory", f.memory, "Memory budget for tasks")->capture_default_str();
   app.add_option("--threads", f.threads, "Threads advertised for tasks")->capture_default_str();
   app.add_option("--cache-size", f.cache_size, "Largest size of the blob cache")->capture_default_str();
+  app.add_flag("--no-direct-read", f.no_direct_read,
+               "Always fetch inputs from the coordinator, even when the source model file is visible here");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -75,6 +78,7 @@ int main(int argc, char** argv) {
   o.coordinator = f.coordinator;
   o.cache_dir = f.cache_dir;
   o.threads = f.threads;
+  o.direct_read = !f.no_direct_read;
   auto mem = sp::parse_byte_size(f.memory);
   if (!mem.ok()) return fail(sp::annotate(mem.status(), "--memory"));
   auto cache = sp::parse_byte_size(f.cache_size);

@@ -10,6 +10,7 @@
 #include <random>
 #include <thread>
 
+#include "common/byte_size.h"
 #include "common/digest.h"
 #include "common/file_util.h"
 #include "coordinator/job_spec.h"
@@ -105,7 +106,7 @@ absl::Status Worker::run() {
   if (!registered.ok()) return registered.status();
   heartbeat_ms_ = registered->heartbeat_interval_ms();
   log(fmt::format("registered with {} ({}, {} budget)", options_.coordinator, options_.device,
-                  options_.memory >> 20) + " MiB");
+                  format_bytes(options_.memory)));
   std::thread hb([this] { heartbeat_loop(); });
 
   std::optional<Leased> current;
@@ -156,7 +157,7 @@ std::optional<Worker::Leased> Worker::lease_and_fetch(uint64_t free_memory) {
   }
   Leased t{*lease, absl::OkStatus()};
   for (const auto& in : lease->inputs()) {
-    if (cache_->contains(in.digest())) continue;
+    if (cache_->contains(in.digest()) || readable_at_source(in)) continue;
     t.fetched = with_retry("fetch", [&] { return client_->fetch(in.digest(), id_, *cache_); });
     if (!t.fetched.ok()) break;
     stats_.bytes_fetched += in.nbytes();
@@ -203,26 +204,59 @@ void Worker::execute(const Leased& t) {
   revoked_.erase({lease.task_id(), lease.attempt()});
 }
 
+bool Worker::readable_at_source(const TensorMeta& in) {
+  if (!options_.direct_read || in.source_file().empty()) return false;
+  std::lock_guard lock(source_mu_);
+  if (source_ok_.count(in.digest())) return true;
+  auto it = sources_.find(in.source_file());
+  if (it == sources_.end()) {
+    auto mf = MappedFile::open(in.source_file());
+    it = sources_.emplace(in.source_file(), mf.ok() ? std::make_shared<MappedFile>(std::move(*mf)) : nullptr).first;
+  }
+  const auto& mf = it->second;
+  if (!mf || in.source_offset() + in.nbytes() > mf->size()) return false;
+  if (digest_hex(mf->bytes().subspan(in.source_offset(), in.nbytes())) != in.digest()) return false;  // changed since
+  source_ok_.insert(in.digest());
+  return true;
+}
+
+absl::StatusOr<std::span<const uint8_t>> Worker::input_bytes(const TensorMeta& in, std::vector<MappedFile>& keep) {
+  if (readable_at_source(in)) {
+    std::lock_guard lock(source_mu_);
+    return sources_.at(in.source_file())->bytes().subspan(in.source_offset(), in.nbytes());
+  }
+  SP_ASSIGN_OR_RETURN(MappedFile mf, cache_->open_blob(in.digest()));
+  keep.push_back(std::move(mf));
+  return keep.back().bytes();
+}
+
 absl::Status Worker::compute_and_upload(const LeaseResponse& lease, CompleteRequest* complete) {
   std::vector<MappedFile> maps;
   std::vector<ModelTensor> metas;
+  std::vector<std::span<const uint8_t>> bytes;
   maps.reserve(static_cast<size_t>(lease.inputs_size()));
   metas.reserve(static_cast<size_t>(lease.inputs_size()));
   for (const auto& in : lease.inputs()) {
-    SP_ASSIGN_OR_RETURN(MappedFile mf, cache_->open_blob(in.digest()));
-    maps.push_back(std::move(mf));
+    SP_ASSIGN_OR_RETURN(std::span<const uint8_t> b, input_bytes(in, maps));
+    bytes.push_back(b);
     const auto dt = dtype_from_name(in.dtype());
     const auto role = role_from_name(in.role());
     if (!dt || !role) return absl::InvalidArgumentError(fmt::format("input {}: unknown dtype or role", in.name()));
     metas.push_back(ModelTensor{in.name(), *role, -1, TensorShape{*dt, {in.shape().begin(), in.shape().end()}}});
   }
   std::vector<InputTensor> inputs;
-  for (size_t i = 0; i < metas.size(); ++i) inputs.push_back({&metas[i], maps[i].bytes()});
+  for (size_t i = 0; i < metas.size(); ++i) inputs.push_back({&metas[i], bytes[i]});
   JobSpec spec;
   *spec.mutable_prune() = lease.prune();
   *spec.mutable_quantize() = lease.quantize();
   SP_ASSIGN_OR_RETURN(ShardResult result, compress_shard(inputs, compress_settings(spec)));
   if (const int64_t d = task_delay_ms(); d > 0) sleep_ms(d);
+  {
+    std::lock_guard lock(source_mu_);  // inputs read at the source: drop them from our RSS
+    for (const auto& in : lease.inputs())
+      if (auto it = sources_.find(in.source_file()); it != sources_.end() && it->second && source_ok_.count(in.digest()))
+        it->second->release(it->second->bytes().subspan(in.source_offset(), in.nbytes()));
+  }
   for (const auto& group : result.groups) {
     OutputGroup* g = complete->add_outputs();
     for (const auto& t : group) {

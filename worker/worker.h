@@ -12,7 +12,10 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <map>
 #include <set>
+#include <span>
+#include <vector>
 #include <string>
 
 #include "common/status.h"
@@ -29,6 +32,9 @@ struct WorkerOptions {
   int threads = 1;
   std::string device = "cpu";
   bool verbose = true;  // log every task to stderr (failures are always logged)
+  // Read inputs straight from the source model when this machine sees the file (same
+  // host or shared filesystem) and the bytes match the digest; else fetch the blob.
+  bool direct_read = true;
 };
 
 struct WorkerStats {
@@ -53,8 +59,12 @@ class Worker {
  private:
   struct Leased {
     shardpress::v1::LeaseResponse lease;
-    absl::Status fetched;  // inputs in the cache, or why not
+    absl::Status fetched;  // inputs in the cache (or readable at the source), or why not
   };
+  // The bytes of one input: from the source file when allowed and intact, else the cache.
+  absl::StatusOr<std::span<const uint8_t>> input_bytes(const shardpress::v1::TensorMeta& in,
+                                                       std::vector<MappedFile>& keep);
+  bool readable_at_source(const shardpress::v1::TensorMeta& in);
   Worker() = default;
   template <typename F>
   auto with_retry(const char* what, F&& call) -> decltype(call());
@@ -76,6 +86,9 @@ class Worker {
   std::mutex leases_mu_;
   std::set<std::pair<std::string, uint32_t>> held_;  // (task, attempt)
   std::set<std::pair<std::string, uint32_t>> revoked_;
+  std::mutex source_mu_;
+  std::map<std::string, std::shared_ptr<MappedFile>> sources_;  // mapped source files
+  std::set<std::string> source_ok_;                            // digests verified at the source
 };
 
 }  // namespace sp

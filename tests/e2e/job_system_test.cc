@@ -77,11 +77,13 @@ class Cluster : public ::testing::Test {
     addr_ = addr->substr(0, addr->find('\n'));
   }
 
-  test::Process* start_worker(const std::string& name, std::map<std::string, std::string> env = {}) {
-    workers_[name] = std::make_unique<test::Process>(
-        test::bin_dir() + "/shardpress-worker",
-        std::vector<std::string>{"--coordinator", addr_, "--cache-dir", dir_ / ("cache-" + name), "--memory", "1GiB"},
-        env, dir_ / (name + ".log"));
+  // `fetch`: never read the source model directly (as a PC without the model files).
+  test::Process* start_worker(const std::string& name, std::map<std::string, std::string> env = {},
+                              bool fetch = false) {
+    std::vector<std::string> args{"--coordinator", addr_, "--cache-dir", dir_ / ("cache-" + name), "--memory", "1GiB"};
+    if (fetch) args.push_back("--no-direct-read");
+    workers_[name] = std::make_unique<test::Process>(test::bin_dir() + "/shardpress-worker", args, env,
+                                                     dir_ / (name + ".log"));
     return workers_[name].get();
   }
 
@@ -143,7 +145,7 @@ TEST_F(Cluster, CoordinatorAndTwoWorkersCompressStories) {
   // Tasks take 200 ms, and a worker holds at most two leases (one computing, one
   // prefetched), so with both registered before the submit each gets work.
   start_worker("a", {{"SHARDPRESS_TEST_DELAY_MS", "task=200"}});
-  start_worker("b", {{"SHARDPRESS_TEST_DELAY_MS", "task=200"}});
+  start_worker("b", {{"SHARDPRESS_TEST_DELAY_MS", "task=200"}}, /*fetch=*/true);
   for (int i = 0; i < 200; ++i) {
     auto w = cli({"workers", "-o", "json"});
     if (w.exit_code == 0 && json::parse(w.out).value("workers", json::array()).size() == 2) break;
@@ -174,7 +176,7 @@ TEST_F(Cluster, KillWorkerHoldingALease) {
   });
   slow->kill(SIGKILL);
   slow->wait();
-  start_worker("fast");
+  start_worker("fast", {}, /*fetch=*/true);
   const json s = wait_for("s2", succeeded);
   int retried = 0;
   for (const auto& t : s["tasks"]) retried += t["attempt"].get<int>() >= 2;
