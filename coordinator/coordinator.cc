@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 
 #include "checkpoint/assembler.h"
 #include "common/file_util.h"
@@ -621,6 +622,9 @@ void Coordinator::step() {
   store_->commit(b, true).IgnoreError();
 }
 
+// Imports the model shard by shard. Each layer's task is created as soon as its shard is
+// in the store, so workers compute while the rest is still being imported. Re-running
+// after a crash keeps every task that exists (and its result).
 absl::Status Coordinator::import_job(const std::string& job_id) {
   JobRecord j;
   {
@@ -631,7 +635,7 @@ absl::Status Coordinator::import_job(const std::string& job_id) {
   SP_ASSIGN_OR_RETURN(Model model, open_model(j.model_dir()));
   const CompressSettings settings = compress_settings(j.spec());
   const int64_t delay = test_delay_ms("import");
-  size_t total = 0, done = 0;
+  size_t total = 0, done = 0, created = 0;
   for (const auto& s : model.desc.shards) total += s.tensors.size();
   j.clear_shards();
   for (const ModelShard& s : model.desc.shards) {
@@ -662,33 +666,38 @@ absl::Status Coordinator::import_job(const std::string& job_id) {
       ++done;
       sleep_ms(delay);
     }
+    const bool last = j.shards_size() == static_cast<int>(model.desc.shards.size());
+    if (!p->is_layer() && !last) continue;
+    // Commit the plan so far (and this layer's task): shard bytes on disk first.
+    SP_RETURN_IF_ERROR(blobs_->make_durable());
+    std::lock_guard lock(mu_);
+    JobRecord& cur = jobs_.at(job_id);
+    if (cur.state() != RUNNING) return absl::CancelledError("job no longer running");
+    *cur.mutable_shards() = j.shards();
+    cur.set_imported(last);
+    StateStore::Batch b;
+    const int index = j.shards_size() - 1;
+    const std::string task_id = fmt::format("{}/{}", job_id, p->id());
+    std::optional<TaskRecord> task;
+    if (p->is_layer() && !scheduler_->find(task_id)) {
+      task.emplace();
+      task->set_id(task_id);
+      task->set_job_id(job_id);
+      task->set_shard_index(index);
+      task->set_kind(COMPRESS_LAYER);
+      task->set_state(READY);
+      put_task(b, *task);
+      ++created;
+    }
+    put_job(b, cur);
+    if (last)
+      add_event(b, job_id, fmt::format("imported {} tensors in {} shards; {} new tasks", total, cur.shards_size(),
+                                       created));
+    SP_RETURN_IF_ERROR(store_->commit(b, true));
+    if (task) scheduler_->upsert(*task);
+    scheduler_->set_job_active(job_id, true);
   }
-  SP_RETURN_IF_ERROR(blobs_->make_durable());  // shard bytes on disk before the plan says so
   std::lock_guard lock(mu_);
-  JobRecord& cur = jobs_.at(job_id);
-  if (cur.state() != RUNNING) return absl::CancelledError("job no longer running");
-  *cur.mutable_shards() = j.shards();
-  cur.set_imported(true);
-  StateStore::Batch b;
-  std::vector<TaskRecord> tasks;
-  for (int i = 0; i < cur.shards_size(); ++i) {
-    if (!cur.shards(i).is_layer()) continue;
-    if (scheduler_->find(fmt::format("{}/{}", job_id, cur.shards(i).id()))) continue;  // re-import: keep results
-    TaskRecord t;
-    t.set_id(fmt::format("{}/{}", job_id, cur.shards(i).id()));
-    t.set_job_id(job_id);
-    t.set_shard_index(i);
-    t.set_kind(COMPRESS_LAYER);
-    t.set_state(READY);
-    put_task(b, t);
-    tasks.push_back(std::move(t));
-  }
-  put_job(b, cur);
-  add_event(b, job_id, fmt::format("imported {} tensors in {} shards; {} tasks ready", total, cur.shards_size(),
-                                   tasks.size()));
-  SP_RETURN_IF_ERROR(store_->commit(b, true));
-  for (const auto& t : tasks) scheduler_->upsert(t);
-  scheduler_->set_job_active(job_id, true);
   phase_.erase(job_id);
   return absl::OkStatus();
 }

@@ -162,7 +162,7 @@ TEST_F(Cluster, CoordinatorAndTwoWorkersCompressStories) {
   auto w = cli({"workers", "-o", "json"});
   EXPECT_EQ(json::parse(w.out)["workers"].size(), 2u);
   auto ev = cli({"events", "s1"});
-  EXPECT_NE(ev.out.find("imported 47 tensors in 7 shards; 5 tasks ready"), std::string::npos) << ev.out;
+  EXPECT_NE(ev.out.find("imported 47 tensors in 7 shards; 5 new tasks"), std::string::npos) << ev.out;
 }
 
 TEST_F(Cluster, KillWorkerHoldingALease) {
