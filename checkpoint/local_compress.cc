@@ -69,6 +69,7 @@ absl::StatusOr<LocalCompressSummary> compress_model_local(const std::string& mod
       summary.input_bytes += files.find(name)->info->nbytes();
     }
     SP_ASSIGN_OR_RETURN(ShardResult result, compress_shard(inputs, options.settings));
+    for (const auto& name : shard.tensors) files.find(name)->release();  // read once: drop from RSS
     for (auto& group : result.groups) {
       TensorGroup specs;
       for (auto& t : group) {

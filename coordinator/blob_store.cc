@@ -57,15 +57,19 @@ absl::StatusOr<std::vector<uint8_t>> BlobStore::read_all(const std::string& dige
   return out;
 }
 
-std::unique_ptr<BlobStore::Writer> BlobStore::begin(const std::string& digest, uint64_t size) {
-  return std::unique_ptr<Writer>(new Writer(this, digest, size));
+std::unique_ptr<BlobStore::Writer> BlobStore::begin(const std::string& digest, uint64_t size, Durability d) {
+  return std::unique_ptr<Writer>(new Writer(this, digest, size, d));
+}
+
+absl::Status BlobStore::Writer::write(const std::string& key, std::string_view value) {
+  if (durability_ == Durability::kUnlogged) return store_->store_->put_unlogged(Table::kBlobs, key, value);
+  return store_->store_->put(Table::kBlobs, key, value, false);
 }
 
 absl::Status BlobStore::Writer::flush_chunk() {
   if (pending_.empty()) return absl::OkStatus();
-  SP_RETURN_IF_ERROR(store_->store_->put_unlogged(
-      Table::kBlobs, chunk_key(digest_, chunk_index_++),
-      std::string_view(reinterpret_cast<const char*>(pending_.data()), pending_.size())));
+  SP_RETURN_IF_ERROR(write(chunk_key(digest_, chunk_index_++),
+                           std::string_view(reinterpret_cast<const char*>(pending_.data()), pending_.size())));
   pending_.clear();
   return absl::OkStatus();
 }
@@ -91,20 +95,18 @@ absl::Status BlobStore::Writer::finish() {
                                            hasher_.hex()));
   }
   SP_RETURN_IF_ERROR(flush_chunk());
-  return store_->store_->put_unlogged(Table::kBlobs, header_key(digest_), std::to_string(size_));
+  return write(header_key(digest_), std::to_string(size_));
 }
 
-absl::StatusOr<std::string> BlobStore::put(std::span<const uint8_t> bytes) {
+absl::StatusOr<std::string> BlobStore::put(std::span<const uint8_t> bytes, Durability d) {
   std::string digest = digest_hex(bytes);
   SP_ASSIGN_OR_RETURN(const bool have, contains(digest));
   if (have) return digest;
-  auto w = begin(digest, bytes.size());
+  auto w = begin(digest, bytes.size(), d);
   SP_RETURN_IF_ERROR(w->append(bytes));
   SP_RETURN_IF_ERROR(w->finish());
   return digest;
 }
-
-absl::Status BlobStore::make_durable() { return store_->flush(Table::kBlobs); }
 
 absl::Status BlobStore::remove(const std::string& digest) {
   StateStore::Batch b;

@@ -36,6 +36,10 @@ class BlobStore {
   absl::StatusOr<std::vector<uint8_t>> read_all(const std::string& digest) const;
 
   // Receives a blob in pieces; finish() checks size and digest, then makes it visible.
+  // Unlogged writes skip the WAL (a re-creatable copy: the import of a model); logged
+  // writes go through the WAL, so the next synced commit makes them durable (results).
+  enum class Durability { kUnlogged, kLogged };
+
   class Writer {
    public:
     absl::Status append(std::span<const uint8_t> bytes);
@@ -44,24 +48,23 @@ class BlobStore {
 
    private:
     friend class BlobStore;
-    Writer(BlobStore* s, std::string digest, uint64_t size) : store_(s), digest_(std::move(digest)), size_(size) {}
+    Writer(BlobStore* s, std::string digest, uint64_t size, Durability d)
+        : store_(s), digest_(std::move(digest)), size_(size), durability_(d) {}
     absl::Status flush_chunk();
+    absl::Status write(const std::string& key, std::string_view value);
     BlobStore* store_;
     std::string digest_;
     uint64_t size_;
+    Durability durability_;
     uint64_t received_ = 0;
     uint32_t chunk_index_ = 0;
     std::vector<uint8_t> pending_;
     Digester hasher_;
   };
-  std::unique_ptr<Writer> begin(const std::string& digest, uint64_t size);
+  std::unique_ptr<Writer> begin(const std::string& digest, uint64_t size, Durability d = Durability::kLogged);
 
-  // Stores `bytes` and returns their digest (no-op if present). Blob bytes bypass the
-  // WAL: call make_durable() before acknowledging anything that refers to them.
-  absl::StatusOr<std::string> put(std::span<const uint8_t> bytes);
-
-  // Flushes every blob written so far to disk (synced).
-  absl::Status make_durable();
+  // Stores `bytes` and returns their digest (no-op if present).
+  absl::StatusOr<std::string> put(std::span<const uint8_t> bytes, Durability d = Durability::kLogged);
 
   // Removes a blob (header first, so a reader never sees half of one).
   absl::Status remove(const std::string& digest);

@@ -122,18 +122,21 @@ absl::Status Coordinator::recover() {
   }));
   StateStore::Batch b;
   for (auto& [id, j] : jobs_) {
-    if (j.state() != RUNNING || !j.imported()) continue;
-    // Imported shards are written without per-write syncs: re-import any that is gone.
-    for (const auto& s : j.shards()) {
+    if (j.state() != RUNNING && j.state() != ASSEMBLING) continue;
+    // Imported shards are written without the WAL: re-import any that a crash lost.
+    size_t missing = 0;
+    for (const auto& s : j.shards())
       for (const auto& t : s.tensors()) {
         SP_ASSIGN_OR_RETURN(const bool have, blobs_->contains(t.digest()));
-        if (!have && j.imported()) {
-          j.set_imported(false);
-          add_event(b, id, fmt::format("recovery: shard blob of {} missing, re-importing", t.name()));
-        }
+        missing += have ? 0 : 1;
       }
+    if (missing > 0) {
+      j.set_imported(false);
+      if (j.state() == ASSEMBLING) j.set_state(RUNNING);
+      add_event(b, id, fmt::format("recovery: {} imported tensor{} lost in the crash, re-importing", missing,
+                                   missing == 1 ? "" : "s"));
     }
-    if (j.imported()) scheduler_->set_job_active(id, true);
+    if (j.state() == RUNNING && j.imported()) scheduler_->set_job_active(id, true);
     put_job(b, j);
   }
   for (const auto& t : scheduler_->extend_all_leases()) put_task(b, t);
@@ -455,7 +458,6 @@ absl::Status Coordinator::complete(const CompleteRequest& r) {
       if (!have)
         return absl::FailedPreconditionError(fmt::format("output {} (blob {}) was not uploaded", t.name(), t.digest()));
     }
-  SP_RETURN_IF_ERROR(blobs_->make_durable());  // results on disk before the task is done
   std::lock_guard lock(mu_);
   if (auto w = workers_.find(r.worker_id()); w != workers_.end()) w->second.last_seen_ms = clock_.now_ms();
   const TaskRecord* cur = scheduler_->find(r.task_id());
@@ -636,6 +638,12 @@ absl::Status Coordinator::import_job(const std::string& job_id) {
   const CompressSettings settings = compress_settings(j.spec());
   const int64_t delay = test_delay_ms("import");
   size_t total = 0, done = 0, created = 0;
+  bool reimport;
+  {
+    std::lock_guard lock(mu_);
+    reimport = !scheduler_->tasks_of(job_id).empty();
+    if (reimport) scheduler_->set_job_active(job_id, false);
+  }
   for (const auto& s : model.desc.shards) total += s.tensors.size();
   j.clear_shards();
   for (const ModelShard& s : model.desc.shards) {
@@ -652,7 +660,8 @@ absl::Status Coordinator::import_job(const std::string& job_id) {
       }
       const ModelTensor* mt = model.desc.find(name);
       const TensorRef* ref = model.files.find(name);
-      SP_ASSIGN_OR_RETURN(std::string digest, blobs_->put(ref->view().bytes));
+      // A copy of the source: no WAL, no sync (recovery re-imports what a crash lost).
+      SP_ASSIGN_OR_RETURN(std::string digest, blobs_->put(ref->view().bytes, BlobStore::Durability::kUnlogged));
       ref->release();  // the coordinator streams the model: it never keeps it resident
       TensorMeta* m = p->add_tensors();
       m->set_name(name);
@@ -668,8 +677,8 @@ absl::Status Coordinator::import_job(const std::string& job_id) {
     }
     const bool last = j.shards_size() == static_cast<int>(model.desc.shards.size());
     if (!p->is_layer() && !last) continue;
-    // Commit the plan so far (and this layer's task): shard bytes on disk first.
-    SP_RETURN_IF_ERROR(blobs_->make_durable());
+    // Commit the plan so far and this layer's task. On a re-import after a crash the job
+    // stays inactive until every shard is back, so no task is leased without its inputs.
     std::lock_guard lock(mu_);
     JobRecord& cur = jobs_.at(job_id);
     if (cur.state() != RUNNING) return absl::CancelledError("job no longer running");
@@ -695,7 +704,7 @@ absl::Status Coordinator::import_job(const std::string& job_id) {
                                        created));
     SP_RETURN_IF_ERROR(store_->commit(b, true));
     if (task) scheduler_->upsert(*task);
-    scheduler_->set_job_active(job_id, true);
+    if (!reimport || last) scheduler_->set_job_active(job_id, true);
   }
   std::lock_guard lock(mu_);
   phase_.erase(job_id);

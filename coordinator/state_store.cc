@@ -49,7 +49,7 @@ absl::StatusOr<std::unique_ptr<StateStore>> StateStore::open(const std::string& 
     if (std::string_view(name) == "blobs") {
       o.enable_blob_files = true;  // integrated BlobDB: chunk values live in blob files
       o.min_blob_size = 4096;
-      o.write_buffer_size = 256 << 20;
+      o.write_buffer_size = 64 << 20;  // memtables count in the coordinator's RSS
       o.blob_file_size = 1ull << 30;
     }
     cfs.emplace_back(name, o);
@@ -101,12 +101,6 @@ absl::Status StateStore::put_unlogged(Table t, std::string_view key, std::string
   return from_rocks(db_->Put(wo, cf(t), rocksdb::Slice(key.data(), key.size()),
                              rocksdb::Slice(value.data(), value.size())),
                     "put");
-}
-
-absl::Status StateStore::flush(Table t) {
-  rocksdb::FlushOptions fo;
-  fo.wait = true;
-  return from_rocks(db_->Flush(fo, cf(t)), "flush");
 }
 
 absl::StatusOr<std::optional<std::string>> StateStore::get(Table t, std::string_view key) const {

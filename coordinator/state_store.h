@@ -46,11 +46,9 @@ class StateStore {
   // Applies the batch atomically; `sync` fsyncs the WAL first (durable on return).
   absl::Status commit(Batch& batch, bool sync);
   absl::Status put(Table t, std::string_view key, std::string_view value, bool sync);
-  // Writes without the WAL: bulk bytes (blob chunks) that become durable only at the
-  // next flush(t). Halves the bytes written for large values.
+  // Writes without the WAL: bulk bytes (imported blob chunks) that become durable only
+  // when RocksDB flushes them; a crash may lose them.
   absl::Status put_unlogged(Table t, std::string_view key, std::string_view value);
-  // Flushes the table's memtable to disk (synced); afterwards unlogged writes survive.
-  absl::Status flush(Table t);
   absl::StatusOr<std::optional<std::string>> get(Table t, std::string_view key) const;
   // Calls fn(key, value) for every key starting with `prefix`, in key order, until it
   // returns false.

@@ -19,6 +19,11 @@ wall() { awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$1"; }
 echo "== bare ops (one process, one thread)"
 "$bin/bench_ops_model" "$model"
 
+echo "== shardpress compress (ops + writing and syncing the checkpoint, one process, no coordinator)"
+rm -rf "$work/compress-out"
+/usr/bin/time -v "$bin/shardpress" compress "$model" "$work/compress-out" > /dev/null 2> "$work/compress.time"
+echo "wall $(wall "$work/compress.time"), peak RSS $(rss "$work/compress.time")"
+
 echo "== shardpress local --workers 2"
 rm -rf "$work/local-out" "$work/local-state"
 printf 'name: bench\nmodel: %s\noutput: %s\n' "$model" "$work/local-out" > "$work/job.yaml"
@@ -28,23 +33,27 @@ echo "wall $(wall "$work/local.time"), peak RSS $(rss "$work/local.time") (coord
 
 echo "== coordinator + 2 worker processes"
 rm -rf "$work/mp" && mkdir -p "$work/mp/out"
-/usr/bin/time -v -o "$work/mp/coord.time" "$bin/shardpress-coordinator" --listen 127.0.0.1:7179 \
+"$bin/shardpress-coordinator" --listen 127.0.0.1:7179 \
   --data-dir "$work/mp/state" --model-root "$work" --output-root "$work/mp/out" 2> "$work/mp/coord.log" &
 sleep 1
 # Worker 2 fetches every input over gRPC, as on a PC that cannot see the model files.
-/usr/bin/time -v -o "$work/mp/w1.time" "$bin/shardpress-worker" --coordinator 127.0.0.1:7179 \
+"$bin/shardpress-worker" --coordinator 127.0.0.1:7179 \
   --cache-dir "$work/mp/w1" 2> "$work/mp/w1.log" &
-/usr/bin/time -v -o "$work/mp/w2.time" "$bin/shardpress-worker" --coordinator 127.0.0.1:7179 \
+"$bin/shardpress-worker" --coordinator 127.0.0.1:7179 \
   --cache-dir "$work/mp/w2" --no-direct-read 2> "$work/mp/w2.log" &
 printf 'name: bench\nmodel: %s\noutput: %s\n' "$model" "$work/mp/out/nf4" > "$work/mp/job.yaml"
 start=$(date +%s.%N)
 "$bin/shardpress" --coordinator 127.0.0.1:7179 submit "$work/mp/job.yaml" --wait > /dev/null 2>&1
 end=$(date +%s.%N)
-# Signal the daemons themselves (not /usr/bin/time, which then reports their peak RSS).
-pkill -TERM -f "^$bin/shardpress-worker --coordinator 127.0.0.1:7179" || true
-pkill -TERM -f "^$bin/shardpress-coordinator --listen 127.0.0.1:7179" || true
+# Peak RSS (VmHWM) of each daemon, then SIGTERM them.
+hwm() { awk '/VmHWM/ {printf "%.0f MiB", $2/1024}' "/proc/$1/status"; }
+cpid=$(pgrep -f "^$bin/shardpress-coordinator --listen 127.0.0.1:7179")
+w1=$(pgrep -f "^$bin/shardpress-worker --coordinator 127.0.0.1:7179 --cache-dir $work/mp/w1")
+w2=$(pgrep -f "^$bin/shardpress-worker --coordinator 127.0.0.1:7179 --cache-dir $work/mp/w2")
+peaks="coordinator $(hwm "$cpid"), worker (direct read) $(hwm "$w1"), worker (fetching) $(hwm "$w2")"
+kill -TERM "$w1" "$w2" "$cpid" || true
 wait || true
-echo "wall $(echo "$end - $start" | bc) s; peak RSS: coordinator $(rss "$work/mp/coord.time"), workers $(rss "$work/mp/w1.time") and $(rss "$work/mp/w2.time")"
+echo "wall $(echo "$end - $start" | bc) s; peak RSS: $peaks"
 
 echo "== blob transfer"
 "$bin/bench_blob_transfer" 512
