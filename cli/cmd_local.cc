@@ -51,6 +51,12 @@ int run_local(const LocalArgs& a) {
   // Same job name in this state dir: carry on with it instead of starting over.
   std::string job_id;
   auto existing = core.job_status(spec->name(), false);
+  if (existing.ok() && existing->state() == SUCCEEDED && std::filesystem::exists(existing->output_dir())) {
+    std::fprintf(stderr, "%s already succeeded in %s\n", existing->id().c_str(), state_dir.c_str());
+    std::printf("%s", render_job(*existing, false).c_str());
+    (*rt)->stop();
+    return kExitOk;
+  }
   if (existing.ok() && existing->state() != SUCCEEDED) {
     job_id = existing->id();
     if (job_finished(existing->state())) {

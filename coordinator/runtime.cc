@@ -28,8 +28,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorRuntime>> CoordinatorRuntime::start(Ru
   }
   r->io_thread_ = std::thread([rt = r.get()] { rt->io_.run(); });
   r->core_->start();
-  SP_RETURN_IF_ERROR(write_file_atomic((std::filesystem::path(r->options_.core.data_dir) / "coordinator.addr").string(),
-                                       r->address() + "\n"));
+  const std::filesystem::path data(r->options_.core.data_dir);
+  SP_RETURN_IF_ERROR(write_file_atomic((data / "coordinator.addr").string(), r->address() + "\n"));
+  if (r->metrics_)
+    SP_RETURN_IF_ERROR(write_file_atomic((data / "metrics.addr").string(), r->metrics_address() + "\n"));
   return r;
 }
 

@@ -26,8 +26,8 @@ struct RuntimeOptions {
 
 class CoordinatorRuntime {
  public:
-  // Recovers state, then starts serving. Writes the bound address to
-  // DATA_DIR/coordinator.addr for scripts and tests.
+  // Recovers state, then starts serving. Writes the bound addresses to
+  // DATA_DIR/coordinator.addr (and metrics.addr) for scripts and tests.
   static absl::StatusOr<std::unique_ptr<CoordinatorRuntime>> start(RuntimeOptions options, const Clock& clock);
   ~CoordinatorRuntime();
 

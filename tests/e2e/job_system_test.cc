@@ -2,7 +2,11 @@
 // 127.0.0.1 with the real RocksDB, driven by the real CLI; processes are killed with
 // SIGKILL at chosen points (test delays slow the phases down) and restarted. Every job
 // must finish with the bytes the ops produce directly.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -68,7 +72,7 @@ class Cluster : public ::testing::Test {
         test::bin_dir() + "/shardpress-coordinator",
         std::vector<std::string>{"--listen", listen, "--data-dir", dir_ / "state", "--model-root",
                                  dir_ / "models", "--output-root", dir_ / "out", "--lease-ttl", "1s",
-                                 "--heartbeat-interval", "200ms"},
+                                 "--heartbeat-interval", "200ms", "--metrics-listen", "127.0.0.1:0"},
         env, dir_ / "coordinator.log");
     for (int i = 0; i < 500 && !fs::exists(dir_ / "state/coordinator.addr"); ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -286,6 +290,43 @@ TEST_F(Cluster, BadInputGetsTheRightExitCodeAndStoresNothing) {
   auto down = test::run_cli({"--coordinator", "127.0.0.1:1", "status"});
   EXPECT_EQ(down.exit_code, 3);
   EXPECT_NE(down.err.find("cannot reach the coordinator at 127.0.0.1:1"), std::string::npos) << down.err;
+}
+
+// GET /metrics over a plain socket.
+std::string http_get(const std::string& addr, const std::string& path) {
+  const size_t colon = addr.rfind(':');
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(std::stoi(addr.substr(colon + 1))));
+  ::inet_pton(AF_INET, addr.substr(0, colon).c_str(), &sa.sin_addr);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+    ::close(fd);
+    return "";
+  }
+  const std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  (void)!::write(fd, req.data(), req.size());
+  std::string resp;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) resp.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return resp;
+}
+
+TEST_F(Cluster, MetricsEndpointCountsTasksBytesAndWorkers) {
+  start_coordinator();
+  start_worker("a", {}, /*fetch=*/true);
+  ASSERT_EQ(cli({"submit", write_job("m1"), "--wait"}).exit_code, 0);
+  auto addr = read_file(dir_ / "state/metrics.addr");
+  ASSERT_TRUE(addr.ok());
+  const std::string body = http_get(addr->substr(0, addr->find('\n')), "/metrics");
+  EXPECT_NE(body.find("200 OK"), std::string::npos) << body;
+  EXPECT_NE(body.find("shardpress_tasks{state=\"done\"} 5"), std::string::npos) << body;
+  EXPECT_NE(body.find("shardpress_jobs{state=\"succeeded\"} 1"), std::string::npos) << body;
+  EXPECT_NE(body.find("shardpress_workers_alive 1"), std::string::npos) << body;
+  EXPECT_NE(body.find("shardpress_blob_bytes_sent_total 4"), std::string::npos) << body;  // 454400 bytes fetched
+  EXPECT_NE(http_get(addr->substr(0, addr->find('\n')), "/nope").find("404"), std::string::npos);
 }
 
 TEST_F(Cluster, WorkerStopsCleanlyOnSigterm) {
