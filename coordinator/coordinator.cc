@@ -394,7 +394,14 @@ absl::StatusOr<RegisterResponse> Coordinator::register_worker(const RegisterRequ
   w.record.set_threads(r.threads());
   if (is_new) w.record.set_registered_ms(clock_.now_ms());
   w.last_seen_ms = clock_.now_ms();
-  SP_RETURN_IF_ERROR(store_->put(Table::kWorkers, w.record.id(), serialize(w.record), true));
+  // A worker registers when it (re)starts: whatever its previous process held is lost.
+  StateStore::Batch b;
+  b.put(Table::kWorkers, w.record.id(), serialize(w.record));
+  for (const auto& t : scheduler_->release_worker(r.worker_id())) {
+    put_task(b, t);
+    add_event(b, t.job_id(), fmt::format("{}: worker {} restarted, task is ready again", t.id(), r.worker_id()));
+  }
+  SP_RETURN_IF_ERROR(store_->commit(b, true));
   RegisterResponse resp;
   resp.set_heartbeat_interval_ms(options_.heartbeat_interval_ms);
   resp.set_lease_ttl_ms(options_.lease_ttl_ms);

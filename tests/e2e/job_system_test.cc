@@ -329,6 +329,23 @@ TEST_F(Cluster, MetricsEndpointCountsTasksBytesAndWorkers) {
   EXPECT_NE(http_get(addr->substr(0, addr->find('\n')), "/nope").find("404"), std::string::npos);
 }
 
+TEST_F(Cluster, LocalRerunResumesAfterKill) {
+  const std::string job = write_job("l1");
+  const std::vector<std::string> args{"local", job, "--workers", "1", "--state-dir", dir_ / "local-state"};
+  {
+    test::Process local(SP_CLI_PATH, args, {{"SHARDPRESS_TEST_DELAY_MS", "task=400"}}, dir_ / "local1.log");
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // a few layers done, not all
+    local.kill(SIGKILL);
+    local.wait();
+  }
+  EXPECT_FALSE(fs::exists(dir_ / "out/l1"));
+  auto r = test::run_cli(args);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.err.find("resuming job-0001"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("(0/5 layers already done)"), std::string::npos) << "nothing was kept: " << r.err;
+  expect_reference_output("l1");
+}
+
 TEST_F(Cluster, WorkerStopsCleanlyOnSigterm) {
   start_coordinator();
   test::Process* w = start_worker("a");
