@@ -4,14 +4,13 @@
 //   metrics_listen: 127.0.0.1:9100
 //   lease_ttl: 30s                heartbeat_interval: 3s       max_failures: 3
 //   max_shard_size: 5GB
-#include <yaml-cpp/yaml.h>
-
 #include <cstdio>
 #include <filesystem>
 
 #include "CLI/CLI.hpp"
 #include "common/byte_size.h"
 #include "common/duration.h"
+#include "coordinator/config_file.h"
 #include "coordinator/runtime.h"
 #include "fmt/format.h"
 
@@ -20,49 +19,21 @@ namespace {
 struct Flags {
   std::string config, listen = "127.0.0.1:7070", data_dir, model_root, output_root, metrics_listen;
   std::string lease_ttl = "30s", heartbeat_interval = "3s", max_shard_size = "5GB";
-  int max_failures = 3;
-  bool insecure = false;
+  std::string max_failures = "3";
 };
-
-// Loads --config (found before the real parse) into `f`; flags parsed later override it.
-absl::Status load_config(const std::string& path, Flags& f) {
-  YAML::Node y;
-  try {
-    y = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(fmt::format("{}: {}", path, e.what()));
-  }
-  if (!y.IsMap()) return absl::InvalidArgumentError(fmt::format("{}: expected a mapping of settings", path));
-  for (const auto& kv : y) {
-    const std::string key = kv.first.as<std::string>();
-    std::string* target = nullptr;
-    if (key == "listen") target = &f.listen;
-    else if (key == "data_dir") target = &f.data_dir;
-    else if (key == "model_root") target = &f.model_root;
-    else if (key == "output_root") target = &f.output_root;
-    else if (key == "metrics_listen") target = &f.metrics_listen;
-    else if (key == "lease_ttl") target = &f.lease_ttl;
-    else if (key == "heartbeat_interval") target = &f.heartbeat_interval;
-    else if (key == "max_shard_size") target = &f.max_shard_size;
-    else if (key == "max_failures") {
-      f.max_failures = kv.second.as<int>();
-      continue;
-    } else {
-      return absl::InvalidArgumentError(fmt::format("{}: unknown key '{}'", path, key));
-    }
-    *target = kv.second.as<std::string>();
-  }
-  return absl::OkStatus();
-}
 
 }  // namespace
 
 int main(int argc, char** argv) {
   Flags f;
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::string(argv[i]) == "--config") f.config = argv[i + 1];
+  f.config = sp::config_path_from_args(argc, argv);
   if (!f.config.empty()) {
-    if (auto st = load_config(f.config, f); !st.ok()) {
+    auto st = sp::load_config_file(
+        f.config, {{"listen", &f.listen}, {"data_dir", &f.data_dir}, {"model_root", &f.model_root},
+                   {"output_root", &f.output_root}, {"metrics_listen", &f.metrics_listen}, {"lease_ttl", &f.lease_ttl},
+                   {"heartbeat_interval", &f.heartbeat_interval}, {"max_failures", &f.max_failures},
+                   {"max_shard_size", &f.max_shard_size}});
+    if (!st.ok()) {
       std::fprintf(stderr, "shardpress-coordinator: %s\n", std::string(st.message()).c_str());
       return 2;
     }
@@ -95,7 +66,9 @@ int main(int argc, char** argv) {
   o.core.data_dir = f.data_dir;
   o.core.model_root = f.model_root;
   o.core.output_root = f.output_root;
-  o.core.max_failures = static_cast<uint32_t>(f.max_failures);
+  const int max_failures = std::atoi(f.max_failures.c_str());
+  if (max_failures < 1) return fail(absl::InvalidArgumentError("--max-failures must be a positive integer"), 2);
+  o.core.max_failures = static_cast<uint32_t>(max_failures);
   auto ttl = sp::parse_duration_ms(f.lease_ttl);
   if (!ttl.ok()) return fail(sp::annotate(ttl.status(), "--lease-ttl"), 2);
   auto hb = sp::parse_duration_ms(f.heartbeat_interval);

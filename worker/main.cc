@@ -2,13 +2,13 @@
 // of --config worker.yaml (coordinator, cache_dir, device, memory, threads, cache_size).
 // SIGTERM/SIGINT: finish the task in hand, stop leasing, exit 0.
 #include <signal.h>
-#include <yaml-cpp/yaml.h>
 
 #include <cstdio>
 #include <thread>
 
 #include "CLI/CLI.hpp"
 #include "common/byte_size.h"
+#include "coordinator/config_file.h"
 #include "fmt/format.h"
 #include "worker/worker.h"
 #if defined(SHARDPRESS_HAVE_CUDA)
@@ -20,30 +20,9 @@ namespace {
 struct Flags {
   std::string config, coordinator = "127.0.0.1:7070", cache_dir, device = "auto", memory = "11GiB",
                       cache_size = "64GiB";
-  int threads = 1;
+  std::string threads = "1";
   bool no_direct_read = false;
 };
-
-absl::Status load_config(const std::string& path, Flags& f) {
-  YAML::Node y;
-  try {
-    y = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(fmt::format("{}: {}", path, e.what()));
-  }
-  if (!y.IsMap()) return absl::InvalidArgumentError(fmt::format("{}: expected a mapping of settings", path));
-  for (const auto& kv : y) {
-    const std::string key = kv.first.as<std::string>();
-    if (key == "coordinator") f.coordinator = kv.second.as<std::string>();
-    else if (key == "cache_dir") f.cache_dir = kv.second.as<std::string>();
-    else if (key == "device") f.device = kv.second.as<std::string>();
-    else if (key == "memory") f.memory = kv.second.as<std::string>();
-    else if (key == "cache_size") f.cache_size = kv.second.as<std::string>();
-    else if (key == "threads") f.threads = kv.second.as<int>();
-    else return absl::InvalidArgumentError(fmt::format("{}: unknown key '{}'", path, key));
-  }
-  return absl::OkStatus();
-}
 
 int fail(const absl::Status& s) {
   std::fprintf(stderr, "shardpress-worker: %s\n", std::string(s.message()).c_str());
@@ -55,10 +34,13 @@ int fail(const absl::Status& s) {
 int main(int argc, char** argv) {
   Flags f;
   if (const char* env = std::getenv("SHARDPRESS_COORDINATOR")) f.coordinator = env;
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::string(argv[i]) == "--config") f.config = argv[i + 1];
-  if (!f.config.empty())
-    if (auto st = load_config(f.config, f); !st.ok()) return fail(st);
+  f.config = sp::config_path_from_args(argc, argv);
+  if (!f.config.empty()) {
+    auto st = sp::load_config_file(f.config, {{"coordinator", &f.coordinator}, {"cache_dir", &f.cache_dir},
+                                              {"device", &f.device}, {"memory", &f.memory},
+                                              {"cache_size", &f.cache_size}, {"threads", &f.threads}});
+    if (!st.ok()) return fail(st);
+  }
   CLI::App app{"shardpress-worker: runs prune/quantize tasks for a shardpress coordinator"};
   app.add_option("--config", f.config, "YAML file with the settings below (flags override it)");
   app.add_option("--coordinator", f.coordinator, "Coordinator HOST:PORT")->capture_default_str();
@@ -77,7 +59,8 @@ int main(int argc, char** argv) {
   sp::WorkerOptions o;
   o.coordinator = f.coordinator;
   o.cache_dir = f.cache_dir;
-  o.threads = f.threads;
+  o.threads = std::atoi(f.threads.c_str());
+  if (o.threads < 1) return fail(absl::InvalidArgumentError("--threads must be a positive integer"));
   o.direct_read = !f.no_direct_read;
   auto mem = sp::parse_byte_size(f.memory);
   if (!mem.ok()) return fail(sp::annotate(mem.status(), "--memory"));
