@@ -113,7 +113,12 @@ absl::StatusOr<std::optional<std::string>> StateStore::get(Table t, std::string_
 
 absl::Status StateStore::scan(Table t, std::string_view prefix,
                               const std::function<bool(std::string_view, std::string_view)>& fn) const {
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(t)));
+  rocksdb::ReadOptions ro;
+  if (t == Table::kBlobs) {
+    ro.verify_checksums = false;  // blob readers check the content digest themselves
+    ro.fill_cache = false;        // streamed once: keep the block cache for metadata
+  }
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(t)));
   for (it->Seek(rocksdb::Slice(prefix.data(), prefix.size())); it->Valid(); it->Next()) {
     const auto k = it->key();
     if (!k.starts_with(rocksdb::Slice(prefix.data(), prefix.size()))) break;
