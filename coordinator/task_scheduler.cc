@@ -54,7 +54,10 @@ std::optional<TaskRecord> TaskScheduler::lease(const std::string& worker_id, uin
     if (t.state() != TaskState::READY || !active_jobs_.count(t.job_id())) continue;
     if (memory_of(t) > free_memory) continue;
     const int a = affinity(t);
-    if (a > best_affinity) {  // ties keep the earlier task (map order: job, then task)
+    // Ties go to the oldest job, then the lowest layer (ids sort "layer.10" before "layer.2").
+    const bool earlier = best && (t.job_id() < best->job_id() ||
+                                  (t.job_id() == best->job_id() && t.shard_index() < best->shard_index()));
+    if (a > best_affinity || (a == best_affinity && earlier)) {
       best = &t;
       best_affinity = a;
     }

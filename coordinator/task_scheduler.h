@@ -47,7 +47,7 @@ class TaskScheduler {
 
   // Leases the best READY task of an active job whose memory estimate fits
   // `free_memory`: the highest `affinity` (inputs the worker already caches), then the
-  // oldest job, then task order. nullopt if none fits.
+  // oldest job, then the lowest layer. nullopt if none fits.
   std::optional<shardpress::v1::TaskRecord> lease(
       const std::string& worker_id, uint64_t free_memory,
       const std::function<uint64_t(const shardpress::v1::TaskRecord&)>& memory_of,

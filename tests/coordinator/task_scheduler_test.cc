@@ -93,6 +93,12 @@ TEST_F(SchedulerTest, PrefersTasksWhoseInputsTheWorkerCaches) {
   EXPECT_EQ(lease("w2")->id(), "job-0001/layer.0");
 }
 
+TEST_F(SchedulerTest, LayersAreLeasedInOrderNotByIdText) {
+  for (int i = 3; i < 12; ++i) s_.upsert(task("job-0001", i));  // "layer.10" sorts before "layer.2"
+  for (int i = 3; i < 12; ++i) memory_[i] = 10;
+  for (int i = 0; i < 12; ++i) EXPECT_EQ(lease("w")->shard_index(), i);
+}
+
 TEST_F(SchedulerTest, InactiveJobsAreNotLeased) {
   s_.set_job_active("job-0001", false);
   EXPECT_FALSE(lease("w1").has_value());
