@@ -193,5 +193,39 @@ TEST(Cli, InspectExaone32bShapedModel) {
   EXPECT_EQ(json::parse(small.out)["shards"][1]["fits"], false);
 }
 
+TEST(Cli, SynthModelsOfEachArchitectureOpenAndAreDeterministic) {
+  test::TempDir d;
+  for (const char* arch : {"llama", "qwen2", "exaone4"}) {
+    const std::string a = d / (std::string(arch) + "-a"), b = d / (std::string(arch) + "-b");
+    auto r = run_cli({"synth", "--arch", arch, "--params", "5M", a});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    ASSERT_EQ(run_cli({"synth", "--arch", arch, "--params", "5M", b}).exit_code, 0);
+    EXPECT_EQ(test::read_bytes(a + "/model.safetensors"), test::read_bytes(b + "/model.safetensors")) << arch;
+    auto inspect = run_cli({"inspect", a, "-o", "json"});
+    ASSERT_EQ(inspect.exit_code, 0) << inspect.err;
+    const json j = json::parse(inspect.out);
+    EXPECT_EQ(j["model_type"], arch);
+    EXPECT_GT(j["parameters"].get<uint64_t>(), 4'000'000u);
+    EXPECT_LT(j["parameters"].get<uint64_t>(), 6'000'000u);
+  }
+  EXPECT_EQ(run_cli({"synth", "--params", "lots", d / "x"}).exit_code, 2);
+  EXPECT_EQ(run_cli({"synth", "--arch", "gpt2", d / "y"}).exit_code, 2);
+}
+
+TEST(Cli, LocalJobOnASyntheticExaoneModel) {
+  test::TempDir d;
+  ASSERT_EQ(run_cli({"synth", "--arch", "exaone4", "--params", "5M", d / "exaone"}).exit_code, 0);
+  test::write_text(d / "job.yaml", "name: ex\nmodel: " + (d / "exaone") + "\noutput: " + (d / "out") +
+                                       "\nprune: {method: magnitude, scope: '2:4'}\n");
+  auto r = run_cli({"local", d / "job.yaml", "--workers", "2", "--state-dir", d / "state"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  auto v = run_cli({"verify", d / "out", "--against", d / "exaone", "-o", "json"});
+  ASSERT_EQ(v.exit_code, 0) << v.out << v.err;
+  const json j = json::parse(v.out);
+  EXPECT_EQ(j["architecture"], "Exaone4ForCausalLM");
+  for (const auto& t : j["tensors"])
+    if (t["quantized"] == true) EXPECT_GE(t["zero_fraction"].get<double>(), 0.5) << t["name"];
+}
+
 }  // namespace
 }  // namespace sp

@@ -334,7 +334,14 @@ TEST_F(Cluster, LocalRerunResumesAfterKill) {
   const std::vector<std::string> args{"local", job, "--workers", "1", "--state-dir", dir_ / "local-state"};
   {
     test::Process local(SP_CLI_PATH, args, {{"SHARDPRESS_TEST_DELAY_MS", "task=400"}}, dir_ / "local1.log");
-    std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // a few layers done, not all
+    // Its progress lines (stderr is not a terminal) say when two layers are done.
+    bool two_done = false;
+    for (int i = 0; i < 600 && !two_done; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      auto log = read_file(local.log_path());
+      two_done = log.ok() && log->find("2/5 layers") != std::string::npos;
+    }
+    ASSERT_TRUE(two_done) << *read_file(local.log_path());
     local.kill(SIGKILL);
     local.wait();
   }
