@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "checkpoint/assembler.h"
+#include "common/byte_size.h"
 #include "common/file_util.h"
 #include "coordinator/job_spec.h"
 #include "fmt/format.h"
@@ -246,6 +247,29 @@ JobStatus Coordinator::status_locked(const JobRecord& j, bool with_tasks) const 
   if (ph != phase_.end()) s.set_phase(ph->second);
   else if (j.state() == RUNNING) s.set_phase(j.imported() ? "compressing" : "importing");
   else s.set_phase(state_name(j.state()));
+  if (j.state() == RUNNING) {
+    // Say why nothing runs: no live worker, or none with enough memory for a task.
+    uint64_t smallest_ready = UINT64_MAX, largest_worker = 0;
+    bool leased = false;
+    for (const auto* t : scheduler_->tasks_of(j.id())) {
+      if (t->state() == READY) smallest_ready = std::min(smallest_ready, j.shards(t->shard_index()).memory_estimate());
+      leased = leased || t->state() == LEASED;
+    }
+    size_t alive = 0;
+    for (const auto& [id, w] : workers_) {
+      if (w.last_seen_ms == 0 || clock_.now_ms() - w.last_seen_ms > kWorkerAliveFactor * options_.heartbeat_interval_ms)
+        continue;
+      ++alive;
+      largest_worker = std::max(largest_worker, w.record.memory());
+    }
+    if (smallest_ready != UINT64_MAX && !leased) {
+      if (alive == 0)
+        s.set_phase("waiting for a worker (none connected)");
+      else if (largest_worker < smallest_ready)
+        s.set_phase(fmt::format("waiting: a task needs {} but the largest worker offers {}",
+                                format_bytes(smallest_ready), format_bytes(largest_worker)));
+    }
+  }
   return s;
 }
 

@@ -353,6 +353,22 @@ TEST_F(Cluster, LocalRerunResumesAfterKill) {
   expect_reference_output("l1");
 }
 
+TEST_F(Cluster, StatusSaysWhyNothingRuns) {
+  start_coordinator();
+  ASSERT_EQ(cli({"submit", write_job("w1")}).exit_code, 0);
+  wait_for("w1", [](const json& s) { return s["phase"] == "waiting for a worker (none connected)"; });
+  workers_["tiny"] = std::make_unique<test::Process>(
+      test::bin_dir() + "/shardpress-worker",
+      std::vector<std::string>{"--coordinator", addr_, "--cache-dir", dir_ / "cache-tiny", "--memory", "16MiB"},
+      std::map<std::string, std::string>{}, dir_ / "tiny.log");
+  wait_for("w1", [](const json& s) {
+    return s["phase"].get<std::string>().rfind("waiting: a task needs 64.", 0) == 0 &&
+           s["phase"].get<std::string>().find("the largest worker offers 16.00 MiB") != std::string::npos;
+  });
+  start_worker("big");
+  wait_for("w1", succeeded);
+}
+
 TEST_F(Cluster, WorkerStopsCleanlyOnSigterm) {
   start_coordinator();
   test::Process* w = start_worker("a");
