@@ -49,9 +49,16 @@ int print_status(const absl::StatusOr<JobStatus>& s, const JobArgs& a, const std
 
 }  // namespace
 
-void add_job_commands(CLI::App& app, const std::string* coordinator_flag, int* exit_code) {
+void add_job_commands(CLI::App& app, const std::string* coordinator_flag, const std::string* token_flag,
+                      int* exit_code) {
   auto a = std::make_shared<JobArgs>();
-  auto client = [coordinator_flag] { return CoordinatorApiClient(coordinator_address(*coordinator_flag)); };
+  // A token file that cannot be read is reported by the first call (as UNAUTHENTICATED
+  // would be): the client is built without it.
+  auto client = [coordinator_flag, token_flag] {
+    auto token = client_token(*token_flag);
+    if (!token.ok()) std::fprintf(stderr, "shardpress: %s\n", std::string(token.status().message()).c_str());
+    return CoordinatorApiClient(coordinator_address(*coordinator_flag), token.ok() ? *token : "");
+  };
 
   CLI::App* submit = app.add_subcommand("submit", "Submit a job (YAML spec) to the coordinator");
   submit->add_option("JOB_YAML", a->file, "Job spec file")->required();

@@ -15,7 +15,8 @@ void add_inspect_command(CLI::App& app, int* exit_code);
 void add_verify_command(CLI::App& app, int* exit_code);
 void add_compress_command(CLI::App& app, int* exit_code);
 // submit, status, list, watch, cancel, resume, workers, events (talk to a coordinator).
-void add_job_commands(CLI::App& app, const std::string* coordinator_flag, int* exit_code);
+void add_job_commands(CLI::App& app, const std::string* coordinator_flag, const std::string* token_flag,
+                      int* exit_code);
 // local: an embedded coordinator and N workers running one job.
 void add_local_command(CLI::App& app, int* exit_code);
 // synth: a synthetic model with real tensor names and deterministic random weights.

@@ -16,7 +16,8 @@ std::string coordinator_address(const std::string& flag);
 
 class CoordinatorApiClient {
  public:
-  explicit CoordinatorApiClient(const std::string& address);
+  // `token`: sent on every call when non-empty.
+  CoordinatorApiClient(const std::string& address, std::string token);
   const std::string& address() const { return address_; }
 
   absl::StatusOr<shardpress::v1::JobStatus> submit(const shardpress::v1::JobSpec& spec);
@@ -29,10 +30,15 @@ class CoordinatorApiClient {
 
  private:
   std::string address_;
+  std::string token_;
   std::unique_ptr<shardpress::v1::CoordinatorApi::Stub> stub_;
 };
 
-// Prints the error and returns the exit code: 3 when the coordinator cannot be reached.
+// --token-file, else $SHARDPRESS_TOKEN_FILE; the token in it, or "" when neither is set.
+absl::StatusOr<std::string> client_token(const std::string& flag);
+
+// Prints the error and returns the exit code: 3 when the coordinator cannot be reached,
+// 2 when it refuses the token.
 int report_rpc_error(const absl::Status& s, const std::string& address);
 
 }  // namespace sp::cli

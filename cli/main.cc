@@ -13,11 +13,13 @@ int main(int argc, char** argv) {
   int exit_code = sp::cli::kExitOk;
   std::string coordinator;
   app.add_option("--coordinator", coordinator, "Coordinator HOST:PORT (default $SHARDPRESS_COORDINATOR or 127.0.0.1:7070)");
+  std::string token_file;
+  app.add_option("--token-file", token_file, "File with the coordinator's shared token (default $SHARDPRESS_TOKEN_FILE)");
   app.fallthrough();
   sp::cli::add_inspect_command(app, &exit_code);
   sp::cli::add_verify_command(app, &exit_code);
   sp::cli::add_compress_command(app, &exit_code);
-  sp::cli::add_job_commands(app, &coordinator, &exit_code);
+  sp::cli::add_job_commands(app, &coordinator, &token_file, &exit_code);
   sp::cli::add_local_command(app, &exit_code);
   sp::cli::add_synth_command(app, &exit_code);
   try {

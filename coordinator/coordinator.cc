@@ -583,6 +583,9 @@ std::string Coordinator::metrics_text() {
   out += fmt::format("# HELP shardpress_stale_results_total Results refused (lease lost).\n"
                      "# TYPE shardpress_stale_results_total counter\nshardpress_stale_results_total {}\n",
                      metrics_.stale_results.load());
+  out += fmt::format("# HELP shardpress_auth_failures_total Calls refused for a missing or wrong token.\n"
+                     "# TYPE shardpress_auth_failures_total counter\nshardpress_auth_failures_total {}\n",
+                     metrics_.auth_failures.load());
   return out;
 }
 

@@ -41,6 +41,7 @@ struct CoordinatorMetrics {
   std::atomic<uint64_t> blob_bytes_out{0};
   std::atomic<uint64_t> leases{0};
   std::atomic<uint64_t> stale_results{0};
+  std::atomic<uint64_t> auth_failures{0};
 };
 
 class Coordinator {

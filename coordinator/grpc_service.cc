@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "fmt/format.h"
+#include "common/token.h"
 #include "proto/grpc_status.h"
 
 namespace sp {
@@ -18,52 +19,65 @@ grpc::Status reply(absl::StatusOr<T> r, T* out) {
 }
 }  // namespace
 
-grpc::Status CoordinatorApiService::SubmitJob(grpc::ServerContext*, const SubmitJobRequest* req, JobStatus* resp) {
+grpc::Status CoordinatorApiService::SubmitJob(grpc::ServerContext* ctx, const SubmitJobRequest* req, JobStatus* resp) {
+  if (auto a = auth_->check(ctx); !a.ok()) return a;
   return reply(c_->submit(req->spec()), resp);
 }
-grpc::Status CoordinatorApiService::GetJob(grpc::ServerContext*, const JobRef* req, JobStatus* resp) {
+grpc::Status CoordinatorApiService::GetJob(grpc::ServerContext* ctx, const JobRef* req, JobStatus* resp) {
+  if (auto a = auth_->check(ctx); !a.ok()) return a;
   return reply(c_->job_status(req->job_id()), resp);
 }
-grpc::Status CoordinatorApiService::ListJobs(grpc::ServerContext*, const ListJobsRequest*, ListJobsResponse* resp) {
+grpc::Status CoordinatorApiService::ListJobs(grpc::ServerContext* ctx, const ListJobsRequest*, ListJobsResponse* resp) {
+  if (auto a = auth_->check(ctx); !a.ok()) return a;
   for (auto& j : c_->list_jobs()) *resp->add_jobs() = std::move(j);
   return grpc::Status::OK;
 }
-grpc::Status CoordinatorApiService::CancelJob(grpc::ServerContext*, const JobRef* req, JobStatus* resp) {
+grpc::Status CoordinatorApiService::CancelJob(grpc::ServerContext* ctx, const JobRef* req, JobStatus* resp) {
+  if (auto a = auth_->check(ctx); !a.ok()) return a;
   return reply(c_->cancel(req->job_id()), resp);
 }
-grpc::Status CoordinatorApiService::ResumeJob(grpc::ServerContext*, const JobRef* req, JobStatus* resp) {
+grpc::Status CoordinatorApiService::ResumeJob(grpc::ServerContext* ctx, const JobRef* req, JobStatus* resp) {
+  if (auto a = auth_->check(ctx); !a.ok()) return a;
   return reply(c_->resume(req->job_id()), resp);
 }
-grpc::Status CoordinatorApiService::ListWorkers(grpc::ServerContext*, const ListWorkersRequest*,
+grpc::Status CoordinatorApiService::ListWorkers(grpc::ServerContext* ctx, const ListWorkersRequest*,
                                                 ListWorkersResponse* resp) {
+  if (auto a = auth_->check(ctx); !a.ok()) return a;
   for (auto& w : c_->workers()) *resp->add_workers() = std::move(w);
   return grpc::Status::OK;
 }
-grpc::Status CoordinatorApiService::ListEvents(grpc::ServerContext*, const JobRef* req, ListEventsResponse* resp) {
+grpc::Status CoordinatorApiService::ListEvents(grpc::ServerContext* ctx, const JobRef* req, ListEventsResponse* resp) {
+  if (auto a = auth_->check(ctx); !a.ok()) return a;
   auto ev = c_->events(req->job_id());
   if (!ev.ok()) return to_grpc(ev.status());
   for (auto& e : *ev) *resp->add_events() = std::move(e);
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerApiService::Register(grpc::ServerContext*, const RegisterRequest* req, RegisterResponse* resp) {
+grpc::Status WorkerApiService::Register(grpc::ServerContext* ctx, const RegisterRequest* req, RegisterResponse* resp) {
+  if (auto a = auth_->check(ctx); !a.ok()) return a;
   return reply(c_->register_worker(*req), resp);
 }
-grpc::Status WorkerApiService::Heartbeat(grpc::ServerContext*, const HeartbeatRequest* req, HeartbeatResponse* resp) {
+grpc::Status WorkerApiService::Heartbeat(grpc::ServerContext* ctx, const HeartbeatRequest* req, HeartbeatResponse* resp) {
+  if (auto a = auth_->check(ctx); !a.ok()) return a;
   return reply(c_->heartbeat(*req), resp);
 }
-grpc::Status WorkerApiService::LeaseTask(grpc::ServerContext*, const LeaseRequest* req, LeaseResponse* resp) {
+grpc::Status WorkerApiService::LeaseTask(grpc::ServerContext* ctx, const LeaseRequest* req, LeaseResponse* resp) {
+  if (auto a = auth_->check(ctx); !a.ok()) return a;
   return reply(c_->lease(*req), resp);
 }
-grpc::Status WorkerApiService::CompleteTask(grpc::ServerContext*, const CompleteRequest* req, CompleteResponse*) {
+grpc::Status WorkerApiService::CompleteTask(grpc::ServerContext* ctx, const CompleteRequest* req, CompleteResponse*) {
+  if (auto a = auth_->check(ctx); !a.ok()) return a;
   return to_grpc(c_->complete(*req));
 }
-grpc::Status WorkerApiService::FailTask(grpc::ServerContext*, const FailRequest* req, FailResponse*) {
+grpc::Status WorkerApiService::FailTask(grpc::ServerContext* ctx, const FailRequest* req, FailResponse*) {
+  if (auto a = auth_->check(ctx); !a.ok()) return a;
   return to_grpc(c_->fail(*req));
 }
 
 grpc::Status WorkerApiService::FetchBlob(grpc::ServerContext* ctx, const FetchBlobRequest* req,
                                          grpc::ServerWriter<BlobChunk>* writer) {
+  if (auto a = auth_->check(ctx); !a.ok()) return a;
   bool first = true;
   auto size = c_->blobs().size(req->digest());
   if (!size.ok()) return to_grpc(size.status());
@@ -92,6 +106,7 @@ grpc::Status WorkerApiService::FetchBlob(grpc::ServerContext* ctx, const FetchBl
 
 grpc::Status WorkerApiService::PutBlob(grpc::ServerContext* ctx, grpc::ServerReader<BlobChunk>* reader,
                                        PutBlobResponse* resp) {
+  if (auto a = auth_->check(ctx); !a.ok()) return a;
   BlobChunk chunk;
   if (!reader->Read(&chunk)) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "empty blob stream");
   if (chunk.digest().empty())
@@ -115,11 +130,24 @@ grpc::Status WorkerApiService::PutBlob(grpc::ServerContext* ctx, grpc::ServerRea
   return to_grpc(w->finish());
 }
 
-absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::start(Coordinator* c,
-                                                                           const std::string& listen) {
+grpc::Status Authenticator::check(const grpc::ServerContext* ctx) const {
+  if (token_.empty()) return grpc::Status::OK;
+  const auto& md = ctx->client_metadata();
+  auto it = md.find(kAuthMetadataKey);
+  const std::string_view got = it == md.end() ? std::string_view() : std::string_view(it->second.data(), it->second.size());
+  if (constant_time_equal(got, bearer(token_))) return grpc::Status::OK;
+  c_->metrics().auth_failures++;
+  return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                      it == md.end() ? "no token: this coordinator requires one (--token-file)"
+                                     : "wrong token (check --token-file)");
+}
+
+absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::start(Coordinator* c, const std::string& listen,
+                                                                           const std::string& token) {
   auto s = std::make_unique<CoordinatorServer>();
-  s->api_ = std::make_unique<CoordinatorApiService>(c);
-  s->worker_api_ = std::make_unique<WorkerApiService>(c);
+  s->auth_ = std::make_unique<Authenticator>(token, c);
+  s->api_ = std::make_unique<CoordinatorApiService>(c, s->auth_.get());
+  s->worker_api_ = std::make_unique<WorkerApiService>(c, s->auth_.get());
   grpc::ServerBuilder b;
   int port = 0;
   b.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);

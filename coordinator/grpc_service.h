@@ -9,9 +9,21 @@
 
 namespace sp {
 
+// Checks the shared token on every call (a no-op when the coordinator has none).
+class Authenticator {
+ public:
+  Authenticator(std::string token, Coordinator* c) : token_(std::move(token)), c_(c) {}
+  // UNAUTHENTICATED (and counted in /metrics) for a missing or wrong token.
+  grpc::Status check(const grpc::ServerContext* ctx) const;
+
+ private:
+  std::string token_;
+  Coordinator* c_;
+};
+
 class CoordinatorApiService final : public shardpress::v1::CoordinatorApi::Service {
  public:
-  explicit CoordinatorApiService(Coordinator* c) : c_(c) {}
+  CoordinatorApiService(Coordinator* c, const Authenticator* auth) : c_(c), auth_(auth) {}
   grpc::Status SubmitJob(grpc::ServerContext*, const shardpress::v1::SubmitJobRequest*,
                          shardpress::v1::JobStatus*) override;
   grpc::Status GetJob(grpc::ServerContext*, const shardpress::v1::JobRef*, shardpress::v1::JobStatus*) override;
@@ -26,11 +38,12 @@ class CoordinatorApiService final : public shardpress::v1::CoordinatorApi::Servi
 
  private:
   Coordinator* c_;
+  const Authenticator* auth_;
 };
 
 class WorkerApiService final : public shardpress::v1::WorkerApi::Service {
  public:
-  explicit WorkerApiService(Coordinator* c) : c_(c) {}
+  WorkerApiService(Coordinator* c, const Authenticator* auth) : c_(c), auth_(auth) {}
   grpc::Status Register(grpc::ServerContext*, const shardpress::v1::RegisterRequest*,
                         shardpress::v1::RegisterResponse*) override;
   grpc::Status Heartbeat(grpc::ServerContext*, const shardpress::v1::HeartbeatRequest*,
@@ -48,19 +61,23 @@ class WorkerApiService final : public shardpress::v1::WorkerApi::Service {
 
  private:
   Coordinator* c_;
+  const Authenticator* auth_;
 };
 
 // A running gRPC server for both services.
 class CoordinatorServer {
  public:
-  // Binds `listen` ("127.0.0.1:7070"; port 0 picks a free one).
-  static absl::StatusOr<std::unique_ptr<CoordinatorServer>> start(Coordinator* c, const std::string& listen);
+  // Binds `listen` ("127.0.0.1:7070"; port 0 picks a free one). A non-empty `token` is
+  // required on every call.
+  static absl::StatusOr<std::unique_ptr<CoordinatorServer>> start(Coordinator* c, const std::string& listen,
+                                                                 const std::string& token = "");
   ~CoordinatorServer();
   // "127.0.0.1:PORT" as bound.
   const std::string& address() const { return address_; }
   void shutdown();
 
  private:
+  std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<CoordinatorApiService> api_;
   std::unique_ptr<WorkerApiService> worker_api_;
   std::unique_ptr<grpc::Server> server_;

@@ -10,6 +10,7 @@
 #include "CLI/CLI.hpp"
 #include "common/byte_size.h"
 #include "common/duration.h"
+#include "common/token.h"
 #include "coordinator/config_file.h"
 #include "coordinator/runtime.h"
 #include "fmt/format.h"
@@ -20,7 +21,15 @@ struct Flags {
   std::string config, listen = "127.0.0.1:7070", data_dir, model_root, output_root, metrics_listen;
   std::string lease_ttl = "30s", heartbeat_interval = "3s", max_shard_size = "5GB";
   std::string max_failures = "3";
+  std::string token_file;
+  bool insecure = false;
 };
+
+// 127.0.0.0/8, ::1 and localhost: reachable from this machine only.
+bool is_loopback(const std::string& listen) {
+  const std::string host = listen.substr(0, listen.rfind(':'));
+  return host.rfind("127.", 0) == 0 || host == "localhost" || host == "[::1]" || host == "::1";
+}
 
 }  // namespace
 
@@ -32,7 +41,7 @@ int main(int argc, char** argv) {
         f.config, {{"listen", &f.listen}, {"data_dir", &f.data_dir}, {"model_root", &f.model_root},
                    {"output_root", &f.output_root}, {"metrics_listen", &f.metrics_listen}, {"lease_ttl", &f.lease_ttl},
                    {"heartbeat_interval", &f.heartbeat_interval}, {"max_failures", &f.max_failures},
-                   {"max_shard_size", &f.max_shard_size}});
+                   {"max_shard_size", &f.max_shard_size}, {"token_file", &f.token_file}});
     if (!st.ok()) {
       std::fprintf(stderr, "shardpress-coordinator: %s\n", std::string(st.message()).c_str());
       return 2;
@@ -50,6 +59,8 @@ int main(int argc, char** argv) {
   app.add_option("--heartbeat-interval", f.heartbeat_interval, "Worker heartbeat period")->capture_default_str();
   app.add_option("--max-failures", f.max_failures, "Failures of one task that fail its job")->capture_default_str();
   app.add_option("--max-shard-size", f.max_shard_size, "Largest output safetensors file")->capture_default_str();
+  app.add_option("--token-file", f.token_file, "Require this shared token on every call");
+  app.add_flag("--insecure", f.insecure, "Allow listening beyond loopback without a token");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -78,6 +89,21 @@ int main(int argc, char** argv) {
   o.core.lease_ttl_ms = *ttl;
   o.core.heartbeat_interval_ms = *hb;
   o.core.max_shard_bytes = *shard;
+  if (!f.token_file.empty()) {
+    auto token = sp::read_token_file(f.token_file);
+    if (!token.ok()) return fail(token.status(), 2);
+    o.token = *token;
+  }
+  if (!is_loopback(f.listen) && o.token.empty()) {
+    if (!f.insecure)
+      return fail(absl::InvalidArgumentError(fmt::format(
+                      "refusing to listen on {} without --token-file: anyone on the network could submit jobs "
+                      "and read models (pass --insecure to do it anyway)",
+                      f.listen)),
+                  2);
+    std::fprintf(stderr, "shardpress-coordinator: WARNING: listening on %s without a token (--insecure)\n",
+                 f.listen.c_str());
+  }
   std::error_code ec;
   for (const std::string* d : {&f.model_root, &f.output_root})
     if (!std::filesystem::is_directory(*d, ec)) return fail(absl::NotFoundError(*d + ": not a folder"), 2);

@@ -12,7 +12,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorRuntime>> CoordinatorRuntime::start(Ru
   std::unique_ptr<CoordinatorRuntime> r(new CoordinatorRuntime());
   r->options_ = std::move(options);
   SP_ASSIGN_OR_RETURN(r->core_, Coordinator::open(r->options_.core, clock));  // recover before serving
-  SP_ASSIGN_OR_RETURN(r->server_, CoordinatorServer::start(r->core_.get(), r->options_.listen));
+  SP_ASSIGN_OR_RETURN(r->server_, CoordinatorServer::start(r->core_.get(), r->options_.listen, r->options_.token));
   if (!r->options_.metrics_listen.empty()) {
     Coordinator* core = r->core_.get();
     SP_ASSIGN_OR_RETURN(r->metrics_,

@@ -21,6 +21,7 @@ struct RuntimeOptions {
   CoordinatorOptions core;
   std::string listen = "127.0.0.1:7070";
   std::string metrics_listen;  // empty: no metrics endpoint
+  std::string token;           // required on every RPC when set
   bool handle_signals = false;
 };
 

@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "fmt/format.h"
+#include "common/token.h"
 #include "proto/grpc_status.h"
 
 namespace sp {
@@ -23,8 +24,8 @@ void deadline(grpc::ClientContext& ctx, int64_t ms) {
 
 }  // namespace
 
-CoordinatorClient::CoordinatorClient(const std::string& address, int64_t rpc_timeout_ms)
-    : rpc_timeout_ms_(rpc_timeout_ms) {
+CoordinatorClient::CoordinatorClient(const std::string& address, std::string token, int64_t rpc_timeout_ms)
+    : token_(std::move(token)), rpc_timeout_ms_(rpc_timeout_ms) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxMessage);
   args.SetMaxSendMessageSize(kMaxMessage);
@@ -36,9 +37,14 @@ CoordinatorClient::CoordinatorClient(const std::string& address, int64_t rpc_tim
   stub_ = WorkerApi::NewStub(grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
 }
 
+void CoordinatorClient::prepare(grpc::ClientContext& ctx, int64_t timeout_ms) const {
+  deadline(ctx, timeout_ms);
+  if (!token_.empty()) ctx.AddMetadata(kAuthMetadataKey, bearer(token_));
+}
+
 #define SP_UNARY(Method, Req, Resp, call)                \
   grpc::ClientContext ctx;                                \
-  deadline(ctx, rpc_timeout_ms_);                         \
+  prepare(ctx, rpc_timeout_ms_);                          \
   Resp resp;                                              \
   grpc::Status st = stub_->Method(&ctx, call, &resp);
 
@@ -75,7 +81,7 @@ absl::Status CoordinatorClient::fail(const FailRequest& r) {
 absl::Status CoordinatorClient::fetch(const std::string& digest, const std::string& worker_id, BlobCache& cache) {
   return cache.insert(digest, [&](const std::function<absl::Status(std::span<const uint8_t>)>& sink) -> absl::Status {
     grpc::ClientContext ctx;
-    deadline(ctx, kStreamTimeoutMs);
+    prepare(ctx, kStreamTimeoutMs);
     FetchBlobRequest req;
     req.set_digest(digest);
     req.set_worker_id(worker_id);
@@ -97,7 +103,7 @@ absl::Status CoordinatorClient::fetch(const std::string& digest, const std::stri
 
 absl::Status CoordinatorClient::put(const std::string& digest, std::span<const uint8_t> bytes) {
   grpc::ClientContext ctx;
-  deadline(ctx, kStreamTimeoutMs);
+  prepare(ctx, kStreamTimeoutMs);
   PutBlobResponse resp;
   auto writer = stub_->PutBlob(&ctx, &resp);
   size_t off = 0;

@@ -16,7 +16,8 @@ namespace sp {
 
 class CoordinatorClient {
  public:
-  explicit CoordinatorClient(const std::string& address, int64_t rpc_timeout_ms = 10'000);
+  // `token`: sent on every call when non-empty.
+  explicit CoordinatorClient(const std::string& address, std::string token = "", int64_t rpc_timeout_ms = 10'000);
 
   absl::StatusOr<shardpress::v1::RegisterResponse> register_worker(const shardpress::v1::RegisterRequest& r);
   absl::StatusOr<shardpress::v1::HeartbeatResponse> heartbeat(const shardpress::v1::HeartbeatRequest& r);
@@ -29,7 +30,9 @@ class CoordinatorClient {
   absl::Status put(const std::string& digest, std::span<const uint8_t> bytes);
 
  private:
+  void prepare(grpc::ClientContext& ctx, int64_t timeout_ms) const;
   std::unique_ptr<shardpress::v1::WorkerApi::Stub> stub_;
+  std::string token_;
   int64_t rpc_timeout_ms_;
 };
 

@@ -8,6 +8,7 @@
 
 #include "CLI/CLI.hpp"
 #include "common/byte_size.h"
+#include "common/token.h"
 #include "coordinator/config_file.h"
 #include "fmt/format.h"
 #include "worker/worker.h"
@@ -21,6 +22,7 @@ struct Flags {
   std::string config, coordinator = "127.0.0.1:7070", cache_dir, device = "auto", memory = "11GiB",
                       cache_size = "64GiB";
   std::string threads = "1";
+  std::string token_file;
   bool no_direct_read = false;
 };
 
@@ -38,7 +40,8 @@ int main(int argc, char** argv) {
   if (!f.config.empty()) {
     auto st = sp::load_config_file(f.config, {{"coordinator", &f.coordinator}, {"cache_dir", &f.cache_dir},
                                               {"device", &f.device}, {"memory", &f.memory},
-                                              {"cache_size", &f.cache_size}, {"threads", &f.threads}});
+                                              {"cache_size", &f.cache_size}, {"threads", &f.threads},
+                                              {"token_file", &f.token_file}});
     if (!st.ok()) return fail(st);
   }
   CLI::App app{"shardpress-worker: runs prune/quantize tasks for a shardpress coordinator"};
@@ -49,6 +52,7 @@ int main(int argc, char** argv) {
   app.add_option("--memory", f.memory, "Memory budget for tasks")->capture_default_str();
   app.add_option("--threads", f.threads, "Threads advertised for tasks")->capture_default_str();
   app.add_option("--cache-size", f.cache_size, "Largest size of the blob cache")->capture_default_str();
+  app.add_option("--token-file", f.token_file, "File with the coordinator's shared token");
   app.add_flag("--no-direct-read", f.no_direct_read,
                "Always fetch inputs from the coordinator, even when the source model file is visible here");
   try {
@@ -62,6 +66,11 @@ int main(int argc, char** argv) {
   o.threads = std::atoi(f.threads.c_str());
   if (o.threads < 1) return fail(absl::InvalidArgumentError("--threads must be a positive integer"));
   o.direct_read = !f.no_direct_read;
+  if (!f.token_file.empty()) {
+    auto token = sp::read_token_file(f.token_file);
+    if (!token.ok()) return fail(token.status());
+    o.token = *token;
+  }
   auto mem = sp::parse_byte_size(f.memory);
   if (!mem.ok()) return fail(sp::annotate(mem.status(), "--memory"));
   auto cache = sp::parse_byte_size(f.cache_size);
@@ -97,7 +106,7 @@ int main(int argc, char** argv) {
   auto st = worker->run();
   if (!st.ok()) {
     std::fprintf(stderr, "shardpress-worker: %s\n", std::string(st.message()).c_str());
-    return 1;
+    return absl::IsUnauthenticated(st) ? 2 : 1;
   }
   return 0;
 }

@@ -26,6 +26,7 @@ namespace sp {
 
 struct WorkerOptions {
   std::string coordinator = "127.0.0.1:7070";
+  std::string token;  // shared secret, when the coordinator requires one
   std::string cache_dir;
   uint64_t memory = 11ull << 30;  // budget for task estimates
   uint64_t cache_capacity = 64ull << 30;

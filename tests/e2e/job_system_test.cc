@@ -65,15 +65,15 @@ class Cluster : public ::testing::Test {
   }
 
   // The first start picks a free port; a restart reuses it, as a lab's coordinator does.
-  void start_coordinator(std::map<std::string, std::string> env = {}) {
+  void start_coordinator(std::map<std::string, std::string> env = {}, std::vector<std::string> extra = {}) {
     const std::string listen = addr_.empty() ? "127.0.0.1:0" : addr_;
     fs::remove(dir_ / "state/coordinator.addr");
-    coordinator_ = std::make_unique<test::Process>(
-        test::bin_dir() + "/shardpress-coordinator",
-        std::vector<std::string>{"--listen", listen, "--data-dir", dir_ / "state", "--model-root",
-                                 dir_ / "models", "--output-root", dir_ / "out", "--lease-ttl", "1s",
-                                 "--heartbeat-interval", "200ms", "--metrics-listen", "127.0.0.1:0"},
-        env, dir_ / "coordinator.log");
+    std::vector<std::string> args{"--listen", listen, "--data-dir", dir_ / "state", "--model-root",
+                                  dir_ / "models", "--output-root", dir_ / "out", "--lease-ttl", "1s",
+                                  "--heartbeat-interval", "200ms", "--metrics-listen", "127.0.0.1:0"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    coordinator_ = std::make_unique<test::Process>(test::bin_dir() + "/shardpress-coordinator", args, env,
+                                                   dir_ / "coordinator.log");
     for (int i = 0; i < 500 && !fs::exists(dir_ / "state/coordinator.addr"); ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     auto addr = read_file(dir_ / "state/coordinator.addr");
@@ -83,9 +83,10 @@ class Cluster : public ::testing::Test {
 
   // `fetch`: never read the source model directly (as a PC without the model files).
   test::Process* start_worker(const std::string& name, std::map<std::string, std::string> env = {},
-                              bool fetch = false) {
+                              bool fetch = false, std::vector<std::string> extra = {}) {
     std::vector<std::string> args{"--coordinator", addr_, "--cache-dir", dir_ / ("cache-" + name), "--memory", "1GiB"};
     if (fetch) args.push_back("--no-direct-read");
+    args.insert(args.end(), extra.begin(), extra.end());
     workers_[name] = std::make_unique<test::Process>(test::bin_dir() + "/shardpress-worker", args, env,
                                                      dir_ / (name + ".log"));
     return workers_[name].get();
@@ -367,6 +368,61 @@ TEST_F(Cluster, StatusSaysWhyNothingRuns) {
   });
   start_worker("big");
   wait_for("w1", succeeded);
+}
+
+TEST_F(Cluster, TokenIsRequiredOnEveryCallAndNeverShown) {
+  const std::string token = "3f9c2a7e41d8b6c05e7a9d1f2b4c6e80";
+  test::write_text(dir_ / "token", token + "\n");
+  test::write_text(dir_ / "wrong", "00000000000000000000000000000000\n");
+  start_coordinator({}, {"--token-file", dir_ / "token"});
+
+  test::Process* anonymous = start_worker("anonymous");
+  EXPECT_EQ(anonymous->wait(10'000), 2) << "a worker without the token must give up";
+  test::Process* wrong = start_worker("wrong", {}, false, {"--token-file", dir_ / "wrong"});
+  EXPECT_EQ(wrong->wait(10'000), 2);
+  start_worker("ok", {}, false, {"--token-file", dir_ / "token"});
+
+  auto no_token = cli({"list"});
+  EXPECT_EQ(no_token.exit_code, 2);
+  EXPECT_NE(no_token.err.find("no token"), std::string::npos) << no_token.err;
+  auto bad = cli({"--token-file", dir_ / "wrong", "list"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("wrong token"), std::string::npos) << bad.err;
+  auto r = cli({"--token-file", dir_ / "token", "submit", write_job("t1"), "--wait"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  expect_reference_output("t1");
+
+  auto addr = read_file(dir_ / "state/metrics.addr");
+  const std::string metrics = http_get(addr->substr(0, addr->find('\n')), "/metrics");
+  const std::string key = "\nshardpress_auth_failures_total ";
+  const size_t pos = metrics.find(key);
+  ASSERT_NE(pos, std::string::npos) << metrics;
+  EXPECT_GE(std::stoi(metrics.substr(pos + key.size())), 4) << metrics;  // 2 workers + 2 CLI calls
+  for (const auto& e : fs::directory_iterator(dir_.path()))
+    if (e.path().extension() == ".log") EXPECT_EQ(read_file(e.path().string())->find(token), std::string::npos) << e.path();
+  EXPECT_EQ(r.out.find(token), std::string::npos);
+  EXPECT_EQ(cli({"--token-file", dir_ / "token", "status", "t1", "-o", "json"}).out.find(token), std::string::npos);
+}
+
+TEST_F(Cluster, ListeningBeyondLoopbackNeedsATokenOrInsecure) {
+  auto refused = test::Process(test::bin_dir() + "/shardpress-coordinator",
+                               {"--listen", "0.0.0.0:0", "--data-dir", dir_ / "s1", "--model-root", dir_ / "models",
+                                "--output-root", dir_ / "out"},
+                               {}, dir_ / "refused.log");
+  EXPECT_EQ(refused.wait(10'000), 2);
+  EXPECT_NE(read_file(dir_ / "refused.log")->find("refusing to listen on 0.0.0.0:0 without --token-file"),
+            std::string::npos);
+  auto insecure = test::Process(test::bin_dir() + "/shardpress-coordinator",
+                                {"--listen", "0.0.0.0:0", "--data-dir", dir_ / "s2", "--model-root", dir_ / "models",
+                                 "--output-root", dir_ / "out", "--insecure"},
+                                {}, dir_ / "insecure.log");
+  for (int i = 0; i < 500 && !fs::exists(dir_ / "s2/coordinator.addr"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_TRUE(insecure.running());
+  EXPECT_NE(read_file(dir_ / "insecure.log")->find("WARNING: listening on 0.0.0.0:0 without a token"),
+            std::string::npos);
+  insecure.kill(SIGTERM);
+  EXPECT_EQ(insecure.wait(10'000), 0);
 }
 
 TEST_F(Cluster, WorkerStopsCleanlyOnSigterm) {
