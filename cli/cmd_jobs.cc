@@ -11,6 +11,7 @@
 #include "cli/output.h"
 #include "common/file_util.h"
 #include "coordinator/job_spec.h"
+#include "proto/credentials.h"
 #include "fmt/format.h"
 
 namespace sp::cli {
@@ -49,15 +50,18 @@ int print_status(const absl::StatusOr<JobStatus>& s, const JobArgs& a, const std
 
 }  // namespace
 
-void add_job_commands(CLI::App& app, const std::string* coordinator_flag, const std::string* token_flag,
-                      int* exit_code) {
+void add_job_commands(CLI::App& app, const ConnectionFlags* conn, int* exit_code) {
   auto a = std::make_shared<JobArgs>();
-  // A token file that cannot be read is reported by the first call (as UNAUTHENTICATED
-  // would be): the client is built without it.
-  auto client = [coordinator_flag, token_flag] {
-    auto token = client_token(*token_flag);
+  // A token or certificate file that cannot be read is reported here; the call then goes
+  // out without it and the coordinator's refusal gives the exit code.
+  auto client = [conn] {
+    auto token = client_token(conn->token_file);
     if (!token.ok()) std::fprintf(stderr, "shardpress: %s\n", std::string(token.status().message()).c_str());
-    return CoordinatorApiClient(coordinator_address(*coordinator_flag), token.ok() ? *token : "");
+    auto credentials = channel_credentials({conn->tls_ca, conn->tls_cert, conn->tls_key});
+    if (!credentials.ok())
+      std::fprintf(stderr, "shardpress: %s\n", std::string(credentials.status().message()).c_str());
+    return CoordinatorApiClient(coordinator_address(conn->coordinator), token.ok() ? *token : "",
+                                credentials.ok() ? *credentials : nullptr);
   };
 
   CLI::App* submit = app.add_subcommand("submit", "Submit a job (YAML spec) to the coordinator");

@@ -15,8 +15,13 @@ void add_inspect_command(CLI::App& app, int* exit_code);
 void add_verify_command(CLI::App& app, int* exit_code);
 void add_compress_command(CLI::App& app, int* exit_code);
 // submit, status, list, watch, cancel, resume, workers, events (talk to a coordinator).
-void add_job_commands(CLI::App& app, const std::string* coordinator_flag, const std::string* token_flag,
-                      int* exit_code);
+// How to reach the coordinator: the global flags.
+struct ConnectionFlags {
+  std::string coordinator;  // HOST:PORT (else $SHARDPRESS_COORDINATOR, else 127.0.0.1:7070)
+  std::string token_file;   // else $SHARDPRESS_TOKEN_FILE
+  std::string tls_ca, tls_cert, tls_key;
+};
+void add_job_commands(CLI::App& app, const ConnectionFlags* conn, int* exit_code);
 // local: an embedded coordinator and N workers running one job.
 void add_local_command(CLI::App& app, int* exit_code);
 // synth: a synthetic model with real tensor names and deterministic random weights.

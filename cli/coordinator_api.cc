@@ -28,9 +28,11 @@ absl::StatusOr<std::string> client_token(const std::string& flag) {
   return read_token_file(path);
 }
 
-CoordinatorApiClient::CoordinatorApiClient(const std::string& address, std::string token)
+CoordinatorApiClient::CoordinatorApiClient(const std::string& address, std::string token,
+                                           std::shared_ptr<grpc::ChannelCredentials> credentials)
     : address_(address), token_(std::move(token)) {
-  stub_ = CoordinatorApi::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  stub_ = CoordinatorApi::NewStub(
+      grpc::CreateChannel(address, credentials ? credentials : grpc::InsecureChannelCredentials()));
 }
 
 namespace {

@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "common/status.h"
+#include <grpcpp/security/credentials.h>
+
 #include "shardpress.grpc.pb.h"
 
 namespace sp::cli {
@@ -16,8 +18,9 @@ std::string coordinator_address(const std::string& flag);
 
 class CoordinatorApiClient {
  public:
-  // `token`: sent on every call when non-empty.
-  CoordinatorApiClient(const std::string& address, std::string token);
+  // `token`: sent on every call when non-empty; `credentials`: TLS (null: plain TCP).
+  CoordinatorApiClient(const std::string& address, std::string token,
+                       std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
   const std::string& address() const { return address_; }
 
   absl::StatusOr<shardpress::v1::JobStatus> submit(const shardpress::v1::JobSpec& spec);

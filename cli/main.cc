@@ -11,15 +11,18 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("shardpress 0.1.0"));
   int exit_code = sp::cli::kExitOk;
-  std::string coordinator;
-  app.add_option("--coordinator", coordinator, "Coordinator HOST:PORT (default $SHARDPRESS_COORDINATOR or 127.0.0.1:7070)");
-  std::string token_file;
-  app.add_option("--token-file", token_file, "File with the coordinator's shared token (default $SHARDPRESS_TOKEN_FILE)");
+  sp::cli::ConnectionFlags conn;
+  app.add_option("--coordinator", conn.coordinator,
+                 "Coordinator HOST:PORT (default $SHARDPRESS_COORDINATOR or 127.0.0.1:7070)");
+  app.add_option("--token-file", conn.token_file, "File with the coordinator's shared token (default $SHARDPRESS_TOKEN_FILE)");
+  app.add_option("--tls-ca", conn.tls_ca, "TLS: CA certificate that signed the coordinator's");
+  app.add_option("--tls-cert", conn.tls_cert, "Mutual TLS: client certificate");
+  app.add_option("--tls-key", conn.tls_key, "Mutual TLS: its private key");
   app.fallthrough();
   sp::cli::add_inspect_command(app, &exit_code);
   sp::cli::add_verify_command(app, &exit_code);
   sp::cli::add_compress_command(app, &exit_code);
-  sp::cli::add_job_commands(app, &coordinator, &token_file, &exit_code);
+  sp::cli::add_job_commands(app, &conn, &exit_code);
   sp::cli::add_local_command(app, &exit_code);
   sp::cli::add_synth_command(app, &exit_code);
   try {

@@ -142,15 +142,16 @@ grpc::Status Authenticator::check(const grpc::ServerContext* ctx) const {
                                      : "wrong token (check --token-file)");
 }
 
-absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::start(Coordinator* c, const std::string& listen,
-                                                                           const std::string& token) {
+absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::start(
+    Coordinator* c, const std::string& listen, const std::string& token,
+    std::shared_ptr<grpc::ServerCredentials> credentials) {
   auto s = std::make_unique<CoordinatorServer>();
   s->auth_ = std::make_unique<Authenticator>(token, c);
   s->api_ = std::make_unique<CoordinatorApiService>(c, s->auth_.get());
   s->worker_api_ = std::make_unique<WorkerApiService>(c, s->auth_.get());
   grpc::ServerBuilder b;
   int port = 0;
-  b.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  b.AddListeningPort(listen, credentials ? credentials : grpc::InsecureServerCredentials(), &port);
   b.RegisterService(s->api_.get());
   b.RegisterService(s->worker_api_.get());
   b.SetMaxReceiveMessageSize(kMaxMessageBytes);

@@ -69,8 +69,9 @@ class CoordinatorServer {
  public:
   // Binds `listen` ("127.0.0.1:7070"; port 0 picks a free one). A non-empty `token` is
   // required on every call.
-  static absl::StatusOr<std::unique_ptr<CoordinatorServer>> start(Coordinator* c, const std::string& listen,
-                                                                 const std::string& token = "");
+  static absl::StatusOr<std::unique_ptr<CoordinatorServer>> start(
+      Coordinator* c, const std::string& listen, const std::string& token = "",
+      std::shared_ptr<grpc::ServerCredentials> credentials = nullptr);
   ~CoordinatorServer();
   // "127.0.0.1:PORT" as bound.
   const std::string& address() const { return address_; }

@@ -21,7 +21,7 @@ struct Flags {
   std::string config, listen = "127.0.0.1:7070", data_dir, model_root, output_root, metrics_listen;
   std::string lease_ttl = "30s", heartbeat_interval = "3s", max_shard_size = "5GB";
   std::string max_failures = "3";
-  std::string token_file;
+  std::string token_file, tls_cert, tls_key, tls_client_ca;
   bool insecure = false;
 };
 
@@ -41,7 +41,8 @@ int main(int argc, char** argv) {
         f.config, {{"listen", &f.listen}, {"data_dir", &f.data_dir}, {"model_root", &f.model_root},
                    {"output_root", &f.output_root}, {"metrics_listen", &f.metrics_listen}, {"lease_ttl", &f.lease_ttl},
                    {"heartbeat_interval", &f.heartbeat_interval}, {"max_failures", &f.max_failures},
-                   {"max_shard_size", &f.max_shard_size}, {"token_file", &f.token_file}});
+                   {"max_shard_size", &f.max_shard_size}, {"token_file", &f.token_file},
+                   {"tls_cert", &f.tls_cert}, {"tls_key", &f.tls_key}, {"tls_client_ca", &f.tls_client_ca}});
     if (!st.ok()) {
       std::fprintf(stderr, "shardpress-coordinator: %s\n", std::string(st.message()).c_str());
       return 2;
@@ -60,7 +61,10 @@ int main(int argc, char** argv) {
   app.add_option("--max-failures", f.max_failures, "Failures of one task that fail its job")->capture_default_str();
   app.add_option("--max-shard-size", f.max_shard_size, "Largest output safetensors file")->capture_default_str();
   app.add_option("--token-file", f.token_file, "Require this shared token on every call");
-  app.add_flag("--insecure", f.insecure, "Allow listening beyond loopback without a token");
+  app.add_option("--tls-cert", f.tls_cert, "TLS: PEM certificate chain of this coordinator");
+  app.add_option("--tls-key", f.tls_key, "TLS: its private key");
+  app.add_option("--tls-client-ca", f.tls_client_ca, "Mutual TLS: require client certificates signed by this CA");
+  app.add_flag("--insecure", f.insecure, "Allow listening beyond loopback without a token or TLS");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -94,14 +98,15 @@ int main(int argc, char** argv) {
     if (!token.ok()) return fail(token.status(), 2);
     o.token = *token;
   }
-  if (!is_loopback(f.listen) && o.token.empty()) {
+  o.tls = {f.tls_cert, f.tls_key, f.tls_client_ca};
+  if (!is_loopback(f.listen) && o.token.empty() && f.tls_cert.empty()) {
     if (!f.insecure)
       return fail(absl::InvalidArgumentError(fmt::format(
-                      "refusing to listen on {} without --token-file: anyone on the network could submit jobs "
-                      "and read models (pass --insecure to do it anyway)",
+                      "refusing to listen on {} without --token-file or TLS: anyone on the network could submit "
+                      "jobs and read models (pass --insecure to do it anyway)",
                       f.listen)),
                   2);
-    std::fprintf(stderr, "shardpress-coordinator: WARNING: listening on %s without a token (--insecure)\n",
+    std::fprintf(stderr, "shardpress-coordinator: WARNING: listening on %s without a token or TLS (--insecure)\n",
                  f.listen.c_str());
   }
   std::error_code ec;
@@ -110,7 +115,7 @@ int main(int argc, char** argv) {
 
   sp::SystemClock clock;
   auto rt = sp::CoordinatorRuntime::start(o, clock);
-  if (!rt.ok()) return fail(rt.status(), 1);
+  if (!rt.ok()) return fail(rt.status(), absl::IsInvalidArgument(rt.status()) || absl::IsNotFound(rt.status()) ? 2 : 1);
   std::fprintf(stderr, "shardpress-coordinator: listening on %s, state in %s%s\n", (*rt)->address().c_str(),
                f.data_dir.c_str(),
                (*rt)->metrics_address().empty() ? "" : (", metrics on http://" + (*rt)->metrics_address() + "/metrics").c_str());

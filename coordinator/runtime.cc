@@ -12,7 +12,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorRuntime>> CoordinatorRuntime::start(Ru
   std::unique_ptr<CoordinatorRuntime> r(new CoordinatorRuntime());
   r->options_ = std::move(options);
   SP_ASSIGN_OR_RETURN(r->core_, Coordinator::open(r->options_.core, clock));  // recover before serving
-  SP_ASSIGN_OR_RETURN(r->server_, CoordinatorServer::start(r->core_.get(), r->options_.listen, r->options_.token));
+  SP_ASSIGN_OR_RETURN(auto credentials, server_credentials(r->options_.tls));
+  SP_ASSIGN_OR_RETURN(r->server_, CoordinatorServer::start(r->core_.get(), r->options_.listen, r->options_.token,
+                                                           credentials));
   if (!r->options_.metrics_listen.empty()) {
     Coordinator* core = r->core_.get();
     SP_ASSIGN_OR_RETURN(r->metrics_,

@@ -14,6 +14,7 @@
 #include "coordinator/coordinator.h"
 #include "coordinator/grpc_service.h"
 #include "coordinator/metrics_server.h"
+#include "proto/credentials.h"
 
 namespace sp {
 
@@ -22,6 +23,7 @@ struct RuntimeOptions {
   std::string listen = "127.0.0.1:7070";
   std::string metrics_listen;  // empty: no metrics endpoint
   std::string token;           // required on every RPC when set
+  TlsServerFiles tls;          // TLS / mutual TLS when set
   bool handle_signals = false;
 };
 

@@ -18,7 +18,7 @@ PACKAGES=(
   libopenblas-dev liblapacke-dev
   libcli11-dev
   libspdlog-dev libfmt-dev
-  python3 time bc
+  python3 time bc openssl
 )
 
 missing=()

@@ -24,7 +24,8 @@ void deadline(grpc::ClientContext& ctx, int64_t ms) {
 
 }  // namespace
 
-CoordinatorClient::CoordinatorClient(const std::string& address, std::string token, int64_t rpc_timeout_ms)
+CoordinatorClient::CoordinatorClient(const std::string& address, std::string token,
+                                     std::shared_ptr<grpc::ChannelCredentials> credentials, int64_t rpc_timeout_ms)
     : token_(std::move(token)), rpc_timeout_ms_(rpc_timeout_ms) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxMessage);
@@ -34,7 +35,8 @@ CoordinatorClient::CoordinatorClient(const std::string& address, std::string tok
   // Large flow-control window and frames: blobs stream at memory speed on a LAN.
   args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 << 20);
   args.SetInt(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, 16 << 20);
-  stub_ = WorkerApi::NewStub(grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+  stub_ = WorkerApi::NewStub(
+      grpc::CreateCustomChannel(address, credentials ? credentials : grpc::InsecureChannelCredentials(), args));
 }
 
 void CoordinatorClient::prepare(grpc::ClientContext& ctx, int64_t timeout_ms) const {

@@ -11,13 +11,16 @@
 #include "common/status.h"
 #include "shardpress.grpc.pb.h"
 #include "worker/blob_cache.h"
+#include <grpcpp/security/credentials.h>
 
 namespace sp {
 
 class CoordinatorClient {
  public:
-  // `token`: sent on every call when non-empty.
-  explicit CoordinatorClient(const std::string& address, std::string token = "", int64_t rpc_timeout_ms = 10'000);
+  // `token`: sent on every call when non-empty; `credentials`: TLS (null: plain TCP).
+  explicit CoordinatorClient(const std::string& address, std::string token = "",
+                             std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr,
+                             int64_t rpc_timeout_ms = 10'000);
 
   absl::StatusOr<shardpress::v1::RegisterResponse> register_worker(const shardpress::v1::RegisterRequest& r);
   absl::StatusOr<shardpress::v1::HeartbeatResponse> heartbeat(const shardpress::v1::HeartbeatRequest& r);

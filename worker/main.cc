@@ -22,7 +22,7 @@ struct Flags {
   std::string config, coordinator = "127.0.0.1:7070", cache_dir, device = "auto", memory = "11GiB",
                       cache_size = "64GiB";
   std::string threads = "1";
-  std::string token_file;
+  std::string token_file, tls_ca, tls_cert, tls_key;
   bool no_direct_read = false;
 };
 
@@ -41,7 +41,8 @@ int main(int argc, char** argv) {
     auto st = sp::load_config_file(f.config, {{"coordinator", &f.coordinator}, {"cache_dir", &f.cache_dir},
                                               {"device", &f.device}, {"memory", &f.memory},
                                               {"cache_size", &f.cache_size}, {"threads", &f.threads},
-                                              {"token_file", &f.token_file}});
+                                              {"token_file", &f.token_file}, {"tls_ca", &f.tls_ca},
+                                              {"tls_cert", &f.tls_cert}, {"tls_key", &f.tls_key}});
     if (!st.ok()) return fail(st);
   }
   CLI::App app{"shardpress-worker: runs prune/quantize tasks for a shardpress coordinator"};
@@ -53,6 +54,9 @@ int main(int argc, char** argv) {
   app.add_option("--threads", f.threads, "Threads advertised for tasks")->capture_default_str();
   app.add_option("--cache-size", f.cache_size, "Largest size of the blob cache")->capture_default_str();
   app.add_option("--token-file", f.token_file, "File with the coordinator's shared token");
+  app.add_option("--tls-ca", f.tls_ca, "TLS: CA certificate that signed the coordinator's");
+  app.add_option("--tls-cert", f.tls_cert, "Mutual TLS: this worker's certificate");
+  app.add_option("--tls-key", f.tls_key, "Mutual TLS: its private key");
   app.add_flag("--no-direct-read", f.no_direct_read,
                "Always fetch inputs from the coordinator, even when the source model file is visible here");
   try {
@@ -71,6 +75,7 @@ int main(int argc, char** argv) {
     if (!token.ok()) return fail(token.status());
     o.token = *token;
   }
+  o.tls = {f.tls_ca, f.tls_cert, f.tls_key};
   auto mem = sp::parse_byte_size(f.memory);
   if (!mem.ok()) return fail(sp::annotate(mem.status(), "--memory"));
   auto cache = sp::parse_byte_size(f.cache_size);

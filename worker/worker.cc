@@ -64,7 +64,8 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::create(WorkerOptions options) {
   SP_ASSIGN_OR_RETURN(w->cache_, BlobCache::open((fs::path(w->options_.cache_dir) / "blobs").string(),
                                                  w->options_.cache_capacity));
   SP_ASSIGN_OR_RETURN(w->id_, load_or_create_id(w->options_.cache_dir));
-  w->client_ = std::make_unique<CoordinatorClient>(w->options_.coordinator, w->options_.token);
+  SP_ASSIGN_OR_RETURN(auto credentials, channel_credentials(w->options_.tls));
+  w->client_ = std::make_unique<CoordinatorClient>(w->options_.coordinator, w->options_.token, credentials);
   return w;
 }
 

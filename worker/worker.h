@@ -20,6 +20,7 @@
 
 #include "common/status.h"
 #include "worker/blob_cache.h"
+#include "proto/credentials.h"
 #include "worker/coordinator_client.h"
 
 namespace sp {
@@ -27,6 +28,7 @@ namespace sp {
 struct WorkerOptions {
   std::string coordinator = "127.0.0.1:7070";
   std::string token;  // shared secret, when the coordinator requires one
+  TlsClientFiles tls;  // TLS to the coordinator when tls.ca is set
   std::string cache_dir;
   uint64_t memory = 11ull << 30;  // budget for task estimates
   uint64_t cache_capacity = 64ull << 30;

@@ -425,6 +425,55 @@ TEST_F(Cluster, ListeningBeyondLoopbackNeedsATokenOrInsecure) {
   EXPECT_EQ(insecure.wait(10'000), 0);
 }
 
+// Throw-away certificates: a CA, a coordinator certificate for 127.0.0.1, a client
+// certificate, and an unrelated CA.
+void make_certificates(const std::string& dir) {
+  const std::string script = "set -e; cd '" + dir + "'\n"
+      "key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out \"$1\" 2>/dev/null; }\n"
+      "key ca.key; openssl req -x509 -new -key ca.key -out ca.pem -days 1 -subj /CN=test-ca 2>/dev/null\n"
+      "key other.key; openssl req -x509 -new -key other.key -out other.pem -days 1 -subj /CN=other-ca 2>/dev/null\n"
+      "key server.key; openssl req -new -key server.key -out server.csr -subj /CN=127.0.0.1 2>/dev/null\n"
+      "printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext\n"
+      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1 "
+      "-extfile san.ext 2>/dev/null\n"
+      "key client.key; openssl req -new -key client.key -out client.csr -subj /CN=worker 2>/dev/null\n"
+      "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 1 2>/dev/null\n";
+  test::write_text(dir + "/make.sh", script);
+  ASSERT_EQ(std::system(("bash '" + dir + "/make.sh'").c_str()), 0) << "openssl failed";
+}
+
+TEST_F(Cluster, TlsPlainAndWrongCaConnectionsFail) {
+  make_certificates(dir_.path());
+  start_coordinator({}, {"--tls-cert", dir_ / "server.pem", "--tls-key", dir_ / "server.key"});
+  auto ok = cli({"--tls-ca", dir_ / "ca.pem", "list"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_EQ(cli({"list"}).exit_code, 3) << "plain TCP to a TLS coordinator must fail";
+  EXPECT_EQ(cli({"--tls-ca", dir_ / "other.pem", "list"}).exit_code, 3) << "a wrong CA must fail";
+  start_worker("tls", {}, false, {"--tls-ca", dir_ / "ca.pem"});
+  auto r = cli({"--tls-ca", dir_ / "ca.pem", "submit", write_job("tls1"), "--wait"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  expect_reference_output("tls1");
+}
+
+TEST_F(Cluster, MutualTlsRequiresAClientCertificate) {
+  make_certificates(dir_.path());
+  start_coordinator({}, {"--tls-cert", dir_ / "server.pem", "--tls-key", dir_ / "server.key", "--tls-client-ca",
+                         dir_ / "ca.pem"});
+  EXPECT_EQ(cli({"--tls-ca", dir_ / "ca.pem", "list"}).exit_code, 3) << "no client certificate must fail";
+  const std::vector<std::string> mtls{"--tls-ca", dir_ / "ca.pem", "--tls-cert", dir_ / "client.pem", "--tls-key",
+                                      dir_ / "client.key"};
+  std::vector<std::string> list = mtls;
+  list.push_back("list");
+  auto ok = cli(list);
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  start_worker("mtls", {}, false, mtls);
+  std::vector<std::string> submit = mtls;
+  submit.insert(submit.end(), {"submit", write_job("mtls1"), "--wait"});
+  auto r = cli(submit);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  expect_reference_output("mtls1");
+}
+
 TEST_F(Cluster, WorkerStopsCleanlyOnSigterm) {
   start_coordinator();
   test::Process* w = start_worker("a");
