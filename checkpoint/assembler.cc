@@ -31,7 +31,7 @@ absl::StatusOr<std::unique_ptr<CheckpointAssembler>> CheckpointAssembler::create
   std::error_code ec;
   fs::path out = fs::path(out_dir).lexically_normal();
   if (out.filename().empty()) out = out.parent_path();
-  if (fs::exists(out, ec))
+  if (fs::exists(out, ec) && !options.replace_existing)
     return absl::FailedPreconditionError(fmt::format(
         "output folder {} already exists; choose a new folder (nothing is overwritten)", out.string()));
   fs::path parent = out.parent_path();
@@ -82,9 +82,14 @@ absl::Status CheckpointAssembler::finish() {
   if (!options_.source_dir.empty()) {
     std::error_code ec;
     std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(options_.source_dir, ec))
-      if (e.is_regular_file() && is_tokenizer_or_generation_file(e.path().filename().string()))
-        names.push_back(e.path().filename().string());
+    const fs::path source = fs::canonical(options_.source_dir, ec);
+    for (const auto& e : fs::directory_iterator(options_.source_dir, ec)) {
+      if (!e.is_regular_file() || !is_tokenizer_or_generation_file(e.path().filename().string())) continue;
+      // Confinement: a symlink pointing out of the model folder is not followed.
+      const fs::path real = fs::canonical(e.path(), ec);
+      if (ec || real.parent_path() != source) continue;
+      names.push_back(e.path().filename().string());
+    }
     if (ec) return absl::UnavailableError(fmt::format("{}: cannot list: {}", options_.source_dir, ec.message()));
     std::sort(names.begin(), names.end());
     for (const auto& n : names) {
@@ -106,10 +111,22 @@ absl::Status CheckpointAssembler::finish() {
   SP_RETURN_IF_ERROR(write_file_atomic((dir / kManifestName).string(), manifest.dump(1) + "\n"));
   SP_RETURN_IF_ERROR(fsync_dir(partial_dir_));
 
-  if (std::rename(partial_dir_.c_str(), out_dir_.c_str()) != 0)
-    return absl::UnavailableError(fmt::format("{}: cannot rename {} into place: {}", out_dir_,
-                                              partial_dir_, std::strerror(errno)));
+  std::string replaced;
+  std::error_code ec;
+  if (options_.replace_existing && fs::exists(out_dir_, ec)) {
+    const fs::path out(out_dir_);
+    replaced = (out.parent_path() / fmt::format(".{}.replaced-{}", out.filename().string(), ::getpid())).string();
+    if (std::rename(out_dir_.c_str(), replaced.c_str()) != 0)
+      return absl::UnavailableError(fmt::format("{}: cannot move the old output aside: {}", out_dir_, std::strerror(errno)));
+  }
+  if (std::rename(partial_dir_.c_str(), out_dir_.c_str()) != 0) {
+    const int err = errno;
+    if (!replaced.empty()) std::rename(replaced.c_str(), out_dir_.c_str());  // put the old one back
+    return absl::UnavailableError(fmt::format("{}: cannot rename {} into place: {}", out_dir_, partial_dir_,
+                                              std::strerror(err)));
+  }
   finished_ = true;
+  if (!replaced.empty()) fs::remove_all(replaced, ec);
   fs::path parent = fs::path(out_dir_).parent_path();
   return fsync_dir(parent.empty() ? "." : parent.string());
 }

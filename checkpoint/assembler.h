@@ -34,11 +34,13 @@ struct AssembleOptions {
   std::optional<Nf4Settings> quantization;  // adds quantization_config when set
   uint64_t max_shard_bytes = 5'000'000'000ull;
   nlohmann::ordered_json provenance;        // stored in the manifest as "source"
+  bool replace_existing = false;            // swap out an existing output at finish()
 };
 
 class CheckpointAssembler {
  public:
-  // FAILED_PRECONDITION if `out_dir` exists already (nothing is overwritten).
+  // FAILED_PRECONDITION if `out_dir` exists already, unless options.replace_existing.
+  // Only tokenizer/generation files whose real path lies inside source_dir are copied.
   static absl::StatusOr<std::unique_ptr<CheckpointAssembler>> create(const std::string& out_dir,
                                                                     std::vector<TensorGroup> groups,
                                                                     AssembleOptions options);

@@ -75,6 +75,16 @@ std::string state_name(JobState s) {
   }
 }
 
+// Every weight file of the model must itself lie inside the model root (a symlinked shard
+// pointing elsewhere is refused).
+absl::Status check_files_under(const Model& model, const std::string& root) {
+  for (const auto& f : model.files.files()) {
+    auto r = resolve_under(f->path(), root, "weight file");
+    if (!r.ok()) return r.status();
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 Coordinator::Coordinator(CoordinatorOptions options, const Clock& clock)
@@ -281,11 +291,12 @@ absl::StatusOr<JobStatus> Coordinator::submit(const JobSpec& spec_in) {
   SP_ASSIGN_OR_RETURN(const std::string model_dir, resolve_under(spec.model(), options_.model_root, "model"));
   SP_ASSIGN_OR_RETURN(const std::string output_dir, resolve_under(spec.output(), options_.output_root, "output"));
   std::error_code ec;
-  if (fs::exists(output_dir, ec))
-    return absl::FailedPreconditionError(fmt::format("output {} already exists; choose a new folder", output_dir));
+  if (fs::exists(output_dir, ec) && !spec.overwrite())
+    return absl::FailedPreconditionError(fmt::format(
+        "output {} already exists; choose a new folder (or set overwrite: true to replace it)", output_dir));
   // Read config.json and the safetensors headers now: a bad model is rejected at submit.
   SP_ASSIGN_OR_RETURN(Model model, open_model(model_dir));
-  (void)model;
+  SP_RETURN_IF_ERROR(check_files_under(model, options_.model_root));
 
   std::lock_guard lock(mu_);
   for (const auto& [id, j] : jobs_)
@@ -349,7 +360,7 @@ absl::StatusOr<JobStatus> Coordinator::resume(const std::string& ref) {
     return absl::FailedPreconditionError(fmt::format("job {} already succeeded: {}", j.id(), j.output_dir()));
   if (!terminal(j.state())) return status_locked(j, true);  // running or queued: nothing to do
   std::error_code ec;
-  if (fs::exists(j.output_dir(), ec))
+  if (fs::exists(j.output_dir(), ec) && !j.spec().overwrite())
     return absl::FailedPreconditionError(fmt::format("output {} exists now; move it away to resume", j.output_dir()));
   StateStore::Batch b;
   size_t kept = 0;
@@ -669,6 +680,7 @@ absl::Status Coordinator::import_job(const std::string& job_id) {
     phase_[job_id] = "importing";
   }
   SP_ASSIGN_OR_RETURN(Model model, open_model(j.model_dir()));
+  SP_RETURN_IF_ERROR(check_files_under(model, options_.model_root));  // may have changed since submit
   const CompressSettings settings = compress_settings(j.spec());
   const int64_t delay = test_delay_ms("import");
   size_t total = 0, done = 0, created = 0;
@@ -794,7 +806,8 @@ absl::Status Coordinator::assemble_job(const std::string& job_id) {
       }
     }
     if (same) return absl::OkStatus();
-    return absl::FailedPreconditionError(fmt::format("output {} appeared while the job ran", j.output_dir()));
+    if (!j.spec().overwrite())
+      return absl::FailedPreconditionError(fmt::format("output {} appeared while the job ran", j.output_dir()));
   }
   SP_ASSIGN_OR_RETURN(ModelConfig config, load_model_config(j.model_dir()));
   AssembleOptions ao;
@@ -804,6 +817,7 @@ absl::Status Coordinator::assemble_job(const std::string& job_id) {
   ao.max_shard_bytes = options_.max_shard_bytes;
   ao.provenance = {{"job", j.id()}, {"name", j.spec().name()}, {"model", j.model_dir()},
                    {"compression", describe_spec(j.spec())}};
+  ao.replace_existing = j.spec().overwrite();
   SP_ASSIGN_OR_RETURN(auto assembler, CheckpointAssembler::create(j.output_dir(), std::move(groups), ao));
   const int64_t delay = test_delay_ms("assemble");
   size_t done = 0;

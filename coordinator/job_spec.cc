@@ -55,7 +55,7 @@ absl::StatusOr<JobSpec> parse_job_yaml(std::string_view text, std::string_view l
     return bad(label, fmt::format("not valid YAML: {}", e.what()));
   }
   if (!root.IsMap()) return bad(label, "a job spec is a mapping with model, output, prune, quantize");
-  SP_RETURN_IF_ERROR(check_keys(root, "", {"name", "model", "output", "prune", "quantize"}, label));
+  SP_RETURN_IF_ERROR(check_keys(root, "", {"name", "model", "output", "overwrite", "prune", "quantize"}, label));
   JobSpec spec;
   std::string s;
   SP_RETURN_IF_ERROR(read_scalar(root, "name", "name", &s, label));
@@ -66,6 +66,9 @@ absl::StatusOr<JobSpec> parse_job_yaml(std::string_view text, std::string_view l
   s.clear();
   SP_RETURN_IF_ERROR(read_scalar(root, "output", "output", &s, label));
   spec.set_output(s);
+  bool overwrite = false;
+  SP_RETURN_IF_ERROR(read_scalar(root, "overwrite", "overwrite", &overwrite, label));
+  spec.set_overwrite(overwrite);
 
   auto* prune = spec.mutable_prune();
   prune->set_method("none");

@@ -3,6 +3,7 @@
 //   name: stories-nf4            # optional; default: the output folder's name
 //   model: /models/stories260k   # Hugging Face folder (under the coordinator's model root)
 //   output: /out/stories-nf4     # new folder (under the output root)
+//   overwrite: false             # true: replace an existing output at the end
 //   prune: {method: none|magnitude, sparsity: 0.3, scope: tensor|row|2:4}
 //   quantize: {format: nf4|none, blocksize: 64, double_quant: true, compute_dtype: bfloat16}
 //

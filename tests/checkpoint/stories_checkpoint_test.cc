@@ -248,12 +248,15 @@ TEST(StoriesCheckpoint, CopiesTokenizerAndGenerationFilesOnly) {
   test::write_text(d / "model/special_tokens_map.json", "{}");
   test::write_text(d / "model/pytorch_model.bin", "old weights");
   test::write_text(d / "model/README.md", "model card");
+  test::write_text(d / "secret.txt", "not part of the model");
+  fs::create_symlink(d / "secret.txt", d / "model/tokenizer.model");  // points out of the folder
   LocalCompressOptions o;
   ASSERT_TRUE(compress_model_local(d / "model", d / "out", o).ok());
   for (const char* f : {"tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json"})
     EXPECT_EQ(test::read_bytes(d / (std::string("out/") + f)), test::read_bytes(d / (std::string("model/") + f))) << f;
   EXPECT_FALSE(fs::exists(d / "out/pytorch_model.bin"));
   EXPECT_FALSE(fs::exists(d / "out/README.md"));
+  EXPECT_FALSE(fs::exists(d / "out/tokenizer.model")) << "a symlink out of the model folder was followed";
   auto ok = verify_checkpoint(d / "out", std::nullopt);
   ASSERT_TRUE(ok.ok());
   EXPECT_TRUE(ok->ok());

@@ -474,6 +474,47 @@ TEST_F(Cluster, MutualTlsRequiresAClientCertificate) {
   expect_reference_output("mtls1");
 }
 
+TEST_F(Cluster, ConfinementFollowsSymlinks) {
+  start_coordinator();
+  fs::create_directories(dir_ / "elsewhere/m");
+  for (const char* f : {"config.json", "model.safetensors"})
+    fs::copy_file(dir_ / (std::string("models/stories/") + f), dir_ / (std::string("elsewhere/m/") + f));
+  fs::create_directory_symlink(dir_ / "elsewhere/m", dir_ / "models/linked");  // a folder pointing out
+  fs::create_directories(dir_ / "models/half");
+  fs::copy_file(dir_ / "models/stories/config.json", dir_ / "models/half/config.json");
+  fs::create_symlink(dir_ / "elsewhere/m/model.safetensors", dir_ / "models/half/model.safetensors");
+
+  for (const char* m : {"linked", "half"}) {
+    test::write_text(dir_ / "c.yaml", "model: " + (dir_ / (std::string("models/") + m)) + "\noutput: " +
+                                          (dir_ / (std::string("out/") + m)) + "\n");
+    auto r = cli({"submit", dir_ / "c.yaml"});
+    EXPECT_EQ(r.exit_code, 2) << m;
+    EXPECT_NE(r.err.find("outside the coordinator's allowed root"), std::string::npos) << r.err;
+  }
+  fs::create_directory_symlink(dir_ / "elsewhere", dir_ / "out/escape");
+  test::write_text(dir_ / "o.yaml", "model: " + (dir_ / "models/stories") + "\noutput: " + (dir_ / "out/escape/x") + "\n");
+  auto o = cli({"submit", dir_ / "o.yaml"});
+  EXPECT_EQ(o.exit_code, 2);
+  EXPECT_NE(o.err.find("output"), std::string::npos) << o.err;
+  EXPECT_EQ(json::parse(cli({"list", "-o", "json"}).out).value("jobs", json::array()).size(), 0u);
+}
+
+TEST_F(Cluster, ExistingOutputIsReplacedOnlyWhenTheJobSaysSo) {
+  start_coordinator();
+  start_worker("a");
+  fs::create_directories(dir_ / "out/r1");
+  test::write_text(dir_ / "out/r1/old.txt", "previous run");
+  auto refused = cli({"submit", write_job("r1")});
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_NE(refused.err.find("set overwrite: true"), std::string::npos) << refused.err;
+  test::write_text(dir_ / "r1.yaml", "name: r1\nmodel: " + (dir_ / "models/stories") + "\noutput: " +
+                                         (dir_ / "out/r1") + "\noverwrite: true\n");
+  auto r = cli({"submit", dir_ / "r1.yaml", "--wait"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "out/r1/old.txt"));
+  expect_reference_output("r1");
+}
+
 TEST_F(Cluster, WorkerStopsCleanlyOnSigterm) {
   start_coordinator();
   test::Process* w = start_worker("a");
