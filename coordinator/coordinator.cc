@@ -97,7 +97,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::open(CoordinatorOption
   SP_ASSIGN_OR_RETURN(c->store_, StateStore::open((fs::path(c->options_.data_dir) / "state").string()));
   c->blobs_ = std::make_unique<BlobStore>(c->store_.get());
   c->scheduler_ = std::make_unique<TaskScheduler>(
-      clock, SchedulerOptions{c->options_.lease_ttl_ms, c->options_.max_failures});
+      clock, SchedulerOptions{c->options_.lease_ttl_ms, c->options_.max_failures});  // default lease cap
   SP_RETURN_IF_ERROR(c->recover());
   return c;
 }

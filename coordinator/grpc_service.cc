@@ -60,6 +60,7 @@ grpc::Status WorkerApiService::Register(grpc::ServerContext* ctx, const Register
 }
 grpc::Status WorkerApiService::Heartbeat(grpc::ServerContext* ctx, const HeartbeatRequest* req, HeartbeatResponse* resp) {
   if (auto a = auth_->check(ctx); !a.ok()) return a;
+  if (req->leases_size() > 64) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "too many leases in a heartbeat");
   return reply(c_->heartbeat(*req), resp);
 }
 grpc::Status WorkerApiService::LeaseTask(grpc::ServerContext* ctx, const LeaseRequest* req, LeaseResponse* resp) {
@@ -112,6 +113,11 @@ grpc::Status WorkerApiService::PutBlob(grpc::ServerContext* ctx, grpc::ServerRea
   if (chunk.digest().empty())
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first chunk must carry digest and total_size");
   const std::string digest = chunk.digest();
+  if (digest.size() != 32 || digest.find_first_not_of("0123456789abcdef") != std::string::npos)
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the digest must be 32 lowercase hex digits");
+  if (chunk.total_size() > kMaxBlobBytes)
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        fmt::format("blob of {} bytes is larger than the {} byte limit", chunk.total_size(), kMaxBlobBytes));
   auto have = c_->blobs().contains(digest);
   if (!have.ok()) return to_grpc(have.status());
   if (*have) {
@@ -122,6 +128,9 @@ grpc::Status WorkerApiService::PutBlob(grpc::ServerContext* ctx, grpc::ServerRea
   do {
     if (!chunk.digest().empty() && chunk.digest() != digest)
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "digest changed within one blob stream");
+    if (chunk.data().size() > kBlobChunkBytes)
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          fmt::format("chunk of {} bytes; the limit is {}", chunk.data().size(), kBlobChunkBytes));
     auto st = w->append({reinterpret_cast<const uint8_t*>(chunk.data().data()), chunk.data().size()});
     if (!st.ok()) return to_grpc(st);
     c_->metrics().blob_bytes_in += chunk.data().size();
@@ -155,6 +164,11 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::start(
   b.RegisterService(s->api_.get());
   b.RegisterService(s->worker_api_.get());
   b.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  // Bounded resources: a slow or hostile client cannot pile up streams or threads.
+  b.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, kMaxConcurrentStreams);
+  grpc::ResourceQuota quota("shardpress-coordinator");
+  quota.SetMaxThreads(kMaxServerThreads);
+  b.SetResourceQuota(quota);
   b.SetMaxSendMessageSize(kMaxMessageBytes);
   b.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 << 20);
   b.AddChannelArgument(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, 16 << 20);

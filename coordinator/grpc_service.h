@@ -87,5 +87,9 @@ class CoordinatorServer {
 
 // Messages up to this size (blob chunks are 4 MiB).
 inline constexpr int kMaxMessageBytes = 16 << 20;
+// One blob (a tensor or a result) at most; the largest EXAONE-32B tensor is 1 GB.
+inline constexpr uint64_t kMaxBlobBytes = 64ull << 30;
+inline constexpr int kMaxConcurrentStreams = 32;  // per connection
+inline constexpr int kMaxServerThreads = 64;
 
 }  // namespace sp

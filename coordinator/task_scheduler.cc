@@ -48,6 +48,9 @@ std::vector<TaskRecord> TaskScheduler::extend_all_leases() {
 std::optional<TaskRecord> TaskScheduler::lease(const std::string& worker_id, uint64_t free_memory,
                                                const std::function<uint64_t(const TaskRecord&)>& memory_of,
                                                const std::function<int(const TaskRecord&)>& affinity) {
+  uint32_t held = 0;
+  for (const auto& [id, t] : tasks_) held += t.state() == TaskState::LEASED && t.worker_id() == worker_id;
+  if (held >= options_.max_leases_per_worker) return std::nullopt;
   TaskRecord* best = nullptr;
   int best_affinity = -1;
   for (auto& [id, t] : tasks_) {

@@ -24,6 +24,7 @@ namespace sp {
 struct SchedulerOptions {
   int64_t lease_ttl_ms = 30'000;
   uint32_t max_failures = 3;  // a task that fails this many times fails its job
+  uint32_t max_leases_per_worker = 4;  // a worker (or an impostor) cannot hoard the queue
 };
 
 class TaskScheduler {

@@ -96,7 +96,24 @@ TEST_F(SchedulerTest, PrefersTasksWhoseInputsTheWorkerCaches) {
 TEST_F(SchedulerTest, LayersAreLeasedInOrderNotByIdText) {
   for (int i = 3; i < 12; ++i) s_.upsert(task("job-0001", i));  // "layer.10" sorts before "layer.2"
   for (int i = 3; i < 12; ++i) memory_[i] = 10;
-  for (int i = 0; i < 12; ++i) EXPECT_EQ(lease("w")->shard_index(), i);
+  for (int i = 0; i < 12; ++i) {
+    auto t = lease("w");
+    ASSERT_TRUE(t);
+    EXPECT_EQ(t->shard_index(), i);
+    ASSERT_TRUE(s_.complete("w", t->id(), t->attempt(), {}, {}).ok());
+  }
+}
+
+TEST_F(SchedulerTest, AWorkerHoldsAtMostFourLeases) {
+  for (int i = 3; i < 10; ++i) {
+    s_.upsert(task("job-0001", i));
+    memory_[i] = 10;
+  }
+  for (int i = 0; i < 4; ++i) EXPECT_TRUE(lease("greedy").has_value());
+  EXPECT_FALSE(lease("greedy").has_value());
+  EXPECT_TRUE(lease("other").has_value());
+  ASSERT_TRUE(s_.complete("greedy", "job-0001/layer.0", 1, {}, {}).ok());
+  EXPECT_TRUE(lease("greedy").has_value());
 }
 
 TEST_F(SchedulerTest, InactiveJobsAreNotLeased) {
