@@ -2,20 +2,30 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "common/file_util.h"
 #include "fmt/format.h"
 
 namespace sp {
 
 absl::Status load_config_file(const std::string& path, const std::map<std::string, std::string*>& keys) {
+  auto text = read_file(path);
+  if (!text.ok()) return absl::NotFoundError(fmt::format("{}: cannot read the config file", path));
+  return parse_config_text(*text, path, keys);
+}
+
+absl::Status parse_config_text(std::string_view text, const std::string& path,
+                               const std::map<std::string, std::string*>& keys) {
   YAML::Node y;
   try {
-    y = YAML::LoadFile(path);
+    y = YAML::Load(std::string(text));
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(fmt::format("{}: {}", path, e.what()));
   }
   if (!y.IsMap()) return absl::InvalidArgumentError(fmt::format("{}: expected a mapping of settings", path));
+  try {
   for (const auto& kv : y) {
-    const std::string key = kv.first.as<std::string>();
+    if (!kv.first.IsScalar()) return absl::InvalidArgumentError(fmt::format("{}: keys must be plain names", path));
+    const std::string key = kv.first.Scalar();
     auto it = keys.find(key);
     if (it == keys.end()) {
       std::string allowed;
@@ -25,6 +35,9 @@ absl::Status load_config_file(const std::string& path, const std::map<std::strin
     if (!kv.second.IsScalar())
       return absl::InvalidArgumentError(fmt::format("{}: '{}' must be a single value", path, key));
     *it->second = kv.second.Scalar();
+  }
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(fmt::format("{}: {}", path, e.what()));
   }
   return absl::OkStatus();
 }

@@ -22,7 +22,8 @@ absl::Status check_keys(const YAML::Node& node, const std::string& where, const 
                         std::string_view label) {
   if (!node.IsMap()) return bad(label, fmt::format("'{}' must be a mapping", where));
   for (const auto& kv : node) {
-    const std::string key = kv.first.as<std::string>();
+    if (!kv.first.IsScalar()) return bad(label, fmt::format("'{}' has a key that is not a plain name", where));
+    const std::string key = kv.first.Scalar();
     if (!allowed.count(key)) {
       std::string list;
       for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
@@ -47,7 +48,7 @@ absl::Status read_scalar(const YAML::Node& node, const char* key, const std::str
 
 }  // namespace
 
-absl::StatusOr<JobSpec> parse_job_yaml(std::string_view text, std::string_view label) {
+static absl::StatusOr<JobSpec> parse_job_yaml_unguarded(std::string_view text, std::string_view label) {
   YAML::Node root;
   try {
     root = YAML::Load(std::string(text));
@@ -110,6 +111,14 @@ absl::StatusOr<JobSpec> parse_job_yaml(std::string_view text, std::string_view l
     spec.set_name(std::filesystem::path(spec.output()).lexically_normal().filename().string());
   SP_RETURN_IF_ERROR(annotate(validate_job_spec(spec), label));
   return spec;
+}
+
+absl::StatusOr<JobSpec> parse_job_yaml(std::string_view text, std::string_view label) {
+  try {
+    return parse_job_yaml_unguarded(text, label);
+  } catch (const YAML::Exception& e) {  // yaml-cpp throws on odd documents: a bad-input error
+    return bad(label, fmt::format("not a valid job spec: {}", e.what()));
+  }
 }
 
 absl::Status validate_job_spec(const JobSpec& spec) {

@@ -31,7 +31,7 @@ absl::StatusOr<QuantState> parse_quant_state_json(std::string_view text) {
   ojson j;
   try {
     j = ojson::parse(text);
-  } catch (const ojson::parse_error& e) {
+  } catch (const ojson::exception& e) {
     return absl::DataLossError(fmt::format("quant_state is not valid JSON: {}", e.what()));
   }
   if (!j.is_object()) return absl::DataLossError("quant_state JSON is not an object");

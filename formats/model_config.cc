@@ -118,7 +118,7 @@ absl::StatusOr<ModelConfig> parse_model_config(std::string_view text, std::strin
   ojson j;
   try {
     j = ojson::parse(text);
-  } catch (const ojson::parse_error& e) {
+  } catch (const ojson::exception& e) {
     return absl::InvalidArgumentError(fmt::format("{}: not valid JSON: {}", label, e.what()));
   }
   Reader r(j, label);

@@ -18,6 +18,32 @@ absl::Status bad_index(const std::string& path, const std::string& msg) {
 
 }  // namespace
 
+absl::StatusOr<std::map<std::string, std::string>> parse_safetensors_index(std::string_view text,
+                                                                           const std::string& label) {
+  json index;
+  try {
+    index = json::parse(text);
+  } catch (const json::exception& e) {
+    return bad_index(label, fmt::format("not valid JSON: {}", e.what()));
+  }
+  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
+    return bad_index(label, "must be an object with a 'weight_map' object");
+  if (index.contains("metadata") && !index["metadata"].is_object())
+    return bad_index(label, "'metadata' must be an object");
+  std::map<std::string, std::string> wanted;  // tensor -> file
+  for (const auto& [tensor, file] : index["weight_map"].items()) {
+    if (!file.is_string())
+      return bad_index(label, fmt::format("weight_map entry '{}' must be a file name", tensor));
+    const std::string fname = file.get<std::string>();
+    if (fname.empty() || fname.find('/') != std::string::npos || fname == "." || fname == "..")
+      return bad_index(label, fmt::format(
+          "weight_map entry '{}' names '{}', which is not a plain file name in the folder", tensor, fname));
+    wanted[tensor] = fname;
+  }
+  if (wanted.empty()) return bad_index(label, "weight_map is empty");
+  return wanted;
+}
+
 absl::StatusOr<ModelFiles> ModelFiles::open(const std::string& dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec))
@@ -40,32 +66,10 @@ absl::StatusOr<ModelFiles> ModelFiles::open(const std::string& dir) {
 
   m.sharded_ = true;
   SP_ASSIGN_OR_RETURN(std::string text, read_file(index_path));
-  json index;
-  try {
-    index = json::parse(text);
-  } catch (const json::parse_error& e) {
-    return bad_index(index_path, fmt::format("not valid JSON: {}", e.what()));
-  }
-  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
-    return bad_index(index_path, "must be an object with a 'weight_map' object");
-  if (index.contains("metadata") && !index["metadata"].is_object())
-    return bad_index(index_path, "'metadata' must be an object");
-
+  SP_ASSIGN_OR_RETURN(const auto wanted, parse_safetensors_index(text, index_path));
   // Open each distinct shard once, in name order (deterministic).
   std::map<std::string, SafetensorsFile*> by_file;
-  std::map<std::string, std::string> wanted;  // tensor -> file
-  for (const auto& [tensor, file] : index["weight_map"].items()) {
-    if (!file.is_string())
-      return bad_index(index_path, fmt::format("weight_map entry '{}' must be a file name", tensor));
-    const std::string fname = file.get<std::string>();
-    if (fname.empty() || fname.find('/') != std::string::npos || fname == "." || fname == "..")
-      return bad_index(index_path, fmt::format(
-          "weight_map entry '{}' names '{}', which is not a plain file name in the folder",
-          tensor, fname));
-    wanted[tensor] = fname;
-    by_file.emplace(fname, nullptr);
-  }
-  if (wanted.empty()) return bad_index(index_path, "weight_map is empty");
+  for (const auto& [tensor, fname] : wanted) by_file.emplace(fname, nullptr);
   for (auto& [fname, ptr] : by_file) {
     const std::string path = (fs::path(dir) / fname).string();
     if (!fs::exists(path, ec))

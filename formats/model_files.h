@@ -31,6 +31,11 @@ struct TensorRef {
   uint64_t file_offset() const { return file->data_offset() + info->begin; }
 };
 
+// Parses and checks model.safetensors.index.json text: weight_map entries must be plain
+// file names in the folder. Returns tensor -> file name. Pure: no I/O.
+absl::StatusOr<std::map<std::string, std::string>> parse_safetensors_index(std::string_view text,
+                                                                           const std::string& label);
+
 class ModelFiles {
  public:
   static absl::StatusOr<ModelFiles> open(const std::string& dir);

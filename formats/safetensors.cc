@@ -98,7 +98,7 @@ absl::StatusOr<SafetensorsHeader> parse_safetensors_header(std::string_view json
   json header;
   try {
     header = json::parse(json_text.begin(), json_text.end(), cb);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     return bad(label, fmt::format("header is not valid JSON: {}", e.what()));
   }
   if (!duplicate.empty())

@@ -19,6 +19,7 @@ PACKAGES=(
   libcli11-dev
   libspdlog-dev libfmt-dev
   python3 time bc openssl
+  clang libclang-rt-14-dev
 )
 
 missing=()

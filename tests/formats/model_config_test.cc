@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "formats/model_files.h"
+#include "formats/bnb_format.h"
 #include "formats/model_layout.h"
 #include "gtest/gtest.h"
 #include "tests/testutil/fixtures.h"
@@ -110,6 +111,9 @@ TEST(ModelConfig, ClearErrors) {
 
   EXPECT_NE(std::string(parse_model_config("{not json", "x.json").status().message()).find("x.json: not valid JSON"),
             std::string::npos);
+  EXPECT_FALSE(parse_model_config(R"({"hidden_size": 1e99999})", "x.json").ok());  // number overflow
+  EXPECT_FALSE(parse_safetensors_index(R"({"weight_map": {"a": 1e99999}})", "i.json").ok());
+  EXPECT_FALSE(parse_quant_state_json(R"({"quant_type": "nf4", "blocksize": 1e99999})").ok());
 }
 
 std::map<std::string, TensorShape> shapes_of(const ModelConfig& c, DType dt = DType::kBF16) {
