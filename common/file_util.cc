@@ -4,7 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <utility>
@@ -22,8 +24,21 @@ absl::Status io_error(const std::string& what, const std::string& path, int err)
   return absl::UnavailableError(msg);
 }
 
+// Test hook: SHARDPRESS_TEST_ENOSPC_AFTER_BYTES=N makes every write through this file
+// fail with ENOSPC once N bytes have been written by the process (a full disk).
+bool simulated_disk_full(size_t n) {
+  static const int64_t limit = [] {
+    const char* env = std::getenv("SHARDPRESS_TEST_ENOSPC_AFTER_BYTES");
+    return env ? std::atoll(env) : -1;
+  }();
+  static std::atomic<int64_t> written{0};
+  if (limit < 0) return false;
+  return written.fetch_add(static_cast<int64_t>(n)) + static_cast<int64_t>(n) > limit;
+}
+
 absl::Status write_all(int fd, const uint8_t* p, size_t n, uint64_t offset,
                        const std::string& path) {
+  if (simulated_disk_full(n)) return io_error("write failed", path, ENOSPC);
   while (n > 0) {
     const ssize_t w = ::pwrite(fd, p, n, static_cast<off_t>(offset));
     if (w < 0) {

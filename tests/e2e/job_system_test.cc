@@ -515,6 +515,77 @@ TEST_F(Cluster, ExistingOutputIsReplacedOnlyWhenTheJobSaysSo) {
   expect_reference_output("r1");
 }
 
+TEST_F(Cluster, SigtermOnTheCoordinatorMidJobThenRestart) {
+  start_coordinator();
+  start_worker("a", {{"SHARDPRESS_TEST_DELAY_MS", "task=300"}});
+  ASSERT_EQ(cli({"submit", write_job("g1")}).exit_code, 0);
+  const json before = wait_for("g1", [](const json& s) { return done(s) >= 2; });
+  const auto finished = done_attempts(before);
+  coordinator_->kill(SIGTERM);
+  EXPECT_EQ(coordinator_->wait(10'000), 0) << "a SIGTERM must stop the coordinator cleanly";
+  start_coordinator();
+  const json after = wait_for("g1", succeeded);
+  for (const auto& [id, attempt] : done_attempts(after))
+    if (finished.count(id)) EXPECT_EQ(attempt, finished.at(id)) << id << " was redone";
+  expect_reference_output("g1");
+}
+
+// A worker that stops answering (SIGSTOP: as if cut off by a partition) for longer than
+// the lease TTL loses its lease; the task runs elsewhere; when it comes back its stale
+// result is refused (fencing) and the output is unchanged.
+TEST_F(Cluster, FrozenWorkerLosesItsLeaseAndItsLateResultIsRefused) {
+  start_coordinator();
+  test::Process* frozen = start_worker("frozen", {{"SHARDPRESS_TEST_DELAY_MS", "task=1500"}});
+  ASSERT_EQ(cli({"submit", write_job("p1")}).exit_code, 0);
+  std::string task;
+  wait_for("p1", [&task](const json& s) {
+    for (const auto& t : s["tasks"])
+      if (t["state"] == "LEASED") task = t["id"];
+    return !task.empty();
+  });
+  frozen->kill(SIGSTOP);
+  start_worker("healthy");
+  const json s = wait_for("p1", succeeded);
+  frozen->kill(SIGCONT);  // it finishes its stale attempt: the lease is gone
+  // Either its heartbeat learns the lease was revoked and it drops the result, or the
+  // coordinator refuses the stale attempt number.
+  auto dropped = [&] {
+    auto log = read_file(dir_ / "frozen.log");
+    return log.ok() && (log->find("lease revoked, result dropped") != std::string::npos ||
+                        log->find("result refused") != std::string::npos);
+  };
+  for (int i = 0; i < 100 && !dropped(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(dropped()) << *read_file(dir_ / "frozen.log");
+  for (const auto& t : s["tasks"])
+    if (t["id"] == task) EXPECT_GE(t["attempt"].get<int>(), 2);
+  EXPECT_EQ(status("p1")["state"], "SUCCEEDED");
+  expect_reference_output("p1");
+}
+
+// The output disk fills up while assembling (an injected ENOSPC after 100 kB): the job
+// fails with a clear error and nothing half-written is visible; after space is freed
+// (restart without the fault) `resume` finishes byte-identical.
+TEST_F(Cluster, DiskFullWhileAssemblingThenResume) {
+  start_coordinator({{"SHARDPRESS_TEST_ENOSPC_AFTER_BYTES", "100000"}});
+  start_worker("a");
+  auto r = cli({"submit", write_job("d1"), "--wait"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  const json failed = status("d1");
+  EXPECT_EQ(failed["state"], "FAILED");
+  EXPECT_NE(failed["error"].get<std::string>().find("No space left on device"), std::string::npos) << failed["error"];
+  EXPECT_FALSE(fs::exists(dir_ / "out/d1"));
+  for (const auto& e : fs::directory_iterator(dir_ / "out"))
+    EXPECT_NE(e.path().filename().string()[0], '.') << "left behind: " << e.path();
+  coordinator_->kill(SIGTERM);
+  coordinator_->wait();
+  start_coordinator();  // space freed
+  auto resumed = cli({"resume", "d1", "--wait"});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
+  const json s = status("d1");
+  for (const auto& t : s["tasks"]) EXPECT_EQ(t["attempt"], 1) << "finished tasks must be kept";
+  expect_reference_output("d1");
+}
+
 TEST_F(Cluster, WorkerStopsCleanlyOnSigterm) {
   start_coordinator();
   test::Process* w = start_worker("a");
