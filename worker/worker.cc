@@ -26,6 +26,8 @@ namespace {
 
 void sleep_ms(int64_t ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 
+constexpr int kMaxCorruptRetries = 5;
+
 bool retryable(const absl::Status& s) {
   return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s) || absl::IsResourceExhausted(s) ||
          absl::IsInternal(s) || absl::IsUnknown(s);
@@ -159,7 +161,13 @@ std::optional<Worker::Leased> Worker::lease_and_fetch(uint64_t free_memory) {
   Leased t{*lease, absl::OkStatus()};
   for (const auto& in : lease->inputs()) {
     if (cache_->contains(in.digest()) || readable_at_source(in)) continue;
-    t.fetched = with_retry("fetch", [&] { return client_->fetch(in.digest(), id_, *cache_); });
+    // Bytes damaged on the way (DATA_LOSS: the digest did not match) are fetched again.
+    for (int tries = 0; tries < kMaxCorruptRetries; ++tries) {
+      t.fetched = with_retry("fetch", [&] { return client_->fetch(in.digest(), id_, *cache_); });
+      if (!absl::IsDataLoss(t.fetched)) break;
+      stats_.corrupt_transfers++;
+      log(fmt::format("fetch {}: {} (fetching again)", in.digest(), std::string(t.fetched.message())));
+    }
     if (!t.fetched.ok()) break;
     stats_.bytes_fetched += in.nbytes();
   }
@@ -267,7 +275,13 @@ absl::Status Worker::compute_and_upload(const LeaseResponse& lease, CompleteRequ
       for (int64_t d : t.spec.shape) m->add_shape(d);
       m->set_nbytes(t.data.size());
       m->set_digest(digest_hex(t.data));
-      SP_RETURN_IF_ERROR(with_retry("upload", [&] { return client_->put(m->digest(), t.data); }));
+      absl::Status put;
+      for (int tries = 0; tries < kMaxCorruptRetries; ++tries) {  // damaged on the way: send again
+        put = with_retry("upload", [&] { return client_->put(m->digest(), t.data); });
+        if (!absl::IsDataLoss(put)) break;
+        stats_.corrupt_transfers++;
+      }
+      SP_RETURN_IF_ERROR(put);
       stats_.bytes_uploaded += t.data.size();
     }
   }

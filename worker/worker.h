@@ -45,6 +45,7 @@ struct WorkerStats {
   std::atomic<uint64_t> tasks_failed{0};
   std::atomic<uint64_t> bytes_fetched{0};
   std::atomic<uint64_t> bytes_uploaded{0};
+  std::atomic<uint64_t> corrupt_transfers{0};  // blobs damaged in transit, sent again
 };
 
 class Worker {

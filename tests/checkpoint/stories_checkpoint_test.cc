@@ -175,7 +175,9 @@ TEST(StoriesCheckpoint, ShardedFloat32AbsmaxAndPrunedVariantsVerify) {
     EXPECT_GE(*t.zero_fraction, 0.5) << t.name;  // half of every row pruned, still zero after NF4
   }
   for (const auto& t : summary.tensors) {
-    if (t.prune) EXPECT_EQ(t.prune->pruned, t.prune->total / 2) << t.name;
+    if (t.prune) {
+      EXPECT_EQ(t.prune->pruned, t.prune->total / 2) << t.name;
+    }
   }
   auto files = ModelFiles::open(d / "nf4");
   EXPECT_EQ(files->find("model.layers.0.mlp.up_proj.weight.absmax")->info->dtype, DType::kF32);
