@@ -664,6 +664,55 @@ TEST_F(Cluster, ChaosKillsAndRestartsLoseNothing) {
                coordinator_kills, worker_kills, retried);
 }
 
+// The coordinator's data dir fills up while importing (a 64 MiB tmpfs under a 250 MB
+// model): the job stops with a clear error and nothing is corrupted; after space is
+// freed (the tmpfs grown) and a restart, `resume` finishes byte-identical.
+TEST_F(Cluster, CoordinatorDiskFullWhileImportingThenResume) {
+  const std::string mnt = dir_ / "small-state";
+  fs::create_directories(mnt);
+  if (std::system(("mount -t tmpfs -o size=64m tmpfs '" + mnt + "' 2>/dev/null").c_str()) != 0)
+    GTEST_SKIP() << "cannot mount a tmpfs here (needs root)";
+  struct Unmount {
+    std::string path;
+    ~Unmount() { (void)!std::system(("umount -l '" + path + "' 2>/dev/null").c_str()); }
+  } unmount{mnt};
+  ASSERT_EQ(test::run_cli({"synth", "--params", "125M", dir_ / "models/big"}).exit_code, 0);
+  LocalCompressOptions o;
+  ASSERT_TRUE(compress_model_local(dir_ / "models/big", dir_ / "ref", o).ok());
+  const std::vector<std::string> args{"--listen", "127.0.0.1:0", "--data-dir", mnt, "--model-root", dir_ / "models",
+                                      "--output-root", dir_ / "out"};
+  auto coordinator = std::make_unique<test::Process>(test::bin_dir() + "/shardpress-coordinator", args,
+                                                     std::map<std::string, std::string>{}, dir_ / "coordinator.log");
+  for (int i = 0; i < 500 && !fs::exists(mnt + "/coordinator.addr"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  addr_ = read_file(mnt + "/coordinator.addr")->substr(0, read_file(mnt + "/coordinator.addr")->find('\n'));
+  start_worker("a");
+  test::write_text(dir_ / "big.yaml", "name: big\nmodel: " + (dir_ / "models/big") + "\noutput: " + (dir_ / "out/big") + "\n");
+  ASSERT_EQ(cli({"submit", dir_ / "big.yaml"}).exit_code, 0);
+  const json failed = wait_for("big", [](const json& s) { return s["state"] == "FAILED"; }, 60'000);
+  EXPECT_NE(failed["error"].get<std::string>().find("space"), std::string::npos) << failed["error"];
+  EXPECT_FALSE(fs::exists(dir_ / "out/big"));
+  coordinator->kill(SIGTERM);
+  coordinator->wait();
+  ASSERT_EQ(std::system(("mount -o remount,size=1g '" + mnt + "'").c_str()), 0);  // space freed
+  std::vector<std::string> again = args;
+  again[1] = addr_;
+  coordinator = std::make_unique<test::Process>(test::bin_dir() + "/shardpress-coordinator", again,
+                                                std::map<std::string, std::string>{}, dir_ / "coordinator2.log");
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const json now = status("big");
+  if (now["state"] == "FAILED") {
+    auto r = cli({"resume", "big"});
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  }
+  wait_for("big", succeeded, 120'000);
+  EXPECT_EQ(manifest_digests(dir_ / "out/big"), manifest_digests(dir_ / "ref"));
+  auto v = test::run_cli({"verify", dir_ / "out/big"});
+  EXPECT_EQ(v.exit_code, 0) << v.err;
+  coordinator->kill(SIGTERM);
+  coordinator->wait();
+}
+
 TEST_F(Cluster, WorkerStopsCleanlyOnSigterm) {
   start_coordinator();
   test::Process* w = start_worker("a");
