@@ -713,6 +713,43 @@ TEST_F(Cluster, CoordinatorDiskFullWhileImportingThenResume) {
   coordinator->wait();
 }
 
+// A network partition: the worker's proxy stops forwarding for longer than the lease TTL.
+// The task runs on another worker; when the link comes back the partitioned worker's
+// result is refused or dropped (fencing), and the output is unchanged.
+TEST_F(Cluster, PartitionedWorkerLosesItsLeaseAndItsResultIsRefused) {
+  start_coordinator();
+  test::Process proxy(test::bin_dir() + "/fault_proxy",
+                      {"--upstream", addr_, "--addr-file", dir_ / "proxy.addr", "--pause-file", dir_ / "partition"}, {},
+                      dir_ / "proxy.log");
+  for (int i = 0; i < 500 && !fs::exists(dir_ / "proxy.addr"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const std::string via = read_file(dir_ / "proxy.addr")->substr(0, read_file(dir_ / "proxy.addr")->find('\n'));
+  start_worker("cut", {{"SHARDPRESS_TEST_DELAY_MS", "task=1500"}}, false, {}, via);
+  ASSERT_EQ(cli({"submit", write_job("n1")}).exit_code, 0);
+  std::string task;
+  wait_for("n1", [&task](const json& s) {
+    for (const auto& t : s["tasks"])
+      if (t["state"] == "LEASED") task = t["id"];
+    return !task.empty();
+  });
+  test::write_text(dir_ / "partition", "");  // cut off
+  start_worker("other");
+  const json s = wait_for("n1", succeeded);
+  fs::remove(dir_ / "partition");  // the link comes back
+  auto dropped = [&] {
+    auto log = read_file(dir_ / "cut.log");
+    return log.ok() && (log->find("lease revoked, result dropped") != std::string::npos ||
+                        log->find("result refused") != std::string::npos);
+  };
+  for (int i = 0; i < 200 && !dropped(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(dropped()) << *read_file(dir_ / "cut.log");
+  for (const auto& t : s["tasks"])
+    if (t["id"] == task) EXPECT_GE(t["attempt"].get<int>(), 2);
+  EXPECT_EQ(status("n1")["state"], "SUCCEEDED");
+  expect_reference_output("n1");
+  proxy.kill(SIGTERM);
+}
+
 TEST_F(Cluster, WorkerStopsCleanlyOnSigterm) {
   start_coordinator();
   test::Process* w = start_worker("a");

@@ -1,6 +1,7 @@
 // fault_proxy: a TCP proxy for tests that delays, cuts and corrupts what passes through.
 //   fault_proxy --upstream HOST:PORT [--delay-ms N] [--cut-every BYTES] [--corrupt-every BYTES]
-//               [--seed N] --addr-file FILE --stats-file FILE
+//               [--seed N] [--pause-file FILE] --addr-file FILE --stats-file FILE
+// While --pause-file exists nothing is forwarded (a network partition).
 // Listens on 127.0.0.1 (a free port, written to --addr-file). Corruption flips one byte
 // inside long bursts only (>= 64 KiB read at once, i.e. blob payloads), so small control
 // messages pass intact while data is damaged; cuts close a connection once it has carried
@@ -28,6 +29,12 @@ namespace {
 std::atomic<uint64_t> g_connections{0}, g_bytes{0}, g_corrupted{0}, g_cuts{0};
 std::atomic<bool> g_stop{false};
 int64_t g_delay_ms = 0, g_cut_every = 0, g_corrupt_every = 0;
+std::string g_pause_file;
+
+bool paused() {
+  if (g_pause_file.empty()) return false;
+  return ::access(g_pause_file.c_str(), F_OK) == 0;
+}
 uint64_t g_seed = 1;
 std::string g_upstream_host;
 int g_upstream_port = 0;
@@ -55,6 +62,7 @@ void pump(int in, int out, uint64_t seed, std::atomic<bool>* done) {
   while (!*done && !g_stop) {
     const ssize_t n = ::read(in, buf.data(), buf.size());
     if (n <= 0) break;
+    while (paused() && !g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(20));  // partition
     if (g_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(g_delay_ms));
     if (g_corrupt_every > 0 && n >= (64 << 10)) {
       if (carried + static_cast<uint64_t>(n) > next_corrupt) {
@@ -121,6 +129,7 @@ int main(int argc, char** argv) {
   g_cut_every = std::atoll(arg(argc, argv, "--cut-every", "0").c_str());
   g_corrupt_every = std::atoll(arg(argc, argv, "--corrupt-every", "0").c_str());
   g_seed = std::strtoull(arg(argc, argv, "--seed", "1").c_str(), nullptr, 10);
+  g_pause_file = arg(argc, argv, "--pause-file", "");
 
   ::signal(SIGPIPE, SIG_IGN);  // a peer that went away is an error on write, not a crash
   const int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
