@@ -660,8 +660,10 @@ TEST_F(Cluster, ChaosKillsAndRestartsLoseNothing) {
   expect_reference_output("c1");
   expect_reference_output("c2", true);
   expect_reference_output("c3");
-  std::fprintf(stderr, "chaos: %d coordinator and %d worker kills survived, %d task attempts retried, 0 bytes lost\n",
-               coordinator_kills, worker_kills, retried);
+  std::fprintf(stderr,
+               "chaos: %d faults injected (kill -9 + restart): %d coordinator and %d worker kills survived, "
+               "%d task attempts retried, 0 bytes lost (every output matches a clean run's digests)\n",
+               coordinator_kills + worker_kills, coordinator_kills, worker_kills, retried);
 }
 
 // The coordinator's data dir fills up while importing (a 64 MiB tmpfs under a 250 MB
