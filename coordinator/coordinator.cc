@@ -12,7 +12,9 @@
 #include "common/byte_size.h"
 #include "common/file_util.h"
 #include "coordinator/job_spec.h"
+#include "coordinator/output_check.h"
 #include "fmt/format.h"
+#include "formats/bnb_format.h"
 #include "formats/model.h"
 #include "nlohmann/json.hpp"
 #include "ops/task_memory.h"
@@ -503,6 +505,10 @@ absl::Status Coordinator::complete(const CompleteRequest& r) {
   std::lock_guard lock(mu_);
   if (auto w = workers_.find(r.worker_id()); w != workers_.end()) w->second.last_seen_ms = clock_.now_ms();
   const TaskRecord* cur = scheduler_->find(r.task_id());
+  if (cur) {
+    const JobRecord& job = jobs_.at(cur->job_id());
+    SP_RETURN_IF_ERROR(annotate(check_outputs(job.shards(cur->shard_index()), job.spec(), r), r.task_id()));
+  }
   if (cur && cur->state() == DONE && cur->attempt() == r.attempt() && cur->worker_id() == r.worker_id())
     return absl::OkStatus();  // a retried complete of a result we already have
   auto done = scheduler_->complete(r.worker_id(), r.task_id(), r.attempt(),

@@ -251,6 +251,10 @@ absl::Status Worker::compute_and_upload(const LeaseResponse& lease, CompleteRequ
     const auto dt = dtype_from_name(in.dtype());
     const auto role = role_from_name(in.role());
     if (!dt || !role) return absl::InvalidArgumentError(fmt::format("input {}: unknown dtype or role", in.name()));
+    uint64_t numel = 1;
+    for (int64_t d : in.shape()) numel *= static_cast<uint64_t>(d);
+    if (numel * dtype_size(*dt) != b.size() || b.size() != in.nbytes())
+      return absl::DataLossError(fmt::format("input {}: shape and bytes disagree (damaged lease?)", in.name()));
     metas.push_back(ModelTensor{in.name(), *role, -1, TensorShape{*dt, {in.shape().begin(), in.shape().end()}}});
   }
   std::vector<InputTensor> inputs;

@@ -1,0 +1,49 @@
+#include "coordinator/output_check.h"
+
+#include "coordinator/job_spec.h"
+#include "fmt/format.h"
+#include "formats/bnb_format.h"
+#include "formats/model_layout.h"
+
+namespace sp {
+
+using namespace shardpress::v1;  // NOLINT
+
+absl::Status check_outputs(const ShardPlan& shard, const JobSpec& spec, const CompleteRequest& r) {
+  const CompressSettings settings = compress_settings(spec);
+  if (r.outputs_size() != shard.tensors_size())
+    return absl::InvalidArgumentError(fmt::format("{} output groups for {} inputs", r.outputs_size(), shard.tensors_size()));
+  for (int i = 0; i < shard.tensors_size(); ++i) {
+    const TensorMeta& in = shard.tensors(i);
+    const OutputGroup& g = r.outputs(i);
+    const auto role = role_from_name(in.role());
+    const bool linear = role && is_linear_weight(*role) && (settings.prune || settings.quantize);
+    std::vector<TensorSpec> want;
+    bool same_bytes = false;
+    if (linear && settings.quantize && in.shape_size() == 2) {
+      want = nf4_weight_specs(in.name(), in.shape(0), in.shape(1), settings.quantize->blocksize,
+                              settings.quantize->double_quant, 0);
+    } else {
+      want.push_back({in.name(), *dtype_from_name(in.dtype()), {in.shape().begin(), in.shape().end()}});
+      same_bytes = !linear;
+    }
+    if (g.tensors_size() != static_cast<int>(want.size()))
+      return absl::InvalidArgumentError(fmt::format("{}: {} outputs, expected {}", in.name(), g.tensors_size(), want.size()));
+    for (int k = 0; k < g.tensors_size(); ++k) {
+      const TensorMeta& got = g.tensors(k);
+      const TensorSpec& w = want[static_cast<size_t>(k)];
+      const bool json_state = w.name.ends_with(kQuantStateSuffix);  // its length varies
+      const auto dt = dtype_from_name(got.dtype());
+      uint64_t numel = 1;
+      for (int64_t d : got.shape()) numel *= static_cast<uint64_t>(d);
+      const bool shape_ok = json_state ? (got.shape_size() == 1 && got.shape(0) > 0 && got.shape(0) <= 512)
+                                       : std::vector<int64_t>(got.shape().begin(), got.shape().end()) == w.shape;
+      if (got.name() != w.name || !dt || *dt != w.dtype || !shape_ok || got.nbytes() != numel * dtype_size(*dt) ||
+          (same_bytes && got.digest() != in.digest()))
+        return absl::InvalidArgumentError(fmt::format("output {} does not match the plan for {}", got.name(), in.name()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace sp

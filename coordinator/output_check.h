@@ -1,0 +1,16 @@
+// Checking a task's result against its plan before accepting it.
+#pragma once
+
+#include "common/status.h"
+#include "shardpress.pb.h"
+
+namespace sp {
+
+// INVALID_ARGUMENT unless `r` holds, for each input tensor of `shard` in order, exactly the
+// outputs the spec implies: the bitsandbytes tensors of a quantized projection (names,
+// dtypes, shapes; the quant_state JSON 1..512 bytes), a pruned weight in its dtype, or
+// the input itself unchanged (same digest).
+absl::Status check_outputs(const shardpress::v1::ShardPlan& shard, const shardpress::v1::JobSpec& spec,
+                           const shardpress::v1::CompleteRequest& r);
+
+}  // namespace sp

@@ -1,0 +1,69 @@
+#include "coordinator/output_check.h"
+
+#include "formats/bnb_format.h"
+#include "gtest/gtest.h"
+
+namespace sp {
+namespace {
+
+using namespace shardpress::v1;  // NOLINT
+
+TensorMeta meta(const std::string& name, const std::string& dtype, std::vector<int64_t> shape, uint64_t itemsize,
+                const std::string& role, const std::string& digest = "d") {
+  TensorMeta m;
+  m.set_name(name);
+  m.set_dtype(dtype);
+  uint64_t n = 1;
+  for (auto d : shape) {
+    m.add_shape(d);
+    n *= static_cast<uint64_t>(d);
+  }
+  m.set_nbytes(n * itemsize);
+  m.set_role(role);
+  m.set_digest(digest);
+  return m;
+}
+
+class OutputCheck : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    *shard_.add_tensors() = meta("n.weight", "BF16", {64}, 2, "input_norm", "norm-digest");
+    *shard_.add_tensors() = meta("q.weight", "BF16", {64, 64}, 2, "q_proj", "q-digest");
+    spec_.mutable_prune()->set_method("none");
+    spec_.mutable_quantize()->set_format("nf4");
+    spec_.mutable_quantize()->set_blocksize(64);
+    spec_.mutable_quantize()->set_double_quant(true);
+    spec_.mutable_quantize()->set_compute_dtype("bfloat16");
+    *good_.add_outputs()->add_tensors() = meta("n.weight", "BF16", {64}, 2, "", "norm-digest");
+    OutputGroup* g = good_.add_outputs();
+    for (const auto& s : nf4_weight_specs("q.weight", 64, 64, 64, true, 150)) {
+      *g->add_tensors() = meta(s.name, std::string(dtype_name(s.dtype)), s.shape, dtype_size(s.dtype), "");
+    }
+  }
+  ShardPlan shard_;
+  JobSpec spec_;
+  CompleteRequest good_;
+};
+
+TEST_F(OutputCheck, AcceptsWhatThePlanImplies) { EXPECT_TRUE(check_outputs(shard_, spec_, good_).ok()); }
+
+TEST_F(OutputCheck, RefusesDamagedResults) {
+  CompleteRequest r = good_;
+  r.mutable_outputs(1)->mutable_tensors(0)->set_shape(0, 2047);  // packed weight shape
+  EXPECT_FALSE(check_outputs(shard_, spec_, r).ok());
+  r = good_;
+  r.mutable_outputs(0)->mutable_tensors(0)->set_digest("other");  // a pass-through that changed
+  EXPECT_FALSE(check_outputs(shard_, spec_, r).ok());
+  r = good_;
+  r.mutable_outputs(1)->mutable_tensors(1)->set_dtype("F32");  // absmax must be U8 with double quant
+  EXPECT_FALSE(check_outputs(shard_, spec_, r).ok());
+  r = good_;
+  r.mutable_outputs(1)->mutable_tensors(2)->set_name("q.weight.quant_mop");
+  EXPECT_FALSE(check_outputs(shard_, spec_, r).ok());
+  r = good_;
+  r.mutable_outputs()->RemoveLast();
+  EXPECT_FALSE(check_outputs(shard_, spec_, r).ok());
+}
+
+}  // namespace
+}  // namespace sp
