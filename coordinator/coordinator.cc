@@ -269,8 +269,7 @@ JobStatus Coordinator::status_locked(const JobRecord& j, bool with_tasks) const 
     }
     size_t alive = 0;
     for (const auto& [id, w] : workers_) {
-      if (w.last_seen_ms == 0 || clock_.now_ms() - w.last_seen_ms > kWorkerAliveFactor * options_.heartbeat_interval_ms)
-        continue;
+      if (!alive_locked(w)) continue;
       ++alive;
       largest_worker = std::max(largest_worker, w.record.memory());
     }
@@ -381,7 +380,6 @@ absl::StatusOr<JobStatus> Coordinator::resume(const std::string& ref) {
 std::vector<WorkerInfo> Coordinator::workers() {
   std::lock_guard lock(mu_);
   std::vector<WorkerInfo> out;
-  const int64_t now = clock_.now_ms();
   for (const auto& [id, w] : workers_) {
     WorkerInfo i;
     i.set_id(id);
@@ -391,7 +389,7 @@ std::vector<WorkerInfo> Coordinator::workers() {
     i.set_threads(w.record.threads());
     i.set_registered_ms(w.record.registered_ms());
     i.set_last_seen_ms(w.last_seen_ms);
-    i.set_alive(w.last_seen_ms > 0 && now - w.last_seen_ms <= kWorkerAliveFactor * options_.heartbeat_interval_ms);
+    i.set_alive(alive_locked(w));
     for (const auto& [jid, j] : jobs_)
       for (const auto* t : scheduler_->tasks_of(jid))
         if (t->state() == LEASED && t->worker_id() == id) i.add_tasks(t->id());
@@ -445,11 +443,20 @@ absl::StatusOr<RegisterResponse> Coordinator::register_worker(const RegisterRequ
   return resp;
 }
 
+absl::StatusOr<Coordinator::WorkerState*> Coordinator::seen_locked(const std::string& worker_id) {
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) return absl::FailedPreconditionError(fmt::format("worker {} is not registered", worker_id));
+  it->second.last_seen_ms = clock_.now_ms();
+  return &it->second;
+}
+
+bool Coordinator::alive_locked(const WorkerState& w) const {
+  return w.last_seen_ms > 0 && clock_.now_ms() - w.last_seen_ms <= kWorkerAliveFactor * options_.heartbeat_interval_ms;
+}
+
 absl::StatusOr<HeartbeatResponse> Coordinator::heartbeat(const HeartbeatRequest& r) {
   std::lock_guard lock(mu_);
-  auto it = workers_.find(r.worker_id());
-  if (it == workers_.end()) return absl::FailedPreconditionError(fmt::format("worker {} is not registered", r.worker_id()));
-  it->second.last_seen_ms = clock_.now_ms();
+  SP_RETURN_IF_ERROR(seen_locked(r.worker_id()).status());
   HeartbeatResponse resp;
   for (const auto& l : r.leases()) {
     // Extensions live in memory only: after a restart every lease gets a fresh TTL.
@@ -460,10 +467,8 @@ absl::StatusOr<HeartbeatResponse> Coordinator::heartbeat(const HeartbeatRequest&
 
 absl::StatusOr<LeaseResponse> Coordinator::lease(const LeaseRequest& r) {
   std::lock_guard lock(mu_);
-  auto wit = workers_.find(r.worker_id());
-  if (wit == workers_.end()) return absl::FailedPreconditionError(fmt::format("worker {} is not registered", r.worker_id()));
-  wit->second.last_seen_ms = clock_.now_ms();
-  const auto& has = wit->second.has;
+  SP_ASSIGN_OR_RETURN(WorkerState * worker, seen_locked(r.worker_id()));
+  const auto& has = worker->has;
   auto shard_of = [&](const TaskRecord& t) -> const ShardPlan& { return jobs_.at(t.job_id()).shards(t.shard_index()); };
   auto granted = scheduler_->lease(
       r.worker_id(), r.free_memory(), [&](const TaskRecord& t) { return shard_of(t).memory_estimate(); },
@@ -503,7 +508,7 @@ absl::Status Coordinator::complete(const CompleteRequest& r) {
         return absl::FailedPreconditionError(fmt::format("output {} (blob {}) was not uploaded", t.name(), t.digest()));
     }
   std::lock_guard lock(mu_);
-  if (auto w = workers_.find(r.worker_id()); w != workers_.end()) w->second.last_seen_ms = clock_.now_ms();
+  seen_locked(r.worker_id()).IgnoreError();
   const TaskRecord* cur = scheduler_->find(r.task_id());
   if (cur) {
     const JobRecord& job = jobs_.at(cur->job_id());
@@ -579,9 +584,7 @@ std::string Coordinator::metrics_text() {
     }
   }
   int alive = 0;
-  const int64_t now = clock_.now_ms();
-  for (const auto& [id, w] : workers_)
-    alive += w.last_seen_ms > 0 && now - w.last_seen_ms <= kWorkerAliveFactor * options_.heartbeat_interval_ms;
+  for (const auto& [id, w] : workers_) alive += alive_locked(w);
   std::string out;
   out += "# HELP shardpress_tasks Tasks by state.\n# TYPE shardpress_tasks gauge\n";
   for (const auto& [s, n] : task_counts) out += fmt::format("shardpress_tasks{{state=\"{}\"}} {}\n", s, n);

@@ -116,6 +116,10 @@ class Coordinator {
     std::set<std::string> has;  // digests it fetched or uploaded
   };
   std::map<std::string, WorkerState> workers_;
+  // Requires mu_: the registered worker, marked as seen now (FAILED_PRECONDITION if unknown).
+  absl::StatusOr<WorkerState*> seen_locked(const std::string& worker_id);
+  // Requires mu_: seen within a few heartbeat intervals.
+  bool alive_locked(const WorkerState& w) const;
   std::map<std::string, std::string> phase_;  // job id -> "importing 3/9"
   uint64_t next_seq_ = 1;
   uint64_t event_counter_ = 0;

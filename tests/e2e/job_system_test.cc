@@ -94,6 +94,33 @@ class Cluster : public ::testing::Test {
     return workers_[name].get();
   }
 
+  // A fault_proxy in front of the coordinator; returns its address.
+  std::string start_proxy(std::vector<std::string> faults) {
+    std::vector<std::string> args{"--upstream", addr_, "--addr-file", dir_ / "proxy.addr", "--stats-file",
+                                  dir_ / "proxy.stats"};
+    args.insert(args.end(), faults.begin(), faults.end());
+    proxy_ = std::make_unique<test::Process>(test::bin_dir() + "/fault_proxy", args,
+                                             std::map<std::string, std::string>{}, dir_ / "proxy.log");
+    for (int i = 0; i < 500 && !fs::exists(dir_ / "proxy.addr"); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    auto a = read_file(dir_ / "proxy.addr");
+    EXPECT_TRUE(a.ok()) << "fault_proxy did not start";
+    return a.ok() ? a->substr(0, a->find('\n')) : "";
+  }
+
+  // Waits (bounded) until worker `name` has dropped a stale result: its heartbeat learned
+  // the lease was revoked, or the coordinator refused the stale attempt.
+  bool stale_result_dropped(const std::string& name) {
+    for (int i = 0; i < 200; ++i) {
+      auto log = read_file(dir_ / (name + ".log"));
+      if (log.ok() && (log->find("lease revoked, result dropped") != std::string::npos ||
+                       log->find("result refused") != std::string::npos))
+        return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
+
   test::CliResult cli(std::vector<std::string> args) {
     args.insert(args.begin(), {"--coordinator", addr_});
     return test::run_cli(args);
@@ -144,6 +171,7 @@ class Cluster : public ::testing::Test {
   test::TempDir dir_;
   std::string addr_;
   std::unique_ptr<test::Process> coordinator_;
+  std::unique_ptr<test::Process> proxy_;
   std::map<std::string, std::unique_ptr<test::Process>> workers_;
 };
 
@@ -549,15 +577,7 @@ TEST_F(Cluster, FrozenWorkerLosesItsLeaseAndItsLateResultIsRefused) {
   start_worker("healthy");
   const json s = wait_for("p1", succeeded);
   frozen->kill(SIGCONT);  // it finishes its stale attempt: the lease is gone
-  // Either its heartbeat learns the lease was revoked and it drops the result, or the
-  // coordinator refuses the stale attempt number.
-  auto dropped = [&] {
-    auto log = read_file(dir_ / "frozen.log");
-    return log.ok() && (log->find("lease revoked, result dropped") != std::string::npos ||
-                        log->find("result refused") != std::string::npos);
-  };
-  for (int i = 0; i < 100 && !dropped(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  EXPECT_TRUE(dropped()) << *read_file(dir_ / "frozen.log");
+  EXPECT_TRUE(stale_result_dropped("frozen")) << *read_file(dir_ / "frozen.log");
   for (const auto& t : s["tasks"])
     if (t["id"] == task) EXPECT_GE(t["attempt"].get<int>(), 2);
   EXPECT_EQ(status("p1")["state"], "SUCCEEDED");
@@ -596,23 +616,15 @@ TEST_F(Cluster, CorruptedAndCutStreamsThroughAFaultyProxy) {
   LocalCompressOptions o;
   ASSERT_TRUE(compress_model_local(dir_ / "models/synth", dir_ / "ref", o).ok());
   start_coordinator();
-  test::Process proxy(test::bin_dir() + "/fault_proxy",
-                      {"--upstream", addr_, "--addr-file", dir_ / "proxy.addr", "--stats-file", dir_ / "proxy.stats",
-                       "--corrupt-every", "2000000", "--cut-every", "8000000", "--delay-ms", "1"},
-                      {}, dir_ / "proxy.log");
-  for (int i = 0; i < 500 && !fs::exists(dir_ / "proxy.addr"); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  auto paddr = read_file(dir_ / "proxy.addr");
-  ASSERT_TRUE(paddr.ok());
-  const std::string via = paddr->substr(0, paddr->find('\n'));
+  const std::string via = start_proxy({"--corrupt-every", "2000000", "--cut-every", "8000000", "--delay-ms", "1"});
   start_worker("x", {}, /*fetch=*/true, {}, via);
   start_worker("y", {}, /*fetch=*/true, {}, via);
   test::write_text(dir_ / "f.yaml", "name: f1\nmodel: " + (dir_ / "models/synth") + "\noutput: " + (dir_ / "out/f1") + "\n");
   ASSERT_EQ(cli({"submit", dir_ / "f.yaml"}).exit_code, 0);
   wait_for("f1", succeeded, 120'000);
   EXPECT_EQ(manifest_digests(dir_ / "out/f1"), manifest_digests(dir_ / "ref"));
-  proxy.kill(SIGTERM);
-  proxy.wait();
+  proxy_->kill(SIGTERM);
+  proxy_->wait();
   auto stats = read_file(dir_ / "proxy.stats");
   ASSERT_TRUE(stats.ok());
   uint64_t conns = 0, bytes = 0, corrupted = 0, cuts = 0;
@@ -720,12 +732,7 @@ TEST_F(Cluster, CoordinatorDiskFullWhileImportingThenResume) {
 // result is refused or dropped (fencing), and the output is unchanged.
 TEST_F(Cluster, PartitionedWorkerLosesItsLeaseAndItsResultIsRefused) {
   start_coordinator();
-  test::Process proxy(test::bin_dir() + "/fault_proxy",
-                      {"--upstream", addr_, "--addr-file", dir_ / "proxy.addr", "--pause-file", dir_ / "partition"}, {},
-                      dir_ / "proxy.log");
-  for (int i = 0; i < 500 && !fs::exists(dir_ / "proxy.addr"); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  const std::string via = read_file(dir_ / "proxy.addr")->substr(0, read_file(dir_ / "proxy.addr")->find('\n'));
+  const std::string via = start_proxy({"--pause-file", dir_ / "partition"});
   start_worker("cut", {{"SHARDPRESS_TEST_DELAY_MS", "task=1500"}}, false, {}, via);
   ASSERT_EQ(cli({"submit", write_job("n1")}).exit_code, 0);
   std::string task;
@@ -738,18 +745,11 @@ TEST_F(Cluster, PartitionedWorkerLosesItsLeaseAndItsResultIsRefused) {
   start_worker("other");
   const json s = wait_for("n1", succeeded);
   fs::remove(dir_ / "partition");  // the link comes back
-  auto dropped = [&] {
-    auto log = read_file(dir_ / "cut.log");
-    return log.ok() && (log->find("lease revoked, result dropped") != std::string::npos ||
-                        log->find("result refused") != std::string::npos);
-  };
-  for (int i = 0; i < 200 && !dropped(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  EXPECT_TRUE(dropped()) << *read_file(dir_ / "cut.log");
+  EXPECT_TRUE(stale_result_dropped("cut")) << *read_file(dir_ / "cut.log");
   for (const auto& t : s["tasks"])
     if (t["id"] == task) EXPECT_GE(t["attempt"].get<int>(), 2);
   EXPECT_EQ(status("n1")["state"], "SUCCEEDED");
   expect_reference_output("n1");
-  proxy.kill(SIGTERM);
 }
 
 TEST_F(Cluster, WorkerStopsCleanlyOnSigterm) {
