@@ -61,9 +61,10 @@ CheckpointAssembler::~CheckpointAssembler() {
   }
 }
 
-absl::Status CheckpointAssembler::write(std::string_view name, std::span<const uint8_t> bytes) {
+absl::Status CheckpointAssembler::write(std::string_view name, std::span<const uint8_t> bytes,
+                                        std::string known_digest) {
   SP_RETURN_IF_ERROR(writer_->write(name, bytes));
-  digests_[std::string(name)] = digest_hex(bytes);
+  digests_[std::string(name)] = known_digest.empty() ? digest_hex(bytes) : std::move(known_digest);
   return absl::OkStatus();
 }
 

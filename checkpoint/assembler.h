@@ -46,8 +46,9 @@ class CheckpointAssembler {
                                                                     AssembleOptions options);
   ~CheckpointAssembler();
 
-  // Writes one declared tensor (any order, each once).
-  absl::Status write(std::string_view name, std::span<const uint8_t> bytes);
+  // Writes one declared tensor (any order, each once). `known_digest`: the bytes' digest
+  // when the caller has just checked it (blob reads do), to skip hashing them again.
+  absl::Status write(std::string_view name, std::span<const uint8_t> bytes, std::string known_digest = "");
   // Completes and publishes the folder at `out_dir`.
   absl::Status finish();
 

@@ -48,6 +48,20 @@ int print_status(const absl::StatusOr<JobStatus>& s, const JobArgs& a, const std
   return kExitOk;
 }
 
+// All jobs, as a table or JSON (`status` without a job, and `list`).
+int print_jobs(CoordinatorApiClient& c, const JobArgs& a) {
+  auto jobs = c.list();
+  if (!jobs.ok()) return report_rpc_error(jobs.status(), c.address());
+  if (a.output == "json") {
+    ListJobsResponse r;
+    for (auto& j : *jobs) *r.add_jobs() = j;
+    std::printf("%s\n", to_json(r).c_str());
+  } else {
+    std::printf("%s", render_jobs_table(*jobs).c_str());
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 void add_job_commands(CLI::App& app, const ConnectionFlags* conn, int* exit_code) {
@@ -98,32 +112,14 @@ void add_job_commands(CLI::App& app, const ConnectionFlags* conn, int* exit_code
       *exit_code = print_status(c.get(a->job), *a, c.address());
       return;
     }
-    auto jobs = c.list();
-    if (!jobs.ok()) {
-      *exit_code = report_rpc_error(jobs.status(), c.address());
-      return;
-    }
-    if (a->output == "json") {
-      ListJobsResponse r;
-      for (auto& j : *jobs) *r.add_jobs() = j;
-      std::printf("%s\n", to_json(r).c_str());
-    } else {
-      std::printf("%s", render_jobs_table(*jobs).c_str());
-    }
+    *exit_code = print_jobs(c, *a);
   });
 
   CLI::App* list = app.add_subcommand("list", "List jobs");
   add_output_flag(list, a.get());
   list->callback([a, client, exit_code] {
     auto c = client();
-    auto jobs = c.list();
-    if (!jobs.ok()) {
-      *exit_code = report_rpc_error(jobs.status(), c.address());
-      return;
-    }
-    ListJobsResponse r;
-    for (auto& j : *jobs) *r.add_jobs() = j;
-    std::printf("%s", a->output == "json" ? (to_json(r) + "\n").c_str() : render_jobs_table(*jobs).c_str());
+    *exit_code = print_jobs(c, *a);
   });
 
   CLI::App* watch = app.add_subcommand("watch", "Follow a job live until it ends");

@@ -108,11 +108,4 @@ absl::StatusOr<std::string> BlobStore::put(std::span<const uint8_t> bytes, Durab
   return digest;
 }
 
-absl::Status BlobStore::remove(const std::string& digest) {
-  StateStore::Batch b;
-  b.del(Table::kBlobs, header_key(digest));
-  SP_RETURN_IF_ERROR(store_->commit(b, false));
-  return store_->delete_range(Table::kBlobs, chunk_prefix(digest), chunk_prefix(digest) + "\xff");
-}
-
 }  // namespace sp

@@ -66,9 +66,6 @@ class BlobStore {
   // Stores `bytes` and returns their digest (no-op if present).
   absl::StatusOr<std::string> put(std::span<const uint8_t> bytes, Durability d = Durability::kLogged);
 
-  // Removes a blob (header first, so a reader never sees half of one).
-  absl::Status remove(const std::string& digest);
-
  private:
   StateStore* store_;
 };

@@ -586,26 +586,28 @@ std::string Coordinator::metrics_text() {
   int alive = 0;
   for (const auto& [id, w] : workers_) alive += alive_locked(w);
   std::string out;
-  out += "# HELP shardpress_tasks Tasks by state.\n# TYPE shardpress_tasks gauge\n";
-  for (const auto& [s, n] : task_counts) out += fmt::format("shardpress_tasks{{state=\"{}\"}} {}\n", s, n);
-  out += "# HELP shardpress_jobs Jobs by state.\n# TYPE shardpress_jobs gauge\n";
-  for (const auto& [s, n] : job_counts) out += fmt::format("shardpress_jobs{{state=\"{}\"}} {}\n", s, n);
-  out += fmt::format("# HELP shardpress_workers_alive Workers seen recently.\n# TYPE shardpress_workers_alive gauge\n"
-                     "shardpress_workers_alive {}\n", alive);
-  out += fmt::format("# TYPE shardpress_workers_known gauge\nshardpress_workers_known {}\n", workers_.size());
-  out += fmt::format("# HELP shardpress_blob_bytes_received_total Blob bytes uploaded by workers.\n"
-                     "# TYPE shardpress_blob_bytes_received_total counter\nshardpress_blob_bytes_received_total {}\n",
-                     metrics_.blob_bytes_in.load());
-  out += fmt::format("# HELP shardpress_blob_bytes_sent_total Blob bytes sent to workers.\n"
-                     "# TYPE shardpress_blob_bytes_sent_total counter\nshardpress_blob_bytes_sent_total {}\n",
-                     metrics_.blob_bytes_out.load());
-  out += fmt::format("# TYPE shardpress_leases_total counter\nshardpress_leases_total {}\n", metrics_.leases.load());
-  out += fmt::format("# HELP shardpress_stale_results_total Results refused (lease lost).\n"
-                     "# TYPE shardpress_stale_results_total counter\nshardpress_stale_results_total {}\n",
-                     metrics_.stale_results.load());
-  out += fmt::format("# HELP shardpress_auth_failures_total Calls refused for a missing or wrong token.\n"
-                     "# TYPE shardpress_auth_failures_total counter\nshardpress_auth_failures_total {}\n",
-                     metrics_.auth_failures.load());
+  // One metric family: HELP, TYPE, then `name{labels} value` lines.
+  auto family = [&out](const char* name, const char* type, const char* help,
+                       const std::vector<std::pair<std::string, uint64_t>>& samples) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+    for (const auto& [labels, v] : samples) out += fmt::format("{}{} {}\n", name, labels, v);
+  };
+  auto by_state = [](const std::map<std::string, int>& counts) {
+    std::vector<std::pair<std::string, uint64_t>> v;
+    for (const auto& [state, n] : counts) v.push_back({fmt::format("{{state=\"{}\"}}", state), n});
+    return v;
+  };
+  family("shardpress_tasks", "gauge", "Tasks by state.", by_state(task_counts));
+  family("shardpress_jobs", "gauge", "Jobs by state.", by_state(job_counts));
+  family("shardpress_workers_alive", "gauge", "Workers seen recently.", {{"", alive}});
+  family("shardpress_workers_known", "gauge", "Workers ever registered.", {{"", workers_.size()}});
+  family("shardpress_blob_bytes_received_total", "counter", "Blob bytes uploaded by workers.",
+         {{"", metrics_.blob_bytes_in.load()}});
+  family("shardpress_blob_bytes_sent_total", "counter", "Blob bytes sent to workers.", {{"", metrics_.blob_bytes_out.load()}});
+  family("shardpress_leases_total", "counter", "Leases granted.", {{"", metrics_.leases.load()}});
+  family("shardpress_stale_results_total", "counter", "Results refused (lease lost).", {{"", metrics_.stale_results.load()}});
+  family("shardpress_auth_failures_total", "counter", "Calls refused for a missing or wrong token.",
+         {{"", metrics_.auth_failures.load()}});
   return out;
 }
 
@@ -836,8 +838,8 @@ absl::Status Coordinator::assemble_job(const std::string& job_id) {
       if (stopping_ || jobs_.at(job_id).state() != ASSEMBLING) return absl::CancelledError("job no longer assembling");
       phase_[job_id] = fmt::format("assembling {}/{}", done++, digests.size());
     }
-    SP_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, blobs_->read_all(digest));
-    SP_RETURN_IF_ERROR(assembler->write(name, bytes));
+    SP_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, blobs_->read_all(digest));  // digest checked
+    SP_RETURN_IF_ERROR(assembler->write(name, bytes, digest));
     sleep_ms(delay);
   }
   return assembler->finish();

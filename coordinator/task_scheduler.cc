@@ -122,14 +122,21 @@ absl::StatusOr<TaskScheduler::FailOutcome> TaskScheduler::fail(const std::string
   return out;
 }
 
+namespace {
+// Back in the queue (the attempt number stays; the next lease bumps it).
+void to_ready(TaskRecord& t) {
+  t.set_state(TaskState::READY);
+  t.set_lease_deadline_ms(0);
+}
+}  // namespace
+
 std::vector<TaskRecord> TaskScheduler::expire() {
   std::vector<TaskRecord> changed;
   const int64_t now = clock_.now_ms();
   for (auto& [id, t] : tasks_) {
     if (t.state() == TaskState::LEASED && t.lease_deadline_ms() <= now) {
-      t.set_state(TaskState::READY);
       t.set_last_error(fmt::format("lease of worker {} expired (attempt {})", t.worker_id(), t.attempt()));
-      t.set_lease_deadline_ms(0);
+      to_ready(t);
       changed.push_back(t);
     }
   }
@@ -140,8 +147,7 @@ std::vector<TaskRecord> TaskScheduler::release_worker(const std::string& worker_
   std::vector<TaskRecord> changed;
   for (auto& [id, t] : tasks_) {
     if (t.state() == TaskState::LEASED && t.worker_id() == worker_id) {
-      t.set_state(TaskState::READY);
-      t.set_lease_deadline_ms(0);
+      to_ready(t);
       changed.push_back(t);
     }
   }
@@ -152,9 +158,8 @@ std::vector<TaskRecord> TaskScheduler::reset_unfinished(const std::string& job_i
   std::vector<TaskRecord> changed;
   for (auto& [id, t] : tasks_) {
     if (t.job_id() != job_id || t.state() == TaskState::DONE) continue;
-    t.set_state(TaskState::READY);
+    to_ready(t);
     t.set_failures(0);
-    t.set_lease_deadline_ms(0);
     changed.push_back(t);
   }
   return changed;
