@@ -120,7 +120,8 @@ void compare(TensorVerdict& v, const std::vector<float>& got, const std::vector<
 }  // namespace
 
 absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir,
-                                               const std::optional<std::string>& against) {
+                                               const std::optional<std::string>& against,
+                                               FloatTensors* decoded) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return absl::NotFoundError(fmt::format("{}: not a folder", dir));
   if (against && !fs::is_directory(*against, ec))
@@ -296,7 +297,18 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir,
     }
   }
 
-  // 6. Against the original model: dequantize and measure the error.
+  // 6. Decode every tensor; against the original model, measure the error.
+  auto decode = [&](const TensorVerdict& v) {
+    if (!v.quantized) return to_float32(files->find(v.name)->view().bytes, v.dtype);
+    const auto& e = nf4.at(v.name);
+    const uint64_t n = static_cast<uint64_t>(v.shape[0]) * static_cast<uint64_t>(v.shape[1]);
+    std::vector<float> got(n);
+    nf4_best_backend().dequantize(e.parts.at("")->view().bytes.data(), decoded_absmax.at(v.name).data(), n,
+                                  static_cast<size_t>(e.state->blocksize), got.data());
+    return got;
+  };
+  if (decoded && r.ok())
+    for (const auto& v : r.tensors) (*decoded)[v.name] = decode(v);
   if (against) {
     auto src = ModelFiles::open(*against);
     if (!src.ok()) {
@@ -316,18 +328,7 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir,
         problem(fmt::format("{}: {}", v.name, v.problem));
         continue;
       }
-      const std::vector<float> want = to_float32(orig->view().bytes, orig->info->dtype);
-      std::vector<float> got;
-      if (v.quantized) {
-        const auto& e = nf4.at(v.name);
-        const uint64_t n = want.size();
-        got.resize(n);
-        nf4_best_backend().dequantize(e.parts.at("")->view().bytes.data(), decoded_absmax.at(v.name).data(), n,
-                                      static_cast<size_t>(e.state->blocksize), got.data());
-      } else {
-        got = to_float32(files->find(v.name)->view().bytes, v.dtype);
-      }
-      compare(v, got, want);
+      compare(v, decode(v), to_float32(orig->view().bytes, orig->info->dtype));
     }
   }
   return r;

@@ -6,6 +6,7 @@
 // original model.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -41,7 +42,11 @@ struct VerifyReport {
 
 // NOT_FOUND if `dir` (or `against`) is not a folder; any corruption is reported in the
 // report's problems, not as an error status.
+// `decoded`, when given, receives every tensor as float32 by logical name (NF4 weights
+// dequantized as bitsandbytes decodes them), for a checkpoint without problems.
+using FloatTensors = std::map<std::string, std::vector<float>>;
 absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir,
-                                               const std::optional<std::string>& against);
+                                               const std::optional<std::string>& against,
+                                               FloatTensors* decoded = nullptr);
 
 }  // namespace sp

@@ -13,6 +13,8 @@ namespace sp::cli {
 
 void add_inspect_command(CLI::App& app, int* exit_code);
 void add_verify_command(CLI::App& app, int* exit_code);
+// eval: perplexity of a model or checkpoint on a token-id file.
+void add_eval_command(CLI::App& app, int* exit_code);
 void add_compress_command(CLI::App& app, int* exit_code);
 // submit, status, list, watch, cancel, resume, workers, events (talk to a coordinator).
 // How to reach the coordinator: the global flags.

@@ -17,22 +17,18 @@ std::vector<uint8_t> as_bytes(const T* p, size_t n) {
 
 std::vector<uint8_t> copy_bytes(std::span<const uint8_t> s) { return {s.begin(), s.end()}; }
 
-// The bitsandbytes tensors of one quantized weight.
-absl::StatusOr<std::vector<OutputTensor>> quantize_weight(const ModelTensor& meta,
-                                                          std::span<const uint8_t> bytes,
-                                                          DType dtype, const Nf4Settings& s,
-                                                          const Nf4Backend& backend) {
+}  // namespace
+
+std::vector<OutputTensor> bnb_output_tensors(const ModelTensor& meta, std::vector<uint8_t> packed,
+                                             const std::vector<float>& absmax, const std::optional<DoubleQuantized>& dq,
+                                             const Nf4Settings& s) {
   const int64_t rows = meta.stored.shape[0], cols = meta.stored.shape[1];
-  SP_ASSIGN_OR_RETURN(Nf4Tensor q, nf4_quantize(bytes, dtype, rows, cols, s.blocksize, backend));
-  std::optional<DoubleQuantized> dq;
-  if (s.double_quant) dq = double_quantize(q.absmax);
   const std::string json = quant_state_json(s.blocksize, meta.stored.dtype, rows, cols,
                                             dq ? std::optional<float>(dq->offset) : std::nullopt);
-  std::vector<TensorSpec> specs =
-      nf4_weight_specs(meta.name, rows, cols, s.blocksize, s.double_quant, json.size());
+  std::vector<TensorSpec> specs = nf4_weight_specs(meta.name, rows, cols, s.blocksize, dq.has_value(), json.size());
   std::vector<OutputTensor> out;
-  out.push_back({specs[0], std::move(q.packed)});
-  out.push_back({specs[1], dq ? std::move(dq->codes) : as_bytes(q.absmax.data(), q.absmax.size())});
+  out.push_back({specs[0], std::move(packed)});
+  out.push_back({specs[1], dq ? dq->codes : as_bytes(absmax.data(), absmax.size())});
   out.push_back({specs[2], as_bytes(kNf4Code, kNf4Levels)});
   if (dq) {
     out.push_back({specs[3], as_bytes(dq->nested_absmax.data(), dq->nested_absmax.size())});
@@ -42,9 +38,39 @@ absl::StatusOr<std::vector<OutputTensor>> quantize_weight(const ModelTensor& met
   return out;
 }
 
-}  // namespace
+absl::StatusOr<std::vector<OutputTensor>> nf4_output_tensors(const ModelTensor& meta, std::span<const uint8_t> bytes,
+                                                             DType dtype, const Nf4Settings& s,
+                                                             const Nf4Backend& backend) {
+  const int64_t rows = meta.stored.shape[0], cols = meta.stored.shape[1];
+  SP_ASSIGN_OR_RETURN(Nf4Tensor q, nf4_quantize(bytes, dtype, rows, cols, s.blocksize, backend));
+  std::optional<DoubleQuantized> dq;
+  if (s.double_quant) dq = double_quantize(q.absmax);
+  return bnb_output_tensors(meta, std::move(q.packed), q.absmax, dq, s);
+}
+
+std::string_view prune_method_name(PruneMethod m) {
+  switch (m) {
+    case PruneMethod::kMagnitude: return "magnitude";
+    case PruneMethod::kWanda: return "wanda";
+    case PruneMethod::kSparseGpt: return "sparsegpt";
+  }
+  return "?";
+}
+
+bool needs_calibration(const CompressSettings& s) {
+  return (s.quantize && s.quant_method == QuantMethod::kGptq) ||
+         (s.prune && s.prune->method != PruneMethod::kMagnitude);
+}
 
 absl::Status validate(const CompressSettings& s) {
+  if (s.quant_method == QuantMethod::kGptq && !s.quantize)
+    return absl::InvalidArgumentError("GPTQ quantizes to NF4: it needs quantize.format nf4");
+  if (!(s.gptq.damp > 0 && s.gptq.damp < 1))
+    return absl::InvalidArgumentError(fmt::format("GPTQ damping {} must be in (0, 1)", s.gptq.damp));
+  if (s.gptq.block_size < 1 || s.gptq.block_size > 4096)
+    return absl::InvalidArgumentError(fmt::format("GPTQ block size {} must be in [1, 4096]", s.gptq.block_size));
+  if (s.gptq.act_order && s.prune && s.prune->scope == PruneScope::kTwoFour)
+    return absl::InvalidArgumentError("act_order cannot be combined with 2:4 pruning (its groups are in column order)");
   if (s.prune && s.prune->scope != PruneScope::kTwoFour &&
       !(s.prune->sparsity >= 0.0 && s.prune->sparsity < 1.0))
     return absl::InvalidArgumentError(
@@ -64,13 +90,16 @@ absl::Status validate(const CompressSettings& s) {
 std::string describe(const CompressSettings& s) {
   std::string out;
   if (s.prune) {
+    const std::string_view m = prune_method_name(s.prune->method);
     out = s.prune->scope == PruneScope::kTwoFour
-              ? "magnitude 2:4"
-              : fmt::format("magnitude {:g}% per {}", s.prune->sparsity * 100, prune_scope_name(s.prune->scope));
+              ? fmt::format("{} 2:4", m)
+              : fmt::format("{} {:g}% per {}", m, s.prune->sparsity * 100, prune_scope_name(s.prune->scope));
   }
   if (s.quantize) {
     if (!out.empty()) out += " + ";
-    out += fmt::format("NF4 (block {}{})", s.quantize->blocksize, s.quantize->double_quant ? ", double quant" : "");
+    out += fmt::format("{}NF4 (block {}{}{})", s.quant_method == QuantMethod::kGptq ? "GPTQ-" : "",
+                       s.quantize->blocksize, s.quantize->double_quant ? ", double quant" : "",
+                       s.quant_method == QuantMethod::kGptq && s.gptq.act_order ? ", act-order" : "");
   }
   return out;
 }
@@ -79,6 +108,9 @@ absl::StatusOr<ShardResult> compress_shard(std::span<const InputTensor> inputs,
                                            const CompressSettings& settings,
                                            const Nf4Backend& backend) {
   SP_RETURN_IF_ERROR(validate(settings));
+  if (needs_calibration(settings))
+    return absl::FailedPreconditionError(
+        fmt::format("{} needs calibration data: it runs as a calibration task, not a plain shard task", describe(settings)));
   ShardResult result;
   for (const InputTensor& in : inputs) {
     const ModelTensor& meta = *in.meta;
@@ -107,7 +139,7 @@ absl::StatusOr<ShardResult> compress_shard(std::span<const InputTensor> inputs,
       dtype = DType::kF32;  // exact image of the stored values, minus the pruned ones
     }
     if (settings.quantize) {
-      auto q = quantize_weight(meta, bytes, dtype, *settings.quantize, backend);
+      auto q = nf4_output_tensors(meta, bytes, dtype, *settings.quantize, backend);
       if (!q.ok()) return annotate(q.status(), meta.name);
       report.quantized = true;
       result.groups.push_back(std::move(*q));

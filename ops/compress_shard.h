@@ -14,20 +14,41 @@
 #include "common/status.h"
 #include "formats/bnb_format.h"
 #include "formats/model_layout.h"
+#include "ops/double_quant.h"
 #include "ops/nf4.h"
 #include "ops/prune.h"
 
 namespace sp {
 
+// Which weights to prune: the smallest |w| (magnitude), the smallest |w| * ||x_j||
+// (Wanda, needs calibration), or SparseGPT's OBS selection with weight updates.
+enum class PruneMethod { kMagnitude, kWanda, kSparseGpt };
+std::string_view prune_method_name(PruneMethod m);
+
 struct PruneSettings {
   PruneScope scope = PruneScope::kRow;
   double sparsity = 0.0;  // ignored for 2:4
+  PruneMethod method = PruneMethod::kMagnitude;
+};
+
+// Round to nearest (bitsandbytes) or GPTQ on the NF4 grid (needs calibration).
+enum class QuantMethod { kRtn, kGptq };
+
+struct GptqSettings {
+  double damp = 0.01;     // fraction of mean(diag H)
+  int block_size = 128;
+  bool act_order = false;
 };
 
 struct CompressSettings {
   std::optional<PruneSettings> prune;  // absent: no pruning
   std::optional<Nf4Settings> quantize = Nf4Settings{};  // absent: weights stay in their dtype
+  QuantMethod quant_method = QuantMethod::kRtn;
+  GptqSettings gptq;  // GPTQ and SparseGPT
 };
+
+// True when the methods need the layer's inputs on calibration text (gptq, wanda, sparsegpt).
+bool needs_calibration(const CompressSettings& s);
 
 // Checks the settings; INVALID_ARGUMENT naming the bad value.
 absl::Status validate(const CompressSettings& s);
@@ -58,6 +79,16 @@ struct ShardResult {
   std::vector<std::vector<OutputTensor>> groups;
   std::vector<TensorReport> reports;
 };
+
+// The bitsandbytes tensors of one NF4 weight (packed codes, absmax or its double
+// quantization, code map, quant_state), in the order nf4_weight_specs() lists them.
+std::vector<OutputTensor> bnb_output_tensors(const ModelTensor& meta, std::vector<uint8_t> packed,
+                                             const std::vector<float>& absmax, const std::optional<DoubleQuantized>& dq,
+                                             const Nf4Settings& s);
+// Round-to-nearest NF4 of a weight given as `dtype` bytes (bitsandbytes' quantize_4bit).
+absl::StatusOr<std::vector<OutputTensor>> nf4_output_tensors(const ModelTensor& meta, std::span<const uint8_t> bytes,
+                                                             DType dtype, const Nf4Settings& s,
+                                                             const Nf4Backend& backend = nf4_best_backend());
 
 // Compresses one shard. Errors name the tensor ("model.layers.3.mlp.up_proj.weight:
 // element 17 (row 0, column 17) is nan ...").

@@ -14,6 +14,7 @@
 #include <optional>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
 
@@ -41,5 +42,14 @@ uint64_t prune_count(double sparsity, uint64_t n);
 // range, a NaN/Inf weight (naming the element), or 2:4 with cols % 4 != 0.
 absl::StatusOr<PruneStats> prune_magnitude(std::span<float> w, int64_t rows, int64_t cols,
                                            PruneScope scope, double sparsity);
+
+// The selection prune_magnitude makes, on any scores (ranked by |score|): mask[i] = 1
+// for the entries to prune. Wanda passes |W| * ||X_j||. Same groups, counts, tie rule
+// and errors as prune_magnitude.
+absl::StatusOr<std::vector<uint8_t>> prune_mask(std::span<const float> score, int64_t rows, int64_t cols,
+                                                PruneScope scope, double sparsity);
+
+// Zeroes the masked entries; `pruned` counts the mask.
+PruneStats apply_mask(std::span<float> w, std::span<const uint8_t> mask);
 
 }  // namespace sp

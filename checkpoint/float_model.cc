@@ -1,0 +1,50 @@
+#include "checkpoint/float_model.h"
+
+#include <filesystem>
+
+#include "checkpoint/verify.h"
+#include "common/file_util.h"
+#include "common/float_convert.h"
+#include "fmt/format.h"
+#include "formats/model.h"
+
+namespace sp {
+
+absl::StatusOr<LoadedModel> load_float_model(const std::string& dir) {
+  const std::string config_path = (std::filesystem::path(dir) / "config.json").string();
+  SP_ASSIGN_OR_RETURN(std::string text, read_file(config_path));
+  nlohmann::ordered_json cj;
+  try {
+    cj = nlohmann::ordered_json::parse(text);
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(fmt::format("{}: not valid JSON: {}", config_path, e.what()));
+  }
+  LoadedModel out;
+  std::map<std::string, std::vector<float>> tensors;
+  ModelConfig config;
+  if (cj.is_object() && cj.contains("quantization_config")) {
+    out.quantized = true;
+    FloatTensors decoded;
+    SP_ASSIGN_OR_RETURN(VerifyReport report, verify_checkpoint(dir, std::nullopt, &decoded));
+    if (!report.ok()) {
+      std::string msg = fmt::format("{}: the checkpoint does not verify:", dir);
+      for (size_t i = 0; i < report.problems.size() && i < 3; ++i) msg += "\n  " + report.problems[i];
+      return absl::InvalidArgumentError(msg);
+    }
+    cj.erase("quantization_config");
+    SP_ASSIGN_OR_RETURN(config, parse_model_config(cj.dump(), config_path));
+    tensors = std::move(decoded);
+  } else {
+    SP_ASSIGN_OR_RETURN(Model m, open_model(dir));
+    config = m.desc.config;
+    for (const ModelTensor& t : m.desc.tensors) {
+      const TensorRef* ref = m.files.find(t.name);
+      tensors[t.name] = to_float32(ref->view().bytes, t.stored.dtype);
+      ref->release();
+    }
+  }
+  SP_ASSIGN_OR_RETURN(out.model, language_model_from(config, std::move(tensors)));
+  return out;
+}
+
+}  // namespace sp

@@ -1,0 +1,204 @@
+#include "ops/calibrate_layer.h"
+
+#include <cmath>
+#include <cstring>
+#include <optional>
+
+#include "common/float_convert.h"
+#include "fmt/format.h"
+#include "ops/decoder_layer.h"
+#include "ops/hessian.h"
+#include "ops/language_model.h"
+#include "ops/linalg.h"
+#include "ops/obs_compress.h"
+
+namespace sp {
+
+Activations embed_calibration(const ModelConfig& config, std::span<const float> embed, const int32_t* ids,
+                              int64_t sequences, int64_t tokens) {
+  Activations a{sequences, tokens, config.hidden_size, {}};
+  a.data.resize(static_cast<size_t>(sequences * tokens * config.hidden_size));
+  for (int64_t s = 0; s < sequences; ++s) embed_tokens(config, embed.data(), ids + s * tokens, tokens, a.row(s));
+  return a;
+}
+
+namespace {
+
+// ||W X - Q X||^2 / ||W X||^2 = tr((W-Q) H (W-Q)^T) / tr(W H W^T), from the Hessian.
+double relative_output_error(const std::vector<float>& w, const std::vector<float>& q, int64_t rows, int64_t cols,
+                             const std::vector<double>& h) {
+  double num = 0, den = 0;
+  std::vector<double> d(static_cast<size_t>(cols)), x(static_cast<size_t>(cols));
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t j = 0; j < cols; ++j) {
+      d[j] = static_cast<double>(w[i * cols + j]) - q[i * cols + j];
+      x[j] = w[i * cols + j];
+    }
+    for (int64_t a = 0; a < cols; ++a) {
+      double hd = 0, hx = 0;
+      const double* hr = &h[a * cols];
+      for (int64_t b = 0; b < cols; ++b) {
+        hd += hr[b] * d[b];
+        hx += hr[b] * x[b];
+      }
+      num += d[a] * hd;
+      den += x[a] * hx;
+    }
+  }
+  return den > 0 ? num / den : 0.0;
+}
+
+}  // namespace
+
+absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64_t layer,
+                                                std::span<const InputTensor> inputs, Activations& acts,
+                                                const CompressSettings& settings, bool sequential,
+                                                const Nf4Backend& backend) {
+  SP_RETURN_IF_ERROR(validate(settings));
+  if (acts.hidden != config.hidden_size || acts.data.size() != static_cast<size_t>(acts.sequences * acts.tokens * acts.hidden))
+    return absl::InvalidArgumentError(fmt::format("activations [{}, {}, {}] do not fit hidden size {}", acts.sequences,
+                                                  acts.tokens, acts.hidden, config.hidden_size));
+  SP_ASSIGN_OR_RETURN(LayerWeights lw, load_layer_weights(config, inputs));
+  SP_ASSIGN_OR_RETURN(RopeTable rope, rope_table(config, acts.tokens));
+  const int64_t T = acts.tokens, H = acts.hidden;
+
+  // 1. Dense forward with taps: statistics of the four distinct linear inputs.
+  std::vector<HessianAccumulator> acc;
+  for (int i = 0; i < kLinearInputs; ++i) acc.emplace_back(linear_input_width(config, static_cast<LinearInput>(i)));
+  LinearTap tap = [&](LinearInput which, const float* x, int64_t tokens, int64_t) {
+    acc[static_cast<int>(which)].add(x, tokens);
+  };
+  Activations dense_out;
+  if (!sequential) dense_out = acts;
+  std::vector<float> x(static_cast<size_t>(T * H));
+  for (int64_t s = 0; s < acts.sequences; ++s) {
+    std::memcpy(x.data(), acts.row(s), x.size() * sizeof(float));
+    decoder_layer_forward(config, layer, lw, rope, x.data(), T, &tap);
+    if (!sequential) std::memcpy(dense_out.row(s), x.data(), x.size() * sizeof(float));
+  }
+
+  // 2. Compress every projection.
+  CalibratedLayer out;
+  const bool gptq = settings.quantize && settings.quant_method == QuantMethod::kGptq;
+  for (const InputTensor& in : inputs) {
+    const ModelTensor& meta = *in.meta;
+    if (!is_linear_weight(meta.role)) {
+      out.result.groups.push_back({{TensorSpec{meta.name, meta.stored.dtype, meta.stored.shape},
+                                    std::vector<uint8_t>(in.bytes.begin(), in.bytes.end())}});
+      out.result.reports.push_back({meta.name, meta.role});
+      continue;
+    }
+    const int64_t rows = meta.stored.shape[0], cols = meta.stored.shape[1];
+    const HessianAccumulator& stats = acc[static_cast<int>(linear_input_of(meta.role))];
+    std::vector<float>& wref = lw.tensors.at(meta.role);
+    const std::vector<float> original = wref;
+    TensorReport report{meta.name, meta.role};
+    LinearReport lr{meta.name};
+    auto fail = [&](const absl::Status& st) { return annotate(st, meta.name); };
+
+    std::optional<std::vector<uint8_t>> mask;
+    if (settings.prune && settings.prune->method != PruneMethod::kSparseGpt) {
+      std::vector<float> score = original;
+      if (settings.prune->method == PruneMethod::kWanda) {
+        const std::vector<float> ss = stats.sum_squares();
+        for (int64_t i = 0; i < rows; ++i)
+          for (int64_t j = 0; j < cols; ++j)
+            score[i * cols + j] = std::fabs(original[i * cols + j]) * std::sqrt(ss[j]);
+      }
+      auto m = prune_mask(score, rows, cols, settings.prune->scope, settings.prune->sparsity);
+      if (!m.ok()) return fail(m.status());
+      mask = std::move(*m);
+    }
+    const bool obs = gptq || (settings.prune && settings.prune->method == PruneMethod::kSparseGpt);
+    std::vector<float> final_w;
+    std::optional<std::vector<double>> hess;
+    if (obs) {
+      auto h = stats.hessian();
+      if (!h.ok()) return fail(h.status());
+      hess = std::move(*h);
+      ObsSettings os;
+      os.block_size = settings.gptq.block_size;
+      os.damp = settings.gptq.damp;
+      os.act_order = settings.gptq.act_order;
+      os.quantize = gptq;
+      if (gptq) {
+        os.nf4_blocksize = settings.quantize->blocksize;
+        os.double_quant = settings.quantize->double_quant;
+      }
+      if (mask) {
+        os.mask = ObsSettings::Mask::kFixed;
+        os.fixed_mask = &*mask;
+      } else if (settings.prune) {
+        os.mask = ObsSettings::Mask::kAdaptive;
+        os.scope = settings.prune->scope;
+        os.sparsity = settings.prune->sparsity;
+      }
+      auto r = obs_compress(original, rows, cols, *hess, os);
+      if (!r.ok())
+        return fail(annotate(r.status(), fmt::format("layer {} {} input", layer,
+                                                     linear_input_name(linear_input_of(meta.role)))));
+      lr.loss = r->loss;
+      lr.damp = r->damp_used;
+      lr.dead_columns = r->dead_columns;
+      if (settings.prune) {
+        PruneStats ps;
+        ps.total = r->weight.size();
+        ps.pruned = r->pruned;
+        ps.zeros = static_cast<uint64_t>(std::count(r->weight.begin(), r->weight.end(), 0.0f));
+        report.prune = ps;
+      }
+      if (gptq) {
+        out.result.groups.push_back(bnb_output_tensors(meta, std::move(r->packed), r->absmax, r->dq, *settings.quantize));
+        report.quantized = true;
+        final_w = std::move(r->weight);
+      } else {
+        final_w = std::move(r->weight);  // SparseGPT without GPTQ: RTN below, or stored as is
+      }
+    } else {
+      final_w = original;
+      if (mask) report.prune = apply_mask(final_w, *mask);
+    }
+    if (!report.quantized) {
+      if (settings.quantize) {  // round to nearest, as bitsandbytes
+        const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(final_w.data()),
+                                             final_w.size() * sizeof(float));
+        auto q = nf4_quantize(bytes, DType::kF32, rows, cols, settings.quantize->blocksize, backend);
+        if (!q.ok()) return fail(q.status());
+        std::optional<DoubleQuantized> dq;
+        std::vector<float> decoded = q->absmax;  // what the checkpoint decodes, for the next layer
+        if (settings.quantize->double_quant) {
+          dq = double_quantize(q->absmax);
+          double_dequantize(dq->codes, dq->nested_absmax, dq->offset, dq->map.data(), decoded.data());
+        }
+        backend.dequantize(q->packed.data(), decoded.data(), final_w.size(),
+                           static_cast<size_t>(settings.quantize->blocksize), final_w.data());
+        out.result.groups.push_back(bnb_output_tensors(meta, std::move(q->packed), q->absmax, dq, *settings.quantize));
+        report.quantized = true;
+      } else {
+        const std::vector<uint8_t> stored = from_float32(final_w, meta.stored.dtype);
+        final_w = to_float32(stored, meta.stored.dtype);
+        out.result.groups.push_back({{TensorSpec{meta.name, meta.stored.dtype, meta.stored.shape}, stored}});
+      }
+    }
+    // A diagnostic at O(rows * cols^2): only where it is cheap.
+    const bool small = static_cast<double>(rows) * static_cast<double>(cols) * static_cast<double>(cols) <= 1e9;
+    if (!hess && small) {
+      auto h = stats.hessian();
+      if (h.ok()) hess = std::move(*h);
+    }
+    if (hess && small) lr.output_error = relative_output_error(original, final_w, rows, cols, *hess);
+    wref = std::move(final_w);
+    out.result.reports.push_back(std::move(report));
+    out.linears.push_back(std::move(lr));
+  }
+
+  // 3. What enters the next layer.
+  if (sequential) {
+    for (int64_t s = 0; s < acts.sequences; ++s) decoder_layer_forward(config, layer, lw, rope, acts.row(s), T);
+  } else {
+    acts = std::move(dense_out);
+  }
+  return out;
+}
+
+}  // namespace sp

@@ -1,0 +1,55 @@
+// One decoder layer compressed with calibration (DESIGN.md "Calibration"): run the dense
+// layer on the calibration activations while collecting each distinct linear input's
+// Hessian (and Wanda's sums of squares), then prune and quantize all seven projections
+// (Wanda / SparseGPT / GPTQ-on-NF4 / round-to-nearest as the settings say), and produce
+// the activations for the next layer: from the compressed layer (`sequential`, GPTQ's
+// true-sequential across layers) or from the dense one (`pipelined`).
+//
+// Thread-safety: pure function of its inputs.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "formats/model_config.h"
+#include "ops/compress_shard.h"
+
+namespace sp {
+
+// Hidden states entering (or leaving) a layer: [sequences, tokens, hidden] float32.
+struct Activations {
+  int64_t sequences = 0;
+  int64_t tokens = 0;
+  int64_t hidden = 0;
+  std::vector<float> data;
+  float* row(int64_t s) { return data.data() + s * tokens * hidden; }
+  const float* row(int64_t s) const { return data.data() + s * tokens * hidden; }
+};
+
+// The calibration token ids embedded: the activations entering layer 0.
+Activations embed_calibration(const ModelConfig& config, std::span<const float> embed, const int32_t* ids,
+                              int64_t sequences, int64_t tokens);
+
+struct LinearReport {
+  std::string name;
+  double loss = 0;       // GPTQ/SparseGPT loss sum (w - q)^2 / d^2 / 2 (0 for RTN)
+  double damp = 0;       // damping fraction that factorised
+  uint64_t dead_columns = 0;
+  double output_error = 0;  // ||W X - Q X||^2 / ||W X||^2 on the calibration inputs
+};
+
+struct CalibratedLayer {
+  ShardResult result;               // output groups (same shape as compress_shard's) and prune reports
+  std::vector<LinearReport> linears;
+};
+
+// `acts` enters the layer and is replaced by what enters the next one.
+absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64_t layer,
+                                                std::span<const InputTensor> inputs, Activations& acts,
+                                                const CompressSettings& settings, bool sequential,
+                                                const Nf4Backend& backend = nf4_best_backend());
+
+}  // namespace sp

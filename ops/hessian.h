@@ -1,0 +1,41 @@
+// The calibration statistics of one linear input (algorithms.md §b, §d, §h): the Hessian
+// H = 2/n * sum over samples of X^T X (n = number of sequences), accumulated in float32
+// by an fp32 SYRK per sequence (no half-precision products, no TF32), and Wanda's
+// per-channel sum of squares, which is its diagonal.
+//
+// Thread-safety: one accumulator per thread; not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace sp {
+
+class HessianAccumulator {
+ public:
+  explicit HessianAccumulator(int64_t columns);
+
+  // Adds one sequence's inputs x[tokens, columns].
+  void add(const float* x, int64_t tokens);
+
+  int64_t columns() const { return c_; }
+  int64_t samples() const { return samples_; }
+  uint64_t bytes() const { return h_.size() * sizeof(float); }
+
+  // H as a full symmetric float64 matrix [c, c], ready for factorisation.
+  // INVALID_ARGUMENT when it holds NaN/Inf (a NaN activation poisons every entry) or
+  // when no sample was added.
+  absl::StatusOr<std::vector<double>> hessian() const;
+  // sum over tokens of x_j^2 per column (Wanda's statistic; unscaled).
+  std::vector<float> sum_squares() const;
+
+ private:
+  int64_t c_;
+  int64_t samples_ = 0;
+  std::vector<float> h_;  // upper triangle of sum X^T X, row-major
+};
+
+}  // namespace sp

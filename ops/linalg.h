@@ -1,0 +1,43 @@
+// Dense linear algebra on float32 row-major matrices: the GEMMs of the forward pass, the
+// Hessian update X^T X and the Cholesky factorisations GPTQ needs. OpenBLAS does the
+// work; each op has a plain scalar reference (`*_ref`) that tests compare it with.
+//
+// Determinism: OpenBLAS partitions the output, not the reduction, so results do not
+// depend on its thread count; set_blas_threads(1) in workers keeps CPU use predictable.
+//
+// Thread-safety: pure functions on caller-owned buffers.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "common/status.h"
+
+namespace sp {
+
+void set_blas_threads(int n);
+
+// Y[m, n] = X[m, k] * W[n, k]^T (+ Y when accumulate). The `nn.Linear` product.
+void matmul_nt(const float* x, int64_t m, int64_t k, const float* w, int64_t n, float* y, bool accumulate = false);
+void matmul_nt_ref(const float* x, int64_t m, int64_t k, const float* w, int64_t n, float* y, bool accumulate = false);
+
+// Y[m, n] = A[m, k] * B[k, n] (+ Y when accumulate).
+void matmul_nn(const float* a, int64_t m, int64_t k, const float* b, int64_t n, float* y, bool accumulate = false);
+
+// Y[m, n] -= A[m, k] * B[k, n], with leading dimensions (sub-blocks of larger matrices).
+void matmul_sub(const float* a, int64_t lda, const float* b, int64_t ldb, float* y, int64_t ldy, int64_t m, int64_t k,
+                int64_t n);
+
+// H[c, c] += X[t, c]^T X[t, c] (upper triangle only; fp32 sums over the t rows).
+void syrk_upper_accumulate(const float* x, int64_t t, int64_t c, float* h);
+void syrk_upper_accumulate_ref(const float* x, int64_t t, int64_t c, float* h);
+
+// U, upper triangular with H^-1 = U^T U, for a symmetric positive definite H [c, c]
+// (float64, LAPACK dpotrf/dpotri/dpotrf). FAILED_PRECONDITION when H is not positive
+// definite (the caller adds damping and retries). The result is row-major float32.
+absl::StatusOr<std::vector<float>> inverse_cholesky_upper(std::span<const double> h, int64_t c);
+// The same by the textbook definition (Cholesky-Banachiewicz, explicit inverse), for tests.
+absl::StatusOr<std::vector<float>> inverse_cholesky_upper_ref(std::span<const double> h, int64_t c);
+
+}  // namespace sp

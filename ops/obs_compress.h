@@ -1,0 +1,64 @@
+// GPTQ and SparseGPT: one optimal-brain-surgeon column loop (algorithms.md §c, §d, §i)
+// that quantizes to the NF4 grid and/or prunes a linear weight W [rows, cols] using the
+// Hessian of its input, propagating each column's error to the columns not yet visited
+// (block size 128 with lazy batch updates, damping, optional act-order).
+//
+// NF4 here is plain bitsandbytes NF4: blocks of `blocksize` consecutive elements of the
+// flattened weight, one absmax each (the choice-2 "static scales" of algorithms.md §d.2:
+// computed from the weight before the loop, after zeroing dead channels and a given
+// mask; with double quantization the loop uses the absmax as it will decode). Codes are
+// chosen as bitsandbytes chooses them (x * (1/absmax) against the midpoints), so with a
+// diagonal Hessian the result is byte-identical to round-to-nearest.
+//
+// Masks: none; a fixed mask (magnitude or Wanda; pruned entries stay exactly zero while
+// the others absorb their error); or SparseGPT's adaptive mask, chosen per 128-column
+// block from w^2 / [H^-1]_jj on the already-updated weights (per row, per tensor or
+// lazily per group of 4 for 2:4), with counts that add up exactly to floor(s * group).
+//
+// Thread-safety: pure function.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "common/status.h"
+#include "ops/double_quant.h"
+#include "ops/prune.h"
+
+namespace sp {
+
+struct ObsSettings {
+  int block_size = 128;   // lazy-update block (columns)
+  double damp = 0.01;     // fraction of mean(diag H) added to the diagonal
+  bool act_order = false; // visit columns by decreasing H_jj
+  // Quantizer: NF4 with bitsandbytes blocks, or none (pruning only).
+  bool quantize = true;
+  int nf4_blocksize = 64;
+  bool double_quant = false;
+  // Pruning.
+  enum class Mask { kNone, kFixed, kAdaptive } mask = Mask::kNone;
+  const std::vector<uint8_t>* fixed_mask = nullptr;  // kFixed: 1 = pruned, [rows, cols]
+  PruneScope scope = PruneScope::kRow;               // kAdaptive
+  double sparsity = 0.0;                              // kAdaptive, tensor/row scopes
+};
+
+struct ObsResult {
+  std::vector<float> weight;  // the final values [rows, cols] (as NF4 decodes them when quantized)
+  // When quantized: the bitsandbytes encoding.
+  std::vector<uint8_t> packed;
+  std::vector<float> absmax;              // as computed (before double quantization)
+  std::optional<DoubleQuantized> dq;      // when double_quant
+  uint64_t pruned = 0;                    // entries the mask removed
+  uint64_t dead_columns = 0;              // input channels never active (H_jj == 0), zeroed
+  double loss = 0;                        // sum (w - q)^2 / d^2 / 2
+  double damp_used = 0;                   // the damping fraction that factorised
+};
+
+// `h` is the Hessian [cols, cols] (full, symmetric). FAILED_PRECONDITION when no
+// damping up to 100% of the mean diagonal makes it factorise; INVALID_ARGUMENT for bad
+// shapes/settings (2:4 with act-order, a mask of the wrong size, NaN/Inf weights).
+absl::StatusOr<ObsResult> obs_compress(std::vector<float> w, int64_t rows, int64_t cols, std::vector<double> h,
+                                       const ObsSettings& s);
+
+}  // namespace sp
