@@ -7,6 +7,7 @@
 
 #include "checkpoint/assembler.h"
 #include "common/file_util.h"
+#include "common/float_convert.h"
 #include "common/mapped_file.h"
 #include "fmt/format.h"
 #include "formats/model.h"
@@ -38,6 +39,9 @@ absl::StatusOr<LocalCompressSummary> compress_model_local(const std::string& mod
                                                           const LocalCompressOptions& options) {
   const auto t0 = Clock::now();
   SP_RETURN_IF_ERROR(validate(options.settings));
+  const bool calibrated = needs_calibration(options.settings);
+  if (calibrated && !options.calibration)
+    return absl::InvalidArgumentError(fmt::format("{} needs calibration token ids", describe(options.settings)));
   std::error_code ec;
   if (fs::exists(out_dir, ec))
     return absl::FailedPreconditionError(fmt::format(
@@ -60,6 +64,7 @@ absl::StatusOr<LocalCompressSummary> compress_model_local(const std::string& mod
   summary.shards = model.shards.size();
   std::vector<TensorGroup> groups;
   std::vector<std::pair<std::string, std::string>> staged;  // tensor name -> staged file
+  Activations acts;  // calibration: what enters the next layer
   for (size_t si = 0; si < model.shards.size(); ++si) {
     const auto ts = Clock::now();
     const ModelShard& shard = model.shards[si];
@@ -68,7 +73,21 @@ absl::StatusOr<LocalCompressSummary> compress_model_local(const std::string& mod
       inputs.push_back({model.find(name), files.find(name)->view().bytes});
       summary.input_bytes += files.find(name)->info->nbytes();
     }
-    SP_ASSIGN_OR_RETURN(ShardResult result, compress_shard(inputs, options.settings));
+    ShardResult result;
+    if (calibrated && shard.kind == ShardKind::kLayer) {
+      SP_ASSIGN_OR_RETURN(CalibratedLayer cl, calibrate_layer(model.config, shard.layer, inputs, acts,
+                                                              options.settings, options.sequential));
+      result = std::move(cl.result);
+      for (auto& l : cl.linears) summary.linears.push_back(std::move(l));
+    } else {
+      if (calibrated && shard.kind == ShardKind::kEmbedding) {
+        const std::vector<float> embed = to_float32(inputs[0].bytes, inputs[0].meta->stored.dtype);
+        const TokenBatch& ids = *options.calibration;
+        acts = embed_calibration(model.config, embed, ids.ids.data(), ids.sequences, ids.seq_len);
+      }
+      SP_ASSIGN_OR_RETURN(result, compress_shard(inputs, calibrated ? CompressSettings{std::nullopt, std::nullopt}
+                                                                    : options.settings));
+    }
     for (const auto& name : shard.tensors) files.find(name)->release();  // read once: drop from RSS
     for (auto& group : result.groups) {
       TensorGroup specs;

@@ -5,16 +5,23 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/status.h"
+#include "formats/token_ids.h"
+#include "ops/calibrate_layer.h"
 #include "ops/compress_shard.h"
 
 namespace sp {
 
 struct LocalCompressOptions {
   CompressSettings settings;
+  // Calibration token ids, when the methods need them; sequential: each layer sees the
+  // compressed previous layers (else the original model's activations).
+  std::optional<TokenBatch> calibration;
+  bool sequential = true;
   uint64_t max_shard_bytes = 5'000'000'000ull;
   // Called after each shard: (index, count, shard id, seconds for it).
   std::function<void(size_t, size_t, const std::string&, double)> on_shard;
@@ -27,6 +34,7 @@ struct LocalCompressSummary {
   uint64_t output_bytes = 0;
   uint64_t quantized_params = 0;
   std::vector<TensorReport> tensors;
+  std::vector<LinearReport> linears;  // calibrated jobs: GPTQ loss and output error per weight
   std::vector<std::string> files;
   double seconds = 0;
 };

@@ -5,6 +5,9 @@
 #include "checkpoint/local_compress.h"
 #include "cli/commands.h"
 #include "cli/compress_flags.h"
+#include "formats/model_config.h"
+#include "formats/token_ids.h"
+#include "ops/linalg.h"
 #include "cli/output.h"
 #include "common/byte_size.h"
 #include "fmt/format.h"
@@ -30,6 +33,15 @@ int run_compress(const CompressArgs& a) {
   LocalCompressOptions opts;
   opts.settings = *settings;
   opts.max_shard_bytes = *max_shard;
+  if (needs_calibration(*settings)) {
+    auto config = load_model_config(a.model_dir);
+    if (!config.ok()) return report_error(config.status());
+    auto ids = read_token_ids(a.flags.calib_ids, config->vocab_size, a.flags.calib_samples, a.flags.seq_len);
+    if (!ids.ok()) return report_error(ids.status());
+    opts.calibration = std::move(*ids);
+    opts.sequential = a.flags.calib_mode == "sequential";
+    set_blas_threads(1);  // deterministic and predictable: one core per compression
+  }
   const bool tty = stderr_is_tty();
   opts.on_shard = [tty](size_t i, size_t n, const std::string& id, double secs) {
     if (tty) {
@@ -67,6 +79,13 @@ int run_compress(const CompressArgs& a) {
     j["quantized_tensors"] = quantized;
     j["quantized_params"] = s->quantized_params;
     j["seconds"] = s->seconds;
+    if (!s->linears.empty()) {
+      nlohmann::ordered_json ls = nlohmann::ordered_json::array();
+      for (const auto& l : s->linears)
+        ls.push_back({{"name", l.name}, {"gptq_loss", l.loss}, {"damp", l.damp}, {"dead_columns", l.dead_columns},
+                      {"output_error", l.output_error}});
+      j["calibrated"] = ls;
+    }
     nlohmann::ordered_json ts = nlohmann::ordered_json::array();
     for (const auto& t : s->tensors) {
       if (!t.prune) continue;

@@ -9,13 +9,23 @@
 namespace sp::cli {
 
 struct CompressFlags {
-  std::string prune = "none";  // none | magnitude
+  std::string prune = "none";  // none | magnitude | wanda | sparsegpt
   double sparsity = 0.3;
   std::string scope = "row";   // tensor | row | 2:4
   bool no_quantize = false;
   int blocksize = 64;
   bool no_double_quant = false;
   std::string compute_dtype = "bfloat16";
+  std::string method = "rtn";  // rtn | gptq
+  bool act_order = false;
+  bool true_sequential = false;
+  double scale_search = 0.1;
+  double damp = 0.01;
+  // Calibration data (gptq, wanda, sparsegpt).
+  std::string calib_ids;
+  int64_t calib_samples = 128;
+  int64_t seq_len = 0;  // 0: the file's line length
+  std::string calib_mode = "sequential";
 };
 
 void add_compress_flags(CLI::App* cmd, CompressFlags* f);

@@ -62,32 +62,39 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
   SP_ASSIGN_OR_RETURN(RopeTable rope, rope_table(config, acts.tokens));
   const int64_t T = acts.tokens, H = acts.hidden;
 
-  // 1. Dense forward with taps: statistics of the four distinct linear inputs.
+  // 1. Forward passes with taps collect the statistics of the linear inputs: one dense
+  // pass for all four, or (true-sequential) one per input, each seeing the projections
+  // compressed before it. The first pass is dense: its output feeds `pipelined` mode.
   std::vector<HessianAccumulator> acc;
   for (int i = 0; i < kLinearInputs; ++i) acc.emplace_back(linear_input_width(config, static_cast<LinearInput>(i)));
-  LinearTap tap = [&](LinearInput which, const float* x, int64_t tokens, int64_t) {
-    acc[static_cast<int>(which)].add(x, tokens);
-  };
   Activations dense_out;
-  if (!sequential) dense_out = acts;
+  bool first_pass = true;
   std::vector<float> x(static_cast<size_t>(T * H));
-  for (int64_t s = 0; s < acts.sequences; ++s) {
-    std::memcpy(x.data(), acts.row(s), x.size() * sizeof(float));
-    decoder_layer_forward(config, layer, lw, rope, x.data(), T, &tap);
-    if (!sequential) std::memcpy(dense_out.row(s), x.data(), x.size() * sizeof(float));
-  }
+  auto collect = [&](int which) {  // -1: all inputs
+    for (int i = 0; i < kLinearInputs; ++i)
+      if (which < 0 || which == i) acc[i] = HessianAccumulator(linear_input_width(config, static_cast<LinearInput>(i)));
+    LinearTap tap = [&](LinearInput in, const float* v, int64_t tokens, int64_t) {
+      if (which < 0 || which == static_cast<int>(in)) acc[static_cast<int>(in)].add(v, tokens);
+    };
+    const bool keep = first_pass && !sequential;
+    if (keep) dense_out = acts;
+    for (int64_t s = 0; s < acts.sequences; ++s) {
+      std::memcpy(x.data(), acts.row(s), x.size() * sizeof(float));
+      decoder_layer_forward(config, layer, lw, rope, x.data(), T, &tap);
+      if (keep) std::memcpy(dense_out.row(s), x.data(), x.size() * sizeof(float));
+    }
+    first_pass = false;
+  };
 
   // 2. Compress every projection.
   CalibratedLayer out;
   const bool gptq = settings.quantize && settings.quant_method == QuantMethod::kGptq;
-  for (const InputTensor& in : inputs) {
+  std::vector<std::vector<OutputTensor>> groups(inputs.size());
+  std::vector<TensorReport> reports(inputs.size());
+  std::vector<std::optional<LinearReport>> linears(inputs.size());
+  auto compress_one = [&](size_t k) -> absl::Status {
+    const InputTensor& in = inputs[k];
     const ModelTensor& meta = *in.meta;
-    if (!is_linear_weight(meta.role)) {
-      out.result.groups.push_back({{TensorSpec{meta.name, meta.stored.dtype, meta.stored.shape},
-                                    std::vector<uint8_t>(in.bytes.begin(), in.bytes.end())}});
-      out.result.reports.push_back({meta.name, meta.role});
-      continue;
-    }
     const int64_t rows = meta.stored.shape[0], cols = meta.stored.shape[1];
     const HessianAccumulator& stats = acc[static_cast<int>(linear_input_of(meta.role))];
     std::vector<float>& wref = lw.tensors.at(meta.role);
@@ -124,6 +131,7 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
       if (gptq) {
         os.nf4_blocksize = settings.quantize->blocksize;
         os.double_quant = settings.quantize->double_quant;
+        os.scale_range = settings.gptq.scale_search;
       }
       if (mask) {
         os.mask = ObsSettings::Mask::kFixed;
@@ -148,7 +156,7 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
         report.prune = ps;
       }
       if (gptq) {
-        out.result.groups.push_back(bnb_output_tensors(meta, std::move(r->packed), r->absmax, r->dq, *settings.quantize));
+        groups[k] = bnb_output_tensors(meta, std::move(r->packed), r->absmax, r->dq, *settings.quantize);
         report.quantized = true;
         final_w = std::move(r->weight);
       } else {
@@ -172,12 +180,12 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
         }
         backend.dequantize(q->packed.data(), decoded.data(), final_w.size(),
                            static_cast<size_t>(settings.quantize->blocksize), final_w.data());
-        out.result.groups.push_back(bnb_output_tensors(meta, std::move(q->packed), q->absmax, dq, *settings.quantize));
+        groups[k] = bnb_output_tensors(meta, std::move(q->packed), q->absmax, dq, *settings.quantize);
         report.quantized = true;
       } else {
         const std::vector<uint8_t> stored = from_float32(final_w, meta.stored.dtype);
         final_w = to_float32(stored, meta.stored.dtype);
-        out.result.groups.push_back({{TensorSpec{meta.name, meta.stored.dtype, meta.stored.shape}, stored}});
+        groups[k] = {{TensorSpec{meta.name, meta.stored.dtype, meta.stored.shape}, stored}};
       }
     }
     // A diagnostic at O(rows * cols^2): only where it is cheap.
@@ -188,8 +196,29 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
     }
     if (hess && small) lr.output_error = relative_output_error(original, final_w, rows, cols, *hess);
     wref = std::move(final_w);
-    out.result.reports.push_back(std::move(report));
-    out.linears.push_back(std::move(lr));
+    reports[k] = std::move(report);
+    linears[k] = std::move(lr);
+    return absl::OkStatus();
+  };
+  for (int stage = 0; stage < (settings.gptq.true_sequential ? kLinearInputs : 1); ++stage) {
+    collect(settings.gptq.true_sequential ? stage : -1);
+    for (size_t k = 0; k < inputs.size(); ++k) {
+      const TensorRole role = inputs[k].meta->role;
+      if (!is_linear_weight(role)) continue;
+      if (settings.gptq.true_sequential && static_cast<int>(linear_input_of(role)) != stage) continue;
+      SP_RETURN_IF_ERROR(compress_one(k));
+    }
+  }
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    const ModelTensor& meta = *inputs[k].meta;
+    if (!is_linear_weight(meta.role)) {
+      groups[k] = {{TensorSpec{meta.name, meta.stored.dtype, meta.stored.shape},
+                    std::vector<uint8_t>(inputs[k].bytes.begin(), inputs[k].bytes.end())}};
+      reports[k] = TensorReport{meta.name, meta.role};
+    }
+    out.result.groups.push_back(std::move(groups[k]));
+    out.result.reports.push_back(std::move(reports[k]));
+    if (linears[k]) out.linears.push_back(std::move(*linears[k]));
   }
 
   // 3. What enters the next layer.

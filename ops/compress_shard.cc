@@ -69,6 +69,8 @@ absl::Status validate(const CompressSettings& s) {
     return absl::InvalidArgumentError(fmt::format("GPTQ damping {} must be in (0, 1)", s.gptq.damp));
   if (s.gptq.block_size < 1 || s.gptq.block_size > 4096)
     return absl::InvalidArgumentError(fmt::format("GPTQ block size {} must be in [1, 4096]", s.gptq.block_size));
+  if (!(s.gptq.scale_search >= 0 && s.gptq.scale_search <= 0.5))
+    return absl::InvalidArgumentError(fmt::format("GPTQ scale search {} must be in [0, 0.5]", s.gptq.scale_search));
   if (s.gptq.act_order && s.prune && s.prune->scope == PruneScope::kTwoFour)
     return absl::InvalidArgumentError("act_order cannot be combined with 2:4 pruning (its groups are in column order)");
   if (s.prune && s.prune->scope != PruneScope::kTwoFour &&

@@ -38,6 +38,12 @@ struct GptqSettings {
   double damp = 0.01;     // fraction of mean(diag H)
   int block_size = 128;
   bool act_order = false;
+  // NF4 scale search: per row, block scales alpha * absmax with |alpha - 1| <= this, by
+  // least GPTQ loss (0: plain absmax). Costs one GPTQ loop per 0.02 step.
+  double scale_search = 0.1;
+  // Within a layer, collect each input's statistics after compressing the projections
+  // before it (q/k/v, then o, then gate/up, then down): 4 forward passes instead of 1.
+  bool true_sequential = false;
 };
 
 struct CompressSettings {

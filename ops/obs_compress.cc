@@ -11,7 +11,7 @@
 namespace sp {
 namespace {
 
-// Damping fractions tried in turn, each from the undamped H (algorithms.md §h).
+// Damping fractions added in turn, each from the undamped H (algorithms.md §h).
 constexpr double kDampSteps[] = {0.0, 0.0025, 0.005, 0.0075, 0.01, 0.04, 0.09, 0.24, 0.49, 0.99};
 
 absl::StatusOr<std::vector<float>> factorise(const std::vector<double>& h, int64_t c, double damp, double* used) {
@@ -21,6 +21,7 @@ absl::StatusOr<std::vector<float>> factorise(const std::vector<double>& h, int64
   absl::Status last;
   for (double extra : kDampSteps) {
     const double p = damp + extra;
+    if (p >= 1.0) break;
     std::vector<double> a = h;
     for (int64_t j = 0; j < c; ++j) a[j * c + j] += p * mean;
     auto u = inverse_cholesky_upper(a, c);
@@ -31,98 +32,52 @@ absl::StatusOr<std::vector<float>> factorise(const std::vector<double>& h, int64
     last = u.status();
   }
   return absl::FailedPreconditionError(fmt::format(
-      "{} even with damping {:g} of the mean diagonal; the calibration data may be too small for this layer "
-      "(more samples help)", std::string(last.message()), damp + kDampSteps[std::size(kDampSteps) - 1]));
+      "{} even with damping up to 99% of the mean diagonal; the calibration data may be too small for this layer "
+      "(more samples help)", std::string(last.message())));
 }
 
-}  // namespace
+// The problem after dead channels, the fixed mask and act-order are applied: W and the
+// mask in visiting order, U, and perm[j] = original column of visited column j.
+struct Problem {
+  int64_t rows = 0, cols = 0;
+  std::vector<float> w;
+  std::vector<uint8_t> mask;
+  std::vector<float> u;
+  std::vector<int64_t> perm;
+};
 
-absl::StatusOr<ObsResult> obs_compress(std::vector<float> w, int64_t rows, int64_t cols, std::vector<double> h,
-                                       const ObsSettings& s) {
+struct LoopResult {
+  std::vector<float> w;        // final values, visiting order
+  std::vector<uint8_t> mask;   // visiting order
+  std::vector<uint8_t> codes;  // original flattened order (when quantizing)
+  std::vector<double> row_loss;
+};
+
+// The OBS column loop with lazy block updates. `scale` (per original flattened block) is
+// the NF4 scale as it decodes; empty: no quantization.
+absl::StatusOr<LoopResult> column_loop(const Problem& p, const ObsSettings& s, const std::vector<float>& scale) {
+  const int64_t rows = p.rows, cols = p.cols;
   const auto n = static_cast<size_t>(rows * cols);
-  if (w.size() != n || h.size() != static_cast<size_t>(cols * cols))
-    return absl::InvalidArgumentError(fmt::format("weight/Hessian sizes do not match a {}x{} weight", rows, cols));
-  if (s.mask == ObsSettings::Mask::kFixed && (!s.fixed_mask || s.fixed_mask->size() != n))
-    return absl::InvalidArgumentError("the pruning mask does not match the weight");
-  const bool nm = s.mask == ObsSettings::Mask::kAdaptive && s.scope == PruneScope::kTwoFour;
-  if (nm && cols % 4 != 0)
-    return absl::InvalidArgumentError(fmt::format("2:4 pruning needs a column count divisible by 4, this weight has {}", cols));
-  if (nm && s.act_order)
-    return absl::InvalidArgumentError("act-order cannot be combined with 2:4 pruning (groups of 4 are in column order)");
-  for (size_t i = 0; i < n; ++i)
-    if (!std::isfinite(w[i]))
-      return absl::InvalidArgumentError(fmt::format("element {} (row {}, column {}) is {}", i, i / cols, i % cols, w[i]));
-  if (s.block_size <= 0) return absl::InvalidArgumentError("GPTQ block size must be positive");
-
-  ObsResult out;
-  // 1. Dead input channels: H_jj = 1, W[:, j] = 0.
-  for (int64_t j = 0; j < cols; ++j)
-    if (h[j * cols + j] == 0.0) {
-      h[j * cols + j] = 1.0;
-      for (int64_t i = 0; i < rows; ++i) w[i * cols + j] = 0.0f;
-      ++out.dead_columns;
-    }
-  std::vector<uint8_t> mask(n, 0);
-  if (s.mask == ObsSettings::Mask::kFixed) {
-    mask = *s.fixed_mask;
-    for (size_t i = 0; i < n; ++i)
-      if (mask[i]) w[i] = 0.0f;
-  }
-
-  // 2. Static NF4 scales from the weight as it stands (dead channels and fixed mask applied).
-  std::vector<float> scale;  // per flattened block, as it decodes
+  const bool quantize = !scale.empty();
   const auto bs = static_cast<size_t>(s.nf4_blocksize);
-  if (s.quantize) {
-    if (!nf4_blocksize_ok(s.nf4_blocksize))
-      return absl::InvalidArgumentError(fmt::format("NF4 blocksize {} is not one bitsandbytes accepts", s.nf4_blocksize));
-    out.absmax.assign(nf4_num_blocks(n, bs), 0.0f);
-    for (size_t i = 0; i < n; ++i) out.absmax[i / bs] = std::fmax(out.absmax[i / bs], std::fabs(w[i]));
-    scale = out.absmax;
-    if (s.double_quant) {
-      out.dq = double_quantize(out.absmax);
-      double_dequantize(out.dq->codes, out.dq->nested_absmax, out.dq->offset, out.dq->map.data(), scale.data());
-    }
-  }
-
-  // 3. Act-order permutation (columns by decreasing H_jj; stable, so ties keep order).
-  std::vector<int64_t> perm(static_cast<size_t>(cols));
-  std::iota(perm.begin(), perm.end(), 0);
-  if (s.act_order)
-    std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return h[a * cols + a] > h[b * cols + b]; });
-  auto permuted = [&](const auto& m) {
-    std::decay_t<decltype(m)> p(m.size());
-    for (int64_t i = 0; i < rows; ++i)
-      for (int64_t j = 0; j < cols; ++j) p[i * cols + j] = m[i * cols + perm[j]];
-    return p;
-  };
-  if (s.act_order) {
-    w = permuted(w);
-    mask = permuted(mask);
-    std::vector<double> hp(h.size());
-    for (int64_t i = 0; i < cols; ++i)
-      for (int64_t j = 0; j < cols; ++j) hp[i * cols + j] = h[perm[i] * cols + perm[j]];
-    h = std::move(hp);
-  }
-
-  // 4. U = upper Cholesky factor of (H + damping)^-1.
-  SP_ASSIGN_OR_RETURN(std::vector<float> u, factorise(h, cols, s.damp, &out.damp_used));
-  h.clear();
-  h.shrink_to_fit();
-
-  // 5. The column loop.
-  std::vector<uint8_t> codes(s.quantize ? n : 0, 7);
+  const bool nm = s.mask == ObsSettings::Mask::kAdaptive && s.scope == PruneScope::kTwoFour;
+  const std::vector<float>& u = p.u;
+  LoopResult r;
+  r.w = p.w;
+  r.mask = p.mask;
+  r.row_loss.assign(static_cast<size_t>(rows), 0.0);
+  if (quantize) r.codes.assign(n, 7);
+  std::vector<float>& w = r.w;
+  std::vector<uint8_t>& mask = r.mask;
   const int64_t B = s.block_size;
-  std::vector<float> w1, e;
-  std::vector<float> score;
-  std::vector<uint32_t> scratch;
+  std::vector<float> w1, e, score;
   for (int64_t b0 = 0; b0 < cols; b0 += B) {
     const int64_t b1 = std::min(b0 + B, cols), nb = b1 - b0;
     w1.assign(static_cast<size_t>(rows * nb), 0.0f);
     e.assign(static_cast<size_t>(rows * nb), 0.0f);
-    for (int64_t i = 0; i < rows; ++i)
-      std::copy_n(&w[i * cols + b0], nb, &w1[i * nb]);
+    for (int64_t i = 0; i < rows; ++i) std::copy_n(&w[i * cols + b0], nb, &w1[i * nb]);
     if (s.mask == ObsSettings::Mask::kAdaptive && !nm) {
-      // Mask of this block from w^2 / d^2 on the updated weights; counts telescope to
+      // This block's mask from w^2 / d^2 on the updated weights; the counts telescope to
       // floor(s * group) over the whole weight.
       score.resize(static_cast<size_t>(rows * nb));
       for (int64_t i = 0; i < rows; ++i)
@@ -130,28 +85,21 @@ absl::StatusOr<ObsResult> obs_compress(std::vector<float> w, int64_t rows, int64
           const float d = u[(b0 + j) * cols + b0 + j];
           score[i * nb + j] = w1[i * nb + j] * w1[i * nb + j] / (d * d);
         }
-      std::vector<uint8_t> bm(static_cast<size_t>(rows * nb), 0);
-      if (s.scope == PruneScope::kTensor) {
-        const uint64_t k = prune_count(s.sparsity, static_cast<uint64_t>(rows * b1)) -
-                           prune_count(s.sparsity, static_cast<uint64_t>(rows * b0));
-        auto m = prune_mask(score, 1, rows * nb, PruneScope::kTensor,
-                            rows * nb ? static_cast<double>(k) / static_cast<double>(rows * nb) : 0.0);
-        if (!m.ok()) return m.status();
-        bm = std::move(*m);
-      } else {
-        const uint64_t k = prune_count(s.sparsity, static_cast<uint64_t>(b1)) -
-                           prune_count(s.sparsity, static_cast<uint64_t>(b0));
-        auto m = prune_mask(score, rows, nb, PruneScope::kRow, nb ? static_cast<double>(k) / static_cast<double>(nb) : 0.0);
-        if (!m.ok()) return m.status();
-        bm = std::move(*m);
-      }
+      const bool tensor = s.scope == PruneScope::kTensor;
+      const uint64_t group0 = static_cast<uint64_t>(tensor ? rows * b0 : b0);
+      const uint64_t group1 = static_cast<uint64_t>(tensor ? rows * b1 : b1);
+      const uint64_t k = prune_count(s.sparsity, group1) - prune_count(s.sparsity, group0);
+      const uint64_t size = group1 - group0;
+      auto m = tensor ? prune_mask(score, 1, rows * nb, PruneScope::kTensor, size ? double(k) / double(size) : 0.0)
+                      : prune_mask(score, rows, nb, PruneScope::kRow, size ? double(k) / double(size) : 0.0);
+      if (!m.ok()) return m.status();
       for (int64_t i = 0; i < rows; ++i)
-        for (int64_t j = 0; j < nb; ++j) mask[i * cols + b0 + j] = bm[i * nb + j];
+        for (int64_t j = 0; j < nb; ++j) mask[i * cols + b0 + j] = (*m)[i * nb + j];
     }
     for (int64_t j = 0; j < nb; ++j) {
       const int64_t col = b0 + j;
       const float d = u[col * cols + col];
-      if (nm && j % 4 == 0) {
+      if (nm && j % 4 == 0) {  // 2:4 chosen lazily on the updated weights
         for (int64_t i = 0; i < rows; ++i) {
           float g[4];
           for (int t = 0; t < 4; ++t) {
@@ -168,19 +116,18 @@ absl::StatusOr<ObsResult> obs_compress(std::vector<float> w, int64_t rows, int64
       for (int64_t i = 0; i < rows; ++i) {
         const float x = w1[i * nb + j];
         float q = x;
-        const size_t flat = static_cast<size_t>(i * cols + perm[col]);  // original position
         const bool pruned = mask[i * cols + col] != 0;
-        if (s.quantize) {
+        if (quantize) {
+          const size_t flat = static_cast<size_t>(i * cols + p.perm[col]);  // original position
           const float sc = scale[flat / bs];
-          const float inv = 1.0f / sc;
-          const uint8_t code = nf4_code_of((pruned ? 0.0f : x) * inv);
-          codes[flat] = code;
+          const uint8_t code = nf4_code_of((pruned ? 0.0f : x) * (1.0f / sc));
+          r.codes[flat] = code;
           q = pruned ? 0.0f : kNf4Code[code] * sc;
         } else if (pruned) {
           q = 0.0f;
         }
         const float err = (x - q) / d;
-        out.loss += static_cast<double>(x - q) * (x - q) / (static_cast<double>(d) * d) / 2;
+        r.row_loss[i] += static_cast<double>(x - q) * (x - q) / (static_cast<double>(d) * d) / 2;
         float* row = &w1[i * nb];
         for (int64_t t = j + 1; t < nb; ++t) row[t] -= err * urow[b0 + t];
         row[j] = q;
@@ -191,20 +138,128 @@ absl::StatusOr<ObsResult> obs_compress(std::vector<float> w, int64_t rows, int64
     // W[:, b1:] -= E * U[b0:b1, b1:]
     if (b1 < cols) matmul_sub(e.data(), nb, &u[b0 * cols + b1], cols, &w[b1], cols, rows, nb, cols - b1);
   }
+  return r;
+}
 
-  // 6. Back to the original column order.
+}  // namespace
+
+absl::StatusOr<ObsResult> obs_compress(std::vector<float> w, int64_t rows, int64_t cols, std::vector<double> h,
+                                       const ObsSettings& s) {
+  const auto n = static_cast<size_t>(rows * cols);
+  if (w.size() != n || h.size() != static_cast<size_t>(cols * cols))
+    return absl::InvalidArgumentError(fmt::format("weight/Hessian sizes do not match a {}x{} weight", rows, cols));
+  if (s.mask == ObsSettings::Mask::kFixed && (!s.fixed_mask || s.fixed_mask->size() != n))
+    return absl::InvalidArgumentError("the pruning mask does not match the weight");
+  const bool nm = s.mask == ObsSettings::Mask::kAdaptive && s.scope == PruneScope::kTwoFour;
+  if (nm && cols % 4 != 0)
+    return absl::InvalidArgumentError(fmt::format("2:4 pruning needs a column count divisible by 4, this weight has {}", cols));
+  if (nm && s.act_order)
+    return absl::InvalidArgumentError("act-order cannot be combined with 2:4 pruning (groups of 4 are in column order)");
+  if (s.mask == ObsSettings::Mask::kAdaptive && !nm && !(s.sparsity >= 0 && s.sparsity < 1))
+    return absl::InvalidArgumentError(fmt::format("sparsity {} is outside [0, 1)", s.sparsity));
+  for (size_t i = 0; i < n; ++i)
+    if (!std::isfinite(w[i]))
+      return absl::InvalidArgumentError(fmt::format("element {} (row {}, column {}) is {}", i, i / cols, i % cols, w[i]));
+  if (s.block_size <= 0) return absl::InvalidArgumentError("GPTQ block size must be positive");
+  if (s.quantize && !nf4_blocksize_ok(s.nf4_blocksize))
+    return absl::InvalidArgumentError(fmt::format("NF4 blocksize {} is not one bitsandbytes accepts", s.nf4_blocksize));
+
+  ObsResult out;
+  // 1. Dead input channels: H_jj = 1, W[:, j] = 0. A fixed mask zeroes its entries.
+  for (int64_t j = 0; j < cols; ++j)
+    if (h[j * cols + j] == 0.0) {
+      h[j * cols + j] = 1.0;
+      for (int64_t i = 0; i < rows; ++i) w[i * cols + j] = 0.0f;
+      ++out.dead_columns;
+    }
+  std::vector<uint8_t> mask(n, 0);
+  if (s.mask == ObsSettings::Mask::kFixed) {
+    mask = *s.fixed_mask;
+    for (size_t i = 0; i < n; ++i)
+      if (mask[i]) w[i] = 0.0f;
+  }
+
+  // 2. Block absmax of the weight as it stands (static scales, algorithms.md §d.2 choice 2).
+  const auto bs = static_cast<size_t>(s.nf4_blocksize);
+  if (s.quantize) {
+    out.absmax.assign(nf4_num_blocks(n, bs), 0.0f);
+    for (size_t i = 0; i < n; ++i) out.absmax[i / bs] = std::fmax(out.absmax[i / bs], std::fabs(w[i]));
+  }
+
+  // 3. Act-order: visit columns by decreasing H_jj (stable: ties keep their order).
+  Problem p;
+  p.rows = rows;
+  p.cols = cols;
+  p.perm.resize(static_cast<size_t>(cols));
+  std::iota(p.perm.begin(), p.perm.end(), 0);
+  if (s.act_order)
+    std::stable_sort(p.perm.begin(), p.perm.end(),
+                     [&](int64_t a, int64_t b) { return h[a * cols + a] > h[b * cols + b]; });
+  p.w.resize(n);
+  p.mask.resize(n);
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) {
+      p.w[i * cols + j] = w[i * cols + p.perm[j]];
+      p.mask[i * cols + j] = mask[i * cols + p.perm[j]];
+    }
+  if (s.act_order) {
+    std::vector<double> hp(h.size());
+    for (int64_t i = 0; i < cols; ++i)
+      for (int64_t j = 0; j < cols; ++j) hp[i * cols + j] = h[p.perm[i] * cols + p.perm[j]];
+    h = std::move(hp);
+  }
+
+  // 4. U = upper Cholesky factor of (H + damping)^-1.
+  SP_ASSIGN_OR_RETURN(p.u, factorise(h, cols, s.damp, &out.damp_used));
+  h.clear();
+  h.shrink_to_fit();
+
+  // 5. Scale search (GPTQ pushes weights outward, so a scale above absmax can win): rows are independent in the loop, so one run per candidate scale
+  // factor gives each row's GPTQ loss under it; each row keeps its best factor.
+  std::vector<float> scale;
+  if (s.quantize) {
+    if (s.scale_range > 0) {
+      std::vector<double> best(static_cast<size_t>(rows), INFINITY);
+      std::vector<float> alpha(static_cast<size_t>(rows), 1.0f);
+      // Candidates 1, 1 - step, 1 + step, 1 - 2 step, ...: a tie keeps the one nearer 1.
+      const int steps = static_cast<int>(std::lround(s.scale_range / kScaleStep));
+      for (int k = 0; k <= 2 * steps; ++k) {
+        const int m = (k + 1) / 2 * (k % 2 ? -1 : 1);
+        const float a = static_cast<float>(1.0 + kScaleStep * m);
+        std::vector<float> trial(out.absmax.size());
+        for (size_t b = 0; b < trial.size(); ++b) trial[b] = out.absmax[b] * a;
+        SP_ASSIGN_OR_RETURN(LoopResult r, column_loop(p, s, trial));
+        for (int64_t i = 0; i < rows; ++i)
+          if (r.row_loss[i] < best[i]) {
+            best[i] = r.row_loss[i];
+            alpha[i] = a;
+          }
+      }
+      // A block takes the factor of the row it starts in.
+      for (size_t b = 0; b < out.absmax.size(); ++b) out.absmax[b] *= alpha[b * bs / static_cast<size_t>(cols)];
+    }
+    scale = out.absmax;
+    if (s.double_quant) {  // the loop must use the absmax as it will decode
+      out.dq = double_quantize(out.absmax);
+      double_dequantize(out.dq->codes, out.dq->nested_absmax, out.dq->offset, out.dq->map.data(), scale.data());
+    }
+  }
+
+  // 6. The loop, then back to the original column order.
+  SP_ASSIGN_OR_RETURN(LoopResult r, column_loop(p, s, scale));
+  out.loss = std::accumulate(r.row_loss.begin(), r.row_loss.end(), 0.0);
   out.weight.assign(n, 0.0f);
   for (int64_t i = 0; i < rows; ++i)
     for (int64_t j = 0; j < cols; ++j) {
-      out.weight[i * cols + perm[j]] = w[i * cols + j];
-      out.pruned += mask[i * cols + j];
+      out.weight[i * cols + p.perm[j]] = r.w[i * cols + j];
+      out.pruned += r.mask[i * cols + j];
     }
   if (s.quantize) {
     out.packed.assign(nf4_packed_bytes(n), 0);
     for (size_t i = 0; i < n; i += 2) {
       // The spare nibble of an odd count encodes a zero-padded element, as bitsandbytes.
-      const uint8_t lo = i + 1 < n ? codes[i + 1] : nf4_code_of(0.0f * (1.0f / out.absmax[i / bs]));
-      out.packed[i / 2] = static_cast<uint8_t>(codes[i] << 4 | lo);
+      const uint8_t lo = i + 1 < n ? r.codes[i + 1] : nf4_code_of(0.0f * (1.0f / out.absmax[i / bs]));
+      out.packed[i / 2] = static_cast<uint8_t>(r.codes[i] << 4 | lo);
     }
   }
   return out;

@@ -28,6 +28,8 @@
 
 namespace sp {
 
+inline constexpr double kScaleStep = 0.02;
+
 struct ObsSettings {
   int block_size = 128;   // lazy-update block (columns)
   double damp = 0.01;     // fraction of mean(diag H) added to the diagonal
@@ -36,6 +38,10 @@ struct ObsSettings {
   bool quantize = true;
   int nf4_blocksize = 64;
   bool double_quant = false;
+  // Scale search: each row's block scales are alpha * absmax with alpha in
+  // 1 +- k * kScaleStep within +-scale_range, the one with the least GPTQ loss for that
+  // row (one loop per candidate; 0: off, plain absmax).
+  double scale_range = 0.0;
   // Pruning.
   enum class Mask { kNone, kFixed, kAdaptive } mask = Mask::kNone;
   const std::vector<uint8_t>* fixed_mask = nullptr;  // kFixed: 1 = pruned, [rows, cols]
