@@ -5,6 +5,7 @@
 
 #include "cli/commands.h"
 #include "cli/compress_flags.h"
+#include "formats/token_ids.h"
 #include "cli/output.h"
 #include "common/byte_size.h"
 #include "fmt/format.h"
@@ -25,15 +26,15 @@ struct InspectArgs {
 std::string task_name(const ModelShard& s, const CompressSettings& c) {
   if (s.kind != ShardKind::kLayer) return "copy";
   std::string t;
-  if (c.prune) t = "prune";
-  if (c.quantize) t += t.empty() ? "quantize" : "+quantize";
-  return t;
+  if (c.prune) t = c.prune->method == PruneMethod::kMagnitude ? "prune" : std::string(prune_method_name(c.prune->method));
+  if (c.quantize) t += std::string(t.empty() ? "" : "+") + (c.quant_method == QuantMethod::kGptq ? "gptq" : "quantize");
+  return needs_calibration(c) ? "calibrate+" + t : t;
 }
 
 int run_inspect(const InspectArgs& a) {
   auto budget = parse_byte_size(a.worker_memory);
   if (!budget.ok()) return report_error(annotate(budget.status(), "--worker-memory"));
-  auto settings = to_settings(a.flags);
+  auto settings = to_settings(a.flags, /*need_ids=*/false);
   if (!settings.ok()) return report_error(settings.status());
   auto opened = open_model(a.model_dir);
   if (!opened.ok()) return report_error(opened.status());
@@ -41,13 +42,24 @@ int run_inspect(const InspectArgs& a) {
   const ModelDescription* model = &opened->desc;
   const ModelConfig& c = model->config;
 
+  // Calibrated methods: activations of samples x seq_len tokens (the file's line length
+  // when --calib-ids is given, else --seq-len, else 2048).
+  const bool calibrated = needs_calibration(*settings);
+  CalibrationShape data{a.flags.calib_samples, a.flags.seq_len > 0 ? a.flags.seq_len : 2048};
+  if (calibrated && !a.flags.calib_ids.empty()) {
+    auto ids = read_token_ids(a.flags.calib_ids, c.vocab_size, a.flags.calib_samples, a.flags.seq_len);
+    if (!ids.ok()) return report_error(ids.status());
+    data = {ids->sequences, ids->seq_len};
+  }
   uint64_t linear = 0, largest_task = 0;
   std::vector<TaskMemory> mem;
   for (const auto& s : model->shards) {
     linear += s.linear_params;
-    mem.push_back(estimate_task_memory(s, *settings));
+    mem.push_back(calibrated && s.kind == ShardKind::kLayer ? estimate_calibration_memory(s, c, *settings, data)
+                                                             : estimate_task_memory(s, *settings));
     largest_task = std::max(largest_task, mem.back().total());
   }
+  const std::vector<Stage> stages = calibrated ? plan_stages(*model, *settings, data, *budget) : std::vector<Stage>{};
   size_t sliding = 0;
   for (auto k : c.layer_types) sliding += k == AttentionKind::kSliding;
 
@@ -86,6 +98,14 @@ int run_inspect(const InspectArgs& a) {
                         {"fits", mem[i].total() <= *budget}});
     }
     j["shards"] = shards;
+    if (calibrated) {
+      j["calibration"] = {{"samples", data.sequences}, {"seq_len", data.tokens}};
+      nlohmann::ordered_json st = nlohmann::ordered_json::array();
+      for (const auto& g : stages)
+        st.push_back({{"first_layer", g.first_layer}, {"last_layer", g.last_layer}, {"weight_bytes", g.weight_bytes},
+                      {"peak_task", g.peak_task}, {"total", g.total()}, {"fits", g.fits}});
+      j["stages"] = st;
+    }
     std::printf("%s\n", j.dump(2).c_str());
     return kExitOk;
   }
@@ -115,6 +135,19 @@ int run_inspect(const InspectArgs& a) {
            task_name(s, *settings), format_bytes(mem[i].total()), mem[i].total() <= *budget ? "yes" : "no"});
   }
   out += t.render();
+  if (calibrated) {
+    out += fmt::format("\ncalibration    {} samples x {} tokens; stages of contiguous layers for a {} worker:\n",
+                       data.sequences, data.tokens, format_bytes(*budget));
+    Table st({"STAGE", "LAYERS", "WEIGHTS", "LARGEST LAYER TASK", "STAGE MEMORY", "FITS"});
+    for (size_t i = 0; i < stages.size(); ++i) {
+      const Stage& g = stages[i];
+      st.add({std::to_string(i),
+              g.first_layer == g.last_layer ? std::to_string(g.first_layer)
+                                            : fmt::format("{}-{}", g.first_layer, g.last_layer),
+              format_bytes(g.weight_bytes), format_bytes(g.peak_task), format_bytes(g.total()), g.fits ? "yes" : "no"});
+    }
+    out += st.render();
+  }
   std::fputs(out.c_str(), stdout);
   return kExitOk;
 }

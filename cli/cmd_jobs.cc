@@ -24,6 +24,8 @@ absl::StatusOr<JobSpec> load_job_file(const std::string& path) {
   // Paths in the file are relative to the current folder; the coordinator gets them whole.
   spec.set_model(std::filesystem::absolute(spec.model()).lexically_normal().string());
   spec.set_output(std::filesystem::absolute(spec.output()).lexically_normal().string());
+  if (!spec.calibrate().ids().empty())
+    spec.mutable_calibrate()->set_ids(std::filesystem::absolute(spec.calibrate().ids()).lexically_normal().string());
   return spec;
 }
 

@@ -35,7 +35,7 @@ void add_compress_flags(CLI::App* cmd, CompressFlags* f) {
       ->check(CLI::IsMember({"sequential", "pipelined"}))->capture_default_str();
 }
 
-absl::StatusOr<CompressSettings> to_settings(const CompressFlags& f) {
+absl::StatusOr<CompressSettings> to_settings(const CompressFlags& f, bool need_ids) {
   CompressSettings s;
   if (f.prune != "none") {
     s.prune = PruneSettings{*prune_scope_from_name(f.scope), f.sparsity, PruneMethod::kMagnitude};
@@ -55,7 +55,7 @@ absl::StatusOr<CompressSettings> to_settings(const CompressFlags& f) {
   if (!s.prune && !s.quantize)
     return absl::InvalidArgumentError("nothing to do: --no-quantize without --prune");
   SP_RETURN_IF_ERROR(validate(s));
-  if (needs_calibration(s) && f.calib_ids.empty())
+  if (need_ids && needs_calibration(s) && f.calib_ids.empty())
     return absl::InvalidArgumentError(fmt::format("{} needs calibration text: give --calib-ids FILE", describe(s)));
   return s;
 }

@@ -29,6 +29,7 @@ struct CompressFlags {
 };
 
 void add_compress_flags(CLI::App* cmd, CompressFlags* f);
-absl::StatusOr<CompressSettings> to_settings(const CompressFlags& f);
+// `need_ids`: calibrated methods require --calib-ids (inspect plans without the file).
+absl::StatusOr<CompressSettings> to_settings(const CompressFlags& f, bool need_ids = true);
 
 }  // namespace sp::cli

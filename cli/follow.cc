@@ -37,7 +37,7 @@ int follow_job(const std::function<absl::StatusOr<JobStatus>()>& get, const std:
       }
     } else {
       const std::string line = s->id() + " " + state_text(s->state()) + " " + s->phase() + " " +
-                               std::to_string(s->tasks_done()) + "/" + std::to_string(s->tasks_total()) + " layers";
+                               std::to_string(s->tasks_done()) + "/" + std::to_string(s->tasks_total()) + " tasks";
       if (line != last) {
         std::fprintf(stderr, "%s\n", line.c_str());
         last = line;

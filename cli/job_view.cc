@@ -47,7 +47,7 @@ std::string progress_text(const JobStatus& j) {
   const int width = 24;
   const double frac = j.bytes_total() ? static_cast<double>(j.bytes_done()) / j.bytes_total() : 0.0;
   const int filled = static_cast<int>(frac * width);
-  std::string s = fmt::format("[{}{}] {}/{} layers, {} of {}", std::string(filled, '#'), std::string(width - filled, '.'),
+  std::string s = fmt::format("[{}{}] {}/{} tasks, {} of {}", std::string(filled, '#'), std::string(width - filled, '.'),
                               j.tasks_done(), j.tasks_total(), format_bytes(j.bytes_done()), format_bytes(j.bytes_total()));
   const int64_t end = j.finished_ms() ? j.finished_ms() : j.now_ms();
   if (j.started_ms() > 0 && end > j.started_ms()) {

@@ -11,11 +11,13 @@
 #include "checkpoint/assembler.h"
 #include "common/byte_size.h"
 #include "common/file_util.h"
+#include "coordinator/calibration_plan.h"
 #include "coordinator/job_spec.h"
 #include "coordinator/output_check.h"
 #include "fmt/format.h"
 #include "formats/bnb_format.h"
 #include "formats/model.h"
+#include "formats/token_ids.h"
 #include "nlohmann/json.hpp"
 #include "ops/task_memory.h"
 
@@ -298,6 +300,14 @@ absl::StatusOr<JobStatus> Coordinator::submit(const JobSpec& spec_in) {
   // Read config.json and the safetensors headers now: a bad model is rejected at submit.
   SP_ASSIGN_OR_RETURN(Model model, open_model(model_dir));
   SP_RETURN_IF_ERROR(check_files_under(model, options_.model_root));
+  if (spec_needs_calibration(spec)) {  // the calibration text is checked now, not hours later
+    SP_ASSIGN_OR_RETURN(const std::string ids, resolve_under(spec.calibrate().ids(), options_.model_root,
+                                                             "calibration ids"));
+    SP_RETURN_IF_ERROR(read_token_ids(ids, model.desc.config.vocab_size, spec.calibrate().samples(),
+                                      spec.calibrate().seq_len())
+                           .status());
+    spec.mutable_calibrate()->set_ids(ids);
+  }
 
   std::lock_guard lock(mu_);
   for (const auto& [id, j] : jobs_)
@@ -470,13 +480,14 @@ absl::StatusOr<LeaseResponse> Coordinator::lease(const LeaseRequest& r) {
   SP_ASSIGN_OR_RETURN(WorkerState * worker, seen_locked(r.worker_id()));
   const auto& has = worker->has;
   auto shard_of = [&](const TaskRecord& t) -> const ShardPlan& { return jobs_.at(t.job_id()).shards(t.shard_index()); };
-  auto granted = scheduler_->lease(
-      r.worker_id(), r.free_memory(), [&](const TaskRecord& t) { return shard_of(t).memory_estimate(); },
-      [&](const TaskRecord& t) {
-        int n = 0;
-        for (const auto& m : shard_of(t).tensors()) n += has.count(m.digest()) ? 1 : 0;
-        return n;
-      });
+  auto memory_of = [&](const TaskRecord& t) {
+    return t.kind() == FORWARD_LAYER ? shard_of(t).forward_memory() : shard_of(t).memory_estimate();
+  };
+  auto granted = scheduler_->lease(r.worker_id(), r.free_memory(), memory_of, [&](const TaskRecord& t) {
+    int n = 0;
+    for (const auto& m : task_inputs(jobs_.at(t.job_id()), t, *scheduler_)) n += has.count(m.digest()) ? 1 : 0;
+    return n;
+  });
   LeaseResponse resp;
   if (!granted) return resp;
   StateStore::Batch b;
@@ -491,11 +502,16 @@ absl::StatusOr<LeaseResponse> Coordinator::lease(const LeaseRequest& r) {
   resp.set_attempt(granted->attempt());
   resp.set_kind(granted->kind());
   resp.set_job_id(j.id());
-  for (const auto& m : shard_of(*granted).tensors()) *resp.add_inputs() = m;
+  for (const auto& m : task_inputs(j, *granted, *scheduler_)) *resp.add_inputs() = m;
   *resp.mutable_prune() = j.spec().prune();
   *resp.mutable_quantize() = j.spec().quantize();
   resp.set_lease_ttl_ms(options_.lease_ttl_ms);
-  resp.set_memory_estimate(shard_of(*granted).memory_estimate());
+  resp.set_memory_estimate(memory_of(*granted));
+  if (granted->kind() != COMPRESS_LAYER) {
+    resp.set_model_config(j.model_config());
+    *resp.mutable_calibrate() = j.spec().calibrate();
+    resp.set_layer(shard_of(*granted).layer());
+  }
   return resp;
 }
 
@@ -512,7 +528,9 @@ absl::Status Coordinator::complete(const CompleteRequest& r) {
   const TaskRecord* cur = scheduler_->find(r.task_id());
   if (cur) {
     const JobRecord& job = jobs_.at(cur->job_id());
-    SP_RETURN_IF_ERROR(annotate(check_outputs(job.shards(cur->shard_index()), job.spec(), r), r.task_id()));
+    const std::vector<int64_t> acts = returns_activations(job, *cur) ? activations_shape(job) : std::vector<int64_t>{};
+    SP_RETURN_IF_ERROR(annotate(
+        check_outputs(job.shards(cur->shard_index()), job.spec(), r, acts, cur->kind() == FORWARD_LAYER), r.task_id()));
   }
   if (cur && cur->state() == DONE && cur->attempt() == r.attempt() && cur->worker_id() == r.worker_id())
     return absl::OkStatus();  // a retried complete of a result we already have
@@ -527,7 +545,14 @@ absl::Status Coordinator::complete(const CompleteRequest& r) {
   put_task(b, *done);
   add_event(b, done->job_id(), fmt::format("{} done by worker {} (attempt {}, {:.2f} s)", done->id(), r.worker_id(),
                                            r.attempt(), (done->finished_ms() - done->started_ms()) / 1000.0));
+  // The next layers of a calibration chain can run now (same batch: never lost apart).
+  std::vector<TaskRecord> promoted = scheduler_->promote(done->job_id());
+  for (const auto& t : promoted) put_task(b, t);
   SP_RETURN_IF_ERROR(store_->commit(b, true));
+  if (auto w = workers_.find(r.worker_id()); w != workers_.end())  // it keeps what it produced
+    for (const auto& g : r.outputs())
+      for (const auto& t : g.tensors())
+        if (is_internal_tensor(t.name())) w->second.has.insert(t.digest());
   cv_.notify_all();
   return absl::OkStatus();
 }
@@ -703,12 +728,47 @@ absl::Status Coordinator::import_job(const std::string& job_id) {
   }
   for (const auto& s : model.desc.shards) total += s.tensors.size();
   j.clear_shards();
+  // Calibrated jobs: the config travels with the tasks, and the calibration ids are the
+  // first (auxiliary) shard, so that layer 0's task can run as soon as it is imported.
+  const bool calibrated = needs_calibration(settings);
+  const bool pipelined = j.spec().calibrate().mode() == "pipelined";
+  CalibrationShape data;
+  std::vector<Stage> stages;
+  if (calibrated) {
+    SP_ASSIGN_OR_RETURN(std::string config_text, read_file((fs::path(j.model_dir()) / "config.json").string()));
+    j.set_model_config(config_text);
+    j.set_hidden_size(model.desc.config.hidden_size);
+    const auto& c = j.spec().calibrate();
+    SP_ASSIGN_OR_RETURN(TokenBatch ids, read_token_ids(c.ids(), model.desc.config.vocab_size, c.samples(), c.seq_len()));
+    data = {ids.sequences, ids.seq_len};
+    stages = plan_stages(model.desc, settings, data, c.stage_memory());
+    const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(ids.ids.data()), ids.ids.size() * 4);
+    SP_ASSIGN_OR_RETURN(std::string digest, blobs_->put(bytes, BlobStore::Durability::kUnlogged));
+    ShardPlan* p = j.add_shards();
+    p->set_id(kCalibrationShardId);
+    p->set_auxiliary(true);
+    TensorMeta* m = p->add_tensors();
+    m->set_name(kCalibrationIdsTensor);
+    m->set_dtype("I32");
+    m->add_shape(ids.sequences);
+    m->add_shape(ids.seq_len);
+    m->set_digest(digest);
+    m->set_nbytes(bytes.size());
+    m->set_role("calibration_ids");
+  }
   for (const ModelShard& s : model.desc.shards) {
     ShardPlan* p = j.add_shards();
     p->set_id(s.id);
     p->set_is_layer(s.kind == ShardKind::kLayer);
     p->set_layer(s.layer);
-    p->set_memory_estimate(estimate_task_memory(s, settings).total());
+    if (calibrated && p->is_layer()) {
+      p->set_memory_estimate(estimate_calibration_memory(s, model.desc.config, settings, data).total());
+      p->set_forward_memory(estimate_forward_memory(s, model.desc.config, data).total());
+      for (size_t k = 0; k < stages.size(); ++k)
+        if (s.layer >= stages[k].first_layer && s.layer <= stages[k].last_layer) p->set_stage(static_cast<int>(k));
+    } else {
+      p->set_memory_estimate(estimate_task_memory(s, settings).total());
+    }
     for (const auto& name : s.tensors) {
       {
         std::lock_guard lock(mu_);
@@ -732,27 +792,39 @@ absl::Status Coordinator::import_job(const std::string& job_id) {
       ++done;
       sleep_ms(delay);
     }
-    const bool last = j.shards_size() == static_cast<int>(model.desc.shards.size());
+    const bool last = j.shards_size() == static_cast<int>(model.desc.shards.size()) + (calibrated ? 1 : 0);
     if (!p->is_layer() && !last) continue;
-    // Commit the plan so far and this layer's task. On a re-import after a crash the job
+    // Commit the plan so far and this layer's task(s). On a re-import after a crash the job
     // stays inactive until every shard is back, so no task is leased without its inputs.
     std::lock_guard lock(mu_);
     JobRecord& cur = jobs_.at(job_id);
     if (cur.state() != RUNNING) return absl::CancelledError("job no longer running");
     *cur.mutable_shards() = j.shards();
+    cur.set_model_config(j.model_config());
+    cur.set_hidden_size(j.hidden_size());
     cur.set_imported(last);
     StateStore::Batch b;
     const int index = j.shards_size() - 1;
-    const std::string task_id = fmt::format("{}/{}", job_id, p->id());
-    std::optional<TaskRecord> task;
-    if (p->is_layer() && !scheduler_->find(task_id)) {
-      task.emplace();
-      task->set_id(task_id);
-      task->set_job_id(job_id);
-      task->set_shard_index(index);
-      task->set_kind(COMPRESS_LAYER);
-      task->set_state(READY);
-      put_task(b, *task);
+    std::vector<TaskRecord> tasks;
+    if (p->is_layer()) {
+      if (calibrated) {
+        tasks = calibration_tasks(job_id, index, p->layer(), model.desc.config.num_layers, pipelined);
+      } else {
+        TaskRecord t;
+        t.set_id(fmt::format("{}/{}", job_id, p->id()));
+        t.set_job_id(job_id);
+        t.set_shard_index(index);
+        t.set_kind(COMPRESS_LAYER);
+        t.set_state(READY);
+        tasks.push_back(t);
+      }
+    }
+    std::vector<TaskRecord> created_now;
+    for (TaskRecord& t : tasks) {
+      if (scheduler_->find(t.id())) continue;
+      if (t.state() == WAITING && scheduler_->dependencies_done(t)) t.set_state(READY);
+      put_task(b, t);
+      created_now.push_back(t);
       ++created;
     }
     put_job(b, cur);
@@ -760,7 +832,7 @@ absl::Status Coordinator::import_job(const std::string& job_id) {
       add_event(b, job_id, fmt::format("imported {} tensors in {} shards; {} new tasks", total, cur.shards_size(),
                                        created));
     SP_RETURN_IF_ERROR(store_->commit(b, true));
-    if (task) scheduler_->upsert(*task);
+    for (const auto& t : created_now) scheduler_->upsert(t);
     if (!reimport || last) scheduler_->set_job_active(job_id, true);
   }
   std::lock_guard lock(mu_);
@@ -774,7 +846,8 @@ absl::Status Coordinator::assemble_job(const std::string& job_id) {
   {
     std::lock_guard lock(mu_);
     j = jobs_.at(job_id);
-    for (const auto* t : scheduler_->tasks_of(job_id)) tasks[t->shard_index()] = *t;
+    for (const auto* t : scheduler_->tasks_of(job_id))
+      if (t->kind() != FORWARD_LAYER) tasks[t->shard_index()] = *t;
     phase_[job_id] = "assembling";
   }
   // Output tensors in plan order: layer results, and pass-through shards as imported.
@@ -785,8 +858,10 @@ absl::Status Coordinator::assemble_job(const std::string& job_id) {
   };
   for (int i = 0; i < j.shards_size(); ++i) {
     const ShardPlan& s = j.shards(i);
+    if (s.auxiliary()) continue;
     if (s.is_layer()) {
       for (const auto& g : tasks.at(i).outputs()) {
+        if (g.tensors_size() > 0 && is_internal_tensor(g.tensors(0).name())) continue;
         TensorGroup group;
         for (const auto& m : g.tensors()) {
           group.push_back(spec_of(m));

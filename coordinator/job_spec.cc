@@ -7,6 +7,7 @@
 #include <set>
 
 #include "fmt/format.h"
+#include "common/byte_size.h"
 #include "ops/nf4_codebook.h"
 
 namespace sp {
@@ -56,7 +57,8 @@ static absl::StatusOr<JobSpec> parse_job_yaml_unguarded(std::string_view text, s
     return bad(label, fmt::format("not valid YAML: {}", e.what()));
   }
   if (!root.IsMap()) return bad(label, "a job spec is a mapping with model, output, prune, quantize");
-  SP_RETURN_IF_ERROR(check_keys(root, "", {"name", "model", "output", "overwrite", "prune", "quantize"}, label));
+  SP_RETURN_IF_ERROR(
+      check_keys(root, "", {"name", "model", "output", "overwrite", "prune", "quantize", "calibrate"}, label));
   JobSpec spec;
   std::string s;
   SP_RETURN_IF_ERROR(read_scalar(root, "name", "name", &s, label));
@@ -92,20 +94,66 @@ static absl::StatusOr<JobSpec> parse_job_yaml_unguarded(std::string_view text, s
   q->set_blocksize(64);
   q->set_double_quant(true);
   q->set_compute_dtype("bfloat16");
+  q->set_method("rtn");
+  // act-order is free with static NF4 scales (no g_idx); it cannot serve 2:4 groups.
+  q->set_act_order(prune->scope() != "2:4");
+  q->set_damp(0.01);
+  q->set_scale_search(0.1);
+  q->set_gptq_block_size(128);
   if (root["quantize"]) {
     const YAML::Node n = root["quantize"];
-    SP_RETURN_IF_ERROR(check_keys(n, "quantize", {"format", "blocksize", "double_quant", "compute_dtype"}, label));
-    std::string format = "nf4", compute = "bfloat16";
-    int blocksize = 64;
-    bool dq = true;
+    SP_RETURN_IF_ERROR(check_keys(n, "quantize",
+                                  {"format", "method", "blocksize", "double_quant", "compute_dtype", "act_order",
+                                   "damp", "scale_search", "gptq_block_size"},
+                                  label));
+    std::string format = "nf4", compute = "bfloat16", method = "rtn";
+    int blocksize = 64, gbs = 128;
+    bool dq = true, act_order = q->act_order();
+    double damp = 0.01, search = 0.1;
     SP_RETURN_IF_ERROR(read_scalar(n, "format", "quantize.format", &format, label));
+    SP_RETURN_IF_ERROR(read_scalar(n, "method", "quantize.method", &method, label));
     SP_RETURN_IF_ERROR(read_scalar(n, "blocksize", "quantize.blocksize", &blocksize, label));
     SP_RETURN_IF_ERROR(read_scalar(n, "double_quant", "quantize.double_quant", &dq, label));
     SP_RETURN_IF_ERROR(read_scalar(n, "compute_dtype", "quantize.compute_dtype", &compute, label));
+    SP_RETURN_IF_ERROR(read_scalar(n, "act_order", "quantize.act_order", &act_order, label));
+    SP_RETURN_IF_ERROR(read_scalar(n, "damp", "quantize.damp", &damp, label));
+    SP_RETURN_IF_ERROR(read_scalar(n, "scale_search", "quantize.scale_search", &search, label));
+    SP_RETURN_IF_ERROR(read_scalar(n, "gptq_block_size", "quantize.gptq_block_size", &gbs, label));
     q->set_format(format);
+    q->set_method(method);
     q->set_blocksize(blocksize);
     q->set_double_quant(dq);
     q->set_compute_dtype(compute);
+    q->set_act_order(act_order);
+    q->set_damp(damp);
+    q->set_scale_search(search);
+    q->set_gptq_block_size(gbs);
+  }
+  auto* c = spec.mutable_calibrate();
+  c->set_samples(128);
+  c->set_mode("sequential");
+  c->set_stage_memory(10ull << 30);
+  if (root["calibrate"]) {
+    const YAML::Node n = root["calibrate"];
+    SP_RETURN_IF_ERROR(check_keys(n, "calibrate",
+                                  {"ids", "samples", "seq_len", "mode", "true_sequential", "stage_memory"}, label));
+    std::string ids, mode = "sequential", stage_memory = "10GiB";
+    int samples = 128, seq_len = 0;
+    bool ts = false;
+    SP_RETURN_IF_ERROR(read_scalar(n, "ids", "calibrate.ids", &ids, label));
+    SP_RETURN_IF_ERROR(read_scalar(n, "samples", "calibrate.samples", &samples, label));
+    SP_RETURN_IF_ERROR(read_scalar(n, "seq_len", "calibrate.seq_len", &seq_len, label));
+    SP_RETURN_IF_ERROR(read_scalar(n, "mode", "calibrate.mode", &mode, label));
+    SP_RETURN_IF_ERROR(read_scalar(n, "true_sequential", "calibrate.true_sequential", &ts, label));
+    SP_RETURN_IF_ERROR(read_scalar(n, "stage_memory", "calibrate.stage_memory", &stage_memory, label));
+    auto sm = parse_byte_size(stage_memory);
+    if (!sm.ok()) return bad(label, fmt::format("'calibrate.stage_memory': {}", std::string(sm.status().message())));
+    c->set_ids(ids);
+    c->set_samples(samples);
+    c->set_seq_len(seq_len);
+    c->set_mode(mode);
+    c->set_true_sequential(ts);
+    c->set_stage_memory(*sm);
   }
   if (spec.name().empty() && !spec.output().empty())
     spec.set_name(std::filesystem::path(spec.output()).lexically_normal().filename().string());
@@ -129,8 +177,9 @@ absl::Status validate_job_spec(const JobSpec& spec) {
     return absl::InvalidArgumentError(fmt::format(
         "'name' {} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", spec.name()));
   const auto& p = spec.prune();
-  if (p.method() != "none" && p.method() != "magnitude")
-    return absl::InvalidArgumentError(fmt::format("'prune.method' is '{}'; expected none or magnitude", p.method()));
+  if (p.method() != "none" && p.method() != "magnitude" && p.method() != "wanda" && p.method() != "sparsegpt")
+    return absl::InvalidArgumentError(
+        fmt::format("'prune.method' is '{}'; expected none, magnitude, wanda or sparsegpt", p.method()));
   if (p.scope() != "tensor" && p.scope() != "row" && p.scope() != "2:4")
     return absl::InvalidArgumentError(fmt::format("'prune.scope' is '{}'; expected tensor, row or 2:4", p.scope()));
   if (!(p.sparsity() >= 0.0 && p.sparsity() < 1.0))
@@ -146,16 +195,64 @@ absl::Status validate_job_spec(const JobSpec& spec) {
         "'quantize.compute_dtype' is '{}'; expected bfloat16, float16 or float32", q.compute_dtype()));
   if (p.method() == "none" && q.format() == "none")
     return absl::InvalidArgumentError("nothing to do: prune.method is none and quantize.format is none");
+  if (q.method() != "rtn" && q.method() != "gptq")
+    return absl::InvalidArgumentError(fmt::format("'quantize.method' is '{}'; expected rtn or gptq", q.method()));
+  if (q.method() == "gptq" && q.format() != "nf4")
+    return absl::InvalidArgumentError("'quantize.method' gptq quantizes to NF4: it needs quantize.format nf4");
+  if (q.method() == "gptq" || p.method() == "sparsegpt") {
+    if (!(q.damp() > 0 && q.damp() < 1))
+      return absl::InvalidArgumentError(fmt::format("'quantize.damp' is {}; expected a number in (0, 1)", q.damp()));
+    if (!(q.scale_search() >= 0 && q.scale_search() <= 0.5))
+      return absl::InvalidArgumentError(
+          fmt::format("'quantize.scale_search' is {}; expected a number in [0, 0.5]", q.scale_search()));
+    if (q.gptq_block_size() < 1 || q.gptq_block_size() > 4096)
+      return absl::InvalidArgumentError(
+          fmt::format("'quantize.gptq_block_size' is {}; expected 1 to 4096", q.gptq_block_size()));
+    if (q.act_order() && p.method() != "none" && p.scope() == "2:4")
+      return absl::InvalidArgumentError(
+          "'quantize.act_order' cannot be combined with 2:4 pruning (its groups of 4 are in column order)");
+  }
+  if (spec_needs_calibration(spec)) {
+    const auto& c = spec.calibrate();
+    if (c.ids().empty())
+      return absl::InvalidArgumentError(fmt::format(
+          "{} needs calibration text: set 'calibrate.ids' to a token-id file (one sequence per line)",
+          describe_spec(spec)));
+    if (c.samples() < 1 || c.samples() > 1'000'000)
+      return absl::InvalidArgumentError(fmt::format("'calibrate.samples' is {}; expected 1 or more", c.samples()));
+    if (c.seq_len() < 0 || c.seq_len() == 1 || c.seq_len() > 1'000'000)
+      return absl::InvalidArgumentError(
+          fmt::format("'calibrate.seq_len' is {}; expected 2 or more (0: the file's line length)", c.seq_len()));
+    if (c.mode() != "sequential" && c.mode() != "pipelined")
+      return absl::InvalidArgumentError(
+          fmt::format("'calibrate.mode' is '{}'; expected sequential or pipelined", c.mode()));
+    if (c.stage_memory() < (64ull << 20))
+      return absl::InvalidArgumentError("'calibrate.stage_memory' must be at least 64MiB");
+  }
   return absl::OkStatus();
 }
 
+bool spec_needs_calibration(const JobSpec& spec) { return needs_calibration(compress_settings(spec)); }
+
 CompressSettings compress_settings(const JobSpec& spec) {
   CompressSettings s;
-  if (spec.prune().method() == "magnitude")
-    s.prune = PruneSettings{*prune_scope_from_name(spec.prune().scope()), spec.prune().sparsity()};
+  const std::string& pm = spec.prune().method();
+  if (pm == "magnitude" || pm == "wanda" || pm == "sparsegpt") {
+    const auto scope = prune_scope_from_name(spec.prune().scope());
+    s.prune = PruneSettings{scope.value_or(PruneScope::kRow), spec.prune().sparsity(),
+                            pm == "wanda"       ? PruneMethod::kWanda
+                            : pm == "sparsegpt" ? PruneMethod::kSparseGpt
+                                                : PruneMethod::kMagnitude};
+  }
+  s.quant_method = spec.quantize().method() == "gptq" ? QuantMethod::kGptq : QuantMethod::kRtn;
+  s.gptq.act_order = spec.quantize().act_order();
+  s.gptq.damp = spec.quantize().damp() > 0 ? spec.quantize().damp() : 0.01;
+  s.gptq.scale_search = spec.quantize().scale_search();
+  s.gptq.block_size = spec.quantize().gptq_block_size() > 0 ? spec.quantize().gptq_block_size() : 128;
+  s.gptq.true_sequential = spec.calibrate().true_sequential();
   if (spec.quantize().format() == "nf4") {
     s.quantize = Nf4Settings{spec.quantize().blocksize(), spec.quantize().double_quant(),
-                             *dtype_from_torch_name(spec.quantize().compute_dtype())};
+                             dtype_from_torch_name(spec.quantize().compute_dtype()).value_or(DType::kBF16)};
   } else {
     s.quantize.reset();
   }

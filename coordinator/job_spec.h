@@ -4,8 +4,12 @@
 //   model: /models/stories260k   # Hugging Face folder (under the coordinator's model root)
 //   output: /out/stories-nf4     # new folder (under the output root)
 //   overwrite: false             # true: replace an existing output at the end
-//   prune: {method: none|magnitude, sparsity: 0.3, scope: tensor|row|2:4}
-//   quantize: {format: nf4|none, blocksize: 64, double_quant: true, compute_dtype: bfloat16}
+//   prune: {method: none|magnitude|wanda|sparsegpt, sparsity: 0.3, scope: tensor|row|2:4}
+//   quantize: {format: nf4|none, method: rtn|gptq, blocksize: 64, double_quant: true,
+//              compute_dtype: bfloat16, act_order: true, damp: 0.01, scale_search: 0.1,
+//              gptq_block_size: 128}
+//   calibrate: {ids: FILE, samples: 128, seq_len: 0, mode: sequential|pipelined,
+//               true_sequential: false, stage_memory: 10GiB}   # gptq, wanda, sparsegpt
 //
 // Unknown keys and bad values are INVALID_ARGUMENT errors that name the key.
 #pragma once
@@ -26,6 +30,9 @@ absl::Status validate_job_spec(const shardpress::v1::JobSpec& spec);
 
 // The ops' settings for a (valid) spec.
 CompressSettings compress_settings(const shardpress::v1::JobSpec& spec);
+
+// True when the spec's methods need calibration data.
+bool spec_needs_calibration(const shardpress::v1::JobSpec& spec);
 
 // "magnitude 30% per row + NF4 (block 64, double quant)".
 std::string describe_spec(const shardpress::v1::JobSpec& spec);

@@ -9,11 +9,23 @@ namespace sp {
 
 using namespace shardpress::v1;  // NOLINT
 
-absl::Status check_outputs(const ShardPlan& shard, const JobSpec& spec, const CompleteRequest& r) {
+absl::Status check_outputs(const ShardPlan& shard, const JobSpec& spec, const CompleteRequest& r,
+                           const std::vector<int64_t>& activations, bool forward_only) {
   const CompressSettings settings = compress_settings(spec);
-  if (r.outputs_size() != shard.tensors_size())
-    return absl::InvalidArgumentError(fmt::format("{} output groups for {} inputs", r.outputs_size(), shard.tensors_size()));
-  for (int i = 0; i < shard.tensors_size(); ++i) {
+  const int layer_groups = forward_only ? 0 : shard.tensors_size();
+  const int want_groups = layer_groups + (activations.empty() ? 0 : 1);
+  if (r.outputs_size() != want_groups)
+    return absl::InvalidArgumentError(fmt::format("{} output groups, expected {}", r.outputs_size(), want_groups));
+  if (!activations.empty()) {
+    const OutputGroup& g = r.outputs(layer_groups);
+    uint64_t numel = 1;
+    for (int64_t d : activations) numel *= static_cast<uint64_t>(d);
+    if (g.tensors_size() != 1 || g.tensors(0).name() != "__activations__" || g.tensors(0).dtype() != "F32" ||
+        std::vector<int64_t>(g.tensors(0).shape().begin(), g.tensors(0).shape().end()) != activations ||
+        g.tensors(0).nbytes() != numel * sizeof(float))
+      return absl::InvalidArgumentError("the activations output does not match the calibration plan");
+  }
+  for (int i = 0; i < layer_groups; ++i) {
     const TensorMeta& in = shard.tensors(i);
     const OutputGroup& g = r.outputs(i);
     const auto role = role_from_name(in.role());

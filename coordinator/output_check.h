@@ -1,6 +1,8 @@
 // Checking a task's result against its plan before accepting it.
 #pragma once
 
+#include <vector>
+
 #include "common/status.h"
 #include "shardpress.pb.h"
 
@@ -10,7 +12,11 @@ namespace sp {
 // outputs the spec implies: the bitsandbytes tensors of a quantized projection (names,
 // dtypes, shapes; the quant_state JSON 1..512 bytes), a pruned weight in its dtype, or
 // the input itself unchanged (same digest).
+//
+// `activations` (non-empty: [sequences, tokens, hidden]) adds one last group holding the
+// float32 activations for the next layer; `forward_only` expects that group alone.
 absl::Status check_outputs(const shardpress::v1::ShardPlan& shard, const shardpress::v1::JobSpec& spec,
-                           const shardpress::v1::CompleteRequest& r);
+                           const shardpress::v1::CompleteRequest& r, const std::vector<int64_t>& activations = {},
+                           bool forward_only = false);
 
 }  // namespace sp

@@ -57,9 +57,14 @@ std::optional<TaskRecord> TaskScheduler::lease(const std::string& worker_id, uin
     if (t.state() != TaskState::READY || !active_jobs_.count(t.job_id())) continue;
     if (memory_of(t) > free_memory) continue;
     const int a = affinity(t);
-    // Ties go to the oldest job, then the lowest layer (ids sort "layer.10" before "layer.2").
-    const bool earlier = best && (t.job_id() < best->job_id() ||
-                                  (t.job_id() == best->job_id() && t.shard_index() < best->shard_index()));
+    // Ties go to the oldest job, then the lowest layer (ids sort "layer.10" before "layer.2"),
+    // then a forward task (it feeds the next layers of a pipeline).
+    const bool earlier =
+        best && (t.job_id() < best->job_id() ||
+                 (t.job_id() == best->job_id() &&
+                  (t.shard_index() < best->shard_index() ||
+                   (t.shard_index() == best->shard_index() && t.kind() == shardpress::v1::FORWARD_LAYER &&
+                    best->kind() != shardpress::v1::FORWARD_LAYER))));
     if (a > best_affinity || (a == best_affinity && earlier)) {
       best = &t;
       best_affinity = a;
@@ -159,7 +164,26 @@ std::vector<TaskRecord> TaskScheduler::reset_unfinished(const std::string& job_i
   for (auto& [id, t] : tasks_) {
     if (t.job_id() != job_id || t.state() == TaskState::DONE) continue;
     to_ready(t);
+    if (!dependencies_done(t)) t.set_state(TaskState::WAITING);
     t.set_failures(0);
+    changed.push_back(t);
+  }
+  return changed;
+}
+
+bool TaskScheduler::dependencies_done(const TaskRecord& t) const {
+  for (const auto& dep : t.depends_on()) {
+    const TaskRecord* d = find(dep);
+    if (!d || d->state() != TaskState::DONE) return false;
+  }
+  return true;
+}
+
+std::vector<TaskRecord> TaskScheduler::promote(const std::string& job_id) {
+  std::vector<TaskRecord> changed;
+  for (auto& [id, t] : tasks_) {
+    if (t.job_id() != job_id || t.state() != TaskState::WAITING || !dependencies_done(t)) continue;
+    t.set_state(TaskState::READY);
     changed.push_back(t);
   }
   return changed;

@@ -77,8 +77,13 @@ class TaskScheduler {
   // Drops every lease a worker holds (it was declared dead); tasks go back to READY.
   std::vector<shardpress::v1::TaskRecord> release_worker(const std::string& worker_id);
 
-  // Puts non-DONE tasks of a job back to READY (resume after cancel/failure).
+  // Puts non-DONE tasks of a job back to READY, or WAITING while a dependency is not
+  // DONE (resume after cancel/failure).
   std::vector<shardpress::v1::TaskRecord> reset_unfinished(const std::string& job_id);
+
+  // WAITING tasks of a job whose dependencies are all DONE become READY; returns them.
+  std::vector<shardpress::v1::TaskRecord> promote(const std::string& job_id);
+  bool dependencies_done(const shardpress::v1::TaskRecord& t) const;
 
  private:
   absl::StatusOr<shardpress::v1::TaskRecord*> held(const std::string& worker_id, const std::string& task_id,

@@ -2,6 +2,9 @@
 // of --config worker.yaml (coordinator, cache_dir, device, memory, threads, cache_size).
 // SIGTERM/SIGINT: finish the task in hand, stop leasing, exit 0.
 #include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <cstdio>
 #include <thread>
@@ -91,20 +94,27 @@ int main(int argc, char** argv) {
     return fail(absl::InvalidArgumentError(fmt::format("--device {}: expected auto, cpu or cuda:N", f.device)));
   }
 
-  // Signals are handled by one thread with sigwait; block them everywhere else.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  // Signals: a handler (any thread may take the signal: OpenBLAS starts its thread pool
+  // before main, with signals unblocked) writes the number to a pipe; one thread acts.
+  static int sig_pipe[2] = {-1, -1};
+  if (::pipe(sig_pipe) != 0) return fail(absl::InternalError("cannot create the signal pipe"));
+  struct sigaction sa {};
+  sa.sa_handler = [](int s) {
+    const char c = static_cast<char>(s);
+    [[maybe_unused]] const ssize_t n = ::write(sig_pipe[1], &c, 1);
+  };
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
 
   auto w = sp::Worker::create(o);
   if (!w.ok()) return fail(w.status());
   sp::Worker* worker = w->get();
-  std::thread sig([&set, worker] {
-    int s = 0;
-    sigwait(&set, &s);
-    std::fprintf(stderr, "shardpress-worker: signal %d, finishing the current task\n", s);
+  std::thread sig([worker] {
+    char c = 0;
+    while (::read(sig_pipe[0], &c, 1) < 0 && errno == EINTR) {
+    }
+    std::fprintf(stderr, "shardpress-worker: signal %d, finishing the current task\n", static_cast<int>(c));
     worker->stop();
   });
   sig.detach();

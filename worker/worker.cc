@@ -16,6 +16,9 @@
 #include "coordinator/job_spec.h"
 #include "fmt/format.h"
 #include "ops/compress_shard.h"
+#include "ops/linalg.h"
+#include "coordinator/calibration_plan.h"
+#include "worker/calibration_task.h"
 
 namespace sp {
 
@@ -68,6 +71,7 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::create(WorkerOptions options) {
   SP_ASSIGN_OR_RETURN(w->id_, load_or_create_id(w->options_.cache_dir));
   SP_ASSIGN_OR_RETURN(auto credentials, channel_credentials(w->options_.tls));
   w->client_ = std::make_unique<CoordinatorClient>(w->options_.coordinator, w->options_.token, credentials);
+  set_blas_threads(w->options_.threads);  // the forward pass and GPTQ use the advertised threads
   return w;
 }
 
@@ -249,20 +253,29 @@ absl::Status Worker::compute_and_upload(const LeaseResponse& lease, CompleteRequ
     SP_ASSIGN_OR_RETURN(std::span<const uint8_t> b, input_bytes(in, maps));
     bytes.push_back(b);
     const auto dt = dtype_from_name(in.dtype());
-    const auto role = role_from_name(in.role());
-    if (!dt || !role) return absl::InvalidArgumentError(fmt::format("input {}: unknown dtype or role", in.name()));
+    if (!dt) return absl::InvalidArgumentError(fmt::format("input {}: unknown dtype", in.name()));
     uint64_t numel = 1;
     for (int64_t d : in.shape()) numel *= static_cast<uint64_t>(d);
     if (numel * dtype_size(*dt) != b.size() || b.size() != in.nbytes())
       return absl::DataLossError(fmt::format("input {}: shape and bytes disagree (damaged lease?)", in.name()));
+    if (lease.kind() != COMPRESS_LAYER) continue;
+    const auto role = role_from_name(in.role());
+    if (!role) return absl::InvalidArgumentError(fmt::format("input {}: unknown role", in.name()));
     metas.push_back(ModelTensor{in.name(), *role, -1, TensorShape{*dt, {in.shape().begin(), in.shape().end()}}});
   }
-  std::vector<InputTensor> inputs;
-  for (size_t i = 0; i < metas.size(); ++i) inputs.push_back({&metas[i], bytes[i]});
-  JobSpec spec;
-  *spec.mutable_prune() = lease.prune();
-  *spec.mutable_quantize() = lease.quantize();
-  SP_ASSIGN_OR_RETURN(ShardResult result, compress_shard(inputs, compress_settings(spec)));
+  ShardResult result;
+  if (lease.kind() == COMPRESS_LAYER) {
+    std::vector<InputTensor> inputs;
+    for (size_t i = 0; i < metas.size(); ++i) inputs.push_back({&metas[i], bytes[i]});
+    JobSpec spec;
+    *spec.mutable_prune() = lease.prune();
+    *spec.mutable_quantize() = lease.quantize();
+    SP_ASSIGN_OR_RETURN(result, compress_shard(inputs, compress_settings(spec)));
+  } else {
+    std::vector<LeaseInput> inputs;
+    for (int i = 0; i < lease.inputs_size(); ++i) inputs.push_back({&lease.inputs(i), bytes[static_cast<size_t>(i)]});
+    SP_ASSIGN_OR_RETURN(result, run_calibration_task(lease, inputs));
+  }
   if (const int64_t d = task_delay_ms(); d > 0) sleep_ms(d);
   {
     std::lock_guard lock(source_mu_);  // inputs read at the source: drop them from our RSS
@@ -287,6 +300,9 @@ absl::Status Worker::compute_and_upload(const LeaseResponse& lease, CompleteRequ
       }
       SP_RETURN_IF_ERROR(put);
       stats_.bytes_uploaded += t.data.size();
+      if (is_internal_tensor(t.spec.name)) {  // the next layer's input: keep it for this worker
+        cache_->insert(m->digest(), [&](const auto& write) { return write(t.data); }).IgnoreError();
+      }
     }
   }
   for (const auto& r : result.reports) {

@@ -21,159 +21,10 @@
 #include "nlohmann/json.hpp"
 #include "tests/testutil/fixtures.h"
 #include "tests/testutil/process.h"
+#include "tests/e2e/cluster.h"
 
 namespace sp {
 namespace {
-
-namespace fs = std::filesystem;
-using json = nlohmann::json;
-
-std::map<std::string, std::string> manifest_digests(const std::string& dir) {
-  std::map<std::string, std::string> out;
-  auto text = read_file(dir + "/shardpress_manifest.json");
-  if (!text.ok()) return out;
-  for (const auto& [name, e] : json::parse(*text)["tensors"].items()) out[name] = e["digest"];
-  return out;
-}
-
-// The checkpoint the ops produce directly (one process, no coordinator), per setting.
-const std::map<std::string, std::string>& reference(bool prune) {
-  static std::map<bool, std::map<std::string, std::string>> cache;
-  if (!cache.count(prune)) {
-    test::TempDir d;
-    LocalCompressOptions o;
-    if (prune) o.settings.prune = PruneSettings{PruneScope::kRow, 0.3};
-    auto r = compress_model_local(test::fixture("stories260k/hf-bf16"), d / "ref", o);
-    EXPECT_TRUE(r.ok()) << r.status();
-    cache[prune] = manifest_digests(d / "ref");
-  }
-  return cache[prune];
-}
-
-class Cluster : public ::testing::Test {
- protected:
-  void SetUp() override {
-    fs::create_directories(dir_ / "models");
-    fs::create_directories(dir_ / "out");
-    fs::copy(test::fixture("stories260k/hf-bf16"), dir_ / "models/stories");
-  }
-  void TearDown() override {
-    if (HasFailure()) {
-      for (const auto& e : fs::directory_iterator(dir_.path()))
-        if (e.path().extension() == ".log")
-          std::fprintf(stderr, "---- %s\n%s\n", e.path().c_str(), read_file(e.path().string())->c_str());
-    }
-  }
-
-  // The first start picks a free port; a restart reuses it, as a lab's coordinator does.
-  void start_coordinator(std::map<std::string, std::string> env = {}, std::vector<std::string> extra = {}) {
-    const std::string listen = addr_.empty() ? "127.0.0.1:0" : addr_;
-    fs::remove(dir_ / "state/coordinator.addr");
-    std::vector<std::string> args{"--listen", listen, "--data-dir", dir_ / "state", "--model-root",
-                                  dir_ / "models", "--output-root", dir_ / "out", "--lease-ttl", "1s",
-                                  "--heartbeat-interval", "200ms", "--metrics-listen", "127.0.0.1:0"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    coordinator_ = std::make_unique<test::Process>(test::bin_dir() + "/shardpress-coordinator", args, env,
-                                                   dir_ / "coordinator.log");
-    for (int i = 0; i < 500 && !fs::exists(dir_ / "state/coordinator.addr"); ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    auto addr = read_file(dir_ / "state/coordinator.addr");
-    ASSERT_TRUE(addr.ok()) << "coordinator did not start";
-    addr_ = addr->substr(0, addr->find('\n'));
-  }
-
-  // `fetch`: never read the source model directly (as a PC without the model files).
-  test::Process* start_worker(const std::string& name, std::map<std::string, std::string> env = {},
-                              bool fetch = false, std::vector<std::string> extra = {}, std::string via = "") {
-    std::vector<std::string> args{"--coordinator", via.empty() ? addr_ : via, "--cache-dir",
-                                  dir_ / ("cache-" + name), "--memory", "1GiB"};
-    if (fetch) args.push_back("--no-direct-read");
-    args.insert(args.end(), extra.begin(), extra.end());
-    workers_[name] = std::make_unique<test::Process>(test::bin_dir() + "/shardpress-worker", args, env,
-                                                     dir_ / (name + ".log"));
-    return workers_[name].get();
-  }
-
-  // A fault_proxy in front of the coordinator; returns its address.
-  std::string start_proxy(std::vector<std::string> faults) {
-    std::vector<std::string> args{"--upstream", addr_, "--addr-file", dir_ / "proxy.addr", "--stats-file",
-                                  dir_ / "proxy.stats"};
-    args.insert(args.end(), faults.begin(), faults.end());
-    proxy_ = std::make_unique<test::Process>(test::bin_dir() + "/fault_proxy", args,
-                                             std::map<std::string, std::string>{}, dir_ / "proxy.log");
-    for (int i = 0; i < 500 && !fs::exists(dir_ / "proxy.addr"); ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    auto a = read_file(dir_ / "proxy.addr");
-    EXPECT_TRUE(a.ok()) << "fault_proxy did not start";
-    return a.ok() ? a->substr(0, a->find('\n')) : "";
-  }
-
-  // Waits (bounded) until worker `name` has dropped a stale result: its heartbeat learned
-  // the lease was revoked, or the coordinator refused the stale attempt.
-  bool stale_result_dropped(const std::string& name) {
-    for (int i = 0; i < 200; ++i) {
-      auto log = read_file(dir_ / (name + ".log"));
-      if (log.ok() && (log->find("lease revoked, result dropped") != std::string::npos ||
-                       log->find("result refused") != std::string::npos))
-        return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return false;
-  }
-
-  test::CliResult cli(std::vector<std::string> args) {
-    args.insert(args.begin(), {"--coordinator", addr_});
-    return test::run_cli(args);
-  }
-
-  std::string write_job(const std::string& name, bool prune = false) {
-    const std::string path = dir_ / (name + ".yaml");
-    test::write_text(path, "name: " + name + "\nmodel: " + (dir_ / "models/stories") + "\noutput: " +
-                               (dir_ / ("out/" + name)) + (prune ? "\nprune: {method: magnitude, sparsity: 0.3}\n" : "\n"));
-    return path;
-  }
-
-  json status(const std::string& job) {
-    auto r = cli({"status", job, "-o", "json"});
-    if (r.exit_code != 0) return json();
-    return json::parse(r.out);
-  }
-
-  // Polls the job's status until `pred` holds (bounded).
-  json wait_for(const std::string& job, const std::function<bool(const json&)>& pred, int timeout_ms = 30'000) {
-    for (int waited = 0; waited < timeout_ms; waited += 50) {
-      json s = status(job);
-      if (!s.is_null() && pred(s)) return s;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    ADD_FAILURE() << "timed out waiting on " << job << ": " << status(job).dump();
-    return json();
-  }
-
-  static bool succeeded(const json& s) { return s["state"] == "SUCCEEDED"; }
-  static int done(const json& s) { return s.value("tasks_done", 0); }
-  static std::map<std::string, int> done_attempts(const json& s) {
-    std::map<std::string, int> out;
-    for (const auto& t : s["tasks"])
-      if (t["state"] == "DONE") out[t["id"]] = t["attempt"];
-    return out;
-  }
-
-  void expect_reference_output(const std::string& name, bool prune = false) {
-    const std::string out = dir_ / ("out/" + name);
-    EXPECT_EQ(manifest_digests(out), reference(prune)) << "output differs from what the ops produce directly";
-    auto v = test::run_cli({"verify", out, "--against", dir_ / "models/stories"});
-    EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
-    for (const auto& e : fs::directory_iterator(dir_ / "out"))
-      EXPECT_NE(e.path().filename().string()[0], '.') << "left behind: " << e.path();
-  }
-
-  test::TempDir dir_;
-  std::string addr_;
-  std::unique_ptr<test::Process> coordinator_;
-  std::unique_ptr<test::Process> proxy_;
-  std::map<std::string, std::unique_ptr<test::Process>> workers_;
-};
 
 TEST_F(Cluster, CoordinatorAndTwoWorkersCompressStories) {
   start_coordinator();
@@ -370,7 +221,7 @@ TEST_F(Cluster, LocalRerunResumesAfterKill) {
     for (int i = 0; i < 600 && !two_done; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
       auto log = read_file(local.log_path());
-      two_done = log.ok() && log->find("2/5 layers") != std::string::npos;
+      two_done = log.ok() && log->find("2/5 tasks") != std::string::npos;
     }
     ASSERT_TRUE(two_done) << *read_file(local.log_path());
     local.kill(SIGKILL);
@@ -755,7 +606,11 @@ TEST_F(Cluster, PartitionedWorkerLosesItsLeaseAndItsResultIsRefused) {
 TEST_F(Cluster, WorkerStopsCleanlyOnSigterm) {
   start_coordinator();
   test::Process* w = start_worker("a");
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  for (int i = 0; i < 200; ++i) {  // registered: its handlers are in place
+    auto log = read_file(dir_ / "a.log");
+    if (log.ok() && log->find("registered") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
   w->kill(SIGTERM);
   EXPECT_EQ(w->wait(5000), 0);
   auto ws = cli({"workers", "-o", "json"});

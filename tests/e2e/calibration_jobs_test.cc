@@ -1,0 +1,133 @@
+// Calibrated jobs end to end (GPTQ, Wanda, SparseGPT; sequential and pipelined) on real
+// coordinator and worker processes: the output equals what the ops produce in one process
+// (`compress_model_local` with the same settings), also after a worker is killed in the
+// middle of a layer and after the coordinator is killed with layers done.
+#include "coordinator/job_spec.h"
+#include "formats/token_ids.h"
+#include "tests/e2e/cluster.h"
+
+namespace sp {
+namespace {
+
+class CalibrationCluster : public Cluster {
+ protected:
+  void SetUp() override {
+    Cluster::SetUp();
+    fs::copy_file(test::fixture("stories260k/text/calib.ids.txt"), dir_ / "models/calib.ids.txt");
+  }
+
+  std::string spec_text(const std::string& name, const std::string& body) {
+    return "name: " + name + "\nmodel: " + (dir_ / "models/stories") + "\noutput: " + (dir_ / ("out/" + name)) +
+           "\n" + body + "\ncalibrate: {ids: " + (dir_ / "models/calib.ids.txt") + ", samples: 32, mode: " + mode_ + "}\n";
+  }
+  std::string mode_ = "sequential";
+  std::string write_calibrated_job(const std::string& name, const std::string& body) {
+    const std::string path = dir_ / (name + ".yaml");
+    test::write_text(path, spec_text(name, body));
+    return path;
+  }
+
+  // What compress_model_local writes for the same spec (digests by tensor).
+  std::map<std::string, std::string> reference_for(const std::string& name, const std::string& body) {
+    auto spec = parse_job_yaml(spec_text(name, body), "spec");
+    EXPECT_TRUE(spec.ok()) << spec.status();
+    LocalCompressOptions o;
+    o.settings = compress_settings(*spec);
+    o.calibration = *read_token_ids(dir_ / "models/calib.ids.txt", 512, 32, 0);
+    o.sequential = spec->calibrate().mode() != "pipelined";
+    test::TempDir d;
+    auto r = compress_model_local(dir_ / "models/stories", d / "ref", o);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return manifest_digests(d / "ref");
+  }
+
+  void expect_output(const std::string& name, const std::string& body) {
+    const std::string out = dir_ / ("out/" + name);
+    const auto got = manifest_digests(out);
+    EXPECT_EQ(got.size(), 222u);
+    EXPECT_EQ(got, reference_for(name, body)) << "output differs from what the ops produce in one process";
+    auto v = test::run_cli({"verify", out});
+    EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+  }
+};
+
+TEST_F(CalibrationCluster, GptqJobIsByteIdenticalAfterKillingAWorkerMidLayerAndTheCoordinator) {
+  const std::string body = "quantize: {method: gptq}";
+  start_coordinator();
+  test::Process* a = start_worker("a", {{"SHARDPRESS_TEST_DELAY_MS", "task=700"}});
+  ASSERT_EQ(cli({"submit", write_calibrated_job("g1", body)}).exit_code, 0);
+  // Worker a holds layer.1 (layer.0 done): kill it in the middle of that layer.
+  wait_for("g1", [](const json& s) {
+    for (const auto& t : s["tasks"])
+      if (t["id"] == "job-0001/layer.1" && t["state"] == "LEASED") return true;
+    return false;
+  });
+  a->kill(SIGKILL);
+  a->wait();
+  start_worker("b", {{"SHARDPRESS_TEST_DELAY_MS", "task=300"}}, /*fetch=*/true);
+  const json before = wait_for("g1", [](const json& s) { return done(s) >= 3; });
+  const auto finished = done_attempts(before);
+  coordinator_->kill(SIGKILL);
+  coordinator_->wait();
+  start_coordinator();
+  const json after = wait_for("g1", succeeded, 60'000);
+  const auto attempts = done_attempts(after);
+  for (const auto& [id, attempt] : finished) EXPECT_EQ(attempts.at(id), attempt) << id << " was redone";
+  for (const auto& t : after["tasks"])
+    if (t["id"] == "job-0001/layer.1") EXPECT_GE(t["attempt"].get<int>(), 2) << "the killed layer must have rerun";
+  expect_output("g1", body);
+}
+
+TEST_F(CalibrationCluster, PipelinedSparseGptJobOnTwoWorkers) {
+  const std::string body = "prune: {method: sparsegpt, sparsity: 0.3}\nquantize: {method: gptq}";
+  mode_ = "pipelined";
+  const std::string path = write_calibrated_job("p1", body);
+  start_coordinator();
+  start_worker("a");
+  start_worker("b", {}, /*fetch=*/true);
+  auto r = cli({"submit", path, "--wait"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const json s = status("p1");
+  int forward = 0;
+  for (const auto& t : s["tasks"]) forward += t["id"].get<std::string>().find("/fwd.") != std::string::npos;
+  EXPECT_EQ(forward, 4) << "pipelined: one forward task per layer but the last";
+  expect_output("p1", body);
+}
+
+TEST_F(CalibrationCluster, BadCalibrationInputIsRefusedAtSubmit) {
+  start_coordinator();
+  // Methods that need text, without text.
+  test::write_text(dir_ / "nocal.yaml", "name: nocal\nmodel: " + (dir_ / "models/stories") + "\noutput: " +
+                                            (dir_ / "out/nocal") + "\nprune: {method: wanda}\n");
+  auto r = cli({"submit", dir_ / "nocal.yaml"});
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+  EXPECT_NE(r.err.find("needs calibration text: set 'calibrate.ids'"), std::string::npos) << r.err;
+  // An id outside the vocabulary.
+  test::write_text(dir_ / "models/bad.ids.txt", "1 2 3 4\n5 600 7 8\n");
+  test::write_text(dir_ / "bad.yaml", "name: bad\nmodel: " + (dir_ / "models/stories") + "\noutput: " +
+                                          (dir_ / "out/bad") + "\nquantize: {method: gptq}\ncalibrate: {ids: " +
+                                          (dir_ / "models/bad.ids.txt") + ", samples: 2}\n");
+  r = cli({"submit", dir_ / "bad.yaml"});
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+  EXPECT_NE(r.err.find("line 2: token id 600 is outside the model's vocabulary [0, 512)"), std::string::npos) << r.err;
+  // Too few lines, and a file outside the model root.
+  test::write_text(dir_ / "models/two.ids.txt", "1 2 3 4\n5 6 7 8\n");
+  test::write_text(dir_ / "few.yaml", "name: few\nmodel: " + (dir_ / "models/stories") + "\noutput: " +
+                                          (dir_ / "out/few") + "\nquantize: {method: gptq}\ncalibrate: {ids: " +
+                                          (dir_ / "models/two.ids.txt") + ", samples: 5}\n");
+  r = cli({"submit", dir_ / "few.yaml"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("5 sequences asked for, the file has 2"), std::string::npos) << r.err;
+  test::write_text(dir_ / "outside.ids.txt", "1 2 3\n");
+  test::write_text(dir_ / "outside.yaml", "name: outside\nmodel: " + (dir_ / "models/stories") + "\noutput: " +
+                                              (dir_ / "out/outside") + "\nquantize: {method: gptq}\ncalibrate: {ids: " +
+                                              (dir_ / "outside.ids.txt") + "}\n");
+  r = cli({"submit", dir_ / "outside.yaml"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("outside the coordinator's allowed root"), std::string::npos) << r.err;
+  auto list = cli({"list", "-o", "json"});
+  EXPECT_EQ(json::parse(list.out)["jobs"].size(), 0u) << "nothing may be stored for a refused job";
+}
+
+}  // namespace
+}  // namespace sp

@@ -1,0 +1,83 @@
+#include "worker/calibration_task.h"
+
+#include <cstring>
+
+#include "common/float_convert.h"
+#include "coordinator/calibration_plan.h"
+#include "coordinator/job_spec.h"
+#include "fmt/format.h"
+#include "ops/calibrate_layer.h"
+#include "ops/decoder_layer.h"
+
+namespace sp {
+
+using namespace shardpress::v1;  // NOLINT
+
+absl::StatusOr<ShardResult> run_calibration_task(const LeaseResponse& lease, std::span<const LeaseInput> inputs) {
+  SP_ASSIGN_OR_RETURN(ModelConfig config, parse_model_config(lease.model_config(), "the job's config.json"));
+  const int64_t layer = lease.layer();
+  if (layer < 0 || layer >= config.num_layers)
+    return absl::InvalidArgumentError(fmt::format("layer {} is not in the model", layer));
+  std::vector<ModelTensor> metas;
+  metas.reserve(inputs.size());
+  std::vector<InputTensor> layer_inputs;
+  const LeaseInput *ids = nullptr, *embed = nullptr, *acts_in = nullptr;
+  for (const LeaseInput& in : inputs) {
+    const std::string& name = in.meta->name();
+    if (name == kCalibrationIdsTensor) { ids = &in; continue; }
+    if (name == kActivationsTensor) { acts_in = &in; continue; }
+    const auto dt = dtype_from_name(in.meta->dtype());
+    const auto role = role_from_name(in.meta->role());
+    if (!dt || !role) return absl::InvalidArgumentError(fmt::format("input {}: unknown dtype or role", name));
+    if (*role == TensorRole::kEmbedding) { embed = &in; continue; }
+    metas.push_back(ModelTensor{name, *role, layer, TensorShape{*dt, {in.meta->shape().begin(), in.meta->shape().end()}}});
+    layer_inputs.push_back({&metas.back(), in.bytes});
+  }
+
+  // The activations entering this layer.
+  Activations acts;
+  if (acts_in) {
+    const auto& s = acts_in->meta->shape();
+    if (acts_in->meta->dtype() != "F32" || s.size() != 3 || s[2] != config.hidden_size ||
+        acts_in->bytes.size() != static_cast<size_t>(s[0] * s[1] * s[2]) * sizeof(float))
+      return absl::DataLossError("the activations input does not match its description");
+    acts = Activations{s[0], s[1], s[2], std::vector<float>(static_cast<size_t>(s[0] * s[1] * s[2]))};
+    std::memcpy(acts.data.data(), acts_in->bytes.data(), acts_in->bytes.size());
+  } else {
+    if (!ids || !embed) return absl::InvalidArgumentError("the first layer's task needs the embeddings and the ids");
+    const auto& s = ids->meta->shape();
+    if (ids->meta->dtype() != "I32" || s.size() != 2 || ids->bytes.size() != static_cast<size_t>(s[0] * s[1]) * 4)
+      return absl::DataLossError("the calibration ids do not match their description");
+    std::vector<int32_t> tok(static_cast<size_t>(s[0] * s[1]));
+    std::memcpy(tok.data(), ids->bytes.data(), ids->bytes.size());
+    for (int32_t t : tok)
+      if (t < 0 || t >= config.vocab_size) return absl::DataLossError(fmt::format("calibration id {} out of range", t));
+    const auto dt = dtype_from_name(embed->meta->dtype());
+    acts = embed_calibration(config, to_float32(embed->bytes, *dt), tok.data(), s[0], s[1]);
+  }
+
+  ShardResult result;
+  const bool sequential = lease.calibrate().mode() != "pipelined";
+  if (lease.kind() == FORWARD_LAYER) {
+    SP_ASSIGN_OR_RETURN(LayerWeights lw, load_layer_weights(config, layer_inputs));
+    SP_ASSIGN_OR_RETURN(RopeTable rope, rope_table(config, acts.tokens));
+    for (int64_t s = 0; s < acts.sequences; ++s) decoder_layer_forward(config, layer, lw, rope, acts.row(s), acts.tokens);
+  } else {
+    JobSpec spec;
+    *spec.mutable_prune() = lease.prune();
+    *spec.mutable_quantize() = lease.quantize();
+    *spec.mutable_calibrate() = lease.calibrate();
+    SP_ASSIGN_OR_RETURN(CalibratedLayer cl,
+                        calibrate_layer(config, layer, layer_inputs, acts, compress_settings(spec), sequential));
+    result = std::move(cl.result);
+  }
+  if (lease.kind() == FORWARD_LAYER || (sequential && layer + 1 < config.num_layers)) {
+    std::vector<uint8_t> bytes(acts.data.size() * sizeof(float));
+    std::memcpy(bytes.data(), acts.data.data(), bytes.size());
+    result.groups.push_back(
+        {{TensorSpec{kActivationsTensor, DType::kF32, {acts.sequences, acts.tokens, acts.hidden}}, std::move(bytes)}});
+  }
+  return result;
+}
+
+}  // namespace sp

@@ -1,0 +1,28 @@
+// The calibration tasks a worker runs (CALIBRATE_STAGE and FORWARD_LAYER): rebuild the
+// layer's inputs and the activations entering it (from the previous task's output, or
+// from the embeddings and the calibration ids for the first layer), then calibrate,
+// prune and quantize the layer (ops/calibrate_layer) or run its original forward. Plain
+// functions of the lease and its input bytes, tested without a network.
+#pragma once
+
+#include <span>
+#include <vector>
+
+#include "common/status.h"
+#include "formats/model_layout.h"
+#include "ops/compress_shard.h"
+#include "shardpress.pb.h"
+
+namespace sp {
+
+struct LeaseInput {
+  const shardpress::v1::TensorMeta* meta;
+  std::span<const uint8_t> bytes;
+};
+
+// The groups to upload: the layer's outputs (unless a forward task), then, where the
+// next layer needs them, one group with the float32 `__activations__`.
+absl::StatusOr<ShardResult> run_calibration_task(const shardpress::v1::LeaseResponse& lease,
+                                                 std::span<const LeaseInput> inputs);
+
+}  // namespace sp
