@@ -9,6 +9,8 @@
 extern "C" {
 void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* info);
 void dpotri_(const char* uplo, const int* n, double* a, const int* lda, int* info);
+void spotrf_(const char* uplo, const int* n, float* a, const int* lda, int* info);
+void spotri_(const char* uplo, const int* n, float* a, const int* lda, int* info);
 void openblas_set_num_threads(int n);
 }
 
@@ -62,29 +64,51 @@ void syrk_upper_accumulate_ref(const float* x, int64_t t, int64_t c, float* h) {
     }
 }
 
-absl::StatusOr<std::vector<float>> inverse_cholesky_upper(std::span<const double> h, int64_t c) {
-  // Row-major upper == column-major lower: LAPACK sees the transpose, which is the same
-  // symmetric matrix. Steps: L = chol(H); H^-1 from L; U = chol(H^-1) (upper).
-  std::vector<double> a(h.begin(), h.end());
+namespace {
+
+void potrf(const char* uplo, const int* n, double* a, int* info) { dpotrf_(uplo, n, a, n, info); }
+void potrf(const char* uplo, const int* n, float* a, int* info) { spotrf_(uplo, n, a, n, info); }
+void potri(const char* uplo, const int* n, double* a, int* info) { dpotri_(uplo, n, a, n, info); }
+void potri(const char* uplo, const int* n, float* a, int* info) { spotri_(uplo, n, a, n, info); }
+
+// Row-major upper == column-major lower: LAPACK sees the transpose, which is the same
+// symmetric matrix. Steps: L = chol(H); H^-1 from L; U = chol(H^-1) (upper).
+template <typename T>
+absl::StatusOr<std::vector<float>> inverse_cholesky_upper_t(std::span<const double> h, int64_t c) {
+  std::vector<T> a(h.begin(), h.end());
   const int n = static_cast<int>(c);
   int info = 0;
-  dpotrf_("L", &n, a.data(), &n, &info);
+  potrf("L", &n, a.data(), &info);
   if (info != 0)
     return absl::FailedPreconditionError(fmt::format("Hessian is not positive definite (leading minor {})", info));
-  dpotri_("L", &n, a.data(), &n, &info);
+  potri("L", &n, a.data(), &info);
   if (info != 0) return absl::FailedPreconditionError(fmt::format("Hessian is singular (element {})", info));
   // dpotri fills the column-major lower triangle = row-major upper; factor it as the
   // column-major upper U' (U'^T U' = H^-1), which is row-major lower; transpose out.
   for (int64_t i = 0; i < c; ++i)  // mirror: row-major upper -> full
     for (int64_t j = i + 1; j < c; ++j) a[j * c + i] = a[i * c + j];
-  dpotrf_("U", &n, a.data(), &n, &info);
+  potrf("U", &n, a.data(), &info);
   if (info != 0)
     return absl::FailedPreconditionError(fmt::format("inverse Hessian is not positive definite (minor {})", info));
   // Column-major upper U' at a[col * c + row] for row <= col: row-major element (row, col).
   std::vector<float> u(static_cast<size_t>(c * c), 0.0f);
   for (int64_t col = 0; col < c; ++col)
-    for (int64_t row = 0; row <= col; ++row) u[row * c + col] = static_cast<float>(a[col * c + row]);
+    for (int64_t row = 0; row <= col; ++row) {
+      const T v = a[col * c + row];
+      if (!std::isfinite(v)) return absl::FailedPreconditionError("the inverse Hessian factor is not finite");
+      u[row * c + col] = static_cast<float>(v);
+    }
   return u;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<float>> inverse_cholesky_upper(std::span<const double> h, int64_t c) {
+  // float32 as the GPTQ reference does (half the memory, twice the speed); float64 when
+  // float32 cannot factorise it.
+  auto u = inverse_cholesky_upper_t<float>(h, c);
+  if (u.ok()) return u;
+  return inverse_cholesky_upper_t<double>(h, c);
 }
 
 absl::StatusOr<std::vector<float>> inverse_cholesky_upper_ref(std::span<const double> h, int64_t c) {

@@ -34,8 +34,9 @@ void syrk_upper_accumulate(const float* x, int64_t t, int64_t c, float* h);
 void syrk_upper_accumulate_ref(const float* x, int64_t t, int64_t c, float* h);
 
 // U, upper triangular with H^-1 = U^T U, for a symmetric positive definite H [c, c]
-// (float64, LAPACK dpotrf/dpotri/dpotrf). FAILED_PRECONDITION when H is not positive
-// definite (the caller adds damping and retries). The result is row-major float32.
+// (LAPACK potrf/potri/potrf in float32, as the GPTQ reference; float64 when float32
+// fails). FAILED_PRECONDITION when H is not positive definite even in float64 (the
+// caller adds damping and retries). The result is row-major float32.
 absl::StatusOr<std::vector<float>> inverse_cholesky_upper(std::span<const double> h, int64_t c);
 // The same by the textbook definition (Cholesky-Banachiewicz, explicit inverse), for tests.
 absl::StatusOr<std::vector<float>> inverse_cholesky_upper_ref(std::span<const double> h, int64_t c);
