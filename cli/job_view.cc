@@ -78,7 +78,9 @@ std::string render_job(const JobStatus& j, bool tasks) {
         time = duration_text((ts.finished_ms() - ts.started_ms()) / 1000.0);
       else if (ts.state() == LEASED)
         time = duration_text((j.now_ms() - ts.started_ms()) / 1000.0) + " so far";
-      t.add({ts.shard(), task_state_text(ts.state()), std::to_string(ts.attempt()), ts.worker_id(),
+      // The task's own name ("layer.3", "fwd.3"): a pipelined layer has two tasks.
+      const std::string name = ts.id().substr(ts.id().rfind('/') + 1);
+      t.add({name, task_state_text(ts.state()), std::to_string(ts.attempt()), ts.worker_id(),
              format_bytes(ts.input_bytes()), time});
     }
     out += "\n" + t.render();

@@ -26,7 +26,7 @@ namespace {
 
 // ||W X - Q X||^2 / ||W X||^2 = tr((W-Q) H (W-Q)^T) / tr(W H W^T), from the Hessian.
 double relative_output_error(const std::vector<float>& w, const std::vector<float>& q, int64_t rows, int64_t cols,
-                             const std::vector<double>& h) {
+                             const std::vector<float>& h) {
   double num = 0, den = 0;
   std::vector<double> d(static_cast<size_t>(cols)), x(static_cast<size_t>(cols));
   for (int64_t i = 0; i < rows; ++i) {
@@ -36,7 +36,7 @@ double relative_output_error(const std::vector<float>& w, const std::vector<floa
     }
     for (int64_t a = 0; a < cols; ++a) {
       double hd = 0, hx = 0;
-      const double* hr = &h[a * cols];
+      const float* hr = &h[a * cols];
       for (int64_t b = 0; b < cols; ++b) {
         hd += hr[b] * d[b];
         hx += hr[b] * x[b];
@@ -118,7 +118,7 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
     }
     const bool obs = gptq || (settings.prune && settings.prune->method == PruneMethod::kSparseGpt);
     std::vector<float> final_w;
-    std::optional<std::vector<double>> hess;
+    std::optional<std::vector<float>> hess;
     if (obs) {
       auto h = stats.hessian();
       if (!h.ok()) return fail(h.status());
@@ -141,7 +141,8 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
         os.scope = settings.prune->scope;
         os.sparsity = settings.prune->sparsity;
       }
-      auto r = obs_compress(original, rows, cols, *hess, os);
+      auto r = obs_compress(original, rows, cols, std::move(*hess), os);
+      hess.reset();
       if (!r.ok())
         return fail(annotate(r.status(), fmt::format("layer {} {} input", layer,
                                                      linear_input_name(linear_input_of(meta.role)))));

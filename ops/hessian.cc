@@ -15,10 +15,10 @@ void HessianAccumulator::add(const float* x, int64_t tokens) {
   ++samples_;
 }
 
-absl::StatusOr<std::vector<double>> HessianAccumulator::hessian() const {
+absl::StatusOr<std::vector<float>> HessianAccumulator::hessian() const {
   if (samples_ == 0) return absl::FailedPreconditionError("no calibration samples were seen");
-  std::vector<double> h(h_.size());
-  const double scale = 2.0 / static_cast<double>(samples_);
+  std::vector<float> h(h_.size());
+  const float scale = static_cast<float>(2.0 / static_cast<double>(samples_));
   for (int64_t i = 0; i < c_; ++i)
     for (int64_t j = i; j < c_; ++j) {
       const float v = h_[i * c_ + j];

@@ -25,10 +25,10 @@ class HessianAccumulator {
   int64_t samples() const { return samples_; }
   uint64_t bytes() const { return h_.size() * sizeof(float); }
 
-  // H as a full symmetric float64 matrix [c, c], ready for factorisation.
+  // H as a full symmetric float32 matrix [c, c], ready for factorisation.
   // INVALID_ARGUMENT when it holds NaN/Inf (a NaN activation poisons every entry) or
   // when no sample was added.
-  absl::StatusOr<std::vector<double>> hessian() const;
+  absl::StatusOr<std::vector<float>> hessian() const;
   // sum over tokens of x_j^2 per column (Wanda's statistic; unscaled).
   std::vector<float> sum_squares() const;
 

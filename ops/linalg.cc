@@ -111,6 +111,30 @@ absl::StatusOr<std::vector<float>> inverse_cholesky_upper(std::span<const double
   return inverse_cholesky_upper_t<double>(h, c);
 }
 
+absl::Status inverse_cholesky_upper_inplace(std::vector<float>& a, int64_t c) {
+  const int n = static_cast<int>(c);
+  int info = 0;
+  potrf("L", &n, a.data(), &info);
+  if (info != 0)
+    return absl::FailedPreconditionError(fmt::format("Hessian is not positive definite (leading minor {})", info));
+  potri("L", &n, a.data(), &info);
+  if (info != 0) return absl::FailedPreconditionError(fmt::format("Hessian is singular (element {})", info));
+  for (int64_t i = 0; i < c; ++i)
+    for (int64_t j = i + 1; j < c; ++j) a[j * c + i] = a[i * c + j];
+  potrf("U", &n, a.data(), &info);
+  if (info != 0)
+    return absl::FailedPreconditionError(fmt::format("inverse Hessian is not positive definite (minor {})", info));
+  // Column-major upper U' (a[col * c + row], row <= col) to row-major: transpose in place.
+  for (int64_t i = 0; i < c; ++i)
+    for (int64_t j = i + 1; j < c; ++j) {
+      a[i * c + j] = a[j * c + i];
+      a[j * c + i] = 0.0f;
+    }
+  for (float v : a)
+    if (!std::isfinite(v)) return absl::FailedPreconditionError("the inverse Hessian factor is not finite");
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<float>> inverse_cholesky_upper_ref(std::span<const double> h, int64_t c) {
   const auto n = static_cast<size_t>(c);
   auto cholesky_lower = [&](std::vector<double> m) -> absl::StatusOr<std::vector<double>> {

@@ -38,6 +38,9 @@ void syrk_upper_accumulate_ref(const float* x, int64_t t, int64_t c, float* h);
 // fails). FAILED_PRECONDITION when H is not positive definite even in float64 (the
 // caller adds damping and retries). The result is row-major float32.
 absl::StatusOr<std::vector<float>> inverse_cholesky_upper(std::span<const double> h, int64_t c);
+// The same in float32 only, in place: `a` (H, full symmetric) becomes U (row-major,
+// zeros below the diagonal). No extra c x c buffer: for the widest Hessians.
+absl::Status inverse_cholesky_upper_inplace(std::vector<float>& a, int64_t c);
 // The same by the textbook definition (Cholesky-Banachiewicz, explicit inverse), for tests.
 absl::StatusOr<std::vector<float>> inverse_cholesky_upper_ref(std::span<const double> h, int64_t c);
 

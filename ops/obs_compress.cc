@@ -14,7 +14,9 @@ namespace {
 // Damping fractions added in turn, each from the undamped H (algorithms.md §h).
 constexpr double kDampSteps[] = {0.0, 0.0025, 0.005, 0.0075, 0.01, 0.04, 0.09, 0.24, 0.49, 0.99};
 
-absl::StatusOr<std::vector<float>> factorise(const std::vector<double>& h, int64_t c, double damp, double* used) {
+// U for H + p * mean(diag H) * I, trying growing p; float32 in place first, float64
+// (algorithms.md §h) when float32 fails at a damping.
+absl::StatusOr<std::vector<float>> factorise(const std::vector<float>& h, int64_t c, double damp, double* used) {
   double mean = 0;
   for (int64_t j = 0; j < c; ++j) mean += h[j * c + j];
   mean /= static_cast<double>(c);
@@ -22,9 +24,18 @@ absl::StatusOr<std::vector<float>> factorise(const std::vector<double>& h, int64
   for (double extra : kDampSteps) {
     const double p = damp + extra;
     if (p >= 1.0) break;
-    std::vector<double> a = h;
-    for (int64_t j = 0; j < c; ++j) a[j * c + j] += p * mean;
-    auto u = inverse_cholesky_upper(a, c);
+    std::vector<float> a = h;
+    for (int64_t j = 0; j < c; ++j) a[j * c + j] += static_cast<float>(p * mean);
+    last = inverse_cholesky_upper_inplace(a, c);
+    if (last.ok()) {
+      *used = p;
+      return a;
+    }
+    a.clear();
+    a.shrink_to_fit();
+    std::vector<double> d(h.begin(), h.end());
+    for (int64_t j = 0; j < c; ++j) d[j * c + j] += p * mean;
+    auto u = inverse_cholesky_upper(d, c);
     if (u.ok()) {
       *used = p;
       return u;
@@ -143,7 +154,7 @@ absl::StatusOr<LoopResult> column_loop(const Problem& p, const ObsSettings& s, c
 
 }  // namespace
 
-absl::StatusOr<ObsResult> obs_compress(std::vector<float> w, int64_t rows, int64_t cols, std::vector<double> h,
+absl::StatusOr<ObsResult> obs_compress(std::vector<float> w, int64_t rows, int64_t cols, std::vector<float> h,
                                        const ObsSettings& s) {
   const auto n = static_cast<size_t>(rows * cols);
   if (w.size() != n || h.size() != static_cast<size_t>(cols * cols))
@@ -203,7 +214,7 @@ absl::StatusOr<ObsResult> obs_compress(std::vector<float> w, int64_t rows, int64
       p.mask[i * cols + j] = mask[i * cols + p.perm[j]];
     }
   if (s.act_order) {
-    std::vector<double> hp(h.size());
+    std::vector<float> hp(h.size());
     for (int64_t i = 0; i < cols; ++i)
       for (int64_t j = 0; j < cols; ++j) hp[i * cols + j] = h[p.perm[i] * cols + p.perm[j]];
     h = std::move(hp);

@@ -64,7 +64,7 @@ struct ObsResult {
 // `h` is the Hessian [cols, cols] (full, symmetric). FAILED_PRECONDITION when no
 // damping up to 100% of the mean diagonal makes it factorise; INVALID_ARGUMENT for bad
 // shapes/settings (2:4 with act-order, a mask of the wrong size, NaN/Inf weights).
-absl::StatusOr<ObsResult> obs_compress(std::vector<float> w, int64_t rows, int64_t cols, std::vector<double> h,
+absl::StatusOr<ObsResult> obs_compress(std::vector<float> w, int64_t rows, int64_t cols, std::vector<float> h,
                                        const ObsSettings& s);
 
 }  // namespace sp

@@ -63,8 +63,8 @@ TaskMemory estimate_calibration_memory(const ModelShard& shard, const ModelConfi
   const uint64_t hessians = (sq(config.hidden_size) * 2 + sq(config.num_heads * config.head_dim) +
                              sq(config.intermediate_size)) * sizeof(float);
   const int64_t widest = std::max({config.hidden_size, config.num_heads * config.head_dim, config.intermediate_size});
-  // H and its damped copy in float64, U in float32, W/Q/update blocks in float32.
-  const uint64_t gptq = sq(widest) * (2 * sizeof(double) + sizeof(float)) + shard.largest_linear_numel * 4 * sizeof(float);
+  // H and its damped copy (factorised in place into U), W/Q/update blocks, all float32.
+  const uint64_t gptq = sq(widest) * 2 * sizeof(float) + shard.largest_linear_numel * 4 * sizeof(float);
   m.working = shard.params * sizeof(float) + acts + forward_buffers(config, data) + hessians + gptq;
   m.output += acts;
   return m;

@@ -28,15 +28,15 @@ std::vector<float> bf16_weights(size_t n, uint32_t seed) {
   return w;
 }
 
-std::vector<double> diagonal(int64_t c, uint32_t seed) {
+std::vector<float> diagonal(int64_t c, uint32_t seed) {
   std::mt19937 rng(seed);
-  std::uniform_real_distribution<double> ud(0.5, 3.0);
-  std::vector<double> h(static_cast<size_t>(c * c), 0.0);
+  std::uniform_real_distribution<float> ud(0.5f, 3.0f);
+  std::vector<float> h(static_cast<size_t>(c * c), 0.0f);
   for (int64_t j = 0; j < c; ++j) h[j * c + j] = ud(rng);
   return h;
 }
 
-std::vector<double> random_hessian(int64_t c, int64_t tokens, uint32_t seed) {
+std::vector<float> random_hessian(int64_t c, int64_t tokens, uint32_t seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd;
   std::vector<float> x(static_cast<size_t>(tokens * c));
@@ -152,7 +152,7 @@ TEST(Obs, DeadChannelsAreZeroedAndSingularHessiansDamped) {
   const int64_t rows = 4, cols = 64;
   auto w = bf16_weights(static_cast<size_t>(rows * cols), 14);
   auto h = random_hessian(cols, 20, 8);  // 20 tokens < 64 columns: singular
-  for (int64_t j = 0; j < cols; ++j) h[5 * cols + j] = h[j * cols + 5] = 0.0;  // channel 5 never active
+  for (int64_t j = 0; j < cols; ++j) h[5 * cols + j] = h[j * cols + 5] = 0.0f;  // channel 5 never active
   ObsSettings s;
   auto r = obs_compress(w, rows, cols, h, s);
   ASSERT_TRUE(r.ok()) << r.status();

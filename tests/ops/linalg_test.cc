@@ -60,12 +60,17 @@ TEST(Linalg, InverseCholeskyMatchesReferenceAndDefinition) {
     }
   for (int i = 0; i < c; ++i)
     for (int j = 0; j < i; ++j) EXPECT_EQ((*u)[i * c + j], 0.0f);
+  std::vector<float> inplace(h.begin(), h.end());
+  ASSERT_TRUE(inverse_cholesky_upper_inplace(inplace, c).ok());
+  for (int i = 0; i < c * c; ++i) EXPECT_NEAR(inplace[i], (*r)[i], 1e-4 * (1 + std::fabs((*r)[i])));
 }
 
 TEST(Linalg, SingularMatrixIsAFailedPrecondition) {
   std::vector<double> h = {1, 1, 1, 1};  // rank 1
   auto u = inverse_cholesky_upper(h, 2);
   EXPECT_EQ(u.status().code(), absl::StatusCode::kFailedPrecondition);
+  std::vector<float> f = {1, 1, 1, 1};
+  EXPECT_EQ(inverse_cholesky_upper_inplace(f, 2).code(), absl::StatusCode::kFailedPrecondition);
 }
 
 }  // namespace
