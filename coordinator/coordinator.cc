@@ -483,13 +483,21 @@ absl::StatusOr<LeaseResponse> Coordinator::lease(const LeaseRequest& r) {
   auto memory_of = [&](const TaskRecord& t) {
     return t.kind() == FORWARD_LAYER ? shard_of(t).forward_memory() : shard_of(t).memory_estimate();
   };
+  // Affinity: inputs the worker already has; for calibration, the stage it has been
+  // running (its layers' weights are cached there, and the chain stays on one machine).
+  auto stage_key = [&](const TaskRecord& t) { return fmt::format("{}#{}", t.job_id(), shard_of(t).stage()); };
   auto granted = scheduler_->lease(r.worker_id(), r.free_memory(), memory_of, [&](const TaskRecord& t) {
     int n = 0;
     for (const auto& m : task_inputs(jobs_.at(t.job_id()), t, *scheduler_)) n += has.count(m.digest()) ? 1 : 0;
+    if (t.kind() != COMPRESS_LAYER) {
+      auto owner = stage_owner_.find(stage_key(t));
+      if (owner != stage_owner_.end() && owner->second == r.worker_id()) n += 1000;
+    }
     return n;
   });
   LeaseResponse resp;
   if (!granted) return resp;
+  if (granted->kind() != COMPRESS_LAYER) stage_owner_.emplace(stage_key(*granted), r.worker_id());
   StateStore::Batch b;
   put_task(b, *granted);
   add_event(b, granted->job_id(), fmt::format("{} leased to worker {} (attempt {})", granted->id(), r.worker_id(),

@@ -121,6 +121,7 @@ class Coordinator {
   // Requires mu_: seen within a few heartbeat intervals.
   bool alive_locked(const WorkerState& w) const;
   std::map<std::string, std::string> phase_;  // job id -> "importing 3/9"
+  std::map<std::string, std::string> stage_owner_;  // "job#stage" -> the worker that took it first
   uint64_t next_seq_ = 1;
   uint64_t event_counter_ = 0;
   bool stopping_ = false;

@@ -12,7 +12,7 @@ if ! command -v clang++ >/dev/null 2>&1; then
   echo "fuzz: clang++ not found, fuzzers skipped"
   exit 0
 fi
-all=(safetensors_header safetensors_index model_config job_yaml config_file blob_stream quant_state)
+all=(safetensors_header safetensors_index model_config job_yaml config_file blob_stream quant_state token_ids)
 targets=("${@:-${all[@]}}")
 if [ ! -f build-fuzz/CMakeCache.txt ]; then
   generator=()

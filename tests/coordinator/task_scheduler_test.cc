@@ -165,3 +165,52 @@ TEST_F(SchedulerTest, ReleaseWorkerAndResetUnfinished) {
 
 }  // namespace
 }  // namespace sp
+
+namespace sp {
+namespace {
+
+// Calibration chains: a WAITING task is never leased; it becomes READY when its
+// dependency is DONE; resume puts tasks with unfinished dependencies back to WAITING;
+// a forward task wins a tie with the layer task of the same shard.
+TEST(SchedulerChains, DependenciesGateLeasesAndResume) {
+  FakeClock clock;
+  TaskScheduler s(clock, SchedulerOptions{1000, 3});
+  auto make = [](const std::string& id, int shard, shardpress::v1::TaskKind kind, TaskState st,
+                 const std::string& dep) {
+    TaskRecord t;
+    t.set_id("job-0001/" + id);
+    t.set_job_id("job-0001");
+    t.set_shard_index(shard);
+    t.set_kind(kind);
+    t.set_state(st);
+    if (!dep.empty()) t.add_depends_on("job-0001/" + dep);
+    return t;
+  };
+  s.upsert(make("layer.0", 1, shardpress::v1::CALIBRATE_STAGE, TaskState::READY, ""));
+  s.upsert(make("fwd.0", 1, shardpress::v1::FORWARD_LAYER, TaskState::READY, ""));
+  s.upsert(make("layer.1", 2, shardpress::v1::CALIBRATE_STAGE, TaskState::WAITING, "fwd.0"));
+  s.set_job_active("job-0001", true);
+  auto mem = [](const TaskRecord&) { return uint64_t{1}; };
+  auto none = [](const TaskRecord&) { return 0; };
+  auto a = s.lease("w1", 10, mem, none);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->id(), "job-0001/fwd.0") << "the forward task feeds the pipeline: it goes first";
+  auto b = s.lease("w2", 10, mem, none);
+  EXPECT_EQ(b->id(), "job-0001/layer.0");
+  EXPECT_FALSE(s.lease("w3", 10, mem, none)) << "layer.1 waits for fwd.0";
+  EXPECT_TRUE(s.promote("job-0001").empty());
+  ASSERT_TRUE(s.complete("w1", a->id(), a->attempt(), {}, {}).ok());
+  auto promoted = s.promote("job-0001");
+  ASSERT_EQ(promoted.size(), 1u);
+  EXPECT_EQ(promoted[0].id(), "job-0001/layer.1");
+  EXPECT_EQ(promoted[0].state(), TaskState::READY);
+  // Resume after a failure: a task whose dependency is not done goes back to WAITING.
+  s.upsert(make("layer.2", 3, shardpress::v1::CALIBRATE_STAGE, TaskState::READY, "fwd.1"));
+  for (const auto& t : s.reset_unfinished("job-0001")) {
+    if (t.id() == "job-0001/layer.2") EXPECT_EQ(t.state(), TaskState::WAITING);
+    if (t.id() == "job-0001/layer.1") EXPECT_EQ(t.state(), TaskState::READY);
+  }
+}
+
+}  // namespace
+}  // namespace sp
