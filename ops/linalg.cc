@@ -71,11 +71,11 @@ void potrf(const char* uplo, const int* n, float* a, int* info) { spotrf_(uplo, 
 void potri(const char* uplo, const int* n, double* a, int* info) { dpotri_(uplo, n, a, n, info); }
 void potri(const char* uplo, const int* n, float* a, int* info) { spotri_(uplo, n, a, n, info); }
 
-// Row-major upper == column-major lower: LAPACK sees the transpose, which is the same
-// symmetric matrix. Steps: L = chol(H); H^-1 from L; U = chol(H^-1) (upper).
+// In place: `a` holds H (full symmetric), row-major; it becomes U, row-major upper with
+// zeros below. Row-major upper == column-major lower: LAPACK sees the transpose, which is
+// the same symmetric matrix. Steps: L = chol(H); H^-1 from L; U = chol(H^-1) (upper).
 template <typename T>
-absl::StatusOr<std::vector<float>> inverse_cholesky_upper_t(std::span<const double> h, int64_t c) {
-  std::vector<T> a(h.begin(), h.end());
+absl::Status inverse_cholesky_upper_t(std::vector<T>& a, int64_t c) {
   const int n = static_cast<int>(c);
   int info = 0;
   potrf("L", &n, a.data(), &info);
@@ -83,42 +83,8 @@ absl::StatusOr<std::vector<float>> inverse_cholesky_upper_t(std::span<const doub
     return absl::FailedPreconditionError(fmt::format("Hessian is not positive definite (leading minor {})", info));
   potri("L", &n, a.data(), &info);
   if (info != 0) return absl::FailedPreconditionError(fmt::format("Hessian is singular (element {})", info));
-  // dpotri fills the column-major lower triangle = row-major upper; factor it as the
-  // column-major upper U' (U'^T U' = H^-1), which is row-major lower; transpose out.
-  for (int64_t i = 0; i < c; ++i)  // mirror: row-major upper -> full
-    for (int64_t j = i + 1; j < c; ++j) a[j * c + i] = a[i * c + j];
-  potrf("U", &n, a.data(), &info);
-  if (info != 0)
-    return absl::FailedPreconditionError(fmt::format("inverse Hessian is not positive definite (minor {})", info));
-  // Column-major upper U' at a[col * c + row] for row <= col: row-major element (row, col).
-  std::vector<float> u(static_cast<size_t>(c * c), 0.0f);
-  for (int64_t col = 0; col < c; ++col)
-    for (int64_t row = 0; row <= col; ++row) {
-      const T v = a[col * c + row];
-      if (!std::isfinite(v)) return absl::FailedPreconditionError("the inverse Hessian factor is not finite");
-      u[row * c + col] = static_cast<float>(v);
-    }
-  return u;
-}
-
-}  // namespace
-
-absl::StatusOr<std::vector<float>> inverse_cholesky_upper(std::span<const double> h, int64_t c) {
-  // float32 as the GPTQ reference does (half the memory, twice the speed); float64 when
-  // float32 cannot factorise it.
-  auto u = inverse_cholesky_upper_t<float>(h, c);
-  if (u.ok()) return u;
-  return inverse_cholesky_upper_t<double>(h, c);
-}
-
-absl::Status inverse_cholesky_upper_inplace(std::vector<float>& a, int64_t c) {
-  const int n = static_cast<int>(c);
-  int info = 0;
-  potrf("L", &n, a.data(), &info);
-  if (info != 0)
-    return absl::FailedPreconditionError(fmt::format("Hessian is not positive definite (leading minor {})", info));
-  potri("L", &n, a.data(), &info);
-  if (info != 0) return absl::FailedPreconditionError(fmt::format("Hessian is singular (element {})", info));
+  // potri filled the column-major lower triangle = row-major upper; mirror it, then
+  // factor as the column-major upper U' (U'^T U' = H^-1).
   for (int64_t i = 0; i < c; ++i)
     for (int64_t j = i + 1; j < c; ++j) a[j * c + i] = a[i * c + j];
   potrf("U", &n, a.data(), &info);
@@ -128,12 +94,26 @@ absl::Status inverse_cholesky_upper_inplace(std::vector<float>& a, int64_t c) {
   for (int64_t i = 0; i < c; ++i)
     for (int64_t j = i + 1; j < c; ++j) {
       a[i * c + j] = a[j * c + i];
-      a[j * c + i] = 0.0f;
+      a[j * c + i] = T{0};
     }
-  for (float v : a)
+  for (T v : a)
     if (!std::isfinite(v)) return absl::FailedPreconditionError("the inverse Hessian factor is not finite");
   return absl::OkStatus();
 }
+
+}  // namespace
+
+absl::StatusOr<std::vector<float>> inverse_cholesky_upper(std::span<const double> h, int64_t c) {
+  // float32 as the GPTQ reference does (half the memory, twice the speed); float64 when
+  // float32 cannot factorise it.
+  std::vector<float> f(h.begin(), h.end());
+  if (inverse_cholesky_upper_t(f, c).ok()) return f;
+  std::vector<double> d(h.begin(), h.end());
+  SP_RETURN_IF_ERROR(inverse_cholesky_upper_t(d, c));
+  return std::vector<float>(d.begin(), d.end());
+}
+
+absl::Status inverse_cholesky_upper_inplace(std::vector<float>& a, int64_t c) { return inverse_cholesky_upper_t(a, c); }
 
 absl::StatusOr<std::vector<float>> inverse_cholesky_upper_ref(std::span<const double> h, int64_t c) {
   const auto n = static_cast<size_t>(c);
