@@ -54,7 +54,8 @@ int main(int argc, char** argv) {
   app.add_option("--cache-dir", f.cache_dir, "Folder for the blob cache and the worker id")->required(f.cache_dir.empty());
   app.add_option("--device", f.device, "auto, cpu or cuda:N")->capture_default_str();
   app.add_option("--memory", f.memory, "Memory budget for tasks")->capture_default_str();
-  app.add_option("--threads", f.threads, "Threads advertised for tasks")->capture_default_str();
+  app.add_option("--threads", f.threads, "Threads for a task (the forward pass, GPTQ: OpenBLAS threads)")
+      ->capture_default_str();
   app.add_option("--cache-size", f.cache_size, "Largest size of the blob cache")->capture_default_str();
   app.add_option("--token-file", f.token_file, "File with the coordinator's shared token");
   app.add_option("--tls-ca", f.tls_ca, "TLS: CA certificate that signed the coordinator's");

@@ -1,5 +1,6 @@
 #include "coordinator/job_spec.h"
 
+#include "common/file_util.h"
 #include "gtest/gtest.h"
 
 namespace sp {
@@ -55,6 +56,46 @@ TEST(JobSpec, ErrorsNameTheKey) {
   EXPECT_NE(err("model: [m\n").find("not valid YAML"), std::string::npos);
   EXPECT_NE(err("- a\n- b\n").find("a job spec is a mapping"), std::string::npos);
   EXPECT_NE(err("model: m\noutput: o\nquantize: {format: none}\n").find("nothing to do"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace sp
+
+namespace sp {
+namespace {
+
+// The example job in deploy/ parses (with the calibration keys) and says what it does.
+TEST(JobSpecCalibration, DeployExampleAndCalibrationErrors) {
+  auto text = read_file(std::string(SP_PROJECT_DIR) + "/deploy/examples/job.yaml");
+  ASSERT_TRUE(text.ok());
+  auto spec = parse_job_yaml(*text, "job.yaml");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_TRUE(spec_needs_calibration(*spec));
+  EXPECT_EQ(spec->calibrate().samples(), 128);
+  EXPECT_EQ(spec->calibrate().stage_memory(), 10ull << 30);
+  EXPECT_EQ(describe_spec(*spec), "GPTQ-NF4 (block 64, double quant, act-order)");
+  auto check = [](const std::string& yaml) {
+    auto s = parse_job_yaml(yaml, "job.yaml");
+    return s.ok() ? std::string("ok") : std::string(s.status().message());
+  };
+  const std::string base = "model: m\noutput: o\n";
+  EXPECT_EQ(check(base + "quantize: {method: gptq}\n"),
+            "job.yaml: GPTQ-NF4 (block 64, double quant, act-order) needs calibration text: set 'calibrate.ids' to a "
+            "token-id file (one sequence per line)");
+  EXPECT_EQ(check(base + "prune: {method: magnitude}\nquantize: {method: gptq, format: none}\ncalibrate: {ids: x}\n"),
+            "job.yaml: 'quantize.method' gptq quantizes to NF4: it needs quantize.format nf4");
+  EXPECT_EQ(check(base + "prune: {method: wanda}\ncalibrate: {ids: x, mode: sideways}\n"),
+            "job.yaml: 'calibrate.mode' is 'sideways'; expected sequential or pipelined");
+  EXPECT_EQ(check(base + "prune: {method: sparsegpt, scope: '2:4'}\nquantize: {method: gptq, act_order: true}\n"
+                       "calibrate: {ids: x}\n"),
+            "job.yaml: 'quantize.act_order' cannot be combined with 2:4 pruning (its groups of 4 are in column order)");
+  // 2:4 without an explicit act_order: act-order is off by default.
+  EXPECT_EQ(check(base + "prune: {method: sparsegpt, scope: '2:4'}\nquantize: {method: gptq}\ncalibrate: {ids: x}\n"), "ok");
+  EXPECT_EQ(check(base + "prune: {method: obs}\n"),
+            "job.yaml: 'prune.method' is 'obs'; expected none, magnitude, wanda or sparsegpt");
+  EXPECT_EQ(check(base + "quantize: {method: gptq, damp: 1.5}\ncalibrate: {ids: x}\n"),
+            "job.yaml: 'quantize.damp' is 1.5; expected a number in (0, 1)");
+  EXPECT_EQ(check(base + "calibrate: {stage_memory: lots}\n").rfind("job.yaml: 'calibrate.stage_memory': ", 0), 0u);
 }
 
 }  // namespace
