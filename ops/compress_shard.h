@@ -50,7 +50,7 @@ struct CompressSettings {
   std::optional<PruneSettings> prune;  // absent: no pruning
   std::optional<Nf4Settings> quantize = Nf4Settings{};  // absent: weights stay in their dtype
   QuantMethod quant_method = QuantMethod::kRtn;
-  GptqSettings gptq;  // GPTQ and SparseGPT
+  GptqSettings gptq = {};  // GPTQ and SparseGPT
 };
 
 // True when the methods need the layer's inputs on calibration text (gptq, wanda, sparsegpt).
@@ -76,7 +76,7 @@ struct TensorReport {
   std::string name;
   TensorRole role = TensorRole::kEmbedding;
   bool quantized = false;
-  std::optional<PruneStats> prune;
+  std::optional<PruneStats> prune = std::nullopt;
 };
 
 struct ShardResult {

@@ -77,7 +77,9 @@ TEST(CalibrationCli, SyntheticExaone4RunsAGptqWandaJob) {
   auto v = run_cli({"verify", d / "out", "--against", d / "m", "-o", "json"});
   ASSERT_EQ(v.exit_code, 0) << v.out << v.err;
   for (const auto& t : json::parse(v.out)["tensors"])
-    if (t["quantized"]) EXPECT_GE(t["zero_fraction"].get<double>(), 0.25) << t["name"];
+    if (t["quantized"]) {
+      EXPECT_GE(t["zero_fraction"].get<double>(), 0.25) << t["name"];
+    }
   auto e = run_cli({"eval", d / "out", "--ids", d / "ids.txt", "--seq-len", "32", "-o", "json"});
   ASSERT_EQ(e.exit_code, 0) << e.err;
   EXPECT_TRUE(std::isfinite(json::parse(e.out)["perplexity"].get<double>()));

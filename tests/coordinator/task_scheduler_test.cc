@@ -207,8 +207,12 @@ TEST(SchedulerChains, DependenciesGateLeasesAndResume) {
   // Resume after a failure: a task whose dependency is not done goes back to WAITING.
   s.upsert(make("layer.2", 3, shardpress::v1::CALIBRATE_STAGE, TaskState::READY, "fwd.1"));
   for (const auto& t : s.reset_unfinished("job-0001")) {
-    if (t.id() == "job-0001/layer.2") EXPECT_EQ(t.state(), TaskState::WAITING);
-    if (t.id() == "job-0001/layer.1") EXPECT_EQ(t.state(), TaskState::READY);
+    if (t.id() == "job-0001/layer.2") {
+      EXPECT_EQ(t.state(), TaskState::WAITING);
+    }
+    if (t.id() == "job-0001/layer.1") {
+      EXPECT_EQ(t.state(), TaskState::READY);
+    }
   }
 }
 

@@ -74,7 +74,9 @@ TEST_F(CalibrationCluster, GptqJobIsByteIdenticalAfterKillingAWorkerMidLayerAndT
   const auto attempts = done_attempts(after);
   for (const auto& [id, attempt] : finished) EXPECT_EQ(attempts.at(id), attempt) << id << " was redone";
   for (const auto& t : after["tasks"])
-    if (t["id"] == "job-0001/layer.1") EXPECT_GE(t["attempt"].get<int>(), 2) << "the killed layer must have rerun";
+    if (t["id"] == "job-0001/layer.1") {
+      EXPECT_GE(t["attempt"].get<int>(), 2) << "the killed layer must have rerun";
+    }
   expect_output("g1", body);
 }
 
