@@ -24,16 +24,11 @@ absl::StatusOr<LoadedModel> load_float_model(const std::string& dir) {
   ModelConfig config;
   if (cj.is_object() && cj.contains("quantization_config")) {
     out.quantized = true;
-    FloatTensors decoded;
-    SP_ASSIGN_OR_RETURN(VerifyReport report, verify_checkpoint(dir, std::nullopt, &decoded));
-    if (!report.ok()) {
-      std::string msg = fmt::format("{}: the checkpoint does not verify:", dir);
-      for (size_t i = 0; i < report.problems.size() && i < 3; ++i) msg += "\n  " + report.problems[i];
-      return absl::InvalidArgumentError(msg);
+    SP_ASSIGN_OR_RETURN(auto decoder, CheckpointDecoder::open(dir));
+    config = decoder->desc().config;
+    for (const ModelTensor& t : decoder->desc().tensors) {
+      SP_ASSIGN_OR_RETURN(tensors[t.name], decoder->decode(t.name));
     }
-    cj.erase("quantization_config");
-    SP_ASSIGN_OR_RETURN(config, parse_model_config(cj.dump(), config_path));
-    tensors = std::move(decoded);
   } else {
     SP_ASSIGN_OR_RETURN(Model m, open_model(dir));
     config = m.desc.config;

@@ -102,6 +102,36 @@ std::string check_nf4(Nf4Entry& e, bool config_dq, TensorVerdict& v, std::vector
   return "";
 }
 
+// Splits a checkpoint's tensors into quantized weights (found by their quant_state, with
+// their side tensors) and plain tensors.
+void group_tensors(const ModelFiles& files, std::map<std::string, Nf4Entry>& nf4,
+                   std::map<std::string, const TensorRef*>& plain) {
+  for (const auto& [name, ref] : files.tensors()) {
+    if (name.ends_with(kQuantStateSuffix)) {
+      const std::string w = name.substr(0, name.size() - std::strlen(kQuantStateSuffix));
+      nf4[w].weight = w;
+    }
+  }
+  for (const auto& [name, ref] : files.tensors()) {
+    bool claimed = false;
+    if (nf4.count(name)) {
+      nf4[name].parts[""] = &ref;
+      claimed = true;
+    } else {
+      const size_t dot = name.rfind(".weight.");
+      if (dot != std::string::npos) {
+        const std::string w = name.substr(0, dot + 7);
+        const std::string suffix = name.substr(dot + 8);
+        if (nf4.count(w) && is_nf4_side_suffix(suffix)) {
+          nf4[w].parts[suffix] = &ref;
+          claimed = true;
+        }
+      }
+    }
+    if (!claimed) plain[name] = &ref;
+  }
+}
+
 void compare(TensorVerdict& v, const std::vector<float>& got, const std::vector<float>& want) {
   double max_abs = 0, err2 = 0, ref2 = 0;
   size_t zeros = 0;
@@ -120,8 +150,7 @@ void compare(TensorVerdict& v, const std::vector<float>& got, const std::vector<
 }  // namespace
 
 absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir,
-                                               const std::optional<std::string>& against,
-                                               FloatTensors* decoded) {
+                                               const std::optional<std::string>& against) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return absl::NotFoundError(fmt::format("{}: not a folder", dir));
   if (against && !fs::is_directory(*against, ec))
@@ -183,31 +212,8 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir,
 
   // 3. Group tensors: quantized weights (found by their quant_state) and plain tensors.
   std::map<std::string, Nf4Entry> nf4;
-  for (const auto& [name, ref] : files->tensors()) {
-    if (name.ends_with(kQuantStateSuffix)) {
-      const std::string w = name.substr(0, name.size() - std::strlen(kQuantStateSuffix));
-      nf4[w].weight = w;
-    }
-  }
   std::map<std::string, const TensorRef*> plain;
-  for (const auto& [name, ref] : files->tensors()) {
-    bool claimed = false;
-    if (nf4.count(name)) {
-      nf4[name].parts[""] = &ref;
-      claimed = true;
-    } else {
-      const size_t dot = name.rfind(".weight.");
-      if (dot != std::string::npos) {
-        const std::string w = name.substr(0, dot + 7);
-        const std::string suffix = name.substr(dot + 8);
-        if (nf4.count(w) && is_nf4_side_suffix(suffix)) {
-          nf4[w].parts[suffix] = &ref;
-          claimed = true;
-        }
-      }
-    }
-    if (!claimed) plain[name] = &ref;
-  }
+  group_tensors(*files, nf4, plain);
 
   std::map<std::string, std::vector<int64_t>> expected_shape;
   for (const auto& e : expected_tensors(*config)) expected_shape[e.name] = e.shape;
@@ -297,7 +303,7 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir,
     }
   }
 
-  // 6. Decode every tensor; against the original model, measure the error.
+  // 6. Against the original model: dequantize and measure the error.
   auto decode = [&](const TensorVerdict& v) {
     if (!v.quantized) return to_float32(files->find(v.name)->view().bytes, v.dtype);
     const auto& e = nf4.at(v.name);
@@ -307,8 +313,6 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir,
                                   static_cast<size_t>(e.state->blocksize), got.data());
     return got;
   };
-  if (decoded && r.ok())
-    for (const auto& v : r.tensors) (*decoded)[v.name] = decode(v);
   if (against) {
     auto src = ModelFiles::open(*against);
     if (!src.ok()) {
@@ -332,6 +336,65 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir,
     }
   }
   return r;
+}
+
+struct CheckpointDecoder::Impl {
+  ModelFiles files;
+  std::map<std::string, Nf4Entry> nf4;
+  std::map<std::string, const TensorRef*> plain;
+  std::map<std::string, std::vector<float>> absmax;  // decoded, per quantized weight
+  ModelDescription desc;
+};
+
+CheckpointDecoder::CheckpointDecoder(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+CheckpointDecoder::~CheckpointDecoder() = default;
+const ModelDescription& CheckpointDecoder::desc() const { return impl_->desc; }
+
+absl::StatusOr<std::unique_ptr<CheckpointDecoder>> CheckpointDecoder::open(const std::string& dir) {
+  SP_ASSIGN_OR_RETURN(VerifyReport report, verify_checkpoint(dir, std::nullopt));
+  if (!report.ok()) {
+    std::string msg = fmt::format("{}: the checkpoint does not verify:", dir);
+    for (size_t i = 0; i < report.problems.size() && i < 3; ++i) msg += "\n  " + report.problems[i];
+    return absl::InvalidArgumentError(msg);
+  }
+  auto impl = std::make_unique<Impl>();
+  SP_ASSIGN_OR_RETURN(impl->files, ModelFiles::open(dir));
+  group_tensors(impl->files, impl->nf4, impl->plain);
+  std::map<std::string, TensorShape> logical;
+  for (const auto& v : report.tensors) logical[v.name] = TensorShape{DType::kF32, v.shape};
+  for (auto& [w, e] : impl->nf4) {
+    TensorVerdict v;
+    std::vector<float> absmax;
+    const std::string problem = check_nf4(e, report.double_quant, v, &absmax);
+    if (!problem.empty()) return absl::DataLossError(fmt::format("{}: {}", w, problem));  // changed since verify
+    impl->absmax[w] = std::move(absmax);
+  }
+  const std::string config_path = (fs::path(dir) / "config.json").string();
+  SP_ASSIGN_OR_RETURN(std::string text, read_file(config_path));
+  ojson cj = ojson::parse(text, nullptr, false);
+  if (cj.is_discarded() || !cj.is_object()) return absl::InvalidArgumentError(config_path + ": not valid JSON");
+  cj.erase("quantization_config");
+  SP_ASSIGN_OR_RETURN(ModelConfig config, parse_model_config(cj.dump(), config_path));
+  SP_ASSIGN_OR_RETURN(impl->desc, describe_model(config, logical, dir));
+  return std::unique_ptr<CheckpointDecoder>(new CheckpointDecoder(std::move(impl)));
+}
+
+absl::StatusOr<std::vector<float>> CheckpointDecoder::decode(const std::string& name) const {
+  if (auto p = impl_->plain.find(name); p != impl_->plain.end()) {
+    std::vector<float> v = to_float32(p->second->view().bytes, p->second->info->dtype);
+    p->second->release();
+    return v;
+  }
+  auto e = impl_->nf4.find(name);
+  if (e == impl_->nf4.end()) return absl::NotFoundError(fmt::format("{}: not in the checkpoint", name));
+  const QuantState& qs = *e->second.state;
+  const uint64_t n = static_cast<uint64_t>(qs.rows) * static_cast<uint64_t>(qs.cols);
+  std::vector<float> out(n);
+  const TensorRef* packed = e->second.parts.at("");
+  nf4_best_backend().dequantize(packed->view().bytes.data(), impl_->absmax.at(name).data(), n,
+                                static_cast<size_t>(qs.blocksize), out.data());
+  packed->release();
+  return out;
 }
 
 }  // namespace sp

@@ -7,12 +7,14 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "common/dtype.h"
 #include "common/status.h"
+#include "formats/model_layout.h"
 
 namespace sp {
 
@@ -42,11 +44,24 @@ struct VerifyReport {
 
 // NOT_FOUND if `dir` (or `against`) is not a folder; any corruption is reported in the
 // report's problems, not as an error status.
-// `decoded`, when given, receives every tensor as float32 by logical name (NF4 weights
-// dequantized as bitsandbytes decodes them), for a checkpoint without problems.
-using FloatTensors = std::map<std::string, std::vector<float>>;
 absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir,
-                                               const std::optional<std::string>& against,
-                                               FloatTensors* decoded = nullptr);
+                                               const std::optional<std::string>& against);
+
+// Reads a bitsandbytes NF4 checkpoint one tensor at a time as float32 (NF4 weights
+// dequantized as bitsandbytes decodes them), for evaluating it without holding it whole.
+// open() verifies the checkpoint first and refuses one with problems (the first few
+// named). desc() describes the logical model (every tensor F32).
+class CheckpointDecoder {
+ public:
+  static absl::StatusOr<std::unique_ptr<CheckpointDecoder>> open(const std::string& dir);
+  ~CheckpointDecoder();
+  const ModelDescription& desc() const;
+  absl::StatusOr<std::vector<float>> decode(const std::string& name) const;
+
+ private:
+  struct Impl;
+  explicit CheckpointDecoder(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace sp

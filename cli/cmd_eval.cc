@@ -2,11 +2,18 @@
 // of an original model or of a compressed checkpoint (NF4 dequantized), by the protocol
 // of algorithms.md §g: each line of the ids file scored alone, tokens 2..T predicted
 // from their prefix, ppl = exp(total NLL / predictions).
+#include <cctype>
 #include <chrono>
+#include <filesystem>
+#include <limits>
 #include <cstdio>
 #include <thread>
 
 #include "checkpoint/float_model.h"
+#include "cli/coordinator_api.h"
+#include "cli/follow.h"
+#include "coordinator/import_source.h"
+#include "coordinator/job_spec.h"
 #include "cli/commands.h"
 #include "cli/output.h"
 #include "fmt/format.h"
@@ -17,6 +24,8 @@
 namespace sp::cli {
 namespace {
 
+using shardpress::v1::JobSpec;
+
 struct EvalArgs {
   std::string dir;
   std::string ids;
@@ -24,9 +33,73 @@ struct EvalArgs {
   int64_t samples = 0;
   int threads = 0;
   std::string output = "table";
+  bool remote = false;
+  std::string name;
 };
 
-int run_eval(const EvalArgs& a) {
+void print_result(const EvalArgs& a, bool quantized, int64_t sequences, int64_t seq_len, int64_t predictions,
+                  double mean_nll, double perplexity, double secs, const std::string& where) {
+  if (a.output == "json") {
+    nlohmann::ordered_json j = {{"model", a.dir},         {"quantized", quantized},     {"ids", a.ids},
+                                {"sequences", sequences}, {"seq_len", seq_len},         {"predictions", predictions},
+                                {"mean_nll", mean_nll},   {"perplexity", perplexity},   {"seconds", secs},
+                                {"where", where}};
+    std::printf("%s\n", j.dump(2).c_str());
+    return;
+  }
+  std::printf("model        %s (%s)\n", a.dir.c_str(), quantized ? "NF4, dequantized" : "original weights");
+  std::printf("text         %s: %lld sequences x %lld tokens, %lld predictions\n", a.ids.c_str(),
+              static_cast<long long>(sequences), static_cast<long long>(seq_len), static_cast<long long>(predictions));
+  std::printf("mean NLL     %.6f\n", mean_nll);
+  std::printf("perplexity   %.4f\n", perplexity);
+  std::printf("time         %.1f s (%s)\n", secs, where.c_str());
+}
+
+// On the coordinator's workers: an evaluation job (the forward layer by layer, then the
+// head), followed until it ends.
+int run_remote(const EvalArgs& a, const ConnectionFlags& conn) {
+  const auto t0 = std::chrono::steady_clock::now();
+  namespace fs = std::filesystem;
+  JobSpec spec;
+  const fs::path model = fs::absolute(a.dir).lexically_normal();
+  std::string name = a.name;
+  if (name.empty()) {
+    name = "eval-" + (model.filename().empty() ? model.parent_path() : model).filename().string();
+    for (char& ch : name)
+      if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '.' && ch != '_' && ch != '-') ch = '-';
+    name = name.substr(0, 64);
+  }
+  spec.set_name(name);
+  spec.set_model(model.string());
+  spec.mutable_eval()->set_ids(fs::absolute(a.ids).lexically_normal().string());
+  spec.mutable_eval()->set_samples(static_cast<int32_t>(a.samples));
+  spec.mutable_eval()->set_seq_len(static_cast<int32_t>(a.seq_len));
+  auto v = validate_job_spec(spec);
+  if (!v.ok()) return report_error(v);
+  auto c = connect_coordinator(conn);
+  auto s = c.submit(spec);
+  if (!s.ok()) return report_rpc_error(s.status(), c.address());
+  const std::string id = s->id();
+  std::fprintf(stderr, "submitted %s\n", id.c_str());
+  // Progress and the job's view on stderr: stdout has the result only.
+  const int rc = follow_job([&c, id] { return c.get(id); }, c.address(), 30'000, [] { return false; }, false);
+  if (rc != kExitOk) return rc;
+  auto done = c.get(id);
+  if (!done.ok()) return report_rpc_error(done.status(), c.address());
+  if (done->predictions() <= 0) return report_error(absl::InternalError("the job finished without a result"));
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  int64_t sequences = 0, seq_len = 0;
+  if (auto ids = read_token_ids(a.ids, std::numeric_limits<int32_t>::max(), a.samples, a.seq_len); ids.ok()) {
+    sequences = ids->sequences;
+    seq_len = ids->seq_len;
+  }
+  print_result(a, is_quantized_checkpoint(a.dir), sequences, seq_len, done->predictions(), done->mean_nll(),
+               done->perplexity(), secs, "job " + id + " on the coordinator's workers");
+  return kExitOk;
+}
+
+int run_eval(const EvalArgs& a, const ConnectionFlags& conn) {
+  if (a.remote) return run_remote(a, conn);
   const auto t0 = std::chrono::steady_clock::now();
   auto loaded = load_float_model(a.dir);
   if (!loaded.ok()) return report_error(loaded.status());
@@ -37,32 +110,14 @@ int run_eval(const EvalArgs& a) {
   auto p = perplexity(loaded->model, *batch, threads);
   if (!p.ok()) return report_error(p.status());
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (a.output == "json") {
-    nlohmann::ordered_json j = {{"model", a.dir},
-                                {"quantized", loaded->quantized},
-                                {"ids", a.ids},
-                                {"sequences", p->sequences},
-                                {"seq_len", p->seq_len},
-                                {"predictions", p->predictions},
-                                {"mean_nll", p->mean_nll},
-                                {"perplexity", p->perplexity},
-                                {"seconds", secs}};
-    std::printf("%s\n", j.dump(2).c_str());
-    return kExitOk;
-  }
-  std::printf("model        %s (%s)\n", a.dir.c_str(), loaded->quantized ? "NF4, dequantized" : "original weights");
-  std::printf("text         %s: %lld sequences x %lld tokens, %lld predictions\n", a.ids.c_str(),
-              static_cast<long long>(p->sequences), static_cast<long long>(p->seq_len),
-              static_cast<long long>(p->predictions));
-  std::printf("mean NLL     %.6f\n", p->mean_nll);
-  std::printf("perplexity   %.4f\n", p->perplexity);
-  std::printf("time         %.1f s\n", secs);
+  print_result(a, loaded->quantized, p->sequences, p->seq_len, p->predictions, p->mean_nll, p->perplexity, secs,
+               fmt::format("here, {} threads", threads));
   return kExitOk;
 }
 
 }  // namespace
 
-void add_eval_command(CLI::App& app, int* exit_code) {
+void add_eval_command(CLI::App& app, const ConnectionFlags* conn, int* exit_code) {
   auto args = std::make_shared<EvalArgs>();
   CLI::App* cmd = app.add_subcommand("eval", "Perplexity of a model or of a compressed checkpoint on token ids");
   cmd->add_option("MODEL_DIR", args->dir, "Original model folder or shardpress output folder")->required();
@@ -72,7 +127,11 @@ void add_eval_command(CLI::App& app, int* exit_code) {
   cmd->add_option("--threads", args->threads, "Threads (default: all cores)");
   cmd->add_option("-o,--output", args->output, "table or json")->check(CLI::IsMember({"table", "json"}))
       ->capture_default_str();
-  cmd->callback([args, exit_code] { *exit_code = run_eval(*args); });
+  cmd->add_flag("--remote", args->remote,
+                "Run on the coordinator's workers (--coordinator): the forward layer by layer, then the head; "
+                "paths must be under its model root");
+  cmd->add_option("--name", args->name, "With --remote: the job's name (default eval-<folder>)");
+  cmd->callback([args, conn, exit_code] { *exit_code = run_eval(*args, *conn); });
 }
 
 }  // namespace sp::cli

@@ -66,19 +66,20 @@ int print_jobs(CoordinatorApiClient& c, const JobArgs& a) {
 
 }  // namespace
 
-void add_job_commands(CLI::App& app, const ConnectionFlags* conn, int* exit_code) {
-  auto a = std::make_shared<JobArgs>();
+CoordinatorApiClient connect_coordinator(const ConnectionFlags& conn) {
   // A token or certificate file that cannot be read is reported here; the call then goes
   // out without it and the coordinator's refusal gives the exit code.
-  auto client = [conn] {
-    auto token = client_token(conn->token_file);
-    if (!token.ok()) std::fprintf(stderr, "shardpress: %s\n", std::string(token.status().message()).c_str());
-    auto credentials = channel_credentials({conn->tls_ca, conn->tls_cert, conn->tls_key});
-    if (!credentials.ok())
-      std::fprintf(stderr, "shardpress: %s\n", std::string(credentials.status().message()).c_str());
-    return CoordinatorApiClient(coordinator_address(conn->coordinator), token.ok() ? *token : "",
-                                credentials.ok() ? *credentials : nullptr);
-  };
+  auto token = client_token(conn.token_file);
+  if (!token.ok()) std::fprintf(stderr, "shardpress: %s\n", std::string(token.status().message()).c_str());
+  auto credentials = channel_credentials({conn.tls_ca, conn.tls_cert, conn.tls_key});
+  if (!credentials.ok()) std::fprintf(stderr, "shardpress: %s\n", std::string(credentials.status().message()).c_str());
+  return CoordinatorApiClient(coordinator_address(conn.coordinator), token.ok() ? *token : "",
+                              credentials.ok() ? *credentials : nullptr);
+}
+
+void add_job_commands(CLI::App& app, const ConnectionFlags* conn, int* exit_code) {
+  auto a = std::make_shared<JobArgs>();
+  auto client = [conn] { return connect_coordinator(*conn); };
 
   CLI::App* submit = app.add_subcommand("submit", "Submit a job (YAML spec) to the coordinator");
   submit->add_option("JOB_YAML", a->file, "Job spec file")->required();

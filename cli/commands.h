@@ -13,8 +13,10 @@ namespace sp::cli {
 
 void add_inspect_command(CLI::App& app, int* exit_code);
 void add_verify_command(CLI::App& app, int* exit_code);
-// eval: perplexity of a model or checkpoint on a token-id file.
-void add_eval_command(CLI::App& app, int* exit_code);
+// eval: perplexity of a model or checkpoint on a token-id file (here, or --remote on a
+// coordinator's workers).
+struct ConnectionFlags;
+void add_eval_command(CLI::App& app, const ConnectionFlags* conn, int* exit_code);
 void add_compress_command(CLI::App& app, int* exit_code);
 // submit, status, list, watch, cancel, resume, workers, events (talk to a coordinator).
 // How to reach the coordinator: the global flags.
@@ -24,6 +26,8 @@ struct ConnectionFlags {
   std::string tls_ca, tls_cert, tls_key;
 };
 void add_job_commands(CLI::App& app, const ConnectionFlags* conn, int* exit_code);
+class CoordinatorApiClient;
+CoordinatorApiClient connect_coordinator(const ConnectionFlags& conn);
 // local: an embedded coordinator and N workers running one job.
 void add_local_command(CLI::App& app, int* exit_code);
 // synth: a synthetic model with real tensor names and deterministic random weights.

@@ -13,7 +13,7 @@ namespace sp::cli {
 using namespace shardpress::v1;  // NOLINT
 
 int follow_job(const std::function<absl::StatusOr<JobStatus>()>& get, const std::string& address,
-               int64_t unreachable_ms, const std::function<bool()>& interrupted) {
+               int64_t unreachable_ms, const std::function<bool()>& interrupted, bool final_view_on_stdout) {
   const bool tty = stderr_is_tty();
   std::string last;
   int64_t failing_ms = 0;
@@ -44,7 +44,7 @@ int follow_job(const std::function<absl::StatusOr<JobStatus>()>& get, const std:
       }
     }
     if (job_finished(s->state())) {
-      std::printf("%s", render_job(*s, false).c_str());
+      std::fprintf(final_view_on_stdout ? stdout : stderr, "%s", render_job(*s, false).c_str());
       return s->state() == SUCCEEDED ? kExitOk : kExitFailed;
     }
     if (interrupted()) return kExitFailed;

@@ -11,6 +11,7 @@
 namespace sp::cli {
 
 int follow_job(const std::function<absl::StatusOr<shardpress::v1::JobStatus>()>& get, const std::string& address,
-               int64_t unreachable_ms = 30'000, const std::function<bool()>& interrupted = [] { return false; });
+               int64_t unreachable_ms = 30'000, const std::function<bool()>& interrupted = [] { return false; },
+               bool final_view_on_stdout = true);
 
 }  // namespace sp::cli

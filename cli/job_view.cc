@@ -67,7 +67,11 @@ std::string render_job(const JobStatus& j, bool tasks) {
   std::string out;
   out += fmt::format("job       {} ({})  {}  {}\n", j.id(), j.spec().name(), state_text(j.state()), j.phase());
   out += fmt::format("model     {}\n", j.model_dir());
-  out += fmt::format("output    {}\n", j.output_dir());
+  if (!j.output_dir().empty()) out += fmt::format("output    {}\n", j.output_dir());
+  if (!j.spec().eval().ids().empty()) out += fmt::format("eval      {}\n", j.spec().eval().ids());
+  if (j.predictions() > 0)
+    out += fmt::format("result    perplexity {:.4f} (mean NLL {:.6f} over {} predictions)\n", j.perplexity(), j.mean_nll(),
+                       j.predictions());
   if (!j.error().empty()) out += fmt::format("error     {}\n", j.error());
   out += fmt::format("progress  {}\n", progress_text(j));
   if (tasks && j.tasks_size() > 0) {

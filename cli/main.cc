@@ -21,7 +21,7 @@ int main(int argc, char** argv) {
   app.fallthrough();
   sp::cli::add_inspect_command(app, &exit_code);
   sp::cli::add_verify_command(app, &exit_code);
-  sp::cli::add_eval_command(app, &exit_code);
+  sp::cli::add_eval_command(app, &conn, &exit_code);
   sp::cli::add_compress_command(app, &exit_code);
   sp::cli::add_job_commands(app, &conn, &exit_code);
   sp::cli::add_local_command(app, &exit_code);

@@ -26,9 +26,37 @@ std::vector<TaskRecord> calibration_tasks(const std::string& job_id, int shard_i
   return out;
 }
 
+std::vector<TaskRecord> eval_tasks(const std::string& job_id, int shard_index, int64_t layer, int64_t num_layers) {
+  TaskRecord t;
+  t.set_job_id(job_id);
+  t.set_shard_index(shard_index);
+  if (layer < 0) {
+    t.set_id(fmt::format("{}/head", job_id));
+    t.set_kind(EVAL_HEAD);
+    t.set_state(WAITING);
+    t.add_depends_on(fmt::format("{}/fwd.{}", job_id, num_layers - 1));
+  } else {
+    t.set_id(fmt::format("{}/fwd.{}", job_id, layer));
+    t.set_kind(FORWARD_LAYER);
+    t.set_state(layer == 0 ? READY : WAITING);
+    if (layer > 0) t.add_depends_on(fmt::format("{}/fwd.{}", job_id, layer - 1));
+  }
+  return {t};
+}
+
 std::vector<TensorMeta> task_inputs(const JobRecord& j, const TaskRecord& t, const TaskScheduler& scheduler) {
   std::vector<TensorMeta> in(j.shards(t.shard_index()).tensors().begin(), j.shards(t.shard_index()).tensors().end());
   if (t.kind() == COMPRESS_LAYER) return in;
+  if (t.kind() == EVAL_HEAD) {
+    const ShardPlan* head = nullptr;
+    for (const auto& s : j.shards())
+      if (s.id() == "lm_head" || (!head && s.id() == "embed")) head = &s;  // lm_head, else tied embeddings
+    if (head)
+      for (const auto& m : head->tensors()) in.push_back(m);
+    for (const auto& s : j.shards())
+      if (s.auxiliary())
+        for (const auto& m : s.tensors()) in.push_back(m);
+  }
   if (t.depends_on_size() > 0) {
     const TaskRecord* dep = scheduler.find(t.depends_on(0));
     if (dep)

@@ -32,8 +32,14 @@ inline bool is_internal_tensor(std::string_view name) { return name.starts_with(
 std::vector<shardpress::v1::TaskRecord> calibration_tasks(const std::string& job_id, int shard_index, int64_t layer,
                                                           int64_t num_layers, bool pipelined);
 
+// Evaluation jobs: fwd.0 -> ... -> fwd.(L-1) -> head (EVAL_HEAD: final norm, output head,
+// the NLL of every sequence). `layer` -1 is the head, on the final-norm shard.
+std::vector<shardpress::v1::TaskRecord> eval_tasks(const std::string& job_id, int shard_index, int64_t layer,
+                                                   int64_t num_layers);
+
 // What a task reads: its shard's tensors, then the activations its dependency produced,
-// or (first layer) the embeddings and the calibration ids.
+// or (first layer) the embeddings and the calibration ids. The evaluation head reads the
+// final norm, the output head (or the tied embeddings), the last activations and the ids.
 std::vector<shardpress::v1::TensorMeta> task_inputs(const shardpress::v1::JobRecord& j,
                                                     const shardpress::v1::TaskRecord& t,
                                                     const TaskScheduler& scheduler);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
@@ -12,6 +13,7 @@
 #include "common/byte_size.h"
 #include "common/file_util.h"
 #include "coordinator/calibration_plan.h"
+#include "coordinator/import_source.h"
 #include "coordinator/job_spec.h"
 #include "coordinator/output_check.h"
 #include "fmt/format.h"
@@ -54,19 +56,6 @@ void sleep_ms(int64_t ms) {
   if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
 }
 
-// `path` resolved (symlinks followed as far as it exists) and checked to lie in `root`.
-absl::StatusOr<std::string> resolve_under(const std::string& path, const std::string& root, const char* what) {
-  std::error_code ec;
-  const fs::path p = fs::weakly_canonical(fs::absolute(path), ec);
-  if (ec) return absl::InvalidArgumentError(fmt::format("{} {}: {}", what, path, ec.message()));
-  const fs::path r = fs::weakly_canonical(fs::absolute(root), ec);
-  const auto rel = p.lexically_relative(r);
-  if (rel.empty() || *rel.begin() == "..")
-    return absl::PermissionDeniedError(
-        fmt::format("{} {} is outside the coordinator's allowed root {}", what, p.string(), r.string()));
-  return p.string();
-}
-
 std::string state_name(JobState s) {
   switch (s) {
     case QUEUED: return "queued";
@@ -77,16 +66,6 @@ std::string state_name(JobState s) {
     case CANCELLED: return "cancelled";
     default: return "unknown";
   }
-}
-
-// Every weight file of the model must itself lie inside the model root (a symlinked shard
-// pointing elsewhere is refused).
-absl::Status check_files_under(const Model& model, const std::string& root) {
-  for (const auto& f : model.files.files()) {
-    auto r = resolve_under(f->path(), root, "weight file");
-    if (!r.ok()) return r.status();
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace
@@ -257,9 +236,16 @@ JobStatus Coordinator::status_locked(const JobRecord& j, bool with_tasks) const 
     ts->set_input_bytes(bytes);
     ts->set_memory_estimate(shard.memory_estimate());
   }
+  for (const auto* t : scheduler_->tasks_of(j.id()))
+    if (t->kind() == EVAL_HEAD && t->state() == DONE && t->predictions() > 0) {
+      s.set_predictions(t->predictions());
+      s.set_mean_nll(t->nll() / static_cast<double>(t->predictions()));
+      s.set_perplexity(std::exp(s.mean_nll()));
+    }
   auto ph = phase_.find(j.id());
   if (ph != phase_.end()) s.set_phase(ph->second);
-  else if (j.state() == RUNNING) s.set_phase(j.imported() ? "compressing" : "importing");
+  else if (j.state() == RUNNING)
+    s.set_phase(!j.imported() ? "importing" : is_eval_job(j.spec()) ? "evaluating" : "compressing");
   else s.set_phase(state_name(j.state()));
   if (j.state() == RUNNING) {
     // Say why nothing runs: no live worker, or none with enough memory for a task.
@@ -291,27 +277,34 @@ JobStatus Coordinator::status_locked(const JobRecord& j, bool with_tasks) const 
 absl::StatusOr<JobStatus> Coordinator::submit(const JobSpec& spec_in) {
   JobSpec spec = spec_in;
   SP_RETURN_IF_ERROR(validate_job_spec(spec));
+  const bool eval = is_eval_job(spec);
   SP_ASSIGN_OR_RETURN(const std::string model_dir, resolve_under(spec.model(), options_.model_root, "model"));
-  SP_ASSIGN_OR_RETURN(const std::string output_dir, resolve_under(spec.output(), options_.output_root, "output"));
-  std::error_code ec;
-  if (fs::exists(output_dir, ec) && !spec.overwrite())
-    return absl::FailedPreconditionError(fmt::format(
-        "output {} already exists; choose a new folder (or set overwrite: true to replace it)", output_dir));
-  // Read config.json and the safetensors headers now: a bad model is rejected at submit.
-  SP_ASSIGN_OR_RETURN(Model model, open_model(model_dir));
-  SP_RETURN_IF_ERROR(check_files_under(model, options_.model_root));
-  if (spec_needs_calibration(spec)) {  // the calibration text is checked now, not hours later
+  std::string output_dir;
+  if (!eval) {
+    SP_ASSIGN_OR_RETURN(output_dir, resolve_under(spec.output(), options_.output_root, "output"));
+    std::error_code ec;
+    if (fs::exists(output_dir, ec) && !spec.overwrite())
+      return absl::FailedPreconditionError(fmt::format(
+          "output {} already exists; choose a new folder (or set overwrite: true to replace it)", output_dir));
+  }
+  // Read config.json and the safetensors headers now: a bad model is rejected at submit
+  // (an evaluation may also read a shardpress NF4 checkpoint, verified here).
+  SP_ASSIGN_OR_RETURN(auto source, ImportSource::open(model_dir, options_.model_root, /*allow_checkpoint=*/eval));
+  const int64_t vocab = source->desc().config.vocab_size;
+  if (eval) {  // the text is checked now, not hours later
+    SP_ASSIGN_OR_RETURN(const std::string ids, resolve_under(spec.eval().ids(), options_.model_root, "evaluation ids"));
+    SP_RETURN_IF_ERROR(read_token_ids(ids, vocab, spec.eval().samples(), spec.eval().seq_len()).status());
+    spec.mutable_eval()->set_ids(ids);
+  } else if (spec_needs_calibration(spec)) {
     SP_ASSIGN_OR_RETURN(const std::string ids, resolve_under(spec.calibrate().ids(), options_.model_root,
                                                              "calibration ids"));
-    SP_RETURN_IF_ERROR(read_token_ids(ids, model.desc.config.vocab_size, spec.calibrate().samples(),
-                                      spec.calibrate().seq_len())
-                           .status());
+    SP_RETURN_IF_ERROR(read_token_ids(ids, vocab, spec.calibrate().samples(), spec.calibrate().seq_len()).status());
     spec.mutable_calibrate()->set_ids(ids);
   }
 
   std::lock_guard lock(mu_);
   for (const auto& [id, j] : jobs_)
-    if (!terminal(j.state()) && j.output_dir() == output_dir)
+    if (!eval && !terminal(j.state()) && j.output_dir() == output_dir)
       return absl::FailedPreconditionError(fmt::format("job {} already writes to {}", id, output_dir));
   JobRecord j;
   j.set_seq(next_seq_++);
@@ -323,8 +316,10 @@ absl::StatusOr<JobStatus> Coordinator::submit(const JobSpec& spec_in) {
   j.set_output_dir(output_dir);
   StateStore::Batch b;
   put_job(b, j);
-  add_event(b, j.id(), fmt::format("submitted '{}': {} -> {}, {}", spec.name(), model_dir, output_dir,
-                                   describe_spec(spec)));
+  add_event(b, j.id(), eval ? fmt::format("submitted '{}': perplexity of {} on {}", spec.name(), model_dir,
+                                          spec.eval().ids())
+                            : fmt::format("submitted '{}': {} -> {}, {}", spec.name(), model_dir, output_dir,
+                                          describe_spec(spec)));
   SP_RETURN_IF_ERROR(store_->commit(b, true));
   jobs_[j.id()] = j;
   cv_.notify_all();
@@ -538,7 +533,9 @@ absl::Status Coordinator::complete(const CompleteRequest& r) {
     const JobRecord& job = jobs_.at(cur->job_id());
     const std::vector<int64_t> acts = returns_activations(job, *cur) ? activations_shape(job) : std::vector<int64_t>{};
     SP_RETURN_IF_ERROR(annotate(
-        check_outputs(job.shards(cur->shard_index()), job.spec(), r, acts, cur->kind() == FORWARD_LAYER), r.task_id()));
+        check_outputs(job.shards(cur->shard_index()), job.spec(), r, acts,
+                      cur->kind() == FORWARD_LAYER || cur->kind() == EVAL_HEAD),
+        r.task_id()));
   }
   if (cur && cur->state() == DONE && cur->attempt() == r.attempt() && cur->worker_id() == r.worker_id())
     return absl::OkStatus();  // a retried complete of a result we already have
@@ -548,6 +545,13 @@ absl::Status Coordinator::complete(const CompleteRequest& r) {
   if (!done.ok()) {
     metrics_.stale_results++;
     return done.status();
+  }
+  if (done->kind() == EVAL_HEAD) {
+    if (!(r.predictions() > 0 && std::isfinite(r.nll()) && r.nll() >= 0))
+      return absl::InvalidArgumentError(fmt::format("{}: no valid likelihood in the result", r.task_id()));
+    done->set_nll(r.nll());
+    done->set_predictions(r.predictions());
+    scheduler_->upsert(*done);
   }
   StateStore::Batch b;
   put_task(b, *done);
@@ -689,6 +693,12 @@ void Coordinator::step() {
       const bool all_done = std::all_of(tasks.begin(), tasks.end(), [](auto* t) { return t->state() == DONE; });
       if (!all_done) return;
       JobRecord& j = jobs_[job_id];
+      if (is_eval_job(j.spec())) {  // nothing to write: the result is in the head task
+        StateStore::Batch b;
+        finish_job_locked(b, j, SUCCEEDED, "");
+        store_->commit(b, true).IgnoreError();
+        return;
+      }
       j.set_state(ASSEMBLING);
       scheduler_->set_job_active(job_id, false);
       StateStore::Batch b;
@@ -723,8 +733,10 @@ absl::Status Coordinator::import_job(const std::string& job_id) {
     j = jobs_.at(job_id);
     phase_[job_id] = "importing";
   }
-  SP_ASSIGN_OR_RETURN(Model model, open_model(j.model_dir()));
-  SP_RETURN_IF_ERROR(check_files_under(model, options_.model_root));  // may have changed since submit
+  const bool eval = is_eval_job(j.spec());
+  // Checked again: the folder may have changed since submit.
+  SP_ASSIGN_OR_RETURN(auto source, ImportSource::open(j.model_dir(), options_.model_root, eval));
+  const ModelDescription& desc = source->desc();
   const CompressSettings settings = compress_settings(j.spec());
   const int64_t delay = test_delay_ms("import");
   size_t total = 0, done = 0, created = 0;
@@ -734,22 +746,23 @@ absl::Status Coordinator::import_job(const std::string& job_id) {
     reimport = !scheduler_->tasks_of(job_id).empty();
     if (reimport) scheduler_->set_job_active(job_id, false);
   }
-  for (const auto& s : model.desc.shards) total += s.tensors.size();
+  for (const auto& s : desc.shards) total += s.tensors.size();
   j.clear_shards();
-  // Calibrated jobs: the config travels with the tasks, and the calibration ids are the
-  // first (auxiliary) shard, so that layer 0's task can run as soon as it is imported.
-  const bool calibrated = needs_calibration(settings);
+  // Calibration and evaluation: the config travels with the tasks, and the token ids are
+  // the first (auxiliary) shard, so that layer 0's task can run as soon as it is imported.
+  const bool calibrated = !eval && needs_calibration(settings);
   const bool pipelined = j.spec().calibrate().mode() == "pipelined";
   CalibrationShape data;
   std::vector<Stage> stages;
-  if (calibrated) {
-    SP_ASSIGN_OR_RETURN(std::string config_text, read_file((fs::path(j.model_dir()) / "config.json").string()));
-    j.set_model_config(config_text);
-    j.set_hidden_size(model.desc.config.hidden_size);
+  if (calibrated || eval) {
+    j.set_model_config(desc.config.raw.dump());  // without quantization_config
+    j.set_hidden_size(desc.config.hidden_size);
     const auto& c = j.spec().calibrate();
-    SP_ASSIGN_OR_RETURN(TokenBatch ids, read_token_ids(c.ids(), model.desc.config.vocab_size, c.samples(), c.seq_len()));
+    const auto& e = j.spec().eval();
+    SP_ASSIGN_OR_RETURN(TokenBatch ids, eval ? read_token_ids(e.ids(), desc.config.vocab_size, e.samples(), e.seq_len())
+                                             : read_token_ids(c.ids(), desc.config.vocab_size, c.samples(), c.seq_len()));
     data = {ids.sequences, ids.seq_len};
-    stages = plan_stages(model.desc, settings, data, c.stage_memory());
+    stages = plan_stages(desc, settings, data, eval ? (10ull << 30) : c.stage_memory());
     const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(ids.ids.data()), ids.ids.size() * 4);
     SP_ASSIGN_OR_RETURN(std::string digest, blobs_->put(bytes, BlobStore::Durability::kUnlogged));
     ShardPlan* p = j.add_shards();
@@ -764,16 +777,21 @@ absl::Status Coordinator::import_job(const std::string& job_id) {
     m->set_nbytes(bytes.size());
     m->set_role("calibration_ids");
   }
-  for (const ModelShard& s : model.desc.shards) {
+  for (const ModelShard& s : desc.shards) {
     ShardPlan* p = j.add_shards();
     p->set_id(s.id);
     p->set_is_layer(s.kind == ShardKind::kLayer);
     p->set_layer(s.layer);
-    if (calibrated && p->is_layer()) {
-      p->set_memory_estimate(estimate_calibration_memory(s, model.desc.config, settings, data).total());
-      p->set_forward_memory(estimate_forward_memory(s, model.desc.config, data).total());
+    if ((calibrated || eval) && p->is_layer()) {
+      p->set_memory_estimate(estimate_calibration_memory(s, desc.config, settings, data).total());
+      p->set_forward_memory(estimate_forward_memory(s, desc.config, data).total());
       for (size_t k = 0; k < stages.size(); ++k)
         if (s.layer >= stages[k].first_layer && s.layer <= stages[k].last_layer) p->set_stage(static_cast<int>(k));
+    } else if (eval && s.kind == ShardKind::kFinalNorm) {  // the head: float32 output matrix + logits
+      const uint64_t v = static_cast<uint64_t>(desc.config.vocab_size), h = static_cast<uint64_t>(desc.config.hidden_size);
+      const uint64_t acts = static_cast<uint64_t>(data.sequences * data.tokens) * h * sizeof(float);
+      p->set_memory_estimate(v * h * sizeof(float) + acts + static_cast<uint64_t>(data.tokens) * v * sizeof(float) +
+                             kTaskOverheadBytes);
     } else {
       p->set_memory_estimate(estimate_task_memory(s, settings).total());
     }
@@ -783,25 +801,26 @@ absl::Status Coordinator::import_job(const std::string& job_id) {
         if (jobs_.at(job_id).state() != RUNNING) return absl::CancelledError("job no longer running");
         phase_[job_id] = fmt::format("importing {}/{}", done, total);
       }
-      const ModelTensor* mt = model.desc.find(name);
-      const TensorRef* ref = model.files.find(name);
+      const ModelTensor* mt = desc.find(name);
+      SP_ASSIGN_OR_RETURN(ImportSource::Tensor t, source->read(name));
       // A copy of the source: no WAL, no sync (recovery re-imports what a crash lost).
-      SP_ASSIGN_OR_RETURN(std::string digest, blobs_->put(ref->view().bytes, BlobStore::Durability::kUnlogged));
-      ref->release();  // the coordinator streams the model: it never keeps it resident
+      SP_ASSIGN_OR_RETURN(std::string digest, blobs_->put(t.bytes, BlobStore::Durability::kUnlogged));
       TensorMeta* m = p->add_tensors();
       m->set_name(name);
-      m->set_dtype(std::string(dtype_name(mt->stored.dtype)));
+      m->set_dtype(std::string(dtype_name(t.dtype)));
       for (int64_t d : mt->stored.shape) m->add_shape(d);
       m->set_digest(digest);
-      m->set_nbytes(mt->stored.nbytes());
+      m->set_nbytes(t.bytes.size());
       m->set_role(std::string(role_name(mt->role)));
-      m->set_source_file(ref->file->path());
-      m->set_source_offset(ref->file_offset());
+      m->set_source_file(t.file);  // empty for decoded tensors: always fetched
+      m->set_source_offset(t.offset);
+      source->release(name);
       ++done;
       sleep_ms(delay);
     }
-    const bool last = j.shards_size() == static_cast<int>(model.desc.shards.size()) + (calibrated ? 1 : 0);
-    if (!p->is_layer() && !last) continue;
+    const bool last = j.shards_size() == static_cast<int>(desc.shards.size()) + (calibrated || eval ? 1 : 0);
+    const bool head = eval && s.kind == ShardKind::kFinalNorm;
+    if (!p->is_layer() && !last && !head) continue;
     // Commit the plan so far and this layer's task(s). On a re-import after a crash the job
     // stays inactive until every shard is back, so no task is leased without its inputs.
     std::lock_guard lock(mu_);
@@ -814,9 +833,11 @@ absl::Status Coordinator::import_job(const std::string& job_id) {
     StateStore::Batch b;
     const int index = j.shards_size() - 1;
     std::vector<TaskRecord> tasks;
-    if (p->is_layer()) {
+    if (eval && (p->is_layer() || head)) {
+      tasks = eval_tasks(job_id, index, head ? -1 : p->layer(), desc.config.num_layers);
+    } else if (p->is_layer()) {
       if (calibrated) {
-        tasks = calibration_tasks(job_id, index, p->layer(), model.desc.config.num_layers, pipelined);
+        tasks = calibration_tasks(job_id, index, p->layer(), desc.config.num_layers, pipelined);
       } else {
         TaskRecord t;
         t.set_id(fmt::format("{}/{}", job_id, p->id()));

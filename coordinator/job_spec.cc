@@ -172,6 +172,15 @@ absl::StatusOr<JobSpec> parse_job_yaml(std::string_view text, std::string_view l
 absl::Status validate_job_spec(const JobSpec& spec) {
   static const std::regex kName("[A-Za-z0-9][A-Za-z0-9._-]{0,63}");
   if (spec.model().empty()) return absl::InvalidArgumentError("'model' is required (a Hugging Face model folder)");
+  if (is_eval_job(spec)) {
+    if (!std::regex_match(spec.name(), kName))
+      return absl::InvalidArgumentError(fmt::format("'name' {} must be 1-64 letters, digits, '.', '_' or '-'", spec.name()));
+    if (!spec.output().empty()) return absl::InvalidArgumentError("an evaluation job writes nothing: no 'output'");
+    if (spec.eval().samples() < 0) return absl::InvalidArgumentError("evaluation samples must be 0 (all) or more");
+    if (spec.eval().seq_len() < 0 || spec.eval().seq_len() == 1)
+      return absl::InvalidArgumentError("evaluation seq_len must be 2 or more (0: the file's line length)");
+    return absl::OkStatus();
+  }
   if (spec.output().empty()) return absl::InvalidArgumentError("'output' is required (a new folder)");
   if (!std::regex_match(spec.name(), kName))
     return absl::InvalidArgumentError(fmt::format(

@@ -31,6 +31,9 @@ absl::Status validate_job_spec(const shardpress::v1::JobSpec& spec);
 // The ops' settings for a (valid) spec.
 CompressSettings compress_settings(const shardpress::v1::JobSpec& spec);
 
+// An evaluation job (eval.ids set): perplexity on the workers, nothing written.
+inline bool is_eval_job(const shardpress::v1::JobSpec& spec) { return !spec.eval().ids().empty(); }
+
 // True when the spec's methods need calibration data.
 bool spec_needs_calibration(const shardpress::v1::JobSpec& spec);
 

@@ -42,13 +42,18 @@ void embed_tokens(const ModelConfig& c, const float* embed, const int32_t* ids, 
 SequenceScore score_sequence(const LanguageModel& m, const RopeTable& rope, const int32_t* ids, int64_t T,
                              std::vector<float>* logits_out) {
   const ModelConfig& c = m.config;
-  const int64_t H = c.hidden_size, V = c.vocab_size;
-  std::vector<float> x(static_cast<size_t>(T * H));
+  std::vector<float> x(static_cast<size_t>(T * c.hidden_size));
   embed_tokens(c, m.embed.data(), ids, T, x.data());
   for (int64_t l = 0; l < c.num_layers; ++l) decoder_layer_forward(c, l, m.layers[l], rope, x.data(), T);
-  rms_norm(x.data(), T, H, m.final_norm.data(), c.rms_norm_eps, x.data());
+  return score_hidden(c, m.final_norm.data(), m.head(), x.data(), ids, T, logits_out);
+}
+
+SequenceScore score_hidden(const ModelConfig& c, const float* final_norm, const float* head, float* x,
+                           const int32_t* ids, int64_t T, std::vector<float>* logits_out) {
+  const int64_t H = c.hidden_size, V = c.vocab_size;
+  rms_norm(x, T, H, final_norm, c.rms_norm_eps, x);
   std::vector<float> logits(static_cast<size_t>(T * V));
-  matmul_nt(x.data(), T, H, m.head(), V, logits.data());
+  matmul_nt(x, T, H, head, V, logits.data());
   SequenceScore s;
   for (int64_t t = 0; t + 1 < T; ++t) {
     const float* row = &logits[t * V];

@@ -45,6 +45,11 @@ struct SequenceScore {
 SequenceScore score_sequence(const LanguageModel& m, const RopeTable& rope, const int32_t* ids, int64_t tokens,
                              std::vector<float>* logits = nullptr);
 
+// The output end of the model on one sequence's last hidden states x[tokens, hidden]
+// (overwritten): final RMSNorm, the head [vocab, hidden], and the NLL of tokens 1..T-1.
+SequenceScore score_hidden(const ModelConfig& config, const float* final_norm, const float* head, float* x,
+                           const int32_t* ids, int64_t tokens, std::vector<float>* logits = nullptr);
+
 struct Perplexity {
   int64_t sequences = 0;
   int64_t seq_len = 0;

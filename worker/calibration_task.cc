@@ -8,20 +8,22 @@
 #include "fmt/format.h"
 #include "ops/calibrate_layer.h"
 #include "ops/decoder_layer.h"
+#include "ops/language_model.h"
 
 namespace sp {
 
 using namespace shardpress::v1;  // NOLINT
 
-absl::StatusOr<ShardResult> run_calibration_task(const LeaseResponse& lease, std::span<const LeaseInput> inputs) {
+absl::StatusOr<CalibrationTaskResult> run_calibration_task(const LeaseResponse& lease,
+                                                           std::span<const LeaseInput> inputs) {
   SP_ASSIGN_OR_RETURN(ModelConfig config, parse_model_config(lease.model_config(), "the job's config.json"));
   const int64_t layer = lease.layer();
-  if (layer < 0 || layer >= config.num_layers)
+  if (lease.kind() != EVAL_HEAD && (layer < 0 || layer >= config.num_layers))
     return absl::InvalidArgumentError(fmt::format("layer {} is not in the model", layer));
   std::vector<ModelTensor> metas;
   metas.reserve(inputs.size());
   std::vector<InputTensor> layer_inputs;
-  const LeaseInput *ids = nullptr, *embed = nullptr, *acts_in = nullptr;
+  const LeaseInput *ids = nullptr, *embed = nullptr, *acts_in = nullptr, *norm = nullptr, *head = nullptr;
   for (const LeaseInput& in : inputs) {
     const std::string& name = in.meta->name();
     if (name == kCalibrationIdsTensor) { ids = &in; continue; }
@@ -30,6 +32,8 @@ absl::StatusOr<ShardResult> run_calibration_task(const LeaseResponse& lease, std
     const auto role = role_from_name(in.meta->role());
     if (!dt || !role) return absl::InvalidArgumentError(fmt::format("input {}: unknown dtype or role", name));
     if (*role == TensorRole::kEmbedding) { embed = &in; continue; }
+    if (*role == TensorRole::kFinalNorm) { norm = &in; continue; }
+    if (*role == TensorRole::kLmHead) { head = &in; continue; }
     metas.push_back(ModelTensor{name, *role, layer, TensorShape{*dt, {in.meta->shape().begin(), in.meta->shape().end()}}});
     layer_inputs.push_back({&metas.back(), in.bytes});
   }
@@ -43,20 +47,39 @@ absl::StatusOr<ShardResult> run_calibration_task(const LeaseResponse& lease, std
       return absl::DataLossError("the activations input does not match its description");
     acts = Activations{s[0], s[1], s[2], std::vector<float>(static_cast<size_t>(s[0] * s[1] * s[2]))};
     std::memcpy(acts.data.data(), acts_in->bytes.data(), acts_in->bytes.size());
-  } else {
-    if (!ids || !embed) return absl::InvalidArgumentError("the first layer's task needs the embeddings and the ids");
+  }
+  std::vector<int32_t> tok;
+  if (ids) {
     const auto& s = ids->meta->shape();
     if (ids->meta->dtype() != "I32" || s.size() != 2 || ids->bytes.size() != static_cast<size_t>(s[0] * s[1]) * 4)
-      return absl::DataLossError("the calibration ids do not match their description");
-    std::vector<int32_t> tok(static_cast<size_t>(s[0] * s[1]));
+      return absl::DataLossError("the token ids do not match their description");
+    tok.resize(static_cast<size_t>(s[0] * s[1]));
     std::memcpy(tok.data(), ids->bytes.data(), ids->bytes.size());
     for (int32_t t : tok)
-      if (t < 0 || t >= config.vocab_size) return absl::DataLossError(fmt::format("calibration id {} out of range", t));
-    const auto dt = dtype_from_name(embed->meta->dtype());
-    acts = embed_calibration(config, to_float32(embed->bytes, *dt), tok.data(), s[0], s[1]);
+      if (t < 0 || t >= config.vocab_size) return absl::DataLossError(fmt::format("token id {} out of range", t));
+    if (acts_in && (s[0] != acts.sequences || s[1] != acts.tokens))
+      return absl::DataLossError("the token ids and the activations disagree in shape");
+  }
+  auto floats = [](const LeaseInput& in) { return to_float32(in.bytes, *dtype_from_name(in.meta->dtype())); };
+  if (!acts_in) {
+    if (!ids || !embed) return absl::InvalidArgumentError("the first layer's task needs the embeddings and the ids");
+    acts = embed_calibration(config, floats(*embed), tok.data(), ids->meta->shape(0), ids->meta->shape(1));
   }
 
-  ShardResult result;
+  CalibrationTaskResult out;
+  if (lease.kind() == EVAL_HEAD) {
+    const LeaseInput* out_head = head ? head : embed;
+    if (!norm || !out_head || !ids) return absl::InvalidArgumentError("the head task needs the final norm, head and ids");
+    const std::vector<float> nw = floats(*norm), hw = floats(*out_head);
+    for (int64_t s = 0; s < acts.sequences; ++s) {
+      const SequenceScore sc =
+          score_hidden(config, nw.data(), hw.data(), acts.row(s), tok.data() + s * acts.tokens, acts.tokens);
+      out.nll += sc.nll;
+      out.predictions += sc.predictions;
+    }
+    return out;
+  }
+  ShardResult& result = out.result;
   const bool sequential = lease.calibrate().mode() != "pipelined";
   if (lease.kind() == FORWARD_LAYER) {
     SP_ASSIGN_OR_RETURN(LayerWeights lw, load_layer_weights(config, layer_inputs));
@@ -77,7 +100,7 @@ absl::StatusOr<ShardResult> run_calibration_task(const LeaseResponse& lease, std
     result.groups.push_back(
         {{TensorSpec{kActivationsTensor, DType::kF32, {acts.sequences, acts.tokens, acts.hidden}}, std::move(bytes)}});
   }
-  return result;
+  return out;
 }
 
 }  // namespace sp

@@ -1,4 +1,5 @@
-// The calibration tasks a worker runs (CALIBRATE_STAGE and FORWARD_LAYER): rebuild the
+// The calibration and evaluation tasks a worker runs (CALIBRATE_STAGE, FORWARD_LAYER,
+// EVAL_HEAD): rebuild the
 // layer's inputs and the activations entering it (from the previous task's output, or
 // from the embeddings and the calibration ids for the first layer), then calibrate,
 // prune and quantize the layer (ops/calibrate_layer) or run its original forward. Plain
@@ -20,9 +21,16 @@ struct LeaseInput {
   std::span<const uint8_t> bytes;
 };
 
-// The groups to upload: the layer's outputs (unless a forward task), then, where the
-// next layer needs them, one group with the float32 `__activations__`.
-absl::StatusOr<ShardResult> run_calibration_task(const shardpress::v1::LeaseResponse& lease,
-                                                 std::span<const LeaseInput> inputs);
+struct CalibrationTaskResult {
+  // The groups to upload: the layer's outputs (unless a forward task), then, where the
+  // next layer needs them, one group with the float32 `__activations__`.
+  ShardResult result;
+  // EVAL_HEAD: the summed NLL over all sequences (in sequence order) and the predictions.
+  double nll = 0;
+  int64_t predictions = 0;
+};
+
+absl::StatusOr<CalibrationTaskResult> run_calibration_task(const shardpress::v1::LeaseResponse& lease,
+                                                           std::span<const LeaseInput> inputs);
 
 }  // namespace sp

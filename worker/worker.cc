@@ -274,7 +274,10 @@ absl::Status Worker::compute_and_upload(const LeaseResponse& lease, CompleteRequ
   } else {
     std::vector<LeaseInput> inputs;
     for (int i = 0; i < lease.inputs_size(); ++i) inputs.push_back({&lease.inputs(i), bytes[static_cast<size_t>(i)]});
-    SP_ASSIGN_OR_RETURN(result, run_calibration_task(lease, inputs));
+    SP_ASSIGN_OR_RETURN(CalibrationTaskResult r, run_calibration_task(lease, inputs));
+    result = std::move(r.result);
+    complete->set_nll(r.nll);
+    complete->set_predictions(r.predictions);
   }
   if (const int64_t d = task_delay_ms(); d > 0) sleep_ms(d);
   {

@@ -14,6 +14,7 @@ class CalibrationCluster : public Cluster {
   void SetUp() override {
     Cluster::SetUp();
     fs::copy_file(test::fixture("stories260k/text/calib.ids.txt"), dir_ / "models/calib.ids.txt");
+    fs::copy_file(test::fixture("stories260k/text/eval.ids.txt"), dir_ / "models/eval.ids.txt");
   }
 
   std::string spec_text(const std::string& name, const std::string& body) {
@@ -94,6 +95,43 @@ TEST_F(CalibrationCluster, PipelinedSparseGptJobOnTwoWorkers) {
   for (const auto& t : s["tasks"]) forward += t["id"].get<std::string>().find("/fwd.") != std::string::npos;
   EXPECT_EQ(forward, 4) << "pipelined: one forward task per layer but the last";
   expect_output("p1", body);
+}
+
+// `eval --remote`: the forward layer by layer on the workers, then the head; the same
+// perplexity, to the last bit, as `eval` in one process — for the original model and for
+// a compressed checkpoint (decoded by the coordinator while importing).
+TEST_F(CalibrationCluster, RemoteEvalMatchesLocalEval) {
+  start_coordinator();
+  start_worker("a");
+  start_worker("b", {}, /*fetch=*/true);
+  ASSERT_EQ(test::run_cli({"compress", dir_ / "models/stories", dir_ / "models/stories-gptq", "--method", "gptq",
+                           "--act-order", "--calib-ids", dir_ / "models/calib.ids.txt", "--calib-samples", "32"})
+                .exit_code,
+            0);
+  for (const std::string m : {"stories", "stories-gptq"}) {
+    auto local = test::run_cli({"eval", dir_ / ("models/" + m), "--ids", dir_ / "models/eval.ids.txt", "--samples",
+                                "40", "-o", "json"});
+    ASSERT_EQ(local.exit_code, 0) << local.err;
+    auto remote = cli({"eval", dir_ / ("models/" + m), "--ids", dir_ / "models/eval.ids.txt", "--samples", "40",
+                       "--remote", "-o", "json"});
+    ASSERT_EQ(remote.exit_code, 0) << remote.out << remote.err;
+    const json l = json::parse(local.out), r = json::parse(remote.out);
+    EXPECT_EQ(r["predictions"], 40 * 255);
+    EXPECT_EQ(r["mean_nll"].get<double>(), l["mean_nll"].get<double>()) << m;
+    EXPECT_EQ(r["quantized"], m != "stories");
+  }
+  const json s = status("eval-stories");
+  EXPECT_EQ(s["state"], "SUCCEEDED");
+  EXPECT_EQ(s["tasks"].size(), 6u) << "5 forward tasks and the head";
+  EXPECT_FALSE(fs::exists(dir_ / "out/eval-stories"));
+  // Bad input: ids outside the vocabulary, a folder outside the model root.
+  test::write_text(dir_ / "models/bad.ids.txt", "1 2 3\n4 5 900\n");
+  auto bad = cli({"eval", dir_ / "models/stories", "--ids", dir_ / "models/bad.ids.txt", "--remote"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("line 2: token id 900 is outside"), std::string::npos) << bad.err;
+  auto outside = cli({"eval", test::fixture("stories260k/hf-bf16"), "--ids", dir_ / "models/eval.ids.txt", "--remote"});
+  EXPECT_NE(outside.exit_code, 0);
+  EXPECT_NE(outside.err.find("outside the coordinator's allowed root"), std::string::npos) << outside.err;
 }
 
 TEST_F(CalibrationCluster, BadCalibrationInputIsRefusedAtSubmit) {
