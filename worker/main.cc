@@ -14,10 +14,8 @@
 #include "common/token.h"
 #include "coordinator/config_file.h"
 #include "fmt/format.h"
+#include "worker/device.h"
 #include "worker/worker.h"
-#if defined(SHARDPRESS_HAVE_CUDA)
-#include "kernels/device_info.h"
-#endif
 
 namespace {
 
@@ -86,14 +84,10 @@ int main(int argc, char** argv) {
   if (!cache.ok()) return fail(sp::annotate(cache.status(), "--cache-size"));
   o.memory = *mem;
   o.cache_capacity = *cache;
-  if (f.device == "auto" || f.device == "cpu") {
-    o.device = "cpu";
-  } else if (f.device.rfind("cuda:", 0) == 0) {
-    // CUDA kernels for the tasks arrive with issue 6; until then every task runs on the CPU.
-    return fail(absl::InvalidArgumentError(fmt::format("--device {}: this build runs tasks on the CPU only; use cpu or auto", f.device)));
-  } else {
-    return fail(absl::InvalidArgumentError(fmt::format("--device {}: expected auto, cpu or cuda:N", f.device)));
-  }
+  auto device = sp::choose_device(f.device);
+  if (!device.ok()) return fail(device.status());
+  o.device = device->label;
+  o.cuda_device = device->cuda;
 
   // Signals: a handler (any thread may take the signal: OpenBLAS starts its thread pool
   // before main, with signals unblocked) writes the number to a pipe; one thread acts.

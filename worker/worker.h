@@ -33,7 +33,8 @@ struct WorkerOptions {
   uint64_t memory = 11ull << 30;  // budget for task estimates
   uint64_t cache_capacity = 64ull << 30;
   int threads = 1;
-  std::string device = "cpu";
+  std::string device = "cpu";  // label shown by `workers`
+  int cuda_device = -1;          // >= 0: NF4 quantization of layer tasks runs on this CUDA device
   bool verbose = true;  // log every task to stderr (failures are always logged)
   // Read inputs straight from the source model when this machine sees the file (same
   // host or shared filesystem) and the bytes match the digest; else fetch the blob.

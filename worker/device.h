@@ -1,0 +1,27 @@
+// Which device a worker computes on: `--device auto|cpu|cuda:N`. `auto` picks the first
+// CUDA device when the build has CUDA and a device is present, else the CPU. The label is
+// what `shardpress workers` shows ("cuda:0 (NVIDIA GeForce GTX 1080 Ti, sm_61, 11.00 GiB)").
+#pragma once
+
+#include <string>
+
+#include "common/status.h"
+#include "ops/nf4.h"
+
+namespace sp {
+
+struct DeviceChoice {
+  std::string label = "cpu";
+  int cuda = -1;  // CUDA device index, or -1 for the CPU
+};
+
+// INVALID_ARGUMENT for an unknown spelling, a CUDA device in a CPU-only build, or a
+// device index that is not present (listing the ones that are).
+absl::StatusOr<DeviceChoice> choose_device(const std::string& flag);
+
+// The NF4 backend a worker on `device` quantizes with: the CUDA kernel (falling back to
+// the CPU for a task whose kernel call fails, with the device's message on stderr), or
+// the fastest CPU backend. Same bytes either way.
+const Nf4Backend& nf4_backend_for(const DeviceChoice& device);
+
+}  // namespace sp
