@@ -2,6 +2,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <vector>
 
 namespace sp {
@@ -95,8 +96,12 @@ std::string prune_magnitude_cuda(int device, float* w, int64_t rows, int64_t col
     }
   }
   check(cudaGetLastError(), "prune kernel launch");
-  check(cudaMemcpy(w, d, n * sizeof(float), cudaMemcpyDeviceToHost), "prune kernel");
+  // Into a separate buffer: on any failure the caller's weight is untouched (the CPU
+  // then prunes it).
+  std::vector<float> out(n);
+  check(cudaMemcpy(out.data(), d, n * sizeof(float), cudaMemcpyDeviceToHost), "prune kernel");
   cudaFree(d);
+  if (error.empty()) std::copy(out.begin(), out.end(), w);
   return error;
 }
 

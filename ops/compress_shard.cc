@@ -108,7 +108,7 @@ std::string describe(const CompressSettings& s) {
 
 absl::StatusOr<ShardResult> compress_shard(std::span<const InputTensor> inputs,
                                            const CompressSettings& settings,
-                                           const Nf4Backend& backend) {
+                                           const Nf4Backend& backend, const PruneDevice* prune_device) {
   SP_RETURN_IF_ERROR(validate(settings));
   if (needs_calibration(settings))
     return absl::FailedPreconditionError(
@@ -133,7 +133,7 @@ absl::StatusOr<ShardResult> compress_shard(std::span<const InputTensor> inputs,
     std::vector<float> pruned;
     if (settings.prune) {
       pruned = to_float32(in.bytes, meta.stored.dtype);
-      auto st = prune_magnitude(pruned, rows, cols, settings.prune->scope, settings.prune->sparsity);
+      auto st = prune_magnitude(pruned, rows, cols, settings.prune->scope, settings.prune->sparsity, prune_device);
       if (!st.ok()) return annotate(st.status(), meta.name);
       report.prune = *st;
       bytes = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(pruned.data()),

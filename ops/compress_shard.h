@@ -100,6 +100,7 @@ absl::StatusOr<std::vector<OutputTensor>> nf4_output_tensors(const ModelTensor& 
 // element 17 (row 0, column 17) is nan ...").
 absl::StatusOr<ShardResult> compress_shard(std::span<const InputTensor> inputs,
                                            const CompressSettings& settings,
-                                           const Nf4Backend& backend = nf4_best_backend());
+                                           const Nf4Backend& backend = nf4_best_backend(),
+                                           const PruneDevice* prune_device = nullptr);
 
 }  // namespace sp

@@ -126,7 +126,21 @@ PruneStats apply_mask(std::span<float> w, std::span<const uint8_t> mask) {
 }
 
 absl::StatusOr<PruneStats> prune_magnitude(std::span<float> w, int64_t rows, int64_t cols,
-                                           PruneScope scope, double sparsity) {
+                                           PruneScope scope, double sparsity, const PruneDevice* device) {
+  if (device && *device) {
+    SP_RETURN_IF_ERROR(check_prune_args(w, rows, cols, scope, sparsity));
+    const uint64_t k = scope == PruneScope::kRow ? prune_count(sparsity, static_cast<uint64_t>(cols))
+                                                 : prune_count(sparsity, w.size());
+    if ((*device)(w, rows, cols, scope, k)) {
+      PruneStats st;
+      st.total = w.size();
+      st.pruned = scope == PruneScope::kRow ? k * static_cast<uint64_t>(rows)
+                  : scope == PruneScope::kTensor ? k
+                                                 : w.size() / 2;
+      st.zeros = static_cast<uint64_t>(std::count(w.begin(), w.end(), 0.0f));
+      return st;
+    }
+  }
   SP_ASSIGN_OR_RETURN(std::vector<uint8_t> mask, prune_mask(w, rows, cols, scope, sparsity));
   return apply_mask(w, mask);
 }

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -40,8 +41,13 @@ uint64_t prune_count(double sparsity, uint64_t n);
 // Prunes the row-major [rows, cols] weight `w` in place. `sparsity` in [0, 1) is used for
 // kTensor and kRow; kTwoFour always prunes 50%. INVALID_ARGUMENT for a sparsity out of
 // range, a NaN/Inf weight (naming the element), or 2:4 with cols % 4 != 0.
+//
+// `device` (optional, e.g. the GPU): zeroes the `k` smallest |w| per group (per row, per
+// tensor; ignored for 2:4) with the same tie rule and returns true, or returns false when
+// it could not run (the CPU selection then runs). Arguments are checked first either way.
+using PruneDevice = std::function<bool(std::span<float> w, int64_t rows, int64_t cols, PruneScope scope, uint64_t k)>;
 absl::StatusOr<PruneStats> prune_magnitude(std::span<float> w, int64_t rows, int64_t cols,
-                                           PruneScope scope, double sparsity);
+                                           PruneScope scope, double sparsity, const PruneDevice* device = nullptr);
 
 // The selection prune_magnitude makes, on any scores (ranked by |score|): mask[i] = 1
 // for the entries to prune. Wanda passes |W| * ||X_j||. Same groups, counts, tie rule

@@ -9,6 +9,7 @@
 #ifdef SHARDPRESS_HAVE_CUDA
 #include "kernels/device_info.h"
 #include "kernels/nf4_cuda.h"
+#include "kernels/prune_cuda.h"
 #endif
 
 namespace sp {
@@ -80,6 +81,26 @@ const Nf4Backend& nf4_backend_for(const DeviceChoice& device) {
 #endif
   (void)device;
   return nf4_best_backend();
+}
+
+const PruneDevice* prune_device_for(const DeviceChoice& device) {
+#ifdef SHARDPRESS_HAVE_CUDA
+  if (device.cuda >= 0) {
+    g_cuda_device = device.cuda;
+    static const PruneDevice cuda = [](std::span<float> w, int64_t rows, int64_t cols, PruneScope scope, uint64_t k) {
+      const CudaPruneScope s = scope == PruneScope::kRow      ? CudaPruneScope::kRow
+                               : scope == PruneScope::kTensor ? CudaPruneScope::kTensor
+                                                              : CudaPruneScope::kTwoFour;
+      const std::string error = prune_magnitude_cuda(g_cuda_device.load(), w.data(), rows, cols, s, k);
+      if (error.empty()) return true;
+      std::fprintf(stderr, "cuda:%d pruning failed (%s); pruning on the CPU\n", g_cuda_device.load(), error.c_str());
+      return false;
+    };
+    return &cuda;
+  }
+#endif
+  (void)device;
+  return nullptr;
 }
 
 }  // namespace sp

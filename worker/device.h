@@ -7,6 +7,7 @@
 
 #include "common/status.h"
 #include "ops/nf4.h"
+#include "ops/prune.h"
 
 namespace sp {
 
@@ -23,5 +24,9 @@ absl::StatusOr<DeviceChoice> choose_device(const std::string& flag);
 // the CPU for a task whose kernel call fails, with the device's message on stderr), or
 // the fastest CPU backend. Same bytes either way.
 const Nf4Backend& nf4_backend_for(const DeviceChoice& device);
+
+// Magnitude pruning on the device (nullptr: the CPU). A kernel call that fails reports
+// the device's message on stderr and the CPU prunes that weight. Same zeros either way.
+const PruneDevice* prune_device_for(const DeviceChoice& device);
 
 }  // namespace sp

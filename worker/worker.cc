@@ -271,8 +271,9 @@ absl::Status Worker::compute_and_upload(const LeaseResponse& lease, CompleteRequ
     JobSpec spec;
     *spec.mutable_prune() = lease.prune();
     *spec.mutable_quantize() = lease.quantize();
-    SP_ASSIGN_OR_RETURN(result, compress_shard(inputs, compress_settings(spec),
-                                               nf4_backend_for(DeviceChoice{options_.device, options_.cuda_device})));
+    const DeviceChoice device{options_.device, options_.cuda_device};
+    SP_ASSIGN_OR_RETURN(result, compress_shard(inputs, compress_settings(spec), nf4_backend_for(device),
+                                               prune_device_for(device)));
   } else {
     std::vector<LeaseInput> inputs;
     for (int i = 0; i < lease.inputs_size(); ++i) inputs.push_back({&lease.inputs(i), bytes[static_cast<size_t>(i)]});

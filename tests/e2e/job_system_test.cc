@@ -644,7 +644,8 @@ TEST_F(Cluster, ATaskThatFailsThreeTimesFailsTheJobWithItsError) {
   EXPECT_FALSE(fs::exists(dir_ / "out/bad"));
 }
 
-// A CUDA worker and a CPU worker on one RTN job: the same NF4 bytes as the ops on the CPU.
+// A CUDA worker and a CPU worker on one magnitude + RTN job: the same bytes as the ops on
+// the CPU.
 TEST_F(Cluster, CudaAndCpuWorkersProduceTheCpuBytes) {
   start_coordinator();
   test::Process gpu_probe(test::bin_dir() + "/shardpress-worker",
@@ -656,9 +657,9 @@ TEST_F(Cluster, CudaAndCpuWorkersProduceTheCpuBytes) {
     GTEST_SKIP() << "no CUDA device for a worker: " << *log;
   start_worker("gpu", {{"SHARDPRESS_TEST_DELAY_MS", "task=200"}}, false, {"--device", "cuda:0"});
   start_worker("cpu", {{"SHARDPRESS_TEST_DELAY_MS", "task=200"}}, true, {"--device", "cpu"});
-  auto r = cli({"submit", write_job("g1"), "--wait"});
+  auto r = cli({"submit", write_job("g1", /*prune=*/true), "--wait"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-  expect_reference_output("g1");
+  expect_reference_output("g1", /*prune=*/true);
   auto w = cli({"workers"});
   EXPECT_NE(w.out.find("cuda:0 ("), std::string::npos) << w.out;
 }

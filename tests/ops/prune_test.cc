@@ -130,3 +130,43 @@ TEST(Prune, ScopeNames) {
 
 }  // namespace
 }  // namespace sp
+
+namespace sp {
+namespace {
+
+// A pruning device (the GPU in a worker) is used when it runs, with the CPU's counts, and
+// the CPU selection takes over when it cannot; bad arguments are refused before either.
+TEST(PruneDeviceHook, UsedWhenItRunsCpuWhenItCannot) {
+  std::vector<float> w0(6 * 40);
+  for (size_t i = 0; i < w0.size(); ++i) w0[i] = static_cast<float>((i * 37) % 101) - 50.0f;
+  std::vector<float> cpu = w0;
+  ASSERT_TRUE(prune_magnitude(cpu, 6, 40, PruneScope::kRow, 0.3).ok());
+  int calls = 0;
+  PruneDevice works = [&](std::span<float> w, int64_t rows, int64_t cols, PruneScope scope, uint64_t k) {
+    ++calls;
+    EXPECT_EQ(k, 12u);  // floor(0.3 * 40) per row
+    auto r = prune_magnitude(w, rows, cols, scope, 0.3);  // stands in for the kernel
+    return r.ok();
+  };
+  std::vector<float> a = w0;
+  auto st = prune_magnitude(a, 6, 40, PruneScope::kRow, 0.3, &works);
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(a, cpu);
+  EXPECT_EQ(st->pruned, 72u);
+  PruneDevice fails = [&](std::span<float>, int64_t, int64_t, PruneScope, uint64_t) {
+    ++calls;
+    return false;
+  };
+  std::vector<float> b = w0;
+  ASSERT_TRUE(prune_magnitude(b, 6, 40, PruneScope::kRow, 0.3, &fails).ok());
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(b, cpu);
+  std::vector<float> nan = w0;
+  nan[7] = NAN;
+  EXPECT_FALSE(prune_magnitude(nan, 6, 40, PruneScope::kRow, 0.3, &works).ok());
+  EXPECT_EQ(calls, 2) << "bad input never reaches the device";
+}
+
+}  // namespace
+}  // namespace sp
