@@ -100,11 +100,40 @@ struct Scope {
     buffers.push_back(p);
     return p;
   }
+  bool start(int device) {
+    return check(cudaSetDevice(device), "cudaSetDevice") && check(cudaStreamCreate(&stream), "cudaStreamCreate");
+  }
   ~Scope() {
     for (void* p : buffers) cudaFree(p);
     if (stream) cudaStreamDestroy(stream);
   }
 };
+
+// The device side of one quantization: input, codes, absmax, first-NaN flag.
+struct QuantizeBuffers {
+  void* src = nullptr;
+  unsigned char* packed = nullptr;
+  float* absmax = nullptr;
+  unsigned long long* bad = nullptr;
+  size_t n = 0, blocks = 0;
+};
+
+bool alloc_quantize(Scope& s, size_t n, size_t blocksize, size_t input_bytes, QuantizeBuffers* b) {
+  b->n = n;
+  b->blocks = (n + blocksize - 1) / blocksize;
+  b->src = s.alloc(input_bytes, "cudaMalloc(input)");
+  b->packed = static_cast<unsigned char*>(s.alloc((n + 1) / 2, "cudaMalloc(packed)"));
+  b->absmax = static_cast<float*>(s.alloc(b->blocks * sizeof(float), "cudaMalloc(absmax)"));
+  b->bad = static_cast<unsigned long long*>(s.alloc(sizeof(unsigned long long), "cudaMalloc(flag)"));
+  return s.error.empty();
+}
+
+void launch_quantize(Scope& s, const QuantizeBuffers& b, CudaInput t, size_t blocksize) {
+  if (b.blocks == 0) return;
+  quantize_kernel<<<static_cast<unsigned>(b.blocks), 256, 0, s.stream>>>(b.src, t, b.n, blocksize, b.packed, b.absmax,
+                                                                        b.bad);
+  s.check(cudaGetLastError(), "quantize kernel launch");
+}
 
 }  // namespace
 
@@ -116,33 +145,22 @@ CudaNf4Result nf4_quantize_cuda(int device, const void* src, CudaInput dtype, si
     r.error = "NF4 blocksize must be an even number >= 32";
     return r;
   }
-  if (!s.check(cudaSetDevice(device), "cudaSetDevice") || !s.check(cudaStreamCreate(&s.stream), "cudaStreamCreate")) {
-    r.error = s.error;
-    return r;
-  }
-  void* d_src = s.alloc(n * input_size(dtype), "cudaMalloc(input)");
-  auto* d_packed = static_cast<unsigned char*>(s.alloc((n + 1) / 2, "cudaMalloc(packed)"));
-  auto* d_absmax = static_cast<float*>(s.alloc(nb * sizeof(float), "cudaMalloc(absmax)"));
-  auto* d_bad = static_cast<unsigned long long*>(s.alloc(sizeof(unsigned long long), "cudaMalloc(flag)"));
-  if (!s.error.empty()) {
+  QuantizeBuffers d;
+  if (!s.start(device) || !alloc_quantize(s, n, blocksize, n * input_size(dtype), &d)) {
     r.error = s.error;
     return r;
   }
   const unsigned long long none = ~0ull;
-  s.check(cudaMemcpyAsync(d_src, src, n * input_size(dtype), cudaMemcpyHostToDevice, s.stream), "copy input");
-  s.check(cudaMemcpyAsync(d_bad, &none, sizeof none, cudaMemcpyHostToDevice, s.stream), "copy flag");
-  if (nb > 0) {
-    quantize_kernel<<<static_cast<unsigned>(nb), 256, 0, s.stream>>>(d_src, dtype, n, blocksize, d_packed, d_absmax,
-                                                                     d_bad);
-    s.check(cudaGetLastError(), "quantize kernel launch");
-  }
+  s.check(cudaMemcpyAsync(d.src, src, n * input_size(dtype), cudaMemcpyHostToDevice, s.stream), "copy input");
+  s.check(cudaMemcpyAsync(d.bad, &none, sizeof none, cudaMemcpyHostToDevice, s.stream), "copy flag");
+  launch_quantize(s, d, dtype, blocksize);
   r.packed.resize((n + 1) / 2);
   r.absmax.resize(nb);
   unsigned long long bad = none;
-  s.check(cudaMemcpyAsync(r.packed.data(), d_packed, r.packed.size(), cudaMemcpyDeviceToHost, s.stream), "copy packed");
-  s.check(cudaMemcpyAsync(r.absmax.data(), d_absmax, nb * sizeof(float), cudaMemcpyDeviceToHost, s.stream),
+  s.check(cudaMemcpyAsync(r.packed.data(), d.packed, r.packed.size(), cudaMemcpyDeviceToHost, s.stream), "copy packed");
+  s.check(cudaMemcpyAsync(r.absmax.data(), d.absmax, nb * sizeof(float), cudaMemcpyDeviceToHost, s.stream),
           "copy absmax");
-  s.check(cudaMemcpyAsync(&bad, d_bad, sizeof bad, cudaMemcpyDeviceToHost, s.stream), "copy flag");
+  s.check(cudaMemcpyAsync(&bad, d.bad, sizeof bad, cudaMemcpyDeviceToHost, s.stream), "copy flag");
   s.check(cudaStreamSynchronize(s.stream), "quantize kernel");
   r.error = s.error;
   if (bad != none) r.first_nonfinite = static_cast<size_t>(bad);
@@ -153,8 +171,7 @@ std::string nf4_dequantize_cuda(int device, const uint8_t* packed, const float* 
                                 float* out) {
   Scope s;
   const size_t nb = (n + blocksize - 1) / blocksize;
-  if (!s.check(cudaSetDevice(device), "cudaSetDevice") || !s.check(cudaStreamCreate(&s.stream), "cudaStreamCreate"))
-    return s.error;
+  if (!s.start(device)) return s.error;
   auto* d_packed = static_cast<unsigned char*>(s.alloc((n + 1) / 2, "cudaMalloc(packed)"));
   auto* d_absmax = static_cast<float*>(s.alloc(nb * sizeof(float), "cudaMalloc(absmax)"));
   auto* d_out = static_cast<float*>(s.alloc(n * sizeof(float), "cudaMalloc(out)"));
@@ -174,7 +191,7 @@ std::string nf4_dequantize_cuda(int device, const uint8_t* packed, const float* 
 CudaKernelTiming nf4_quantize_cuda_timing(int device, size_t n, size_t blocksize, int reps) {
   CudaKernelTiming r;
   Scope s;
-  if (!s.check(cudaSetDevice(device), "cudaSetDevice") || !s.check(cudaStreamCreate(&s.stream), "cudaStreamCreate")) {
+  if (!s.start(device)) {
     r.error = s.error;
     return r;
   }
@@ -185,25 +202,18 @@ CudaKernelTiming nf4_quantize_cuda_timing(int device, size_t n, size_t blocksize
   s.check(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, device), "memory clock");
   s.check(cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, device), "bus width");
   r.peak_bandwidth = 2.0 * clock_khz * 1e3 * bus_bits / 8.0;  // double data rate
-  const size_t nb = (n + blocksize - 1) / blocksize;
-  void* d_src = s.alloc(n * 2, "cudaMalloc(input)");
-  auto* d_packed = static_cast<unsigned char*>(s.alloc((n + 1) / 2, "cudaMalloc(packed)"));
-  auto* d_absmax = static_cast<float*>(s.alloc(nb * sizeof(float), "cudaMalloc(absmax)"));
-  auto* d_bad = static_cast<unsigned long long*>(s.alloc(sizeof(unsigned long long), "cudaMalloc(flag)"));
-  if (!s.error.empty()) {
+  QuantizeBuffers d;
+  if (!alloc_quantize(s, n, blocksize, n * 2, &d)) {
     r.error = s.error;
     return r;
   }
-  s.check(cudaMemsetAsync(d_src, 0x3c, n * 2, s.stream), "fill input");  // bf16 0x3c3c: finite values
+  s.check(cudaMemsetAsync(d.src, 0x3c, n * 2, s.stream), "fill input");  // bf16 0x3c3c: finite values
   cudaEvent_t a = nullptr, b = nullptr;
   s.check(cudaEventCreate(&a), "cudaEventCreate");
   s.check(cudaEventCreate(&b), "cudaEventCreate");
-  quantize_kernel<<<static_cast<unsigned>(nb), 256, 0, s.stream>>>(d_src, CudaInput::kBF16, n, blocksize, d_packed,
-                                                                   d_absmax, d_bad);  // warm-up
+  launch_quantize(s, d, CudaInput::kBF16, blocksize);  // warm-up
   s.check(cudaEventRecord(a, s.stream), "cudaEventRecord");
-  for (int i = 0; i < reps; ++i)
-    quantize_kernel<<<static_cast<unsigned>(nb), 256, 0, s.stream>>>(d_src, CudaInput::kBF16, n, blocksize, d_packed,
-                                                                     d_absmax, d_bad);
+  for (int i = 0; i < reps; ++i) launch_quantize(s, d, CudaInput::kBF16, blocksize);
   s.check(cudaEventRecord(b, s.stream), "cudaEventRecord");
   s.check(cudaEventSynchronize(b), "quantize kernels");
   float ms = 0;
