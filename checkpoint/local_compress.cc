@@ -85,8 +85,7 @@ absl::StatusOr<LocalCompressSummary> compress_model_local(const std::string& mod
         const TokenBatch& ids = *options.calibration;
         acts = embed_calibration(model.config, embed, ids.ids.data(), ids.sequences, ids.seq_len);
       }
-      SP_ASSIGN_OR_RETURN(result, compress_shard(inputs, calibrated ? CompressSettings{std::nullopt, std::nullopt}
-                                                                    : options.settings));
+      SP_ASSIGN_OR_RETURN(result, compress_shard(inputs, options.settings));
     }
     for (const auto& name : shard.tensors) files.find(name)->release();  // read once: drop from RSS
     for (auto& group : result.groups) {

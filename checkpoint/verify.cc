@@ -102,6 +102,18 @@ std::string check_nf4(Nf4Entry& e, bool config_dq, TensorVerdict& v, std::vector
   return "";
 }
 
+// A checked quantized weight as bitsandbytes decodes it: code * (decoded) absmax, float32.
+std::vector<float> dequantize_entry(const Nf4Entry& e, const std::vector<float>& absmax) {
+  const QuantState& qs = *e.state;
+  const uint64_t n = static_cast<uint64_t>(qs.rows) * static_cast<uint64_t>(qs.cols);
+  std::vector<float> out(n);
+  const TensorRef* packed = e.parts.at("");
+  nf4_best_backend().dequantize(packed->view().bytes.data(), absmax.data(), n, static_cast<size_t>(qs.blocksize),
+                                out.data());
+  packed->release();
+  return out;
+}
+
 // Splits a checkpoint's tensors into quantized weights (found by their quant_state, with
 // their side tensors) and plain tensors.
 void group_tensors(const ModelFiles& files, std::map<std::string, Nf4Entry>& nf4,
@@ -306,12 +318,7 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir,
   // 6. Against the original model: dequantize and measure the error.
   auto decode = [&](const TensorVerdict& v) {
     if (!v.quantized) return to_float32(files->find(v.name)->view().bytes, v.dtype);
-    const auto& e = nf4.at(v.name);
-    const uint64_t n = static_cast<uint64_t>(v.shape[0]) * static_cast<uint64_t>(v.shape[1]);
-    std::vector<float> got(n);
-    nf4_best_backend().dequantize(e.parts.at("")->view().bytes.data(), decoded_absmax.at(v.name).data(), n,
-                                  static_cast<size_t>(e.state->blocksize), got.data());
-    return got;
+    return dequantize_entry(nf4.at(v.name), decoded_absmax.at(v.name));
   };
   if (against) {
     auto src = ModelFiles::open(*against);
@@ -387,14 +394,7 @@ absl::StatusOr<std::vector<float>> CheckpointDecoder::decode(const std::string& 
   }
   auto e = impl_->nf4.find(name);
   if (e == impl_->nf4.end()) return absl::NotFoundError(fmt::format("{}: not in the checkpoint", name));
-  const QuantState& qs = *e->second.state;
-  const uint64_t n = static_cast<uint64_t>(qs.rows) * static_cast<uint64_t>(qs.cols);
-  std::vector<float> out(n);
-  const TensorRef* packed = e->second.parts.at("");
-  nf4_best_backend().dequantize(packed->view().bytes.data(), impl_->absmax.at(name).data(), n,
-                                static_cast<size_t>(qs.blocksize), out.data());
-  packed->release();
-  return out;
+  return dequantize_entry(e->second, impl_->absmax.at(name));
 }
 
 }  // namespace sp

@@ -5,7 +5,6 @@
 #include <cctype>
 #include <chrono>
 #include <filesystem>
-#include <limits>
 #include <cstdio>
 #include <thread>
 
@@ -88,12 +87,7 @@ int run_remote(const EvalArgs& a, const ConnectionFlags& conn) {
   if (!done.ok()) return report_rpc_error(done.status(), c.address());
   if (done->predictions() <= 0) return report_error(absl::InternalError("the job finished without a result"));
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  int64_t sequences = 0, seq_len = 0;
-  if (auto ids = read_token_ids(a.ids, std::numeric_limits<int32_t>::max(), a.samples, a.seq_len); ids.ok()) {
-    sequences = ids->sequences;
-    seq_len = ids->seq_len;
-  }
-  print_result(a, is_quantized_checkpoint(a.dir), sequences, seq_len, done->predictions(), done->mean_nll(),
+  print_result(a, is_quantized_checkpoint(a.dir), done->sequences(), done->seq_len(), done->predictions(), done->mean_nll(),
                done->perplexity(), secs, "job " + id + " on the coordinator's workers");
   return kExitOk;
 }

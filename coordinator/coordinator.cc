@@ -241,6 +241,10 @@ JobStatus Coordinator::status_locked(const JobRecord& j, bool with_tasks) const 
       s.set_predictions(t->predictions());
       s.set_mean_nll(t->nll() / static_cast<double>(t->predictions()));
       s.set_perplexity(std::exp(s.mean_nll()));
+      if (const auto shape = activations_shape(j); shape.size() == 3) {
+        s.set_sequences(shape[0]);
+        s.set_seq_len(shape[1]);
+      }
     }
   auto ph = phase_.find(j.id());
   if (ph != phase_.end()) s.set_phase(ph->second);
@@ -787,11 +791,8 @@ absl::Status Coordinator::import_job(const std::string& job_id) {
       p->set_forward_memory(estimate_forward_memory(s, desc.config, data).total());
       for (size_t k = 0; k < stages.size(); ++k)
         if (s.layer >= stages[k].first_layer && s.layer <= stages[k].last_layer) p->set_stage(static_cast<int>(k));
-    } else if (eval && s.kind == ShardKind::kFinalNorm) {  // the head: float32 output matrix + logits
-      const uint64_t v = static_cast<uint64_t>(desc.config.vocab_size), h = static_cast<uint64_t>(desc.config.hidden_size);
-      const uint64_t acts = static_cast<uint64_t>(data.sequences * data.tokens) * h * sizeof(float);
-      p->set_memory_estimate(v * h * sizeof(float) + acts + static_cast<uint64_t>(data.tokens) * v * sizeof(float) +
-                             kTaskOverheadBytes);
+    } else if (eval && s.kind == ShardKind::kFinalNorm) {  // the evaluation head runs on this shard
+      p->set_memory_estimate(estimate_eval_head_memory(desc.config, data).total());
     } else {
       p->set_memory_estimate(estimate_task_memory(s, settings).total());
     }

@@ -22,7 +22,6 @@ class ImportSource {
                                                             bool allow_checkpoint);
 
   const ModelDescription& desc() const;
-  bool decoded() const { return decoder_ != nullptr; }
 
   struct Tensor {
     std::span<const uint8_t> bytes;  // valid until the next read()

@@ -47,6 +47,15 @@ absl::Status read_scalar(const YAML::Node& node, const char* key, const std::str
   return absl::OkStatus();
 }
 
+// section.key, when present, replaces the field's current value (its default) via `set`.
+template <typename T, typename Set>
+absl::Status read_field(const YAML::Node& section_node, const std::string& section, const char* key, T current,
+                        Set set, std::string_view label) {
+  SP_RETURN_IF_ERROR(read_scalar(section_node, key, section + "." + key, &current, label));
+  set(current);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 static absl::StatusOr<JobSpec> parse_job_yaml_unguarded(std::string_view text, std::string_view label) {
@@ -73,21 +82,17 @@ static absl::StatusOr<JobSpec> parse_job_yaml_unguarded(std::string_view text, s
   SP_RETURN_IF_ERROR(read_scalar(root, "overwrite", "overwrite", &overwrite, label));
   spec.set_overwrite(overwrite);
 
+  // Defaults (the common bitsandbytes setting), then whatever the file says.
   auto* prune = spec.mutable_prune();
   prune->set_method("none");
   prune->set_sparsity(0.3);
   prune->set_scope("row");
-  if (root["prune"]) {
-    const YAML::Node p = root["prune"];
+  if (const YAML::Node p = root["prune"]) {
     SP_RETURN_IF_ERROR(check_keys(p, "prune", {"method", "sparsity", "scope"}, label));
-    std::string method = "none", scope = "row";
-    double sparsity = 0.3;
-    SP_RETURN_IF_ERROR(read_scalar(p, "method", "prune.method", &method, label));
-    SP_RETURN_IF_ERROR(read_scalar(p, "sparsity", "prune.sparsity", &sparsity, label));
-    SP_RETURN_IF_ERROR(read_scalar(p, "scope", "prune.scope", &scope, label));
-    prune->set_method(method);
-    prune->set_sparsity(sparsity);
-    prune->set_scope(scope);
+    SP_RETURN_IF_ERROR(read_field(p, "prune", "method", prune->method(), [&](auto v) { prune->set_method(v); }, label));
+    SP_RETURN_IF_ERROR(
+        read_field(p, "prune", "sparsity", prune->sparsity(), [&](auto v) { prune->set_sparsity(v); }, label));
+    SP_RETURN_IF_ERROR(read_field(p, "prune", "scope", prune->scope(), [&](auto v) { prune->set_scope(v); }, label));
   }
   auto* q = spec.mutable_quantize();
   q->set_format("nf4");
@@ -100,59 +105,41 @@ static absl::StatusOr<JobSpec> parse_job_yaml_unguarded(std::string_view text, s
   q->set_damp(0.01);
   q->set_scale_search(0.1);
   q->set_gptq_block_size(128);
-  if (root["quantize"]) {
-    const YAML::Node n = root["quantize"];
+  if (const YAML::Node n = root["quantize"]) {
     SP_RETURN_IF_ERROR(check_keys(n, "quantize",
                                   {"format", "method", "blocksize", "double_quant", "compute_dtype", "act_order",
                                    "damp", "scale_search", "gptq_block_size"},
                                   label));
-    std::string format = "nf4", compute = "bfloat16", method = "rtn";
-    int blocksize = 64, gbs = 128;
-    bool dq = true, act_order = q->act_order();
-    double damp = 0.01, search = 0.1;
-    SP_RETURN_IF_ERROR(read_scalar(n, "format", "quantize.format", &format, label));
-    SP_RETURN_IF_ERROR(read_scalar(n, "method", "quantize.method", &method, label));
-    SP_RETURN_IF_ERROR(read_scalar(n, "blocksize", "quantize.blocksize", &blocksize, label));
-    SP_RETURN_IF_ERROR(read_scalar(n, "double_quant", "quantize.double_quant", &dq, label));
-    SP_RETURN_IF_ERROR(read_scalar(n, "compute_dtype", "quantize.compute_dtype", &compute, label));
-    SP_RETURN_IF_ERROR(read_scalar(n, "act_order", "quantize.act_order", &act_order, label));
-    SP_RETURN_IF_ERROR(read_scalar(n, "damp", "quantize.damp", &damp, label));
-    SP_RETURN_IF_ERROR(read_scalar(n, "scale_search", "quantize.scale_search", &search, label));
-    SP_RETURN_IF_ERROR(read_scalar(n, "gptq_block_size", "quantize.gptq_block_size", &gbs, label));
-    q->set_format(format);
-    q->set_method(method);
-    q->set_blocksize(blocksize);
-    q->set_double_quant(dq);
-    q->set_compute_dtype(compute);
-    q->set_act_order(act_order);
-    q->set_damp(damp);
-    q->set_scale_search(search);
-    q->set_gptq_block_size(gbs);
+    auto field = [&](const char* key, auto current, auto set) { return read_field(n, "quantize", key, current, set, label); };
+    SP_RETURN_IF_ERROR(field("format", q->format(), [&](auto v) { q->set_format(v); }));
+    SP_RETURN_IF_ERROR(field("method", q->method(), [&](auto v) { q->set_method(v); }));
+    SP_RETURN_IF_ERROR(field("blocksize", q->blocksize(), [&](auto v) { q->set_blocksize(v); }));
+    SP_RETURN_IF_ERROR(field("double_quant", q->double_quant(), [&](auto v) { q->set_double_quant(v); }));
+    SP_RETURN_IF_ERROR(field("compute_dtype", q->compute_dtype(), [&](auto v) { q->set_compute_dtype(v); }));
+    SP_RETURN_IF_ERROR(field("act_order", q->act_order(), [&](auto v) { q->set_act_order(v); }));
+    SP_RETURN_IF_ERROR(field("damp", q->damp(), [&](auto v) { q->set_damp(v); }));
+    SP_RETURN_IF_ERROR(field("scale_search", q->scale_search(), [&](auto v) { q->set_scale_search(v); }));
+    SP_RETURN_IF_ERROR(field("gptq_block_size", q->gptq_block_size(), [&](auto v) { q->set_gptq_block_size(v); }));
   }
   auto* c = spec.mutable_calibrate();
   c->set_samples(128);
   c->set_mode("sequential");
   c->set_stage_memory(10ull << 30);
-  if (root["calibrate"]) {
-    const YAML::Node n = root["calibrate"];
+  if (const YAML::Node n = root["calibrate"]) {
     SP_RETURN_IF_ERROR(check_keys(n, "calibrate",
                                   {"ids", "samples", "seq_len", "mode", "true_sequential", "stage_memory"}, label));
-    std::string ids, mode = "sequential", stage_memory = "10GiB";
-    int samples = 128, seq_len = 0;
-    bool ts = false;
-    SP_RETURN_IF_ERROR(read_scalar(n, "ids", "calibrate.ids", &ids, label));
-    SP_RETURN_IF_ERROR(read_scalar(n, "samples", "calibrate.samples", &samples, label));
-    SP_RETURN_IF_ERROR(read_scalar(n, "seq_len", "calibrate.seq_len", &seq_len, label));
-    SP_RETURN_IF_ERROR(read_scalar(n, "mode", "calibrate.mode", &mode, label));
-    SP_RETURN_IF_ERROR(read_scalar(n, "true_sequential", "calibrate.true_sequential", &ts, label));
+    auto field = [&](const char* key, auto current, auto set) {
+      return read_field(n, "calibrate", key, current, set, label);
+    };
+    SP_RETURN_IF_ERROR(field("ids", c->ids(), [&](auto v) { c->set_ids(v); }));
+    SP_RETURN_IF_ERROR(field("samples", c->samples(), [&](auto v) { c->set_samples(v); }));
+    SP_RETURN_IF_ERROR(field("seq_len", c->seq_len(), [&](auto v) { c->set_seq_len(v); }));
+    SP_RETURN_IF_ERROR(field("mode", c->mode(), [&](auto v) { c->set_mode(v); }));
+    SP_RETURN_IF_ERROR(field("true_sequential", c->true_sequential(), [&](auto v) { c->set_true_sequential(v); }));
+    std::string stage_memory = "10GiB";
     SP_RETURN_IF_ERROR(read_scalar(n, "stage_memory", "calibrate.stage_memory", &stage_memory, label));
     auto sm = parse_byte_size(stage_memory);
     if (!sm.ok()) return bad(label, fmt::format("'calibrate.stage_memory': {}", std::string(sm.status().message())));
-    c->set_ids(ids);
-    c->set_samples(samples);
-    c->set_seq_len(seq_len);
-    c->set_mode(mode);
-    c->set_true_sequential(ts);
     c->set_stage_memory(*sm);
   }
   if (spec.name().empty() && !spec.output().empty())

@@ -1,5 +1,6 @@
 #include "ops/calibrate_layer.h"
 
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <optional>
@@ -65,16 +66,15 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
   // 1. Forward passes with taps collect the statistics of the linear inputs: one dense
   // pass for all four, or (true-sequential) one per input, each seeing the projections
   // compressed before it. The first pass is dense: its output feeds `pipelined` mode.
-  std::vector<HessianAccumulator> acc;
-  for (int i = 0; i < kLinearInputs; ++i) acc.emplace_back(linear_input_width(config, static_cast<LinearInput>(i)));
+  std::array<std::optional<HessianAccumulator>, kLinearInputs> acc;  // allocated by the pass that fills it
   Activations dense_out;
   bool first_pass = true;
   std::vector<float> x(static_cast<size_t>(T * H));
   auto collect = [&](int which) {  // -1: all inputs
     for (int i = 0; i < kLinearInputs; ++i)
-      if (which < 0 || which == i) acc[i] = HessianAccumulator(linear_input_width(config, static_cast<LinearInput>(i)));
+      if (which < 0 || which == i) acc[i].emplace(linear_input_width(config, static_cast<LinearInput>(i)));
     LinearTap tap = [&](LinearInput in, const float* v, int64_t tokens, int64_t) {
-      if (which < 0 || which == static_cast<int>(in)) acc[static_cast<int>(in)].add(v, tokens);
+      if (which < 0 || which == static_cast<int>(in)) acc[static_cast<int>(in)]->add(v, tokens);
     };
     const bool keep = first_pass && !sequential;
     if (keep) dense_out = acts;
@@ -96,7 +96,7 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
     const InputTensor& in = inputs[k];
     const ModelTensor& meta = *in.meta;
     const int64_t rows = meta.stored.shape[0], cols = meta.stored.shape[1];
-    const HessianAccumulator& stats = acc[static_cast<int>(linear_input_of(meta.role))];
+    const HessianAccumulator& stats = *acc[static_cast<int>(linear_input_of(meta.role))];
     std::vector<float>& wref = lw.tensors.at(meta.role);
     const std::vector<float> original = wref;
     TensorReport report{meta.name, meta.role};

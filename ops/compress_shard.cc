@@ -110,9 +110,6 @@ absl::StatusOr<ShardResult> compress_shard(std::span<const InputTensor> inputs,
                                            const CompressSettings& settings,
                                            const Nf4Backend& backend, const PruneDevice* prune_device) {
   SP_RETURN_IF_ERROR(validate(settings));
-  if (needs_calibration(settings))
-    return absl::FailedPreconditionError(
-        fmt::format("{} needs calibration data: it runs as a calibration task, not a plain shard task", describe(settings)));
   ShardResult result;
   for (const InputTensor& in : inputs) {
     const ModelTensor& meta = *in.meta;
@@ -127,6 +124,10 @@ absl::StatusOr<ShardResult> compress_shard(std::span<const InputTensor> inputs,
       result.reports.push_back(std::move(report));
       continue;
     }
+    if (needs_calibration(settings))  // pass-through shards (embeddings, norms) are fine
+      return absl::FailedPreconditionError(fmt::format(
+          "{}: {} needs calibration data: it runs as a calibration task, not a plain shard task", meta.name,
+          describe(settings)));
     const int64_t rows = meta.stored.shape[0], cols = meta.stored.shape[1];
     std::span<const uint8_t> bytes = in.bytes;
     DType dtype = meta.stored.dtype;

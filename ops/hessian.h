@@ -21,9 +21,6 @@ class HessianAccumulator {
   // Adds one sequence's inputs x[tokens, columns].
   void add(const float* x, int64_t tokens);
 
-  int64_t columns() const { return c_; }
-  int64_t samples() const { return samples_; }
-  uint64_t bytes() const { return h_.size() * sizeof(float); }
 
   // H as a full symmetric float32 matrix [c, c], ready for factorisation.
   // INVALID_ARGUMENT when it holds NaN/Inf (a NaN activation poisons every entry) or

@@ -33,13 +33,6 @@ void matmul_nt_ref(const float* x, int64_t m, int64_t k, const float* w, int64_t
     }
 }
 
-void matmul_nn(const float* a, int64_t m, int64_t k, const float* b, int64_t n, float* y, bool accumulate) {
-  if (m == 0 || n == 0) return;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
-              static_cast<int>(k), 1.0f, a, static_cast<int>(k), b, static_cast<int>(n), accumulate ? 1.0f : 0.0f, y,
-              static_cast<int>(n));
-}
-
 void matmul_sub(const float* a, int64_t lda, const float* b, int64_t ldb, float* y, int64_t ldy, int64_t m, int64_t k,
                 int64_t n) {
   if (m == 0 || n == 0 || k == 0) return;

@@ -22,9 +22,6 @@ void set_blas_threads(int n);
 void matmul_nt(const float* x, int64_t m, int64_t k, const float* w, int64_t n, float* y, bool accumulate = false);
 void matmul_nt_ref(const float* x, int64_t m, int64_t k, const float* w, int64_t n, float* y, bool accumulate = false);
 
-// Y[m, n] = A[m, k] * B[k, n] (+ Y when accumulate).
-void matmul_nn(const float* a, int64_t m, int64_t k, const float* b, int64_t n, float* y, bool accumulate = false);
-
 // Y[m, n] -= A[m, k] * B[k, n], with leading dimensions (sub-blocks of larger matrices).
 void matmul_sub(const float* a, int64_t lda, const float* b, int64_t ldb, float* y, int64_t ldy, int64_t m, int64_t k,
                 int64_t n);

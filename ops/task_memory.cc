@@ -70,6 +70,15 @@ TaskMemory estimate_calibration_memory(const ModelShard& shard, const ModelConfi
   return m;
 }
 
+TaskMemory estimate_eval_head_memory(const ModelConfig& config, CalibrationShape data) {
+  const uint64_t v = static_cast<uint64_t>(config.vocab_size), h = static_cast<uint64_t>(config.hidden_size);
+  TaskMemory m;
+  m.input = v * h * sizeof(float) + activation_bytes(config, data);
+  m.working = static_cast<uint64_t>(data.tokens) * v * sizeof(float);
+  m.overhead = kTaskOverheadBytes;
+  return m;
+}
+
 std::vector<Stage> plan_stages(const ModelDescription& model, const CompressSettings& settings, CalibrationShape data,
                                uint64_t budget) {
   std::vector<Stage> out;

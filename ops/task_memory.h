@@ -40,6 +40,10 @@ TaskMemory estimate_calibration_memory(const ModelShard& shard, const ModelConfi
 // Peak host memory of a pipelined forward task (the layer in float32 and activations).
 TaskMemory estimate_forward_memory(const ModelShard& shard, const ModelConfig& config, CalibrationShape data);
 
+// Peak host memory of an evaluation head task: the output matrix in float32, the last
+// activations and one sequence's logits.
+TaskMemory estimate_eval_head_memory(const ModelConfig& config, CalibrationShape data);
+
 // Stages: contiguous layer ranges a worker with `budget` bytes holds together (their
 // weights cached, the largest layer's working set on top). Layers that alone exceed the
 // budget get a stage of their own and `fits` false.

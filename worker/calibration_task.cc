@@ -14,6 +14,14 @@ namespace sp {
 
 using namespace shardpress::v1;  // NOLINT
 
+CompressSettings lease_settings(const LeaseResponse& lease) {
+  JobSpec spec;
+  *spec.mutable_prune() = lease.prune();
+  *spec.mutable_quantize() = lease.quantize();
+  *spec.mutable_calibrate() = lease.calibrate();
+  return compress_settings(spec);
+}
+
 absl::StatusOr<CalibrationTaskResult> run_calibration_task(const LeaseResponse& lease,
                                                            std::span<const LeaseInput> inputs) {
   SP_ASSIGN_OR_RETURN(ModelConfig config, parse_model_config(lease.model_config(), "the job's config.json"));
@@ -86,12 +94,8 @@ absl::StatusOr<CalibrationTaskResult> run_calibration_task(const LeaseResponse& 
     SP_ASSIGN_OR_RETURN(RopeTable rope, rope_table(config, acts.tokens));
     for (int64_t s = 0; s < acts.sequences; ++s) decoder_layer_forward(config, layer, lw, rope, acts.row(s), acts.tokens);
   } else {
-    JobSpec spec;
-    *spec.mutable_prune() = lease.prune();
-    *spec.mutable_quantize() = lease.quantize();
-    *spec.mutable_calibrate() = lease.calibrate();
     SP_ASSIGN_OR_RETURN(CalibratedLayer cl,
-                        calibrate_layer(config, layer, layer_inputs, acts, compress_settings(spec), sequential));
+                        calibrate_layer(config, layer, layer_inputs, acts, lease_settings(lease), sequential));
     result = std::move(cl.result);
   }
   if (lease.kind() == FORWARD_LAYER || (sequential && layer + 1 < config.num_layers)) {

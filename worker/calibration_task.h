@@ -21,6 +21,9 @@ struct LeaseInput {
   std::span<const uint8_t> bytes;
 };
 
+// The ops' settings a lease carries (its job's prune, quantize and calibrate sections).
+CompressSettings lease_settings(const shardpress::v1::LeaseResponse& lease);
+
 struct CalibrationTaskResult {
   // The groups to upload: the layer's outputs (unless a forward task), then, where the
   // next layer needs them, one group with the float32 `__activations__`.

@@ -268,11 +268,8 @@ absl::Status Worker::compute_and_upload(const LeaseResponse& lease, CompleteRequ
   if (lease.kind() == COMPRESS_LAYER) {
     std::vector<InputTensor> inputs;
     for (size_t i = 0; i < metas.size(); ++i) inputs.push_back({&metas[i], bytes[i]});
-    JobSpec spec;
-    *spec.mutable_prune() = lease.prune();
-    *spec.mutable_quantize() = lease.quantize();
     const DeviceChoice device{options_.device, options_.cuda_device};
-    SP_ASSIGN_OR_RETURN(result, compress_shard(inputs, compress_settings(spec), nf4_backend_for(device),
+    SP_ASSIGN_OR_RETURN(result, compress_shard(inputs, lease_settings(lease), nf4_backend_for(device),
                                                prune_device_for(device)));
   } else {
     std::vector<LeaseInput> inputs;

@@ -117,6 +117,8 @@ TEST_F(CalibrationCluster, RemoteEvalMatchesLocalEval) {
     ASSERT_EQ(remote.exit_code, 0) << remote.out << remote.err;
     const json l = json::parse(local.out), r = json::parse(remote.out);
     EXPECT_EQ(r["predictions"], 40 * 255);
+    EXPECT_EQ(r["sequences"], 40);
+    EXPECT_EQ(r["seq_len"], 256);
     EXPECT_EQ(r["mean_nll"].get<double>(), l["mean_nll"].get<double>()) << m;
     EXPECT_EQ(r["quantized"], m != "stories");
   }

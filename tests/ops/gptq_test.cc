@@ -271,7 +271,6 @@ TEST(Wanda, ExactSparsityPerRowAndDifferentFromMagnitude) {
   StoriesLayer L = stories_layer(0);
   const ModelConfig& c = L.model.desc.config;
   Activations a = embedded(L.model, "stories260k/text/calib.ids.txt", 16);
-  Activations b = a;
   CompressSettings wanda{PruneSettings{PruneScope::kRow, 0.3, PruneMethod::kWanda}, std::nullopt};
   auto w = calibrate_layer(c, 0, L.inputs, a, wanda, true);
   ASSERT_TRUE(w.ok()) << w.status();
@@ -291,7 +290,6 @@ TEST(Wanda, ExactSparsityPerRowAndDifferentFromMagnitude) {
     differ += w->result.groups[k][0].data != m->groups[k][0].data;
   }
   EXPECT_GT(differ, 0);
-  (void)b;
 }
 
 }  // namespace
