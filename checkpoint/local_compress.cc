@@ -59,6 +59,7 @@ absl::StatusOr<LocalCompressSummary> compress_model_local(const std::string& mod
   if (!fs::create_directory(staging.path(), ec))
     return absl::UnavailableError(fmt::format("{}: cannot create: {}", staging.path(), ec.message()));
 
+  const Nf4Backend& backend = options.backend ? *options.backend : nf4_best_backend();
   LocalCompressSummary summary;
   summary.output_dir = out.string();
   summary.shards = model.shards.size();
@@ -75,8 +76,9 @@ absl::StatusOr<LocalCompressSummary> compress_model_local(const std::string& mod
     }
     ShardResult result;
     if (calibrated && shard.kind == ShardKind::kLayer) {
-      SP_ASSIGN_OR_RETURN(CalibratedLayer cl, calibrate_layer(model.config, shard.layer, inputs, acts,
-                                                              options.settings, options.sequential));
+      SP_ASSIGN_OR_RETURN(CalibratedLayer cl,
+                          calibrate_layer(model.config, shard.layer, inputs, acts, options.settings,
+                                          options.sequential, backend, options.device));
       result = std::move(cl.result);
       for (auto& l : cl.linears) summary.linears.push_back(std::move(l));
     } else {
@@ -85,7 +87,7 @@ absl::StatusOr<LocalCompressSummary> compress_model_local(const std::string& mod
         const TokenBatch& ids = *options.calibration;
         acts = embed_calibration(model.config, embed, ids.ids.data(), ids.sequences, ids.seq_len);
       }
-      SP_ASSIGN_OR_RETURN(result, compress_shard(inputs, options.settings));
+      SP_ASSIGN_OR_RETURN(result, compress_shard(inputs, options.settings, backend, options.prune_device));
     }
     for (const auto& name : shard.tensors) files.find(name)->release();  // read once: drop from RSS
     for (auto& group : result.groups) {

@@ -23,6 +23,11 @@ struct LocalCompressOptions {
   std::optional<TokenBatch> calibration;
   bool sequential = true;
   uint64_t max_shard_bytes = 5'000'000'000ull;
+  // Where the work runs (the CPU by default): NF4 backend, magnitude pruning, and the
+  // calibration's forward / GPTQ hooks (worker/device.h makes them for --device).
+  const Nf4Backend* backend = nullptr;
+  const PruneDevice* prune_device = nullptr;
+  CalibrationDevice device;
   // Called after each shard: (index, count, shard id, seconds for it).
   std::function<void(size_t, size_t, const std::string&, double)> on_shard;
 };

@@ -13,6 +13,7 @@
 #include "fmt/format.h"
 #include "fmt/ranges.h"
 #include "nlohmann/json.hpp"
+#include "worker/device.h"
 
 namespace sp::cli {
 namespace {
@@ -22,6 +23,7 @@ struct CompressArgs {
   std::string out_dir;
   std::string max_shard_size = "5GB";
   std::string output = "table";
+  std::string device = "cpu", memory = "11GiB";
   CompressFlags flags;
 };
 
@@ -30,9 +32,16 @@ int run_compress(const CompressArgs& a) {
   if (!settings.ok()) return report_error(settings.status());
   auto max_shard = parse_byte_size(a.max_shard_size);
   if (!max_shard.ok()) return report_error(annotate(max_shard.status(), "--max-shard-size"));
+  auto device = choose_device(a.device);
+  if (!device.ok()) return report_error(device.status());
+  auto memory = parse_byte_size(a.memory);
+  if (!memory.ok()) return report_error(annotate(memory.status(), "--memory"));
   LocalCompressOptions opts;
   opts.settings = *settings;
   opts.max_shard_bytes = *max_shard;
+  opts.backend = &nf4_backend_for(*device);
+  opts.prune_device = prune_device_for(*device);
+  opts.device = calibration_device_for(*device, *memory);
   if (needs_calibration(*settings)) {
     auto config = load_model_config(a.model_dir);
     if (!config.ok()) return report_error(config.status());
@@ -123,6 +132,9 @@ void add_compress_command(CLI::App& app, int* exit_code) {
   cmd->add_option("MODEL_DIR", args->model_dir, "Hugging Face model folder")->required();
   cmd->add_option("OUT_DIR", args->out_dir, "New folder for the checkpoint (must not exist)")->required();
   cmd->add_option("--max-shard-size", args->max_shard_size, "Largest safetensors file")->capture_default_str();
+  cmd->add_option("--device", args->device, "cpu, auto or cuda:N (NF4, pruning, calibration on the GPU)")
+      ->capture_default_str();
+  cmd->add_option("--memory", args->memory, "Device memory the GPU work may use")->capture_default_str();
   cmd->add_option("-o,--output", args->output, "table or json")->check(CLI::IsMember({"table", "json"}))
       ->capture_default_str();
   add_compress_flags(cmd, &args->flags);

@@ -15,6 +15,7 @@
 #include "common/byte_size.h"
 #include "coordinator/runtime.h"
 #include "fmt/format.h"
+#include "worker/device.h"
 #include "worker/worker.h"
 
 namespace sp::cli {
@@ -23,7 +24,7 @@ namespace {
 using namespace shardpress::v1;  // NOLINT
 
 struct LocalArgs {
-  std::string file, state_dir, memory = "4GiB";
+  std::string file, state_dir, memory = "4GiB", device = "cpu";
   int workers = 2;
 };
 
@@ -35,6 +36,8 @@ int run_local(const LocalArgs& a) {
   if (a.workers < 1 || a.workers > 64) return report_error(absl::InvalidArgumentError("--workers must be 1..64"));
   auto mem = parse_byte_size(a.memory);
   if (!mem.ok()) return report_error(annotate(mem.status(), "--memory"));
+  auto device = choose_device(a.device);
+  if (!device.ok()) return report_error(device.status());
   const std::string state_dir =
       a.state_dir.empty() ? (std::filesystem::path(".shardpress") / spec->name()).string() : a.state_dir;
 
@@ -80,6 +83,8 @@ int run_local(const LocalArgs& a) {
     wo.coordinator = (*rt)->address();
     wo.cache_dir = (std::filesystem::path(state_dir) / fmt::format("worker-{}", i)).string();
     wo.memory = *mem;
+    wo.device = device->label;
+    wo.cuda_device = device->cuda;
     wo.verbose = false;
     auto w = Worker::create(wo);
     if (!w.ok()) return report_error(w.status());
@@ -112,6 +117,8 @@ void add_local_command(CLI::App& app, int* exit_code) {
   cmd->add_option("--workers", a->workers, "Worker count")->capture_default_str();
   cmd->add_option("--state-dir", a->state_dir, "State folder (default .shardpress/<job name>); rerun to resume");
   cmd->add_option("--memory", a->memory, "Memory budget of each worker")->capture_default_str();
+  cmd->add_option("--device", a->device, "cpu, auto or cuda:N: where the workers compute (they share the GPU)")
+      ->capture_default_str();
   cmd->callback([a, exit_code] { *exit_code = run_local(*a); });
 }
 

@@ -20,4 +20,10 @@ std::vector<CudaDevice> cuda_devices(std::string* error) {
   return out;
 }
 
+uint64_t cuda_free_memory(int device) {
+  size_t free = 0, total = 0;
+  if (cudaSetDevice(device) != cudaSuccess || cudaMemGetInfo(&free, &total) != cudaSuccess) return 0;
+  return free;
+}
+
 }  // namespace sp

@@ -21,4 +21,7 @@ struct CudaDevice {
 // no device.
 std::vector<CudaDevice> cuda_devices(std::string* error = nullptr);
 
+// Bytes free on the device now (0 if it cannot be asked).
+uint64_t cuda_free_memory(int device);
+
 }  // namespace sp

@@ -4,44 +4,38 @@
 
 #include <string>
 
-#include "ops/nf4_codebook.h"
+#include "kernels/cuda_scope.h"
+#include "kernels/nf4_device.cuh"
 
 namespace sp {
 namespace {
-static_assert(kNf4Levels == 16);
-
-// The code book and midpoints of the CPU reference (ops/nf4_codebook.h), the same float
-// values: code = number of midpoints below x.
-#define SP_T(i) kNf4Threshold[i]
-__constant__ float kThreshold[15] = {SP_T(0), SP_T(1), SP_T(2),  SP_T(3),  SP_T(4),  SP_T(5),  SP_T(6), SP_T(7),
-                                     SP_T(8), SP_T(9), SP_T(10), SP_T(11), SP_T(12), SP_T(13), SP_T(14)};
-#undef SP_T
-#define SP_C(i) kNf4Code[i]
-__constant__ float kCode[16] = {SP_C(0), SP_C(1), SP_C(2),  SP_C(3),  SP_C(4),  SP_C(5),  SP_C(6),  SP_C(7),
-                                SP_C(8), SP_C(9), SP_C(10), SP_C(11), SP_C(12), SP_C(13), SP_C(14), SP_C(15)};
-#undef SP_C
+using cuda::code_of;
+using cuda::kCode;
+using cuda::kThreshold;
+// A 16-bit element's bits to float: bf16 by a shift, f16 exactly by its fields (a
+// conversion, no half arithmetic).
+__device__ __forceinline__ float bf16_bits(unsigned h) { return __uint_as_float(h << 16); }
+__device__ __forceinline__ float f16_bits(unsigned h) {
+  const unsigned sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+  if (exp == 0x1f) return __uint_as_float(sign | 0x7f800000u | (man << 13));
+  if (exp != 0) return __uint_as_float(sign | ((exp + 112) << 23) | (man << 13));
+  if (man == 0) return __uint_as_float(sign);
+  return (sign ? -1.0f : 1.0f) * static_cast<float>(man) * 5.960464477539063e-08f;  // man * 2^-24, exact
+}
 
 __device__ __forceinline__ float load(const void* src, CudaInput t, size_t i) {
   switch (t) {
-    case CudaInput::kBF16: return __uint_as_float(static_cast<unsigned>(static_cast<const uint16_t*>(src)[i]) << 16);
-    case CudaInput::kF16: {
-      // Exact half -> float by bits (a conversion, no half arithmetic).
-      const unsigned h = static_cast<const uint16_t*>(src)[i];
-      const unsigned sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-      if (exp == 0x1f) return __uint_as_float(sign | 0x7f800000u | (man << 13));
-      if (exp != 0) return __uint_as_float(sign | ((exp + 112) << 23) | (man << 13));
-      if (man == 0) return __uint_as_float(sign);
-      return (sign ? -1.0f : 1.0f) * static_cast<float>(man) * 5.960464477539063e-08f;  // man * 2^-24, exact
-    }
+    case CudaInput::kBF16: return bf16_bits(static_cast<const uint16_t*>(src)[i]);
+    case CudaInput::kF16: return f16_bits(static_cast<const uint16_t*>(src)[i]);
     default: return static_cast<const float*>(src)[i];
   }
 }
 
-__device__ __forceinline__ unsigned char code_of(float s) {
-  unsigned char q = 0;
-#pragma unroll
-  for (int t = 0; t < 15; ++t) q += s > kThreshold[t] ? 1 : 0;
-  return q;
+template <CudaInput T>
+__device__ __forceinline__ float load_t(const void* src, size_t i) {
+  if constexpr (T == CudaInput::kBF16) return bf16_bits(static_cast<const uint16_t*>(src)[i]);
+  if constexpr (T == CudaInput::kF16) return f16_bits(static_cast<const uint16_t*>(src)[i]);
+  if constexpr (T == CudaInput::kF32) return static_cast<const float*>(src)[i];
 }
 
 // One CUDA block per NF4 block: max |x| by a shared-memory reduction (max is exact, so
@@ -75,6 +69,90 @@ __global__ void quantize_kernel(const void* src, CudaInput t, size_t n, size_t b
   }
 }
 
+// The bandwidth path for blocksizes 8 * L with L a power of two <= 32 (bitsandbytes'
+// sizes 32 to 256). A warp covers kChunks consecutive spans of 256 elements; in each,
+// lane i loads elements [8i, 8i + 8) with one 16-byte load (the warp's load is 512
+// contiguous bytes), all kChunks loads are issued before the first is used, the L lanes
+// of one NF4 block (always within the warp) reduce its max by shuffles, and each lane
+// writes its 4 packed bytes (the warp's store is 128 contiguous bytes). Same arithmetic
+// per element as quantize_kernel, so the same bytes.
+constexpr int kChunks = 4;
+
+// Elements [base, base + 8) with 16-byte loads (zeros past n).
+template <CudaInput T>
+__device__ __forceinline__ void load8(const void* src, size_t base, size_t n, float (&x)[8]) {
+  if (base + 8 <= n) {
+    if constexpr (T == CudaInput::kF32) {
+      const float4 a = *reinterpret_cast<const float4*>(static_cast<const float*>(src) + base);
+      const float4 b = *reinterpret_cast<const float4*>(static_cast<const float*>(src) + base + 4);
+      x[0] = a.x, x[1] = a.y, x[2] = a.z, x[3] = a.w, x[4] = b.x, x[5] = b.y, x[6] = b.z, x[7] = b.w;
+    } else {
+      const uint4 v = *reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(src) + base);
+      const unsigned w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        x[2 * k] = T == CudaInput::kBF16 ? bf16_bits(w[k] & 0xffffu) : f16_bits(w[k] & 0xffffu);
+        x[2 * k + 1] = T == CudaInput::kBF16 ? bf16_bits(w[k] >> 16) : f16_bits(w[k] >> 16);
+      }
+    }
+    return;
+  }
+#pragma unroll
+  for (int k = 0; k < 8; ++k) x[k] = base + k < n ? load_t<T>(src, base + k) : 0.0f;
+}
+
+template <int L, CudaInput T>
+__global__ void quantize_vec_kernel(const void* src, size_t n, unsigned char* packed, float* absmax,
+                                    unsigned long long* first_bad) {
+  __shared__ float th[15];
+  if (threadIdx.x < 15) th[threadIdx.x] = kThreshold[threadIdx.x];
+  __syncthreads();
+  const unsigned lane = threadIdx.x % 32;
+  const size_t warp = (static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  float x[kChunks][8];
+  size_t base[kChunks];
+#pragma unroll
+  for (int c = 0; c < kChunks; ++c) {
+    base[c] = ((warp * kChunks + c) * 32 + lane) * 8;
+    if (base[c] < n) load8<T>(src, base[c], n, x[c]);
+  }
+#pragma unroll
+  for (int c = 0; c < kChunks; ++c) {
+    float m = 0.0f;
+    bool bad = false;  // NaN or Inf: |x| <= FLT_MAX fails
+    if (base[c] < n) {
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        bad |= !(fabsf(x[c][k]) <= 3.402823466e38f);
+        m = fmaxf(m, fabsf(x[c][k]));
+      }
+      if (bad)  // rare: find the first one (padding past n is 0)
+        for (int k = 0; k < 8; ++k)
+          if (!isfinite(x[c][k])) {
+            atomicMin(first_bad, static_cast<unsigned long long>(base[c] + k));
+            break;
+          }
+    }
+#pragma unroll
+    for (int o = L / 2; o > 0; o /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o, L));
+    if (base[c] >= n) continue;
+    if (lane % L == 0) absmax[base[c] / (8 * L)] = m;
+    const float inv = 1.0f / m;  // IEEE, as quantize_kernel
+    unsigned bytes = 0;
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const unsigned hi = cuda::code_of_search(__fmul_rn(x[c][2 * k], inv), th);
+      const unsigned lo = cuda::code_of_search(__fmul_rn(x[c][2 * k + 1], inv), th);
+      bytes |= (hi << 4 | lo) << (8 * k);
+    }
+    if (base[c] + 8 <= n) {
+      *reinterpret_cast<unsigned*>(packed + base[c] / 2) = bytes;
+    } else {
+      for (size_t k = 0; 2 * k < n - base[c]; ++k) packed[base[c] / 2 + k] = static_cast<unsigned char>(bytes >> (8 * k));
+    }
+  }
+}
+
 __global__ void dequantize_kernel(const unsigned char* packed, const float* absmax, size_t n, size_t bs, float* out) {
   const size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
@@ -85,29 +163,7 @@ __global__ void dequantize_kernel(const unsigned char* packed, const float* absm
 
 size_t input_size(CudaInput t) { return t == CudaInput::kF32 ? 4 : 2; }
 
-// RAII device buffers and a stream; the first failing call's message is kept.
-struct Scope {
-  std::string error;
-  cudaStream_t stream = nullptr;
-  std::vector<void*> buffers;
-  bool check(cudaError_t rc, const char* what) {
-    if (rc != cudaSuccess && error.empty()) error = std::string(what) + ": " + cudaGetErrorString(rc);
-    return rc == cudaSuccess;
-  }
-  void* alloc(size_t bytes, const char* what) {
-    void* p = nullptr;
-    if (!check(cudaMalloc(&p, bytes ? bytes : 1), what)) return nullptr;
-    buffers.push_back(p);
-    return p;
-  }
-  bool start(int device) {
-    return check(cudaSetDevice(device), "cudaSetDevice") && check(cudaStreamCreate(&stream), "cudaStreamCreate");
-  }
-  ~Scope() {
-    for (void* p : buffers) cudaFree(p);
-    if (stream) cudaStreamDestroy(stream);
-  }
-};
+using cuda::Scope;
 
 // The device side of one quantization: input, codes, absmax, first-NaN flag.
 struct QuantizeBuffers {
@@ -121,15 +177,40 @@ struct QuantizeBuffers {
 bool alloc_quantize(Scope& s, size_t n, size_t blocksize, size_t input_bytes, QuantizeBuffers* b) {
   b->n = n;
   b->blocks = (n + blocksize - 1) / blocksize;
-  b->src = s.alloc(input_bytes, "cudaMalloc(input)");
-  b->packed = static_cast<unsigned char*>(s.alloc((n + 1) / 2, "cudaMalloc(packed)"));
-  b->absmax = static_cast<float*>(s.alloc(b->blocks * sizeof(float), "cudaMalloc(absmax)"));
-  b->bad = static_cast<unsigned long long*>(s.alloc(sizeof(unsigned long long), "cudaMalloc(flag)"));
+  b->src = s.alloc<unsigned char>(input_bytes, "cudaMalloc(input)");
+  b->packed = s.alloc<unsigned char>((n + 1) / 2, "cudaMalloc(packed)");
+  b->absmax = s.alloc<float>(b->blocks, "cudaMalloc(absmax)");
+  b->bad = s.alloc<unsigned long long>(1, "cudaMalloc(flag)");
   return s.error.empty();
+}
+
+template <int L>
+void launch_vec(Scope& s, const QuantizeBuffers& b, CudaInput t) {
+  const size_t warps = (b.n + 256 * kChunks - 1) / (256 * kChunks);
+  const auto blocks = static_cast<unsigned>((warps * 32 + 255) / 256);
+  switch (t) {
+    case CudaInput::kBF16:
+      quantize_vec_kernel<L, CudaInput::kBF16><<<blocks, 256, 0, s.stream>>>(b.src, b.n, b.packed, b.absmax, b.bad);
+      break;
+    case CudaInput::kF16:
+      quantize_vec_kernel<L, CudaInput::kF16><<<blocks, 256, 0, s.stream>>>(b.src, b.n, b.packed, b.absmax, b.bad);
+      break;
+    case CudaInput::kF32:
+      quantize_vec_kernel<L, CudaInput::kF32><<<blocks, 256, 0, s.stream>>>(b.src, b.n, b.packed, b.absmax, b.bad);
+      break;
+  }
+  s.check(cudaGetLastError(), "quantize kernel launch");
 }
 
 void launch_quantize(Scope& s, const QuantizeBuffers& b, CudaInput t, size_t blocksize) {
   if (b.blocks == 0) return;
+  switch (blocksize) {  // the vector path needs every NF4 block inside one warp
+    case 32: return launch_vec<4>(s, b, t);
+    case 64: return launch_vec<8>(s, b, t);
+    case 128: return launch_vec<16>(s, b, t);
+    case 256: return launch_vec<32>(s, b, t);
+    default: break;
+  }
   quantize_kernel<<<static_cast<unsigned>(b.blocks), 256, 0, s.stream>>>(b.src, t, b.n, blocksize, b.packed, b.absmax,
                                                                         b.bad);
   s.check(cudaGetLastError(), "quantize kernel launch");
@@ -172,9 +253,9 @@ std::string nf4_dequantize_cuda(int device, const uint8_t* packed, const float* 
   Scope s;
   const size_t nb = (n + blocksize - 1) / blocksize;
   if (!s.start(device)) return s.error;
-  auto* d_packed = static_cast<unsigned char*>(s.alloc((n + 1) / 2, "cudaMalloc(packed)"));
-  auto* d_absmax = static_cast<float*>(s.alloc(nb * sizeof(float), "cudaMalloc(absmax)"));
-  auto* d_out = static_cast<float*>(s.alloc(n * sizeof(float), "cudaMalloc(out)"));
+  auto* d_packed = s.alloc<unsigned char>((n + 1) / 2, "cudaMalloc(packed)");
+  auto* d_absmax = s.alloc<float>(nb, "cudaMalloc(absmax)");
+  auto* d_out = s.alloc<float>(n, "cudaMalloc(out)");
   if (!s.error.empty()) return s.error;
   s.check(cudaMemcpyAsync(d_packed, packed, (n + 1) / 2, cudaMemcpyHostToDevice, s.stream), "copy packed");
   s.check(cudaMemcpyAsync(d_absmax, absmax, nb * sizeof(float), cudaMemcpyHostToDevice, s.stream), "copy absmax");

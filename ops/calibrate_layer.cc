@@ -51,10 +51,22 @@ double relative_output_error(const std::vector<float>& w, const std::vector<floa
 
 }  // namespace
 
+absl::Status forward_layer(const ModelConfig& config, int64_t layer, const LayerWeights& w, Activations& acts,
+                           const CalibrationDevice& device) {
+  SP_ASSIGN_OR_RETURN(RopeTable rope, rope_table(config, acts.tokens));
+  if (device.forward) {
+    const absl::Status st = device.forward(config, layer, w, rope, acts, {}, acts.data.data());
+    if (st.ok()) return st;
+    return annotate(st, fmt::format("layer {} forward on the device", layer));
+  }
+  for (int64_t s = 0; s < acts.sequences; ++s) decoder_layer_forward(config, layer, w, rope, acts.row(s), acts.tokens);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64_t layer,
                                                 std::span<const InputTensor> inputs, Activations& acts,
                                                 const CompressSettings& settings, bool sequential,
-                                                const Nf4Backend& backend) {
+                                                const Nf4Backend& backend, const CalibrationDevice& device) {
   SP_RETURN_IF_ERROR(validate(settings));
   if (acts.hidden != config.hidden_size || acts.data.size() != static_cast<size_t>(acts.sequences * acts.tokens * acts.hidden))
     return absl::InvalidArgumentError(fmt::format("activations [{}, {}, {}] do not fit hidden size {}", acts.sequences,
@@ -78,12 +90,20 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
     };
     const bool keep = first_pass && !sequential;
     if (keep) dense_out = acts;
+    first_pass = false;
+    if (device.forward) {
+      std::array<HessianAccumulator*, kLinearInputs> c{};
+      for (int i = 0; i < kLinearInputs; ++i)
+        if (which < 0 || which == i) c[i] = &*acc[i];
+      if (device.forward(config, layer, lw, rope, acts, c, keep ? dense_out.data.data() : nullptr).ok()) return;
+      for (int i = 0; i < kLinearInputs; ++i)  // the CPU starts from empty sums
+        if (c[i]) acc[i].emplace(linear_input_width(config, static_cast<LinearInput>(i)));
+    }
     for (int64_t s = 0; s < acts.sequences; ++s) {
       std::memcpy(x.data(), acts.row(s), x.size() * sizeof(float));
       decoder_layer_forward(config, layer, lw, rope, x.data(), T, &tap);
       if (keep) std::memcpy(dense_out.row(s), x.data(), x.size() * sizeof(float));
     }
-    first_pass = false;
   };
 
   // 2. Compress every projection.
@@ -92,11 +112,19 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
   std::vector<std::vector<OutputTensor>> groups(inputs.size());
   std::vector<TensorReport> reports(inputs.size());
   std::vector<std::optional<LinearReport>> linears(inputs.size());
+  std::vector<bool> last_user(inputs.size(), false);  // the last projection reading each input
+  std::array<int64_t, kLinearInputs> last{-1, -1, -1, -1};
+  for (size_t k = 0; k < inputs.size(); ++k)
+    if (is_linear_weight(inputs[k].meta->role)) last[static_cast<int>(linear_input_of(inputs[k].meta->role))] = k;
+  for (int64_t k : last)
+    if (k >= 0) last_user[static_cast<size_t>(k)] = true;
   auto compress_one = [&](size_t k) -> absl::Status {
     const InputTensor& in = inputs[k];
     const ModelTensor& meta = *in.meta;
     const int64_t rows = meta.stored.shape[0], cols = meta.stored.shape[1];
-    const HessianAccumulator& stats = *acc[static_cast<int>(linear_input_of(meta.role))];
+    HessianAccumulator& stats = *acc[static_cast<int>(linear_input_of(meta.role))];
+    // A diagnostic at O(rows * cols^2): only where it is cheap.
+    const bool small = static_cast<double>(rows) * static_cast<double>(cols) * static_cast<double>(cols) <= 1e9;
     std::vector<float>& wref = lw.tensors.at(meta.role);
     const std::vector<float> original = wref;
     TensorReport report{meta.name, meta.role};
@@ -120,7 +148,9 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
     std::vector<float> final_w;
     std::optional<std::vector<float>> hess;
     if (obs) {
-      auto h = stats.hessian();
+      // The last projection on an input takes its Hessian without a copy (3 GB for a
+      // 32B down_proj) unless the diagnostic below needs it again.
+      auto h = last_user[k] && !small ? stats.take_hessian() : stats.hessian();
       if (!h.ok()) return fail(h.status());
       hess = std::move(*h);
       ObsSettings os;
@@ -141,7 +171,7 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
         os.scope = settings.prune->scope;
         os.sparsity = settings.prune->sparsity;
       }
-      auto r = obs_compress(original, rows, cols, std::move(*hess), os);
+      auto r = obs_compress(original, rows, cols, std::move(*hess), os, device.obs ? &device.obs : nullptr);
       hess.reset();
       if (!r.ok())
         return fail(annotate(r.status(), fmt::format("layer {} {} input", layer,
@@ -189,8 +219,6 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
         groups[k] = {{TensorSpec{meta.name, meta.stored.dtype, meta.stored.shape}, stored}};
       }
     }
-    // A diagnostic at O(rows * cols^2): only where it is cheap.
-    const bool small = static_cast<double>(rows) * static_cast<double>(cols) * static_cast<double>(cols) <= 1e9;
     if (!hess && small) {
       auto h = stats.hessian();
       if (h.ok()) hess = std::move(*h);
@@ -224,7 +252,7 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
 
   // 3. What enters the next layer.
   if (sequential) {
-    for (int64_t s = 0; s < acts.sequences; ++s) decoder_layer_forward(config, layer, lw, rope, acts.row(s), T);
+    SP_RETURN_IF_ERROR(forward_layer(config, layer, lw, acts, device));
   } else {
     acts = std::move(dense_out);
   }

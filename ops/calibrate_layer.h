@@ -8,7 +8,9 @@
 // Thread-safety: pure function of its inputs.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -16,6 +18,9 @@
 #include "common/status.h"
 #include "formats/model_config.h"
 #include "ops/compress_shard.h"
+#include "ops/decoder_layer.h"
+#include "ops/hessian.h"
+#include "ops/obs_compress.h"
 
 namespace sp {
 
@@ -46,10 +51,32 @@ struct CalibratedLayer {
   std::vector<LinearReport> linears;
 };
 
+// Runs every sequence of `acts` through the layer on a device: adds sum X^T X of each
+// linear input i with collect[i] non-null to that (fresh) accumulator, and writes the
+// outputs to `out` ([sequences, tokens, hidden]; may be acts.data; null: not wanted).
+// On error the accumulators are untouched, and so is `out` unless it aliases `acts`.
+using ForwardDevice = std::function<absl::Status(const ModelConfig&, int64_t layer, const LayerWeights&,
+                                                 const RopeTable&, const Activations& acts,
+                                                 std::array<HessianAccumulator*, kLinearInputs> collect, float* out)>;
+
+// Where calibrate_layer's heavy parts run; empty functions: the CPU. A device forward
+// that fails before writing falls back to the CPU; one that fails while overwriting the
+// activations in place fails the task (the coordinator retries it).
+struct CalibrationDevice {
+  ForwardDevice forward;
+  ObsDevice obs;
+};
+
+// Runs the layer forward on all sequences of `acts` in place (no statistics), on the
+// device when there is one.
+absl::Status forward_layer(const ModelConfig& config, int64_t layer, const LayerWeights& w, Activations& acts,
+                           const CalibrationDevice& device = {});
+
 // `acts` enters the layer and is replaced by what enters the next one.
 absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64_t layer,
                                                 std::span<const InputTensor> inputs, Activations& acts,
                                                 const CompressSettings& settings, bool sequential,
-                                                const Nf4Backend& backend = nf4_best_backend());
+                                                const Nf4Backend& backend = nf4_best_backend(),
+                                                const CalibrationDevice& device = {});
 
 }  // namespace sp

@@ -58,6 +58,14 @@ int64_t linear_input_width(const ModelConfig& c, LinearInput i) {
   }
 }
 
+LayerAttention layer_attention(const ModelConfig& c, int64_t layer) {
+  const bool sliding = c.layer_types[static_cast<size_t>(layer)] == AttentionKind::kSliding;
+  LayerAttention a;
+  a.rope = c.arch != Arch::kExaone4 || !c.sliding_window || sliding;  // EXAONE hybrid: global layers are NoPE
+  a.window = sliding && c.sliding_window ? *c.sliding_window : 0;
+  return a;
+}
+
 void rms_norm(const float* x, int64_t rows, int64_t width, const float* weight, double eps, float* out) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* v = x + r * width;
@@ -120,9 +128,9 @@ void decoder_layer_forward(const ModelConfig& c, int64_t layer, const LayerWeigh
   const int64_t H = c.hidden_size, I = c.intermediate_size;
   const int64_t qw = c.num_heads * c.head_dim, kw = c.num_kv_heads * c.head_dim;
   const bool exaone = c.arch == Arch::kExaone4;
-  const bool sliding = c.layer_types[static_cast<size_t>(layer)] == AttentionKind::kSliding;
-  const bool use_rope = !exaone || !c.sliding_window || sliding;  // EXAONE hybrid: global layers are NoPE
-  const int64_t window = sliding && c.sliding_window ? *c.sliding_window : 0;
+  const LayerAttention kind = layer_attention(c, layer);
+  const bool use_rope = kind.rope;
+  const int64_t window = kind.window;
   auto emit = [&](LinearInput which, const float* in, int64_t width) {
     if (tap) (*tap)(which, in, T, width);
   };

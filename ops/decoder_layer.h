@@ -43,6 +43,14 @@ std::string_view linear_input_name(LinearInput i);
 // Width of that input (hidden, heads*head_dim, hidden, intermediate).
 int64_t linear_input_width(const ModelConfig& config, LinearInput i);
 
+// How a layer attends: RoPE or not (EXAONE's global layers are NoPE), and its sliding
+// window (0: full causal).
+struct LayerAttention {
+  bool rope = true;
+  int64_t window = 0;
+};
+LayerAttention layer_attention(const ModelConfig& config, int64_t layer);
+
 using LinearTap = std::function<void(LinearInput, const float* x, int64_t tokens, int64_t width)>;
 
 // x[tokens, hidden] is replaced by the layer's output. `rope` must cover `tokens`.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <optional>
 
 #include "fmt/format.h"
 #include "ops/linalg.h"
@@ -10,6 +11,30 @@
 
 namespace sp {
 namespace {
+
+// H[perm[i], perm[j]]: the Hessian in visiting order (a copy only when act-order moved
+// something).
+std::vector<float> permuted(const std::vector<float>& h, const std::vector<int64_t>& perm) {
+  const auto c = static_cast<int64_t>(perm.size());
+  bool identity = true;
+  for (int64_t j = 0; j < c && identity; ++j) identity = perm[j] == j;
+  if (identity) return h;
+  std::vector<float> hp(h.size());
+  for (int64_t i = 0; i < c; ++i) {
+    const float* src = &h[perm[i] * c];
+    float* dst = &hp[i * c];
+    for (int64_t j = 0; j < c; ++j) dst[j] = src[perm[j]];
+  }
+  return hp;
+}
+
+// mean(diag H) summed in visiting order (as factorise does on the permuted H).
+double mean_diagonal(const std::vector<float>& h, const std::vector<int64_t>& perm) {
+  const auto c = static_cast<int64_t>(perm.size());
+  double mean = 0;
+  for (int64_t j = 0; j < c; ++j) mean += h[perm[j] * c + perm[j]];
+  return mean / static_cast<double>(c);
+}
 
 // Damping fractions added in turn, each from the undamped H (algorithms.md §h).
 constexpr double kDampSteps[] = {0.0, 0.0025, 0.005, 0.0075, 0.01, 0.04, 0.09, 0.24, 0.49, 0.99};
@@ -47,33 +72,16 @@ absl::StatusOr<std::vector<float>> factorise(const std::vector<float>& h, int64_
       "(more samples help)", std::string(last.message())));
 }
 
-// The problem after dead channels, the fixed mask and act-order are applied: W and the
-// mask in visiting order, U, and perm[j] = original column of visited column j.
-struct Problem {
-  int64_t rows = 0, cols = 0;
-  std::vector<float> w;
-  std::vector<uint8_t> mask;
-  std::vector<float> u;
-  std::vector<int64_t> perm;
-};
-
-struct LoopResult {
-  std::vector<float> w;        // final values, visiting order
-  std::vector<uint8_t> mask;   // visiting order
-  std::vector<uint8_t> codes;  // original flattened order (when quantizing)
-  std::vector<double> row_loss;
-};
-
 // The OBS column loop with lazy block updates. `scale` (per original flattened block) is
 // the NF4 scale as it decodes; empty: no quantization.
-absl::StatusOr<LoopResult> column_loop(const Problem& p, const ObsSettings& s, const std::vector<float>& scale) {
+absl::StatusOr<ObsLoopResult> column_loop(const ObsProblem& p, const std::vector<float>& u, const ObsSettings& s,
+                                          const std::vector<float>& scale) {
   const int64_t rows = p.rows, cols = p.cols;
   const auto n = static_cast<size_t>(rows * cols);
   const bool quantize = !scale.empty();
   const auto bs = static_cast<size_t>(s.nf4_blocksize);
   const bool nm = s.mask == ObsSettings::Mask::kAdaptive && s.scope == PruneScope::kTwoFour;
-  const std::vector<float>& u = p.u;
-  LoopResult r;
+  ObsLoopResult r;
   r.w = p.w;
   r.mask = p.mask;
   r.row_loss.assign(static_cast<size_t>(rows), 0.0);
@@ -81,31 +89,20 @@ absl::StatusOr<LoopResult> column_loop(const Problem& p, const ObsSettings& s, c
   std::vector<float>& w = r.w;
   std::vector<uint8_t>& mask = r.mask;
   const int64_t B = s.block_size;
-  std::vector<float> w1, e, score;
+  std::vector<float> w1, e, diag;
+  std::vector<uint8_t> mblk;
   for (int64_t b0 = 0; b0 < cols; b0 += B) {
     const int64_t b1 = std::min(b0 + B, cols), nb = b1 - b0;
     w1.assign(static_cast<size_t>(rows * nb), 0.0f);
     e.assign(static_cast<size_t>(rows * nb), 0.0f);
     for (int64_t i = 0; i < rows; ++i) std::copy_n(&w[i * cols + b0], nb, &w1[i * nb]);
     if (s.mask == ObsSettings::Mask::kAdaptive && !nm) {
-      // This block's mask from w^2 / d^2 on the updated weights; the counts telescope to
-      // floor(s * group) over the whole weight.
-      score.resize(static_cast<size_t>(rows * nb));
+      diag.resize(static_cast<size_t>(nb));
+      mblk.resize(static_cast<size_t>(rows * nb));
+      for (int64_t j = 0; j < nb; ++j) diag[j] = u[(b0 + j) * cols + b0 + j];
+      SP_RETURN_IF_ERROR(obs_block_mask(s, rows, b0, nb, w1.data(), diag.data(), mblk.data()));
       for (int64_t i = 0; i < rows; ++i)
-        for (int64_t j = 0; j < nb; ++j) {
-          const float d = u[(b0 + j) * cols + b0 + j];
-          score[i * nb + j] = w1[i * nb + j] * w1[i * nb + j] / (d * d);
-        }
-      const bool tensor = s.scope == PruneScope::kTensor;
-      const uint64_t group0 = static_cast<uint64_t>(tensor ? rows * b0 : b0);
-      const uint64_t group1 = static_cast<uint64_t>(tensor ? rows * b1 : b1);
-      const uint64_t k = prune_count(s.sparsity, group1) - prune_count(s.sparsity, group0);
-      const uint64_t size = group1 - group0;
-      auto m = tensor ? prune_mask(score, 1, rows * nb, PruneScope::kTensor, size ? double(k) / double(size) : 0.0)
-                      : prune_mask(score, rows, nb, PruneScope::kRow, size ? double(k) / double(size) : 0.0);
-      if (!m.ok()) return m.status();
-      for (int64_t i = 0; i < rows; ++i)
-        for (int64_t j = 0; j < nb; ++j) mask[i * cols + b0 + j] = (*m)[i * nb + j];
+        for (int64_t j = 0; j < nb; ++j) mask[i * cols + b0 + j] = mblk[i * nb + j];
     }
     for (int64_t j = 0; j < nb; ++j) {
       const int64_t col = b0 + j;
@@ -154,8 +151,115 @@ absl::StatusOr<LoopResult> column_loop(const Problem& p, const ObsSettings& s, c
 
 }  // namespace
 
+absl::StatusOr<std::vector<std::vector<double>>> ObsEngine::losses(const ObsSettings& s,
+                                                                    const std::vector<std::vector<float>>& scales) {
+  std::vector<std::vector<double>> out;
+  for (const auto& scale : scales) {
+    SP_ASSIGN_OR_RETURN(ObsLoopResult r, loop(s, scale, /*final=*/false));
+    out.push_back(std::move(r.row_loss));
+  }
+  return out;
+}
+
+absl::Status obs_block_mask(const ObsSettings& s, int64_t rows, int64_t b0, int64_t nb, const float* w1,
+                            const float* d, uint8_t* mask) {
+  std::vector<float> score(static_cast<size_t>(rows * nb));
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < nb; ++j) score[i * nb + j] = w1[i * nb + j] * w1[i * nb + j] / (d[j] * d[j]);
+  const int64_t b1 = b0 + nb;
+  const bool tensor = s.scope == PruneScope::kTensor;
+  const uint64_t group0 = static_cast<uint64_t>(tensor ? rows * b0 : b0);
+  const uint64_t group1 = static_cast<uint64_t>(tensor ? rows * b1 : b1);
+  const uint64_t k = prune_count(s.sparsity, group1) - prune_count(s.sparsity, group0);
+  const uint64_t size = group1 - group0;
+  auto m = tensor ? prune_mask(score, 1, rows * nb, PruneScope::kTensor, size ? double(k) / double(size) : 0.0)
+                  : prune_mask(score, rows, nb, PruneScope::kRow, size ? double(k) / double(size) : 0.0);
+  if (!m.ok()) return m.status();
+  std::copy(m->begin(), m->end(), mask);
+  return absl::OkStatus();
+}
+
+namespace {
+
+// The CPU engine: LAPACK factorisation (float32, then float64 and more damping in
+// obs_compress), the column loop above.
+class CpuEngine final : public ObsEngine {
+ public:
+  explicit CpuEngine(const ObsProblem& p) : p_(p) {}
+  absl::Status factorise(const std::vector<float>& h, float add) override {
+    std::vector<float> a = permuted(h, p_.perm);
+    for (int64_t j = 0; j < p_.cols; ++j) a[j * p_.cols + j] += add;
+    SP_RETURN_IF_ERROR(inverse_cholesky_upper_inplace(a, p_.cols));
+    u_ = std::move(a);
+    return absl::OkStatus();
+  }
+  void set_u(std::vector<float> u) { u_ = std::move(u); }
+  absl::StatusOr<ObsLoopResult> loop(const ObsSettings& s, const std::vector<float>& scale, bool) override {
+    return column_loop(p_, u_, s, scale);
+  }
+
+ private:
+  const ObsProblem& p_;
+  std::vector<float> u_;
+};
+
+// Steps 5-6 on an engine already factorised: the scale search, double quantization, the
+// final loop. `absmax` is the static absmax (updated by the search).
+struct Loops {
+  std::vector<float> absmax;
+  std::optional<DoubleQuantized> dq;
+  ObsLoopResult r;
+};
+
+absl::StatusOr<Loops> run_loops(ObsEngine& engine, const ObsProblem& p, const ObsSettings& s,
+                                std::vector<float> absmax) {
+  Loops out;
+  const int64_t rows = p.rows, cols = p.cols;
+  const auto bs = static_cast<size_t>(s.nf4_blocksize);
+  std::vector<float> scale;
+  if (s.quantize) {
+    if (s.scale_range > 0) {
+      // GPTQ pushes weights outward, so a scale above absmax can win. Rows are
+      // independent in the loop: one run per candidate factor gives each row's loss
+      // under it, and each row keeps its best factor.
+      std::vector<double> best(static_cast<size_t>(rows), INFINITY);
+      std::vector<float> alpha(static_cast<size_t>(rows), 1.0f);
+      // Candidates 1, 1 - step, 1 + step, 1 - 2 step, ...: a tie keeps the one nearer 1.
+      const int steps = static_cast<int>(std::lround(s.scale_range / kScaleStep));
+      std::vector<float> factors;
+      std::vector<std::vector<float>> trials;
+      for (int k = 0; k <= 2 * steps; ++k) {
+        const int m = (k + 1) / 2 * (k % 2 ? -1 : 1);
+        const float a = static_cast<float>(1.0 + kScaleStep * m);
+        factors.push_back(a);
+        trials.emplace_back(absmax.size());
+        for (size_t b = 0; b < absmax.size(); ++b) trials.back()[b] = absmax[b] * a;
+      }
+      SP_ASSIGN_OR_RETURN(std::vector<std::vector<double>> loss, engine.losses(s, trials));
+      for (size_t k = 0; k < factors.size(); ++k)
+        for (int64_t i = 0; i < rows; ++i)
+          if (loss[k][i] < best[i]) {
+            best[i] = loss[k][i];
+            alpha[i] = factors[k];
+          }
+      // A block takes the factor of the row it starts in.
+      for (size_t b = 0; b < absmax.size(); ++b) absmax[b] *= alpha[b * bs / static_cast<size_t>(cols)];
+    }
+    scale = absmax;
+    if (s.double_quant) {  // the loop must use the absmax as it will decode
+      out.dq = double_quantize(absmax);
+      double_dequantize(out.dq->codes, out.dq->nested_absmax, out.dq->offset, out.dq->map.data(), scale.data());
+    }
+  }
+  SP_ASSIGN_OR_RETURN(out.r, engine.loop(s, scale, /*final=*/true));
+  out.absmax = std::move(absmax);
+  return out;
+}
+
+}  // namespace
+
 absl::StatusOr<ObsResult> obs_compress(std::vector<float> w, int64_t rows, int64_t cols, std::vector<float> h,
-                                       const ObsSettings& s) {
+                                       const ObsSettings& s, const ObsDevice* device) {
   const auto n = static_cast<size_t>(rows * cols);
   if (w.size() != n || h.size() != static_cast<size_t>(cols * cols))
     return absl::InvalidArgumentError(fmt::format("weight/Hessian sizes do not match a {}x{} weight", rows, cols));
@@ -183,9 +287,8 @@ absl::StatusOr<ObsResult> obs_compress(std::vector<float> w, int64_t rows, int64
       for (int64_t i = 0; i < rows; ++i) w[i * cols + j] = 0.0f;
       ++out.dead_columns;
     }
-  std::vector<uint8_t> mask(n, 0);
   if (s.mask == ObsSettings::Mask::kFixed) {
-    mask = *s.fixed_mask;
+    const std::vector<uint8_t>& mask = *s.fixed_mask;
     for (size_t i = 0; i < n; ++i)
       if (mask[i]) w[i] = 0.0f;
   }
@@ -198,7 +301,7 @@ absl::StatusOr<ObsResult> obs_compress(std::vector<float> w, int64_t rows, int64
   }
 
   // 3. Act-order: visit columns by decreasing H_jj (stable: ties keep their order).
-  Problem p;
+  ObsProblem p;
   p.rows = rows;
   p.cols = cols;
   p.perm.resize(static_cast<size_t>(cols));
@@ -206,65 +309,62 @@ absl::StatusOr<ObsResult> obs_compress(std::vector<float> w, int64_t rows, int64
   if (s.act_order)
     std::stable_sort(p.perm.begin(), p.perm.end(),
                      [&](int64_t a, int64_t b) { return h[a * cols + a] > h[b * cols + b]; });
-  p.w.resize(n);
-  p.mask.resize(n);
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t j = 0; j < cols; ++j) {
-      p.w[i * cols + j] = w[i * cols + p.perm[j]];
-      p.mask[i * cols + j] = mask[i * cols + p.perm[j]];
-    }
-  if (s.act_order) {
-    std::vector<float> hp(h.size());
-    for (int64_t i = 0; i < cols; ++i)
-      for (int64_t j = 0; j < cols; ++j) hp[i * cols + j] = h[p.perm[i] * cols + p.perm[j]];
-    h = std::move(hp);
+  bool identity = true;
+  for (int64_t j = 0; j < cols && identity; ++j) identity = p.perm[j] == j;
+  if (identity) {
+    p.w = std::move(w);
+  } else {
+    p.w.resize(n);
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < cols; ++j) p.w[i * cols + j] = w[i * cols + p.perm[j]];
+    w = {};
   }
+  p.mask.assign(n, 0);
+  if (s.mask == ObsSettings::Mask::kFixed)
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < cols; ++j) p.mask[i * cols + j] = (*s.fixed_mask)[i * cols + p.perm[j]];
 
-  // 4. U = upper Cholesky factor of (H + damping)^-1.
-  SP_ASSIGN_OR_RETURN(p.u, factorise(h, cols, s.damp, &out.damp_used));
-  h.clear();
-  h.shrink_to_fit();
-
-  // 5. Scale search (GPTQ pushes weights outward, so a scale above absmax can win): rows are independent in the loop, so one run per candidate scale
-  // factor gives each row's GPTQ loss under it; each row keeps its best factor.
-  std::vector<float> scale;
-  if (s.quantize) {
-    if (s.scale_range > 0) {
-      std::vector<double> best(static_cast<size_t>(rows), INFINITY);
-      std::vector<float> alpha(static_cast<size_t>(rows), 1.0f);
-      // Candidates 1, 1 - step, 1 + step, 1 - 2 step, ...: a tie keeps the one nearer 1.
-      const int steps = static_cast<int>(std::lround(s.scale_range / kScaleStep));
-      for (int k = 0; k <= 2 * steps; ++k) {
-        const int m = (k + 1) / 2 * (k % 2 ? -1 : 1);
-        const float a = static_cast<float>(1.0 + kScaleStep * m);
-        std::vector<float> trial(out.absmax.size());
-        for (size_t b = 0; b < trial.size(); ++b) trial[b] = out.absmax[b] * a;
-        SP_ASSIGN_OR_RETURN(LoopResult r, column_loop(p, s, trial));
-        for (int64_t i = 0; i < rows; ++i)
-          if (r.row_loss[i] < best[i]) {
-            best[i] = r.row_loss[i];
-            alpha[i] = a;
-          }
+  // 4-6. U = upper Cholesky factor of (H + damping)^-1, the scale search and the final
+  // loop: on the device when there is one and it copes, else (or after any failure
+  // there) on the CPU.
+  std::optional<Loops> loops;
+  if (device && *device) {
+    if (std::unique_ptr<ObsEngine> engine = (*device)(p, s)) {
+      if (engine->factorise(h, static_cast<float>(s.damp * mean_diagonal(h, p.perm))).ok()) {
+        auto l = run_loops(*engine, p, s, out.absmax);
+        if (l.ok()) {
+          loops = std::move(*l);
+          out.damp_used = s.damp;
+        }
       }
-      // A block takes the factor of the row it starts in.
-      for (size_t b = 0; b < out.absmax.size(); ++b) out.absmax[b] *= alpha[b * bs / static_cast<size_t>(cols)];
-    }
-    scale = out.absmax;
-    if (s.double_quant) {  // the loop must use the absmax as it will decode
-      out.dq = double_quantize(out.absmax);
-      double_dequantize(out.dq->codes, out.dq->nested_absmax, out.dq->offset, out.dq->map.data(), scale.data());
     }
   }
+  if (!loops) {
+    CpuEngine cpu(p);
+    h = permuted(h, p.perm);
+    SP_ASSIGN_OR_RETURN(std::vector<float> u, factorise(h, cols, s.damp, &out.damp_used));
+    h.clear();
+    h.shrink_to_fit();
+    cpu.set_u(std::move(u));
+    SP_ASSIGN_OR_RETURN(Loops l, run_loops(cpu, p, s, out.absmax));
+    loops = std::move(l);
+  }
+  out.absmax = std::move(loops->absmax);
+  out.dq = std::move(loops->dq);
+  ObsLoopResult& r = loops->r;
 
-  // 6. The loop, then back to the original column order.
-  SP_ASSIGN_OR_RETURN(LoopResult r, column_loop(p, s, scale));
+  // Back to the original column order.
   out.loss = std::accumulate(r.row_loss.begin(), r.row_loss.end(), 0.0);
-  out.weight.assign(n, 0.0f);
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t j = 0; j < cols; ++j) {
-      out.weight[i * cols + p.perm[j]] = r.w[i * cols + j];
-      out.pruned += r.mask[i * cols + j];
+  for (uint8_t m : r.mask) out.pruned += m;  // empty when nothing was masked
+  if (!identity) {  // row by row through one row's buffer, in place
+    std::vector<float> row(static_cast<size_t>(cols));
+    for (int64_t i = 0; i < rows; ++i) {
+      float* wr = &r.w[i * cols];
+      for (int64_t j = 0; j < cols; ++j) row[p.perm[j]] = wr[j];
+      std::copy(row.begin(), row.end(), wr);
     }
+  }
+  out.weight = std::move(r.w);
   if (s.quantize) {
     out.packed.assign(nf4_packed_bytes(n), 0);
     for (size_t i = 0; i < n; i += 2) {

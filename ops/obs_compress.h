@@ -19,6 +19,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -61,10 +63,57 @@ struct ObsResult {
   double damp_used = 0;                   // the damping fraction that factorised
 };
 
+// The column loop's problem once dead channels, the fixed mask and act-order are
+// applied: W [rows, cols] and the mask (1 = pruned) in visiting order, and perm[j] = the
+// original column of visited column j.
+struct ObsProblem {
+  int64_t rows = 0, cols = 0;
+  std::vector<float> w;
+  std::vector<uint8_t> mask;
+  std::vector<int64_t> perm;
+};
+
+struct ObsLoopResult {
+  std::vector<float> w;        // final values, visiting order (final loop only)
+  std::vector<uint8_t> mask;   // visiting order (final loop only; may be empty when nothing is masked)
+  std::vector<uint8_t> codes;  // original flattened order (final loop, when quantizing)
+  std::vector<double> row_loss;
+};
+
+// Where U is factorised and the column loops run: the CPU (the default) or a device.
+class ObsEngine {
+ public:
+  virtual ~ObsEngine() = default;
+  // U from H (full symmetric, original column order; the engine takes it to the
+  // problem's visiting order) + `add` on the diagonal, in float32. FAILED_PRECONDITION
+  // when it is not positive definite.
+  virtual absl::Status factorise(const std::vector<float>& h, float add) = 0;
+  // One column loop with NF4 scales `scale` (per original flattened block, as they
+  // decode; empty: no quantization). `final`: w, mask and codes are wanted, else only
+  // the row losses.
+  virtual absl::StatusOr<ObsLoopResult> loop(const ObsSettings& s, const std::vector<float>& scale, bool final) = 0;
+  // The row losses of one loop per candidate scale set (GPTQ's scale search); engines
+  // may run them together. By default one loop() after the other.
+  virtual absl::StatusOr<std::vector<std::vector<double>>> losses(const ObsSettings& s,
+                                                                  const std::vector<std::vector<float>>& scales);
+};
+
+// Makes a device engine for a problem, or nullptr (too big for the device, no device):
+// the CPU runs it. An engine whose factorisation or loop fails hands the whole problem
+// back to the CPU, so the result never depends on where a failure happened.
+using ObsDevice = std::function<std::unique_ptr<ObsEngine>(const ObsProblem&, const ObsSettings&)>;
+
+// SparseGPT's adaptive mask of one block (per row or per tensor; not 2:4): from the
+// block's updated weights w1[rows, nb] and U's diagonal d[nb], mask[rows, nb] (1 =
+// prune), with counts that telescope to floor(s * group) over the whole weight. Shared
+// by the CPU loop and device engines.
+absl::Status obs_block_mask(const ObsSettings& s, int64_t rows, int64_t b0, int64_t nb, const float* w1,
+                            const float* d, uint8_t* mask);
+
 // `h` is the Hessian [cols, cols] (full, symmetric). FAILED_PRECONDITION when no
 // damping up to 100% of the mean diagonal makes it factorise; INVALID_ARGUMENT for bad
 // shapes/settings (2:4 with act-order, a mask of the wrong size, NaN/Inf weights).
 absl::StatusOr<ObsResult> obs_compress(std::vector<float> w, int64_t rows, int64_t cols, std::vector<float> h,
-                                       const ObsSettings& s);
+                                       const ObsSettings& s, const ObsDevice* device = nullptr);
 
 }  // namespace sp

@@ -23,7 +23,8 @@ CompressSettings lease_settings(const LeaseResponse& lease) {
 }
 
 absl::StatusOr<CalibrationTaskResult> run_calibration_task(const LeaseResponse& lease,
-                                                           std::span<const LeaseInput> inputs) {
+                                                           std::span<const LeaseInput> inputs,
+                                                           const Nf4Backend& backend, const CalibrationDevice& device) {
   SP_ASSIGN_OR_RETURN(ModelConfig config, parse_model_config(lease.model_config(), "the job's config.json"));
   const int64_t layer = lease.layer();
   if (lease.kind() != EVAL_HEAD && (layer < 0 || layer >= config.num_layers))
@@ -91,11 +92,10 @@ absl::StatusOr<CalibrationTaskResult> run_calibration_task(const LeaseResponse& 
   const bool sequential = lease.calibrate().mode() != "pipelined";
   if (lease.kind() == FORWARD_LAYER) {
     SP_ASSIGN_OR_RETURN(LayerWeights lw, load_layer_weights(config, layer_inputs));
-    SP_ASSIGN_OR_RETURN(RopeTable rope, rope_table(config, acts.tokens));
-    for (int64_t s = 0; s < acts.sequences; ++s) decoder_layer_forward(config, layer, lw, rope, acts.row(s), acts.tokens);
+    SP_RETURN_IF_ERROR(forward_layer(config, layer, lw, acts, device));
   } else {
-    SP_ASSIGN_OR_RETURN(CalibratedLayer cl,
-                        calibrate_layer(config, layer, layer_inputs, acts, lease_settings(lease), sequential));
+    SP_ASSIGN_OR_RETURN(CalibratedLayer cl, calibrate_layer(config, layer, layer_inputs, acts, lease_settings(lease),
+                                                            sequential, backend, device));
     result = std::move(cl.result);
   }
   if (lease.kind() == FORWARD_LAYER || (sequential && layer + 1 < config.num_layers)) {

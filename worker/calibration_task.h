@@ -11,6 +11,7 @@
 
 #include "common/status.h"
 #include "formats/model_layout.h"
+#include "ops/calibrate_layer.h"
 #include "ops/compress_shard.h"
 #include "shardpress.pb.h"
 
@@ -33,7 +34,10 @@ struct CalibrationTaskResult {
   int64_t predictions = 0;
 };
 
+// `backend` and `device`: where NF4 and the forward / GPTQ work run (the CPU by default).
 absl::StatusOr<CalibrationTaskResult> run_calibration_task(const shardpress::v1::LeaseResponse& lease,
-                                                           std::span<const LeaseInput> inputs);
+                                                           std::span<const LeaseInput> inputs,
+                                                           const Nf4Backend& backend = nf4_best_backend(),
+                                                           const CalibrationDevice& device = {});
 
 }  // namespace sp

@@ -1,6 +1,7 @@
 #include "worker/device.h"
 
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 
 #include "common/byte_size.h"
@@ -8,7 +9,9 @@
 
 #ifdef SHARDPRESS_HAVE_CUDA
 #include "kernels/device_info.h"
+#include "kernels/layer_forward_cuda.h"
 #include "kernels/nf4_cuda.h"
+#include "kernels/obs_cuda.h"
 #include "kernels/prune_cuda.h"
 #endif
 
@@ -34,6 +37,133 @@ size_t cuda_quantize(const void* src, DType dtype, size_t n, size_t blocksize, u
 }
 
 bool cuda_available() { return !cuda_devices().empty(); }
+
+// The forward of one layer on the GPU (kernels/layer_forward_cuda).
+absl::Status cuda_forward(int dev, uint64_t budget, const ModelConfig& c, int64_t layer, const LayerWeights& w,
+                          const RopeTable& rope, const Activations& acts,
+                          std::array<HessianAccumulator*, kLinearInputs> collect, float* out) {
+  const bool exaone = c.arch == Arch::kExaone4;
+  const LayerAttention kind = layer_attention(c, layer);
+  CudaLayerShape shape{c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim,
+                       /*input_norms=*/!exaone, /*qk_norm=*/exaone, kind.rope, kind.window, c.rms_norm_eps};
+  CudaLayerWeights cw;
+  cw.q = w.find(TensorRole::kQProj);
+  cw.k = w.find(TensorRole::kKProj);
+  cw.v = w.find(TensorRole::kVProj);
+  cw.o = w.find(TensorRole::kOProj);
+  cw.gate = w.find(TensorRole::kGateProj);
+  cw.up = w.find(TensorRole::kUpProj);
+  cw.down = w.find(TensorRole::kDownProj);
+  cw.q_bias = w.find(TensorRole::kQBias);
+  cw.k_bias = w.find(TensorRole::kKBias);
+  cw.v_bias = w.find(TensorRole::kVBias);
+  cw.o_bias = w.find(TensorRole::kOBias);
+  cw.gate_bias = w.find(TensorRole::kGateBias);
+  cw.up_bias = w.find(TensorRole::kUpBias);
+  cw.down_bias = w.find(TensorRole::kDownBias);
+  cw.input_norm = w.find(TensorRole::kInputNorm);
+  cw.post_attention_norm = w.find(TensorRole::kPostAttentionNorm);
+  cw.q_norm = w.find(TensorRole::kQNorm);
+  cw.k_norm = w.find(TensorRole::kKNorm);
+  cw.post_feedforward_norm = w.find(TensorRole::kPostFeedforwardNorm);
+  CudaForwardRequest req;
+  req.acts = acts.data.data();
+  req.sequences = acts.sequences;
+  req.tokens = acts.tokens;
+  req.rope_cos = rope.cos.data();
+  req.rope_sin = rope.sin.data();
+  for (int i = 0; i < kLinearInputs; ++i) req.hessian_sums[i] = collect[i] ? collect[i]->sums() : nullptr;
+  req.out = out;
+  req.memory_budget = budget;
+  const std::string error = layer_forward_cuda(dev, shape, cw, req);
+  if (!error.empty()) {
+    std::fprintf(stderr, "cuda:%d layer %lld forward failed (%s)%s\n", dev, static_cast<long long>(layer),
+                 error.c_str(), out == acts.data.data() ? "" : "; running it on the CPU");
+    return absl::ResourceExhaustedError(fmt::format("cuda:{}: {}", dev, error));
+  }
+  for (HessianAccumulator* a : collect)
+    if (a) a->count_samples(acts.sequences);
+  return absl::OkStatus();
+}
+
+// GPTQ / SparseGPT factorisation and column loops on the GPU (kernels/obs_cuda).
+class CudaObsEngine final : public ObsEngine {
+ public:
+  CudaObsEngine(int dev, const ObsProblem& p, std::unique_ptr<CudaObs> obs) : dev_(dev), p_(p), obs_(std::move(obs)) {}
+  absl::Status factorise(const std::vector<float>& h, float add) override {
+    bool not_pd = false;
+    const std::string error = obs_->factorise(h.data(), p_.perm.data(), add, &not_pd);
+    if (error.empty()) return absl::OkStatus();
+    if (!not_pd) std::fprintf(stderr, "cuda:%d factorisation failed (%s); on the CPU\n", dev_, error.c_str());
+    return absl::FailedPreconditionError(error);
+  }
+  CudaObsLoop settings_for(const ObsSettings& s, const float* scale) const {
+    CudaObsLoop l;
+    l.block = s.block_size;
+    l.scale = scale;
+    l.nf4_blocksize = s.nf4_blocksize;
+    l.perm = p_.perm.data();
+    const bool adaptive = s.mask == ObsSettings::Mask::kAdaptive;
+    l.two_four = adaptive && s.scope == PruneScope::kTwoFour;
+    if (adaptive && !l.two_four)
+      l.block_mask = [&s, rows = p_.rows](int64_t b0, int64_t nb, const float* w1, const float* d, uint8_t* mask) {
+        const absl::Status st = obs_block_mask(s, rows, b0, nb, w1, d, mask);
+        return st.ok() ? std::string() : std::string(st.message());
+      };
+    return l;
+  }
+  absl::StatusOr<ObsLoopResult> loop(const ObsSettings& s, const std::vector<float>& scale, bool final) override {
+    const CudaObsLoop l = settings_for(s, scale.empty() ? nullptr : scale.data());
+    const auto n = static_cast<size_t>(p_.rows * p_.cols);
+    ObsLoopResult r;
+    r.row_loss.resize(static_cast<size_t>(p_.rows));
+    const bool masked = s.mask != ObsSettings::Mask::kNone;
+    if (final) {
+      r.w.resize(n);
+      if (masked) r.mask.resize(n);
+      if (!scale.empty()) r.codes.resize(n);
+    }
+    CudaObsOutput o{final ? r.w.data() : nullptr, final && masked ? r.mask.data() : nullptr,
+                    final && !scale.empty() ? r.codes.data() : nullptr, r.row_loss.data()};
+    const std::string error = obs_->loop(l, o);
+    if (!error.empty()) {
+      std::fprintf(stderr, "cuda:%d column loop failed (%s); on the CPU\n", dev_, error.c_str());
+      return absl::InternalError(error);
+    }
+    return r;
+  }
+  absl::StatusOr<std::vector<std::vector<double>>> losses(const ObsSettings& s,
+                                                          const std::vector<std::vector<float>>& scales) override {
+    if (s.mask == ObsSettings::Mask::kAdaptive && s.scope != PruneScope::kTwoFour)
+      return ObsEngine::losses(s, scales);  // the host picks each block's mask: one loop at a time
+    CudaObsLoop l = settings_for(s, nullptr);
+    std::vector<std::vector<double>> out(scales.size(), std::vector<double>(static_cast<size_t>(p_.rows)));
+    std::vector<const float*> sp;
+    std::vector<double*> lp;
+    for (size_t i = 0; i < scales.size(); ++i) {
+      sp.push_back(scales[i].data());
+      lp.push_back(out[i].data());
+    }
+    const std::string error = obs_->losses(l, static_cast<int>(scales.size()), sp.data(), lp.data());
+    if (!error.empty()) {
+      std::fprintf(stderr, "cuda:%d column loops failed (%s); on the CPU\n", dev_, error.c_str());
+      return absl::InternalError(error);
+    }
+    return out;
+  }
+
+ private:
+  int dev_;
+  const ObsProblem& p_;
+  std::unique_ptr<CudaObs> obs_;
+};
+
+// What a call may use: the worker's budget, or less when less is free now (the CUDA
+// context and other processes hold some), keeping 256 MiB spare for cuBLAS/cuSOLVER.
+uint64_t device_budget(int dev, uint64_t budget) {
+  const uint64_t free = cuda_free_memory(dev), spare = 256ull << 20;
+  return std::max<uint64_t>(std::min<uint64_t>(budget, free > spare ? free - spare : 0), 1);  // 0 would mean "all"
+}
 
 }  // namespace
 #endif
@@ -101,6 +231,44 @@ const PruneDevice* prune_device_for(const DeviceChoice& device) {
 #endif
   (void)device;
   return nullptr;
+}
+
+CalibrationDevice calibration_device_for(const DeviceChoice& device, uint64_t memory_budget) {
+  CalibrationDevice d;
+#ifdef SHARDPRESS_HAVE_CUDA
+  if (device.cuda >= 0) {
+    const int dev = device.cuda;
+    d.forward = [dev, memory_budget](const ModelConfig& c, int64_t layer, const LayerWeights& w,
+                                     const RopeTable& rope, const Activations& acts,
+                                     std::array<HessianAccumulator*, kLinearInputs> collect, float* out) {
+      return cuda_forward(dev, device_budget(dev, memory_budget), c, layer, w, rope, acts, collect, out);
+    };
+    d.obs = [dev, memory_budget](const ObsProblem& p, const ObsSettings& s) -> std::unique_ptr<ObsEngine> {
+      const uint64_t budget = device_budget(dev, memory_budget);
+      // Room for the scale search's loops side by side, as many as the budget allows.
+      const int candidates = s.quantize && s.scale_range > 0 ? 1 + 2 * static_cast<int>(std::lround(s.scale_range / kScaleStep)) : 1;
+      int slots = 1;
+      while (slots < candidates && CudaObs::memory_needed(p.rows, p.cols, slots + 1) <= budget) ++slots;
+      const uint64_t need = CudaObs::memory_needed(p.rows, p.cols, slots);
+      if (need > budget) {
+        std::fprintf(stderr, "cuda:%d: GPTQ of a %lldx%lld weight needs %s of device memory, the budget is %s; on the CPU\n",
+                     dev, static_cast<long long>(p.rows), static_cast<long long>(p.cols), format_bytes(need).c_str(),
+                     format_bytes(budget).c_str());
+        return nullptr;
+      }
+      std::string error;
+      std::unique_ptr<CudaObs> obs = CudaObs::create(dev, p.rows, p.cols, p.w.data(), p.mask.data(), slots, &error);
+      if (!obs) {
+        std::fprintf(stderr, "cuda:%d GPTQ setup failed (%s); on the CPU\n", dev, error.c_str());
+        return nullptr;
+      }
+      return std::make_unique<CudaObsEngine>(dev, p, std::move(obs));
+    };
+  }
+#endif
+  (void)device;
+  (void)memory_budget;
+  return d;
 }
 
 }  // namespace sp

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "ops/calibrate_layer.h"
 #include "ops/nf4.h"
 #include "ops/prune.h"
 
@@ -28,5 +29,12 @@ const Nf4Backend& nf4_backend_for(const DeviceChoice& device);
 // Magnitude pruning on the device (nullptr: the CPU). A kernel call that fails reports
 // the device's message on stderr and the CPU prunes that weight. Same zeros either way.
 const PruneDevice* prune_device_for(const DeviceChoice& device);
+
+// The forward pass, Hessians and GPTQ/SparseGPT loops on the device (empty functions:
+// the CPU), within `memory_budget` bytes of device memory (the worker's --memory; less
+// if less is free). What does not fit, or fails on the device, runs on the CPU with the
+// device's message on stderr — except a failure while the activations are overwritten
+// in place, which fails the task (it is retried).
+CalibrationDevice calibration_device_for(const DeviceChoice& device, uint64_t memory_budget);
 
 }  // namespace sp

@@ -274,7 +274,10 @@ absl::Status Worker::compute_and_upload(const LeaseResponse& lease, CompleteRequ
   } else {
     std::vector<LeaseInput> inputs;
     for (int i = 0; i < lease.inputs_size(); ++i) inputs.push_back({&lease.inputs(i), bytes[static_cast<size_t>(i)]});
-    SP_ASSIGN_OR_RETURN(CalibrationTaskResult r, run_calibration_task(lease, inputs));
+    const DeviceChoice device{options_.device, options_.cuda_device};
+    SP_ASSIGN_OR_RETURN(CalibrationTaskResult r,
+                        run_calibration_task(lease, inputs, nf4_backend_for(device),
+                                             calibration_device_for(device, options_.memory)));
     result = std::move(r.result);
     complete->set_nll(r.nll);
     complete->set_predictions(r.predictions);

@@ -136,6 +136,40 @@ TEST_F(CalibrationCluster, RemoteEvalMatchesLocalEval) {
   EXPECT_NE(outside.err.find("outside the coordinator's allowed root"), std::string::npos) << outside.err;
 }
 
+// GPTQ with the forward, Hessians and column loops on the GPU: a CUDA worker's output is
+// a valid checkpoint whose perplexity is the CPU's within rounding (GPTQ on the GPU sums
+// in another order, so bytes may differ), and `compress --device cuda:0` in one process
+// gives the worker's bytes exactly (same device kind, same budget: deterministic).
+TEST_F(CalibrationCluster, GptqOnACudaWorkerMatchesTheCpuWithinRounding) {
+  start_coordinator();
+  if (std::string why; !cuda_worker_available(&why)) GTEST_SKIP() << "no CUDA device for a worker: " << why;
+  const std::string body = "quantize: {method: gptq}";
+  start_worker("gpu", {}, /*fetch=*/false, {"--device", "cuda:0"});
+  auto r = cli({"submit", write_calibrated_job("c1", body), "--wait"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const std::string out = dir_ / "out/c1";
+  EXPECT_EQ(test::run_cli({"verify", out}).exit_code, 0);
+  ASSERT_EQ(test::run_cli({"compress", dir_ / "models/stories", dir_ / "models/local-gpu", "--method", "gptq",
+                           "--act-order", "--calib-ids", dir_ / "models/calib.ids.txt", "--calib-samples", "32",
+                           "--device", "cuda:0", "--memory", "1GiB"})
+                .exit_code,
+            0);
+  EXPECT_EQ(manifest_digests(dir_ / "models/local-gpu"), manifest_digests(out));
+  test::TempDir d;
+  LocalCompressOptions o;
+  o.settings = compress_settings(*parse_job_yaml(spec_text("c1", body), "spec"));
+  o.calibration = *read_token_ids(dir_ / "models/calib.ids.txt", 512, 32, 0);
+  ASSERT_TRUE(compress_model_local(dir_ / "models/stories", d / "cpu", o).ok());
+  auto nll = [&](const std::string& dir) {
+    auto e = test::run_cli({"eval", dir, "--ids", dir_ / "models/eval.ids.txt", "--samples", "40", "-o", "json"});
+    EXPECT_EQ(e.exit_code, 0) << e.err;
+    return json::parse(e.out)["mean_nll"].get<double>();
+  };
+  const double gpu = nll(out), cpu = nll(d / "cpu");
+  std::printf("eval perplexity: GPU worker %.4f, CPU %.4f\n", std::exp(gpu), std::exp(cpu));
+  EXPECT_NEAR(gpu, cpu, 0.005 * cpu) << "GPU " << std::exp(gpu) << " vs CPU " << std::exp(cpu) << " perplexity";
+}
+
 TEST_F(CalibrationCluster, BadCalibrationInputIsRefusedAtSubmit) {
   start_coordinator();
   // Methods that need text, without text.

@@ -90,6 +90,18 @@ class Cluster : public ::testing::Test {
     return workers_[name].get();
   }
 
+  // Whether a worker can use CUDA device 0 here (a CPU-only build or no GPU: no), and why not.
+  bool cuda_worker_available(std::string* why) {
+    test::Process probe(test::bin_dir() + "/shardpress-worker",
+                        {"--device", "cuda:0", "--cache-dir", dir_ / "probe", "--coordinator", "127.0.0.1:1"},
+                        std::map<std::string, std::string>{}, dir_ / "probe.log");
+    const int rc = probe.wait(10'000);
+    auto log = read_file(dir_ / "probe.log");
+    const bool refused = rc == 2 && log.ok() && log->find("--device cuda:0") != std::string::npos;
+    if (refused && why) *why = *log;
+    return !refused;
+  }
+
   // A fault_proxy in front of the coordinator; returns its address.
   std::string start_proxy(std::vector<std::string> faults) {
     std::vector<std::string> args{"--upstream", addr_, "--addr-file", dir_ / "proxy.addr", "--stats-file",

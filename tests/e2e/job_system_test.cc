@@ -648,13 +648,7 @@ TEST_F(Cluster, ATaskThatFailsThreeTimesFailsTheJobWithItsError) {
 // the CPU.
 TEST_F(Cluster, CudaAndCpuWorkersProduceTheCpuBytes) {
   start_coordinator();
-  test::Process gpu_probe(test::bin_dir() + "/shardpress-worker",
-                          {"--device", "cuda:0", "--cache-dir", dir_ / "probe", "--coordinator", "127.0.0.1:1"},
-                          std::map<std::string, std::string>{}, dir_ / "probe.log");
-  const int rc = gpu_probe.wait(10'000);
-  auto log = read_file(dir_ / "probe.log");
-  if (rc == 2 && log.ok() && log->find("--device cuda:0") != std::string::npos)
-    GTEST_SKIP() << "no CUDA device for a worker: " << *log;
+  if (std::string why; !cuda_worker_available(&why)) GTEST_SKIP() << "no CUDA device for a worker: " << why;
   start_worker("gpu", {{"SHARDPRESS_TEST_DELAY_MS", "task=200"}}, false, {"--device", "cuda:0"});
   start_worker("cpu", {{"SHARDPRESS_TEST_DELAY_MS", "task=200"}}, true, {"--device", "cpu"});
   auto r = cli({"submit", write_job("g1", /*prune=*/true), "--wait"});

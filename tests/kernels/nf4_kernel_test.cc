@@ -78,7 +78,7 @@ std::vector<float> normal(size_t n, uint32_t seed, float sd = 0.05f) {
 TEST_F(Nf4Cuda, SameBytesAsTheCpuReferenceOnOddShapes) {
   for (DType d : {DType::kF32, DType::kF16, DType::kBF16})
     for (size_t n : {size_t{1}, size_t{63}, size_t{64}, size_t{231}, size_t{11008}, size_t{27392}, size_t{2 * 27392 + 1}})
-      for (size_t bs : {32, 64, 128, 4096}) expect_parity(make(d, normal(n, static_cast<uint32_t>(n + bs))), bs);
+      for (size_t bs : {32, 64, 96, 128, 256, 512, 4096}) expect_parity(make(d, normal(n, static_cast<uint32_t>(n + bs))), bs);
 }
 
 TEST_F(Nf4Cuda, ZeroBlocksTiesOutliersAndNonFinite) {

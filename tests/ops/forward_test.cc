@@ -14,6 +14,7 @@
 #include "ops/language_model.h"
 #include "ops/rope.h"
 #include "tests/testutil/fixtures.h"
+#include "tests/testutil/random_layer.h"
 
 namespace sp {
 namespace {
@@ -118,24 +119,8 @@ std::vector<Vec> reference_layer(const ModelConfig& c, int64_t layer, const Laye
 
 // ---- tiny random models -------------------------------------------------------------
 
-ModelConfig tiny_config(const std::string& json) { return *parse_model_config(json, "test config"); }
-
-LayerWeights random_layer(const ModelConfig& c, int64_t layer, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0, 0.2f);
-  std::normal_distribution<float> norm(1.0f, 0.1f);
-  LayerWeights w;
-  for (const ExpectedTensor& e : expected_tensors(c)) {
-    if (e.layer != layer) continue;
-    uint64_t n = 1;
-    for (int64_t d : e.shape) n *= static_cast<uint64_t>(d);
-    std::vector<float> v(n);
-    const bool is_norm = e.shape.size() == 1 && !role_name(e.role).ends_with("bias");
-    for (float& x : v) x = is_norm ? norm(rng) : nd(rng);
-    w.tensors[e.role] = std::move(v);
-  }
-  return w;
-}
+ModelConfig tiny_config(const std::string& json) { return test::config_from_json(json); }
+using test::random_layer;
 
 void expect_layer_matches_reference(const ModelConfig& c, int64_t T) {
   SCOPED_TRACE(c.model_type);

@@ -161,6 +161,25 @@ TEST(Obs, DeadChannelsAreZeroedAndSingularHessiansDamped) {
   EXPECT_GE(r->damp_used, 0.01);
 }
 
+TEST(Hessian, TakingItGivesTheSameMatrixAndEmptiesTheAccumulator) {
+  std::mt19937 rng(2);
+  std::normal_distribution<float> nd;
+  const int64_t c = 131, t = 70;  // not a multiple of the mirroring tile
+  std::vector<float> x(static_cast<size_t>(t * c));
+  for (float& v : x) v = nd(rng);
+  HessianAccumulator acc(c);
+  acc.add(x.data(), 30);
+  acc.add(x.data() + 30 * c, 40);
+  const auto copy = acc.hessian();
+  ASSERT_TRUE(copy.ok());
+  for (int64_t i = 0; i < c; ++i)
+    for (int64_t j = 0; j < c; ++j) ASSERT_EQ((*copy)[i * c + j], (*copy)[j * c + i]);
+  const auto taken = acc.take_hessian();
+  ASSERT_TRUE(taken.ok());
+  EXPECT_EQ(*taken, *copy);
+  EXPECT_FALSE(acc.hessian().ok());
+}
+
 TEST(Hessian, NanActivationIsAClearError) {
   HessianAccumulator acc(4);
   std::vector<float> x = {1, 2, NAN, 4};
