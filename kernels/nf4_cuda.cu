@@ -2,6 +2,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <string>
 
 #include "kernels/cuda_scope.h"
@@ -76,7 +77,7 @@ __global__ void quantize_kernel(const void* src, CudaInput t, size_t n, size_t b
 // of one NF4 block (always within the warp) reduce its max by shuffles, and each lane
 // writes its 4 packed bytes (the warp's store is 128 contiguous bytes). Same arithmetic
 // per element as quantize_kernel, so the same bytes.
-constexpr int kChunks = 4;
+constexpr int kChunks = 1;
 
 // Elements [base, base + 8) with 16-byte loads (zeros past n).
 template <CudaInput T>
@@ -102,13 +103,9 @@ __device__ __forceinline__ void load8(const void* src, size_t base, size_t n, fl
 }
 
 template <int L, CudaInput T>
-__global__ void quantize_vec_kernel(const void* src, size_t n, unsigned char* packed, float* absmax,
-                                    unsigned long long* first_bad) {
-  __shared__ float th[15];
-  if (threadIdx.x < 15) th[threadIdx.x] = kThreshold[threadIdx.x];
-  __syncthreads();
-  const unsigned lane = threadIdx.x % 32;
-  const size_t warp = (static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+__device__ __forceinline__ void quantize_group(const void* src, size_t n, unsigned char* packed, float* absmax,
+                                               unsigned long long* first_bad, const cuda::Nf4Bin* bins,
+                                               unsigned lane, size_t warp) {
   float x[kChunks][8];
   size_t base[kChunks];
 #pragma unroll
@@ -118,15 +115,14 @@ __global__ void quantize_vec_kernel(const void* src, size_t n, unsigned char* pa
   }
 #pragma unroll
   for (int c = 0; c < kChunks; ++c) {
-    float m = 0.0f;
-    bool bad = false;  // NaN or Inf: |x| <= FLT_MAX fails
+    float m = 0.0f, sum = 0.0f;  // a NaN or Inf makes the sum non-finite (so can overflow: then we look)
     if (base[c] < n) {
 #pragma unroll
       for (int k = 0; k < 8; ++k) {
-        bad |= !(fabsf(x[c][k]) <= 3.402823466e38f);
+        sum += x[c][k];
         m = fmaxf(m, fabsf(x[c][k]));
       }
-      if (bad)  // rare: find the first one (padding past n is 0)
+      if (!isfinite(sum))  // rare: find the first non-finite element, if any (padding past n is 0)
         for (int k = 0; k < 8; ++k)
           if (!isfinite(x[c][k])) {
             atomicMin(first_bad, static_cast<unsigned long long>(base[c] + k));
@@ -141,8 +137,8 @@ __global__ void quantize_vec_kernel(const void* src, size_t n, unsigned char* pa
     unsigned bytes = 0;
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
-      const unsigned hi = cuda::code_of_search(__fmul_rn(x[c][2 * k], inv), th);
-      const unsigned lo = cuda::code_of_search(__fmul_rn(x[c][2 * k + 1], inv), th);
+      const unsigned hi = cuda::code_of_bins(__fmul_rn(x[c][2 * k], inv), bins);
+      const unsigned lo = cuda::code_of_bins(__fmul_rn(x[c][2 * k + 1], inv), bins);
       bytes |= (hi << 4 | lo) << (8 * k);
     }
     if (base[c] + 8 <= n) {
@@ -153,12 +149,54 @@ __global__ void quantize_vec_kernel(const void* src, size_t n, unsigned char* pa
   }
 }
 
+// A persistent grid: each warp takes groups of kChunks spans with a stride of all warps,
+// so the table is built once per block.
+template <int L, CudaInput T>
+__global__ void __launch_bounds__(256) quantize_vec_kernel(const void* src, size_t n, unsigned char* packed,
+                                                           float* absmax, unsigned long long* first_bad) {
+  __shared__ cuda::Nf4Bin bins[cuda::kNf4Bins];
+  cuda::nf4_fill_bins(bins);
+  __syncthreads();
+  const unsigned lane = threadIdx.x % 32;
+  const size_t warps = static_cast<size_t>(gridDim.x) * blockDim.x / 32;
+  for (size_t warp = (static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32; warp * kChunks * 256 < n;
+       warp += warps)
+    quantize_group<L, T>(src, n, packed, absmax, first_bad, bins, lane, warp);
+}
+
 __global__ void dequantize_kernel(const unsigned char* packed, const float* absmax, size_t n, size_t bs, float* out) {
   const size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
   const unsigned char byte = packed[i / 2];
   const unsigned q = (i % 2 == 0) ? byte >> 4 : byte & 0x0f;
   out[i] = __fmul_rn(kCode[q], absmax[i / bs]);
+}
+
+// bf16 values spread over (-0.05, 0.05) by a hash of the index.
+__global__ void fill_kernel(uint16_t* v, size_t n) {
+  const size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  unsigned h = static_cast<unsigned>(i) * 2654435761u;
+  h ^= h >> 15;
+  h *= 2246822519u;
+  h ^= h >> 13;
+  const float x = (static_cast<float>(h >> 8) / 16777216.0f - 0.5f) * 0.1f;
+  v[i] = static_cast<uint16_t>(__float_as_uint(x) >> 16);
+}
+
+// Counts the floats (all 2^32 bit patterns) whose table code differs from the count.
+__global__ void code_check_kernel(unsigned long long* mismatches) {
+  __shared__ cuda::Nf4Bin bins[cuda::kNf4Bins];
+  cuda::nf4_fill_bins(bins);
+  __syncthreads();
+  unsigned long long local = 0;
+  const unsigned long long stride = static_cast<unsigned long long>(gridDim.x) * blockDim.x;
+  for (unsigned long long i = static_cast<unsigned long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < (1ull << 32);
+       i += stride) {
+    const float s = __uint_as_float(static_cast<unsigned>(i));
+    local += code_of(s) != cuda::code_of_bins(s, bins);
+  }
+  if (local) atomicAdd(mismatches, local);
 }
 
 size_t input_size(CudaInput t) { return t == CudaInput::kF32 ? 4 : 2; }
@@ -187,7 +225,9 @@ bool alloc_quantize(Scope& s, size_t n, size_t blocksize, size_t input_bytes, Qu
 template <int L>
 void launch_vec(Scope& s, const QuantizeBuffers& b, CudaInput t) {
   const size_t warps = (b.n + 256 * kChunks - 1) / (256 * kChunks);
-  const auto blocks = static_cast<unsigned>((warps * 32 + 255) / 256);
+  int sms = 0;
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, s.device);
+  const auto blocks = static_cast<unsigned>(std::min<size_t>((warps * 32 + 255) / 256, static_cast<size_t>(std::max(sms, 1)) * 16));
   switch (t) {
     case CudaInput::kBF16:
       quantize_vec_kernel<L, CudaInput::kBF16><<<blocks, 256, 0, s.stream>>>(b.src, b.n, b.packed, b.absmax, b.bad);
@@ -269,6 +309,21 @@ std::string nf4_dequantize_cuda(int device, const uint8_t* packed, const float* 
   return s.error;
 }
 
+uint64_t nf4_table_mismatches_cuda(int device, std::string* error) {
+  Scope s;
+  unsigned long long* d = nullptr;
+  unsigned long long count = 0;
+  if (s.start(device) && (d = s.alloc<unsigned long long>(1, "cudaMalloc(count)")) != nullptr) {
+    s.check(cudaMemsetAsync(d, 0, sizeof count, s.stream), "cudaMemset");
+    code_check_kernel<<<4096, 256, 0, s.stream>>>(d);
+    s.launched("code check kernel");
+    s.check(cudaMemcpyAsync(&count, d, sizeof count, cudaMemcpyDeviceToHost, s.stream), "copy count");
+    s.sync("code check");
+  }
+  if (error) *error = s.error;
+  return count;
+}
+
 CudaKernelTiming nf4_quantize_cuda_timing(int device, size_t n, size_t blocksize, int reps) {
   CudaKernelTiming r;
   Scope s;
@@ -288,7 +343,9 @@ CudaKernelTiming nf4_quantize_cuda_timing(int device, size_t n, size_t blocksize
     r.error = s.error;
     return r;
   }
-  s.check(cudaMemsetAsync(d.src, 0x3c, n * 2, s.stream), "fill input");  // bf16 0x3c3c: finite values
+  // Varied values (the codes, and so the table lookups, differ from lane to lane).
+  fill_kernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0, s.stream>>>(static_cast<uint16_t*>(d.src), n);
+  s.launched("fill kernel");
   cudaEvent_t a = nullptr, b = nullptr;
   s.check(cudaEventCreate(&a), "cudaEventCreate");
   s.check(cudaEventCreate(&b), "cudaEventCreate");
@@ -302,6 +359,22 @@ CudaKernelTiming nf4_quantize_cuda_timing(int device, size_t n, size_t blocksize
   cudaEventDestroy(a);
   cudaEventDestroy(b);
   r.seconds = ms / 1e3 / reps;
+  // The reference a kernel can hope for: a device-to-device copy of the input.
+  void* copy = s.alloc<unsigned char>(n * 2, "cudaMalloc(copy)");
+  if (copy) {
+    s.check(cudaMemcpyAsync(copy, d.src, n * 2, cudaMemcpyDeviceToDevice, s.stream), "copy");
+    s.check(cudaEventCreate(&a), "cudaEventCreate");
+    s.check(cudaEventCreate(&b), "cudaEventCreate");
+    s.check(cudaEventRecord(a, s.stream), "cudaEventRecord");
+    for (int i = 0; i < reps; ++i)
+      s.check(cudaMemcpyAsync(copy, d.src, n * 2, cudaMemcpyDeviceToDevice, s.stream), "copy");
+    s.check(cudaEventRecord(b, s.stream), "cudaEventRecord");
+    s.check(cudaEventSynchronize(b), "copies");
+    s.check(cudaEventElapsedTime(&ms, a, b), "cudaEventElapsedTime");
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    r.copy_bandwidth = 2.0 * n * 2 / (ms / 1e3 / reps);
+  }
   r.error = s.error;
   return r;
 }

@@ -33,6 +33,11 @@ CudaNf4Result nf4_quantize_cuda(int device, const void* src, CudaInput dtype, si
 std::string nf4_dequantize_cuda(int device, const uint8_t* packed, const float* absmax, size_t n, size_t blocksize,
                                 float* out);
 
+// The bandwidth kernel picks codes from a table of bins (kernels/nf4_device.cuh); this
+// counts the floats, over all 2^32 bit patterns, where that differs from the plain count
+// of midpoints below (0 expected). For tests.
+uint64_t nf4_table_mismatches_cuda(int device, std::string* error);
+
 // Times the quantize kernel alone (device-resident input of n bf16 elements, `reps`
 // launches): seconds per launch, and the device's peak memory bandwidth in bytes/s
 // (from its memory clock and bus width). For benchmarks.
@@ -40,6 +45,7 @@ struct CudaKernelTiming {
   std::string error;
   double seconds = 0;
   double peak_bandwidth = 0;
+  double copy_bandwidth = 0;  // a device-to-device copy of the input, bytes read + written per second
   std::string device_name;
 };
 CudaKernelTiming nf4_quantize_cuda_timing(int device, size_t n, size_t blocksize, int reps);

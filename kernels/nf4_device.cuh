@@ -28,15 +28,40 @@ __device__ __forceinline__ unsigned char code_of(float s) {
   return q;
 }
 
-// The same count by binary search over the 15 ascending midpoints `t` (kept in shared
-// memory by the caller, where lanes may read different entries at no cost): 4 compares
-// instead of 15. NaN compares false everywhere: code 0, as above.
-__device__ __forceinline__ unsigned char code_of_search(float s, const float* t) {
-  unsigned q = s > t[7] ? 8u : 0u;
-  q += s > t[q + 3] ? 4u : 0u;
-  q += s > t[q + 1] ? 2u : 0u;
-  q += s > t[q] ? 1u : 0u;
-  return static_cast<unsigned char>(q);
+// The same count from a table: 128 bins of width 2/127 over [-1, 1] (the midpoints are
+// at least 0.08 apart, so a bin holds at most one), each with the number of midpoints
+// below it and the midpoint inside it (+inf if none): code = base + (s > midpoint). An
+// s rounded into the neighbouring bin still gets the same count as long as no midpoint
+// lies within rounding of a bin edge — Nf4Cuda.TableCodeEqualsTheCountForEveryFloat
+// checks all 2^32 floats. Two shared-memory reads and a compare instead of 15 compares.
+struct Nf4Bin {
+  float midpoint;
+  unsigned base;
+};
+constexpr int kNf4Bins = 128;
+
+// Fills bins[kNf4Bins] (shared memory); every thread of the block calls it, then syncs.
+__device__ __forceinline__ void nf4_fill_bins(Nf4Bin* bins) {
+  for (int b = threadIdx.x; b < kNf4Bins; b += blockDim.x) {
+    // Rounding picks bin b for s in about [2 (b - 1/2) / 127 - 1, 2 (b + 1/2) / 127 - 1).
+    const float lo = 2.0f * (static_cast<float>(b) - 0.5f) / 127.0f - 1.0f, hi = 2.0f * (static_cast<float>(b) + 0.5f) / 127.0f - 1.0f;
+    Nf4Bin bin{INFINITY, 0};
+    for (int t = 0; t < 15; ++t) {
+      if (kThreshold[t] < lo) ++bin.base;
+      else if (kThreshold[t] < hi) bin.midpoint = kThreshold[t];
+    }
+    bins[b] = bin;
+  }
+}
+
+__device__ __forceinline__ unsigned char code_of_bins(float s, const Nf4Bin* bins) {
+  // t = (s + 1) / 2 saturated to [0, 1] (NaN -> 0) in one fma, then round(127 t) by adding
+  // 1.5 * 2^23, which leaves the integer in the low mantissa bits: no clamps, no
+  // float->int conversion. Explicit fmas: the bin need not be exact (see above).
+  const float t = __saturatef(__fmaf_rn(s, 0.5f, 0.5f));
+  const unsigned i = __float_as_uint(__fmaf_rn(t, 127.0f, 12582912.0f)) & 0x7fu;
+  const Nf4Bin bin = bins[i];
+  return static_cast<unsigned char>(bin.base + (s > bin.midpoint ? 1u : 0u));
 }
 
 }  // namespace sp::cuda

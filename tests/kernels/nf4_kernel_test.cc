@@ -81,6 +81,12 @@ TEST_F(Nf4Cuda, SameBytesAsTheCpuReferenceOnOddShapes) {
       for (size_t bs : {32, 64, 96, 128, 256, 512, 4096}) expect_parity(make(d, normal(n, static_cast<uint32_t>(n + bs))), bs);
 }
 
+TEST_F(Nf4Cuda, TableCodeEqualsTheCountForEveryFloat) {
+  std::string error;
+  EXPECT_EQ(nf4_table_mismatches_cuda(0, &error), 0u);
+  EXPECT_EQ(error, "");
+}
+
 TEST_F(Nf4Cuda, ZeroBlocksTiesOutliersAndNonFinite) {
   std::vector<float> v = normal(640, 3);
   for (size_t i = 64; i < 192; ++i) v[i] = 0.0f;  // two all-zero blocks: codes 0, absmax 0
