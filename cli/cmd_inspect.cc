@@ -11,6 +11,7 @@
 #include "fmt/format.h"
 #include "formats/model.h"
 #include "nlohmann/json.hpp"
+#include "worker/device.h"
 #include "ops/task_memory.h"
 
 namespace sp::cli {
@@ -60,6 +61,7 @@ int run_inspect(const InspectArgs& a) {
     largest_task = std::max(largest_task, mem.back().total());
   }
   const std::vector<Stage> stages = calibrated ? plan_stages(*model, *settings, data, *budget) : std::vector<Stage>{};
+  const GpuCalibrationPlan gpu = plan_gpu_calibration(c, *settings, data.sequences, data.tokens, *budget);
   size_t sliding = 0;
   for (auto k : c.layer_types) sliding += k == AttentionKind::kSliding;
 
@@ -105,6 +107,15 @@ int run_inspect(const InspectArgs& a) {
         st.push_back({{"first_layer", g.first_layer}, {"last_layer", g.last_layer}, {"weight_bytes", g.weight_bytes},
                       {"peak_task", g.peak_task}, {"total", g.total()}, {"fits", g.fits}});
       j["stages"] = st;
+      nlohmann::ordered_json g = {{"device_memory", gpu.budget},
+                                  {"sequences_per_forward_batch", gpu.sequences_per_batch},
+                                  {"forward_bytes", gpu.forward_bytes}};
+      nlohmann::ordered_json pj = nlohmann::ordered_json::array();
+      for (const auto& p : gpu.projections)
+        pj.push_back({{"name", p.name}, {"rows", p.rows}, {"cols", p.cols}, {"loops_side_by_side", p.loops},
+                      {"candidates", p.candidates}, {"bytes", p.bytes}});
+      g["gptq"] = pj;
+      j["gpu_worker"] = g;
     }
     std::printf("%s\n", j.dump(2).c_str());
     return kExitOk;
@@ -147,6 +158,19 @@ int run_inspect(const InspectArgs& a) {
               format_bytes(g.weight_bytes), format_bytes(g.peak_task), format_bytes(g.total()), g.fits ? "yes" : "no"});
     }
     out += st.render();
+    // The same layer on a GPU worker whose device has this much memory (--memory too).
+    out += fmt::format("\nGPU worker     {} of device memory: ", format_bytes(gpu.budget));
+    out += gpu.sequences_per_batch > 0
+               ? fmt::format("forward + Hessians in micro-batches of {} of {} sequences ({})\n",
+                             gpu.sequences_per_batch, data.sequences, format_bytes(gpu.forward_bytes))
+               : std::string("the forward of one sequence does not fit: it runs on the CPU\n");
+    if (!gpu.projections.empty()) {
+      Table gt({"PROJECTION", "SHAPE", "LOOPS SIDE BY SIDE", "DEVICE MEMORY", "ON"});
+      for (const auto& p : gpu.projections)
+        gt.add({p.name, fmt::format("{}x{}", p.rows, p.cols), fmt::format("{} of {}", p.loops, p.candidates),
+                format_bytes(p.bytes), p.loops > 0 ? "GPU" : "CPU (too big)"});
+      out += gt.render();
+    }
   }
   std::fputs(out.c_str(), stdout);
   return kExitOk;

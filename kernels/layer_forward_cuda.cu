@@ -96,16 +96,13 @@ __global__ void softmax_kernel(float* p, int64_t T, int64_t window, float scale)
 
 unsigned grid(int64_t n, int threads = 256) { return static_cast<unsigned>((n + threads - 1) / threads); }
 
+// The widths of one layer (the buffers they size are counted in device_memory.cc).
 struct Sizes {
   int64_t H, I, qw, kw, hd, group;
   explicit Sizes(const CudaLayerShape& s)
       : H(s.hidden), I(s.intermediate), qw(s.heads * s.head_dim), kw(s.kv_heads * s.head_dim), hd(s.head_dim),
         group(s.kv_heads > 0 ? s.heads / s.kv_heads : 1) {}
   int64_t width(int input) const { return input == 1 ? qw : input == 3 ? I : H; }
-  size_t weights() const { return static_cast<size_t>(qw * H + 2 * kw * H + H * qw + 3 * I * H + 8 * (H + I + qw)); }
-  // Device floats per token of a micro-batch: x twice (ping-pong), normed input, q, k,
-  // v, ctx, o, gate, up.
-  size_t per_token() const { return static_cast<size_t>(3 * H + 2 * qw + 2 * kw + H + 2 * I); }
 };
 
 // The device side of the weights: a float32 copy of each tensor (null stays null).
@@ -218,19 +215,6 @@ void forward_batch(Scope& s, const CudaLayerShape& shape, const Sizes& z, const 
 }
 
 }  // namespace
-
-CudaForwardMemory layer_forward_cuda_memory(const CudaLayerShape& shape, int64_t tokens,
-                                            const std::array<bool, 4>& collect) {
-  const Sizes z(shape);
-  CudaForwardMemory m;
-  size_t fixed = z.weights() + static_cast<size_t>(2 * tokens * z.hd) +
-                 static_cast<size_t>(z.group * tokens * tokens);  // rope tables, scores of one group
-  for (int i = 0; i < 4; ++i)
-    if (collect[i]) fixed += static_cast<size_t>(z.width(i) * z.width(i));
-  m.fixed = fixed * sizeof(float) + (64u << 20);  // + cuBLAS workspace and alignment slack
-  m.per_sequence = z.per_token() * static_cast<size_t>(tokens) * sizeof(float);
-  return m;
-}
 
 std::string layer_forward_cuda(int device, const CudaLayerShape& shape, const CudaLayerWeights& hw,
                                const CudaForwardRequest& req) {

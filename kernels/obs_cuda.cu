@@ -14,7 +14,7 @@ namespace {
 using cuda::Scope;
 
 constexpr int kRows = 32;        // rows per CUDA block of the column loop (one warp)
-constexpr int kMaxBlock = 128;   // columns per lazy-update block held in shared memory
+constexpr int kMaxBlock = CudaObs::kMaxBlock;  // columns per lazy-update block held in shared memory
 
 __global__ void add_diagonal_kernel(float* a, int64_t c, float add) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -26,6 +26,27 @@ __global__ void permute_kernel(const float* h, const int64_t* perm, int64_t c, f
   const int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (k >= c * c) return;
   out[k] = h[perm[k / c] * c + perm[k % c]];
+}
+
+// Row-major [rows, cols]: to visiting order (dst[i][j] = src[i][perm[j]]) or back
+// (dst[i][perm[j]] = src[i][j]).
+template <typename T>
+__global__ void permute_columns_kernel(const T* src, const int64_t* perm, int64_t rows, int64_t cols, bool back,
+                                       T* dst) {
+  const int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (k >= rows * cols) return;
+  const int64_t i = k / cols, j = k % cols;
+  if (back)
+    dst[i * cols + perm[j]] = src[k];
+  else
+    dst[k] = src[i * cols + perm[j]];
+}
+
+// packed[i] = codes[2i] << 4 | codes[2i + 1] (0 past n).
+__global__ void pack_kernel(const unsigned char* codes, int64_t n, unsigned char* packed) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (2 * i >= n) return;
+  packed[i] = static_cast<unsigned char>(codes[2 * i] << 4 | (2 * i + 1 < n ? codes[2 * i + 1] : 0));
 }
 
 // Column-major lower -> upper (a[j * c + i] = a[i * c + j] for j > i... in column-major
@@ -132,6 +153,9 @@ struct CudaObs::State {
   Scope s;
   int64_t rows = 0, cols = 0;
   int slots = 1;
+  int64_t* perm = nullptr;  // visiting column -> original column
+  unsigned char* packed = nullptr;
+  bool w0_valid = true;     // false once a final loop has reused it
   float *u = nullptr, *w0 = nullptr, *w = nullptr, *e = nullptr, *ublk = nullptr, *work = nullptr;
   unsigned char *m0 = nullptr, *m = nullptr, *codes = nullptr;
   double* loss = nullptr;
@@ -140,18 +164,11 @@ struct CudaObs::State {
   bool factorised = false;
 };
 
-size_t CudaObs::memory_needed(int64_t rows, int64_t cols, int slots) {
-  const auto r = static_cast<size_t>(rows), c = static_cast<size_t>(cols), k = static_cast<size_t>(slots);
-  const size_t fixed = 8 * c * c + 6 * r * c + 4 * kMaxBlock * kMaxBlock;  // U, permute buffer, W0, mask0, codes
-  const size_t per_slot = 5 * r * c + 4 * r * kMaxBlock + 8 * r + 4 * (r * c / 32 + 1);  // W, mask, errors, loss, scales
-  return fixed + k * per_slot + (96u << 20);  // + solver workspace and slack
-}
-
 CudaObs::CudaObs(std::unique_ptr<State> s) : s_(std::move(s)) {}
 CudaObs::~CudaObs() = default;
 
 std::unique_ptr<CudaObs> CudaObs::create(int device, int64_t rows, int64_t cols, const float* w, const uint8_t* mask,
-                                         int slots, std::string* error) {
+                                         const int64_t* perm, int slots, std::string* error) {
   auto st = std::make_unique<State>();
   Scope& s = st->s;
   st->rows = rows;
@@ -168,6 +185,8 @@ std::unique_ptr<CudaObs> CudaObs::create(int device, int64_t rows, int64_t cols,
     st->e = s.alloc<float>(k * static_cast<size_t>(rows) * kMaxBlock, "cudaMalloc(errors)");
     st->ublk = s.alloc<float>(kMaxBlock * kMaxBlock, "cudaMalloc(U block)");
     st->loss = s.alloc<double>(k * static_cast<size_t>(rows), "cudaMalloc(loss)");
+    st->perm = s.alloc<int64_t>(c, "cudaMalloc(order)");
+    st->packed = s.alloc<unsigned char>(n / 2 + 1, "cudaMalloc(packed)");
     st->info = s.alloc<int>(2, "cudaMalloc(info)");
   }
   if (s.ok()) {
@@ -180,11 +199,25 @@ std::unique_ptr<CudaObs> CudaObs::create(int device, int64_t rows, int64_t cols,
     st->work = s.alloc<float>(static_cast<size_t>(st->lwork), "cudaMalloc(solver workspace)");
   }
   if (s.ok()) {
-    s.check(cudaMemcpyAsync(st->w0, w, n * sizeof(float), cudaMemcpyHostToDevice, s.stream), "copy weight");
-    if (mask)
-      s.check(cudaMemcpyAsync(st->m0, mask, n, cudaMemcpyHostToDevice, s.stream), "copy mask");
-    else
+    // Upload into the working buffers, then gather the visiting order into W0 / mask0.
+    if (perm) {
+      s.check(cudaMemcpyAsync(st->perm, perm, c * sizeof(int64_t), cudaMemcpyHostToDevice, s.stream), "copy order");
+    } else {
+      std::vector<int64_t> identity(c);
+      for (size_t j = 0; j < c; ++j) identity[j] = static_cast<int64_t>(j);
+      s.check(cudaMemcpy(st->perm, identity.data(), c * sizeof(int64_t), cudaMemcpyHostToDevice), "copy order");
+    }
+    s.check(cudaMemcpyAsync(st->w, w, n * sizeof(float), cudaMemcpyHostToDevice, s.stream), "copy weight");
+    permute_columns_kernel<float><<<grid(static_cast<int64_t>(n)), 256, 0, s.stream>>>(st->w, st->perm, rows, cols,
+                                                                                       false, st->w0);
+    if (mask) {
+      s.check(cudaMemcpyAsync(st->m, mask, n, cudaMemcpyHostToDevice, s.stream), "copy mask");
+      permute_columns_kernel<unsigned char><<<grid(static_cast<int64_t>(n)), 256, 0, s.stream>>>(
+          st->m, st->perm, rows, cols, false, st->m0);
+    } else {
       s.check(cudaMemsetAsync(st->m0, 0, n, s.stream), "cudaMemset(mask)");
+    }
+    s.launched("permute kernel");
     s.sync("upload");
   }
   if (!s.ok()) {
@@ -269,21 +302,19 @@ static std::string run_loops(CudaObs::State& st, const CudaObsLoop& o, int k, co
   if (!st.factorised) return "the Hessian was not factorised";
   if (o.block <= 0 || o.block > kMaxBlock) return "the GPU column loop takes blocks of 1 to 128 columns";
   const bool quantize = scales[0] != nullptr;
-  if (quantize && (!o.perm || o.nf4_blocksize <= 0)) return "quantization needs the column order and a blocksize";
+  if (quantize && o.nf4_blocksize <= 0) return "quantization needs a blocksize";
+  if (!st.w0_valid) return "the weight was handed back by a final loop";
   if (k > st.slots || (k > 1 && o.block_mask)) return "too many loops at once";
   const int64_t rows = st.rows, cols = st.cols, all_rows = rows * k;
   const auto n = static_cast<size_t>(rows * cols);
   const size_t nblocks = (n + static_cast<size_t>(o.nf4_blocksize) - 1) / static_cast<size_t>(o.nf4_blocksize);
   float* scale = nullptr;
-  int64_t* perm = nullptr;
   if (quantize) {  // small; allocated per call so that the budget covers only the big buffers
     scale = s.alloc<float>(k * nblocks, "cudaMalloc(scales)");
-    perm = s.alloc<int64_t>(static_cast<size_t>(cols), "cudaMalloc(order)");
     if (!s.ok()) return s.error;
     for (int i = 0; i < k; ++i)
       s.check(cudaMemcpyAsync(scale + i * nblocks, scales[i], nblocks * sizeof(float), cudaMemcpyHostToDevice, s.stream),
               "copy scales");
-    s.check(cudaMemcpyAsync(perm, o.perm, cols * sizeof(int64_t), cudaMemcpyHostToDevice, s.stream), "copy order");
   }
   for (int i = 0; i < k; ++i) {
     s.check(cudaMemcpyAsync(st.w + i * n, st.w0, n * sizeof(float), cudaMemcpyDeviceToDevice, s.stream), "copy weight");
@@ -327,7 +358,7 @@ static std::string run_loops(CudaObs::State& st, const CudaObsLoop& o, int k, co
     static_assert(kRows == 32, "the column loop kernel is one warp per block");
     block_loop_kernel<<<static_cast<unsigned>((all_rows + kRows - 1) / kRows), kRows, 0, s.stream>>>(
         st.w, all_rows, rows, cols, b0, nb, st.ublk, st.m, o.two_four, scale, static_cast<int64_t>(nblocks),
-        o.nf4_blocksize, perm, out.codes ? st.codes : nullptr, st.e, st.loss);
+        o.nf4_blocksize, st.perm, out.packed ? st.codes : nullptr, st.e, st.loss);
     s.launched("column loop kernel");
     if (profile) cudaEventRecord(ev[1], s.stream);
     // W[:, b1:] -= E U[b0:b1, b1:]  (row-major W = column-major W^T), all loops at once.
@@ -351,20 +382,29 @@ static std::string run_loops(CudaObs::State& st, const CudaObsLoop& o, int k, co
                  static_cast<long long>(rows), static_cast<long long>(cols), kernel_ms, gemm_ms);
     for (auto& e : ev) cudaEventDestroy(e);
   }
-  if (out.w) s.check(cudaMemcpyAsync(out.w, st.w, n * sizeof(float), cudaMemcpyDeviceToHost, s.stream), "copy weight");
+  if (out.w) {  // back to the original column order, in W0 (the last loop: it is free now)
+    permute_columns_kernel<float><<<grid(static_cast<int64_t>(n)), 256, 0, s.stream>>>(st.w, st.perm, rows, cols, true,
+                                                                                      st.w0);
+    s.launched("permute kernel");
+    st.w0_valid = false;
+    s.check(cudaMemcpyAsync(out.w, st.w0, n * sizeof(float), cudaMemcpyDeviceToHost, s.stream), "copy weight");
+  }
   if (out.mask) s.check(cudaMemcpyAsync(out.mask, st.m, n, cudaMemcpyDeviceToHost, s.stream), "copy mask");
-  if (out.codes) s.check(cudaMemcpyAsync(out.codes, st.codes, n, cudaMemcpyDeviceToHost, s.stream), "copy codes");
+  if (out.packed) {
+    pack_kernel<<<grid(static_cast<int64_t>((n + 1) / 2)), 256, 0, s.stream>>>(st.codes, static_cast<int64_t>(n),
+                                                                               st.packed);
+    s.launched("pack kernel");
+    s.check(cudaMemcpyAsync(out.packed, st.packed, (n + 1) / 2, cudaMemcpyDeviceToHost, s.stream), "copy codes");
+  }
   for (int i = 0; i < k; ++i)
     if (row_losses[i])
       s.check(cudaMemcpyAsync(row_losses[i], st.loss + i * rows, rows * sizeof(double), cudaMemcpyDeviceToHost,
                               s.stream),
               "copy loss");
   s.sync("column loop");
-  if (scale) {  // give the small buffers back
-    for (void* p : {static_cast<void*>(scale), static_cast<void*>(perm)}) {
-      cudaFree(p);
-      s.buffers.erase(std::find(s.buffers.begin(), s.buffers.end(), p));
-    }
+  if (scale) {  // give the small buffer back
+    cudaFree(scale);
+    s.buffers.erase(std::find(s.buffers.begin(), s.buffers.end(), static_cast<void*>(scale)));
   }
   return s.error;
 }

@@ -26,7 +26,6 @@ struct CudaObsLoop {
   int64_t block = 128;            // columns per lazy-update block (at most 128)
   const float* scale = nullptr;   // NF4 scale per block of the original flattened weight; null: no quantization
   int64_t nf4_blocksize = 64;
-  const int64_t* perm = nullptr;  // visiting column -> original column (quantization)
   bool two_four = false;          // SparseGPT 2:4, chosen on the device
   // SparseGPT's per-row / per-tensor mask of one block, chosen on the host from the
   // block's updated weights w1[rows, nb] and U's diagonal d[nb]: fills mask[rows, nb]
@@ -34,24 +33,30 @@ struct CudaObsLoop {
   std::function<std::string(int64_t b0, int64_t nb, const float* w1, const float* d, uint8_t* mask)> block_mask;
 };
 
-// Host outputs of a loop; null: not wanted.
+// Host outputs of a loop; null: not wanted. A loop that returns `w` must be the last
+// (the weight is taken back to the original order in the buffer the loops start from).
 struct CudaObsOutput {
-  float* w = nullptr;         // [rows, cols] final values, visiting order
-  uint8_t* mask = nullptr;    // [rows, cols] visiting order
-  uint8_t* codes = nullptr;   // [rows * cols] NF4 codes, original flattened order
-  double* row_loss = nullptr; // [rows]
+  float* w = nullptr;          // [rows, cols] final values, original column order
+  uint8_t* mask = nullptr;     // [rows, cols] pruned entries, visiting order
+  uint8_t* packed = nullptr;   // [(rows * cols + 1) / 2] NF4 codes, original order, element 2i in the
+                               // high nibble; an odd count's spare nibble is 0 (the caller sets it)
+  double* row_loss = nullptr;  // [rows]
 };
 
 class CudaObs {
  public:
+  static constexpr int kMaxBlock = 128;  // the widest lazy-update block the column loop holds
+
   // Device memory the object needs for a [rows, cols] weight with room for `slots`
   // loops at once (U and a second c x c buffer while act-order permutes H, the weight,
   // mask and codes, and per slot a working weight, mask and errors); the worker compares
   // it with its budget before creating one.
   static size_t memory_needed(int64_t rows, int64_t cols, int slots);
-  // Uploads the weight (row-major, visiting order) and its fixed mask (null: none).
+  // Uploads the weight and its fixed mask (null: none), row-major in the original column
+  // order, and takes them to the visiting order perm (perm[j] = original column of the
+  // j-th visited one) on the device.
   static std::unique_ptr<CudaObs> create(int device, int64_t rows, int64_t cols, const float* w, const uint8_t* mask,
-                                         int slots, std::string* error);
+                                         const int64_t* perm, int slots, std::string* error);
   ~CudaObs();
 
   // U from H (full symmetric [cols, cols], original order) taken to the visiting order

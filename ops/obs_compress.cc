@@ -74,16 +74,18 @@ absl::StatusOr<std::vector<float>> factorise(const std::vector<float>& h, int64_
 
 // The OBS column loop with lazy block updates. `scale` (per original flattened block) is
 // the NF4 scale as it decodes; empty: no quantization.
-absl::StatusOr<ObsLoopResult> column_loop(const ObsProblem& p, const std::vector<float>& u, const ObsSettings& s,
-                                          const std::vector<float>& scale) {
+// `w` and `mask` are in visiting order; so is the result's w.
+absl::StatusOr<ObsLoopResult> column_loop(const ObsProblem& p, const std::vector<float>& vw,
+                                          const std::vector<uint8_t>& vmask, const std::vector<float>& u,
+                                          const ObsSettings& s, const std::vector<float>& scale) {
   const int64_t rows = p.rows, cols = p.cols;
   const auto n = static_cast<size_t>(rows * cols);
   const bool quantize = !scale.empty();
   const auto bs = static_cast<size_t>(s.nf4_blocksize);
   const bool nm = s.mask == ObsSettings::Mask::kAdaptive && s.scope == PruneScope::kTwoFour;
   ObsLoopResult r;
-  r.w = p.w;
-  r.mask = p.mask;
+  r.w = vw;
+  r.mask = vmask;
   r.row_loss.assign(static_cast<size_t>(rows), 0.0);
   if (quantize) r.codes.assign(n, 7);
   std::vector<float>& w = r.w;
@@ -181,11 +183,24 @@ absl::Status obs_block_mask(const ObsSettings& s, int64_t rows, int64_t b0, int6
 
 namespace {
 
+// Columns of a row-major [rows, cols] matrix in visiting order: out[i][j] = m[i][perm[j]].
+template <typename T>
+std::vector<T> visiting_order(const std::vector<T>& m, int64_t rows, const std::vector<int64_t>& perm) {
+  const auto cols = static_cast<int64_t>(perm.size());
+  std::vector<T> out(m.size());
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) out[i * cols + j] = m[i * cols + perm[j]];
+  return out;
+}
+
 // The CPU engine: LAPACK factorisation (float32, then float64 and more damping in
 // obs_compress), the column loop above.
 class CpuEngine final : public ObsEngine {
  public:
-  explicit CpuEngine(const ObsProblem& p) : p_(p) {}
+  explicit CpuEngine(const ObsProblem& p)
+      : p_(p),
+        vw_(visiting_order(p.w, p.rows, p.perm)),
+        vmask_(p.mask.empty() ? std::vector<uint8_t>(p.w.size(), 0) : visiting_order(p.mask, p.rows, p.perm)) {}
   absl::Status factorise(const std::vector<float>& h, float add) override {
     std::vector<float> a = permuted(h, p_.perm);
     for (int64_t j = 0; j < p_.cols; ++j) a[j * p_.cols + j] += add;
@@ -195,11 +210,20 @@ class CpuEngine final : public ObsEngine {
   }
   void set_u(std::vector<float> u) { u_ = std::move(u); }
   absl::StatusOr<ObsLoopResult> loop(const ObsSettings& s, const std::vector<float>& scale, bool) override {
-    return column_loop(p_, u_, s, scale);
+    SP_ASSIGN_OR_RETURN(ObsLoopResult r, column_loop(p_, vw_, vmask_, u_, s, scale));
+    std::vector<float> row(static_cast<size_t>(p_.cols));  // back to the original order, a row at a time
+    for (int64_t i = 0; i < p_.rows; ++i) {
+      float* wr = &r.w[i * p_.cols];
+      for (int64_t j = 0; j < p_.cols; ++j) row[p_.perm[j]] = wr[j];
+      std::copy(row.begin(), row.end(), wr);
+    }
+    return r;
   }
 
  private:
   const ObsProblem& p_;
+  std::vector<float> vw_;
+  std::vector<uint8_t> vmask_;
   std::vector<float> u_;
 };
 
@@ -309,20 +333,8 @@ absl::StatusOr<ObsResult> obs_compress(std::vector<float> w, int64_t rows, int64
   if (s.act_order)
     std::stable_sort(p.perm.begin(), p.perm.end(),
                      [&](int64_t a, int64_t b) { return h[a * cols + a] > h[b * cols + b]; });
-  bool identity = true;
-  for (int64_t j = 0; j < cols && identity; ++j) identity = p.perm[j] == j;
-  if (identity) {
-    p.w = std::move(w);
-  } else {
-    p.w.resize(n);
-    for (int64_t i = 0; i < rows; ++i)
-      for (int64_t j = 0; j < cols; ++j) p.w[i * cols + j] = w[i * cols + p.perm[j]];
-    w = {};
-  }
-  p.mask.assign(n, 0);
-  if (s.mask == ObsSettings::Mask::kFixed)
-    for (int64_t i = 0; i < rows; ++i)
-      for (int64_t j = 0; j < cols; ++j) p.mask[i * cols + j] = (*s.fixed_mask)[i * cols + p.perm[j]];
+  p.w = std::move(w);
+  if (s.mask == ObsSettings::Mask::kFixed) p.mask = *s.fixed_mask;
 
   // 4-6. U = upper Cholesky factor of (H + damping)^-1, the scale search and the final
   // loop: on the device when there is one and it copes, else (or after any failure
@@ -356,22 +368,19 @@ absl::StatusOr<ObsResult> obs_compress(std::vector<float> w, int64_t rows, int64
   // Back to the original column order.
   out.loss = std::accumulate(r.row_loss.begin(), r.row_loss.end(), 0.0);
   for (uint8_t m : r.mask) out.pruned += m;  // empty when nothing was masked
-  if (!identity) {  // row by row through one row's buffer, in place
-    std::vector<float> row(static_cast<size_t>(cols));
-    for (int64_t i = 0; i < rows; ++i) {
-      float* wr = &r.w[i * cols];
-      for (int64_t j = 0; j < cols; ++j) row[p.perm[j]] = wr[j];
-      std::copy(row.begin(), row.end(), wr);
-    }
-  }
   out.weight = std::move(r.w);
   if (s.quantize) {
-    out.packed.assign(nf4_packed_bytes(n), 0);
-    for (size_t i = 0; i < n; i += 2) {
-      // The spare nibble of an odd count encodes a zero-padded element, as bitsandbytes.
-      const uint8_t lo = i + 1 < n ? r.codes[i + 1] : nf4_code_of(0.0f * (1.0f / out.absmax[i / bs]));
-      out.packed[i / 2] = static_cast<uint8_t>(r.codes[i] << 4 | lo);
+    if (!r.packed.empty()) {
+      out.packed = std::move(r.packed);
+    } else {
+      out.packed.assign(nf4_packed_bytes(n), 0);
+      for (size_t i = 0; i + 1 < n; i += 2) out.packed[i / 2] = static_cast<uint8_t>(r.codes[i] << 4 | r.codes[i + 1]);
+      if (n % 2) out.packed.back() = static_cast<uint8_t>(r.codes[n - 1] << 4);
     }
+    // The spare nibble of an odd count encodes a zero-padded element, as bitsandbytes.
+    if (n % 2)
+      out.packed.back() = static_cast<uint8_t>((out.packed.back() & 0xf0) |
+                                               nf4_code_of(0.0f * (1.0f / out.absmax[(n - 1) / bs])));
   }
   return out;
 }

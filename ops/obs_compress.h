@@ -63,9 +63,10 @@ struct ObsResult {
   double damp_used = 0;                   // the damping fraction that factorised
 };
 
-// The column loop's problem once dead channels, the fixed mask and act-order are
-// applied: W [rows, cols] and the mask (1 = pruned) in visiting order, and perm[j] = the
-// original column of visited column j.
+// The column loop's problem once dead channels and the fixed mask are applied: W
+// [rows, cols] and the mask (1 = pruned; empty: none) in the ORIGINAL column order, and
+// perm[j] = the original column of the j-th visited column (act-order). Engines take W,
+// the mask and H to visiting order themselves (a GPU does it on the device).
 struct ObsProblem {
   int64_t rows = 0, cols = 0;
   std::vector<float> w;
@@ -74,9 +75,11 @@ struct ObsProblem {
 };
 
 struct ObsLoopResult {
-  std::vector<float> w;        // final values, visiting order (final loop only)
-  std::vector<uint8_t> mask;   // visiting order (final loop only; may be empty when nothing is masked)
-  std::vector<uint8_t> codes;  // original flattened order (final loop, when quantizing)
+  // Final loop only:
+  std::vector<float> w;         // final values, original column order
+  std::vector<uint8_t> mask;    // pruned entries (any order; empty when nothing is masked)
+  std::vector<uint8_t> codes;   // NF4 codes, original flattened order (or, from a device,
+  std::vector<uint8_t> packed;  // already packed, an odd count's spare nibble left for the caller)
   std::vector<double> row_loss;
 };
 

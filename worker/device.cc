@@ -7,11 +7,12 @@
 #include "common/byte_size.h"
 #include "fmt/format.h"
 
+#include "kernels/layer_forward_cuda.h"  // the memory formulas are plain C++ in every build
+#include "kernels/obs_cuda.h"
+
 #ifdef SHARDPRESS_HAVE_CUDA
 #include "kernels/device_info.h"
-#include "kernels/layer_forward_cuda.h"
 #include "kernels/nf4_cuda.h"
-#include "kernels/obs_cuda.h"
 #include "kernels/prune_cuda.h"
 #endif
 
@@ -102,7 +103,6 @@ class CudaObsEngine final : public ObsEngine {
     l.block = s.block_size;
     l.scale = scale;
     l.nf4_blocksize = s.nf4_blocksize;
-    l.perm = p_.perm.data();
     const bool adaptive = s.mask == ObsSettings::Mask::kAdaptive;
     l.two_four = adaptive && s.scope == PruneScope::kTwoFour;
     if (adaptive && !l.two_four)
@@ -121,10 +121,10 @@ class CudaObsEngine final : public ObsEngine {
     if (final) {
       r.w.resize(n);
       if (masked) r.mask.resize(n);
-      if (!scale.empty()) r.codes.resize(n);
+      if (!scale.empty()) r.packed.resize((n + 1) / 2);
     }
     CudaObsOutput o{final ? r.w.data() : nullptr, final && masked ? r.mask.data() : nullptr,
-                    final && !scale.empty() ? r.codes.data() : nullptr, r.row_loss.data()};
+                    final && !scale.empty() ? r.packed.data() : nullptr, r.row_loss.data()};
     const std::string error = obs_->loop(l, o);
     if (!error.empty()) {
       std::fprintf(stderr, "cuda:%d column loop failed (%s); on the CPU\n", dev_, error.c_str());
@@ -233,6 +233,52 @@ const PruneDevice* prune_device_for(const DeviceChoice& device) {
   return nullptr;
 }
 
+namespace {
+
+int search_candidates(const ObsSettings& s) {
+  return s.quantize && s.scale_range > 0 ? 1 + 2 * static_cast<int>(std::lround(s.scale_range / kScaleStep)) : 1;
+}
+
+}  // namespace
+
+int gptq_loops_that_fit(int64_t rows, int64_t cols, int candidates, uint64_t budget) {
+  int loops = 0;
+  while (loops < std::max(candidates, 1) && CudaObs::memory_needed(rows, cols, loops + 1) <= budget) ++loops;
+  return loops;
+}
+
+GpuCalibrationPlan plan_gpu_calibration(const ModelConfig& c, const CompressSettings& settings, int64_t sequences,
+                                        int64_t tokens, uint64_t budget) {
+  GpuCalibrationPlan plan;
+  plan.budget = budget;
+  const bool ex = c.arch == Arch::kExaone4;
+  const CudaLayerShape shape{c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim, !ex, ex,
+                             true, 0, c.rms_norm_eps};
+  const CudaForwardMemory m = layer_forward_cuda_memory(shape, tokens, {true, true, true, true});
+  if (m.fixed + m.per_sequence <= budget) {
+    plan.sequences_per_batch = std::min<int64_t>(sequences, static_cast<int64_t>((budget - m.fixed) / m.per_sequence));
+    plan.forward_bytes = m.fixed + static_cast<uint64_t>(plan.sequences_per_batch) * m.per_sequence;
+  }
+  const bool gptq = settings.quantize && settings.quant_method == QuantMethod::kGptq;
+  if (!gptq && !(settings.prune && settings.prune->method == PruneMethod::kSparseGpt)) return plan;
+  ObsSettings os;
+  os.quantize = gptq;
+  os.scale_range = gptq ? settings.gptq.scale_search : 0.0;
+  const int candidates = search_candidates(os);
+  const int64_t H = c.hidden_size, I = c.intermediate_size, qw = c.num_heads * c.head_dim,
+                kw = c.num_kv_heads * c.head_dim;
+  const std::pair<const char*, std::pair<int64_t, int64_t>> shapes[] = {
+      {"q_proj", {qw, H}}, {"k_proj", {kw, H}}, {"v_proj", {kw, H}}, {"o_proj", {H, qw}},
+      {"gate_proj", {I, H}}, {"up_proj", {I, H}}, {"down_proj", {H, I}}};
+  for (const auto& [name, rc] : shapes) {
+    GpuCalibrationPlan::Projection p{name, rc.first, rc.second, 0, candidates, 0};
+    p.loops = gptq_loops_that_fit(p.rows, p.cols, candidates, budget);
+    p.bytes = CudaObs::memory_needed(p.rows, p.cols, std::max(p.loops, 1));
+    plan.projections.push_back(p);
+  }
+  return plan;
+}
+
 CalibrationDevice calibration_device_for(const DeviceChoice& device, uint64_t memory_budget) {
   CalibrationDevice d;
 #ifdef SHARDPRESS_HAVE_CUDA
@@ -246,18 +292,18 @@ CalibrationDevice calibration_device_for(const DeviceChoice& device, uint64_t me
     d.obs = [dev, memory_budget](const ObsProblem& p, const ObsSettings& s) -> std::unique_ptr<ObsEngine> {
       const uint64_t budget = device_budget(dev, memory_budget);
       // Room for the scale search's loops side by side, as many as the budget allows.
-      const int candidates = s.quantize && s.scale_range > 0 ? 1 + 2 * static_cast<int>(std::lround(s.scale_range / kScaleStep)) : 1;
-      int slots = 1;
-      while (slots < candidates && CudaObs::memory_needed(p.rows, p.cols, slots + 1) <= budget) ++slots;
-      const uint64_t need = CudaObs::memory_needed(p.rows, p.cols, slots);
-      if (need > budget) {
+      const int slots = gptq_loops_that_fit(p.rows, p.cols, search_candidates(s), budget);
+      const uint64_t need = CudaObs::memory_needed(p.rows, p.cols, std::max(slots, 1));
+      if (slots == 0) {
         std::fprintf(stderr, "cuda:%d: GPTQ of a %lldx%lld weight needs %s of device memory, the budget is %s; on the CPU\n",
                      dev, static_cast<long long>(p.rows), static_cast<long long>(p.cols), format_bytes(need).c_str(),
                      format_bytes(budget).c_str());
         return nullptr;
       }
       std::string error;
-      std::unique_ptr<CudaObs> obs = CudaObs::create(dev, p.rows, p.cols, p.w.data(), p.mask.data(), slots, &error);
+      std::unique_ptr<CudaObs> obs = CudaObs::create(dev, p.rows, p.cols, p.w.data(),
+                                                     p.mask.empty() ? nullptr : p.mask.data(), p.perm.data(), slots,
+                                                     &error);
       if (!obs) {
         std::fprintf(stderr, "cuda:%d GPTQ setup failed (%s); on the CPU\n", dev, error.c_str());
         return nullptr;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "ops/calibrate_layer.h"
@@ -36,5 +37,28 @@ const PruneDevice* prune_device_for(const DeviceChoice& device);
 // device's message on stderr — except a failure while the activations are overwritten
 // in place, which fails the task (it is retried).
 CalibrationDevice calibration_device_for(const DeviceChoice& device, uint64_t memory_budget);
+
+// How a GPU worker with `budget` bytes of device memory calibrates one layer (what
+// `inspect` shows): sequences per forward micro-batch (0: the forward does not fit and
+// runs on the CPU) and, per projection, how many GPTQ loops run side by side (the scale
+// search's candidates; 0: that projection runs on the CPU).
+struct GpuCalibrationPlan {
+  uint64_t budget = 0;
+  int64_t sequences_per_batch = 0;
+  uint64_t forward_bytes = 0;
+  struct Projection {
+    std::string name;
+    int64_t rows = 0, cols = 0;
+    int loops = 0, candidates = 1;
+    uint64_t bytes = 0;
+  };
+  std::vector<Projection> projections;  // empty when no GPTQ/SparseGPT
+};
+GpuCalibrationPlan plan_gpu_calibration(const ModelConfig& config, const CompressSettings& settings,
+                                        int64_t sequences, int64_t tokens, uint64_t budget);
+
+// GPTQ loops a [rows, cols] weight can run side by side within `budget` (at most
+// `candidates`; 0: not even one fits).
+int gptq_loops_that_fit(int64_t rows, int64_t cols, int candidates, uint64_t budget);
 
 }  // namespace sp

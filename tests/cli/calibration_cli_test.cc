@@ -95,6 +95,16 @@ TEST(CalibrationCli, InspectShowsTheStagePlan) {
   EXPECT_EQ(j["calibration"]["seq_len"], 256);
   ASSERT_EQ(j["stages"].size(), 1u);  // the whole tiny model fits one worker
   EXPECT_EQ(j["stages"][0]["last_layer"], 4);
+  // The GPU worker's plan for the same budget: everything on the device, all 128
+  // sequences in one forward micro-batch, the scale search's 11 loops side by side.
+  EXPECT_EQ(j["gpu_worker"]["sequences_per_forward_batch"], 128);
+  ASSERT_EQ(j["gpu_worker"]["gptq"].size(), 7u);
+  EXPECT_EQ(j["gpu_worker"]["gptq"][6]["name"], "down_proj");
+  EXPECT_EQ(j["gpu_worker"]["gptq"][6]["loops_side_by_side"], 11);
+  auto table = run_cli({"inspect", stories(), "--method", "gptq", "--calib-ids", calib_ids()});
+  EXPECT_NE(table.out.find("GPU worker     11.00 GiB of device memory: forward + Hessians in micro-batches of 128"),
+            std::string::npos)
+      << table.out;
   // A budget that holds one layer's task but not two layers' weights on top of it.
   const uint64_t one = j["stages"][0]["peak_task"].get<uint64_t>() + 100'000;
   auto small = run_cli({"inspect", stories(), "--method", "gptq", "--calib-ids", calib_ids(), "--worker-memory",
