@@ -18,6 +18,13 @@
 
 namespace sp {
 
+CudaLayerShape cuda_layer_shape(const ModelConfig& c, int64_t layer) {
+  const bool exaone = c.arch == Arch::kExaone4;
+  const LayerAttention kind = layer_attention(c, layer);
+  return CudaLayerShape{c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim,
+                        /*input_norms=*/!exaone, /*qk_norm=*/exaone, kind.rope, kind.window, c.rms_norm_eps};
+}
+
 #ifdef SHARDPRESS_HAVE_CUDA
 namespace {
 
@@ -43,10 +50,7 @@ bool cuda_available() { return !cuda_devices().empty(); }
 absl::Status cuda_forward(int dev, uint64_t budget, const ModelConfig& c, int64_t layer, const LayerWeights& w,
                           const RopeTable& rope, const Activations& acts,
                           std::array<HessianAccumulator*, kLinearInputs> collect, float* out) {
-  const bool exaone = c.arch == Arch::kExaone4;
-  const LayerAttention kind = layer_attention(c, layer);
-  CudaLayerShape shape{c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim,
-                       /*input_norms=*/!exaone, /*qk_norm=*/exaone, kind.rope, kind.window, c.rms_norm_eps};
+  const CudaLayerShape shape = cuda_layer_shape(c, layer);
   CudaLayerWeights cw;
   cw.q = w.find(TensorRole::kQProj);
   cw.k = w.find(TensorRole::kKProj);
@@ -251,10 +255,7 @@ GpuCalibrationPlan plan_gpu_calibration(const ModelConfig& c, const CompressSett
                                         int64_t tokens, uint64_t budget) {
   GpuCalibrationPlan plan;
   plan.budget = budget;
-  const bool ex = c.arch == Arch::kExaone4;
-  const CudaLayerShape shape{c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim, !ex, ex,
-                             true, 0, c.rms_norm_eps};
-  const CudaForwardMemory m = layer_forward_cuda_memory(shape, tokens, {true, true, true, true});
+  const CudaForwardMemory m = layer_forward_cuda_memory(cuda_layer_shape(c, 0), tokens, {true, true, true, true});
   if (m.fixed + m.per_sequence <= budget) {
     plan.sequences_per_batch = std::min<int64_t>(sequences, static_cast<int64_t>((budget - m.fixed) / m.per_sequence));
     plan.forward_bytes = m.fixed + static_cast<uint64_t>(plan.sequences_per_batch) * m.per_sequence;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "kernels/layer_forward_cuda.h"
 #include "ops/calibrate_layer.h"
 #include "ops/nf4.h"
 #include "ops/prune.h"
@@ -56,6 +57,10 @@ struct GpuCalibrationPlan {
 };
 GpuCalibrationPlan plan_gpu_calibration(const ModelConfig& config, const CompressSettings& settings,
                                         int64_t sequences, int64_t tokens, uint64_t budget);
+
+// The shape the GPU forward takes for a layer of this model (norm placement, QK-norm,
+// RoPE or NoPE, sliding window).
+CudaLayerShape cuda_layer_shape(const ModelConfig& config, int64_t layer);
 
 // GPTQ loops a [rows, cols] weight can run side by side within `budget` (at most
 // `candidates`; 0: not even one fits).

@@ -133,8 +133,7 @@ int main(int argc, char** argv) {
   const double attn_flops = 2 * 2 * static_cast<double>(S) * T * T * 40 * 128;  // full T x T, both products
   const double syrk_flops = tokens * (3 * H * H + I * I);                        // n d (d + 1) per input
   {
-    const CudaLayerShape shape{5120, 27392, 40, 8, 128, false, true, true, 0, 1e-5};
-    const CudaForwardMemory m = layer_forward_cuda_memory(shape, T, {true, true, true, true});
+    const CudaForwardMemory m = layer_forward_cuda_memory(cuda_layer_shape(c, 0), T, {true, true, true, true});
     const int64_t per_batch = std::min<int64_t>(S, static_cast<int64_t>((budget - m.fixed) / m.per_sequence));
     int slots = 1;
     while (slots < 11 && CudaObs::memory_needed(5120, 27392, slots + 1) <= budget) ++slots;

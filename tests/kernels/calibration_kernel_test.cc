@@ -73,11 +73,7 @@ void expect_forward_parity(const CalibrationDevice& dev, const ModelConfig& c, i
     std::vector<float> out(in.data.size());
     ForwardDevice fwd = dev.forward;
     if (budget_sequences) {
-      const LayerAttention kind = layer_attention(c, layer);
-      const bool ex = c.arch == Arch::kExaone4;
-      const CudaLayerShape shape{c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim,
-                                 !ex, ex, kind.rope, kind.window, c.rms_norm_eps};
-      const CudaForwardMemory m = layer_forward_cuda_memory(shape, T, {true, true, true, true});
+      const CudaForwardMemory m = layer_forward_cuda_memory(cuda_layer_shape(c, layer), T, {true, true, true, true});
       fwd = calibration_device_for(DeviceChoice{"cuda:0", 0}, m.fixed + budget_sequences * m.per_sequence).forward;
     }
     ASSERT_TRUE(fwd(c, layer, w, rope, in, collect, out.data()).ok());
@@ -148,31 +144,11 @@ TEST_F(CalibrationCuda, ForwardOverItsBudgetSaysSoAndWritesNothing) {
 
 // ---- GPTQ / SparseGPT ------------------------------------------------------------------
 
-std::vector<float> weights(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0, 0.05f);
-  std::vector<float> w(n);
-  for (float& x : w) x = bf16_to_f32(f32_to_bf16(nd(rng)));
-  return w;
-}
-
+std::vector<float> weights(size_t n, uint32_t seed) { return test::bf16_weights(n, seed); }
+std::vector<float> diagonal(int64_t c, uint32_t seed) { return test::diagonal_hessian(c, seed); }
+// With an outlier channel (3), as real activations have.
 std::vector<float> hessian_of(int64_t c, int64_t tokens, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd;
-  std::vector<float> x(static_cast<size_t>(tokens * c));
-  for (float& v : x) v = nd(rng);
-  for (int64_t t = 0; t < tokens; ++t) x[t * c + 3 % c] *= 4.0f;  // an outlier channel
-  HessianAccumulator acc(c);
-  acc.add(x.data(), tokens);
-  return *acc.hessian();
-}
-
-std::vector<float> diagonal(int64_t c, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> ud(0.5f, 3.0f);
-  std::vector<float> h(static_cast<size_t>(c * c), 0.0f);
-  for (int64_t j = 0; j < c; ++j) h[j * c + j] = ud(rng);
-  return h;
+  return test::random_hessian(c, tokens, seed, 3 % c);
 }
 
 TEST_F(CalibrationCuda, GptqWithADiagonalHessianIsRoundToNearestBytes) {

@@ -16,35 +16,14 @@
 #include "ops/nf4.h"
 #include "ops/obs_compress.h"
 #include "tests/testutil/fixtures.h"
+#include "tests/testutil/random_layer.h"
 
 namespace sp {
 namespace {
 
-std::vector<float> bf16_weights(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0, 0.05f);
-  std::vector<float> w(n);
-  for (float& x : w) x = bf16_to_f32(f32_to_bf16(nd(rng)));
-  return w;
-}
-
-std::vector<float> diagonal(int64_t c, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> ud(0.5f, 3.0f);
-  std::vector<float> h(static_cast<size_t>(c * c), 0.0f);
-  for (int64_t j = 0; j < c; ++j) h[j * c + j] = ud(rng);
-  return h;
-}
-
-std::vector<float> random_hessian(int64_t c, int64_t tokens, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd;
-  std::vector<float> x(static_cast<size_t>(tokens * c));
-  for (float& v : x) v = nd(rng);
-  HessianAccumulator acc(c);
-  acc.add(x.data(), tokens);
-  return *acc.hessian();
-}
+using test::bf16_weights;
+using test::random_hessian;
+std::vector<float> diagonal(int64_t c, uint32_t seed) { return test::diagonal_hessian(c, seed); }
 
 TEST(Gptq, DiagonalHessianEqualsRoundToNearest) {
   for (auto [rows, cols] : {std::pair{16, 192}, {3, 77}, {5, 64}}) {
