@@ -122,9 +122,17 @@ TEST(Cli, CompressBadInputExitsTwoAndWritesNothing) {
   auto ex = run_cli({"compress", stories(), d / "exists"});
   EXPECT_EQ(ex.exit_code, 2);
   EXPECT_NE(ex.err.find("already exists"), std::string::npos);
+  auto dev = run_cli({"compress", stories(), d / "o4", "--device", "gpu"});
+  EXPECT_EQ(dev.exit_code, 2);
+  EXPECT_NE(dev.err.find("--device gpu: expected auto, cpu or cuda:N"), std::string::npos) << dev.err;
+  auto missing = run_cli({"compress", stories(), d / "o5", "--device", "cuda:99"});
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_NE(missing.err.find("--device cuda:99"), std::string::npos) << missing.err;
   EXPECT_FALSE(fs::exists(d / "o1"));
   EXPECT_FALSE(fs::exists(d / "o2"));
   EXPECT_FALSE(fs::exists(d / "o3"));
+  EXPECT_FALSE(fs::exists(d / "o4"));
+  EXPECT_FALSE(fs::exists(d / "o5"));
 }
 
 TEST(Cli, VerifyMissingFolderExitsTwoAndNonCheckpointExitsOne) {
@@ -191,6 +199,25 @@ TEST(Cli, InspectExaone32bShapedModel) {
   EXPECT_EQ(layer["fits"], true);
   auto small = run_cli({"inspect", d.path(), "--worker-memory", "1GiB", "-o", "json"});
   EXPECT_EQ(json::parse(small.out)["shards"][1]["fits"], false);
+
+  // GPTQ with 128 x 2048 calibration tokens: the plan of a GPU worker with 11 GiB (a GTX
+  // 1080 Ti): the forward in micro-batches of 8 sequences, down_proj's GPTQ with 6 of the
+  // scale search's 11 loops side by side; every projection on the GPU.
+  std::string ids;
+  for (int line = 0; line < 128; ++line) {
+    for (int t = 0; t < 2048; ++t) ids += std::to_string((line * 2048 + t) % 102400) + (t + 1 < 2048 ? " " : "\n");
+  }
+  test::write_text(d / "calib.ids.txt", ids);
+  auto g = run_cli({"inspect", d.path(), "--method", "gptq", "--calib-ids", d / "calib.ids.txt", "--calib-samples",
+                    "128", "--seq-len", "2048", "--worker-memory", "11GiB", "-o", "json"});
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  const json gpu = json::parse(g.out)["gpu_worker"];
+  EXPECT_EQ(gpu["sequences_per_forward_batch"], 8);
+  ASSERT_EQ(gpu["gptq"].size(), 7u);
+  for (const auto& p : gpu["gptq"]) EXPECT_GE(p["loops_side_by_side"].get<int>(), 1) << p["name"];
+  EXPECT_EQ(gpu["gptq"][6]["name"], "down_proj");
+  EXPECT_EQ(gpu["gptq"][6]["loops_side_by_side"], 6);
+  EXPECT_EQ(gpu["gptq"][0]["loops_side_by_side"], 11);
 }
 
 TEST(Cli, SynthModelsOfEachArchitectureOpenAndAreDeterministic) {
