@@ -23,7 +23,7 @@ struct CompressArgs {
   std::string out_dir;
   std::string max_shard_size = "5GB";
   std::string output = "table";
-  std::string device = "cpu", memory = "11GiB";
+  std::string device = "cpu", gpu_memory;
   CompressFlags flags;
 };
 
@@ -34,14 +34,18 @@ int run_compress(const CompressArgs& a) {
   if (!max_shard.ok()) return report_error(annotate(max_shard.status(), "--max-shard-size"));
   auto device = choose_device(a.device);
   if (!device.ok()) return report_error(device.status());
-  auto memory = parse_byte_size(a.memory);
-  if (!memory.ok()) return report_error(annotate(memory.status(), "--memory"));
+  uint64_t gpu_memory = 0;
+  if (!a.gpu_memory.empty()) {
+    auto m = parse_byte_size(a.gpu_memory);
+    if (!m.ok()) return report_error(annotate(m.status(), "--gpu-memory"));
+    gpu_memory = *m;
+  }
   LocalCompressOptions opts;
   opts.settings = *settings;
   opts.max_shard_bytes = *max_shard;
   opts.backend = &nf4_backend_for(*device);
   opts.prune_device = prune_device_for(*device);
-  opts.device = calibration_device_for(*device, *memory);
+  opts.device = calibration_device_for(*device, gpu_budget(gpu_memory));
   if (needs_calibration(*settings)) {
     auto config = load_model_config(a.model_dir);
     if (!config.ok()) return report_error(config.status());
@@ -134,7 +138,7 @@ void add_compress_command(CLI::App& app, int* exit_code) {
   cmd->add_option("--max-shard-size", args->max_shard_size, "Largest safetensors file")->capture_default_str();
   cmd->add_option("--device", args->device, "cpu, auto or cuda:N (NF4, pruning, calibration on the GPU)")
       ->capture_default_str();
-  cmd->add_option("--memory", args->memory, "Device memory the GPU work may use")->capture_default_str();
+  cmd->add_option("--gpu-memory", args->gpu_memory, "Device memory the GPU work may use (default: what is free)");
   cmd->add_option("-o,--output", args->output, "table or json")->check(CLI::IsMember({"table", "json"}))
       ->capture_default_str();
   add_compress_flags(cmd, &args->flags);

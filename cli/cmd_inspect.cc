@@ -19,7 +19,7 @@ namespace {
 
 struct InspectArgs {
   std::string model_dir;
-  std::string worker_memory = "11GiB";
+  std::string worker_memory = "11GiB", gpu_memory = "11GiB";
   std::string output = "table";
   CompressFlags flags;
 };
@@ -61,7 +61,9 @@ int run_inspect(const InspectArgs& a) {
     largest_task = std::max(largest_task, mem.back().total());
   }
   const std::vector<Stage> stages = calibrated ? plan_stages(*model, *settings, data, *budget) : std::vector<Stage>{};
-  const GpuCalibrationPlan gpu = plan_gpu_calibration(c, *settings, data.sequences, data.tokens, *budget);
+  auto gpu_budget = parse_byte_size(a.gpu_memory);
+  if (!gpu_budget.ok()) return report_error(annotate(gpu_budget.status(), "--gpu-memory"));
+  const GpuCalibrationPlan gpu = plan_gpu_calibration(c, *settings, data.sequences, data.tokens, *gpu_budget);
   size_t sliding = 0;
   for (auto k : c.layer_types) sliding += k == AttentionKind::kSliding;
 
@@ -158,7 +160,7 @@ int run_inspect(const InspectArgs& a) {
               format_bytes(g.weight_bytes), format_bytes(g.peak_task), format_bytes(g.total()), g.fits ? "yes" : "no"});
     }
     out += st.render();
-    // The same layer on a GPU worker whose device has this much memory (--memory too).
+    // The same layer on a GPU worker with --gpu-memory of device memory.
     out += fmt::format("\nGPU worker     {} of device memory: ", format_bytes(gpu.budget));
     out += gpu.sequences_per_batch > 0
                ? fmt::format("forward + Hessians in micro-batches of {} of {} sequences ({})\n",
@@ -183,6 +185,7 @@ void add_inspect_command(CLI::App& app, int* exit_code) {
   CLI::App* cmd = app.add_subcommand("inspect", "Describe a model and the shards and tasks it will be cut into");
   cmd->add_option("MODEL_DIR", args->model_dir, "Hugging Face model folder")->required();
   cmd->add_option("--worker-memory", args->worker_memory, "Memory budget of one worker")->capture_default_str();
+  cmd->add_option("--gpu-memory", args->gpu_memory, "Device memory of a GPU worker (its plan)")->capture_default_str();
   cmd->add_option("-o,--output", args->output, "table or json")->check(CLI::IsMember({"table", "json"}))
       ->capture_default_str();
   add_compress_flags(cmd, &args->flags);

@@ -24,7 +24,7 @@ namespace {
 using namespace shardpress::v1;  // NOLINT
 
 struct LocalArgs {
-  std::string file, state_dir, memory = "4GiB", device = "cpu";
+  std::string file, state_dir, memory = "4GiB", device = "cpu", gpu_memory;
   int workers = 2;
 };
 
@@ -38,6 +38,12 @@ int run_local(const LocalArgs& a) {
   if (!mem.ok()) return report_error(annotate(mem.status(), "--memory"));
   auto device = choose_device(a.device);
   if (!device.ok()) return report_error(device.status());
+  uint64_t gpu_memory = 0;
+  if (!a.gpu_memory.empty()) {
+    auto m = parse_byte_size(a.gpu_memory);
+    if (!m.ok()) return report_error(annotate(m.status(), "--gpu-memory"));
+    gpu_memory = *m;
+  }
   const std::string state_dir =
       a.state_dir.empty() ? (std::filesystem::path(".shardpress") / spec->name()).string() : a.state_dir;
 
@@ -85,6 +91,7 @@ int run_local(const LocalArgs& a) {
     wo.memory = *mem;
     wo.device = device->label;
     wo.cuda_device = device->cuda;
+    wo.gpu_memory = gpu_memory;
     wo.verbose = false;
     auto w = Worker::create(wo);
     if (!w.ok()) return report_error(w.status());
@@ -119,6 +126,7 @@ void add_local_command(CLI::App& app, int* exit_code) {
   cmd->add_option("--memory", a->memory, "Memory budget of each worker")->capture_default_str();
   cmd->add_option("--device", a->device, "cpu, auto or cuda:N: where the workers compute (they share the GPU)")
       ->capture_default_str();
+  cmd->add_option("--gpu-memory", a->gpu_memory, "Device memory each worker's GPU work may use (default: what is free)");
   cmd->callback([a, exit_code] { *exit_code = run_local(*a); });
 }
 

@@ -3,6 +3,7 @@
 // what `shardpress workers` shows ("cuda:0 (NVIDIA GeForce GTX 1080 Ti, sm_61, 11.00 GiB)").
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -33,11 +34,14 @@ const Nf4Backend& nf4_backend_for(const DeviceChoice& device);
 const PruneDevice* prune_device_for(const DeviceChoice& device);
 
 // The forward pass, Hessians and GPTQ/SparseGPT loops on the device (empty functions:
-// the CPU), within `memory_budget` bytes of device memory (the worker's --memory; less
-// if less is free). What does not fit, or fails on the device, runs on the CPU with the
+// the CPU), within `memory_budget` bytes of device memory (the worker's --gpu-memory;
+// less if less is free). What does not fit, or fails on the device, runs on the CPU with the
 // device's message on stderr — except a failure while the activations are overwritten
 // in place, which fails the task (it is retried).
 CalibrationDevice calibration_device_for(const DeviceChoice& device, uint64_t memory_budget);
+
+// A --gpu-memory value as a budget: 0 (not set) means whatever the device has free.
+inline uint64_t gpu_budget(uint64_t flag) { return flag ? flag : UINT64_MAX; }
 
 // How a GPU worker with `budget` bytes of device memory calibrates one layer (what
 // `inspect` shows): sequences per forward micro-batch (0: the forward does not fit and

@@ -21,7 +21,7 @@ namespace {
 
 struct Flags {
   std::string config, coordinator = "127.0.0.1:7070", cache_dir, device = "auto", memory = "11GiB",
-                      cache_size = "64GiB";
+                      cache_size = "64GiB", gpu_memory;
   std::string threads = "1";
   std::string token_file, tls_ca, tls_cert, tls_key;
   bool no_direct_read = false;
@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
   if (!f.config.empty()) {
     auto st = sp::load_config_file(f.config, {{"coordinator", &f.coordinator}, {"cache_dir", &f.cache_dir},
                                               {"device", &f.device}, {"memory", &f.memory},
+                                              {"gpu_memory", &f.gpu_memory},
                                               {"cache_size", &f.cache_size}, {"threads", &f.threads},
                                               {"token_file", &f.token_file}, {"tls_ca", &f.tls_ca},
                                               {"tls_cert", &f.tls_cert}, {"tls_key", &f.tls_key}});
@@ -51,7 +52,9 @@ int main(int argc, char** argv) {
   app.add_option("--coordinator", f.coordinator, "Coordinator HOST:PORT")->capture_default_str();
   app.add_option("--cache-dir", f.cache_dir, "Folder for the blob cache and the worker id")->required(f.cache_dir.empty());
   app.add_option("--device", f.device, "auto, cpu or cuda:N")->capture_default_str();
-  app.add_option("--memory", f.memory, "Memory budget for tasks")->capture_default_str();
+  app.add_option("--memory", f.memory, "Memory budget for tasks (host memory)")->capture_default_str();
+  app.add_option("--gpu-memory", f.gpu_memory,
+                 "Device memory GPU work may use (default: what the device has free)");
   app.add_option("--threads", f.threads, "Threads for a task (the forward pass, GPTQ: OpenBLAS threads)")
       ->capture_default_str();
   app.add_option("--cache-size", f.cache_size, "Largest size of the blob cache")->capture_default_str();
@@ -84,6 +87,11 @@ int main(int argc, char** argv) {
   if (!cache.ok()) return fail(sp::annotate(cache.status(), "--cache-size"));
   o.memory = *mem;
   o.cache_capacity = *cache;
+  if (!f.gpu_memory.empty()) {
+    auto gpu = sp::parse_byte_size(f.gpu_memory);
+    if (!gpu.ok()) return fail(sp::annotate(gpu.status(), "--gpu-memory"));
+    o.gpu_memory = *gpu;
+  }
   auto device = sp::choose_device(f.device);
   if (!device.ok()) return fail(device.status());
   o.device = device->label;

@@ -144,14 +144,14 @@ TEST_F(CalibrationCluster, GptqOnACudaWorkerMatchesTheCpuWithinRounding) {
   start_coordinator();
   if (std::string why; !cuda_worker_available(&why)) GTEST_SKIP() << "no CUDA device for a worker: " << why;
   const std::string body = "quantize: {method: gptq}";
-  start_worker("gpu", {}, /*fetch=*/false, {"--device", "cuda:0"});
+  start_worker("gpu", {}, /*fetch=*/false, {"--device", "cuda:0", "--gpu-memory", "1GiB"});
   auto r = cli({"submit", write_calibrated_job("c1", body), "--wait"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   const std::string out = dir_ / "out/c1";
   EXPECT_EQ(test::run_cli({"verify", out}).exit_code, 0);
   ASSERT_EQ(test::run_cli({"compress", dir_ / "models/stories", dir_ / "models/local-gpu", "--method", "gptq",
                            "--act-order", "--calib-ids", dir_ / "models/calib.ids.txt", "--calib-samples", "32",
-                           "--device", "cuda:0", "--memory", "1GiB"})
+                           "--device", "cuda:0", "--gpu-memory", "1GiB"})
                 .exit_code,
             0);
   EXPECT_EQ(manifest_digests(dir_ / "models/local-gpu"), manifest_digests(out));

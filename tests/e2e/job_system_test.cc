@@ -251,6 +251,16 @@ TEST_F(Cluster, StatusSaysWhyNothingRuns) {
   wait_for("w1", succeeded);
 }
 
+TEST_F(Cluster, WorkerRefusesABadGpuMemoryBudget) {
+  test::Process w(test::bin_dir() + "/shardpress-worker",
+                  {"--coordinator", "127.0.0.1:1", "--cache-dir", dir_ / "cache-g", "--gpu-memory", "lots"},
+                  std::map<std::string, std::string>{}, dir_ / "g.log");
+  EXPECT_EQ(w.wait(10'000), 2);
+  auto log = read_file(dir_ / "g.log");
+  ASSERT_TRUE(log.ok());
+  EXPECT_NE(log->find("--gpu-memory"), std::string::npos) << *log;
+}
+
 TEST_F(Cluster, TokenIsRequiredOnEveryCallAndNeverShown) {
   const std::string token = "3f9c2a7e41d8b6c05e7a9d1f2b4c6e80";
   test::write_text(dir_ / "token", token + "\n");
