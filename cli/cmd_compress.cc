@@ -34,18 +34,14 @@ int run_compress(const CompressArgs& a) {
   if (!max_shard.ok()) return report_error(annotate(max_shard.status(), "--max-shard-size"));
   auto device = choose_device(a.device);
   if (!device.ok()) return report_error(device.status());
-  uint64_t gpu_memory = 0;
-  if (!a.gpu_memory.empty()) {
-    auto m = parse_byte_size(a.gpu_memory);
-    if (!m.ok()) return report_error(annotate(m.status(), "--gpu-memory"));
-    gpu_memory = *m;
-  }
+  auto gpu_memory = gpu_memory_budget(a.gpu_memory);
+  if (!gpu_memory.ok()) return report_error(gpu_memory.status());
   LocalCompressOptions opts;
   opts.settings = *settings;
   opts.max_shard_bytes = *max_shard;
   opts.backend = &nf4_backend_for(*device);
   opts.prune_device = prune_device_for(*device);
-  opts.device = calibration_device_for(*device, gpu_budget(gpu_memory));
+  opts.device = calibration_device_for(*device, *gpu_memory);
   if (needs_calibration(*settings)) {
     auto config = load_model_config(a.model_dir);
     if (!config.ok()) return report_error(config.status());

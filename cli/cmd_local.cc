@@ -38,12 +38,8 @@ int run_local(const LocalArgs& a) {
   if (!mem.ok()) return report_error(annotate(mem.status(), "--memory"));
   auto device = choose_device(a.device);
   if (!device.ok()) return report_error(device.status());
-  uint64_t gpu_memory = 0;
-  if (!a.gpu_memory.empty()) {
-    auto m = parse_byte_size(a.gpu_memory);
-    if (!m.ok()) return report_error(annotate(m.status(), "--gpu-memory"));
-    gpu_memory = *m;
-  }
+  auto gpu_memory = gpu_memory_budget(a.gpu_memory);
+  if (!gpu_memory.ok()) return report_error(gpu_memory.status());
   const std::string state_dir =
       a.state_dir.empty() ? (std::filesystem::path(".shardpress") / spec->name()).string() : a.state_dir;
 
@@ -91,7 +87,7 @@ int run_local(const LocalArgs& a) {
     wo.memory = *mem;
     wo.device = device->label;
     wo.cuda_device = device->cuda;
-    wo.gpu_memory = gpu_memory;
+    wo.gpu_memory = *gpu_memory;
     wo.verbose = false;
     auto w = Worker::create(wo);
     if (!w.ok()) return report_error(w.status());

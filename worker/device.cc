@@ -245,6 +245,13 @@ int search_candidates(const ObsSettings& s) {
 
 }  // namespace
 
+absl::StatusOr<uint64_t> gpu_memory_budget(const std::string& flag) {
+  if (flag.empty()) return UINT64_MAX;
+  auto b = parse_byte_size(flag);
+  if (!b.ok()) return annotate(b.status(), "--gpu-memory");
+  return *b;
+}
+
 int gptq_loops_that_fit(int64_t rows, int64_t cols, int candidates, uint64_t budget) {
   int loops = 0;
   while (loops < std::max(candidates, 1) && CudaObs::memory_needed(rows, cols, loops + 1) <= budget) ++loops;

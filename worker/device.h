@@ -40,8 +40,9 @@ const PruneDevice* prune_device_for(const DeviceChoice& device);
 // in place, which fails the task (it is retried).
 CalibrationDevice calibration_device_for(const DeviceChoice& device, uint64_t memory_budget);
 
-// A --gpu-memory value as a budget: 0 (not set) means whatever the device has free.
-inline uint64_t gpu_budget(uint64_t flag) { return flag ? flag : UINT64_MAX; }
+// A --gpu-memory flag as a budget for calibration_device_for: empty means whatever the
+// device has free; a bad size is INVALID_ARGUMENT naming the flag.
+absl::StatusOr<uint64_t> gpu_memory_budget(const std::string& flag);
 
 // How a GPU worker with `budget` bytes of device memory calibrates one layer (what
 // `inspect` shows): sequences per forward micro-batch (0: the forward does not fit and

@@ -87,11 +87,9 @@ int main(int argc, char** argv) {
   if (!cache.ok()) return fail(sp::annotate(cache.status(), "--cache-size"));
   o.memory = *mem;
   o.cache_capacity = *cache;
-  if (!f.gpu_memory.empty()) {
-    auto gpu = sp::parse_byte_size(f.gpu_memory);
-    if (!gpu.ok()) return fail(sp::annotate(gpu.status(), "--gpu-memory"));
-    o.gpu_memory = *gpu;
-  }
+  auto gpu = sp::gpu_memory_budget(f.gpu_memory);
+  if (!gpu.ok()) return fail(gpu.status());
+  o.gpu_memory = *gpu;
   auto device = sp::choose_device(f.device);
   if (!device.ok()) return fail(device.status());
   o.device = device->label;

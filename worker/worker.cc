@@ -277,7 +277,7 @@ absl::Status Worker::compute_and_upload(const LeaseResponse& lease, CompleteRequ
     const DeviceChoice device{options_.device, options_.cuda_device};
     SP_ASSIGN_OR_RETURN(CalibrationTaskResult r,
                         run_calibration_task(lease, inputs, nf4_backend_for(device),
-                                             calibration_device_for(device, gpu_budget(options_.gpu_memory))));
+                                             calibration_device_for(device, options_.gpu_memory)));
     result = std::move(r.result);
     complete->set_nll(r.nll);
     complete->set_predictions(r.predictions);

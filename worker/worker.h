@@ -31,7 +31,7 @@ struct WorkerOptions {
   TlsClientFiles tls;  // TLS to the coordinator when tls.ca is set
   std::string cache_dir;
   uint64_t memory = 11ull << 30;  // budget for task estimates (host memory)
-  uint64_t gpu_memory = 0;        // device memory GPU work may use (0: what the device has free)
+  uint64_t gpu_memory = UINT64_MAX;  // device memory GPU work may use (never more than is free)
   uint64_t cache_capacity = 64ull << 30;
   int threads = 1;
   std::string device = "cpu";  // label shown by `workers`
