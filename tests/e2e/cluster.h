@@ -90,6 +90,16 @@ class Cluster : public ::testing::Test {
     return workers_[name].get();
   }
 
+  // Waits (bounded) until `count` workers have registered with the coordinator.
+  void wait_for_workers(size_t count) {
+    for (int i = 0; i < 400; ++i) {
+      auto w = cli({"workers", "-o", "json"});
+      if (w.exit_code == 0 && json::parse(w.out).value("workers", json::array()).size() == count) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    ADD_FAILURE() << count << " workers did not register";
+  }
+
   // Whether a worker can use CUDA device 0 here (a CPU-only build or no GPU: no), and why not.
   bool cuda_worker_available(std::string* why) {
     test::Process probe(test::bin_dir() + "/shardpress-worker",

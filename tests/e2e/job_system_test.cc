@@ -32,11 +32,7 @@ TEST_F(Cluster, CoordinatorAndTwoWorkersCompressStories) {
   // prefetched), so with both registered before the submit each gets work.
   start_worker("a", {{"SHARDPRESS_TEST_DELAY_MS", "task=200"}});
   start_worker("b", {{"SHARDPRESS_TEST_DELAY_MS", "task=200"}}, /*fetch=*/true);
-  for (int i = 0; i < 200; ++i) {
-    auto w = cli({"workers", "-o", "json"});
-    if (w.exit_code == 0 && json::parse(w.out).value("workers", json::array()).size() == 2) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(25));
-  }
+  wait_for_workers(2);
   auto r = cli({"submit", write_job("s1", true), "--wait"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("SUCCEEDED"), std::string::npos);
@@ -562,6 +558,7 @@ TEST_F(Cluster, CoordinatorDiskFullWhileImportingThenResume) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   addr_ = read_file(mnt + "/coordinator.addr")->substr(0, read_file(mnt + "/coordinator.addr")->find('\n'));
   start_worker("a");
+  wait_for_workers(1);  // registered before the import fills the disk (registering writes the state store)
   test::write_text(dir_ / "big.yaml", "name: big\nmodel: " + (dir_ / "models/big") + "\noutput: " + (dir_ / "out/big") + "\n");
   ASSERT_EQ(cli({"submit", dir_ / "big.yaml"}).exit_code, 0);
   const json failed = wait_for("big", [](const json& s) { return s["state"] == "FAILED"; }, 60'000);
