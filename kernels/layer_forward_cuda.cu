@@ -303,6 +303,7 @@ std::string layer_forward_cuda(int device, const CudaLayerShape& shape, const Cu
     if (req.out && s.ok()) {
       const int64_t first = pending[slot] * m, count = std::min(m, S - first);
       std::memcpy(req.out + first * seq_floats, pinned[slot], count * seq_floats * sizeof(float));
+      if (req.out_written) *req.out_written = true;
     }
     pending[slot] = -1;
   };

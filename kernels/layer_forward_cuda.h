@@ -10,7 +10,8 @@
 //
 // Plain C++ header (no CUDA headers). Errors come back as text naming the failing call
 // and the device's message; on error nothing has been written to `hessian_sums`, and
-// `out` only when it aliases `acts` (the planner checks memory before the first write).
+// `out_written` says whether any of `out` was (the budget is checked and every buffer
+// allocated before the first write).
 // Thread-safety: each call owns its device buffers and streams.
 #pragma once
 
@@ -51,6 +52,7 @@ struct CudaForwardRequest {
   // lower triangle is overwritten with unspecified values); null: not collected.
   std::array<float*, 4> hessian_sums{};
   float* out = nullptr;  // [sequences, tokens, hidden] (may equal acts); null: discarded
+  bool* out_written = nullptr;  // set when any of `out` was written (also on error)
   size_t memory_budget = 0;  // bytes of device memory this call may use (0: what is free)
 };
 

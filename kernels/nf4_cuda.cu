@@ -24,19 +24,19 @@ __device__ __forceinline__ float f16_bits(unsigned h) {
   return (sign ? -1.0f : 1.0f) * static_cast<float>(man) * 5.960464477539063e-08f;  // man * 2^-24, exact
 }
 
-__device__ __forceinline__ float load(const void* src, CudaInput t, size_t i) {
-  switch (t) {
-    case CudaInput::kBF16: return bf16_bits(static_cast<const uint16_t*>(src)[i]);
-    case CudaInput::kF16: return f16_bits(static_cast<const uint16_t*>(src)[i]);
-    default: return static_cast<const float*>(src)[i];
-  }
-}
-
 template <CudaInput T>
 __device__ __forceinline__ float load_t(const void* src, size_t i) {
   if constexpr (T == CudaInput::kBF16) return bf16_bits(static_cast<const uint16_t*>(src)[i]);
   if constexpr (T == CudaInput::kF16) return f16_bits(static_cast<const uint16_t*>(src)[i]);
   if constexpr (T == CudaInput::kF32) return static_cast<const float*>(src)[i];
+}
+
+__device__ __forceinline__ float load(const void* src, CudaInput t, size_t i) {
+  switch (t) {
+    case CudaInput::kBF16: return load_t<CudaInput::kBF16>(src, i);
+    case CudaInput::kF16: return load_t<CudaInput::kF16>(src, i);
+    default: return load_t<CudaInput::kF32>(src, i);
+  }
 }
 
 // One CUDA block per NF4 block: max |x| by a shared-memory reduction (max is exact, so
@@ -71,13 +71,13 @@ __global__ void quantize_kernel(const void* src, CudaInput t, size_t n, size_t b
 }
 
 // The bandwidth path for blocksizes 8 * L with L a power of two <= 32 (bitsandbytes'
-// sizes 32 to 256). A warp covers kChunks consecutive spans of 256 elements; in each,
-// lane i loads elements [8i, 8i + 8) with one 16-byte load (the warp's load is 512
-// contiguous bytes), all kChunks loads are issued before the first is used, the L lanes
-// of one NF4 block (always within the warp) reduce its max by shuffles, and each lane
-// writes its 4 packed bytes (the warp's store is 128 contiguous bytes). Same arithmetic
-// per element as quantize_kernel, so the same bytes.
-constexpr int kChunks = 1;
+// sizes 32 to 256). A warp covers a span of 256 elements: lane i loads elements
+// [8i, 8i + 8) with one 16-byte load (the warp's load is 512 contiguous bytes), the L
+// lanes of one NF4 block (always within the warp) reduce its max by shuffles, and each
+// lane writes its 4 packed bytes (the warp's store is 128 contiguous bytes). Same
+// arithmetic per element as quantize_kernel, so the same bytes. (Several spans per warp
+// in flight measured slower on an H100: more registers, lower occupancy.)
+constexpr size_t kSpan = 256;
 
 // Elements [base, base + 8) with 16-byte loads (zeros past n).
 template <CudaInput T>
@@ -103,54 +103,47 @@ __device__ __forceinline__ void load8(const void* src, size_t base, size_t n, fl
 }
 
 template <int L, CudaInput T>
-__device__ __forceinline__ void quantize_group(const void* src, size_t n, unsigned char* packed, float* absmax,
-                                               unsigned long long* first_bad, const cuda::Nf4Bin* bins,
-                                               unsigned lane, size_t warp) {
-  float x[kChunks][8];
-  size_t base[kChunks];
+__device__ __forceinline__ void quantize_span(const void* src, size_t n, unsigned char* packed, float* absmax,
+                                              unsigned long long* first_bad, const cuda::Nf4Bin* bins, unsigned lane,
+                                              size_t warp) {
+  const size_t base = (warp * 32 + lane) * 8;
+  float x[8];
+  float m = 0.0f, sum = 0.0f;  // a NaN or Inf makes the sum non-finite (so can overflow: then we look)
+  if (base < n) {
+    load8<T>(src, base, n, x);
 #pragma unroll
-  for (int c = 0; c < kChunks; ++c) {
-    base[c] = ((warp * kChunks + c) * 32 + lane) * 8;
-    if (base[c] < n) load8<T>(src, base[c], n, x[c]);
+    for (int k = 0; k < 8; ++k) {
+      sum += x[k];
+      m = fmaxf(m, fabsf(x[k]));
+    }
+    if (!isfinite(sum))  // rare: find the first non-finite element, if any (padding past n is 0)
+      for (int k = 0; k < 8; ++k)
+        if (!isfinite(x[k])) {
+          atomicMin(first_bad, static_cast<unsigned long long>(base + k));
+          break;
+        }
   }
 #pragma unroll
-  for (int c = 0; c < kChunks; ++c) {
-    float m = 0.0f, sum = 0.0f;  // a NaN or Inf makes the sum non-finite (so can overflow: then we look)
-    if (base[c] < n) {
+  for (int o = L / 2; o > 0; o /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o, L));
+  if (base >= n) return;
+  if (lane % L == 0) absmax[base / (8 * L)] = m;
+  const float inv = 1.0f / m;  // IEEE, as quantize_kernel
+  unsigned bytes = 0;
 #pragma unroll
-      for (int k = 0; k < 8; ++k) {
-        sum += x[c][k];
-        m = fmaxf(m, fabsf(x[c][k]));
-      }
-      if (!isfinite(sum))  // rare: find the first non-finite element, if any (padding past n is 0)
-        for (int k = 0; k < 8; ++k)
-          if (!isfinite(x[c][k])) {
-            atomicMin(first_bad, static_cast<unsigned long long>(base[c] + k));
-            break;
-          }
-    }
-#pragma unroll
-    for (int o = L / 2; o > 0; o /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o, L));
-    if (base[c] >= n) continue;
-    if (lane % L == 0) absmax[base[c] / (8 * L)] = m;
-    const float inv = 1.0f / m;  // IEEE, as quantize_kernel
-    unsigned bytes = 0;
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const unsigned hi = cuda::code_of_bins(__fmul_rn(x[c][2 * k], inv), bins);
-      const unsigned lo = cuda::code_of_bins(__fmul_rn(x[c][2 * k + 1], inv), bins);
-      bytes |= (hi << 4 | lo) << (8 * k);
-    }
-    if (base[c] + 8 <= n) {
-      *reinterpret_cast<unsigned*>(packed + base[c] / 2) = bytes;
-    } else {
-      for (size_t k = 0; 2 * k < n - base[c]; ++k) packed[base[c] / 2 + k] = static_cast<unsigned char>(bytes >> (8 * k));
-    }
+  for (int k = 0; k < 4; ++k) {
+    const unsigned hi = cuda::code_of_bins(__fmul_rn(x[2 * k], inv), bins);
+    const unsigned lo = cuda::code_of_bins(__fmul_rn(x[2 * k + 1], inv), bins);
+    bytes |= (hi << 4 | lo) << (8 * k);
+  }
+  if (base + 8 <= n) {
+    *reinterpret_cast<unsigned*>(packed + base / 2) = bytes;
+  } else {
+    for (size_t k = 0; 2 * k < n - base; ++k) packed[base / 2 + k] = static_cast<unsigned char>(bytes >> (8 * k));
   }
 }
 
-// A persistent grid: each warp takes groups of kChunks spans with a stride of all warps,
-// so the table is built once per block.
+// A persistent grid: each warp takes spans with a stride of all warps, so the table is
+// built once per block.
 template <int L, CudaInput T>
 __global__ void __launch_bounds__(256) quantize_vec_kernel(const void* src, size_t n, unsigned char* packed,
                                                            float* absmax, unsigned long long* first_bad) {
@@ -159,9 +152,9 @@ __global__ void __launch_bounds__(256) quantize_vec_kernel(const void* src, size
   __syncthreads();
   const unsigned lane = threadIdx.x % 32;
   const size_t warps = static_cast<size_t>(gridDim.x) * blockDim.x / 32;
-  for (size_t warp = (static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32; warp * kChunks * 256 < n;
+  for (size_t warp = (static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32; warp * kSpan < n;
        warp += warps)
-    quantize_group<L, T>(src, n, packed, absmax, first_bad, bins, lane, warp);
+    quantize_span<L, T>(src, n, packed, absmax, first_bad, bins, lane, warp);
 }
 
 __global__ void dequantize_kernel(const unsigned char* packed, const float* absmax, size_t n, size_t bs, float* out) {
@@ -224,7 +217,7 @@ bool alloc_quantize(Scope& s, size_t n, size_t blocksize, size_t input_bytes, Qu
 
 template <int L>
 void launch_vec(Scope& s, const QuantizeBuffers& b, CudaInput t) {
-  const size_t warps = (b.n + 256 * kChunks - 1) / (256 * kChunks);
+  const size_t warps = (b.n + kSpan - 1) / kSpan;
   int sms = 0;
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, s.device);
   const auto blocks = static_cast<unsigned>(std::min<size_t>((warps * 32 + 255) / 256, static_cast<size_t>(std::max(sms, 1)) * 16));

@@ -49,8 +49,7 @@ __global__ void pack_kernel(const unsigned char* codes, int64_t n, unsigned char
   packed[i] = static_cast<unsigned char>(codes[2 * i] << 4 | (2 * i + 1 < n ? codes[2 * i + 1] : 0));
 }
 
-// Column-major lower -> upper (a[j * c + i] = a[i * c + j] for j > i... in column-major
-// terms: element (row i, col j) with i < j takes (j, i)).
+// Column-major lower -> upper: element (row i, col j) with i < j takes (j, i).
 __global__ void mirror_lower_kernel(float* a, int64_t c) {
   const int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (k >= c * c) return;
@@ -227,7 +226,7 @@ std::unique_ptr<CudaObs> CudaObs::create(int device, int64_t rows, int64_t cols,
   return std::unique_ptr<CudaObs>(new CudaObs(std::move(st)));
 }
 
-std::string CudaObs::factorise(const float* h, const int64_t* perm, float add, bool* not_pd) {
+std::string CudaObs::factorise(const float* h, float add, bool* not_pd) {
   State& st = *s_;
   Scope& s = st.s;
   *not_pd = false;
@@ -240,24 +239,17 @@ std::string CudaObs::factorise(const float* h, const int64_t* perm, float add, b
     s.sync(what);
     return s.ok() && info[0] == 0;
   };
+  // To the visiting order (act-order): gathered on the device from a temporary copy.
   const auto cc = static_cast<size_t>(c * c);
-  if (perm) {  // act-order: gather on the device from a temporary copy
-    float* tmp = nullptr;
-    int64_t* dperm = nullptr;
-    if (s.check(cudaMalloc(&tmp, cc * sizeof(float)), "cudaMalloc(Hessian)") &&
-        s.check(cudaMalloc(&dperm, c * sizeof(int64_t)), "cudaMalloc(order)")) {
-      s.check(cudaMemcpyAsync(tmp, h, cc * sizeof(float), cudaMemcpyHostToDevice, s.stream), "copy Hessian");
-      s.check(cudaMemcpyAsync(dperm, perm, c * sizeof(int64_t), cudaMemcpyHostToDevice, s.stream), "copy order");
-      permute_kernel<<<grid(c * c), 256, 0, s.stream>>>(tmp, dperm, c, st.u);
-      s.launched("permute kernel");
-      s.sync("permute");
-    }
-    cudaFree(tmp);
-    cudaFree(dperm);
-    if (!s.ok()) return s.error;
-  } else {
-    s.check(cudaMemcpyAsync(st.u, h, cc * sizeof(float), cudaMemcpyHostToDevice, s.stream), "copy Hessian");
+  float* tmp = nullptr;
+  if (s.check(cudaMalloc(&tmp, cc * sizeof(float)), "cudaMalloc(Hessian)")) {
+    s.check(cudaMemcpyAsync(tmp, h, cc * sizeof(float), cudaMemcpyHostToDevice, s.stream), "copy Hessian");
+    permute_kernel<<<grid(c * c), 256, 0, s.stream>>>(tmp, st.perm, c, st.u);
+    s.launched("permute kernel");
+    s.sync("permute");
   }
+  cudaFree(tmp);
+  if (!s.ok()) return s.error;
   add_diagonal_kernel<<<grid(c), 256, 0, s.stream>>>(st.u, c, add);
   s.launched("damping kernel");
   s.check(cusolverDnSpotrf(s.solver, CUBLAS_FILL_MODE_LOWER, ic, st.u, ic, st.work, st.lwork, st.info),

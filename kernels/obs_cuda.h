@@ -60,10 +60,10 @@ class CudaObs {
   ~CudaObs();
 
   // U from H (full symmetric [cols, cols], original order) taken to the visiting order
-  // perm (null: as is) on the device, + `add` on the diagonal. Returns "" or an error;
+  // given at create() on the device, + `add` on the diagonal. Returns "" or an error;
   // *not_pd is set when H is not positive definite in fp32 (the caller then takes more
   // damping or float64 on the CPU).
-  std::string factorise(const float* h, const int64_t* perm, float add, bool* not_pd);
+  std::string factorise(const float* h, float add, bool* not_pd);
   // One column loop from the uploaded weight (any number of loops may follow one
   // factorisation).
   std::string loop(const CudaObsLoop& settings, const CudaObsOutput& out);

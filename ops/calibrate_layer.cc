@@ -51,16 +51,21 @@ double relative_output_error(const std::vector<float>& w, const std::vector<floa
 
 }  // namespace
 
-absl::Status forward_layer(const ModelConfig& config, int64_t layer, const LayerWeights& w, Activations& acts,
-                           const CalibrationDevice& device) {
-  SP_ASSIGN_OR_RETURN(RopeTable rope, rope_table(config, acts.tokens));
+absl::Status forward_layer(const ModelConfig& config, int64_t layer, const LayerWeights& w, const RopeTable& rope,
+                           Activations& acts, const CalibrationDevice& device) {
   if (device.forward) {
     const absl::Status st = device.forward(config, layer, w, rope, acts, {}, acts.data.data());
     if (st.ok()) return st;
-    return annotate(st, fmt::format("layer {} forward on the device", layer));
+    if (absl::IsDataLoss(st)) return annotate(st, fmt::format("layer {} forward on the device", layer));
   }
   for (int64_t s = 0; s < acts.sequences; ++s) decoder_layer_forward(config, layer, w, rope, acts.row(s), acts.tokens);
   return absl::OkStatus();
+}
+
+absl::Status forward_layer(const ModelConfig& config, int64_t layer, const LayerWeights& w, Activations& acts,
+                           const CalibrationDevice& device) {
+  SP_ASSIGN_OR_RETURN(RopeTable rope, rope_table(config, acts.tokens));
+  return forward_layer(config, layer, w, rope, acts, device);
 }
 
 absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64_t layer,
@@ -252,7 +257,7 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
 
   // 3. What enters the next layer.
   if (sequential) {
-    SP_RETURN_IF_ERROR(forward_layer(config, layer, lw, acts, device));
+    SP_RETURN_IF_ERROR(forward_layer(config, layer, lw, rope, acts, device));
   } else {
     acts = std::move(dense_out);
   }

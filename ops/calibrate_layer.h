@@ -54,23 +54,27 @@ struct CalibratedLayer {
 // Runs every sequence of `acts` through the layer on a device: adds sum X^T X of each
 // linear input i with collect[i] non-null to that (fresh) accumulator, and writes the
 // outputs to `out` ([sequences, tokens, hidden]; may be acts.data; null: not wanted).
-// On error the accumulators are untouched, and so is `out` unless it aliases `acts`.
+// On error the accumulators are untouched; DATA_LOSS says that part of `out` was
+// written (when `out` aliases `acts`, the inputs are gone: the caller cannot redo it),
+// any other error that `out` is untouched.
 using ForwardDevice = std::function<absl::Status(const ModelConfig&, int64_t layer, const LayerWeights&,
                                                  const RopeTable&, const Activations& acts,
                                                  std::array<HessianAccumulator*, kLinearInputs> collect, float* out)>;
 
 // Where calibrate_layer's heavy parts run; empty functions: the CPU. A device forward
-// that fails before writing falls back to the CPU; one that fails while overwriting the
-// activations in place fails the task (the coordinator retries it).
+// that fails before writing falls back to the CPU; one that fails after overwriting
+// part of the activations in place fails the task (the coordinator retries it).
 struct CalibrationDevice {
   ForwardDevice forward;
   ObsDevice obs;
 };
 
 // Runs the layer forward on all sequences of `acts` in place (no statistics), on the
-// device when there is one.
+// device when there is one (on the CPU when the device fails before writing).
 absl::Status forward_layer(const ModelConfig& config, int64_t layer, const LayerWeights& w, Activations& acts,
                            const CalibrationDevice& device = {});
+absl::Status forward_layer(const ModelConfig& config, int64_t layer, const LayerWeights& w, const RopeTable& rope,
+                           Activations& acts, const CalibrationDevice& device = {});
 
 // `acts` enters the layer and is replaced by what enters the next one.
 absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64_t layer,

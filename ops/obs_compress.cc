@@ -12,9 +12,9 @@
 namespace sp {
 namespace {
 
-// H[perm[i], perm[j]]: the Hessian in visiting order (a copy only when act-order moved
-// something).
-std::vector<float> permuted(const std::vector<float>& h, const std::vector<int64_t>& perm) {
+// H[perm[i], perm[j]]: the Hessian in visiting order (h itself when act-order moved
+// nothing).
+std::vector<float> permuted(std::vector<float> h, const std::vector<int64_t>& perm) {
   const auto c = static_cast<int64_t>(perm.size());
   bool identity = true;
   for (int64_t j = 0; j < c && identity; ++j) identity = perm[j] == j;
@@ -28,7 +28,7 @@ std::vector<float> permuted(const std::vector<float>& h, const std::vector<int64
   return hp;
 }
 
-// mean(diag H) summed in visiting order (as factorise does on the permuted H).
+// mean(diag H) summed in visiting order (the damping's unit).
 double mean_diagonal(const std::vector<float>& h, const std::vector<int64_t>& perm) {
   const auto c = static_cast<int64_t>(perm.size());
   double mean = 0;
@@ -39,12 +39,10 @@ double mean_diagonal(const std::vector<float>& h, const std::vector<int64_t>& pe
 // Damping fractions added in turn, each from the undamped H (algorithms.md §h).
 constexpr double kDampSteps[] = {0.0, 0.0025, 0.005, 0.0075, 0.01, 0.04, 0.09, 0.24, 0.49, 0.99};
 
-// U for H + p * mean(diag H) * I, trying growing p; float32 in place first, float64
+// U for H + p * mean * I, trying growing p; float32 in place first, float64
 // (algorithms.md §h) when float32 fails at a damping.
-absl::StatusOr<std::vector<float>> factorise(const std::vector<float>& h, int64_t c, double damp, double* used) {
-  double mean = 0;
-  for (int64_t j = 0; j < c; ++j) mean += h[j * c + j];
-  mean /= static_cast<double>(c);
+absl::StatusOr<std::vector<float>> factorise(const std::vector<float>& h, int64_t c, double damp, double mean,
+                                             double* used) {
   absl::Status last;
   for (double extra : kDampSteps) {
     const double p = damp + extra;
@@ -193,22 +191,15 @@ std::vector<T> visiting_order(const std::vector<T>& m, int64_t rows, const std::
   return out;
 }
 
-// The CPU engine: LAPACK factorisation (float32, then float64 and more damping in
-// obs_compress), the column loop above.
+// The CPU engine: the column loop above on U from factorise() (LAPACK, float32, then
+// float64 and more damping).
 class CpuEngine final : public ObsEngine {
  public:
-  explicit CpuEngine(const ObsProblem& p)
+  CpuEngine(const ObsProblem& p, std::vector<float> u)
       : p_(p),
         vw_(visiting_order(p.w, p.rows, p.perm)),
-        vmask_(p.mask.empty() ? std::vector<uint8_t>(p.w.size(), 0) : visiting_order(p.mask, p.rows, p.perm)) {}
-  absl::Status factorise(const std::vector<float>& h, float add) override {
-    std::vector<float> a = permuted(h, p_.perm);
-    for (int64_t j = 0; j < p_.cols; ++j) a[j * p_.cols + j] += add;
-    SP_RETURN_IF_ERROR(inverse_cholesky_upper_inplace(a, p_.cols));
-    u_ = std::move(a);
-    return absl::OkStatus();
-  }
-  void set_u(std::vector<float> u) { u_ = std::move(u); }
+        vmask_(p.mask.empty() ? std::vector<uint8_t>(p.w.size(), 0) : visiting_order(p.mask, p.rows, p.perm)),
+        u_(std::move(u)) {}
   absl::StatusOr<ObsLoopResult> loop(const ObsSettings& s, const std::vector<float>& scale, bool) override {
     SP_ASSIGN_OR_RETURN(ObsLoopResult r, column_loop(p_, vw_, vmask_, u_, s, scale));
     std::vector<float> row(static_cast<size_t>(p_.cols));  // back to the original order, a row at a time
@@ -340,24 +331,21 @@ absl::StatusOr<ObsResult> obs_compress(std::vector<float> w, int64_t rows, int64
   // loop: on the device when there is one and it copes, else (or after any failure
   // there) on the CPU.
   std::optional<Loops> loops;
+  const double mean = mean_diagonal(h, p.perm);
   if (device && *device) {
-    if (std::unique_ptr<ObsEngine> engine = (*device)(p, s)) {
-      if (engine->factorise(h, static_cast<float>(s.damp * mean_diagonal(h, p.perm))).ok()) {
-        auto l = run_loops(*engine, p, s, out.absmax);
-        if (l.ok()) {
-          loops = std::move(*l);
-          out.damp_used = s.damp;
-        }
+    if (std::unique_ptr<ObsEngine> engine = (*device)(p, s, h, static_cast<float>(s.damp * mean))) {
+      auto l = run_loops(*engine, p, s, out.absmax);
+      if (l.ok()) {
+        loops = std::move(*l);
+        out.damp_used = s.damp;
       }
     }
   }
   if (!loops) {
-    CpuEngine cpu(p);
-    h = permuted(h, p.perm);
-    SP_ASSIGN_OR_RETURN(std::vector<float> u, factorise(h, cols, s.damp, &out.damp_used));
-    h.clear();
-    h.shrink_to_fit();
-    cpu.set_u(std::move(u));
+    h = permuted(std::move(h), p.perm);
+    SP_ASSIGN_OR_RETURN(std::vector<float> u, factorise(h, cols, s.damp, mean, &out.damp_used));
+    h = {};
+    CpuEngine cpu(p, std::move(u));
     SP_ASSIGN_OR_RETURN(Loops l, run_loops(cpu, p, s, out.absmax));
     loops = std::move(l);
   }

@@ -83,14 +83,11 @@ struct ObsLoopResult {
   std::vector<double> row_loss;
 };
 
-// Where U is factorised and the column loops run: the CPU (the default) or a device.
+// Where the column loops run, with its U already factorised: the CPU (the default) or
+// a device.
 class ObsEngine {
  public:
   virtual ~ObsEngine() = default;
-  // U from H (full symmetric, original column order; the engine takes it to the
-  // problem's visiting order) + `add` on the diagonal, in float32. FAILED_PRECONDITION
-  // when it is not positive definite.
-  virtual absl::Status factorise(const std::vector<float>& h, float add) = 0;
   // One column loop with NF4 scales `scale` (per original flattened block, as they
   // decode; empty: no quantization). `final`: w, mask and codes are wanted, else only
   // the row losses.
@@ -101,10 +98,14 @@ class ObsEngine {
                                                                   const std::vector<std::vector<float>>& scales);
 };
 
-// Makes a device engine for a problem, or nullptr (too big for the device, no device):
-// the CPU runs it. An engine whose factorisation or loop fails hands the whole problem
-// back to the CPU, so the result never depends on where a failure happened.
-using ObsDevice = std::function<std::unique_ptr<ObsEngine>(const ObsProblem&, const ObsSettings&)>;
+// Makes a device engine for a problem with U factorised from H (full symmetric,
+// original column order; the device takes it to the problem's visiting order) + `add` on
+// the diagonal in float32 — or nullptr (too big for the device, no device, not positive
+// definite in float32 at that damping): the CPU runs it, with its damping ladder. An
+// engine whose loop fails hands the whole problem back to the CPU as well, so the result
+// never depends on where a failure happened.
+using ObsDevice = std::function<std::unique_ptr<ObsEngine>(const ObsProblem&, const ObsSettings&,
+                                                           const std::vector<float>& h, float add)>;
 
 // SparseGPT's adaptive mask of one block (per row or per tensor; not 2:4): from the
 // block's updated weights w1[rows, nb] and U's diagonal d[nb], mask[rows, nb] (1 =

@@ -79,12 +79,15 @@ absl::Status cuda_forward(int dev, uint64_t budget, const ModelConfig& c, int64_
   req.rope_sin = rope.sin.data();
   for (int i = 0; i < kLinearInputs; ++i) req.hessian_sums[i] = collect[i] ? collect[i]->sums() : nullptr;
   req.out = out;
+  bool written = false;
+  req.out_written = &written;
   req.memory_budget = budget;
   const std::string error = layer_forward_cuda(dev, shape, cw, req);
   if (!error.empty()) {
     std::fprintf(stderr, "cuda:%d layer %lld forward failed (%s)%s\n", dev, static_cast<long long>(layer),
-                 error.c_str(), out == acts.data.data() ? "" : "; running it on the CPU");
-    return absl::ResourceExhaustedError(fmt::format("cuda:{}: {}", dev, error));
+                 error.c_str(), written && out == acts.data.data() ? "" : "; running it on the CPU");
+    const std::string message = fmt::format("cuda:{}: {}", dev, error);
+    return written ? absl::DataLossError(message) : absl::ResourceExhaustedError(message);
   }
   for (HessianAccumulator* a : collect)
     if (a) a->count_samples(acts.sequences);
@@ -95,13 +98,6 @@ absl::Status cuda_forward(int dev, uint64_t budget, const ModelConfig& c, int64_
 class CudaObsEngine final : public ObsEngine {
  public:
   CudaObsEngine(int dev, const ObsProblem& p, std::unique_ptr<CudaObs> obs) : dev_(dev), p_(p), obs_(std::move(obs)) {}
-  absl::Status factorise(const std::vector<float>& h, float add) override {
-    bool not_pd = false;
-    const std::string error = obs_->factorise(h.data(), p_.perm.data(), add, &not_pd);
-    if (error.empty()) return absl::OkStatus();
-    if (!not_pd) std::fprintf(stderr, "cuda:%d factorisation failed (%s); on the CPU\n", dev_, error.c_str());
-    return absl::FailedPreconditionError(error);
-  }
   CudaObsLoop settings_for(const ObsSettings& s, const float* scale) const {
     CudaObsLoop l;
     l.block = s.block_size;
@@ -297,7 +293,8 @@ CalibrationDevice calibration_device_for(const DeviceChoice& device, uint64_t me
                                      std::array<HessianAccumulator*, kLinearInputs> collect, float* out) {
       return cuda_forward(dev, device_budget(dev, memory_budget), c, layer, w, rope, acts, collect, out);
     };
-    d.obs = [dev, memory_budget](const ObsProblem& p, const ObsSettings& s) -> std::unique_ptr<ObsEngine> {
+    d.obs = [dev, memory_budget](const ObsProblem& p, const ObsSettings& s, const std::vector<float>& h,
+                                 float add) -> std::unique_ptr<ObsEngine> {
       const uint64_t budget = device_budget(dev, memory_budget);
       // Room for the scale search's loops side by side, as many as the budget allows.
       const int slots = gptq_loops_that_fit(p.rows, p.cols, search_candidates(s), budget);
@@ -314,6 +311,12 @@ CalibrationDevice calibration_device_for(const DeviceChoice& device, uint64_t me
                                                      &error);
       if (!obs) {
         std::fprintf(stderr, "cuda:%d GPTQ setup failed (%s); on the CPU\n", dev, error.c_str());
+        return nullptr;
+      }
+      bool not_pd = false;  // not positive definite at this damping: the CPU's damping ladder, quietly
+      error = obs->factorise(h.data(), add, &not_pd);
+      if (!error.empty()) {
+        if (!not_pd) std::fprintf(stderr, "cuda:%d factorisation failed (%s); on the CPU\n", dev, error.c_str());
         return nullptr;
       }
       return std::make_unique<CudaObsEngine>(dev, p, std::move(obs));

@@ -10,6 +10,7 @@
 #include "checkpoint/float_model.h"
 #include "formats/token_ids.h"
 #include "gtest/gtest.h"
+#include "ops/calibrate_layer.h"
 #include "ops/decoder_layer.h"
 #include "ops/language_model.h"
 #include "ops/rope.h"
@@ -147,27 +148,15 @@ void expect_layer_matches_reference(const ModelConfig& c, int64_t T) {
 }
 
 TEST(Forward, LlamaWithLlama3RopeMatchesReference) {
-  expect_layer_matches_reference(tiny_config(R"({"architectures":["LlamaForCausalLM"],"model_type":"llama",
-    "hidden_size":32,"intermediate_size":48,"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,
-    "vocab_size":64,"rms_norm_eps":1e-5,"rope_theta":500000.0,"tie_word_embeddings":true,
-    "rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,
-                    "original_max_position_embeddings":16}})"), 20);
+  expect_layer_matches_reference(test::tiny_llama_config(), 20);
 }
 
 TEST(Forward, Qwen2WithBiasesAndSlidingLayersMatchesReference) {
-  expect_layer_matches_reference(tiny_config(R"({"architectures":["Qwen2ForCausalLM"],"model_type":"qwen2",
-    "hidden_size":32,"intermediate_size":40,"num_hidden_layers":3,"num_attention_heads":4,"num_key_value_heads":1,
-    "vocab_size":64,"rms_norm_eps":1e-6,"rope_theta":1000000.0,"use_sliding_window":true,"sliding_window":5,
-    "max_window_layers":1})"), 16);
+  expect_layer_matches_reference(test::tiny_qwen2_config(), 16);
 }
 
 TEST(Forward, Exaone4HybridSlidingGlobalQkNormPostNormsMatchesReference) {
-  const ModelConfig c = tiny_config(R"({"architectures":["Exaone4ForCausalLM"],"model_type":"exaone4",
-    "hidden_size":32,"intermediate_size":48,"num_hidden_layers":4,"num_attention_heads":4,"num_key_value_heads":2,
-    "head_dim":8,"vocab_size":64,"rms_norm_eps":1e-5,"rope_theta":1000000.0,"sliding_window":6,
-    "sliding_window_pattern":"LLLG",
-    "rope_scaling":{"rope_type":"llama3","factor":16.0,"low_freq_factor":1.0,"high_freq_factor":4.0,
-                    "original_max_position_embeddings":8192}})");
+  const ModelConfig c = test::tiny_exaone4_config();
   ASSERT_EQ(c.layer_types[3], AttentionKind::kFull);
   ASSERT_EQ(c.layer_types[0], AttentionKind::kSliding);
   expect_layer_matches_reference(c, 14);
@@ -194,6 +183,45 @@ TEST(Forward, SlidingWindowChangesOnlyLongSequences) {
     if (T <= 8) EXPECT_EQ(a, b);
     else EXPECT_NE(a, b);
   }
+}
+
+// forward_layer with a device: its result when it works; the CPU's when it fails before
+// writing; the device's error when it failed after overwriting part of the activations.
+TEST(Forward, ADeviceThatFailsBeforeWritingLeavesTheLayerToTheCpu) {
+  const ModelConfig c = tiny_config(R"({"architectures":["LlamaForCausalLM"],"model_type":"llama",
+    "hidden_size":16,"intermediate_size":24,"num_hidden_layers":1,"num_attention_heads":2,"num_key_value_heads":2,
+    "vocab_size":32})");
+  const LayerWeights w = random_layer(c, 0, 4);
+  Activations in{2, 6, 16, std::vector<float>(2 * 6 * 16)};
+  std::mt19937 rng(2);
+  std::normal_distribution<float> nd;
+  for (float& v : in.data) v = nd(rng);
+  Activations cpu = in;
+  ASSERT_TRUE(forward_layer(c, 0, w, cpu).ok());
+  auto device = [](absl::Status st) {
+    CalibrationDevice d;
+    d.forward = [st](const ModelConfig&, int64_t, const LayerWeights&, const RopeTable&, const Activations& acts,
+                     std::array<HessianAccumulator*, kLinearInputs>, float* out) {
+      std::fill(out, out + acts.data.size(), 0.5f);  // what the device wrote (before failing, for DATA_LOSS)
+      return st;
+    };
+    return d;
+  };
+  Activations ok = in;
+  ASSERT_TRUE(forward_layer(c, 0, w, ok, device(absl::OkStatus())).ok());
+  EXPECT_EQ(ok.data, std::vector<float>(in.data.size(), 0.5f));
+  Activations untouched = in;
+  CalibrationDevice refuses;
+  refuses.forward = [](const ModelConfig&, int64_t, const LayerWeights&, const RopeTable&, const Activations&,
+                       std::array<HessianAccumulator*, kLinearInputs>, float*) {
+    return absl::ResourceExhaustedError("one sequence needs 12 GiB, the budget is 11 GiB");
+  };
+  ASSERT_TRUE(forward_layer(c, 0, w, untouched, refuses).ok());
+  EXPECT_EQ(untouched.data, cpu.data);
+  Activations lost = in;
+  const absl::Status st = forward_layer(c, 0, w, lost, device(absl::DataLossError("cuda:0: launch failed")));
+  EXPECT_TRUE(absl::IsDataLoss(st)) << st;
+  EXPECT_NE(std::string(st.message()).find("layer 0 forward on the device"), std::string::npos) << st;
 }
 
 TEST(Rope, Llama3ScalingFollowsTheRule) {

@@ -10,6 +10,30 @@ namespace sp::test {
 
 ModelConfig config_from_json(const std::string& json) { return *parse_model_config(json, "test config"); }
 
+ModelConfig tiny_llama_config() {
+  return config_from_json(R"({"architectures":["LlamaForCausalLM"],"model_type":"llama",
+    "hidden_size":32,"intermediate_size":48,"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,
+    "vocab_size":64,"rms_norm_eps":1e-5,"rope_theta":500000.0,"tie_word_embeddings":true,
+    "rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,
+                    "original_max_position_embeddings":16}})");
+}
+
+ModelConfig tiny_qwen2_config() {
+  return config_from_json(R"({"architectures":["Qwen2ForCausalLM"],"model_type":"qwen2",
+    "hidden_size":32,"intermediate_size":40,"num_hidden_layers":3,"num_attention_heads":4,"num_key_value_heads":1,
+    "vocab_size":64,"rms_norm_eps":1e-6,"rope_theta":1000000.0,"use_sliding_window":true,"sliding_window":5,
+    "max_window_layers":1})");
+}
+
+ModelConfig tiny_exaone4_config() {
+  return config_from_json(R"({"architectures":["Exaone4ForCausalLM"],"model_type":"exaone4",
+    "hidden_size":32,"intermediate_size":48,"num_hidden_layers":4,"num_attention_heads":4,"num_key_value_heads":2,
+    "head_dim":8,"vocab_size":64,"rms_norm_eps":1e-5,"rope_theta":1000000.0,"sliding_window":6,
+    "sliding_window_pattern":"LLLG",
+    "rope_scaling":{"rope_type":"llama3","factor":16.0,"low_freq_factor":1.0,"high_freq_factor":4.0,
+                    "original_max_position_embeddings":8192}})");
+}
+
 LayerWeights random_layer(const ModelConfig& c, int64_t layer, uint32_t seed, float sd) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0, sd);

@@ -13,6 +13,12 @@
 namespace sp::test {
 
 ModelConfig config_from_json(const std::string& json);
+// Tiny models of each family with what makes it differ: Llama with llama3 RoPE scaling;
+// Qwen2 with biases, one KV head and sliding-window layers; EXAONE 4 with hybrid
+// sliding/global (NoPE) layers, QK-norm and post-norms.
+ModelConfig tiny_llama_config();
+ModelConfig tiny_qwen2_config();
+ModelConfig tiny_exaone4_config();
 LayerWeights random_layer(const ModelConfig& c, int64_t layer, uint32_t seed, float sd = 0.2f);
 
 // n weights N(0, 0.05) rounded to bf16 (as a checkpoint stores them).
