@@ -72,6 +72,9 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::create(WorkerOptions options) {
   SP_ASSIGN_OR_RETURN(w->id_, load_or_create_id(w->options_.cache_dir));
   SP_ASSIGN_OR_RETURN(auto credentials, channel_credentials(w->options_.tls));
   w->client_ = std::make_unique<CoordinatorClient>(w->options_.coordinator, w->options_.token, credentials);
+  Worker* self = w.get();
+  w->inputs_ = std::make_unique<TaskInputs>(
+      w->cache_.get(), [self](const std::string& digest, uint64_t nbytes) { return self->fetch(digest, nbytes); }, w->options_.direct_read);
   set_blas_threads(w->options_.threads);  // the forward pass and GPTQ use the advertised threads
   return w;
 }
@@ -165,18 +168,23 @@ std::optional<Worker::Leased> Worker::lease_and_fetch(uint64_t free_memory) {
   }
   Leased t{*lease, absl::OkStatus()};
   for (const auto& in : lease->inputs()) {
-    if (cache_->contains(in.digest()) || readable_at_source(in)) continue;
-    // Bytes damaged on the way (DATA_LOSS: the digest did not match) are fetched again.
-    for (int tries = 0; tries < kMaxCorruptRetries; ++tries) {
-      t.fetched = with_retry("fetch", [&] { return client_->fetch(in.digest(), id_, *cache_); });
-      if (!absl::IsDataLoss(t.fetched)) break;
-      stats_.corrupt_transfers++;
-      log(fmt::format("fetch {}: {} (fetching again)", in.digest(), std::string(t.fetched.message())));
-    }
+    t.fetched = inputs_->prefetch(in);
     if (!t.fetched.ok()) break;
-    stats_.bytes_fetched += in.nbytes();
   }
   return t;
+}
+
+absl::Status Worker::fetch(const std::string& digest, uint64_t nbytes) {
+  absl::Status st;
+  // Bytes damaged on the way (DATA_LOSS: the digest did not match) are fetched again.
+  for (int tries = 0; tries < kMaxCorruptRetries; ++tries) {
+    st = with_retry("fetch", [&] { return client_->fetch(digest, id_, *cache_); });
+    if (!absl::IsDataLoss(st)) break;
+    stats_.corrupt_transfers++;
+    log(fmt::format("fetch {}: {} (fetching again)", digest, std::string(st.message())));
+  }
+  if (st.ok()) stats_.bytes_fetched += nbytes;
+  return st;
 }
 
 void Worker::execute(const Leased& t) {
@@ -186,7 +194,7 @@ void Worker::execute(const Leased& t) {
   done.set_worker_id(id_);
   done.set_task_id(lease.task_id());
   done.set_attempt(lease.attempt());
-  absl::Status st = t.fetched.ok() ? compute_and_upload(lease, &done) : t.fetched;
+  absl::Status st = t.fetched.ok() ? run_task(lease, &done) : t.fetched;
   bool revoked;
   {
     std::lock_guard lock(leases_mu_);
@@ -218,40 +226,27 @@ void Worker::execute(const Leased& t) {
   revoked_.erase({lease.task_id(), lease.attempt()});
 }
 
-bool Worker::readable_at_source(const TensorMeta& in) {
-  if (!options_.direct_read || in.source_file().empty()) return false;
-  std::lock_guard lock(source_mu_);
-  if (source_ok_.count(in.digest())) return true;
-  auto it = sources_.find(in.source_file());
-  if (it == sources_.end()) {
-    auto mf = MappedFile::open(in.source_file());
-    it = sources_.emplace(in.source_file(), mf.ok() ? std::make_shared<MappedFile>(std::move(*mf)) : nullptr).first;
+absl::Status Worker::run_task(const LeaseResponse& lease, CompleteRequest* complete) {
+  try {
+    return compute_and_upload(lease, complete);
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError("out of memory while running the task (lower --memory or free some)");
+  } catch (const std::exception& e) {
+    return absl::InternalError(fmt::format("internal error while running the task: {}", e.what()));
+  } catch (...) {
+    return absl::InternalError("internal error while running the task (unknown exception)");
   }
-  const auto& mf = it->second;
-  if (!mf || in.source_offset() + in.nbytes() > mf->size()) return false;
-  if (digest_hex(mf->bytes().subspan(in.source_offset(), in.nbytes())) != in.digest()) return false;  // changed since
-  source_ok_.insert(in.digest());
-  return true;
-}
-
-absl::StatusOr<std::span<const uint8_t>> Worker::input_bytes(const TensorMeta& in, std::vector<MappedFile>& keep) {
-  if (readable_at_source(in)) {
-    std::lock_guard lock(source_mu_);
-    return sources_.at(in.source_file())->bytes().subspan(in.source_offset(), in.nbytes());
-  }
-  SP_ASSIGN_OR_RETURN(MappedFile mf, cache_->open_blob(in.digest()));
-  keep.push_back(std::move(mf));
-  return keep.back().bytes();
 }
 
 absl::Status Worker::compute_and_upload(const LeaseResponse& lease, CompleteRequest* complete) {
-  std::vector<MappedFile> maps;
+  std::vector<TaskInputs::Bytes> held;  // keeps the mappings alive while the task runs
   std::vector<ModelTensor> metas;
   std::vector<std::span<const uint8_t>> bytes;
-  maps.reserve(static_cast<size_t>(lease.inputs_size()));
   metas.reserve(static_cast<size_t>(lease.inputs_size()));
   for (const auto& in : lease.inputs()) {
-    SP_ASSIGN_OR_RETURN(std::span<const uint8_t> b, input_bytes(in, maps));
+    SP_ASSIGN_OR_RETURN(TaskInputs::Bytes input, inputs_->read(in));
+    const std::span<const uint8_t> b = input.bytes;
+    held.push_back(std::move(input));
     bytes.push_back(b);
     const auto dt = dtype_from_name(in.dtype());
     if (!dt) return absl::InvalidArgumentError(fmt::format("input {}: unknown dtype", in.name()));
@@ -283,12 +278,7 @@ absl::Status Worker::compute_and_upload(const LeaseResponse& lease, CompleteRequ
     complete->set_predictions(r.predictions);
   }
   if (const int64_t d = task_delay_ms(); d > 0) sleep_ms(d);
-  {
-    std::lock_guard lock(source_mu_);  // inputs read at the source: drop them from our RSS
-    for (const auto& in : lease.inputs())
-      if (auto it = sources_.find(in.source_file()); it != sources_.end() && it->second && source_ok_.count(in.digest()))
-        it->second->release(it->second->bytes().subspan(in.source_offset(), in.nbytes()));
-  }
+  for (const auto& in : lease.inputs()) inputs_->release(in);  // read at the source: drop from our RSS
   for (const auto& group : result.groups) {
     OutputGroup* g = complete->add_outputs();
     for (const auto& t : group) {

@@ -12,9 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <map>
 #include <set>
-#include <span>
 #include <vector>
 #include <string>
 
@@ -22,6 +20,7 @@
 #include "worker/blob_cache.h"
 #include "proto/credentials.h"
 #include "worker/coordinator_client.h"
+#include "worker/task_inputs.h"
 
 namespace sp {
 
@@ -67,23 +66,25 @@ class Worker {
     shardpress::v1::LeaseResponse lease;
     absl::Status fetched;  // inputs in the cache (or readable at the source), or why not
   };
-  // The bytes of one input: from the source file when allowed and intact, else the cache.
-  absl::StatusOr<std::span<const uint8_t>> input_bytes(const shardpress::v1::TensorMeta& in,
-                                                       std::vector<MappedFile>& keep);
-  bool readable_at_source(const shardpress::v1::TensorMeta& in);
   Worker() = default;
+  // Streams a blob into the cache, fetching it again when it arrives damaged.
+  absl::Status fetch(const std::string& digest, uint64_t nbytes);
   template <typename F>
   auto with_retry(const char* what, F&& call) -> decltype(call());
   std::optional<Leased> lease_and_fetch(uint64_t free_memory);
   void execute(const Leased& t);
   absl::Status compute_and_upload(const shardpress::v1::LeaseResponse& lease,
                                   shardpress::v1::CompleteRequest* complete);
+  // compute_and_upload, with anything thrown below it (an allocation that fails, a bug)
+  // turned into the task's error: the worker reports it and keeps serving.
+  absl::Status run_task(const shardpress::v1::LeaseResponse& lease, shardpress::v1::CompleteRequest* complete);
   void heartbeat_loop();
   void log(const std::string& msg) const;
 
   WorkerOptions options_;
   std::string id_;
   std::unique_ptr<BlobCache> cache_;
+  std::unique_ptr<TaskInputs> inputs_;
   std::unique_ptr<CoordinatorClient> client_;
   WorkerStats stats_;
   std::atomic<bool> stopping_{false};
@@ -92,9 +93,6 @@ class Worker {
   std::mutex leases_mu_;
   std::set<std::pair<std::string, uint32_t>> held_;  // (task, attempt)
   std::set<std::pair<std::string, uint32_t>> revoked_;
-  std::mutex source_mu_;
-  std::map<std::string, std::shared_ptr<MappedFile>> sources_;  // mapped source files
-  std::set<std::string> source_ok_;                            // digests verified at the source
 };
 
 }  // namespace sp
