@@ -48,6 +48,7 @@ int run_local(const LocalArgs& a) {
   ro.core.data_dir = state_dir;
   ro.core.lease_ttl_ms = 10'000;
   ro.core.heartbeat_interval_ms = 1'000;
+  ro.owner = "shardpress local";
   SystemClock clock;
   auto rt = CoordinatorRuntime::start(ro, clock);
   if (!rt.ok()) return report_error(rt.status());

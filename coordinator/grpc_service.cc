@@ -1,6 +1,13 @@
 #include "coordinator/grpc_service.h"
 
+#include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "fmt/format.h"
 #include "common/token.h"
@@ -151,6 +158,36 @@ grpc::Status Authenticator::check(const grpc::ServerContext* ctx) const {
                                      : "wrong token (check --token-file)");
 }
 
+absl::Status check_address_free(const std::string& listen) {
+  const size_t colon = listen.rfind(':');
+  if (colon == std::string::npos) return absl::InvalidArgumentError(fmt::format("listen address '{}' has no port", listen));
+  std::string host = listen.substr(0, colon);
+  const std::string port_text = listen.substr(colon + 1);
+  char* end = nullptr;
+  const long port = std::strtol(port_text.c_str(), &end, 10);
+  if (port_text.empty() || *end != '\0' || port < 0 || port > 65535)
+    return absl::InvalidArgumentError(fmt::format("listen address '{}': '{}' is not a port", listen, port_text));
+  if (port == 0) return absl::OkStatus();
+  if (host == "localhost") host = "127.0.0.1";
+  if (host.empty() || host == "*") host = "0.0.0.0";
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) return absl::OkStatus();  // IPv6 or a name: gRPC decides
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::OkStatus();
+  const int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  const int rc = ::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+  const int err = errno;
+  ::close(fd);
+  if (rc == 0) return absl::OkStatus();
+  if (err == EADDRINUSE)
+    return absl::FailedPreconditionError(
+        fmt::format("cannot listen on {}: the address is in use (another coordinator running there?)", listen));
+  return absl::InvalidArgumentError(fmt::format("cannot listen on {}: {}", listen, std::strerror(err)));
+}
+
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::start(
     Coordinator* c, const std::string& listen, const std::string& token,
     std::shared_ptr<grpc::ServerCredentials> credentials) {
@@ -158,7 +195,11 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::start(
   s->auth_ = std::make_unique<Authenticator>(token, c);
   s->api_ = std::make_unique<CoordinatorApiService>(c, s->auth_.get());
   s->worker_api_ = std::make_unique<WorkerApiService>(c, s->auth_.get());
+  SP_RETURN_IF_ERROR(check_address_free(listen));
   grpc::ServerBuilder b;
+  // gRPC sets SO_REUSEPORT by default: a second server on a busy port would start beside
+  // the first and split the clients between them at random.
+  b.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   int port = 0;
   b.AddListeningPort(listen, credentials ? credentials : grpc::InsecureServerCredentials(), &port);
   b.RegisterService(s->api_.get());
@@ -174,7 +215,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::start(
   b.AddChannelArgument(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, 16 << 20);
   s->server_ = b.BuildAndStart();
   if (!s->server_ || port == 0)
-    return absl::UnavailableError(fmt::format("cannot listen on {} (address in use or invalid?)", listen));
+    return absl::FailedPreconditionError(fmt::format("cannot listen on {} (address in use or invalid?)", listen));
   s->address_ = listen.substr(0, listen.rfind(':')) + ":" + std::to_string(port);
   return s;
 }

@@ -85,6 +85,12 @@ class CoordinatorServer {
   std::string address_;
 };
 
+// Whether `listen` (HOST:PORT; an IPv4 address or localhost) is free, asked before
+// anything else starts: binds a probe socket the way gRPC does (SO_REUSEADDR, so a port
+// in TIME_WAIT after a restart counts as free) and closes it. FAILED_PRECONDITION when
+// another process listens there; INVALID_ARGUMENT for a malformed address.
+absl::Status check_address_free(const std::string& listen);
+
 // Messages up to this size (blob chunks are 4 MiB).
 inline constexpr int kMaxMessageBytes = 16 << 20;
 // One blob (a tensor or a result) at most; the largest EXAONE-32B tensor is 1 GB.

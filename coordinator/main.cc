@@ -115,7 +115,12 @@ int main(int argc, char** argv) {
 
   sp::SystemClock clock;
   auto rt = sp::CoordinatorRuntime::start(o, clock);
-  if (!rt.ok()) return fail(rt.status(), absl::IsInvalidArgument(rt.status()) || absl::IsNotFound(rt.status()) ? 2 : 1);
+  if (!rt.ok()) {
+    // The data dir or the address in use, not a folder, bad settings: the caller's to fix.
+    const bool bad_input = absl::IsInvalidArgument(rt.status()) || absl::IsNotFound(rt.status()) ||
+                           absl::IsFailedPrecondition(rt.status());
+    return fail(rt.status(), bad_input ? 2 : 1);
+  }
   std::fprintf(stderr, "shardpress-coordinator: listening on %s, state in %s%s\n", (*rt)->address().c_str(),
                f.data_dir.c_str(),
                (*rt)->metrics_address().empty() ? "" : (", metrics on http://" + (*rt)->metrics_address() + "/metrics").c_str());

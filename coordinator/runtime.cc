@@ -11,6 +11,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorRuntime>> CoordinatorRuntime::start(Ru
                                                                               const Clock& clock) {
   std::unique_ptr<CoordinatorRuntime> r(new CoordinatorRuntime());
   r->options_ = std::move(options);
+  SP_RETURN_IF_ERROR(check_address_free(r->options_.listen));  // before the data dir is touched
+  auto lock = DirLock::acquire(r->options_.core.data_dir, r->options_.owner + " (starting)");
+  if (!lock.ok()) return annotate(lock.status(), "data dir");
+  r->data_dir_lock_ = std::move(*lock);
   SP_ASSIGN_OR_RETURN(r->core_, Coordinator::open(r->options_.core, clock));  // recover before serving
   SP_ASSIGN_OR_RETURN(auto credentials, server_credentials(r->options_.tls));
   SP_ASSIGN_OR_RETURN(r->server_, CoordinatorServer::start(r->core_.get(), r->options_.listen, r->options_.token,
@@ -30,6 +34,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorRuntime>> CoordinatorRuntime::start(Ru
   }
   r->io_thread_ = std::thread([rt = r.get()] { rt->io_.run(); });
   r->core_->start();
+  r->data_dir_lock_.describe(r->options_.owner + ", listening on " + r->address());
   const std::filesystem::path data(r->options_.core.data_dir);
   SP_RETURN_IF_ERROR(write_file_atomic((data / "coordinator.addr").string(), r->address() + "\n"));
   if (r->metrics_)
@@ -53,8 +58,8 @@ int CoordinatorRuntime::wait_for_signal() { return signal_.get_future().get(); }
 void CoordinatorRuntime::stop() {
   if (stopped_) return;
   stopped_ = true;
-  server_->shutdown();
-  core_->stop();
+  if (server_) server_->shutdown();
+  if (core_) core_->stop();
   io_.stop();
   if (io_thread_.joinable()) io_thread_.join();
 }

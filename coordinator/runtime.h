@@ -11,6 +11,7 @@
 #include <string>
 #include <thread>
 
+#include "common/dir_lock.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/grpc_service.h"
 #include "coordinator/metrics_server.h"
@@ -25,12 +26,16 @@ struct RuntimeOptions {
   std::string token;           // required on every RPC when set
   TlsServerFiles tls;          // TLS / mutual TLS when set
   bool handle_signals = false;
+  std::string owner = "shardpress-coordinator";  // who holds the data dir, for a second process's error
 };
 
 class CoordinatorRuntime {
  public:
-  // Recovers state, then starts serving. Writes the bound addresses to
-  // DATA_DIR/coordinator.addr (and metrics.addr) for scripts and tests.
+  // Claims the data dir (FAILED_PRECONDITION naming the holder when another process has
+  // it; INVALID_ARGUMENT when it is not a folder), recovers state, then starts serving
+  // (FAILED_PRECONDITION when the address is in use). Nothing is served unless all of it
+  // succeeds. Writes the bound addresses to DATA_DIR/coordinator.addr (and metrics.addr)
+  // for scripts and tests.
   static absl::StatusOr<std::unique_ptr<CoordinatorRuntime>> start(RuntimeOptions options, const Clock& clock);
   ~CoordinatorRuntime();
 
@@ -46,6 +51,7 @@ class CoordinatorRuntime {
   CoordinatorRuntime() = default;
   void arm_expiry();
   RuntimeOptions options_;
+  DirLock data_dir_lock_;
   std::unique_ptr<Coordinator> core_;
   std::unique_ptr<CoordinatorServer> server_;
   boost::asio::io_context io_;

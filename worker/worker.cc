@@ -67,6 +67,9 @@ absl::StatusOr<std::string> load_or_create_id(const std::string& cache_dir) {
 absl::StatusOr<std::unique_ptr<Worker>> Worker::create(WorkerOptions options) {
   std::unique_ptr<Worker> w(new Worker());
   w->options_ = std::move(options);
+  auto lock = DirLock::acquire(w->options_.cache_dir, "shardpress-worker");
+  if (!lock.ok()) return annotate(lock.status(), "cache dir");
+  w->cache_dir_lock_ = std::move(*lock);
   SP_ASSIGN_OR_RETURN(w->cache_, BlobCache::open((fs::path(w->options_.cache_dir) / "blobs").string(),
                                                  w->options_.cache_capacity));
   SP_ASSIGN_OR_RETURN(w->id_, load_or_create_id(w->options_.cache_dir));

@@ -16,6 +16,7 @@
 #include <vector>
 #include <string>
 
+#include "common/dir_lock.h"
 #include "common/status.h"
 #include "worker/blob_cache.h"
 #include "proto/credentials.h"
@@ -51,7 +52,8 @@ struct WorkerStats {
 
 class Worker {
  public:
-  // Opens the cache and loads (or creates) the persistent worker id in it.
+  // Claims the cache dir (FAILED_PRECONDITION naming the worker that has it), opens the
+  // cache and loads (or creates) the persistent worker id in it.
   static absl::StatusOr<std::unique_ptr<Worker>> create(WorkerOptions options);
 
   // Serves until stop(). Returns OK after a clean stop.
@@ -83,6 +85,7 @@ class Worker {
 
   WorkerOptions options_;
   std::string id_;
+  DirLock cache_dir_lock_;  // one worker per cache dir (it holds the worker's id)
   std::unique_ptr<BlobCache> cache_;
   std::unique_ptr<TaskInputs> inputs_;
   std::unique_ptr<CoordinatorClient> client_;

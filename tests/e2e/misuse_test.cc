@@ -79,5 +79,55 @@ TEST_F(Cluster, ASourceFileChangedAfterTheImportIsFetchedInstead) {
   EXPECT_EQ(manifest_digests(dir_ / "out/changed"), reference(false)) << "not the bytes imported";
 }
 
+// Fault 3: a second daemon on the same data dir, port or cache dir, or a data dir that is
+// a file, is refused at once (exit 2, naming what is in the way) and serves nothing; the
+// first one carries on.
+TEST_F(Cluster, TwoDaemonsAtOnceAreRefusedClearly) {
+  start_coordinator();
+  auto second = [&](const std::string& listen, const std::string& data, const std::string& log) {
+    test::Process p(test::bin_dir() + "/shardpress-coordinator",
+                    {"--listen", listen, "--data-dir", data, "--model-root", dir_ / "models", "--output-root",
+                     dir_ / "out"},
+                    std::map<std::string, std::string>{}, dir_ / log);
+    const int rc = p.wait(10'000);
+    return std::make_pair(rc, *read_file(dir_ / log));
+  };
+  auto [rc1, same_dir] = second("127.0.0.1:0", dir_ / "state", "second-dir.log");
+  EXPECT_EQ(rc1, 2) << same_dir;
+  EXPECT_NE(same_dir.find("is in use by shardpress-coordinator, listening on " + addr_), std::string::npos)
+      << same_dir;
+  auto [rc2, same_port] = second(addr_, dir_ / "state2", "second-port.log");
+  EXPECT_EQ(rc2, 2) << same_port;
+  EXPECT_NE(same_port.find("cannot listen on " + addr_ + ": the address is in use"), std::string::npos) << same_port;
+  EXPECT_FALSE(fs::exists(dir_ / "state2")) << "nothing is created before the address is known to be free";
+  test::write_text(dir_ / "plain", "");
+  auto [rc3, plain] = second("127.0.0.1:0", dir_ / "plain", "second-plain.log");
+  EXPECT_EQ(rc3, 2) << plain;
+  EXPECT_NE(plain.find("is not a folder"), std::string::npos) << plain;
+
+  // The first one still serves every client: a job runs to the end on it.
+  start_worker("a");
+  test::Process twin(test::bin_dir() + "/shardpress-worker", {"--coordinator", addr_, "--cache-dir", dir_ / "cache-a"},
+                     std::map<std::string, std::string>{}, dir_ / "twin.log");
+  EXPECT_EQ(twin.wait(10'000), 2);
+  EXPECT_NE(read_file(dir_ / "twin.log")->find("cache-a is in use by shardpress-worker"), std::string::npos)
+      << *read_file(dir_ / "twin.log");
+  auto r = cli({"submit", write_job("one"), "--wait"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+// Fault 3 for `local`: a second run on the same state dir while the first runs.
+TEST_F(Cluster, TwoLocalRunsOnOneStateDirAreRefused) {
+  const std::vector<std::string> args{"local", write_job("l2"), "--workers", "1", "--state-dir", dir_ / "st"};
+  test::Process first(SP_CLI_PATH, args, {{"SHARDPRESS_TEST_DELAY_MS", "task=300"}}, dir_ / "local1.log");
+  for (int i = 0; i < 400 && !fs::exists(dir_ / "st/coordinator.addr"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  auto r = test::run_cli(args);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("is in use by shardpress local"), std::string::npos) << r.err;
+  EXPECT_EQ(first.wait(60'000), 0) << *read_file(dir_ / "local1.log");
+  expect_reference_output("l2");
+}
+
 }  // namespace
 }  // namespace sp
