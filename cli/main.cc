@@ -31,6 +31,12 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);
     return rc == 0 ? sp::cli::kExitOk : sp::cli::kExitBadInput;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "shardpress: out of memory\n");
+    return sp::cli::kExitFailed;
+  } catch (const std::exception& e) {  // a bug: say what, never abort with a core dump
+    std::fprintf(stderr, "shardpress: internal error: %s\n", e.what());
+    return sp::cli::kExitFailed;
   }
   return exit_code;
 }

@@ -654,11 +654,19 @@ std::string Coordinator::metrics_text() {
 
 // ------------------------------------------------------------------ the job runner
 
+void Coordinator::log(const std::string& line) const {
+  if (options_.log) options_.log(line);
+}
+
 void Coordinator::run_loop() {
   std::unique_lock lock(mu_);
   while (!stopping_) {
     lock.unlock();
-    step();
+    try {
+      step();
+    } catch (const std::exception& e) {  // a bug must not take the daemon down: say so and go on
+      log(fmt::format("job runner: internal error: {}", e.what()));
+    }
     lock.lock();
     if (stopping_) break;
     cv_.wait_for(lock, std::chrono::milliseconds(200));
@@ -712,7 +720,14 @@ void Coordinator::step() {
       state = ASSEMBLING;
     }
   }
-  absl::Status st = state == RUNNING ? import_job(job_id) : assemble_job(job_id);
+  absl::Status st;
+  try {
+    st = state == RUNNING ? import_job(job_id) : assemble_job(job_id);
+  } catch (const std::bad_alloc&) {
+    st = absl::ResourceExhaustedError("the coordinator ran out of memory planning this job");
+  } catch (const std::exception& e) {
+    st = absl::InternalError(fmt::format("internal error in the coordinator: {}", e.what()));
+  }
   std::lock_guard lock(mu_);
   JobRecord& j = jobs_[job_id];
   if (absl::IsCancelled(st)) return;  // the job was cancelled meanwhile

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -34,6 +35,8 @@ struct CoordinatorOptions {
   int64_t heartbeat_interval_ms = 3'000;
   uint32_t max_failures = 3;
   uint64_t max_shard_bytes = 5'000'000'000ull;  // output safetensors files
+  // Where the coordinator's log lines go (the daemon: stderr); empty: nowhere.
+  std::function<void(const std::string&)> log;
 };
 
 struct CoordinatorMetrics {
@@ -75,6 +78,9 @@ class Coordinator {
 
   // Expires leases whose deadline passed (called by a timer).
   void expire_leases();
+
+  // One line to the log (options.log), if there is one.
+  void log(const std::string& line) const;
 
   BlobStore& blobs() { return *blobs_; }
   CoordinatorMetrics& metrics() { return metrics_; }

@@ -27,123 +27,152 @@ grpc::Status reply(absl::StatusOr<T> r, T* out) {
 }  // namespace
 
 grpc::Status CoordinatorApiService::SubmitJob(grpc::ServerContext* ctx, const SubmitJobRequest* req, JobStatus* resp) {
-  if (auto a = auth_->check(ctx); !a.ok()) return a;
-  return reply(c_->submit(req->spec()), resp);
+  return auth_->run(ctx, "SubmitJob", [&]() -> grpc::Status {
+    return reply(c_->submit(req->spec()), resp);
+  });
 }
 grpc::Status CoordinatorApiService::GetJob(grpc::ServerContext* ctx, const JobRef* req, JobStatus* resp) {
-  if (auto a = auth_->check(ctx); !a.ok()) return a;
-  return reply(c_->job_status(req->job_id()), resp);
+  return auth_->run(ctx, "GetJob", [&]() -> grpc::Status {
+    return reply(c_->job_status(req->job_id()), resp);
+  });
 }
 grpc::Status CoordinatorApiService::ListJobs(grpc::ServerContext* ctx, const ListJobsRequest*, ListJobsResponse* resp) {
-  if (auto a = auth_->check(ctx); !a.ok()) return a;
-  for (auto& j : c_->list_jobs()) *resp->add_jobs() = std::move(j);
-  return grpc::Status::OK;
+  return auth_->run(ctx, "ListJobs", [&]() -> grpc::Status {
+    for (auto& j : c_->list_jobs()) *resp->add_jobs() = std::move(j);
+    return grpc::Status::OK;
+  });
 }
 grpc::Status CoordinatorApiService::CancelJob(grpc::ServerContext* ctx, const JobRef* req, JobStatus* resp) {
-  if (auto a = auth_->check(ctx); !a.ok()) return a;
-  return reply(c_->cancel(req->job_id()), resp);
+  return auth_->run(ctx, "CancelJob", [&]() -> grpc::Status {
+    return reply(c_->cancel(req->job_id()), resp);
+  });
 }
 grpc::Status CoordinatorApiService::ResumeJob(grpc::ServerContext* ctx, const JobRef* req, JobStatus* resp) {
-  if (auto a = auth_->check(ctx); !a.ok()) return a;
-  return reply(c_->resume(req->job_id()), resp);
+  return auth_->run(ctx, "ResumeJob", [&]() -> grpc::Status {
+    return reply(c_->resume(req->job_id()), resp);
+  });
 }
 grpc::Status CoordinatorApiService::ListWorkers(grpc::ServerContext* ctx, const ListWorkersRequest*,
                                                 ListWorkersResponse* resp) {
-  if (auto a = auth_->check(ctx); !a.ok()) return a;
-  for (auto& w : c_->workers()) *resp->add_workers() = std::move(w);
-  return grpc::Status::OK;
+  return auth_->run(ctx, "ListWorkers", [&]() -> grpc::Status {
+    for (auto& w : c_->workers()) *resp->add_workers() = std::move(w);
+    return grpc::Status::OK;
+  });
 }
 grpc::Status CoordinatorApiService::ListEvents(grpc::ServerContext* ctx, const JobRef* req, ListEventsResponse* resp) {
-  if (auto a = auth_->check(ctx); !a.ok()) return a;
-  auto ev = c_->events(req->job_id());
-  if (!ev.ok()) return to_grpc(ev.status());
-  for (auto& e : *ev) *resp->add_events() = std::move(e);
-  return grpc::Status::OK;
+  return auth_->run(ctx, "ListEvents", [&]() -> grpc::Status {
+    auto ev = c_->events(req->job_id());
+    if (!ev.ok()) return to_grpc(ev.status());
+    for (auto& e : *ev) *resp->add_events() = std::move(e);
+    return grpc::Status::OK;
+  });
 }
 
 grpc::Status WorkerApiService::Register(grpc::ServerContext* ctx, const RegisterRequest* req, RegisterResponse* resp) {
-  if (auto a = auth_->check(ctx); !a.ok()) return a;
-  return reply(c_->register_worker(*req), resp);
+  return auth_->run(ctx, "Register", [&]() -> grpc::Status {
+    return reply(c_->register_worker(*req), resp);
+  });
 }
 grpc::Status WorkerApiService::Heartbeat(grpc::ServerContext* ctx, const HeartbeatRequest* req, HeartbeatResponse* resp) {
-  if (auto a = auth_->check(ctx); !a.ok()) return a;
-  if (req->leases_size() > 64) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "too many leases in a heartbeat");
-  return reply(c_->heartbeat(*req), resp);
+  return auth_->run(ctx, "Heartbeat", [&]() -> grpc::Status {
+    if (req->leases_size() > 64) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "too many leases in a heartbeat");
+    return reply(c_->heartbeat(*req), resp);
+  });
 }
 grpc::Status WorkerApiService::LeaseTask(grpc::ServerContext* ctx, const LeaseRequest* req, LeaseResponse* resp) {
-  if (auto a = auth_->check(ctx); !a.ok()) return a;
-  return reply(c_->lease(*req), resp);
+  return auth_->run(ctx, "LeaseTask", [&]() -> grpc::Status {
+    return reply(c_->lease(*req), resp);
+  });
 }
 grpc::Status WorkerApiService::CompleteTask(grpc::ServerContext* ctx, const CompleteRequest* req, CompleteResponse*) {
-  if (auto a = auth_->check(ctx); !a.ok()) return a;
-  return to_grpc(c_->complete(*req));
+  return auth_->run(ctx, "CompleteTask", [&]() -> grpc::Status {
+    return to_grpc(c_->complete(*req));
+  });
 }
 grpc::Status WorkerApiService::FailTask(grpc::ServerContext* ctx, const FailRequest* req, FailResponse*) {
-  if (auto a = auth_->check(ctx); !a.ok()) return a;
-  return to_grpc(c_->fail(*req));
+  return auth_->run(ctx, "FailTask", [&]() -> grpc::Status {
+    return to_grpc(c_->fail(*req));
+  });
 }
 
 grpc::Status WorkerApiService::FetchBlob(grpc::ServerContext* ctx, const FetchBlobRequest* req,
                                          grpc::ServerWriter<BlobChunk>* writer) {
-  if (auto a = auth_->check(ctx); !a.ok()) return a;
-  bool first = true;
-  auto size = c_->blobs().size(req->digest());
-  if (!size.ok()) return to_grpc(size.status());
-  absl::Status st = c_->blobs().read(req->digest(), [&](std::span<const uint8_t> bytes) -> absl::Status {
-    if (ctx->IsCancelled()) return absl::CancelledError("client went away");
-    BlobChunk chunk;
-    if (first) {
+  return auth_->run(ctx, "FetchBlob", [&]() -> grpc::Status {
+    bool first = true;
+    auto size = c_->blobs().size(req->digest());
+    if (!size.ok()) return to_grpc(size.status());
+    absl::Status st = c_->blobs().read(req->digest(), [&](std::span<const uint8_t> bytes) -> absl::Status {
+      if (ctx->IsCancelled()) return absl::CancelledError("client went away");
+      BlobChunk chunk;
+      if (first) {
+        chunk.set_digest(req->digest());
+        chunk.set_total_size(*size);
+        first = false;
+      }
+      chunk.set_data(bytes.data(), bytes.size());
+      if (!writer->Write(chunk)) return absl::UnavailableError("stream closed");
+      c_->metrics().blob_bytes_out += bytes.size();
+      return absl::OkStatus();
+    });
+    if (st.ok() && first) {  // empty blob: still send the header
+      BlobChunk chunk;
       chunk.set_digest(req->digest());
-      chunk.set_total_size(*size);
-      first = false;
+      chunk.set_total_size(0);
+      writer->Write(chunk);
     }
-    chunk.set_data(bytes.data(), bytes.size());
-    if (!writer->Write(chunk)) return absl::UnavailableError("stream closed");
-    c_->metrics().blob_bytes_out += bytes.size();
-    return absl::OkStatus();
+    if (st.ok() && !req->worker_id().empty()) c_->note_worker_has(req->worker_id(), req->digest());
+    return to_grpc(st);
   });
-  if (st.ok() && first) {  // empty blob: still send the header
-    BlobChunk chunk;
-    chunk.set_digest(req->digest());
-    chunk.set_total_size(0);
-    writer->Write(chunk);
-  }
-  if (st.ok() && !req->worker_id().empty()) c_->note_worker_has(req->worker_id(), req->digest());
-  return to_grpc(st);
 }
 
 grpc::Status WorkerApiService::PutBlob(grpc::ServerContext* ctx, grpc::ServerReader<BlobChunk>* reader,
                                        PutBlobResponse* resp) {
-  if (auto a = auth_->check(ctx); !a.ok()) return a;
-  BlobChunk chunk;
-  if (!reader->Read(&chunk)) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "empty blob stream");
-  if (chunk.digest().empty())
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first chunk must carry digest and total_size");
-  const std::string digest = chunk.digest();
-  if (digest.size() != 32 || digest.find_first_not_of("0123456789abcdef") != std::string::npos)
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the digest must be 32 lowercase hex digits");
-  if (chunk.total_size() > kMaxBlobBytes)
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        fmt::format("blob of {} bytes is larger than the {} byte limit", chunk.total_size(), kMaxBlobBytes));
-  auto have = c_->blobs().contains(digest);
-  if (!have.ok()) return to_grpc(have.status());
-  if (*have) {
-    resp->set_already_present(true);
-    return grpc::Status::OK;  // the client may stop sending; the rest is discarded
-  }
-  auto w = c_->blobs().begin(digest, chunk.total_size());
-  do {
-    if (!chunk.digest().empty() && chunk.digest() != digest)
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "digest changed within one blob stream");
-    if (chunk.data().size() > kBlobChunkBytes)
+  return auth_->run(ctx, "PutBlob", [&]() -> grpc::Status {
+    BlobChunk chunk;
+    if (!reader->Read(&chunk)) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "empty blob stream");
+    if (chunk.digest().empty())
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first chunk must carry digest and total_size");
+    const std::string digest = chunk.digest();
+    if (digest.size() != 32 || digest.find_first_not_of("0123456789abcdef") != std::string::npos)
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the digest must be 32 lowercase hex digits");
+    if (chunk.total_size() > kMaxBlobBytes)
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          fmt::format("chunk of {} bytes; the limit is {}", chunk.data().size(), kBlobChunkBytes));
-    auto st = w->append({reinterpret_cast<const uint8_t*>(chunk.data().data()), chunk.data().size()});
-    if (!st.ok()) return to_grpc(st);
-    c_->metrics().blob_bytes_in += chunk.data().size();
-  } while (reader->Read(&chunk));
-  if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
-  return to_grpc(w->finish());
+                          fmt::format("blob of {} bytes is larger than the {} byte limit", chunk.total_size(), kMaxBlobBytes));
+    auto have = c_->blobs().contains(digest);
+    if (!have.ok()) return to_grpc(have.status());
+    if (*have) {
+      resp->set_already_present(true);
+      return grpc::Status::OK;  // the client may stop sending; the rest is discarded
+    }
+    auto w = c_->blobs().begin(digest, chunk.total_size());
+    do {
+      if (!chunk.digest().empty() && chunk.digest() != digest)
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "digest changed within one blob stream");
+      if (chunk.data().size() > kBlobChunkBytes)
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            fmt::format("chunk of {} bytes; the limit is {}", chunk.data().size(), kBlobChunkBytes));
+      auto st = w->append({reinterpret_cast<const uint8_t*>(chunk.data().data()), chunk.data().size()});
+      if (!st.ok()) return to_grpc(st);
+      c_->metrics().blob_bytes_in += chunk.data().size();
+    } while (reader->Read(&chunk));
+    if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+    return to_grpc(w->finish());
+  });
+}
+
+grpc::Status Authenticator::run(const grpc::ServerContext* ctx, const char* rpc,
+                                const std::function<grpc::Status()>& handler) const {
+  if (auto a = check(ctx); !a.ok()) return a;
+  try {
+    return handler();
+  } catch (const std::bad_alloc&) {
+    c_->log(fmt::format("{}: out of memory handling the call", rpc));
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        fmt::format("{}: the coordinator ran out of memory handling this call", rpc));
+  } catch (const std::exception& e) {
+    c_->log(fmt::format("{}: internal error: {}", rpc, e.what()));
+    return grpc::Status(grpc::StatusCode::INTERNAL, fmt::format("{}: internal error in the coordinator: {}", rpc, e.what()));
+  }
 }
 
 grpc::Status Authenticator::check(const grpc::ServerContext* ctx) const {

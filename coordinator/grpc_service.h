@@ -2,6 +2,7 @@
 // converts back; business logic lives in Coordinator.
 #pragma once
 
+#include <functional>
 #include <memory>
 
 #include "coordinator/coordinator.h"
@@ -9,10 +10,14 @@
 
 namespace sp {
 
-// Checks the shared token on every call (a no-op when the coordinator has none).
+// What every handler does first and last: checks the shared token (a no-op when the
+// coordinator has none), and turns anything the handler throws into an error reply and a
+// log line — one bad call never takes the coordinator down.
 class Authenticator {
  public:
   Authenticator(std::string token, Coordinator* c) : token_(std::move(token)), c_(c) {}
+  // The token check, then `handler`; `rpc` names the call in errors and the log.
+  grpc::Status run(const grpc::ServerContext* ctx, const char* rpc, const std::function<grpc::Status()>& handler) const;
   // UNAUTHENTICATED (and counted in /metrics) for a missing or wrong token.
   grpc::Status check(const grpc::ServerContext* ctx) const;
 

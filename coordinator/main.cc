@@ -9,6 +9,7 @@
 
 #include "CLI/CLI.hpp"
 #include "common/byte_size.h"
+#include "common/log_line.h"
 #include "common/duration.h"
 #include "common/token.h"
 #include "coordinator/config_file.h"
@@ -81,6 +82,7 @@ int main(int argc, char** argv) {
   o.core.data_dir = f.data_dir;
   o.core.model_root = f.model_root;
   o.core.output_root = f.output_root;
+  o.core.log = [](const std::string& line) { sp::log_line(stderr, "shardpress-coordinator", line); };
   const int max_failures = std::atoi(f.max_failures.c_str());
   if (max_failures < 1) return fail(absl::InvalidArgumentError("--max-failures must be a positive integer"), 2);
   o.core.max_failures = static_cast<uint32_t>(max_failures);

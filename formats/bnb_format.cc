@@ -54,6 +54,10 @@ absl::StatusOr<QuantState> parse_quant_state_json(std::string_view text) {
   const auto& sh = j["shape"];
   if (!sh.is_array() || sh.size() != 2 || !sh[0].is_number_unsigned() || !sh[1].is_number_unsigned())
     return absl::DataLossError(fmt::format("shape {} is not [out_features, in_features]", sh.dump()));
+  // Each side at most 2^31, so rows * cols and every size derived from it fit in 64 bits.
+  constexpr uint64_t kMaxSide = uint64_t{1} << 31;
+  if (sh[0].get<uint64_t>() > kMaxSide || sh[1].get<uint64_t>() > kMaxSide)
+    return absl::DataLossError(fmt::format("shape {} is larger than any weight", sh.dump()));
   q.rows = sh[0].get<int64_t>();
   q.cols = sh[1].get<int64_t>();
   if (dq) {

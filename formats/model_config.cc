@@ -21,6 +21,19 @@ constexpr ArchRow kArchs[] = {
     {Arch::kExaone4, "Exaone4ForCausalLM", "exaone4"},
 };
 
+// The largest value each size key may take: far above any released model (EXAONE-4.0-32B:
+// 64 layers, hidden 5120, FFN 27392, vocab 102400), and low enough that nothing sized by
+// them can exhaust memory before the weights are checked against them.
+struct SizeLimit {
+  const char* key;
+  int64_t max;
+};
+constexpr SizeLimit kSizeLimits[] = {
+    {"num_hidden_layers", 4096},     {"hidden_size", 1 << 20},   {"intermediate_size", 1 << 22},
+    {"num_attention_heads", 1 << 14}, {"num_key_value_heads", 1 << 14}, {"head_dim", 1 << 14},
+    {"vocab_size", 1 << 24},         {"sliding_window", int64_t{1} << 40}, {"max_window_layers", int64_t{1} << 40},
+};
+
 class Reader {
  public:
   Reader(const ojson& j, std::string_view label) : j_(j), label_(label) {}
@@ -29,6 +42,7 @@ class Reader {
     return absl::InvalidArgumentError(fmt::format("{}: {}", label_, msg));
   }
 
+  // A positive integer no larger than the key's limit in kSizeLimits.
   absl::StatusOr<int64_t> positive_int(const char* key) const {
     if (!j_.contains(key)) return error(fmt::format("missing key '{}'", key));
     return positive_int_value(key, j_[key]);
@@ -50,9 +64,14 @@ class Reader {
 
  private:
   absl::StatusOr<int64_t> positive_int_value(const char* key, const ojson& v) const {
-    if (!v.is_number_integer() || v.get<int64_t>() <= 0)
+    if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > INT64_MAX) || v.get<int64_t>() <= 0)
       return error(fmt::format("'{}' must be a positive integer, got {}", key, v.dump()));
-    return v.get<int64_t>();
+    const int64_t x = v.get<int64_t>();
+    for (const auto& l : kSizeLimits)
+      if (std::string_view(l.key) == key && x > l.max)
+        return error(fmt::format("'{}' is {}, more than shardpress supports ({}): is config.json right?", key, x,
+                                 l.max));
+    return x;
   }
   const ojson& j_;
   std::string_view label_;
@@ -151,6 +170,9 @@ absl::StatusOr<ModelConfig> parse_model_config(std::string_view text, std::strin
   SP_ASSIGN_OR_RETURN(c.num_heads, r.positive_int("num_attention_heads"));
   SP_ASSIGN_OR_RETURN(c.num_kv_heads, r.positive_int_or("num_key_value_heads", c.num_heads));
   SP_ASSIGN_OR_RETURN(c.vocab_size, r.positive_int("vocab_size"));
+  if (c.num_kv_heads > c.num_heads)
+    return r.error(fmt::format("num_key_value_heads {} is more than num_attention_heads {}", c.num_kv_heads,
+                               c.num_heads));
   if (c.num_heads % c.num_kv_heads != 0)
     return r.error(fmt::format("num_attention_heads {} is not a multiple of num_key_value_heads {}",
                                c.num_heads, c.num_kv_heads));

@@ -1,6 +1,8 @@
 #include "formats/model_layout.h"
 
 #include <algorithm>
+#include <charconv>
+#include <set>
 
 #include "fmt/format.h"
 #include "fmt/ranges.h"
@@ -145,10 +147,34 @@ std::vector<ExpectedTensor> expected_tensors(const ModelConfig& c) {
   return out;
 }
 
+namespace {
+
+// Decoder layers the files hold ("model.layers.<i>." prefixes), counted before anything
+// sized by the config's num_hidden_layers is built.
+size_t layers_in(const std::map<std::string, TensorShape>& actual) {
+  constexpr std::string_view kPrefix = "model.layers.";
+  std::set<uint64_t> layers;
+  for (const auto& [name, _] : actual) {
+    if (!name.starts_with(kPrefix)) continue;
+    const char* b = name.data() + kPrefix.size();
+    const char* e = name.data() + name.size();
+    uint64_t i = 0;
+    auto [p, ec] = std::from_chars(b, e, i);
+    if (ec == std::errc() && p != b && p < e && *p == '.') layers.insert(i);
+  }
+  return layers.size();
+}
+
+}  // namespace
+
 absl::StatusOr<ModelDescription> describe_model(const ModelConfig& config,
                                                 const std::map<std::string, TensorShape>& actual,
                                                 std::string_view label) {
   constexpr size_t kMaxListed = 12;
+  if (const size_t held = layers_in(actual); static_cast<uint64_t>(config.num_layers) > held)
+    return absl::InvalidArgumentError(fmt::format(
+        "{}: config.json says num_hidden_layers is {}, but the weights hold {} decoder layer{}", label,
+        config.num_layers, held, held == 1 ? "" : "s"));
   std::vector<std::string> problems;
   ModelDescription d;
   d.config = config;

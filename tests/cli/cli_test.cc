@@ -2,6 +2,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "common/file_util.h"
 #include "formats/model_files.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -55,6 +56,31 @@ TEST(Cli, InspectBadInputExitsTwo) {
   EXPECT_NE(mem.err.find("--worker-memory"), std::string::npos);
   EXPECT_EQ(run_cli({"frobnicate"}).exit_code, 2);
   EXPECT_EQ(run_cli({}).exit_code, 2);
+}
+
+// Issue 11: a config.json whose sizes the files do not hold (or that no model has) is
+// refused with exit 2 naming the key, by every command that reads a model, at once.
+TEST(Cli, ConfigSizesTheFilesDoNotHoldExitTwoNamingTheKey) {
+  test::TempDir d;
+  for (const auto& [key, value] : std::vector<std::pair<std::string, json>>{{"num_hidden_layers", 10'000'000},
+                                                                            {"num_hidden_layers", 1'000'000'000'000},
+                                                                            {"num_hidden_layers", 64},
+                                                                            {"vocab_size", 1ll << 40},
+                                                                            {"hidden_size", 1ll << 40}}) {
+    const std::string model = d / ("m-" + key + "-" + value.dump());
+    fs::copy(stories(), model);
+    json cfg = json::parse(*read_file(model + "/config.json"));
+    cfg[key] = value;
+    test::write_text(model + "/config.json", cfg.dump());
+    for (const std::vector<std::string>& args :
+         {std::vector<std::string>{"inspect", model}, {"compress", model, d / "out"},
+          {"eval", model, "--ids", test::fixture("stories260k/text/eval.ids.txt"), "--samples", "2"}}) {
+      auto r = run_cli(args);
+      EXPECT_EQ(r.exit_code, 2) << args[0] << " " << key << "=" << value.dump() << ": " << r.err;
+      EXPECT_NE(r.err.find(key), std::string::npos) << r.err;
+    }
+    EXPECT_FALSE(fs::exists(d / "out"));
+  }
 }
 
 TEST(Cli, CompressThenVerifyThenCorrupt) {

@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "common/digest.h"
+#include "coordinator/grpc_service.h"
 #include "coordinator/runtime.h"
 #include "gtest/gtest.h"
 #include "tests/testutil/fixtures.h"
@@ -89,6 +90,35 @@ TEST_F(GrpcLimits, RefusesOversizedHeartbeats) {
   HeartbeatResponse resp;
   grpc::ClientContext c2;
   EXPECT_EQ(stub_->Heartbeat(&c2, hb, &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+}  // namespace
+}  // namespace sp
+
+namespace sp {
+namespace {
+
+// Whatever a handler throws becomes an error reply and a log line; the daemon serves on.
+TEST(GrpcGuard, AThrowingHandlerIsAnErrorReplyNotACrash) {
+  test::TempDir dir;
+  std::vector<std::string> logged;
+  CoordinatorOptions o;
+  o.data_dir = dir / "state";
+  o.log = [&logged](const std::string& line) { logged.push_back(line); };
+  SystemClock clock;
+  auto c = Coordinator::open(o, clock);
+  ASSERT_TRUE(c.ok()) << c.status();
+  Authenticator auth("", c->get());
+  grpc::ServerContext ctx;
+  auto thrown = auth.run(&ctx, "SubmitJob", []() -> grpc::Status { throw std::length_error("vector::reserve"); });
+  EXPECT_EQ(thrown.error_code(), grpc::StatusCode::INTERNAL);
+  EXPECT_NE(thrown.error_message().find("SubmitJob: internal error in the coordinator: vector::reserve"),
+            std::string::npos);
+  auto oom = auth.run(&ctx, "GetJob", []() -> grpc::Status { throw std::bad_alloc(); });
+  EXPECT_EQ(oom.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  ASSERT_EQ(logged.size(), 2u);
+  EXPECT_NE(logged[0].find("SubmitJob: internal error: vector::reserve"), std::string::npos) << logged[0];
+  EXPECT_TRUE(auth.run(&ctx, "ListJobs", [] { return grpc::Status::OK; }).ok());
 }
 
 }  // namespace

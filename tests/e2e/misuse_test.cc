@@ -79,6 +79,29 @@ TEST_F(Cluster, ASourceFileChangedAfterTheImportIsFetchedInstead) {
   EXPECT_EQ(manifest_digests(dir_ / "out/changed"), reference(false)) << "not the bytes imported";
 }
 
+// Fault 4: a model description that claims more than its files hold is refused at submit
+// (exit 2, the key named); the coordinator stays up and runs the next job.
+TEST_F(Cluster, AConfigClaimingTooMuchIsRefusedAndTheCoordinatorStaysUp) {
+  start_coordinator();
+  start_worker("a");
+  for (const std::string& layers : {"10000000", "1000000000000", "4096"}) {
+    const std::string model = dir_ / ("models/huge-" + layers);
+    fs::copy(dir_ / "models/stories", model);
+    json cfg = json::parse(*read_file(model + "/config.json"));
+    cfg["num_hidden_layers"] = std::stoll(layers);
+    test::write_text(model + "/config.json", cfg.dump());
+    test::write_text(dir_ / "huge.yaml", job_yaml("huge" + layers, model, dir_ / ("out/huge" + layers)));
+    auto r = cli({"submit", dir_ / "huge.yaml"});
+    EXPECT_EQ(r.exit_code, 2) << layers << ": " << r.err;
+    EXPECT_NE(r.err.find("num_hidden_layers"), std::string::npos) << r.err;
+  }
+  EXPECT_TRUE(coordinator_->running());
+  auto ok = cli({"submit", write_job("after"), "--wait"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  auto list = cli({"list", "-o", "json"});
+  EXPECT_EQ(json::parse(list.out)["jobs"].size(), 1u) << "refused jobs are not stored";
+}
+
 // Fault 3: a second daemon on the same data dir, port or cache dir, or a data dir that is
 // a file, is refused at once (exit 2, naming what is in the way) and serves nothing; the
 // first one carries on.

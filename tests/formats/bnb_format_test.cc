@@ -58,6 +58,12 @@ TEST(BnbFormat, ParseQuantStateRejectsNonCanonicalBytes) {
   EXPECT_NE(std::string(reordered.status().message()).find("keys are [blocksize, quant_type"), std::string::npos);
   auto fp4 = parse_quant_state_json(R"({"quant_type": "fp4", "blocksize": 64, "dtype": "float32", "shape": [5, 7]})");
   EXPECT_FALSE(fp4.ok());
+  // A shape no weight has (rows * cols would overflow): refused before anything is sized by it.
+  for (const char* shape : {"[4294967296, 4294967296]", "[18446744073709551615, 1]", "[1, 9223372036854775808]"}) {
+    auto huge = parse_quant_state_json(std::string(R"({"quant_type": "nf4", "blocksize": 64, "dtype": "float32", "shape": )") +
+                                       shape + "}");
+    EXPECT_TRUE(absl::IsDataLoss(huge.status())) << shape << ": " << huge.status();
+  }
 }
 
 TEST(BnbFormat, QuantizationConfig) {

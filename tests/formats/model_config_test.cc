@@ -116,6 +116,33 @@ TEST(ModelConfig, ClearErrors) {
   EXPECT_FALSE(parse_quant_state_json(R"({"quant_type": "nf4", "blocksize": 1e99999})").ok());
 }
 
+// Issue 11: sizes in config.json are bounded before anything proportional to them is
+// built; the error names the key.
+TEST(ModelConfig, SizesBeyondAnyModelAreRefusedNamingTheKey) {
+  for (const auto& [key, value] :
+       std::vector<std::pair<std::string, json>>{{"num_hidden_layers", 10'000'000},
+                                                  {"num_hidden_layers", 1'000'000'000'000},
+                                                  {"num_hidden_layers", json(18446744073709551615ull)},
+                                                  {"hidden_size", 1ll << 40},
+                                                  {"intermediate_size", 1ll << 33},
+                                                  {"vocab_size", 1'000'000'000'000},
+                                                  {"num_attention_heads", 1 << 20},
+                                                  {"num_key_value_heads", 1 << 20},
+                                                  {"head_dim", 1 << 20},
+                                                  {"sliding_window", json(9223372036854775807ll)}}) {
+    json j = exaone_32b_like();
+    j[key] = value;
+    const std::string e = error_of(j);
+    EXPECT_NE(e.find("'" + key + "'"), std::string::npos) << key << " = " << value.dump() << ": " << e;
+  }
+  json kv = exaone_32b_like();
+  kv["num_key_value_heads"] = 80;
+  EXPECT_NE(error_of(kv).find("num_key_value_heads 80 is more than num_attention_heads 40"), std::string::npos);
+  json big_but_real = exaone_32b_like();
+  big_but_real["num_hidden_layers"] = 4096;
+  EXPECT_TRUE(parse(big_but_real).ok());
+}
+
 std::map<std::string, TensorShape> shapes_of(const ModelConfig& c, DType dt = DType::kBF16) {
   std::map<std::string, TensorShape> m;
   for (const auto& e : expected_tensors(c))
@@ -190,6 +217,26 @@ TEST(ModelLayout, MissingMisshapenAndUnexpectedTensorsAreListed) {
             std::string::npos) << e;
   EXPECT_NE(e.find("is I8, expected F32, F16 or BF16"), std::string::npos) << e;
   EXPECT_NE(e.find("a Exaone4ForCausalLM layer has: self_attn.q_proj.weight"), std::string::npos) << e;
+}
+
+// More layers in config.json than in the weights: refused before the expected tensors
+// of every claimed layer are listed (10^7 layers would be ~2 * 10^8 names).
+TEST(ModelLayout, MoreLayersThanTheFilesHoldIsRefusedFirst) {
+  json j = exaone_32b_like();
+  auto small = parse(j);
+  ASSERT_TRUE(small.ok());
+  const auto held = shapes_of(*small);  // 8 layers
+  j["num_hidden_layers"] = 4096;
+  auto claimed = parse(j);
+  ASSERT_TRUE(claimed.ok());
+  auto d = describe_model(*claimed, held, "m");
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(std::string(d.status().message()),
+            "m: config.json says num_hidden_layers is 4096, but the weights hold 8 decoder layers");
+  std::map<std::string, TensorShape> odd = held;
+  odd["model.layers.99999999999999999999999.x"] = {DType::kBF16, {1}};  // not a layer index: not counted
+  odd["model.layers.x.y"] = {DType::kBF16, {1}};
+  EXPECT_FALSE(describe_model(*claimed, odd, "m").ok());
 }
 
 TEST(ModelLayout, TiedModelMayCarryLmHeadUntiedMustHaveIt) {

@@ -4,10 +4,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto c = sp::parse_model_config({reinterpret_cast<const char*>(data), size}, "fuzz/config.json");
-  if (!c.ok()) return 0;
-  // Keep the layout bounded: huge configs are valid but would allocate too much here.
-  if (c->num_layers > 64 || c->hidden_size > 4096 || c->vocab_size > 1 << 20 || c->intermediate_size > 1 << 16)
-    return 0;
+  if (!c.ok()) return 0;  // every size a config may give is bounded by the parser's limits
   std::map<std::string, sp::TensorShape> actual;
   for (const auto& e : sp::expected_tensors(*c))
     if (!e.optional) actual[e.name] = {sp::DType::kBF16, e.shape};
