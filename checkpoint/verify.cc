@@ -162,7 +162,7 @@ void compare(TensorVerdict& v, const std::vector<float>& got, const std::vector<
 }  // namespace
 
 absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir,
-                                               const std::optional<std::string>& against) {
+                                               const std::optional<std::string>& against, const std::string& root) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return absl::NotFoundError(fmt::format("{}: not a folder", dir));
   if (against && !fs::is_directory(*against, ec))
@@ -174,6 +174,10 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir,
 
   // 1. config.json and quantization_config.
   const std::string config_path = (fs::path(dir) / "config.json").string();
+  if (auto inside = resolve_in(dir, "config.json", root, "config.json"); !inside.ok()) {
+    problem(std::string(inside.status().message()));
+    return r;
+  }
   auto config_text = read_file(config_path);
   if (!config_text.ok()) {
     problem(std::string(config_text.status().message()));
@@ -216,7 +220,7 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir,
   r.architecture = std::string(arch_class_name(config->arch));
 
   // 2. Weight files.
-  auto files = ModelFiles::open(dir);
+  auto files = ModelFiles::open(dir, root);
   if (!files.ok()) {
     problem(std::string(files.status().message()));
     return r;
@@ -281,9 +285,11 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir,
 
   // 5. Manifest digests: every byte of every tensor and copied file.
   const std::string manifest_path = (fs::path(dir) / kManifestName).string();
-  if (fs::exists(manifest_path, ec)) {
+  if (fs::exists(fs::symlink_status(manifest_path, ec))) {
     r.manifest_checked = true;
     try {
+      auto inside = resolve_in(dir, kManifestName, root, "manifest");
+      if (!inside.ok()) throw std::runtime_error(std::string(inside.status().message()));
       const ojson m = ojson::parse(*read_file(manifest_path));
       if (m.value("format", "") != kManifestFormat) throw std::runtime_error("unknown manifest format");
       std::set<std::string> listed;
@@ -302,7 +308,12 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir,
       for (const auto& [name, _] : files->tensors())
         if (!listed.count(name)) problem(fmt::format("{}: tensor not listed in the manifest", name));
       for (const auto& [fname, digest] : m.at("files").items()) {
-        auto text = read_file((fs::path(dir) / fname).string());
+        auto path = resolve_in(dir, fname, root, "file listed in the manifest");
+        if (!path.ok()) {
+          problem(std::string(path.status().message()));
+          continue;
+        }
+        auto text = read_file(*path);
         if (!text.ok()) {
           problem(fmt::format("{}: listed in the manifest but cannot be read", fname));
           continue;
@@ -357,15 +368,16 @@ CheckpointDecoder::CheckpointDecoder(std::unique_ptr<Impl> impl) : impl_(std::mo
 CheckpointDecoder::~CheckpointDecoder() = default;
 const ModelDescription& CheckpointDecoder::desc() const { return impl_->desc; }
 
-absl::StatusOr<std::unique_ptr<CheckpointDecoder>> CheckpointDecoder::open(const std::string& dir) {
-  SP_ASSIGN_OR_RETURN(VerifyReport report, verify_checkpoint(dir, std::nullopt));
+absl::StatusOr<std::unique_ptr<CheckpointDecoder>> CheckpointDecoder::open(const std::string& dir,
+                                                                           const std::string& root) {
+  SP_ASSIGN_OR_RETURN(VerifyReport report, verify_checkpoint(dir, std::nullopt, root));
   if (!report.ok()) {
     std::string msg = fmt::format("{}: the checkpoint does not verify:", dir);
     for (size_t i = 0; i < report.problems.size() && i < 3; ++i) msg += "\n  " + report.problems[i];
     return absl::InvalidArgumentError(msg);
   }
   auto impl = std::make_unique<Impl>();
-  SP_ASSIGN_OR_RETURN(impl->files, ModelFiles::open(dir));
+  SP_ASSIGN_OR_RETURN(impl->files, ModelFiles::open(dir, root));
   group_tensors(impl->files, impl->nf4, impl->plain);
   std::map<std::string, TensorShape> logical;
   for (const auto& v : report.tensors) logical[v.name] = TensorShape{DType::kF32, v.shape};
@@ -376,7 +388,7 @@ absl::StatusOr<std::unique_ptr<CheckpointDecoder>> CheckpointDecoder::open(const
     if (!problem.empty()) return absl::DataLossError(fmt::format("{}: {}", w, problem));  // changed since verify
     impl->absmax[w] = std::move(absmax);
   }
-  const std::string config_path = (fs::path(dir) / "config.json").string();
+  SP_ASSIGN_OR_RETURN(const std::string config_path, resolve_in(dir, "config.json", root, "config.json"));
   SP_ASSIGN_OR_RETURN(std::string text, read_file(config_path));
   ojson cj = ojson::parse(text, nullptr, false);
   if (cj.is_discarded() || !cj.is_object()) return absl::InvalidArgumentError(config_path + ": not valid JSON");

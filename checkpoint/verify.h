@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "common/confined_path.h"
 #include "common/dtype.h"
 #include "common/status.h"
 #include "formats/model_layout.h"
@@ -43,9 +44,11 @@ struct VerifyReport {
 };
 
 // NOT_FOUND if `dir` (or `against`) is not a folder; any corruption is reported in the
-// report's problems, not as an error status.
+// report's problems, not as an error status. Every file of `dir` must resolve inside
+// `root` before it is opened (a file leading outside is a problem, never read).
 absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir,
-                                               const std::optional<std::string>& against);
+                                               const std::optional<std::string>& against,
+                                               const std::string& root = kAnyRoot);
 
 // Reads a bitsandbytes NF4 checkpoint one tensor at a time as float32 (NF4 weights
 // dequantized as bitsandbytes decodes them), for evaluating it without holding it whole.
@@ -53,7 +56,8 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir,
 // named). desc() describes the logical model (every tensor F32).
 class CheckpointDecoder {
  public:
-  static absl::StatusOr<std::unique_ptr<CheckpointDecoder>> open(const std::string& dir);
+  static absl::StatusOr<std::unique_ptr<CheckpointDecoder>> open(const std::string& dir,
+                                                                 const std::string& root = kAnyRoot);
   ~CheckpointDecoder();
   const ModelDescription& desc() const;
   absl::StatusOr<std::vector<float>> decode(const std::string& name) const;

@@ -11,6 +11,7 @@
 
 #include "checkpoint/assembler.h"
 #include "common/byte_size.h"
+#include "common/confined_path.h"
 #include "common/file_util.h"
 #include "coordinator/calibration_plan.h"
 #include "coordinator/import_source.h"
@@ -66,6 +67,25 @@ std::string state_name(JobState s) {
     case CANCELLED: return "cancelled";
     default: return "unknown";
   }
+}
+
+struct Readable {
+  std::string path;  // resolved
+  std::string root;  // the root it lies in
+};
+
+// Where a job may read `path`: under the model root; an evaluation also under the output
+// root, since it scores what jobs wrote there.
+absl::StatusOr<Readable> resolve_readable(const CoordinatorOptions& o, const std::string& path, bool eval,
+                                          const char* what) {
+  auto in_models = resolve_under(path, o.model_root, what);
+  if (in_models.ok() || !eval || !absl::IsPermissionDenied(in_models.status()))
+    return in_models.ok() ? absl::StatusOr<Readable>(Readable{*in_models, o.model_root}) : in_models.status();
+  auto in_outputs = resolve_under(path, o.output_root, what);
+  if (in_outputs.ok()) return Readable{*in_outputs, o.output_root};
+  if (!absl::IsPermissionDenied(in_outputs.status())) return in_outputs.status();
+  return absl::PermissionDeniedError(fmt::format("{} {} is outside the coordinator's allowed roots {} and {}", what,
+                                                 path, o.model_root, o.output_root));
 }
 
 }  // namespace
@@ -282,7 +302,8 @@ absl::StatusOr<JobStatus> Coordinator::submit(const JobSpec& spec_in) {
   JobSpec spec = spec_in;
   SP_RETURN_IF_ERROR(validate_job_spec(spec));
   const bool eval = is_eval_job(spec);
-  SP_ASSIGN_OR_RETURN(const std::string model_dir, resolve_under(spec.model(), options_.model_root, "model"));
+  SP_ASSIGN_OR_RETURN(const Readable model, resolve_readable(options_, spec.model(), eval, "model"));
+  const std::string& model_dir = model.path;
   std::string output_dir;
   if (!eval) {
     SP_ASSIGN_OR_RETURN(output_dir, resolve_under(spec.output(), options_.output_root, "output"));
@@ -293,12 +314,12 @@ absl::StatusOr<JobStatus> Coordinator::submit(const JobSpec& spec_in) {
   }
   // Read config.json and the safetensors headers now: a bad model is rejected at submit
   // (an evaluation may also read a shardpress NF4 checkpoint, verified here).
-  SP_ASSIGN_OR_RETURN(auto source, ImportSource::open(model_dir, options_.model_root, /*allow_checkpoint=*/eval));
+  SP_ASSIGN_OR_RETURN(auto source, ImportSource::open(model_dir, model.root, /*allow_checkpoint=*/eval));
   const int64_t vocab = source->desc().config.vocab_size;
   if (eval) {  // the text is checked now, not hours later
-    SP_ASSIGN_OR_RETURN(const std::string ids, resolve_under(spec.eval().ids(), options_.model_root, "evaluation ids"));
-    SP_RETURN_IF_ERROR(read_token_ids(ids, vocab, spec.eval().samples(), spec.eval().seq_len()).status());
-    spec.mutable_eval()->set_ids(ids);
+    SP_ASSIGN_OR_RETURN(const Readable ids, resolve_readable(options_, spec.eval().ids(), eval, "evaluation ids"));
+    SP_RETURN_IF_ERROR(read_token_ids(ids.path, vocab, spec.eval().samples(), spec.eval().seq_len()).status());
+    spec.mutable_eval()->set_ids(ids.path);
   } else if (spec_needs_calibration(spec)) {
     SP_ASSIGN_OR_RETURN(const std::string ids, resolve_under(spec.calibrate().ids(), options_.model_root,
                                                              "calibration ids"));
@@ -754,7 +775,8 @@ absl::Status Coordinator::import_job(const std::string& job_id) {
   }
   const bool eval = is_eval_job(j.spec());
   // Checked again: the folder may have changed since submit.
-  SP_ASSIGN_OR_RETURN(auto source, ImportSource::open(j.model_dir(), options_.model_root, eval));
+  SP_ASSIGN_OR_RETURN(const Readable model, resolve_readable(options_, j.model_dir(), eval, "model"));
+  SP_ASSIGN_OR_RETURN(auto source, ImportSource::open(model.path, model.root, eval));
   const ModelDescription& desc = source->desc();
   const CompressSettings settings = compress_settings(j.spec());
   const int64_t delay = test_delay_ms("import");
@@ -940,7 +962,7 @@ absl::Status Coordinator::assemble_job(const std::string& job_id) {
     if (!j.spec().overwrite())
       return absl::FailedPreconditionError(fmt::format("output {} appeared while the job ran", j.output_dir()));
   }
-  SP_ASSIGN_OR_RETURN(ModelConfig config, load_model_config(j.model_dir()));
+  SP_ASSIGN_OR_RETURN(ModelConfig config, load_model_config(j.model_dir(), options_.model_root));
   AssembleOptions ao;
   ao.source_dir = j.model_dir();
   ao.config = config.raw;

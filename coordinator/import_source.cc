@@ -10,28 +10,10 @@ namespace sp {
 
 namespace fs = std::filesystem;
 
-absl::StatusOr<std::string> resolve_under(const std::string& path, const std::string& root, const char* what) {
-  std::error_code ec;
-  const fs::path p = fs::weakly_canonical(fs::absolute(path), ec);
-  if (ec) return absl::InvalidArgumentError(fmt::format("{} {}: {}", what, path, ec.message()));
-  const fs::path r = fs::weakly_canonical(fs::absolute(root), ec);
-  const auto rel = p.lexically_relative(r);
-  if (rel.empty() || *rel.begin() == "..")
-    return absl::PermissionDeniedError(
-        fmt::format("{} {} is outside the coordinator's allowed root {}", what, p.string(), r.string()));
-  return p.string();
-}
-
-absl::Status check_files_under(const ModelFiles& files, const std::string& root) {
-  for (const auto& f : files.files()) {
-    auto r = resolve_under(f->path(), root, "weight file");
-    if (!r.ok()) return r.status();
-  }
-  return absl::OkStatus();
-}
-
-bool is_quantized_checkpoint(const std::string& dir) {
-  auto text = read_file((fs::path(dir) / "config.json").string());
+bool is_quantized_checkpoint(const std::string& dir, const std::string& root) {
+  auto path = resolve_in(dir, "config.json", root, "config.json");
+  if (!path.ok()) return false;
+  auto text = read_file(*path);
   if (!text.ok()) return false;
   const auto j = nlohmann::json::parse(*text, nullptr, false);
   return !j.is_discarded() && j.is_object() && j.contains("quantization_config");
@@ -40,14 +22,11 @@ bool is_quantized_checkpoint(const std::string& dir) {
 absl::StatusOr<std::unique_ptr<ImportSource>> ImportSource::open(const std::string& dir, const std::string& root,
                                                                  bool allow_checkpoint) {
   std::unique_ptr<ImportSource> s(new ImportSource());
-  if (allow_checkpoint && is_quantized_checkpoint(dir)) {
-    SP_ASSIGN_OR_RETURN(ModelFiles files, ModelFiles::open(dir));
-    SP_RETURN_IF_ERROR(check_files_under(files, root));
-    SP_ASSIGN_OR_RETURN(s->decoder_, CheckpointDecoder::open(dir));
+  if (allow_checkpoint && is_quantized_checkpoint(dir, root)) {
+    SP_ASSIGN_OR_RETURN(s->decoder_, CheckpointDecoder::open(dir, root));
     return s;
   }
-  SP_ASSIGN_OR_RETURN(Model m, open_model(dir));
-  SP_RETURN_IF_ERROR(check_files_under(m.files, root));
+  SP_ASSIGN_OR_RETURN(Model m, open_model(dir, root));
   s->model_ = std::make_unique<Model>(std::move(m));
   return s;
 }

@@ -1,7 +1,7 @@
 // What a job imports into the blob store: an original Hugging Face model read in place
 // (workers that see the file may read the same bytes directly), or, for an evaluation
-// job, a shardpress NF4 checkpoint decoded to float32 one tensor at a time. Every weight
-// file must lie inside the model root (symlinks followed).
+// job, a shardpress NF4 checkpoint decoded to float32 one tensor at a time. Every file
+// must lie inside the given root (symlinks followed), checked before it is opened.
 #pragma once
 
 #include <memory>
@@ -40,13 +40,8 @@ class ImportSource {
   std::vector<float> scratch_;
 };
 
-// True when DIR/config.json declares a quantization_config (a compressed checkpoint).
-bool is_quantized_checkpoint(const std::string& dir);
-
-// Every weight file of the folder must lie inside `root`.
-absl::Status check_files_under(const ModelFiles& files, const std::string& root);
-
-// `path` resolved (symlinks followed as far as it exists) and checked to lie in `root`.
-absl::StatusOr<std::string> resolve_under(const std::string& path, const std::string& root, const char* what);
+// True when DIR/config.json (inside `root`) declares a quantization_config: a compressed
+// checkpoint.
+bool is_quantized_checkpoint(const std::string& dir, const std::string& root = kAnyRoot);
 
 }  // namespace sp

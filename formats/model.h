@@ -15,7 +15,7 @@ struct Model {
 };
 
 // Reads DIR/config.json and the weights and checks that they match. Errors name the
-// file, key or tensor.
-absl::StatusOr<Model> open_model(const std::string& dir);
+// file, key or tensor. Every file must resolve inside `root` (checked before opening).
+absl::StatusOr<Model> open_model(const std::string& dir, const std::string& root = kAnyRoot);
 
 }  // namespace sp

@@ -245,8 +245,11 @@ absl::StatusOr<ModelConfig> parse_model_config(std::string_view text, std::strin
   return c;
 }
 
-absl::StatusOr<ModelConfig> load_model_config(const std::string& dir) {
+absl::StatusOr<ModelConfig> load_model_config(const std::string& dir, const std::string& root) {
   const std::string path = (std::filesystem::path(dir) / "config.json").string();
+  std::error_code ec;
+  if (std::filesystem::exists(std::filesystem::symlink_status(path, ec)))
+    SP_RETURN_IF_ERROR(resolve_in(dir, "config.json", root, "config.json").status());
   auto text = read_file(path);
   if (!text.ok()) {
     if (absl::IsNotFound(text.status()))

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/confined_path.h"
 #include "common/dtype.h"
 #include "common/status.h"
 #include "nlohmann/json.hpp"
@@ -49,7 +50,7 @@ struct ModelConfig {
 // missing/ill-typed key, inconsistent sizes, or a checkpoint that is already quantized.
 absl::StatusOr<ModelConfig> parse_model_config(std::string_view text, std::string_view label);
 
-// Reads DIR/config.json.
-absl::StatusOr<ModelConfig> load_model_config(const std::string& dir);
+// Reads DIR/config.json, which must resolve inside `root` (checked before it is opened).
+absl::StatusOr<ModelConfig> load_model_config(const std::string& dir, const std::string& root = kAnyRoot);
 
 }  // namespace sp

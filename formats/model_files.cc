@@ -44,8 +44,9 @@ absl::StatusOr<std::map<std::string, std::string>> parse_safetensors_index(std::
   return wanted;
 }
 
-absl::StatusOr<ModelFiles> ModelFiles::open(const std::string& dir) {
+absl::StatusOr<ModelFiles> ModelFiles::open(const std::string& dir, const std::string& root) {
   std::error_code ec;
+  SP_RETURN_IF_ERROR(resolve_under(dir, root, "model").status());
   if (!fs::is_directory(dir, ec))
     return absl::NotFoundError(fmt::format("{}: not a folder", dir));
   ModelFiles m;
@@ -53,28 +54,31 @@ absl::StatusOr<ModelFiles> ModelFiles::open(const std::string& dir) {
   const std::string index_path = (fs::path(dir) / kSafetensorsIndexName).string();
   const std::string single_path = (fs::path(dir) / kSafetensorsSingleName).string();
 
-  if (!fs::exists(index_path, ec)) {
-    if (!fs::exists(single_path, ec))
+  if (!fs::exists(fs::symlink_status(index_path, ec))) {
+    if (!fs::exists(fs::symlink_status(single_path, ec)))
       return absl::NotFoundError(fmt::format(
           "{}: no {} or {} (only safetensors checkpoints are supported)", dir,
           kSafetensorsSingleName, kSafetensorsIndexName));
-    SP_ASSIGN_OR_RETURN(auto f, SafetensorsFile::open(single_path));
+    SP_ASSIGN_OR_RETURN(const std::string single, resolve_in(dir, kSafetensorsSingleName, root, "weight file"));
+    SP_ASSIGN_OR_RETURN(auto f, SafetensorsFile::open(single));
     for (const auto& t : f->tensors()) m.tensors_.emplace(t.name, TensorRef{f.get(), &t});
     m.files_.push_back(std::move(f));
     return m;
   }
 
   m.sharded_ = true;
-  SP_ASSIGN_OR_RETURN(std::string text, read_file(index_path));
+  SP_ASSIGN_OR_RETURN(const std::string index_file, resolve_in(dir, kSafetensorsIndexName, root, "index"));
+  SP_ASSIGN_OR_RETURN(std::string text, read_file(index_file));
   SP_ASSIGN_OR_RETURN(const auto wanted, parse_safetensors_index(text, index_path));
   // Open each distinct shard once, in name order (deterministic).
   std::map<std::string, SafetensorsFile*> by_file;
   for (const auto& [tensor, fname] : wanted) by_file.emplace(fname, nullptr);
   for (auto& [fname, ptr] : by_file) {
     const std::string path = (fs::path(dir) / fname).string();
-    if (!fs::exists(path, ec))
+    if (!fs::exists(fs::symlink_status(path, ec)))
       return bad_index(index_path, fmt::format("names shard '{}', which does not exist", fname));
-    SP_ASSIGN_OR_RETURN(auto f, SafetensorsFile::open(path));
+    SP_ASSIGN_OR_RETURN(const std::string shard, resolve_in(dir, fname, root, "weight file"));
+    SP_ASSIGN_OR_RETURN(auto f, SafetensorsFile::open(shard));
     ptr = f.get();
     m.files_.push_back(std::move(f));
   }

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "common/confined_path.h"
 #include "formats/safetensors.h"
 
 namespace sp {
@@ -38,7 +39,9 @@ absl::StatusOr<std::map<std::string, std::string>> parse_safetensors_index(std::
 
 class ModelFiles {
  public:
-  static absl::StatusOr<ModelFiles> open(const std::string& dir);
+  // Every file (the index, each weight file) is resolved and checked to lie inside
+  // `root` before it is opened (common/confined_path.h).
+  static absl::StatusOr<ModelFiles> open(const std::string& dir, const std::string& root = kAnyRoot);
 
   const std::string& dir() const { return dir_; }
   bool sharded() const { return sharded_; }

@@ -152,12 +152,13 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::open(const std
                                  bytes.size()));
   uint64_t n = 0;
   std::memcpy(&n, bytes.data(), 8);  // little-endian host (x86-64, aarch64)
+  // The length is the file's own first bytes: say what is wrong without repeating them.
   if (n > kMaxSafetensorsHeaderBytes)
-    return bad(path, fmt::format("header length {} exceeds the {} byte limit", n,
-                                 kMaxSafetensorsHeaderBytes));
+    return bad(path, fmt::format("not a safetensors file: the header length in its first 8 bytes is over the {} byte "
+                                 "limit", kMaxSafetensorsHeaderBytes));
   if (n > bytes.size() - 8)
-    return bad(path, fmt::format("header length {} runs past the end of the file ({} bytes)", n,
-                                 bytes.size()));
+    return bad(path, fmt::format("not a safetensors file (or cut short): the header length in its first 8 bytes runs "
+                                 "past the end of the file ({} bytes)", bytes.size()));
   if (n == 0 || bytes[8] != '{') return bad(path, "header does not start with '{'");
   const std::string_view text(reinterpret_cast<const char*>(bytes.data() + 8), n);
   SP_ASSIGN_OR_RETURN(SafetensorsHeader header,

@@ -269,5 +269,34 @@ TEST(StoriesCheckpoint, CopiesTokenizerAndGenerationFilesOnly) {
   EXPECT_EQ(bad->problems[0], "tokenizer.json: contents differ from the manifest");
 }
 
+// Issue 11: a manifest naming files outside the checkpoint, or a checkpoint file that
+// leads outside the root it is read under, is a problem — never opened.
+TEST(StoriesCheckpoint, VerifyOpensNothingOutsideItsFolderOrRoot) {
+  test::TempDir d;
+  compress(d / "root/out");
+  test::write_text(d / "secret.txt", "private");
+  const std::string manifest = d / "root/out/shardpress_manifest.json";
+  json m = json::parse(test::read_bytes(manifest));
+  m["files"]["../../secret.txt"] = "00000000000000000000000000000000";
+  test::write_text(manifest, m.dump());
+  auto r = verify_checkpoint(d / "root/out", std::nullopt);
+  ASSERT_TRUE(r.ok());
+  ASSERT_FALSE(r->ok());
+  EXPECT_NE(r->problems[0].find("'../../secret.txt' in"), std::string::npos) << r->problems[0];
+  EXPECT_NE(r->problems[0].find("is not a plain file name"), std::string::npos) << r->problems[0];
+
+  compress(d / "root/out2");
+  fs::rename(d / "root/out2/model.safetensors", d / "moved.safetensors");
+  fs::create_symlink(d / "moved.safetensors", d / "root/out2/model.safetensors");
+  auto anywhere = verify_checkpoint(d / "root/out2", std::nullopt);  // the CLI reads what its user can
+  ASSERT_TRUE(anywhere.ok());
+  EXPECT_TRUE(anywhere->ok());
+  auto confined = verify_checkpoint(d / "root/out2", std::nullopt, d / "root");
+  ASSERT_TRUE(confined.ok());
+  ASSERT_FALSE(confined->ok());
+  EXPECT_NE(confined->problems[0].find("leads outside"), std::string::npos) << confined->problems[0];
+  EXPECT_FALSE(CheckpointDecoder::open(d / "root/out2", d / "root").ok());
+}
+
 }  // namespace
 }  // namespace sp

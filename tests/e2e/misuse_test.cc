@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -100,6 +101,77 @@ TEST_F(Cluster, AConfigClaimingTooMuchIsRefusedAndTheCoordinatorStaysUp) {
   EXPECT_EQ(ok.exit_code, 0) << ok.err;
   auto list = cli({"list", "-o", "json"});
   EXPECT_EQ(json::parse(list.out)["jobs"].size(), 1u) << "refused jobs are not stored";
+}
+
+// Fault 5: every file of a model folder is resolved and confined before it is opened. A
+// weight file, config.json, an index or a shard named in it that leads outside the model
+// root is refused naming the file — and nothing of the outside file's bytes appears in
+// any message (its first 8 bytes read as a header length, its JSON keys).
+TEST_F(Cluster, FilesLeadingOutsideTheRootAreNeverOpened) {
+  start_coordinator();
+  fs::create_directories(dir_ / "elsewhere");
+  test::write_text(dir_ / "elsewhere/secret.bin", "SECRET-M and the rest of a private file");
+  test::write_text(dir_ / "elsewhere/secret.json",
+                   R"({"SECRET_KEY_1": 1, "architectures": ["LlamaForCausalLM"], "weight_map": {"SECRET_T": "x"}})");
+  const std::string stories = dir_ / "models/stories";
+  // The 8 bytes "SECRET-M" as a little-endian length, the number an old message printed.
+  uint64_t as_length = 0;
+  std::memcpy(&as_length, "SECRET-M", 8);
+  struct Case {
+    std::string name, link, target;
+  };
+  const std::vector<Case> cases = {
+      {"weights", "model.safetensors", dir_ / "elsewhere/secret.bin"},
+      {"config", "config.json", dir_ / "elsewhere/secret.json"},
+      {"index", "model.safetensors.index.json", dir_ / "elsewhere/secret.json"},
+      {"shard", "model-00001-of-00001.safetensors", dir_ / "elsewhere/secret.bin"},
+  };
+  for (const auto& c : cases) {
+    const std::string model = dir_ / ("models/" + c.name);
+    fs::create_directories(model);
+    fs::copy_file(stories + "/config.json", model + "/config.json");
+    if (c.name == "shard") {  // an honest index naming a shard that is a link outside
+      fs::remove(model + "/config.json");
+      fs::copy_file(stories + "/config.json", model + "/config.json");
+      json index = {{"metadata", json::object()}, {"weight_map", {{"model.embed_tokens.weight", c.link}}}};
+      test::write_text(model + "/model.safetensors.index.json", index.dump());
+    } else if (c.name != "weights") {
+      fs::copy_file(stories + "/model.safetensors", model + "/model.safetensors");
+    }
+    if (fs::exists(model + "/" + c.link)) fs::remove(model + "/" + c.link);
+    fs::create_symlink(c.target, model + "/" + c.link);
+    test::write_text(dir_ / "x.yaml", job_yaml("x-" + c.name, model, dir_ / ("out/x-" + c.name)));
+    auto r = cli({"submit", dir_ / "x.yaml"});
+    EXPECT_EQ(r.exit_code, 2) << c.name << ": " << r.err;
+    EXPECT_NE(r.err.find("outside the coordinator's allowed root"), std::string::npos) << c.name << ": " << r.err;
+    EXPECT_NE(r.err.find(c.link), std::string::npos) << c.name << ": the message names the file: " << r.err;
+    for (const std::string& leak : {std::string("SECRET"), std::to_string(as_length), c.target})
+      EXPECT_EQ(r.err.find(leak), std::string::npos) << c.name << ": '" << leak << "' leaked: " << r.err;
+  }
+  EXPECT_EQ(json::parse(cli({"list", "-o", "json"}).out).value("jobs", json::array()).size(), 0u);
+}
+
+// Fault 7 (the README's example): `eval --remote` of a job's output, which lives under
+// the output root, with ids under the model root. Not under either root: refused.
+TEST_F(Cluster, RemoteEvalReadsAJobsOutputUnderTheOutputRoot) {
+  start_coordinator();
+  start_worker("a");
+  ASSERT_EQ(cli({"submit", write_job("ev"), "--wait"}).exit_code, 0);
+  fs::copy_file(test::fixture("stories260k/text/eval.ids.txt"), dir_ / "models/eval.ids.txt");
+  auto r = cli({"eval", dir_ / "out/ev", "--ids", dir_ / "models/eval.ids.txt", "--samples", "8", "--remote", "-o",
+                "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json j = json::parse(r.out);
+  auto local = test::run_cli({"eval", dir_ / "out/ev", "--ids", dir_ / "models/eval.ids.txt", "--samples", "8", "-o",
+                              "json"});
+  ASSERT_EQ(local.exit_code, 0) << local.err;
+  EXPECT_EQ(j["perplexity"], json::parse(local.out)["perplexity"]);
+  EXPECT_EQ(j["quantized"], true);
+  fs::create_directories(dir_ / "elsewhere");
+  fs::copy(dir_ / "out/ev", dir_ / "elsewhere/ev", fs::copy_options::recursive);
+  auto outside = cli({"eval", dir_ / "elsewhere/ev", "--ids", dir_ / "models/eval.ids.txt", "--remote"});
+  EXPECT_EQ(outside.exit_code, 2) << outside.err;
+  EXPECT_NE(outside.err.find("outside the coordinator's allowed roots"), std::string::npos) << outside.err;
 }
 
 // Fault 3: a second daemon on the same data dir, port or cache dir, or a data dir that is
