@@ -7,6 +7,7 @@
 #include "common/float_convert.h"
 #include "fmt/format.h"
 #include "formats/model.h"
+#include "ops/finite_check.h"
 
 namespace sp {
 
@@ -34,6 +35,7 @@ absl::StatusOr<LoadedModel> load_float_model(const std::string& dir) {
     config = m.desc.config;
     for (const ModelTensor& t : m.desc.tensors) {
       const TensorRef* ref = m.files.find(t.name);
+      SP_RETURN_IF_ERROR(check_finite(t.name, ref->view().bytes, t.stored.dtype, t.stored.shape));
       tensors[t.name] = to_float32(ref->view().bytes, t.stored.dtype);
       ref->release();
     }

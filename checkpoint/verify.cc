@@ -16,6 +16,7 @@
 #include "formats/model_files.h"
 #include "formats/model_layout.h"
 #include "ops/double_quant.h"
+#include "ops/finite_check.h"
 #include "ops/nf4.h"
 
 namespace sp {
@@ -265,6 +266,10 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir,
     v.name = name;
     v.dtype = ref->info->dtype;
     v.shape = ref->info->shape;
+    if (auto finite = check_finite(name, ref->view().bytes, v.dtype, v.shape); !finite.ok()) {
+      v.problem = std::string(finite.message()).substr(name.size() + 2);
+      problem(std::string(finite.message()));
+    }
     logical[name] = TensorShape{v.dtype, v.shape};
     r.tensors.push_back(std::move(v));
   }

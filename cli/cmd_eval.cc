@@ -77,6 +77,11 @@ int run_remote(const EvalArgs& a, const ConnectionFlags& conn) {
   if (!v.ok()) return report_error(v);
   auto c = connect_coordinator(conn);
   auto s = c.submit(spec);
+  // Names are unique: a second evaluation of the same folder is eval-NAME-2, -3, ...
+  for (int n = 2; a.name.empty() && absl::IsAlreadyExists(s.status()) && n < 1000; ++n) {
+    spec.set_name(fmt::format("{}-{}", name.substr(0, 58), n));
+    s = c.submit(spec);
+  }
   if (!s.ok()) return report_rpc_error(s.status(), c.address());
   const std::string id = s->id();
   std::fprintf(stderr, "submitted %s\n", id.c_str());

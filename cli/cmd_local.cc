@@ -1,6 +1,7 @@
 // shardpress local JOB.yaml [--workers N] [--state-dir DIR]: the embedded default. A
 // coordinator and N workers in this process, talking gRPC over loopback (the same code
-// paths as a lab), run one job to the end. Rerunning with the same state dir resumes.
+// paths as a lab), run one job to the end. Rerunning with the same state dir resumes the
+// same spec; an edited spec is refused (exit 2, naming what changed) unless --fresh.
 #include <signal.h>
 
 #include <atomic>
@@ -13,6 +14,7 @@
 #include "cli/job_view.h"
 #include "cli/output.h"
 #include "common/byte_size.h"
+#include "coordinator/job_spec.h"
 #include "coordinator/runtime.h"
 #include "fmt/format.h"
 #include "worker/device.h"
@@ -26,6 +28,7 @@ using namespace shardpress::v1;  // NOLINT
 struct LocalArgs {
   std::string file, state_dir, memory = "4GiB", device = "cpu", gpu_memory;
   int workers = 2;
+  bool fresh = false;
 };
 
 std::atomic<bool> g_interrupted{false};
@@ -54,22 +57,58 @@ int run_local(const LocalArgs& a) {
   if (!rt.ok()) return report_error(rt.status());
   Coordinator& core = (*rt)->core();
 
-  // Same job name in this state dir: carry on with it instead of starting over.
-  std::string job_id;
+  // Same job name in this state dir: carry on with it if the spec is the same one (same
+  // digest of the normalized spec), never silently with an edited one.
+  auto normalized = core.normalize_spec(*spec);
+  if (!normalized.ok()) return report_error(annotate(normalized.status(), a.file));
   auto existing = core.job_status(spec->name(), false);
-  if (existing.ok() && existing->state() == SUCCEEDED && std::filesystem::exists(existing->output_dir())) {
-    std::fprintf(stderr, "%s already succeeded in %s\n", existing->id().c_str(), state_dir.c_str());
+  if (existing.ok()) {
+    auto before = core.normalize_spec(existing->spec());
+    const bool same = before.ok() && spec_digest(*before) == spec_digest(*normalized);
+    const bool output_gone = existing->state() == SUCCEEDED && !std::filesystem::exists(existing->output_dir());
+    if (!same || output_gone) {
+      if (!a.fresh) {
+        std::string why;
+        if (!same) {
+          why = fmt::format("was run with a different spec:");
+          for (const auto& d : before.ok() ? spec_differences(*before, *normalized)
+                                           : std::vector<std::string>{std::string(before.status().message())})
+            why += "\n  " + d;
+        } else {
+          why = fmt::format("succeeded, but its output {} is gone", existing->output_dir());
+        }
+        return report_error(absl::FailedPreconditionError(fmt::format(
+            "{}: job '{}' in {} ({}, {}) {}\nrun again with --fresh to discard that run and start over, or give "
+            "this job another name",
+            a.file, spec->name(), state_dir, existing->id(), state_text(existing->state()), why)));
+      }
+      // Discard only what the new run can replace: an output folder it may not overwrite
+      // stops here, with the earlier run still in the state dir.
+      if (!normalized->overwrite() && std::filesystem::exists(normalized->output()))
+        return report_error(absl::FailedPreconditionError(fmt::format(
+            "{}: output {} already exists; move it away (or set overwrite: true) before --fresh", a.file,
+            normalized->output())));
+      if (!job_finished(existing->state())) (void)core.cancel(existing->id());
+      if (auto removed = core.remove_job(existing->id()); !removed.ok()) return report_error(removed);
+      std::fprintf(stderr, "--fresh: discarded %s (%s) from %s\n", existing->id().c_str(),
+                   state_text(existing->state()).c_str(), state_dir.c_str());
+      existing = absl::NotFoundError("discarded");
+    }
+  }
+  std::string job_id;
+  if (existing.ok() && existing->state() == SUCCEEDED) {
+    std::fprintf(stderr, "%s already succeeded in %s (same spec)\n", existing->id().c_str(), state_dir.c_str());
     std::printf("%s", render_job(*existing, false).c_str());
     (*rt)->stop();
     return kExitOk;
   }
-  if (existing.ok() && existing->state() != SUCCEEDED) {
+  if (existing.ok()) {
     job_id = existing->id();
     if (job_finished(existing->state())) {
       auto r = core.resume(job_id);
       if (!r.ok()) return report_error(r.status());
     }
-    std::fprintf(stderr, "resuming %s from %s (%u/%u layers already done)\n", job_id.c_str(), state_dir.c_str(),
+    std::fprintf(stderr, "resuming %s from %s (%u/%u tasks already done)\n", job_id.c_str(), state_dir.c_str(),
                  existing->tasks_done(), existing->tasks_total());
   } else {
     auto s = core.submit(*spec);
@@ -124,6 +163,9 @@ void add_local_command(CLI::App& app, int* exit_code) {
   cmd->add_option("--device", a->device, "cpu, auto or cuda:N: where the workers compute (they share the GPU)")
       ->capture_default_str();
   cmd->add_option("--gpu-memory", a->gpu_memory, "Device memory each worker's GPU work may use (default: what is free)");
+  cmd->add_flag("--fresh", a->fresh,
+                "Discard an earlier run of this job in the state dir (a different spec, or an output since deleted) "
+                "and start over");
   cmd->callback([a, exit_code] { *exit_code = run_local(*a); });
 }
 

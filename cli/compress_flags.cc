@@ -7,8 +7,7 @@ namespace sp::cli {
 void add_compress_flags(CLI::App* cmd, CompressFlags* f) {
   cmd->add_option("--prune", f->prune, "Pruning method: none, magnitude, wanda or sparsegpt")
       ->check(CLI::IsMember({"none", "magnitude", "wanda", "sparsegpt"}))->capture_default_str();
-  cmd->add_option("--sparsity", f->sparsity, "Fraction of each group pruned, in [0, 1) (not for 2:4)")
-      ->capture_default_str();
+  cmd->add_option("--sparsity", f->sparsity, "Fraction of each group pruned, in [0, 1) (default 0.3; 2:4 is 0.5)");
   cmd->add_option("--scope", f->scope, "Pruning group: tensor, row or 2:4")
       ->check(CLI::IsMember({"tensor", "row", "2:4"}))->capture_default_str();
   cmd->add_flag("--no-quantize", f->no_quantize, "Keep weights in their dtype (prune only)");
@@ -38,7 +37,9 @@ void add_compress_flags(CLI::App* cmd, CompressFlags* f) {
 absl::StatusOr<CompressSettings> to_settings(const CompressFlags& f, bool need_ids) {
   CompressSettings s;
   if (f.prune != "none") {
-    s.prune = PruneSettings{*prune_scope_from_name(f.scope), f.sparsity, PruneMethod::kMagnitude};
+    const PruneScope scope = *prune_scope_from_name(f.scope);
+    const double dflt = scope == PruneScope::kTwoFour ? 0.5 : 0.3;
+    s.prune = PruneSettings{scope, f.sparsity.value_or(dflt), PruneMethod::kMagnitude};
     if (f.prune == "wanda") s.prune->method = PruneMethod::kWanda;
     if (f.prune == "sparsegpt") s.prune->method = PruneMethod::kSparseGpt;
   }

@@ -1,6 +1,7 @@
 // The prune/quantize flags shared by `compress` and `inspect`.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "CLI/CLI.hpp"
@@ -10,7 +11,7 @@ namespace sp::cli {
 
 struct CompressFlags {
   std::string prune = "none";  // none | magnitude | wanda | sparsegpt
-  double sparsity = 0.3;
+  std::optional<double> sparsity;  // not given: 0.3 (2:4: 0.5, the only value it has)
   std::string scope = "row";   // tensor | row | 2:4
   bool no_quantize = false;
   int blocksize = 64;

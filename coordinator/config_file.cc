@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "common/file_util.h"
+#include "coordinator/yaml_keys.h"
 #include "fmt/format.h"
 
 namespace sp {
@@ -23,6 +24,7 @@ absl::Status parse_config_text(std::string_view text, const std::string& path,
   }
   if (!y.IsMap()) return absl::InvalidArgumentError(fmt::format("{}: expected a mapping of settings", path));
   try {
+  SP_RETURN_IF_ERROR(check_unique_keys(y, path));
   for (const auto& kv : y) {
     if (!kv.first.IsScalar()) return absl::InvalidArgumentError(fmt::format("{}: keys must be plain names", path));
     const std::string key = kv.first.Scalar();

@@ -22,6 +22,7 @@
 #include "formats/model.h"
 #include "formats/token_ids.h"
 #include "nlohmann/json.hpp"
+#include "ops/finite_check.h"
 #include "ops/task_memory.h"
 
 namespace sp {
@@ -32,6 +33,7 @@ using namespace shardpress::v1;  // NOLINT: the record types
 namespace {
 
 constexpr int64_t kWorkerAliveFactor = 3;  // alive = seen within 3 heartbeat intervals
+constexpr char kNextSeqKey[] = "next_job_seq";  // in Table::kMeta
 
 std::string serialize(const google::protobuf::Message& m) {
   std::string s;
@@ -119,6 +121,8 @@ absl::Status Coordinator::recover() {
     return true;
   }));
   SP_RETURN_IF_ERROR(parse_error);
+  SP_ASSIGN_OR_RETURN(const auto stored_seq, store_->get(Table::kMeta, kNextSeqKey));
+  if (stored_seq) next_seq_ = std::max<uint64_t>(next_seq_, std::strtoull(stored_seq->c_str(), nullptr, 10));
   SP_RETURN_IF_ERROR(store_->scan(Table::kTasks, "", [&](std::string_view k, std::string_view v) {
     TaskRecord t;
     if (!t.ParseFromArray(v.data(), static_cast<int>(v.size()))) {
@@ -212,13 +216,25 @@ void Coordinator::finish_job_locked(StateStore::Batch& b, JobRecord& j, JobState
 
 bool Coordinator::job_active(const JobRecord& j) const { return j.state() == RUNNING || j.state() == ASSEMBLING; }
 
-const JobRecord* Coordinator::find_job_locked(const std::string& ref) const {
+bool Coordinator::in_state_locked(const std::string& job_id, JobState state) const {
+  auto it = jobs_.find(job_id);
+  return it != jobs_.end() && it->second.state() == state;
+}
+
+absl::StatusOr<const JobRecord*> Coordinator::find_job_locked(const std::string& ref) const {
   auto it = jobs_.find(ref);
   if (it != jobs_.end()) return &it->second;
-  const JobRecord* best = nullptr;
+  std::vector<const JobRecord*> named;
   for (const auto& [id, j] : jobs_)
-    if (j.spec().name() == ref && (!best || j.seq() > best->seq())) best = &j;
-  return best;
+    if (j.spec().name() == ref) named.push_back(&j);
+  if (named.empty()) return absl::NotFoundError(fmt::format("no job '{}'", ref));
+  if (named.size() > 1) {  // names are unique since they are checked at submit; older state may repeat one
+    std::string ids;
+    for (const auto* j : named) ids += (ids.empty() ? "" : ", ") + j->id();
+    return absl::FailedPreconditionError(
+        fmt::format("several jobs are named '{}' ({}): give the job id instead", ref, ids));
+  }
+  return named[0];
 }
 
 JobStatus Coordinator::status_locked(const JobRecord& j, bool with_tasks) const {
@@ -233,6 +249,8 @@ JobStatus Coordinator::status_locked(const JobRecord& j, bool with_tasks) const 
   s.set_model_dir(j.model_dir());
   s.set_output_dir(j.output_dir());
   s.set_now_ms(clock_.now_ms());
+  s.set_spec_digest(spec_digest(j.spec()));
+  s.set_imported(j.imported());
   for (const auto* t : scheduler_->tasks_of(j.id())) {
     const ShardPlan& shard = j.shards(t->shard_index());
     uint64_t bytes = 0;
@@ -298,41 +316,66 @@ JobStatus Coordinator::status_locked(const JobRecord& j, bool with_tasks) const 
 
 // ------------------------------------------------------------------ CLI API
 
-absl::StatusOr<JobStatus> Coordinator::submit(const JobSpec& spec_in) {
-  JobSpec spec = spec_in;
+absl::StatusOr<Coordinator::Prepared> Coordinator::prepare(const JobSpec& spec_in) const {
+  Prepared p{spec_in, ""};
+  JobSpec& spec = p.spec;
   SP_RETURN_IF_ERROR(validate_job_spec(spec));
   const bool eval = is_eval_job(spec);
   SP_ASSIGN_OR_RETURN(const Readable model, resolve_readable(options_, spec.model(), eval, "model"));
-  const std::string& model_dir = model.path;
-  std::string output_dir;
+  spec.set_model(model.path);
+  p.model_root = model.root;
   if (!eval) {
-    SP_ASSIGN_OR_RETURN(output_dir, resolve_under(spec.output(), options_.output_root, "output"));
-    std::error_code ec;
-    if (fs::exists(output_dir, ec) && !spec.overwrite())
-      return absl::FailedPreconditionError(fmt::format(
-          "output {} already exists; choose a new folder (or set overwrite: true to replace it)", output_dir));
+    SP_ASSIGN_OR_RETURN(const std::string output, resolve_under(spec.output(), options_.output_root, "output"));
+    spec.set_output(output);
   }
-  // Read config.json and the safetensors headers now: a bad model is rejected at submit
-  // (an evaluation may also read a shardpress NF4 checkpoint, verified here).
-  SP_ASSIGN_OR_RETURN(auto source, ImportSource::open(model_dir, model.root, /*allow_checkpoint=*/eval));
-  const int64_t vocab = source->desc().config.vocab_size;
-  if (eval) {  // the text is checked now, not hours later
+  if (eval) {
     SP_ASSIGN_OR_RETURN(const Readable ids, resolve_readable(options_, spec.eval().ids(), eval, "evaluation ids"));
-    SP_RETURN_IF_ERROR(read_token_ids(ids.path, vocab, spec.eval().samples(), spec.eval().seq_len()).status());
     spec.mutable_eval()->set_ids(ids.path);
   } else if (spec_needs_calibration(spec)) {
-    SP_ASSIGN_OR_RETURN(const std::string ids, resolve_under(spec.calibrate().ids(), options_.model_root,
-                                                             "calibration ids"));
-    SP_RETURN_IF_ERROR(read_token_ids(ids, vocab, spec.calibrate().samples(), spec.calibrate().seq_len()).status());
+    SP_ASSIGN_OR_RETURN(const std::string ids,
+                        resolve_under(spec.calibrate().ids(), options_.model_root, "calibration ids"));
     spec.mutable_calibrate()->set_ids(ids);
   }
+  return p;
+}
+
+absl::StatusOr<JobSpec> Coordinator::normalize_spec(const JobSpec& spec) const {
+  SP_ASSIGN_OR_RETURN(Prepared p, prepare(spec));
+  return p.spec;
+}
+
+absl::StatusOr<JobStatus> Coordinator::submit(const JobSpec& spec_in) {
+  SP_ASSIGN_OR_RETURN(Prepared prepared, prepare(spec_in));
+  const JobSpec& spec = prepared.spec;
+  const bool eval = is_eval_job(spec);
+  const std::string& model_dir = spec.model();
+  const std::string output_dir = eval ? "" : spec.output();
+  std::error_code ec;
+  if (!eval && fs::exists(output_dir, ec) && !spec.overwrite())
+    return absl::FailedPreconditionError(fmt::format(
+        "output {} already exists; choose a new folder (or set overwrite: true to replace it)", output_dir));
+  // Read config.json and the safetensors headers now: a bad model is rejected at submit
+  // (an evaluation may also read a shardpress NF4 checkpoint, verified here); the text
+  // is checked now, not hours later.
+  SP_ASSIGN_OR_RETURN(auto source, ImportSource::open(model_dir, prepared.model_root, /*allow_checkpoint=*/eval));
+  const int64_t vocab = source->desc().config.vocab_size;
+  if (eval)
+    SP_RETURN_IF_ERROR(read_token_ids(spec.eval().ids(), vocab, spec.eval().samples(), spec.eval().seq_len()).status());
+  else if (spec_needs_calibration(spec))
+    SP_RETURN_IF_ERROR(
+        read_token_ids(spec.calibrate().ids(), vocab, spec.calibrate().samples(), spec.calibrate().seq_len()).status());
 
   std::lock_guard lock(mu_);
-  for (const auto& [id, j] : jobs_)
+  for (const auto& [id, j] : jobs_) {
+    if (j.spec().name() == spec.name())  // a name refers to one job
+      return absl::AlreadyExistsError(fmt::format(
+          "a job named '{}' exists already ({}, {}): give this one another name, or resume that one", spec.name(), id,
+          state_name(j.state())));
     if (!eval && !terminal(j.state()) && j.output_dir() == output_dir)
       return absl::FailedPreconditionError(fmt::format("job {} already writes to {}", id, output_dir));
+  }
   JobRecord j;
-  j.set_seq(next_seq_++);
+  j.set_seq(next_seq_);
   j.set_id(fmt::format("job-{:04d}", j.seq()));
   *j.mutable_spec() = spec;
   j.set_state(QUEUED);
@@ -341,20 +384,45 @@ absl::StatusOr<JobStatus> Coordinator::submit(const JobSpec& spec_in) {
   j.set_output_dir(output_dir);
   StateStore::Batch b;
   put_job(b, j);
+  b.put(Table::kMeta, kNextSeqKey, std::to_string(j.seq() + 1));
   add_event(b, j.id(), eval ? fmt::format("submitted '{}': perplexity of {} on {}", spec.name(), model_dir,
                                           spec.eval().ids())
                             : fmt::format("submitted '{}': {} -> {}, {}", spec.name(), model_dir, output_dir,
                                           describe_spec(spec)));
   SP_RETURN_IF_ERROR(store_->commit(b, true));
+  next_seq_ = j.seq() + 1;
   jobs_[j.id()] = j;
   cv_.notify_all();
   return status_locked(j, true);
 }
 
+absl::Status Coordinator::remove_job(const std::string& ref) {
+  std::lock_guard lock(mu_);
+  SP_ASSIGN_OR_RETURN(const JobRecord* found, find_job_locked(ref));
+  const std::string id = found->id();
+  if (!terminal(found->state()))
+    return absl::FailedPreconditionError(fmt::format("job {} is {}: cancel it first", id, state_name(found->state())));
+  StateStore::Batch b;
+  b.del(Table::kJobs, id);
+  for (const auto* t : scheduler_->tasks_of(id)) b.del(Table::kTasks, t->id());
+  SP_RETURN_IF_ERROR(store_->scan(Table::kEvents, id + "/", [&](std::string_view k, std::string_view) {
+    b.del(Table::kEvents, k);
+    return true;
+  }));
+  SP_RETURN_IF_ERROR(store_->commit(b, true));
+  scheduler_->remove_job(id);
+  phase_.erase(id);
+  for (auto it = stage_owner_.begin(); it != stage_owner_.end();)
+    it = it->first.rfind(id + "#", 0) == 0 ? stage_owner_.erase(it) : std::next(it);
+  jobs_.erase(id);  // the runner finds it gone and lets go of it
+  log(fmt::format("{}: removed", id));
+  cv_.notify_all();
+  return absl::OkStatus();
+}
+
 absl::StatusOr<JobStatus> Coordinator::job_status(const std::string& ref, bool with_tasks) {
   std::lock_guard lock(mu_);
-  const JobRecord* j = find_job_locked(ref);
-  if (!j) return absl::NotFoundError(fmt::format("no job '{}'", ref));
+  SP_ASSIGN_OR_RETURN(const JobRecord* j, find_job_locked(ref));
   return status_locked(*j, with_tasks);
 }
 
@@ -370,8 +438,7 @@ std::vector<JobStatus> Coordinator::list_jobs() {
 
 absl::StatusOr<JobStatus> Coordinator::cancel(const std::string& ref) {
   std::lock_guard lock(mu_);
-  const JobRecord* found = find_job_locked(ref);
-  if (!found) return absl::NotFoundError(fmt::format("no job '{}'", ref));
+  SP_ASSIGN_OR_RETURN(const JobRecord* found, find_job_locked(ref));
   JobRecord& j = jobs_[found->id()];
   if (terminal(j.state()))
     return absl::FailedPreconditionError(fmt::format("job {} is already {}", j.id(), state_name(j.state())));
@@ -384,8 +451,7 @@ absl::StatusOr<JobStatus> Coordinator::cancel(const std::string& ref) {
 
 absl::StatusOr<JobStatus> Coordinator::resume(const std::string& ref) {
   std::lock_guard lock(mu_);
-  const JobRecord* found = find_job_locked(ref);
-  if (!found) return absl::NotFoundError(fmt::format("no job '{}'", ref));
+  SP_ASSIGN_OR_RETURN(const JobRecord* found, find_job_locked(ref));
   JobRecord& j = jobs_[found->id()];
   if (j.state() == SUCCEEDED)
     return absl::FailedPreconditionError(fmt::format("job {} already succeeded: {}", j.id(), j.output_dir()));
@@ -432,8 +498,7 @@ absl::StatusOr<std::vector<EventRecord>> Coordinator::events(const std::string& 
   std::string id;
   {
     std::lock_guard lock(mu_);
-    const JobRecord* j = find_job_locked(ref);
-    if (!j) return absl::NotFoundError(fmt::format("no job '{}'", ref));
+    SP_ASSIGN_OR_RETURN(const JobRecord* j, find_job_locked(ref));
     id = j->id();
   }
   std::vector<EventRecord> out;
@@ -750,8 +815,9 @@ void Coordinator::step() {
     st = absl::InternalError(fmt::format("internal error in the coordinator: {}", e.what()));
   }
   std::lock_guard lock(mu_);
-  JobRecord& j = jobs_[job_id];
-  if (absl::IsCancelled(st)) return;  // the job was cancelled meanwhile
+  auto it = jobs_.find(job_id);
+  if (absl::IsCancelled(st) || it == jobs_.end()) return;  // cancelled (or removed) meanwhile
+  JobRecord& j = it->second;
   StateStore::Batch b;
   if (!st.ok()) {
     finish_job_locked(b, j, FAILED, std::string(st.message()));
@@ -836,11 +902,13 @@ absl::Status Coordinator::import_job(const std::string& job_id) {
     for (const auto& name : s.tensors) {
       {
         std::lock_guard lock(mu_);
-        if (jobs_.at(job_id).state() != RUNNING) return absl::CancelledError("job no longer running");
+        if (!in_state_locked(job_id, RUNNING)) return absl::CancelledError("job no longer running");
         phase_[job_id] = fmt::format("importing {}/{}", done, total);
       }
       const ModelTensor* mt = desc.find(name);
       SP_ASSIGN_OR_RETURN(ImportSource::Tensor t, source->read(name));
+      // Shards outside the layers go to the output as they are: they must be finite.
+      if (!p->is_layer()) SP_RETURN_IF_ERROR(check_finite(name, t.bytes, t.dtype, mt->stored.shape));
       // A copy of the source: no WAL, no sync (recovery re-imports what a crash lost).
       SP_ASSIGN_OR_RETURN(std::string digest, blobs_->put(t.bytes, BlobStore::Durability::kUnlogged));
       TensorMeta* m = p->add_tensors();
@@ -862,8 +930,8 @@ absl::Status Coordinator::import_job(const std::string& job_id) {
     // Commit the plan so far and this layer's task(s). On a re-import after a crash the job
     // stays inactive until every shard is back, so no task is leased without its inputs.
     std::lock_guard lock(mu_);
+    if (!in_state_locked(job_id, RUNNING)) return absl::CancelledError("job no longer running");
     JobRecord& cur = jobs_.at(job_id);
-    if (cur.state() != RUNNING) return absl::CancelledError("job no longer running");
     *cur.mutable_shards() = j.shards();
     cur.set_model_config(j.model_config());
     cur.set_hidden_size(j.hidden_size());
@@ -977,7 +1045,7 @@ absl::Status Coordinator::assemble_job(const std::string& job_id) {
   for (const auto& [name, digest] : digests) {
     {
       std::lock_guard lock(mu_);
-      if (stopping_ || jobs_.at(job_id).state() != ASSEMBLING) return absl::CancelledError("job no longer assembling");
+      if (stopping_ || !in_state_locked(job_id, ASSEMBLING)) return absl::CancelledError("job no longer assembling");
       phase_[job_id] = fmt::format("assembling {}/{}", done++, digests.size());
     }
     SP_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, blobs_->read_all(digest));  // digest checked

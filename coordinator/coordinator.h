@@ -64,6 +64,12 @@ class Coordinator {
   std::vector<shardpress::v1::JobStatus> list_jobs();
   absl::StatusOr<shardpress::v1::JobStatus> cancel(const std::string& ref);
   absl::StatusOr<shardpress::v1::JobStatus> resume(const std::string& ref);
+  // The spec as submit() stores it: validated, defaults kept, paths resolved inside the
+  // roots (model, output, calibration/evaluation ids). Idempotent; reads no model.
+  absl::StatusOr<shardpress::v1::JobSpec> normalize_spec(const shardpress::v1::JobSpec& spec) const;
+  // Forgets a finished (or cancelled) job: its record, tasks and events, in one batch.
+  // Its id is never given out again. Blobs stay (they have no owners yet).
+  absl::Status remove_job(const std::string& ref);
   std::vector<shardpress::v1::WorkerInfo> workers();
   absl::StatusOr<std::vector<shardpress::v1::EventRecord>> events(const std::string& ref);
 
@@ -95,8 +101,16 @@ class Coordinator {
   absl::Status import_job(const std::string& job_id);
   absl::Status assemble_job(const std::string& job_id);
 
+  struct Prepared {
+    shardpress::v1::JobSpec spec;  // normalized
+    std::string model_root;        // the root the model lies in
+  };
+  absl::StatusOr<Prepared> prepare(const shardpress::v1::JobSpec& spec) const;
+
   // Helpers that require mu_.
-  const shardpress::v1::JobRecord* find_job_locked(const std::string& ref) const;
+  // The job with id `ref`, or the one named `ref` (NOT_FOUND; FAILED_PRECONDITION listing
+  // the ids when several jobs share the name, as state from before names were unique may).
+  absl::StatusOr<const shardpress::v1::JobRecord*> find_job_locked(const std::string& ref) const;
   shardpress::v1::JobStatus status_locked(const shardpress::v1::JobRecord& j, bool with_tasks) const;
   void put_job(StateStore::Batch& b, const shardpress::v1::JobRecord& j);
   void put_task(StateStore::Batch& b, const shardpress::v1::TaskRecord& t);
@@ -105,6 +119,8 @@ class Coordinator {
   void finish_job_locked(StateStore::Batch& b, shardpress::v1::JobRecord& j, shardpress::v1::JobState state,
                          const std::string& error);
   bool job_active(const shardpress::v1::JobRecord& j) const;
+  // The job exists and is in `state` (the runner checks this between pieces of work).
+  bool in_state_locked(const std::string& job_id, shardpress::v1::JobState state) const;
 
   CoordinatorOptions options_;
   const Clock& clock_;

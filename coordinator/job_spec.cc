@@ -1,5 +1,7 @@
 #include "coordinator/job_spec.h"
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <yaml-cpp/yaml.h>
 
 #include <filesystem>
@@ -8,6 +10,8 @@
 
 #include "fmt/format.h"
 #include "common/byte_size.h"
+#include "common/digest.h"
+#include "coordinator/yaml_keys.h"
 #include "ops/nf4_codebook.h"
 
 namespace sp {
@@ -66,6 +70,7 @@ static absl::StatusOr<JobSpec> parse_job_yaml_unguarded(std::string_view text, s
     return bad(label, fmt::format("not valid YAML: {}", e.what()));
   }
   if (!root.IsMap()) return bad(label, "a job spec is a mapping with model, output, prune, quantize");
+  SP_RETURN_IF_ERROR(check_unique_keys(root, label));
   SP_RETURN_IF_ERROR(
       check_keys(root, "", {"name", "model", "output", "overwrite", "prune", "quantize", "calibrate"}, label));
   JobSpec spec;
@@ -93,6 +98,7 @@ static absl::StatusOr<JobSpec> parse_job_yaml_unguarded(std::string_view text, s
     SP_RETURN_IF_ERROR(
         read_field(p, "prune", "sparsity", prune->sparsity(), [&](auto v) { prune->set_sparsity(v); }, label));
     SP_RETURN_IF_ERROR(read_field(p, "prune", "scope", prune->scope(), [&](auto v) { prune->set_scope(v); }, label));
+    if (prune->scope() == "2:4" && !p["sparsity"]) prune->set_sparsity(0.5);  // what 2:4 is
   }
   auto* q = spec.mutable_quantize();
   q->set_format("nf4");
@@ -208,6 +214,8 @@ absl::Status validate_job_spec(const JobSpec& spec) {
       return absl::InvalidArgumentError(
           "'quantize.act_order' cannot be combined with 2:4 pruning (its groups of 4 are in column order)");
   }
+  // The rules the ops enforce on their settings (2:4 is exactly half, GPTQ's ranges...).
+  SP_RETURN_IF_ERROR(annotate(validate(compress_settings(spec)), "the job's settings"));
   if (spec_needs_calibration(spec)) {
     const auto& c = spec.calibrate();
     if (c.ids().empty())
@@ -256,5 +264,59 @@ CompressSettings compress_settings(const JobSpec& spec) {
 }
 
 std::string describe_spec(const JobSpec& spec) { return describe(compress_settings(spec)); }
+
+std::string spec_digest(const JobSpec& spec) {
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream out(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&out);
+    coded.SetSerializationDeterministic(true);
+    spec.SerializeToCodedStream(&coded);
+  }
+  return digest_hex({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
+}
+
+namespace {
+
+std::string field_text(const google::protobuf::Message& m, const google::protobuf::FieldDescriptor* f) {
+  const auto* r = m.GetReflection();
+  using F = google::protobuf::FieldDescriptor;
+  switch (f->cpp_type()) {
+    case F::CPPTYPE_STRING: return r->GetString(m, f).empty() ? "(none)" : r->GetString(m, f);
+    case F::CPPTYPE_BOOL: return r->GetBool(m, f) ? "true" : "false";
+    case F::CPPTYPE_INT32: return std::to_string(r->GetInt32(m, f));
+    case F::CPPTYPE_INT64: return std::to_string(r->GetInt64(m, f));
+    case F::CPPTYPE_UINT32: return std::to_string(r->GetUInt32(m, f));
+    case F::CPPTYPE_UINT64: return std::to_string(r->GetUInt64(m, f));
+    case F::CPPTYPE_DOUBLE: return fmt::format("{:g}", r->GetDouble(m, f));
+    case F::CPPTYPE_FLOAT: return fmt::format("{:g}", r->GetFloat(m, f));
+    case F::CPPTYPE_ENUM: return r->GetEnum(m, f)->name();
+    default: return "?";
+  }
+}
+
+void differences(const google::protobuf::Message& a, const google::protobuf::Message& b, const std::string& prefix,
+                 std::vector<std::string>& out) {
+  const auto* d = a.GetDescriptor();
+  for (int i = 0; i < d->field_count(); ++i) {
+    const auto* f = d->field(i);
+    const std::string name = prefix + f->name();
+    if (f->is_repeated()) continue;  // a JobSpec has none
+    if (f->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
+      differences(a.GetReflection()->GetMessage(a, f), b.GetReflection()->GetMessage(b, f), name + ".", out);
+      continue;
+    }
+    const std::string x = field_text(a, f), y = field_text(b, f);
+    if (x != y) out.push_back(fmt::format("{}: {} -> {}", name, x, y));
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> spec_differences(const JobSpec& before, const JobSpec& now) {
+  std::vector<std::string> out;
+  differences(before, now, "", out);
+  return out;
+}
 
 }  // namespace sp

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "ops/compress_shard.h"
@@ -39,5 +40,12 @@ bool spec_needs_calibration(const shardpress::v1::JobSpec& spec);
 
 // "magnitude 30% per row + NF4 (block 64, double quant)".
 std::string describe_spec(const shardpress::v1::JobSpec& spec);
+
+// A digest of a (normalized: defaults filled, paths resolved) spec: two specs that ask for
+// the same job have the same digest. 32 hex digits.
+std::string spec_digest(const shardpress::v1::JobSpec& spec);
+
+// What differs between two specs, one line per field: "quantize.blocksize: 64 -> 128".
+std::vector<std::string> spec_differences(const shardpress::v1::JobSpec& before, const shardpress::v1::JobSpec& now);
 
 }  // namespace sp

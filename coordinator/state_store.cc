@@ -11,7 +11,7 @@
 namespace sp {
 namespace {
 
-constexpr const char* kTableNames[] = {"jobs", "tasks", "workers", "events", "blobs"};
+constexpr const char* kTableNames[] = {"jobs", "tasks", "workers", "events", "blobs", "meta"};
 
 absl::Status from_rocks(const rocksdb::Status& s, std::string_view what) {
   if (s.ok()) return absl::OkStatus();

@@ -22,7 +22,8 @@ class WriteBatch;
 
 namespace sp {
 
-enum class Table { kJobs = 0, kTasks, kWorkers, kEvents, kBlobs };
+// kMeta: coordinator-wide values (the next job number, so ids are never reused).
+enum class Table { kJobs = 0, kTasks, kWorkers, kEvents, kBlobs, kMeta };
 
 class StateStore {
  public:

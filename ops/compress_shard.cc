@@ -5,6 +5,7 @@
 #include "common/float_convert.h"
 #include "fmt/format.h"
 #include "ops/double_quant.h"
+#include "ops/finite_check.h"
 
 namespace sp {
 namespace {
@@ -73,6 +74,10 @@ absl::Status validate(const CompressSettings& s) {
     return absl::InvalidArgumentError(fmt::format("GPTQ scale search {} must be in [0, 0.5]", s.gptq.scale_search));
   if (s.gptq.act_order && s.prune && s.prune->scope == PruneScope::kTwoFour)
     return absl::InvalidArgumentError("act_order cannot be combined with 2:4 pruning (its groups are in column order)");
+  if (s.prune && s.prune->scope == PruneScope::kTwoFour && s.prune->sparsity != 0.5)
+    return absl::InvalidArgumentError(fmt::format(
+        "2:4 pruning removes exactly 2 of every 4 weights: a sparsity of {:g} cannot apply (leave the sparsity out, "
+        "or give 0.5)", s.prune->sparsity));
   if (s.prune && s.prune->scope != PruneScope::kTwoFour &&
       !(s.prune->sparsity >= 0.0 && s.prune->sparsity < 1.0))
     return absl::InvalidArgumentError(
@@ -118,7 +123,8 @@ absl::StatusOr<ShardResult> compress_shard(std::span<const InputTensor> inputs,
                                                     in.bytes.size(), meta.stored.nbytes()));
     TensorReport report{meta.name, meta.role};
     const bool linear = is_linear_weight(meta.role);
-    if (!linear || (!settings.prune && !settings.quantize)) {
+    if (!linear || (!settings.prune && !settings.quantize)) {  // kept as it is: must be finite
+      SP_RETURN_IF_ERROR(check_finite(meta.name, in.bytes, meta.stored.dtype, meta.stored.shape));
       result.groups.push_back({{TensorSpec{meta.name, meta.stored.dtype, meta.stored.shape},
                                 copy_bytes(in.bytes)}});
       result.reports.push_back(std::move(report));

@@ -27,7 +27,7 @@ std::string_view prune_method_name(PruneMethod m);
 
 struct PruneSettings {
   PruneScope scope = PruneScope::kRow;
-  double sparsity = 0.0;  // ignored for 2:4
+  double sparsity = 0.0;  // fraction pruned per group; 2:4 is exactly 0.5
   PruneMethod method = PruneMethod::kMagnitude;
 };
 

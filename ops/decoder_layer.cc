@@ -7,6 +7,7 @@
 
 #include "common/float_convert.h"
 #include "fmt/format.h"
+#include "ops/finite_check.h"
 #include "ops/linalg.h"
 
 namespace sp {
@@ -15,6 +16,9 @@ absl::StatusOr<LayerWeights> load_layer_weights(const ModelConfig& config, std::
   LayerWeights w;
   for (const InputTensor& in : inputs) {
     if (in.meta->role == TensorRole::kRotaryInvFreq) continue;
+    // Checked here, where every forward pass starts: a NaN weight is named now, not later
+    // as the activation or Hessian it poisons.
+    SP_RETURN_IF_ERROR(check_finite(in.meta->name, in.bytes, in.meta->stored.dtype, in.meta->stored.shape));
     w.tensors[in.meta->role] = to_float32(in.bytes, in.meta->stored.dtype);
   }
   std::vector<TensorRole> need = {TensorRole::kQProj, TensorRole::kKProj,        TensorRole::kVProj,

@@ -87,6 +87,9 @@ absl::StatusOr<Perplexity> perplexity(const LanguageModel& m, const TokenBatch& 
     nll += s.nll;
     p.predictions += s.predictions;
   }
+  if (!std::isfinite(nll))
+    return absl::InvalidArgumentError(
+        "the model's log-likelihood is not finite: its activations overflow float32 (weights out of range?)");
   p.mean_nll = nll / static_cast<double>(p.predictions);
   p.perplexity = std::exp(p.mean_nll);
   return p;

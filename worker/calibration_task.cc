@@ -1,5 +1,6 @@
 #include "worker/calibration_task.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "common/float_convert.h"
@@ -8,6 +9,7 @@
 #include "fmt/format.h"
 #include "ops/calibrate_layer.h"
 #include "ops/decoder_layer.h"
+#include "ops/finite_check.h"
 #include "ops/language_model.h"
 
 namespace sp {
@@ -40,6 +42,10 @@ absl::StatusOr<CalibrationTaskResult> run_calibration_task(const LeaseResponse& 
     const auto dt = dtype_from_name(in.meta->dtype());
     const auto role = role_from_name(in.meta->role());
     if (!dt || !role) return absl::InvalidArgumentError(fmt::format("input {}: unknown dtype or role", name));
+    const bool outside_layer = *role == TensorRole::kEmbedding || *role == TensorRole::kFinalNorm ||
+                               *role == TensorRole::kLmHead;  // the layer's own are checked as they load
+    if (outside_layer)
+      SP_RETURN_IF_ERROR(check_finite(name, in.bytes, *dt, {in.meta->shape().data(), static_cast<size_t>(in.meta->shape().size())}));
     if (*role == TensorRole::kEmbedding) { embed = &in; continue; }
     if (*role == TensorRole::kFinalNorm) { norm = &in; continue; }
     if (*role == TensorRole::kLmHead) { head = &in; continue; }
@@ -51,8 +57,10 @@ absl::StatusOr<CalibrationTaskResult> run_calibration_task(const LeaseResponse& 
   Activations acts;
   if (acts_in) {
     const auto& s = acts_in->meta->shape();
-    if (acts_in->meta->dtype() != "F32" || s.size() != 3 || s[2] != config.hidden_size ||
-        acts_in->bytes.size() != static_cast<size_t>(s[0] * s[1] * s[2]) * sizeof(float))
+    int64_t n = 0;
+    if (acts_in->meta->dtype() != "F32" || s.size() != 3 || s[0] < 0 || s[1] < 0 || s[2] != config.hidden_size ||
+        __builtin_mul_overflow(s[0], s[1], &n) || __builtin_mul_overflow(n, s[2], &n) ||
+        acts_in->bytes.size() != static_cast<size_t>(n) * sizeof(float))
       return absl::DataLossError("the activations input does not match its description");
     acts = Activations{s[0], s[1], s[2], std::vector<float>(static_cast<size_t>(s[0] * s[1] * s[2]))};
     std::memcpy(acts.data.data(), acts_in->bytes.data(), acts_in->bytes.size());
@@ -60,7 +68,9 @@ absl::StatusOr<CalibrationTaskResult> run_calibration_task(const LeaseResponse& 
   std::vector<int32_t> tok;
   if (ids) {
     const auto& s = ids->meta->shape();
-    if (ids->meta->dtype() != "I32" || s.size() != 2 || ids->bytes.size() != static_cast<size_t>(s[0] * s[1]) * 4)
+    int64_t n = 0;
+    if (ids->meta->dtype() != "I32" || s.size() != 2 || s[0] < 0 || s[1] < 0 || __builtin_mul_overflow(s[0], s[1], &n) ||
+        ids->bytes.size() != static_cast<size_t>(n) * 4)
       return absl::DataLossError("the token ids do not match their description");
     tok.resize(static_cast<size_t>(s[0] * s[1]));
     std::memcpy(tok.data(), ids->bytes.data(), ids->bytes.size());
@@ -86,6 +96,9 @@ absl::StatusOr<CalibrationTaskResult> run_calibration_task(const LeaseResponse& 
       out.nll += sc.nll;
       out.predictions += sc.predictions;
     }
+    if (!std::isfinite(out.nll))
+      return absl::InvalidArgumentError(
+          "the model's log-likelihood is not finite: its activations overflow float32 (weights out of range?)");
     return out;
   }
   ShardResult& result = out.result;

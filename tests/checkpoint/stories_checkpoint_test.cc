@@ -8,6 +8,7 @@
 #include "checkpoint/local_compress.h"
 #include "checkpoint/verify.h"
 #include "formats/model_files.h"
+#include "formats/safetensors.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/testutil/fixtures.h"
@@ -296,6 +297,29 @@ TEST(StoriesCheckpoint, VerifyOpensNothingOutsideItsFolderOrRoot) {
   ASSERT_FALSE(confined->ok());
   EXPECT_NE(confined->problems[0].find("leads outside"), std::string::npos) << confined->problems[0];
   EXPECT_FALSE(CheckpointDecoder::open(d / "root/out2", d / "root").ok());
+}
+
+// Issue 11: a NaN in a tensor the checkpoint keeps unquantized fails verify, named.
+TEST(StoriesCheckpoint, VerifyRefusesNonFiniteUnquantizedTensors) {
+  test::TempDir d;
+  compress(d / "out");
+  fs::remove(d / "out/shardpress_manifest.json");  // as a checkpoint bitsandbytes wrote
+  std::vector<uint8_t> bytes = test::read_bytes(d / "out/model.safetensors");
+  uint64_t offset = 0;
+  {
+    auto f = SafetensorsFile::open(d / "out/model.safetensors");
+    ASSERT_TRUE(f.ok());
+    const TensorInfo* t = (*f)->find("model.norm.weight");
+    ASSERT_NE(t, nullptr);
+    offset = (*f)->data_offset() + t->begin + 2 * 9;
+  }
+  bytes[offset] = 0xc0;  // bf16 0x7fc0: NaN
+  bytes[offset + 1] = 0x7f;
+  test::write_bytes(d / "out/model.safetensors", bytes);
+  auto r = verify_checkpoint(d / "out", std::nullopt);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->problems.size(), 1u);
+  EXPECT_EQ(r->problems[0].rfind("model.norm.weight: element 9 is nan", 0), 0u) << r->problems[0];
 }
 
 }  // namespace

@@ -144,6 +144,9 @@ TEST(Cli, CompressBadInputExitsTwoAndWritesNothing) {
   EXPECT_NE(sp.err.find("sparsity 1.5"), std::string::npos) << sp.err;
   auto scope = run_cli({"compress", stories(), d / "o3", "--prune", "magnitude", "--scope", "column"});
   EXPECT_EQ(scope.exit_code, 2);
+  auto half = run_cli({"compress", stories(), d / "o3", "--prune", "magnitude", "--scope", "2:4", "--sparsity", "0.3"});
+  EXPECT_EQ(half.exit_code, 2);
+  EXPECT_NE(half.err.find("2:4 pruning removes exactly 2 of every 4 weights"), std::string::npos) << half.err;
   fs::create_directory(d / "exists");
   auto ex = run_cli({"compress", stories(), d / "exists"});
   EXPECT_EQ(ex.exit_code, 2);

@@ -1,6 +1,7 @@
 #include "coordinator/job_spec.h"
 
 #include "common/file_util.h"
+#include "coordinator/config_file.h"
 #include "gtest/gtest.h"
 
 namespace sp {
@@ -96,6 +97,60 @@ TEST(JobSpecCalibration, DeployExampleAndCalibrationErrors) {
   EXPECT_EQ(check(base + "quantize: {method: gptq, damp: 1.5}\ncalibrate: {ids: x}\n"),
             "job.yaml: 'quantize.damp' is 1.5; expected a number in (0, 1)");
   EXPECT_EQ(check(base + "calibrate: {stage_memory: lots}\n").rfind("job.yaml: 'calibrate.stage_memory': ", 0), 0u);
+}
+
+}  // namespace
+}  // namespace sp
+
+namespace sp {
+namespace {
+
+// Issue 11: a key given twice is an error (yaml-cpp would silently use the first).
+TEST(JobSpecStrict, AKeyGivenTwiceIsAnErrorAtAnyDepth) {
+  EXPECT_EQ(err("model: m\noutput: o\nmodel: n\n"), "job.yaml: key 'model' appears twice (lines 1 and 3); give it once");
+  EXPECT_EQ(err("model: m\noutput: o\nprune: {method: magnitude, sparsity: 0.3, sparsity: 0.5}\n"),
+            "job.yaml: key 'prune.sparsity' appears twice (lines 3 and 3); give it once");
+  EXPECT_EQ(err("model: m\noutput: o\nquantize:\n  blocksize: 64\n  format: nf4\n  blocksize: 128\n"),
+            "job.yaml: key 'quantize.blocksize' appears twice (lines 4 and 6); give it once");
+  EXPECT_EQ(err("model: m\noutput: o\nquantize: {format: nf4}\nquantize: {format: none}\n"),
+            "job.yaml: key 'quantize' appears twice (lines 3 and 4); give it once");
+  std::string daemon;
+  auto st = parse_config_text("listen: a\ndata_dir: b\nlisten: c\n", "c.yaml", {{"listen", &daemon}, {"data_dir", &daemon}});
+  EXPECT_EQ(std::string(st.message()), "c.yaml: key 'listen' appears twice (lines 1 and 3); give it once");
+}
+
+// 2:4 removes exactly half: a sparsity other than 0.5 is refused, not ignored.
+TEST(JobSpecStrict, TwoFourWithASparsityIsAnError) {
+  const std::string base = "model: m\noutput: o\n";
+  for (const char* s : {"0.3", "0", "0.75"})
+    EXPECT_NE(err(base + "prune: {method: magnitude, scope: '2:4', sparsity: " + s + "}\n")
+                  .find("2:4 pruning removes exactly 2 of every 4 weights: a sparsity of "),
+              std::string::npos)
+        << s;
+  for (const char* ok : {"prune: {method: magnitude, scope: '2:4'}\n", "prune: {method: magnitude, scope: '2:4', sparsity: 0.5}\n"}) {
+    auto spec = parse_job_yaml(base + ok, "job.yaml");
+    ASSERT_TRUE(spec.ok()) << spec.status();
+    EXPECT_EQ(spec->prune().sparsity(), 0.5);
+    EXPECT_TRUE(validate(compress_settings(*spec)).ok());
+  }
+  shardpress::v1::JobSpec wire = *parse_job_yaml(base + "prune: {method: magnitude, scope: '2:4'}\n", "job.yaml");
+  wire.mutable_prune()->set_sparsity(0.3);  // over the wire the same rule holds
+  EXPECT_FALSE(validate_job_spec(wire).ok());
+}
+
+// A rerun resumes only the same spec: the digest of the normalized spec says which.
+TEST(JobSpecStrict, DigestAndDifferences) {
+  auto a = parse_job_yaml("model: /m\noutput: /o\nprune: {method: magnitude}\n", "a.yaml");
+  auto same = parse_job_yaml("output: /o\nprune: {sparsity: 0.3, method: magnitude}\nmodel: /m\n", "b.yaml");
+  auto other = parse_job_yaml("model: /m\noutput: /o\nprune: {method: magnitude, sparsity: 0.4}\nquantize: {blocksize: 128}\n",
+                              "c.yaml");
+  ASSERT_TRUE(a.ok() && same.ok() && other.ok());
+  EXPECT_EQ(spec_digest(*a), spec_digest(*same));
+  EXPECT_EQ(spec_digest(*a).size(), 32u);
+  EXPECT_NE(spec_digest(*a), spec_digest(*other));
+  EXPECT_TRUE(spec_differences(*a, *same).empty());
+  EXPECT_EQ(spec_differences(*a, *other),
+            (std::vector<std::string>{"prune.sparsity: 0.3 -> 0.4", "quantize.blocksize: 64 -> 128"}));
 }
 
 }  // namespace

@@ -227,7 +227,8 @@ TEST_F(Cluster, LocalRerunResumesAfterKill) {
   auto r = test::run_cli(args);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_NE(r.err.find("resuming job-0001"), std::string::npos) << r.err;
-  EXPECT_EQ(r.err.find("(0/5 layers already done)"), std::string::npos) << "nothing was kept: " << r.err;
+  EXPECT_EQ(r.err.find("(0/5 tasks already done)"), std::string::npos) << "nothing was kept: " << r.err;
+  EXPECT_NE(r.err.find("/5 tasks already done)"), std::string::npos) << r.err;
   expect_reference_output("l1");
 }
 

@@ -35,6 +35,24 @@ void flip_byte(const std::string& file, const std::string& name, uint64_t at = 0
   io.write(&c, 1);
 }
 
+// Writes one bf16 value (raw bits) over element `element` of tensor `name`, in place.
+void poke_bf16(const std::string& file, const std::string& name, uint64_t element, uint16_t bits) {
+  uint64_t offset = 0;
+  {
+    auto f = SafetensorsFile::open(file);
+    ASSERT_TRUE(f.ok()) << f.status();
+    const TensorInfo* t = (*f)->find(name);
+    ASSERT_NE(t, nullptr) << name;
+    ASSERT_EQ(t->dtype, DType::kBF16);
+    offset = (*f)->data_offset() + t->begin + 2 * element;
+  }
+  std::fstream io(file, std::ios::in | std::ios::out | std::ios::binary);
+  io.seekp(static_cast<std::streamoff>(offset));
+  io.write(reinterpret_cast<const char*>(&bits), 2);
+}
+
+constexpr uint16_t kBf16Nan = 0x7fc0, kBf16Inf = 0x7f80;
+
 std::string job_yaml(const std::string& name, const std::string& model, const std::string& output,
                      const std::string& extra = "") {
   return "name: " + name + "\nmodel: " + model + "\noutput: " + output + "\n" + extra;
@@ -222,6 +240,151 @@ TEST_F(Cluster, TwoLocalRunsOnOneStateDirAreRefused) {
   EXPECT_NE(r.err.find("is in use by shardpress local"), std::string::npos) << r.err;
   EXPECT_EQ(first.wait(60'000), 0) << *read_file(dir_ / "local1.log");
   expect_reference_output("l2");
+}
+
+}  // namespace
+}  // namespace sp
+
+namespace sp {
+namespace {
+
+// Fault 2: rerunning `local` with the same name resumes only the same spec (digest of the
+// normalized spec); an edited spec is refused naming what changed, or with --fresh
+// started over — never silently the old job.
+TEST_F(Cluster, LocalRerunOfAnEditedSpecIsRefusedOrStartedFresh) {
+  const std::string job = dir_ / "l3.yaml", out = dir_ / "out/l3";
+  auto local = [&](std::vector<std::string> extra = {}) {
+    std::vector<std::string> args{"local", job, "--workers", "1", "--state-dir", dir_ / "st"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return test::run_cli(args);
+  };
+  test::write_text(job, job_yaml("l3", dir_ / "models/stories", out));
+  ASSERT_EQ(local().exit_code, 0);
+  EXPECT_EQ(manifest_digests(out), reference(false));
+
+  auto same = local();  // same spec: nothing to do
+  EXPECT_EQ(same.exit_code, 0) << same.err;
+  EXPECT_NE(same.err.find("already succeeded"), std::string::npos) << same.err;
+
+  test::write_text(job, job_yaml("l3", dir_ / "models/stories", out, "prune: {method: magnitude, sparsity: 0.3}\n"));
+  auto edited = local();
+  EXPECT_EQ(edited.exit_code, 2) << edited.err;
+  EXPECT_NE(edited.err.find("was run with a different spec"), std::string::npos) << edited.err;
+  EXPECT_NE(edited.err.find("prune.method: none -> magnitude"), std::string::npos) << edited.err;
+  EXPECT_NE(edited.err.find("--fresh"), std::string::npos) << edited.err;
+  EXPECT_EQ(manifest_digests(out), reference(false)) << "the old output is untouched";
+
+  auto blocked = local({"--fresh"});  // the earlier output is in the way: nothing discarded
+  EXPECT_EQ(blocked.exit_code, 2) << blocked.err;
+  EXPECT_NE(blocked.err.find("already exists"), std::string::npos) << blocked.err;
+  EXPECT_EQ(local().exit_code, 2) << "the earlier run is still there";
+  fs::remove_all(out);
+  auto fresh = local({"--fresh"});
+  ASSERT_EQ(fresh.exit_code, 0) << fresh.err;
+  EXPECT_NE(fresh.err.find("--fresh: discarded job-0001 (SUCCEEDED)"), std::string::npos) << fresh.err;
+  EXPECT_EQ(manifest_digests(out), reference(true)) << "the new spec's output";
+
+  fs::remove_all(out);  // the output deleted since: no silent "already succeeded"
+  auto gone = local();
+  EXPECT_EQ(gone.exit_code, 2) << gone.err;
+  EXPECT_NE(gone.err.find("is gone"), std::string::npos) << gone.err;
+  ASSERT_EQ(local({"--fresh"}).exit_code, 0);
+  EXPECT_EQ(manifest_digests(out), reference(true));
+}
+
+// Fault 2, killed mid-run: an edited spec is not resumed on the old job's tasks.
+TEST_F(Cluster, LocalRunKilledThenEditedIsNotResumedWithTheOldSpec) {
+  const std::string job = dir_ / "l4.yaml";
+  test::write_text(job, job_yaml("l4", dir_ / "models/stories", dir_ / "out/l4"));
+  const std::vector<std::string> args{"local", job, "--workers", "1", "--state-dir", dir_ / "st4"};
+  {
+    test::Process p(SP_CLI_PATH, args, {{"SHARDPRESS_TEST_DELAY_MS", "task=400"}}, dir_ / "local4.log");
+    bool two_done = false;
+    for (int i = 0; i < 600 && !two_done; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      auto log = read_file(p.log_path());
+      two_done = log.ok() && log->find("2/5 tasks") != std::string::npos;
+    }
+    ASSERT_TRUE(two_done) << *read_file(p.log_path());
+    p.kill(SIGKILL);
+    p.wait();
+  }
+  test::write_text(job, job_yaml("l4", dir_ / "models/stories", dir_ / "out/l4", "quantize: {blocksize: 128}\n"));
+  auto r = test::run_cli(args);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("quantize.blocksize: 64 -> 128"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "out/l4"));
+  std::vector<std::string> fresh = args;
+  fresh.push_back("--fresh");
+  auto f = test::run_cli(fresh);
+  ASSERT_EQ(f.exit_code, 0) << f.err;
+  auto v = test::run_cli({"verify", dir_ / "out/l4", "-o", "json"});
+  ASSERT_EQ(v.exit_code, 0) << v.err;
+  EXPECT_EQ(json::parse(v.out)["blocksize"], 128);
+}
+
+// Fault 6: NaN or infinity in any tensor the output keeps fails the job naming the tensor
+// and element (a layer's norm on the worker, the final norm at import, a projection
+// under GPTQ — named as the weight, not as an "input"); an evaluation of such a model
+// fails instead of printing perplexity nan.
+TEST_F(Cluster, NonFiniteWeightsFailTheJobNamingTheTensor) {
+  start_coordinator({}, {"--max-failures", "1"});
+  start_worker("a");
+  fs::copy_file(test::fixture("stories260k/text/calib.ids.txt"), dir_ / "models/calib.ids.txt");
+  struct Case {
+    std::string name, tensor, extra;
+    uint16_t bits;
+    std::string expect;
+  };
+  const std::vector<Case> cases = {
+      {"layernorm", "model.layers.1.input_layernorm.weight", "", kBf16Nan,
+       "model.layers.1.input_layernorm.weight: element 5 is nan"},
+      {"finalnorm", "model.norm.weight", "", kBf16Inf, "model.norm.weight: element 5 is inf"},
+      {"gptq", "model.layers.0.self_attn.q_proj.weight",
+       "quantize: {method: gptq}\ncalibrate: {ids: " + (dir_ / "models/calib.ids.txt") + ", samples: 8}\n", kBf16Inf,
+       "model.layers.0.self_attn.q_proj.weight: element 5 (row 0, column 5) is inf"},
+  };
+  for (const auto& c : cases) {
+    const std::string model = dir_ / ("models/" + c.name);
+    fs::copy(dir_ / "models/stories", model);
+    poke_bf16(model + "/model.safetensors", c.tensor, 5, c.bits);
+    test::write_text(dir_ / "n.yaml", job_yaml(c.name, model, dir_ / ("out/" + c.name), c.extra));
+    auto r = cli({"submit", dir_ / "n.yaml", "--wait"});
+    EXPECT_EQ(r.exit_code, 1) << c.name << ": " << r.out << r.err;
+    const json s = status(c.name);
+    EXPECT_EQ(s["state"], "FAILED") << c.name;
+    const std::string error = s.value("error", "");
+    EXPECT_NE(error.find(c.expect), std::string::npos) << c.name << ": " << error;
+    EXPECT_EQ(error.find("Hessian"), std::string::npos) << c.name << ": " << error;
+    EXPECT_FALSE(fs::exists(dir_ / ("out/" + c.name))) << c.name;
+  }
+  auto ev = cli({"eval", dir_ / "models/layernorm", "--ids", dir_ / "models/calib.ids.txt", "--samples", "4",
+                 "--remote"});
+  EXPECT_EQ(ev.exit_code, 1) << ev.out << ev.err;
+  EXPECT_EQ(ev.out.find("nan"), std::string::npos) << ev.out;
+  EXPECT_NE(ev.err.find("model.layers.1.input_layernorm.weight: element 5 is nan"), std::string::npos) << ev.err;
+  auto local = test::run_cli({"eval", dir_ / "models/layernorm", "--ids", dir_ / "models/calib.ids.txt", "--samples", "4"});
+  EXPECT_NE(local.exit_code, 0) << local.out;
+  EXPECT_NE(local.err.find("model.layers.1.input_layernorm.weight: element 5 is nan"), std::string::npos) << local.err;
+}
+
+// Fault 6: a name refers to one job; a second evaluation of a folder gets a new name.
+TEST_F(Cluster, JobNamesAreUnique) {
+  start_coordinator();
+  start_worker("a");
+  ASSERT_EQ(cli({"submit", write_job("u1"), "--wait"}).exit_code, 0);
+  test::write_text(dir_ / "u1b.yaml", job_yaml("u1", dir_ / "models/stories", dir_ / "out/u1-other"));
+  auto dup = cli({"submit", dir_ / "u1b.yaml"});
+  EXPECT_EQ(dup.exit_code, 2) << dup.err;
+  EXPECT_NE(dup.err.find("a job named 'u1' exists already (job-0001, succeeded)"), std::string::npos) << dup.err;
+  fs::copy_file(test::fixture("stories260k/text/eval.ids.txt"), dir_ / "models/eval.ids.txt");
+  for (int i = 0; i < 2; ++i) {
+    auto e = cli({"eval", dir_ / "out/u1", "--ids", dir_ / "models/eval.ids.txt", "--samples", "2", "--remote"});
+    ASSERT_EQ(e.exit_code, 0) << e.err;
+  }
+  EXPECT_EQ(status("eval-u1")["state"], "SUCCEEDED");
+  EXPECT_EQ(status("eval-u1-2")["state"], "SUCCEEDED");
+  EXPECT_EQ(json::parse(cli({"list", "-o", "json"}).out)["jobs"].size(), 3u);
 }
 
 }  // namespace

@@ -78,7 +78,7 @@ TEST(CompressShard, QuantizesProjectionsOnlyAndKeepsOthersByteForByte) {
 TEST(CompressShard, PruneOnlyWritesPrunedWeightsInTheirDtype) {
   const Layer l = make_layer();
   CompressSettings s;
-  s.prune = PruneSettings{PruneScope::kTwoFour, 0};
+  s.prune = PruneSettings{PruneScope::kTwoFour, 0.5};
   s.quantize.reset();
   auto r = compress_shard(l.inputs(), s);
   ASSERT_TRUE(r.ok()) << r.status();
