@@ -54,6 +54,9 @@ void print_result(const EvalArgs& a, bool quantized, int64_t sequences, int64_t 
   std::printf("time         %.1f s (%s)\n", secs, where.c_str());
 }
 
+int run_remote_job(const EvalArgs& a, CoordinatorApiClient& c, JobSpec spec, const std::string& name,
+                   std::chrono::steady_clock::time_point t0);
+
 // On the coordinator's workers: an evaluation job (the forward layer by layer, then the
 // head), followed until it ends.
 int run_remote(const EvalArgs& a, const ConnectionFlags& conn) {
@@ -75,7 +78,11 @@ int run_remote(const EvalArgs& a, const ConnectionFlags& conn) {
   spec.mutable_eval()->set_seq_len(static_cast<int32_t>(a.seq_len));
   auto v = validate_job_spec(spec);
   if (!v.ok()) return report_error(v);
-  auto c = connect_coordinator(conn);
+  return with_coordinator(conn, [&](CoordinatorApiClient& c) { return run_remote_job(a, c, spec, name, t0); });
+}
+
+int run_remote_job(const EvalArgs& a, CoordinatorApiClient& c, JobSpec spec, const std::string& name,
+                   std::chrono::steady_clock::time_point t0) {
   auto s = c.submit(spec);
   // Names are unique: a second evaluation of the same folder is eval-NAME-2, -3, ...
   for (int n = 2; a.name.empty() && absl::IsAlreadyExists(s.status()) && n < 1000; ++n) {
@@ -86,7 +93,9 @@ int run_remote(const EvalArgs& a, const ConnectionFlags& conn) {
   const std::string id = s->id();
   std::fprintf(stderr, "submitted %s\n", id.c_str());
   // Progress and the job's view on stderr: stdout has the result only.
-  const int rc = follow_job([&c, id] { return c.get(id); }, c.address(), 30'000, [] { return false; }, false);
+  FollowOptions fo;
+  fo.final_view_on_stdout = false;
+  const int rc = follow_job([&c, id] { return c.get(id); }, c.address(), fo);
   if (rc != kExitOk) return rc;
   auto done = c.get(id);
   if (!done.ok()) return report_rpc_error(done.status(), c.address());

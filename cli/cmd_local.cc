@@ -139,8 +139,9 @@ int run_local(const LocalArgs& a) {
   sa.sa_handler = [](int) { g_interrupted = true; };
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
-  const int rc = follow_job([&] { return core.job_status(job_id, true); }, (*rt)->address(), 30'000,
-                            [] { return g_interrupted.load(); });
+  FollowOptions fo;
+  fo.interrupted = [] { return g_interrupted.load(); };
+  const int rc = follow_job([&] { return core.job_status(job_id, true); }, (*rt)->address(), fo);
   for (auto& w : workers) w->stop();
   for (auto& t : threads) t.join();
   (*rt)->stop();

@@ -3,6 +3,7 @@
 // messages on stderr.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "CLI/CLI.hpp"
@@ -27,7 +28,11 @@ struct ConnectionFlags {
 };
 void add_job_commands(CLI::App& app, const ConnectionFlags* conn, int* exit_code);
 class CoordinatorApiClient;
-CoordinatorApiClient connect_coordinator(const ConnectionFlags& conn);
+// A client for the coordinator the flags name; an unreadable or too short token file, or
+// unreadable TLS files, are an error (the command stops before any call).
+absl::StatusOr<CoordinatorApiClient> connect_coordinator(const ConnectionFlags& conn);
+// connect_coordinator, then `body` with the client; its exit code (2 for a bad file).
+int with_coordinator(const ConnectionFlags& conn, const std::function<int(CoordinatorApiClient&)>& body);
 // local: an embedded coordinator and N workers running one job.
 void add_local_command(CLI::App& app, int* exit_code);
 // synth: a synthetic model with real tensor names and deterministic random weights.

@@ -13,24 +13,27 @@ namespace sp::cli {
 using namespace shardpress::v1;  // NOLINT
 
 int follow_job(const std::function<absl::StatusOr<JobStatus>()>& get, const std::string& address,
-               int64_t unreachable_ms, const std::function<bool()>& interrupted, bool final_view_on_stdout) {
+               const FollowOptions& o) {
   const bool tty = stderr_is_tty();
   std::string last;
   int64_t failing_ms = 0;
+  bool reached = false;
   const int64_t poll_ms = 250;
   while (true) {
     auto s = get();
     if (!s.ok()) {
-      if ((absl::IsUnavailable(s.status()) || absl::IsDeadlineExceeded(s.status())) && failing_ms < unreachable_ms) {
+      const bool unreachable = absl::IsUnavailable(s.status()) || absl::IsDeadlineExceeded(s.status());
+      if (reached && unreachable && failing_ms < o.unreachable_ms) {
         failing_ms += poll_ms;
         std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms));
         continue;
       }
       return report_rpc_error(s.status(), address);
     }
+    reached = true;
     failing_ms = 0;
     if (tty) {
-      const std::string view = render_job(*s, true);
+      const std::string view = render_job(*s, true, terminal_rows() - 1);
       if (view != last) {
         std::fprintf(stderr, "\x1b[H\x1b[2J%s", view.c_str());
         last = view;
@@ -44,10 +47,11 @@ int follow_job(const std::function<absl::StatusOr<JobStatus>()>& get, const std:
       }
     }
     if (job_finished(s->state())) {
-      std::fprintf(final_view_on_stdout ? stdout : stderr, "%s", render_job(*s, false).c_str());
+      const std::string view = o.json ? to_json(*s) + "\n" : render_job(*s, false);
+      std::fputs(view.c_str(), o.final_view_on_stdout ? stdout : stderr);
       return s->state() == SUCCEEDED ? kExitOk : kExitFailed;
     }
-    if (interrupted()) return kExitFailed;
+    if (o.interrupted()) return kExitFailed;
     std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms));
   }
 }

@@ -1,6 +1,6 @@
 #include "cli/job_view.h"
 
-#include <google/protobuf/util/json_util.h>
+#include <algorithm>
 
 #include "cli/output.h"
 #include "common/byte_size.h"
@@ -47,23 +47,37 @@ std::string progress_text(const JobStatus& j) {
   const int width = 24;
   const double frac = j.bytes_total() ? static_cast<double>(j.bytes_done()) / j.bytes_total() : 0.0;
   const int filled = static_cast<int>(frac * width);
-  std::string s = fmt::format("[{}{}] {}/{} tasks, {} of {}", std::string(filled, '#'), std::string(width - filled, '.'),
-                              j.tasks_done(), j.tasks_total(), format_bytes(j.bytes_done()), format_bytes(j.bytes_total()));
+  // While the job is still being imported, its tasks are still being planned: the totals
+  // are what is planned so far, and an ETA from them would be too short.
+  const bool planning = !j.imported() && !job_finished(j.state());
+  std::string s = fmt::format("[{}{}] {}/{} tasks{}, {} of {}", std::string(filled, '#'), std::string(width - filled, '.'),
+                              j.tasks_done(), j.tasks_total(), planning ? " planned so far" : "",
+                              format_bytes(j.bytes_done()), format_bytes(j.bytes_total()));
   const int64_t end = j.finished_ms() ? j.finished_ms() : j.now_ms();
   if (j.started_ms() > 0 && end > j.started_ms()) {
     const double secs = (end - j.started_ms()) / 1000.0;
     const double rate = j.bytes_done() / secs;
     s += fmt::format(", {}/s", format_bytes(static_cast<uint64_t>(rate)));
-    if (!job_finished(j.state()) && rate > 0 && j.bytes_done() < j.bytes_total())
+    if (planning)
+      s += ", ETA once imported";
+    else if (!job_finished(j.state()) && rate > 0 && j.bytes_done() < j.bytes_total())
       s += ", ETA " + duration_text((j.bytes_total() - j.bytes_done()) / rate);
     s += ", elapsed " + duration_text(secs);
   }
   return s;
 }
 
+// A task's error, on one line and short enough for a table cell.
+std::string error_cell(const std::string& e) {
+  std::string one = e.substr(0, e.find('\n'));
+  constexpr size_t kMax = 72;
+  if (one.size() > kMax) one = one.substr(0, kMax - 3) + "...";
+  return one.empty() ? "-" : one;
+}
+
 }  // namespace
 
-std::string render_job(const JobStatus& j, bool tasks) {
+std::string render_job(const JobStatus& j, bool tasks, int max_lines) {
   std::string out;
   out += fmt::format("job       {} ({})  {}  {}\n", j.id(), j.spec().name(), state_text(j.state()), j.phase());
   out += fmt::format("model     {}\n", j.model_dir());
@@ -75,8 +89,39 @@ std::string render_job(const JobStatus& j, bool tasks) {
   if (!j.error().empty()) out += fmt::format("error     {}\n", j.error());
   out += fmt::format("progress  {}\n", progress_text(j));
   if (tasks && j.tasks_size() > 0) {
-    Table t({"TASK", "STATE", "ATTEMPT", "WORKER", "INPUT", "TIME"});
-    for (const auto& ts : j.tasks()) {
+    bool errors = false;
+    for (const auto& ts : j.tasks()) errors = errors || !ts.last_error().empty();
+    std::vector<std::string> header = {"TASK", "STATE", "ATTEMPT", "WORKER", "INPUT", "TIME"};
+    if (errors) header.push_back("ERROR");
+    Table t(header);
+    // In a short terminal the header and progress stay; the table keeps the tasks worth
+    // seeing (running, failed, with an error) and says how many it left out.
+    std::vector<bool> shown(static_cast<size_t>(j.tasks_size()), true);
+    size_t hidden = 0, hidden_done = 0;
+    const int used = static_cast<int>(std::count(out.begin(), out.end(), '\n')) + 2;  // + blank + table header
+    if (max_lines > 0 && used + j.tasks_size() > max_lines) {
+      const int room = std::max(0, max_lines - used - 1);  // one line says what is not shown
+      std::fill(shown.begin(), shown.end(), false);
+      int taken = 0;
+      // First running and failing tasks, then the ones still to run, then finished ones.
+      for (int pass = 0; pass < 3; ++pass)
+        for (int i = 0; i < j.tasks_size() && taken < room; ++i) {
+          const auto& ts = j.tasks(i);
+          const bool notable = ts.state() == LEASED || ts.state() == TASK_FAILED ||
+                               (!ts.last_error().empty() && ts.state() != DONE);
+          if (shown[static_cast<size_t>(i)] || (pass == 0 && !notable) || (pass == 1 && ts.state() == DONE)) continue;
+          shown[static_cast<size_t>(i)] = true;
+          ++taken;
+        }
+      for (int i = 0; i < j.tasks_size(); ++i)
+        if (!shown[static_cast<size_t>(i)]) {
+          ++hidden;
+          hidden_done += j.tasks(i).state() == DONE;
+        }
+    }
+    for (int i = 0; i < j.tasks_size(); ++i) {
+      if (!shown[static_cast<size_t>(i)]) continue;
+      const auto& ts = j.tasks(i);
       std::string time;
       if (ts.finished_ms() > ts.started_ms() && ts.state() == DONE)
         time = duration_text((ts.finished_ms() - ts.started_ms()) / 1000.0);
@@ -84,16 +129,15 @@ std::string render_job(const JobStatus& j, bool tasks) {
         time = duration_text((j.now_ms() - ts.started_ms()) / 1000.0) + " so far";
       // The task's own name ("layer.3", "fwd.3"): a pipelined layer has two tasks.
       const std::string name = ts.id().substr(ts.id().rfind('/') + 1);
-      t.add({name, task_state_text(ts.state()), std::to_string(ts.attempt()), ts.worker_id(),
-             format_bytes(ts.input_bytes()), time});
+      std::vector<std::string> row = {name, task_state_text(ts.state()), std::to_string(ts.attempt()), ts.worker_id(),
+                                      format_bytes(ts.input_bytes()), time};
+      if (errors) row.push_back(error_cell(ts.last_error()));
+      t.add(std::move(row));
     }
     out += "\n" + t.render();
+    if (hidden > 0) out += fmt::format("... {} more task{} not shown ({} done)\n", hidden, hidden == 1 ? "" : "s", hidden_done);
   }
   return out;
-}
-
-std::string render_job_line(const JobStatus& j) {
-  return fmt::format("{} {} {} {}", j.id(), state_text(j.state()), j.phase(), progress_text(j));
 }
 
 std::string render_jobs_table(const std::vector<JobStatus>& jobs) {
@@ -114,16 +158,6 @@ std::string render_workers(const std::vector<WorkerInfo>& workers, int64_t now_m
            tasks.empty() ? "-" : tasks});
   }
   return t.render();
-}
-
-std::string to_json(const google::protobuf::Message& m) {
-  google::protobuf::util::JsonPrintOptions o;
-  o.add_whitespace = true;
-  o.preserve_proto_field_names = true;
-  o.always_print_primitive_fields = true;
-  std::string out;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, o);
-  return out;
 }
 
 }  // namespace sp::cli

@@ -33,5 +33,7 @@ class Table {
 
 // True when stderr is a terminal (progress bars only then).
 bool stderr_is_tty();
+// The terminal's height in lines (stderr's), or 0 when it is not a terminal.
+int terminal_rows();
 
 }  // namespace sp::cli

@@ -99,7 +99,8 @@ Coordinator::~Coordinator() { stop(); }
 
 absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::open(CoordinatorOptions options, const Clock& clock) {
   std::unique_ptr<Coordinator> c(new Coordinator(std::move(options), clock));
-  SP_ASSIGN_OR_RETURN(c->store_, StateStore::open((fs::path(c->options_.data_dir) / "state").string()));
+  SP_ASSIGN_OR_RETURN(c->store_, StateStore::open((fs::path(c->options_.data_dir) / "state").string(),
+                                                  c->options_.min_free_bytes));
   c->blobs_ = std::make_unique<BlobStore>(c->store_.get());
   c->scheduler_ = std::make_unique<TaskScheduler>(
       clock, SchedulerOptions{c->options_.lease_ttl_ms, c->options_.max_failures});  // default lease cap

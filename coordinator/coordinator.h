@@ -35,6 +35,8 @@ struct CoordinatorOptions {
   int64_t heartbeat_interval_ms = 3'000;
   uint32_t max_failures = 3;
   uint64_t max_shard_bytes = 5'000'000'000ull;  // output safetensors files
+  // Free space the state store keeps on the data dir's filesystem (see StateStore::open).
+  uint64_t min_free_bytes = 512ull << 20;
   // Where the coordinator's log lines go (the daemon: stderr); empty: nowhere.
   std::function<void(const std::string&)> log;
 };

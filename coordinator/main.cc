@@ -3,7 +3,7 @@
 //   model_root: /models           output_root: /models/out
 //   metrics_listen: 127.0.0.1:9100
 //   lease_ttl: 30s                heartbeat_interval: 3s       max_failures: 3
-//   max_shard_size: 5GB
+//   max_shard_size: 5GB           min_free_space: 512MiB
 #include <cstdio>
 #include <filesystem>
 
@@ -20,7 +20,7 @@ namespace {
 
 struct Flags {
   std::string config, listen = "127.0.0.1:7070", data_dir, model_root, output_root, metrics_listen;
-  std::string lease_ttl = "30s", heartbeat_interval = "3s", max_shard_size = "5GB";
+  std::string lease_ttl = "30s", heartbeat_interval = "3s", max_shard_size = "5GB", min_free_space = "512MiB";
   std::string max_failures = "3";
   std::string token_file, tls_cert, tls_key, tls_client_ca;
   bool insecure = false;
@@ -42,7 +42,8 @@ int main(int argc, char** argv) {
         f.config, {{"listen", &f.listen}, {"data_dir", &f.data_dir}, {"model_root", &f.model_root},
                    {"output_root", &f.output_root}, {"metrics_listen", &f.metrics_listen}, {"lease_ttl", &f.lease_ttl},
                    {"heartbeat_interval", &f.heartbeat_interval}, {"max_failures", &f.max_failures},
-                   {"max_shard_size", &f.max_shard_size}, {"token_file", &f.token_file},
+                   {"max_shard_size", &f.max_shard_size}, {"min_free_space", &f.min_free_space},
+                   {"token_file", &f.token_file},
                    {"tls_cert", &f.tls_cert}, {"tls_key", &f.tls_key}, {"tls_client_ca", &f.tls_client_ca}});
     if (!st.ok()) {
       std::fprintf(stderr, "shardpress-coordinator: %s\n", std::string(st.message()).c_str());
@@ -61,6 +62,10 @@ int main(int argc, char** argv) {
   app.add_option("--heartbeat-interval", f.heartbeat_interval, "Worker heartbeat period")->capture_default_str();
   app.add_option("--max-failures", f.max_failures, "Failures of one task that fail its job")->capture_default_str();
   app.add_option("--max-shard-size", f.max_shard_size, "Largest output safetensors file")->capture_default_str();
+  app.add_option("--min-free-space", f.min_free_space,
+                 "Free space kept on the data dir's disk: writes that would go below are refused (a full disk can "
+                 "abort RocksDB)")
+      ->capture_default_str();
   app.add_option("--token-file", f.token_file, "Require this shared token on every call");
   app.add_option("--tls-cert", f.tls_cert, "TLS: PEM certificate chain of this coordinator");
   app.add_option("--tls-key", f.tls_key, "TLS: its private key");
@@ -92,6 +97,9 @@ int main(int argc, char** argv) {
   if (!hb.ok()) return fail(sp::annotate(hb.status(), "--heartbeat-interval"), 2);
   auto shard = sp::parse_byte_size(f.max_shard_size);
   if (!shard.ok()) return fail(sp::annotate(shard.status(), "--max-shard-size"), 2);
+  auto min_free = sp::parse_byte_size(f.min_free_space);
+  if (!min_free.ok()) return fail(sp::annotate(min_free.status(), "--min-free-space"), 2);
+  o.core.min_free_bytes = *min_free;
   o.core.lease_ttl_ms = *ttl;
   o.core.heartbeat_interval_ms = *hb;
   o.core.max_shard_bytes = *shard;

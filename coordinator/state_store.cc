@@ -4,7 +4,11 @@
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
 
+#include <sys/statvfs.h>
+
 #include <filesystem>
+
+#include "common/byte_size.h"
 
 #include "fmt/format.h"
 
@@ -35,7 +39,7 @@ void StateStore::Batch::del(Table t, std::string_view key) {
 }
 size_t StateStore::Batch::count() const { return ops_.size(); }
 
-absl::StatusOr<std::unique_ptr<StateStore>> StateStore::open(const std::string& dir) {
+absl::StatusOr<std::unique_ptr<StateStore>> StateStore::open(const std::string& dir, uint64_t min_free_bytes) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   rocksdb::DBOptions db_opts;
@@ -61,7 +65,23 @@ absl::StatusOr<std::unique_ptr<StateStore>> StateStore::open(const std::string& 
   if (!st.ok()) return from_rocks(st, fmt::format("cannot open {}", dir));
   s->db_.reset(db);
   s->handles_ = std::move(handles);
+  s->dir_ = dir;
+  s->min_free_bytes_ = min_free_bytes;
   return s;
+}
+
+absl::Status StateStore::check_room(uint64_t incoming, uint64_t reserve) const {
+  if (min_free_bytes_ == 0) return absl::OkStatus();
+  struct statvfs fs {};
+  if (::statvfs(dir_.c_str(), &fs) != 0) return absl::OkStatus();  // cannot tell: let RocksDB try
+  const uint64_t avail = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+  uint64_t memtables = 0;  // written to disk by the next flush
+  db_->GetAggregatedIntProperty(rocksdb::DB::Properties::kCurSizeAllMemTables, &memtables);
+  if (avail >= memtables + incoming + reserve) return absl::OkStatus();
+  return absl::ResourceExhaustedError(fmt::format(
+      "state store: no space left for {} more: the data dir {} has {} free (with {} still in memory), and shardpress "
+      "keeps {} free (--min-free-space); free some space, then resume the job",
+      format_bytes(incoming), dir_, format_bytes(avail), format_bytes(memtables), format_bytes(reserve)));
 }
 
 StateStore::~StateStore() {
@@ -74,6 +94,9 @@ StateStore::~StateStore() {
 rocksdb::ColumnFamilyHandle* StateStore::cf(Table t) const { return handles_[static_cast<size_t>(t) + 1]; }
 
 absl::Status StateStore::commit(Batch& batch, bool sync) {
+  uint64_t bytes = 0;
+  for (const auto& [t, kv] : batch.ops_) bytes += kv.first.size() + (kv.second ? kv.second->size() : 0);
+  SP_RETURN_IF_ERROR(check_room(bytes, min_free_bytes_ / 2));
   rocksdb::WriteBatch wb;
   for (const auto& [t, kv] : batch.ops_) {
     const auto& [key, value] = kv;
@@ -88,6 +111,7 @@ absl::Status StateStore::commit(Batch& batch, bool sync) {
 }
 
 absl::Status StateStore::put(Table t, std::string_view key, std::string_view value, bool sync) {
+  SP_RETURN_IF_ERROR(check_room(key.size() + value.size(), min_free_bytes_));
   rocksdb::WriteOptions wo;
   wo.sync = sync;
   return from_rocks(db_->Put(wo, cf(t), rocksdb::Slice(key.data(), key.size()),
@@ -96,6 +120,7 @@ absl::Status StateStore::put(Table t, std::string_view key, std::string_view val
 }
 
 absl::Status StateStore::put_unlogged(Table t, std::string_view key, std::string_view value) {
+  SP_RETURN_IF_ERROR(check_room(key.size() + value.size(), min_free_bytes_));
   rocksdb::WriteOptions wo;
   wo.disableWAL = true;
   return from_rocks(db_->Put(wo, cf(t), rocksdb::Slice(key.data(), key.size()),
@@ -128,6 +153,7 @@ absl::Status StateStore::scan(Table t, std::string_view prefix,
 }
 
 absl::Status StateStore::delete_range(Table t, std::string_view begin, std::string_view end) {
+  SP_RETURN_IF_ERROR(check_room(begin.size() + end.size(), min_free_bytes_ / 2));
   return from_rocks(db_->DeleteRange(rocksdb::WriteOptions(), cf(t), rocksdb::Slice(begin.data(), begin.size()),
                                      rocksdb::Slice(end.data(), end.size())),
                     "delete range");

@@ -41,7 +41,14 @@ class StateStore {
   };
 
   // Opens (creating if needed) the database in `dir`.
-  static absl::StatusOr<std::unique_ptr<StateStore>> open(const std::string& dir);
+  //
+  // Disk space: RocksDB (Debian's 7.8) can abort the process when a write meets a full
+  // disk, so the store never lets it get there: a write that would leave less than
+  // `min_free_bytes` free on the data dir's filesystem (counting what the memtables will
+  // flush) is refused with RESOURCE_EXHAUSTED before RocksDB sees it. Small state
+  // commits may use half of that reserve, so that a job's failure can still be recorded
+  // after its bulk writes were refused.
+  static absl::StatusOr<std::unique_ptr<StateStore>> open(const std::string& dir, uint64_t min_free_bytes = 0);
   ~StateStore();
 
   // Applies the batch atomically; `sync` fsyncs the WAL first (durable on return).
@@ -61,6 +68,10 @@ class StateStore {
  private:
   StateStore() = default;
   rocksdb::ColumnFamilyHandle* cf(Table t) const;
+  // RESOURCE_EXHAUSTED when writing `incoming` bytes would leave less than `reserve` free.
+  absl::Status check_room(uint64_t incoming, uint64_t reserve) const;
+  std::string dir_;
+  uint64_t min_free_bytes_ = 0;
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
 };

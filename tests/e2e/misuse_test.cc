@@ -4,6 +4,7 @@
 // coordinator, worker and CLI processes on 127.0.0.1.
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -220,6 +221,7 @@ TEST_F(Cluster, TwoDaemonsAtOnceAreRefusedClearly) {
 
   // The first one still serves every client: a job runs to the end on it.
   start_worker("a");
+  wait_for_workers(1);  // "a" holds its cache dir
   test::Process twin(test::bin_dir() + "/shardpress-worker", {"--coordinator", addr_, "--cache-dir", dir_ / "cache-a"},
                      std::map<std::string, std::string>{}, dir_ / "twin.log");
   EXPECT_EQ(twin.wait(10'000), 2);
@@ -385,6 +387,86 @@ TEST_F(Cluster, JobNamesAreUnique) {
   EXPECT_EQ(status("eval-u1")["state"], "SUCCEEDED");
   EXPECT_EQ(status("eval-u1-2")["state"], "SUCCEEDED");
   EXPECT_EQ(json::parse(cli({"list", "-o", "json"}).out)["jobs"].size(), 3u);
+}
+
+// Fault 7: what the CLI promises. One JSON document from submit/resume --wait -o json,
+// 64-bit counters as numbers; watch in a short terminal keeps the header; watch fails at
+// once when nothing answers; the ETA waits for the import.
+TEST_F(Cluster, TheCliDoesWhatItPromises) {
+  start_coordinator({{"SHARDPRESS_TEST_DELAY_MS", "import=40"}});
+  start_worker("a", {{"SHARDPRESS_TEST_DELAY_MS", "task=400"}});
+  wait_for_workers(1);
+  auto w = cli({"submit", write_job("j1"), "--wait", "-o", "json"});
+  ASSERT_EQ(w.exit_code, 0) << w.err;
+  const json finished = json::parse(w.out);  // the whole of stdout is one document
+  EXPECT_EQ(finished["state"], "SUCCEEDED");
+  EXPECT_TRUE(finished["bytes_total"].is_number_unsigned()) << finished["bytes_total"];
+  EXPECT_TRUE(finished["created_ms"].is_number_integer()) << finished["created_ms"];
+  EXPECT_EQ(finished["tasks"].size(), 5u);
+  const json workers = json::parse(cli({"workers", "-o", "json"}).out);
+  EXPECT_TRUE(workers["workers"][0]["memory"].is_number_unsigned()) << workers;
+
+  // While importing: the totals are what is planned so far, no ETA from them.
+  ASSERT_EQ(cli({"submit", write_job("j2")}).exit_code, 0);
+  bool seen_importing = false;
+  for (int i = 0; i < 200 && !seen_importing; ++i) {
+    auto st = cli({"status", "j2"});
+    seen_importing = st.out.find("planned so far") != std::string::npos;
+    if (seen_importing) {
+      EXPECT_NE(st.out.find("ETA once imported"), std::string::npos) << st.out;
+      EXPECT_EQ(st.out.find(", ETA 0"), std::string::npos) << st.out;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(seen_importing);
+
+  // watch on a terminal of 9 rows: every frame fits, the header is in every frame.
+  const std::string cmd = "stty rows 9 cols 160; " + std::string(SP_CLI_PATH) + " --coordinator " + addr_ + " watch j2";
+  test::Process watch("/usr/bin/script", {"-qfec", cmd, "/dev/null"}, std::map<std::string, std::string>{},
+                      dir_ / "watch.log");
+  EXPECT_EQ(watch.wait(60'000), 0);
+  const std::string screen = *read_file(dir_ / "watch.log");
+  size_t frames = 0;
+  for (size_t at = screen.find("\x1b[H\x1b[2J"); at != std::string::npos;) {
+    const size_t next = screen.find("\x1b[H\x1b[2J", at + 1);
+    const std::string frame = screen.substr(at + 7, next == std::string::npos ? std::string::npos : next - at - 7);
+    if (next != std::string::npos) {  // the last one is followed by the final view
+      ++frames;
+      EXPECT_LE(std::count(frame.begin(), frame.end(), '\n'), 8) << frame;
+      EXPECT_NE(frame.find("job       job-0002 (j2)"), std::string::npos) << frame;
+      EXPECT_NE(frame.find("progress  ["), std::string::npos) << frame;
+    }
+    at = next;
+  }
+  EXPECT_GE(frames, 2u) << screen;
+
+  // resume --wait -o json: one document as well.
+  ASSERT_EQ(cli({"submit", write_job("j3")}).exit_code, 0);
+  wait_for("j3", [](const json& s) { return done(s) >= 1; });
+  ASSERT_EQ(cli({"cancel", "j3"}).exit_code, 0);
+  auto r = cli({"resume", "j3", "--wait", "-o", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["state"], "SUCCEEDED");
+
+  // Nothing answers: exit 3 at once, like every other command.
+  const auto t0 = std::chrono::steady_clock::now();
+  auto gone = test::run_cli({"--coordinator", "127.0.0.1:1", "watch", "j2"});
+  EXPECT_EQ(gone.exit_code, 3) << gone.err;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+}
+
+// Fault 8: a token file that is missing or too short stops the CLI before any call.
+TEST_F(Cluster, ABadTokenFileStopsTheCliBeforeCallingTheCoordinator) {
+  start_coordinator();
+  test::write_text(dir_ / "short.token", "abc\n");
+  for (const std::string& file : {dir_ / "missing.token", dir_ / "short.token"}) {
+    auto r = cli({"--token-file", file, "list"});
+    EXPECT_EQ(r.exit_code, 2) << file << ": " << r.err;
+    EXPECT_NE(r.err.find(file), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("coordinator"), std::string::npos) << "no call was made: " << r.err;
+  }
+  auto ok = cli({"list"});
+  EXPECT_EQ(ok.exit_code, 0);
 }
 
 }  // namespace
