@@ -18,6 +18,7 @@
 #include "coordinator/job_spec.h"
 #include "coordinator/output_check.h"
 #include "fmt/format.h"
+#include "fmt/ranges.h"
 #include "formats/bnb_format.h"
 #include "formats/model.h"
 #include "formats/token_ids.h"
@@ -139,8 +140,18 @@ absl::Status Coordinator::recover() {
     if (w.ParseFromArray(v.data(), static_cast<int>(v.size()))) workers_[w.id()].record = w;
     return true;
   }));
+  started_ms_ = clock_.now_ms();
   StateStore::Batch b;
+  size_t unfinished = 0;
+  const auto leases = scheduler_->extend_all_leases();
   for (auto& [id, j] : jobs_) {
+    if (terminal(j.state())) continue;
+    ++unfinished;
+    size_t held = 0;
+    for (const auto& t : leases) held += t.job_id() == id;
+    add_event(b, id, fmt::format("coordinator restarted; {} lease{} kept with a fresh {:.0f} s to live (workers "
+                                 "reconnect by themselves)",
+                                 held, held == 1 ? "" : "s", options_.lease_ttl_ms / 1000.0));
     if (j.state() != RUNNING && j.state() != ASSEMBLING) continue;
     // Imported shards are written without the WAL: re-import any that a crash lost.
     size_t missing = 0;
@@ -158,8 +169,11 @@ absl::Status Coordinator::recover() {
     if (j.state() == RUNNING && j.imported()) scheduler_->set_job_active(id, true);
     put_job(b, j);
   }
-  for (const auto& t : scheduler_->extend_all_leases()) put_task(b, t);
-  return store_->commit(b, true);
+  for (const auto& t : leases) put_task(b, t);
+  log(fmt::format("recovered {} job{} ({} unfinished), {} lease{}, {} known worker{}", jobs_.size(),
+                  jobs_.size() == 1 ? "" : "s", unfinished, leases.size(), leases.size() == 1 ? "" : "s",
+                  workers_.size(), workers_.size() == 1 ? "" : "s"));
+  return commit_locked(b);
 }
 
 void Coordinator::start() {
@@ -192,6 +206,16 @@ void Coordinator::add_event(StateStore::Batch& b, const std::string& job_id, con
   e.set_job_id(job_id);
   e.set_message(msg);
   b.put(Table::kEvents, fmt::format("{}/{:013d}-{:08d}", job_id, e.time_ms(), ++event_counter_), serialize(e));
+  unlogged_.push_back(fmt::format("{}: {}", job_id, msg));
+}
+
+absl::Status Coordinator::commit_locked(StateStore::Batch& b) {
+  const absl::Status st = store_->commit(b, true);
+  // One log line per state change, once it is durable (or saying it could not be).
+  for (const auto& line : unlogged_)
+    log(st.ok() ? line : fmt::format("{} (NOT RECORDED: {})", line, std::string(st.message())));
+  unlogged_.clear();
+  return st;
 }
 
 absl::Status Coordinator::persist_tasks(const std::vector<TaskRecord>& tasks, const std::string& why) {
@@ -199,9 +223,9 @@ absl::Status Coordinator::persist_tasks(const std::vector<TaskRecord>& tasks, co
   StateStore::Batch b;
   for (const auto& t : tasks) {
     put_task(b, t);
-    add_event(b, t.job_id(), fmt::format("{}: {}", t.id(), why));
+    add_event(b, t.job_id(), fmt::format("{}: {}", t.id(), why.empty() ? t.last_error() + ", task is ready again" : why));
   }
-  return store_->commit(b, true);
+  return commit_locked(b);
 }
 
 void Coordinator::finish_job_locked(StateStore::Batch& b, JobRecord& j, JobState state, const std::string& error) {
@@ -390,7 +414,7 @@ absl::StatusOr<JobStatus> Coordinator::submit(const JobSpec& spec_in) {
                                           spec.eval().ids())
                             : fmt::format("submitted '{}': {} -> {}, {}", spec.name(), model_dir, output_dir,
                                           describe_spec(spec)));
-  SP_RETURN_IF_ERROR(store_->commit(b, true));
+  SP_RETURN_IF_ERROR(commit_locked(b));
   next_seq_ = j.seq() + 1;
   jobs_[j.id()] = j;
   cv_.notify_all();
@@ -410,7 +434,7 @@ absl::Status Coordinator::remove_job(const std::string& ref) {
     b.del(Table::kEvents, k);
     return true;
   }));
-  SP_RETURN_IF_ERROR(store_->commit(b, true));
+  SP_RETURN_IF_ERROR(commit_locked(b));
   scheduler_->remove_job(id);
   phase_.erase(id);
   for (auto it = stage_owner_.begin(); it != stage_owner_.end();)
@@ -445,7 +469,7 @@ absl::StatusOr<JobStatus> Coordinator::cancel(const std::string& ref) {
     return absl::FailedPreconditionError(fmt::format("job {} is already {}", j.id(), state_name(j.state())));
   StateStore::Batch b;
   finish_job_locked(b, j, CANCELLED, "");
-  SP_RETURN_IF_ERROR(store_->commit(b, true));
+  SP_RETURN_IF_ERROR(commit_locked(b));
   cv_.notify_all();
   return status_locked(j, true);
 }
@@ -469,7 +493,7 @@ absl::StatusOr<JobStatus> Coordinator::resume(const std::string& ref) {
   j.set_finished_ms(0);
   put_job(b, j);
   add_event(b, j.id(), fmt::format("resumed, keeping {} finished task{}", kept, kept == 1 ? "" : "s"));
-  SP_RETURN_IF_ERROR(store_->commit(b, true));
+  SP_RETURN_IF_ERROR(commit_locked(b));
   cv_.notify_all();
   return status_locked(j, true);
 }
@@ -525,6 +549,9 @@ absl::StatusOr<RegisterResponse> Coordinator::register_worker(const RegisterRequ
   w.record.set_threads(r.threads());
   if (is_new) w.record.set_registered_ms(clock_.now_ms());
   w.last_seen_ms = clock_.now_ms();
+  w.gone = false;
+  log(fmt::format("worker {} registered: {} on {}, {} for tasks", r.worker_id(), r.device(), r.host(),
+                  format_bytes(r.memory())));
   // A worker registers when it (re)starts: whatever its previous process held is lost.
   StateStore::Batch b;
   b.put(Table::kWorkers, w.record.id(), serialize(w.record));
@@ -532,7 +559,7 @@ absl::StatusOr<RegisterResponse> Coordinator::register_worker(const RegisterRequ
     put_task(b, t);
     add_event(b, t.job_id(), fmt::format("{}: worker {} restarted, task is ready again", t.id(), r.worker_id()));
   }
-  SP_RETURN_IF_ERROR(store_->commit(b, true));
+  SP_RETURN_IF_ERROR(commit_locked(b));
   RegisterResponse resp;
   resp.set_heartbeat_interval_ms(options_.heartbeat_interval_ms);
   resp.set_lease_ttl_ms(options_.lease_ttl_ms);
@@ -542,6 +569,11 @@ absl::StatusOr<RegisterResponse> Coordinator::register_worker(const RegisterRequ
 absl::StatusOr<Coordinator::WorkerState*> Coordinator::seen_locked(const std::string& worker_id) {
   auto it = workers_.find(worker_id);
   if (it == workers_.end()) return absl::FailedPreconditionError(fmt::format("worker {} is not registered", worker_id));
+  if (it->second.gone) {
+    log(fmt::format("worker {} is back (silent for {:.1f} s)", worker_id,
+                    (clock_.now_ms() - it->second.last_seen_ms) / 1000.0));
+    it->second.gone = false;
+  }
   it->second.last_seen_ms = clock_.now_ms();
   return &it->second;
 }
@@ -588,7 +620,7 @@ absl::StatusOr<LeaseResponse> Coordinator::lease(const LeaseRequest& r) {
   put_task(b, *granted);
   add_event(b, granted->job_id(), fmt::format("{} leased to worker {} (attempt {})", granted->id(), r.worker_id(),
                                               granted->attempt()));
-  SP_RETURN_IF_ERROR(store_->commit(b, true));
+  SP_RETURN_IF_ERROR(commit_locked(b));
   metrics_.leases++;
   const JobRecord& j = jobs_.at(granted->job_id());
   resp.set_has_task(true);
@@ -651,7 +683,7 @@ absl::Status Coordinator::complete(const CompleteRequest& r) {
   // The next layers of a calibration chain can run now (same batch: never lost apart).
   std::vector<TaskRecord> promoted = scheduler_->promote(done->job_id());
   for (const auto& t : promoted) put_task(b, t);
-  SP_RETURN_IF_ERROR(store_->commit(b, true));
+  SP_RETURN_IF_ERROR(commit_locked(b));
   if (auto w = workers_.find(r.worker_id()); w != workers_.end())  // it keeps what it produced
     for (const auto& g : r.outputs())
       for (const auto& t : g.tensors())
@@ -676,7 +708,7 @@ absl::Status Coordinator::fail(const FailRequest& r) {
     finish_job_locked(b, j, FAILED,
                       fmt::format("task {} failed {} times: {}", r.task_id(), out->task.failures(), r.error()));
   }
-  SP_RETURN_IF_ERROR(store_->commit(b, true));
+  SP_RETURN_IF_ERROR(commit_locked(b));
   cv_.notify_all();
   return absl::OkStatus();
 }
@@ -689,9 +721,52 @@ void Coordinator::note_worker_has(const std::string& worker_id, const std::strin
 
 void Coordinator::expire_leases() {
   std::lock_guard lock(mu_);
+  watch_workers_locked();
   auto changed = scheduler_->expire();
   if (changed.empty()) return;
-  persist_tasks(changed, "lease expired, task is ready again").IgnoreError();
+  (void)persist_tasks(changed, "");  // a failed commit is logged; the leases expire again next time
+}
+
+void Coordinator::watch_workers_locked() {
+  const int64_t now = clock_.now_ms();
+  auto held_by = [&](const std::string& worker) {
+    std::map<std::string, std::vector<std::string>> held;  // job -> the tasks it holds
+    for (const auto& [jid, j] : jobs_)
+      for (const auto* t : scheduler_->tasks_of(jid))
+        if (t->state() == LEASED && t->worker_id() == worker) held[jid].push_back(t->id().substr(t->id().rfind('/') + 1));
+    return held;
+  };
+  StateStore::Batch b;
+  std::vector<std::string> forget;
+  for (auto& [id, w] : workers_) {
+    if (alive_locked(w)) continue;
+    const auto held = held_by(id);
+    if (!w.gone && w.last_seen_ms > 0) {  // seen since this coordinator started, silent now
+      w.gone = true;
+      const double silent = (now - w.last_seen_ms) / 1000.0;
+      for (const auto& [jid, tasks] : held)
+        add_event(b, jid, fmt::format("worker {} stopped responding (last seen {:.1f} s ago); {} go{} back to the "
+                                      "queue when {} lease{} expire{}",
+                                      id, silent, fmt::join(tasks, ", "), tasks.size() == 1 ? "es" : "",
+                                      tasks.size() == 1 ? "its" : "their", tasks.size() == 1 ? "" : "s",
+                                      tasks.size() == 1 ? "s" : ""));
+      log(fmt::format("worker {} ({}) stopped responding (last seen {:.1f} s ago)", id, w.record.host(), silent));
+    }
+    // Forgotten once silent long enough (counted from this coordinator's start for the
+    // ones it has not seen), after its leases have expired.
+    const int64_t silent_since = std::max(w.last_seen_ms, started_ms_);
+    if (options_.forget_workers_after_ms > 0 && now - silent_since >= options_.forget_workers_after_ms &&
+        held.empty()) {
+      b.del(Table::kWorkers, id);
+      forget.push_back(id);
+    }
+  }
+  if (b.count() == 0 || !commit_locked(b).ok()) return;
+  for (const auto& id : forget) {
+    log(fmt::format("forgot worker {} (not seen for {:.0f} s; --forget-workers-after)", id,
+                    (now - std::max(workers_.at(id).last_seen_ms, started_ms_)) / 1000.0));
+    workers_.erase(id);
+  }
 }
 
 std::string Coordinator::metrics_text() {
@@ -781,7 +856,7 @@ void Coordinator::step() {
       StateStore::Batch b;
       put_job(b, j);
       add_event(b, j.id(), "started");
-      if (!store_->commit(b, true).ok()) return;
+      if (!commit_locked(b).ok()) return;
       active = &j;
     }
     job_id = active->id();
@@ -795,7 +870,7 @@ void Coordinator::step() {
       if (is_eval_job(j.spec())) {  // nothing to write: the result is in the head task
         StateStore::Batch b;
         finish_job_locked(b, j, SUCCEEDED, "");
-        store_->commit(b, true).IgnoreError();
+        commit_locked(b).IgnoreError();
         return;
       }
       j.set_state(ASSEMBLING);
@@ -803,7 +878,7 @@ void Coordinator::step() {
       StateStore::Batch b;
       put_job(b, j);
       add_event(b, job_id, fmt::format("all {} tasks done, assembling {}", tasks.size(), j.output_dir()));
-      if (!store_->commit(b, true).ok()) return;
+      if (!commit_locked(b).ok()) return;
       state = ASSEMBLING;
     }
   }
@@ -827,7 +902,7 @@ void Coordinator::step() {
   } else {
     return;  // imported; tasks are running
   }
-  store_->commit(b, true).IgnoreError();
+  commit_locked(b).IgnoreError();
 }
 
 // Imports the model shard by shard. Each layer's task is created as soon as its shard is
@@ -967,7 +1042,7 @@ absl::Status Coordinator::import_job(const std::string& job_id) {
     if (last)
       add_event(b, job_id, fmt::format("imported {} tensors in {} shards; {} new tasks", total, cur.shards_size(),
                                        created));
-    SP_RETURN_IF_ERROR(store_->commit(b, true));
+    SP_RETURN_IF_ERROR(commit_locked(b));
     for (const auto& t : created_now) scheduler_->upsert(t);
     if (!reimport || last) scheduler_->set_job_active(job_id, true);
   }

@@ -37,6 +37,9 @@ struct CoordinatorOptions {
   uint64_t max_shard_bytes = 5'000'000'000ull;  // output safetensors files
   // Free space the state store keeps on the data dir's filesystem (see StateStore::open).
   uint64_t min_free_bytes = 512ull << 20;
+  // A worker not seen for this long (and holding no lease) is forgotten: dropped from
+  // `workers` and the state. 0: never.
+  int64_t forget_workers_after_ms = 3'600'000;
   // Where the coordinator's log lines go (the daemon: stderr); empty: nowhere.
   std::function<void(const std::string&)> log;
 };
@@ -116,7 +119,10 @@ class Coordinator {
   shardpress::v1::JobStatus status_locked(const shardpress::v1::JobRecord& j, bool with_tasks) const;
   void put_job(StateStore::Batch& b, const shardpress::v1::JobRecord& j);
   void put_task(StateStore::Batch& b, const shardpress::v1::TaskRecord& t);
+  // An event in `b`, and a log line once `b` is committed with commit_locked().
   void add_event(StateStore::Batch& b, const std::string& job_id, const std::string& msg);
+  // Commits `b` (synced) and logs its events, or that they could not be recorded.
+  absl::Status commit_locked(StateStore::Batch& b);
   absl::Status persist_tasks(const std::vector<shardpress::v1::TaskRecord>& tasks, const std::string& why);
   void finish_job_locked(StateStore::Batch& b, shardpress::v1::JobRecord& j, shardpress::v1::JobState state,
                          const std::string& error);
@@ -137,8 +143,12 @@ class Coordinator {
   struct WorkerState {
     shardpress::v1::WorkerRecord record;
     int64_t last_seen_ms = 0;
+    bool gone = false;          // went silent (announced once); cleared when it is seen again
     std::set<std::string> has;  // digests it fetched or uploaded
   };
+  // Requires mu_: announces workers that went silent (an event for each job whose tasks
+  // they hold, a log line) and forgets those silent for options.forget_workers_after_ms.
+  void watch_workers_locked();
   std::map<std::string, WorkerState> workers_;
   // Requires mu_: the registered worker, marked as seen now (FAILED_PRECONDITION if unknown).
   absl::StatusOr<WorkerState*> seen_locked(const std::string& worker_id);
@@ -146,6 +156,8 @@ class Coordinator {
   bool alive_locked(const WorkerState& w) const;
   std::map<std::string, std::string> phase_;  // job id -> "importing 3/9"
   std::map<std::string, std::string> stage_owner_;  // "job#stage" -> the worker that took it first
+  std::vector<std::string> unlogged_;  // events of the batch being built, logged at commit
+  int64_t started_ms_ = 0;
   uint64_t next_seq_ = 1;
   uint64_t event_counter_ = 0;
   bool stopping_ = false;

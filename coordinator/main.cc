@@ -3,6 +3,7 @@
 //   model_root: /models           output_root: /models/out
 //   metrics_listen: 127.0.0.1:9100
 //   lease_ttl: 30s                heartbeat_interval: 3s       max_failures: 3
+//   forget_workers_after: 1h
 //   max_shard_size: 5GB           min_free_space: 512MiB
 #include <cstdio>
 #include <filesystem>
@@ -21,7 +22,7 @@ namespace {
 struct Flags {
   std::string config, listen = "127.0.0.1:7070", data_dir, model_root, output_root, metrics_listen;
   std::string lease_ttl = "30s", heartbeat_interval = "3s", max_shard_size = "5GB", min_free_space = "512MiB";
-  std::string max_failures = "3";
+  std::string max_failures = "3", forget_workers_after = "1h";
   std::string token_file, tls_cert, tls_key, tls_client_ca;
   bool insecure = false;
 };
@@ -43,6 +44,7 @@ int main(int argc, char** argv) {
                    {"output_root", &f.output_root}, {"metrics_listen", &f.metrics_listen}, {"lease_ttl", &f.lease_ttl},
                    {"heartbeat_interval", &f.heartbeat_interval}, {"max_failures", &f.max_failures},
                    {"max_shard_size", &f.max_shard_size}, {"min_free_space", &f.min_free_space},
+                   {"forget_workers_after", &f.forget_workers_after},
                    {"token_file", &f.token_file},
                    {"tls_cert", &f.tls_cert}, {"tls_key", &f.tls_key}, {"tls_client_ca", &f.tls_client_ca}});
     if (!st.ok()) {
@@ -61,6 +63,9 @@ int main(int argc, char** argv) {
   app.add_option("--lease-ttl", f.lease_ttl, "Lease time to live")->capture_default_str();
   app.add_option("--heartbeat-interval", f.heartbeat_interval, "Worker heartbeat period")->capture_default_str();
   app.add_option("--max-failures", f.max_failures, "Failures of one task that fail its job")->capture_default_str();
+  app.add_option("--forget-workers-after", f.forget_workers_after,
+                 "Drop a worker from `workers` once it has been silent this long (0: never)")
+      ->capture_default_str();
   app.add_option("--max-shard-size", f.max_shard_size, "Largest output safetensors file")->capture_default_str();
   app.add_option("--min-free-space", f.min_free_space,
                  "Free space kept on the data dir's disk: writes that would go below are refused (a full disk can "
@@ -100,6 +105,9 @@ int main(int argc, char** argv) {
   auto min_free = sp::parse_byte_size(f.min_free_space);
   if (!min_free.ok()) return fail(sp::annotate(min_free.status(), "--min-free-space"), 2);
   o.core.min_free_bytes = *min_free;
+  auto forget = sp::parse_duration_ms(f.forget_workers_after);
+  if (!forget.ok()) return fail(sp::annotate(forget.status(), "--forget-workers-after"), 2);
+  o.core.forget_workers_after_ms = *forget;
   o.core.lease_ttl_ms = *ttl;
   o.core.heartbeat_interval_ms = *hb;
   o.core.max_shard_bytes = *shard;

@@ -469,5 +469,40 @@ TEST_F(Cluster, ABadTokenFileStopsTheCliBeforeCallingTheCoordinator) {
   EXPECT_EQ(ok.exit_code, 0);
 }
 
+// Fault 8: a worker that vanishes and a coordinator restart are events of the job, and
+// the coordinator's log has a line for every state change.
+TEST_F(Cluster, VanishedWorkersAndRestartsAreInTheEventLogAndTheLog) {
+  start_coordinator();
+  test::Process* slow = start_worker("slow", {{"SHARDPRESS_TEST_DELAY_MS", "task=5000"}});
+  ASSERT_EQ(cli({"submit", write_job("v1")}).exit_code, 0);
+  wait_for("v1", [](const json& s) {
+    for (const auto& t : s["tasks"])
+      if (t["state"] == "LEASED") return true;
+    return false;
+  });
+  slow->kill(SIGKILL);
+  slow->wait();
+  auto has_event = [&](const std::string& part) {
+    for (int i = 0; i < 200; ++i) {
+      if (cli({"events", "v1"}).out.find(part) != std::string::npos) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  };
+  EXPECT_TRUE(has_event("stopped responding")) << cli({"events", "v1"}).out;
+  EXPECT_TRUE(has_event("expired (attempt 1), task is ready again")) << cli({"events", "v1"}).out;
+  coordinator_->kill(SIGKILL);
+  coordinator_->wait();
+  start_coordinator();
+  EXPECT_TRUE(has_event("coordinator restarted")) << cli({"events", "v1"}).out;
+  start_worker("b");
+  wait_for("v1", succeeded);
+  const std::string log = *read_file(dir_ / "coordinator.log");
+  for (const char* line : {"registered: cpu on", "stopped responding", "job-0001: submitted 'v1'",
+                           "job-0001: job-0001/layer.0 leased to worker", "recovered 1 job (1 unfinished)",
+                           "job-0001: coordinator restarted", "job-0001: job succeeded"})
+    EXPECT_NE(log.find(line), std::string::npos) << line << " not in:\n" << log;
+}
+
 }  // namespace
 }  // namespace sp
