@@ -104,6 +104,7 @@ absl::Status CheckpointAssembler::finish() {
   manifest["format"] = kManifestFormat;
   manifest["digest"] = "xxh3-128";
   if (!options_.provenance.is_null()) manifest["source"] = options_.provenance;
+  if (!options_.compression.is_null()) manifest["compression"] = options_.compression;
   ojson tensors = ojson::object();
   for (const auto& [name, digest] : digests_)
     tensors[name] = {{"file", writer_->shard_of(name)}, {"digest", digest}};

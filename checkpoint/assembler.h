@@ -34,6 +34,7 @@ struct AssembleOptions {
   std::optional<Nf4Settings> quantization;  // adds quantization_config when set
   uint64_t max_shard_bytes = 5'000'000'000ull;
   nlohmann::ordered_json provenance;        // stored in the manifest as "source"
+  nlohmann::ordered_json compression;       // stored as "compression" (checkpoint/compression_record.h)
   bool replace_existing = false;            // swap out an existing output at finish()
 };
 

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "checkpoint/assembler.h"
+#include "checkpoint/compression_record.h"
 #include "common/file_util.h"
 #include "common/float_convert.h"
 #include "common/mapped_file.h"
@@ -116,6 +117,7 @@ absl::StatusOr<LocalCompressSummary> compress_model_local(const std::string& mod
   ao.quantization = options.settings.quantize;
   ao.max_shard_bytes = options.max_shard_bytes;
   ao.provenance = {{"model", fs::absolute(model_dir).lexically_normal().string()}};
+  ao.compression = compression_record(options.settings);
   SP_ASSIGN_OR_RETURN(auto assembler, CheckpointAssembler::create(out.string(), std::move(groups), ao));
   for (const auto& [name, path] : staged) {
     SP_ASSIGN_OR_RETURN(MappedFile mf, MappedFile::open(path));

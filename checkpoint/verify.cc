@@ -7,6 +7,7 @@
 #include <set>
 
 #include "checkpoint/assembler.h"
+#include "checkpoint/compression_record.h"
 #include "common/digest.h"
 #include "common/file_util.h"
 #include "common/float_convert.h"
@@ -17,6 +18,7 @@
 #include "formats/model_layout.h"
 #include "ops/double_quant.h"
 #include "ops/finite_check.h"
+#include "ops/compress_shard.h"
 #include "ops/nf4.h"
 
 namespace sp {
@@ -160,10 +162,37 @@ void compare(TensorVerdict& v, const std::vector<float>& got, const std::vector<
   v.zero_fraction = got.empty() ? 0.0 : static_cast<double>(zeros) / got.size();
 }
 
+struct CodeDiff {
+  uint64_t count = 0, total = 0, first = 0;
+};
+
+// The checkpoint's 4-bit codes against those `settings` give from the original weight
+// (the same compress_shard that made them: pruning, then bitsandbytes' rounding).
+absl::StatusOr<CodeDiff> codes_differing(const Nf4Entry& e, const TensorRef& orig, const TensorVerdict& v,
+                                         CompressSettings settings) {
+  settings.quantize->blocksize = e.state->blocksize;
+  settings.quantize->double_quant = e.state->double_quant;
+  const ModelTensor meta{v.name, TensorRole::kQProj, -1, TensorShape{orig.info->dtype, orig.info->shape}};
+  const InputTensor in{&meta, orig.view().bytes};
+  SP_ASSIGN_OR_RETURN(ShardResult result, compress_shard(std::span<const InputTensor>(&in, 1), settings));
+  const std::vector<uint8_t>& want = result.groups.at(0).at(0).data;
+  const auto got = e.parts.at("")->view().bytes;
+  if (got.size() != want.size()) return absl::DataLossError("packed codes have the wrong size");
+  CodeDiff d;
+  d.total = static_cast<uint64_t>(e.state->rows) * static_cast<uint64_t>(e.state->cols);
+  for (uint64_t i = 0; i < d.total; ++i) {
+    const uint8_t a = got[i / 2], b = want[i / 2];
+    const bool differ = i % 2 == 0 ? (a >> 4) != (b >> 4) : (a & 0x0f) != (b & 0x0f);  // element 2i: high nibble
+    if (differ && d.count++ == 0) d.first = i;
+  }
+  return d;
+}
+
 }  // namespace
 
-absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir,
-                                               const std::optional<std::string>& against, const std::string& root) {
+absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir, const VerifyOptions& options) {
+  const std::optional<std::string>& against = options.against;
+  const std::string& root = options.root;
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return absl::NotFoundError(fmt::format("{}: not a folder", dir));
   if (against && !fs::is_directory(*against, ec))
@@ -290,6 +319,7 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir,
 
   // 5. Manifest digests: every byte of every tensor and copied file.
   const std::string manifest_path = (fs::path(dir) / kManifestName).string();
+  ojson compression;  // what the manifest says was done (null: no manifest, or an older one)
   if (fs::exists(fs::symlink_status(manifest_path, ec))) {
     r.manifest_checked = true;
     try {
@@ -297,6 +327,7 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir,
       if (!inside.ok()) throw std::runtime_error(std::string(inside.status().message()));
       const ojson m = ojson::parse(*read_file(manifest_path));
       if (m.value("format", "") != kManifestFormat) throw std::runtime_error("unknown manifest format");
+      if (m.contains("compression")) compression = m["compression"];
       std::set<std::string> listed;
       for (const auto& [name, entry] : m.at("tensors").items()) {
         listed.insert(name);
@@ -342,6 +373,23 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir,
       problem(std::string(src.status().message()));
       return r;
     }
+    // The codes are compared with what round-to-nearest gives from the original (after
+    // the magnitude pruning the manifest records); a checkpoint that records rounding to
+    // nearest must have exactly those codes, and so must any with --exact.
+    std::optional<CompressSettings> reference;
+    if (compression.is_null()) {
+      reference = CompressSettings{};
+      reference->quantize = Nf4Settings{r.blocksize > 0 ? r.blocksize : 64, r.double_quant};
+    } else {
+      reference = reproducible_settings(compression);
+    }
+    if (reference) {
+      CompressSettings pruning = *reference;
+      pruning.quantize.reset();
+      r.reference = reference->prune ? describe(pruning) + ", then round to nearest" : "round to nearest";
+    }
+    r.exact = options.exact || (!compression.is_null() && reference.has_value());
+    r.exact_reason = options.exact ? "--exact" : "the manifest records that it was made by rounding to nearest";
     for (auto& v : r.tensors) {
       if (!v.problem.empty()) continue;
       const TensorRef* orig = src->find(v.name);
@@ -356,6 +404,27 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir,
         continue;
       }
       compare(v, decode(v), to_float32(orig->view().bytes, orig->info->dtype));
+      if (!v.quantized) continue;
+      if (!reference) {
+        if (r.exact) {  // --exact on a checkpoint whose codes cannot be reproduced
+          v.problem = "its codes cannot be compared with rounding to nearest: the manifest records a data-dependent method";
+          problem(fmt::format("{}: {}", v.name, v.problem));
+        }
+        continue;
+      }
+      auto differ = codes_differing(nf4.at(v.name), *orig, v, *reference);
+      if (!differ.ok()) {
+        v.problem = std::string(differ.status().message());
+        problem(fmt::format("{}: {}", v.name, v.problem));
+        continue;
+      }
+      v.codes_differ = differ->count;
+      v.codes_total = differ->total;
+      if (r.exact && differ->count > 0) {
+        v.problem = fmt::format("{} of {} NF4 codes differ from {} of the original (the first at element {})",
+                                differ->count, differ->total, r.reference, differ->first);
+        problem(fmt::format("{}: {}", v.name, v.problem));
+      }
     }
   }
   return r;

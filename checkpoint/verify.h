@@ -29,6 +29,10 @@ struct TensorVerdict {
   std::optional<double> max_abs_error;
   std::optional<double> rel_rmse;  // sqrt(sum (w' - w)^2 / sum w^2)
   std::optional<double> zero_fraction;
+  // With --against, for quantized weights whose codes can be reproduced (see
+  // VerifyReport::reference): how many 4-bit codes differ from round-to-nearest.
+  std::optional<uint64_t> codes_differ;
+  uint64_t codes_total = 0;
 };
 
 struct VerifyReport {
@@ -40,15 +44,32 @@ struct VerifyReport {
   std::optional<std::string> against;
   std::vector<std::string> problems;  // folder-level problems and every tensor problem
   std::vector<TensorVerdict> tensors;
+  // With --against: what the codes are compared with ("round-to-nearest", "magnitude 30%
+  // per row, then round-to-nearest"; empty when the manifest records a data-dependent
+  // method, whose codes cannot be reproduced), and whether every code must equal it, and why.
+  std::string reference;
+  bool exact = false;
+  std::string exact_reason;
   bool ok() const { return problems.empty(); }
 };
 
-// NOT_FOUND if `dir` (or `against`) is not a folder; any corruption is reported in the
-// report's problems, not as an error status. Every file of `dir` must resolve inside
-// `root` before it is opened (a file leading outside is a problem, never read).
-absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir,
-                                               const std::optional<std::string>& against,
-                                               const std::string& root = kAnyRoot);
+struct VerifyOptions {
+  std::optional<std::string> against;  // the original model: per-tensor error and codes
+  // Every code must equal round-to-nearest of `against` (also the default when the
+  // manifest records that the checkpoint was made by round-to-nearest).
+  bool exact = false;
+  std::string root = kAnyRoot;  // every file of the checkpoint must resolve inside
+};
+
+// NOT_FOUND if the checkpoint (or `against`) is not a folder; any corruption, and with
+// exactness any code that differs from round-to-nearest, is reported in the report's
+// problems, not as an error status. Every file of `dir` must resolve inside the root
+// before it is opened (a file leading outside is a problem, never read).
+absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir, const VerifyOptions& options);
+inline absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir, const std::optional<std::string>& against,
+                                                      const std::string& root = kAnyRoot) {
+  return verify_checkpoint(dir, VerifyOptions{against, false, root});
+}
 
 // Reads a bitsandbytes NF4 checkpoint one tensor at a time as float32 (NF4 weights
 // dequantized as bitsandbytes decodes them), for evaluating it without holding it whole.

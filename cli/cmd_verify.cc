@@ -1,5 +1,7 @@
-// shardpress verify OUT_DIR [--against MODEL_DIR]: re-read an NF4 checkpoint, check
-// every byte a loader relies on, and report per-tensor error against the original.
+// shardpress verify OUT_DIR [--against MODEL_DIR [--exact]]: re-read an NF4 checkpoint,
+// check every byte a loader relies on, and report per-tensor error against the original
+// and how many codes differ from round-to-nearest of it (none may, with --exact or when
+// the checkpoint records that it was made by round-to-nearest).
 #include <cstdio>
 
 #include "checkpoint/verify.h"
@@ -17,14 +19,18 @@ struct VerifyArgs {
   std::string against;
   std::string output = "table";
   bool all = false;
+  bool exact = false;
 };
 
 std::string shape_text(const std::vector<int64_t>& s) { return fmt::format("{}", fmt::join(s, "x")); }
 
 int run_verify(const VerifyArgs& a) {
-  std::optional<std::string> against;
-  if (!a.against.empty()) against = a.against;
-  auto report = verify_checkpoint(a.dir, against);
+  if (a.exact && a.against.empty())
+    return report_error(absl::InvalidArgumentError("--exact compares with the original: give --against MODEL_DIR"));
+  VerifyOptions o;
+  if (!a.against.empty()) o.against = a.against;
+  o.exact = a.exact;
+  auto report = verify_checkpoint(a.dir, o);
   if (!report.ok()) return report_error(report.status());
   const VerifyReport& r = *report;
   size_t quantized = 0;
@@ -38,7 +44,11 @@ int run_verify(const VerifyArgs& a) {
     j["blocksize"] = r.blocksize;
     j["double_quant"] = r.double_quant;
     j["manifest_checked"] = r.manifest_checked;
-    if (r.against) j["against"] = *r.against;
+    if (r.against) {
+      j["against"] = *r.against;
+      j["codes_compared_with"] = r.reference;
+      j["exact"] = r.exact;
+    }
     j["problems"] = r.problems;
     nlohmann::ordered_json ts = nlohmann::ordered_json::array();
     for (const auto& t : r.tensors) {
@@ -48,6 +58,10 @@ int run_verify(const VerifyArgs& a) {
       if (t.max_abs_error) e["max_abs_error"] = *t.max_abs_error;
       if (t.rel_rmse) e["rel_rmse"] = *t.rel_rmse;
       if (t.zero_fraction) e["zero_fraction"] = *t.zero_fraction;
+      if (t.codes_differ) {
+        e["codes_differ"] = *t.codes_differ;
+        e["codes"] = t.codes_total;
+      }
       ts.push_back(std::move(e));
     }
     j["tensors"] = ts;
@@ -64,8 +78,13 @@ int run_verify(const VerifyArgs& a) {
   out += fmt::format("manifest    {}\n", r.manifest_checked ? "every tensor and file checked against its digest"
                                                             : "none (byte-level integrity not checked)");
   if (r.against) {
-    out += fmt::format("against     {}\n\n", *r.against);
-    Table t({"TENSOR", "KIND", "SHAPE", "MAX ABS ERR", "REL RMSE", "ZEROS"});
+    out += fmt::format("against     {}\n", *r.against);
+    out += r.reference.empty()
+               ? "codes       not compared (the manifest records a data-dependent method)\n"
+               : fmt::format("codes       compared with {} of the original{}\n", r.reference,
+                             r.exact ? fmt::format("; every one must match ({})", r.exact_reason) : "");
+    out += "\n";
+    Table t({"TENSOR", "KIND", "SHAPE", "MAX ABS ERR", "REL RMSE", "ZEROS", "CODES != RTN"});
     double worst = 0;
     for (const auto& v : r.tensors) {
       if (!v.rel_rmse) continue;
@@ -73,7 +92,8 @@ int run_verify(const VerifyArgs& a) {
       worst = std::max(worst, *v.rel_rmse);
       t.add({v.name, v.quantized ? "nf4" : std::string(dtype_name(v.dtype)), shape_text(v.shape),
              fmt::format("{:.6f}", *v.max_abs_error), fmt::format("{:.4f}", *v.rel_rmse),
-             fmt::format("{:.1f}%", *v.zero_fraction * 100)});
+             fmt::format("{:.1f}%", *v.zero_fraction * 100),
+             v.codes_differ ? std::to_string(*v.codes_differ) : std::string("-")});
     }
     out += t.render();
     if (!a.all) out += "(unquantized tensors identical to the original are not listed; --all lists them)\n";
@@ -96,6 +116,9 @@ void add_verify_command(CLI::App& app, int* exit_code) {
   cmd->add_option("OUT_DIR", args->dir, "Checkpoint folder written by shardpress")->required();
   cmd->add_option("--against", args->against, "Original model folder: report per-tensor error");
   cmd->add_flag("--all", args->all, "List every tensor, also unchanged ones");
+  cmd->add_flag("--exact", args->exact,
+                "With --against: fail unless every NF4 code equals round-to-nearest of the original (the default "
+                "for checkpoints whose manifest records round-to-nearest)");
   cmd->add_option("-o,--output", args->output, "table or json")->check(CLI::IsMember({"table", "json"}))
       ->capture_default_str();
   cmd->callback([args, exit_code] { *exit_code = run_verify(*args); });

@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "checkpoint/assembler.h"
+#include "checkpoint/compression_record.h"
 #include "common/byte_size.h"
 #include "common/confined_path.h"
 #include "common/file_util.h"
@@ -1114,6 +1115,7 @@ absl::Status Coordinator::assemble_job(const std::string& job_id) {
   ao.max_shard_bytes = options_.max_shard_bytes;
   ao.provenance = {{"job", j.id()}, {"name", j.spec().name()}, {"model", j.model_dir()},
                    {"compression", describe_spec(j.spec())}};
+  ao.compression = compression_record(compress_settings(j.spec()));
   ao.replace_existing = j.spec().overwrite();
   SP_ASSIGN_OR_RETURN(auto assembler, CheckpointAssembler::create(j.output_dir(), std::move(groups), ao));
   const int64_t delay = test_delay_ms("assemble");

@@ -4,6 +4,8 @@
 
 #include "common/file_util.h"
 #include "formats/model_files.h"
+#include "formats/safetensors.h"
+#include "common/digest.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/testutil/fixtures.h"
@@ -81,6 +83,85 @@ TEST(Cli, ConfigSizesTheFilesDoNotHoldExitTwoNamingTheKey) {
     }
     EXPECT_FALSE(fs::exists(d / "out"));
   }
+}
+
+// Flips the 4-bit code of element `i` of a quantized weight, in place; returns the packed
+// tensor's new digest.
+std::string flip_code(const std::string& file, const std::string& weight, uint64_t i) {
+  uint64_t offset = 0, begin = 0, n = 0;
+  {
+    auto f = SafetensorsFile::open(file);
+    EXPECT_TRUE(f.ok());
+    const TensorInfo* t = (*f)->find(weight);
+    EXPECT_NE(t, nullptr) << weight;
+    begin = (*f)->data_offset() + t->begin;
+    n = t->nbytes();
+    offset = begin + i / 2;
+  }
+  std::vector<uint8_t> bytes = test::read_bytes(file);
+  bytes[offset] ^= i % 2 == 0 ? 0x10 : 0x01;  // element 2k is the high nibble
+  test::write_bytes(file, bytes);
+  return digest_hex(std::span<const uint8_t>(bytes.data() + begin, n));
+}
+
+// Issue 11, fault 9: one flipped code stays inside every error tolerance; verify counts
+// the codes that differ from round-to-nearest of the original and fails on them with
+// --exact, and by default when the manifest records that the checkpoint was made by
+// round-to-nearest.
+TEST(Cli, VerifyCountsCodesThatDifferFromRoundToNearest) {
+  test::TempDir d;
+  const std::string w = "model.layers.2.mlp.up_proj.weight";
+  ASSERT_EQ(run_cli({"compress", stories(), d / "rtn"}).exit_code, 0);
+  auto clean = run_cli({"verify", d / "rtn", "--against", stories(), "-o", "json"});
+  ASSERT_EQ(clean.exit_code, 0) << clean.err;
+  const json cj = json::parse(clean.out);
+  EXPECT_EQ(cj["exact"], true);
+  for (const auto& t : cj["tensors"])
+    if (t["quantized"] == true) EXPECT_EQ(t["codes_differ"], 0) << t["name"];
+
+  // Without a manifest (as bitsandbytes writes it): counted, and fatal only with --exact.
+  fs::copy(d / "rtn", d / "bare", fs::copy_options::recursive);
+  fs::remove(d / "bare/shardpress_manifest.json");
+  flip_code(d / "bare/model.safetensors", w, 101);
+  auto lenient = run_cli({"verify", d / "bare", "--against", stories(), "-o", "json"});
+  EXPECT_EQ(lenient.exit_code, 0) << lenient.err;
+  for (const auto& t : json::parse(lenient.out)["tensors"])
+    if (t["name"] == w) EXPECT_EQ(t["codes_differ"], 1);
+  auto table = run_cli({"verify", d / "bare", "--against", stories()});
+  EXPECT_NE(table.out.find("CODES != RTN"), std::string::npos) << table.out;
+  auto exact = run_cli({"verify", d / "bare", "--against", stories(), "--exact"});
+  EXPECT_EQ(exact.exit_code, 1) << exact.out;
+  EXPECT_NE(exact.err.find(w + ": 1 of 11008 NF4 codes differ from round to nearest of the original (the first at "
+                               "element 101)"),
+            std::string::npos)
+      << exact.err;
+  EXPECT_EQ(run_cli({"verify", d / "bare", "--exact"}).exit_code, 2) << "--exact needs --against";
+
+  // The manifest says round-to-nearest (and its digests were updated along with the
+  // code): exact by default.
+  fs::copy(d / "rtn", d / "relabelled", fs::copy_options::recursive);
+  const std::string digest = flip_code(d / "relabelled/model.safetensors", w, 7);
+  json m = json::parse(test::read_bytes(d / "relabelled/shardpress_manifest.json"));
+  m["tensors"][w]["digest"] = digest;
+  test::write_text(d / "relabelled/shardpress_manifest.json", m.dump());
+  EXPECT_EQ(run_cli({"verify", d / "relabelled"}).exit_code, 0) << "byte-consistent on its own";
+  auto strict = run_cli({"verify", d / "relabelled", "--against", stories()});
+  EXPECT_EQ(strict.exit_code, 1) << strict.out;
+  EXPECT_NE(strict.err.find(w + ": 1 of 11008 NF4 codes differ"), std::string::npos) << strict.err;
+
+  // Magnitude pruning is reproduced; GPTQ is not round-to-nearest (only --exact fails it).
+  ASSERT_EQ(run_cli({"compress", stories(), d / "pruned", "--prune", "magnitude", "--sparsity", "0.3"}).exit_code, 0);
+  auto pruned = run_cli({"verify", d / "pruned", "--against", stories()});
+  EXPECT_EQ(pruned.exit_code, 0) << pruned.err;
+  EXPECT_NE(pruned.out.find("compared with magnitude 30% per row, then round to nearest"), std::string::npos) << pruned.out;
+  ASSERT_EQ(run_cli({"compress", stories(), d / "gptq", "--method", "gptq", "--calib-ids",
+                     test::fixture("stories260k/text/calib.ids.txt"), "--calib-samples", "8", "--scale-search", "0"})
+                .exit_code,
+            0);
+  EXPECT_EQ(run_cli({"verify", d / "gptq", "--against", stories()}).exit_code, 0);
+  auto gptq_exact = run_cli({"verify", d / "gptq", "--against", stories(), "--exact"});
+  EXPECT_EQ(gptq_exact.exit_code, 1);
+  EXPECT_NE(gptq_exact.err.find("data-dependent method"), std::string::npos) << gptq_exact.err;
 }
 
 TEST(Cli, CompressThenVerifyThenCorrupt) {
