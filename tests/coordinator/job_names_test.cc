@@ -1,54 +1,34 @@
 // Job names refer to one job (issue 11): a second job of a name is refused at submit; a
 // name that older state holds twice is refused as ambiguous, listing the ids; a removed
 // job's id is never given out again.
-#include <filesystem>
-
-#include "coordinator/coordinator.h"
-#include "coordinator/job_spec.h"
-#include "gtest/gtest.h"
-#include "tests/testutil/fixtures.h"
+#include "fmt/format.h"
+#include "tests/coordinator/test_lab.h"
 
 namespace sp {
 namespace {
 
-namespace fs = std::filesystem;
 using namespace shardpress::v1;  // NOLINT
 
 class JobNames : public ::testing::Test {
  protected:
-  void SetUp() override {
-    fs::create_directories(dir_ / "models");
-    fs::create_directories(dir_ / "out");
-    fs::copy(test::fixture("stories260k/hf-bf16"), dir_ / "models/stories");
-  }
-  CoordinatorOptions options() {
-    CoordinatorOptions o;
-    o.data_dir = dir_ / "data";
-    o.model_root = dir_ / "models";
-    o.output_root = dir_ / "out";
-    return o;
-  }
-  JobSpec spec(const std::string& name, const std::string& out) {
-    auto s = parse_job_yaml("name: " + name + "\nmodel: " + (dir_ / "models/stories") + "\noutput: " + (dir_ / out) + "\n",
-                            "job.yaml");
-    EXPECT_TRUE(s.ok()) << s.status();
-    return *s;
-  }
-  test::TempDir dir_;
+  CoordinatorOptions options() { return lab_.options(); }
+  JobSpec spec(const std::string& name, const std::string& out) { return lab_.job(name, out); }
+  test::CoordinatorLab lab_;
+  const test::TempDir& dir_ = lab_.dir();
   SystemClock clock_;
 };
 
 TEST_F(JobNames, ANameIsTakenOnceAndARemovedIdIsNotReused) {
   auto c = Coordinator::open(options(), clock_);
   ASSERT_TRUE(c.ok()) << c.status();
-  auto first = (*c)->submit(spec("stories", "out/a"));
+  auto first = (*c)->submit(spec("stories", "a"));
   ASSERT_TRUE(first.ok()) << first.status();
-  auto again = (*c)->submit(spec("stories", "out/b"));
+  auto again = (*c)->submit(spec("stories", "b"));
   ASSERT_TRUE(absl::IsAlreadyExists(again.status())) << again.status();
   EXPECT_NE(std::string(again.status().message()).find("a job named 'stories' exists already (job-0001, queued)"),
             std::string::npos)
       << again.status();
-  ASSERT_TRUE((*c)->submit(spec("other", "out/c")).ok());
+  ASSERT_TRUE((*c)->submit(spec("other", "c")).ok());
   EXPECT_FALSE((*c)->remove_job("stories").ok()) << "a queued job is cancelled first";
   ASSERT_TRUE((*c)->cancel("job-0002").ok());
   ASSERT_TRUE((*c)->remove_job("other").ok());
@@ -58,7 +38,7 @@ TEST_F(JobNames, ANameIsTakenOnceAndARemovedIdIsNotReused) {
   auto reopened = Coordinator::open(options(), clock_);
   ASSERT_TRUE(reopened.ok()) << reopened.status();
   EXPECT_TRUE(absl::IsNotFound((*reopened)->job_status("job-0002").status())) << "removed for good";
-  auto next = (*reopened)->submit(spec("third", "out/d"));
+  auto next = (*reopened)->submit(spec("third", "d"));
   ASSERT_TRUE(next.ok()) << next.status();
   EXPECT_EQ(next->id(), "job-0003") << "job-0002's id (and its task ids) are never reused";
 }
@@ -71,8 +51,8 @@ TEST_F(JobNames, ANameThatOlderStateHoldsTwiceIsAmbiguous) {
     for (int i = 1; i <= 2; ++i) {
       JobRecord j;
       j.set_seq(static_cast<uint64_t>(i));
-      j.set_id("job-000" + std::to_string(i));
-      *j.mutable_spec() = spec("twice", "out/t" + std::to_string(i));
+      j.set_id(fmt::format("job-{:04d}", i));
+      *j.mutable_spec() = spec("twice", fmt::format("t{}", i));
       j.set_state(SUCCEEDED);
       std::string v;
       j.SerializeToString(&v);
@@ -90,7 +70,7 @@ TEST_F(JobNames, ANameThatOlderStateHoldsTwiceIsAmbiguous) {
         << st;
   }
   EXPECT_TRUE((*c)->job_status("job-0002").ok());
-  EXPECT_EQ((*c)->submit(spec("fresh", "out/f"))->id(), "job-0003");
+  EXPECT_EQ((*c)->submit(spec("fresh", "f"))->id(), "job-0003");
 }
 
 }  // namespace

@@ -7,29 +7,17 @@
 #include <filesystem>
 #include <thread>
 
-#include "coordinator/coordinator.h"
-#include "coordinator/job_spec.h"
-#include "gtest/gtest.h"
-#include "tests/testutil/fixtures.h"
+#include "tests/coordinator/test_lab.h"
 
 namespace sp {
 namespace {
 
-namespace fs = std::filesystem;
 using namespace shardpress::v1;  // NOLINT
 
 class OperatorEvents : public ::testing::Test {
  protected:
-  void SetUp() override {
-    fs::create_directories(dir_ / "models");
-    fs::create_directories(dir_ / "out");
-    fs::copy(test::fixture("stories260k/hf-bf16"), dir_ / "models/stories");
-  }
   std::unique_ptr<Coordinator> open() {
-    CoordinatorOptions o;
-    o.data_dir = dir_ / "data";
-    o.model_root = dir_ / "models";
-    o.output_root = dir_ / "out";
+    CoordinatorOptions o = lab_.options();
     o.heartbeat_interval_ms = 1'000;  // alive: seen within 3 s
     o.lease_ttl_ms = 10'000;
     o.forget_workers_after_ms = 60'000;
@@ -53,7 +41,7 @@ class OperatorEvents : public ::testing::Test {
     for (const auto& e : *ev) all += e.message() + "\n";
     return all;
   }
-  test::TempDir dir_;
+  test::CoordinatorLab lab_;
   FakeClock clock_;
   std::mutex mu_;
   std::vector<std::string> log_;
@@ -62,9 +50,7 @@ class OperatorEvents : public ::testing::Test {
 TEST_F(OperatorEvents, ASilentWorkerIsAnnouncedItsLeasesExpireAndItIsForgotten) {
   auto c = open();
   ASSERT_NE(c, nullptr);
-  auto spec = parse_job_yaml("name: s\nmodel: " + (dir_ / "models/stories") + "\noutput: " + (dir_ / "out/s") + "\n",
-                             "job.yaml");
-  ASSERT_TRUE(c->submit(*spec).ok());
+  ASSERT_TRUE(c->submit(lab_.job("s", "s")).ok());
   c->start();
   for (int i = 0; i < 400 && !c->job_status("s")->imported(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   ASSERT_TRUE(c->job_status("s")->imported());

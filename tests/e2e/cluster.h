@@ -139,6 +139,22 @@ class Cluster : public ::testing::Test {
     return false;
   }
 
+  // Runs `shardpress local ARGS` with slow tasks and kills it (SIGKILL) once its progress
+  // lines (stderr is not a terminal) say `done_text` ("2/5 tasks"). False if it never does.
+  bool kill_local_when(const std::vector<std::string>& args, const std::string& done_text, const std::string& log) {
+    test::Process local(SP_CLI_PATH, args, {{"SHARDPRESS_TEST_DELAY_MS", "task=400"}}, dir_ / log);
+    bool seen = false;
+    for (int i = 0; i < 600 && !seen; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      auto text = read_file(local.log_path());
+      seen = text.ok() && text->find(done_text) != std::string::npos;
+    }
+    local.kill(SIGKILL);
+    local.wait();
+    if (!seen) ADD_FAILURE() << *read_file(local.log_path());
+    return seen;
+  }
+
   test::CliResult cli(std::vector<std::string> args) {
     args.insert(args.begin(), {"--coordinator", addr_});
     return test::run_cli(args);

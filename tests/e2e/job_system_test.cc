@@ -134,7 +134,7 @@ TEST_F(Cluster, JobsQueueAndRunInOrder) {
   const json s2 = wait_for("q2", succeeded);
   const json s1 = status("q1");
   EXPECT_EQ(s1["state"], "SUCCEEDED");
-  EXPECT_LE(std::stoll(s1["finished_ms"].get<std::string>()), std::stoll(s2["started_ms"].get<std::string>()));
+  EXPECT_LE(s1["finished_ms"].get<int64_t>(), s2["started_ms"].get<int64_t>());  // numbers in -o json
   expect_reference_output("q1");
   expect_reference_output("q2", true);
   auto l = cli({"list"});
@@ -211,19 +211,7 @@ TEST_F(Cluster, MetricsEndpointCountsTasksBytesAndWorkers) {
 TEST_F(Cluster, LocalRerunResumesAfterKill) {
   const std::string job = write_job("l1");
   const std::vector<std::string> args{"local", job, "--workers", "1", "--state-dir", dir_ / "local-state"};
-  {
-    test::Process local(SP_CLI_PATH, args, {{"SHARDPRESS_TEST_DELAY_MS", "task=400"}}, dir_ / "local1.log");
-    // Its progress lines (stderr is not a terminal) say when two layers are done.
-    bool two_done = false;
-    for (int i = 0; i < 600 && !two_done; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      auto log = read_file(local.log_path());
-      two_done = log.ok() && log->find("2/5 tasks") != std::string::npos;
-    }
-    ASSERT_TRUE(two_done) << *read_file(local.log_path());
-    local.kill(SIGKILL);
-    local.wait();
-  }
+  ASSERT_TRUE(kill_local_when(args, "2/5 tasks", "local1.log"));
   EXPECT_FALSE(fs::exists(dir_ / "out/l1"));
   auto r = test::run_cli(args);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;

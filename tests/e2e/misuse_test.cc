@@ -299,18 +299,7 @@ TEST_F(Cluster, LocalRunKilledThenEditedIsNotResumedWithTheOldSpec) {
   const std::string job = dir_ / "l4.yaml";
   test::write_text(job, job_yaml("l4", dir_ / "models/stories", dir_ / "out/l4"));
   const std::vector<std::string> args{"local", job, "--workers", "1", "--state-dir", dir_ / "st4"};
-  {
-    test::Process p(SP_CLI_PATH, args, {{"SHARDPRESS_TEST_DELAY_MS", "task=400"}}, dir_ / "local4.log");
-    bool two_done = false;
-    for (int i = 0; i < 600 && !two_done; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      auto log = read_file(p.log_path());
-      two_done = log.ok() && log->find("2/5 tasks") != std::string::npos;
-    }
-    ASSERT_TRUE(two_done) << *read_file(p.log_path());
-    p.kill(SIGKILL);
-    p.wait();
-  }
+  ASSERT_TRUE(kill_local_when(args, "2/5 tasks", "local4.log"));
   test::write_text(job, job_yaml("l4", dir_ / "models/stories", dir_ / "out/l4", "quantize: {blocksize: 128}\n"));
   auto r = test::run_cli(args);
   EXPECT_EQ(r.exit_code, 2) << r.err;
