@@ -37,18 +37,18 @@ int run_compress(const CompressArgs& a) {
   auto gpu_memory = gpu_memory_budget(a.gpu_memory);
   if (!gpu_memory.ok()) return report_error(gpu_memory.status());
   LocalCompressOptions opts;
-  opts.settings = *settings;
+  opts.settings = settings->compress;
   opts.max_shard_bytes = *max_shard;
   opts.backend = &nf4_backend_for(*device);
   opts.prune_device = prune_device_for(*device);
   opts.device = calibration_device_for(*device, *gpu_memory);
-  if (needs_calibration(*settings)) {
+  if (const auto& calib = settings->calibration) {
     auto config = load_model_config(a.model_dir);
     if (!config.ok()) return report_error(config.status());
-    auto ids = read_token_ids(a.flags.calib_ids, config->vocab_size, a.flags.calib_samples, a.flags.seq_len);
+    auto ids = read_token_ids(calib->ids, config->vocab_size, calib->samples, calib->seq_len);
     if (!ids.ok()) return report_error(ids.status());
     opts.calibration = std::move(*ids);
-    opts.sequential = a.flags.calib_mode == "sequential";
+    opts.sequential = !calib->pipelined;
     set_blas_threads(1);  // deterministic and predictable: one core per compression
   }
   const bool tty = stderr_is_tty();
@@ -63,7 +63,7 @@ int run_compress(const CompressArgs& a) {
     }
   };
   std::fprintf(stderr, "compressing %s -> %s: %s\n", a.model_dir.c_str(), a.out_dir.c_str(),
-               describe(*settings).c_str());
+               describe(settings->compress).c_str());
   auto s = compress_model_local(a.model_dir, a.out_dir, opts);
   if (!s.ok()) return report_error(s.status());
 
@@ -80,7 +80,7 @@ int run_compress(const CompressArgs& a) {
   if (a.output == "json") {
     nlohmann::ordered_json j;
     j["output"] = s->output_dir;
-    j["compression"] = describe(*settings);
+    j["compression"] = describe(settings->compress);
     j["shards"] = s->shards;
     j["files"] = s->files;
     j["input_bytes"] = s->input_bytes;

@@ -12,7 +12,7 @@
 #include "cli/coordinator_api.h"
 #include "cli/follow.h"
 #include "coordinator/import_source.h"
-#include "coordinator/job_spec.h"
+#include "jobs/job_settings.h"
 #include "cli/commands.h"
 #include "cli/output.h"
 #include "fmt/format.h"

@@ -35,8 +35,9 @@ std::string task_name(const ModelShard& s, const CompressSettings& c) {
 int run_inspect(const InspectArgs& a) {
   auto budget = parse_byte_size(a.worker_memory);
   if (!budget.ok()) return report_error(annotate(budget.status(), "--worker-memory"));
-  auto settings = to_settings(a.flags, /*need_ids=*/false);
-  if (!settings.ok()) return report_error(settings.status());
+  auto job = to_settings(a.flags, /*need_ids=*/false);
+  if (!job.ok()) return report_error(job.status());
+  const CompressSettings* settings = &job->compress;
   auto opened = open_model(a.model_dir);
   if (!opened.ok()) return report_error(opened.status());
   const ModelFiles* files = &opened->files;
@@ -45,10 +46,11 @@ int run_inspect(const InspectArgs& a) {
 
   // Calibrated methods: activations of samples x seq_len tokens (the file's line length
   // when --calib-ids is given, else --seq-len, else 2048).
-  const bool calibrated = needs_calibration(*settings);
-  CalibrationShape data{a.flags.calib_samples, a.flags.seq_len > 0 ? a.flags.seq_len : 2048};
-  if (calibrated && !a.flags.calib_ids.empty()) {
-    auto ids = read_token_ids(a.flags.calib_ids, c.vocab_size, a.flags.calib_samples, a.flags.seq_len);
+  const bool calibrated = job->calibration.has_value();
+  const CalibrationSettings calib = job->calibration.value_or(CalibrationSettings{});
+  CalibrationShape data{calib.samples, calib.seq_len > 0 ? calib.seq_len : 2048};
+  if (calibrated && !calib.ids.empty()) {
+    auto ids = read_token_ids(calib.ids, c.vocab_size, calib.samples, calib.seq_len);
     if (!ids.ok()) return report_error(ids.status());
     data = {ids->sequences, ids->seq_len};
   }

@@ -10,7 +10,7 @@
 #include "cli/job_view.h"
 #include "cli/output.h"
 #include "common/file_util.h"
-#include "coordinator/job_spec.h"
+#include "jobs/job_yaml.h"
 #include "proto/credentials.h"
 #include "fmt/format.h"
 

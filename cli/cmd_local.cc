@@ -14,7 +14,7 @@
 #include "cli/job_view.h"
 #include "cli/output.h"
 #include "common/byte_size.h"
-#include "coordinator/job_spec.h"
+#include "jobs/job_settings.h"
 #include "coordinator/runtime.h"
 #include "fmt/format.h"
 #include "worker/device.h"

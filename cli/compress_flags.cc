@@ -5,59 +5,77 @@
 namespace sp::cli {
 
 void add_compress_flags(CLI::App* cmd, CompressFlags* f) {
-  cmd->add_option("--prune", f->prune, "Pruning method: none, magnitude, wanda or sparsegpt")
-      ->check(CLI::IsMember({"none", "magnitude", "wanda", "sparsegpt"}))->capture_default_str();
-  cmd->add_option("--sparsity", f->sparsity, "Fraction of each group pruned, in [0, 1) (default 0.3; 2:4 is 0.5)");
-  cmd->add_option("--scope", f->scope, "Pruning group: tensor, row or 2:4")
-      ->check(CLI::IsMember({"tensor", "row", "2:4"}))->capture_default_str();
+  const shardpress::v1::JobSpec d = default_job_spec();
+  cmd->add_option("--prune", f->prune, "Pruning method: none, magnitude, wanda or sparsegpt (default none)")
+      ->check(CLI::IsMember({"none", "magnitude", "wanda", "sparsegpt"}));
+  cmd->add_option("--sparsity", f->sparsity,
+                  fmt::format("Fraction of each group pruned, in [0, 1) (default {:g}; 2:4 is 0.5)", d.prune().sparsity()));
+  cmd->add_option("--scope", f->scope, "Pruning group: tensor, row or 2:4 (default row)")
+      ->check(CLI::IsMember({"tensor", "row", "2:4"}));
   cmd->add_flag("--no-quantize", f->no_quantize, "Keep weights in their dtype (prune only)");
-  cmd->add_option("--blocksize", f->blocksize, "NF4 block size: 32, 64, 128, ..., 4096")->capture_default_str();
+  cmd->add_option("--blocksize", f->blocksize,
+                  fmt::format("NF4 block size: 32, 64, 128, ..., 4096 (default {})", d.quantize().blocksize()));
   cmd->add_flag("--no-double-quant", f->no_double_quant, "Store absmax as float32 instead of 8-bit codes");
-  cmd->add_option("--compute-dtype", f->compute_dtype, "bnb_4bit_compute_dtype: bfloat16, float16 or float32")
-      ->check(CLI::IsMember({"bfloat16", "float16", "float32"}))->capture_default_str();
-  cmd->add_option("--method", f->method, "NF4 rounding: rtn (bitsandbytes) or gptq (error-compensated, calibrated)")
-      ->check(CLI::IsMember({"rtn", "gptq"}))->capture_default_str();
-  cmd->add_flag("--act-order", f->act_order, "GPTQ: visit columns by decreasing Hessian diagonal");
+  cmd->add_option("--compute-dtype", f->compute_dtype, "bnb_4bit_compute_dtype: bfloat16 (default), float16 or float32")
+      ->check(CLI::IsMember({"bfloat16", "float16", "float32"}));
+  cmd->add_option("--method", f->method, "NF4 rounding: rtn (bitsandbytes, default) or gptq (error-compensated, calibrated)")
+      ->check(CLI::IsMember({"rtn", "gptq"}));
+  auto* on = cmd->add_flag("--act-order", f->act_order,
+                           "GPTQ: visit columns by decreasing Hessian diagonal (the default, except with 2:4)");
+  cmd->add_flag("--no-act-order", f->no_act_order, "GPTQ: visit columns in order")->excludes(on);
   cmd->add_flag("--true-sequential", f->true_sequential,
                 "Inside a layer, calibrate o, gate/up and down on the already compressed projections before them");
   cmd->add_option("--scale-search", f->scale_search,
-                  "GPTQ: per row, try NF4 scales within +-this fraction of absmax (steps of 0.02); 0 = absmax")
-      ->capture_default_str();
-  cmd->add_option("--damp", f->damp, "GPTQ/SparseGPT damping, fraction of the mean Hessian diagonal")
-      ->capture_default_str();
+                  fmt::format("GPTQ: per row, try NF4 scales within +-this fraction of absmax (steps of 0.02); 0 = "
+                              "absmax (default {:g})",
+                              d.quantize().scale_search()));
+  cmd->add_option("--damp", f->damp,
+                  fmt::format("GPTQ/SparseGPT damping, fraction of the mean Hessian diagonal (default {:g})",
+                              d.quantize().damp()));
   cmd->add_option("--calib-ids", f->calib_ids, "Calibration token ids (one sequence per line), for gptq/wanda/sparsegpt");
-  cmd->add_option("--calib-samples", f->calib_samples, "Calibration sequences (the file's first lines)")
-      ->capture_default_str();
+  cmd->add_option("--calib-samples", f->calib_samples,
+                  fmt::format("Calibration sequences (the file's first lines; default {})", d.calibrate().samples()));
   cmd->add_option("--seq-len", f->seq_len, "Calibration tokens per sequence (default: the first line's length)");
   cmd->add_option("--calib-mode", f->calib_mode,
-                  "sequential: each layer calibrated on the compressed previous layers; pipelined: on the original model")
-      ->check(CLI::IsMember({"sequential", "pipelined"}))->capture_default_str();
+                  "sequential (default): each layer calibrated on the compressed previous layers; pipelined: on the "
+                  "original model")
+      ->check(CLI::IsMember({"sequential", "pipelined"}));
 }
 
-absl::StatusOr<CompressSettings> to_settings(const CompressFlags& f, bool need_ids) {
-  CompressSettings s;
-  if (f.prune != "none") {
-    const PruneScope scope = *prune_scope_from_name(f.scope);
-    const double dflt = scope == PruneScope::kTwoFour ? 0.5 : 0.3;
-    s.prune = PruneSettings{scope, f.sparsity.value_or(dflt), PruneMethod::kMagnitude};
-    if (f.prune == "wanda") s.prune->method = PruneMethod::kWanda;
-    if (f.prune == "sparsegpt") s.prune->method = PruneMethod::kSparseGpt;
+absl::StatusOr<JobSettings> to_settings(const CompressFlags& f, bool need_ids) {
+  shardpress::v1::JobSpec spec = default_job_spec();
+  spec.set_name("compress");
+  spec.set_model("-");  // given as arguments, not part of the settings
+  spec.set_output("-");
+  auto* p = spec.mutable_prune();
+  if (f.prune) p->set_method(*f.prune);
+  if (f.sparsity) p->set_sparsity(*f.sparsity);
+  if (f.scope) p->set_scope(*f.scope);
+  auto* q = spec.mutable_quantize();
+  if (f.no_quantize) q->set_format("none");
+  if (f.blocksize) q->set_blocksize(*f.blocksize);
+  if (f.no_double_quant) q->set_double_quant(false);
+  if (f.compute_dtype) q->set_compute_dtype(*f.compute_dtype);
+  if (f.method) q->set_method(*f.method);
+  if (f.act_order || f.no_act_order) q->set_act_order(f.act_order);
+  if (f.scale_search) q->set_scale_search(*f.scale_search);
+  if (f.damp) q->set_damp(*f.damp);
+  apply_dependent_defaults(spec, f.sparsity.has_value(), f.act_order || f.no_act_order);
+  auto* c = spec.mutable_calibrate();
+  c->set_true_sequential(f.true_sequential);
+  // Without --calib-ids, inspect still plans (a stand-in name passes the check).
+  c->set_ids(f.calib_ids.value_or(need_ids ? "" : "(no file)"));
+  if (f.calib_samples) c->set_samples(static_cast<int32_t>(*f.calib_samples));
+  if (f.seq_len) c->set_seq_len(static_cast<int32_t>(*f.seq_len));
+  if (f.calib_mode) c->set_mode(*f.calib_mode);
+  auto s = job_settings(spec);
+  if (!s.ok()) {
+    if (need_ids && !f.calib_ids && spec_needs_calibration(spec))
+      return absl::InvalidArgumentError(
+          fmt::format("{} needs calibration text: give --calib-ids FILE", describe_spec(spec)));
+    return s.status();
   }
-  s.quant_method = f.method == "gptq" ? QuantMethod::kGptq : QuantMethod::kRtn;
-  s.gptq.act_order = f.act_order;
-  s.gptq.true_sequential = f.true_sequential;
-  s.gptq.scale_search = f.scale_search;
-  s.gptq.damp = f.damp;
-  if (f.no_quantize) {
-    s.quantize.reset();
-  } else {
-    s.quantize = Nf4Settings{f.blocksize, !f.no_double_quant, *dtype_from_torch_name(f.compute_dtype)};
-  }
-  if (!s.prune && !s.quantize)
-    return absl::InvalidArgumentError("nothing to do: --no-quantize without --prune");
-  SP_RETURN_IF_ERROR(validate(s));
-  if (need_ids && needs_calibration(s) && f.calib_ids.empty())
-    return absl::InvalidArgumentError(fmt::format("{} needs calibration text: give --calib-ids FILE", describe(s)));
+  if (s->calibration && !f.calib_ids) s->calibration->ids.clear();
   return s;
 }
 

@@ -1,36 +1,39 @@
-// The prune/quantize flags shared by `compress` and `inspect`.
+// The prune/quantize/calibrate flags shared by `compress` and `inspect`. They mirror the
+// job spec's keys and become a job spec, validated by the same function a job is
+// (jobs/job_settings.h): the same defaults, rules and messages.
 #pragma once
 
 #include <optional>
 #include <string>
 
 #include "CLI/CLI.hpp"
-#include "ops/compress_shard.h"
+#include "jobs/job_settings.h"
 
 namespace sp::cli {
 
+// Unset: the job spec's default.
 struct CompressFlags {
-  std::string prune = "none";  // none | magnitude | wanda | sparsegpt
-  std::optional<double> sparsity;  // not given: 0.3 (2:4: 0.5, the only value it has)
-  std::string scope = "row";   // tensor | row | 2:4
+  std::optional<std::string> prune;  // none | magnitude | wanda | sparsegpt
+  std::optional<double> sparsity;
+  std::optional<std::string> scope;  // tensor | row | 2:4
   bool no_quantize = false;
-  int blocksize = 64;
+  std::optional<int> blocksize;
   bool no_double_quant = false;
-  std::string compute_dtype = "bfloat16";
-  std::string method = "rtn";  // rtn | gptq
-  bool act_order = false;
+  std::optional<std::string> compute_dtype;
+  std::optional<std::string> method;  // rtn | gptq
+  bool act_order = false, no_act_order = false;
   bool true_sequential = false;
-  double scale_search = 0.1;
-  double damp = 0.01;
-  // Calibration data (gptq, wanda, sparsegpt).
-  std::string calib_ids;
-  int64_t calib_samples = 128;
-  int64_t seq_len = 0;  // 0: the file's line length
-  std::string calib_mode = "sequential";
+  std::optional<double> scale_search;
+  std::optional<double> damp;
+  std::optional<std::string> calib_ids;
+  std::optional<int64_t> calib_samples;
+  std::optional<int64_t> seq_len;  // 0: the file's line length
+  std::optional<std::string> calib_mode;
 };
 
 void add_compress_flags(CLI::App* cmd, CompressFlags* f);
+// The flags as a job spec (defaults for what is not given) and its settings.
 // `need_ids`: calibrated methods require --calib-ids (inspect plans without the file).
-absl::StatusOr<CompressSettings> to_settings(const CompressFlags& f, bool need_ids = true);
+absl::StatusOr<JobSettings> to_settings(const CompressFlags& f, bool need_ids = true);
 
 }  // namespace sp::cli

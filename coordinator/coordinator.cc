@@ -14,10 +14,10 @@
 #include "common/byte_size.h"
 #include "common/confined_path.h"
 #include "common/file_util.h"
-#include "coordinator/calibration_plan.h"
+#include "jobs/calibration_plan.h"
 #include "coordinator/import_source.h"
-#include "coordinator/job_spec.h"
-#include "coordinator/output_check.h"
+#include "jobs/job_settings.h"
+#include "jobs/output_check.h"
 #include "fmt/format.h"
 #include "fmt/ranges.h"
 #include "formats/bnb_format.h"
@@ -630,13 +630,11 @@ absl::StatusOr<LeaseResponse> Coordinator::lease(const LeaseRequest& r) {
   resp.set_kind(granted->kind());
   resp.set_job_id(j.id());
   for (const auto& m : task_inputs(j, *granted, *scheduler_)) *resp.add_inputs() = m;
-  *resp.mutable_prune() = j.spec().prune();
-  *resp.mutable_quantize() = j.spec().quantize();
+  *resp.mutable_spec() = j.spec();
   resp.set_lease_ttl_ms(options_.lease_ttl_ms);
   resp.set_memory_estimate(memory_of(*granted));
   if (granted->kind() != COMPRESS_LAYER) {
     resp.set_model_config(j.model_config());
-    *resp.mutable_calibrate() = j.spec().calibrate();
     resp.set_layer(shard_of(*granted).layer());
   }
   return resp;

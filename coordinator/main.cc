@@ -13,7 +13,7 @@
 #include "common/log_line.h"
 #include "common/duration.h"
 #include "common/token.h"
-#include "coordinator/config_file.h"
+#include "common/config_file.h"
 #include "coordinator/runtime.h"
 #include "fmt/format.h"
 

@@ -49,48 +49,40 @@ absl::StatusOr<std::vector<OutputTensor>> nf4_output_tensors(const ModelTensor& 
   return bnb_output_tensors(meta, std::move(q.packed), q.absmax, dq, s);
 }
 
-std::string_view prune_method_name(PruneMethod m) {
-  switch (m) {
-    case PruneMethod::kMagnitude: return "magnitude";
-    case PruneMethod::kWanda: return "wanda";
-    case PruneMethod::kSparseGpt: return "sparsegpt";
-  }
-  return "?";
-}
-
 bool needs_calibration(const CompressSettings& s) {
   return (s.quantize && s.quant_method == QuantMethod::kGptq) ||
          (s.prune && s.prune->method != PruneMethod::kMagnitude);
 }
 
 absl::Status validate(const CompressSettings& s) {
+  auto bad = [](const std::string& msg) { return absl::InvalidArgumentError(msg); };
+  if (!s.prune && !s.quantize) return bad("nothing to do: prune.method is none and quantize.format is none");
   if (s.quant_method == QuantMethod::kGptq && !s.quantize)
-    return absl::InvalidArgumentError("GPTQ quantizes to NF4: it needs quantize.format nf4");
-  if (!(s.gptq.damp > 0 && s.gptq.damp < 1))
-    return absl::InvalidArgumentError(fmt::format("GPTQ damping {} must be in (0, 1)", s.gptq.damp));
-  if (s.gptq.block_size < 1 || s.gptq.block_size > 4096)
-    return absl::InvalidArgumentError(fmt::format("GPTQ block size {} must be in [1, 4096]", s.gptq.block_size));
-  if (!(s.gptq.scale_search >= 0 && s.gptq.scale_search <= 0.5))
-    return absl::InvalidArgumentError(fmt::format("GPTQ scale search {} must be in [0, 0.5]", s.gptq.scale_search));
-  if (s.gptq.act_order && s.prune && s.prune->scope == PruneScope::kTwoFour)
-    return absl::InvalidArgumentError("act_order cannot be combined with 2:4 pruning (its groups are in column order)");
+    return bad("'quantize.method' gptq quantizes to NF4: it needs quantize.format nf4");
   if (s.prune && s.prune->scope == PruneScope::kTwoFour && s.prune->sparsity != 0.5)
-    return absl::InvalidArgumentError(fmt::format(
+    return bad(fmt::format(
         "2:4 pruning removes exactly 2 of every 4 weights: a sparsity of {:g} cannot apply (leave the sparsity out, "
         "or give 0.5)", s.prune->sparsity));
-  if (s.prune && s.prune->scope != PruneScope::kTwoFour &&
-      !(s.prune->sparsity >= 0.0 && s.prune->sparsity < 1.0))
-    return absl::InvalidArgumentError(
-        fmt::format("prune sparsity {} must be in [0, 1)", s.prune->sparsity));
+  if (s.prune && !(s.prune->sparsity >= 0.0 && s.prune->sparsity < 1.0))
+    return bad(fmt::format("'prune.sparsity' is {}; expected a number in [0, 1)", s.prune->sparsity));
   if (s.quantize) {
     if (!nf4_blocksize_ok(s.quantize->blocksize))
-      return absl::InvalidArgumentError(fmt::format(
-          "quantize blocksize {} is not one bitsandbytes accepts (32, 64, 128, 256, 512, 1024, 2048, 4096)",
-          s.quantize->blocksize));
+      return bad(fmt::format("'quantize.blocksize' is {}; expected 32, 64, 128, 256, 512, 1024, 2048 or 4096",
+                             s.quantize->blocksize));
     if (s.quantize->compute_dtype != DType::kBF16 && s.quantize->compute_dtype != DType::kF16 &&
         s.quantize->compute_dtype != DType::kF32)
-      return absl::InvalidArgumentError("compute dtype must be bfloat16, float16 or float32");
+      return bad("'quantize.compute_dtype' must be bfloat16, float16 or float32");
   }
+  if (!(s.gptq.damp > 0 && s.gptq.damp < 1))
+    return bad(fmt::format("'quantize.damp' is {}; expected a number in (0, 1)", s.gptq.damp));
+  if (!(s.gptq.scale_search >= 0 && s.gptq.scale_search <= 0.5))
+    return bad(fmt::format("'quantize.scale_search' is {}; expected a number in [0, 0.5]", s.gptq.scale_search));
+  if (s.gptq.block_size < 1 || s.gptq.block_size > 4096)
+    return bad(fmt::format("'quantize.gptq_block_size' is {}; expected 1 to 4096", s.gptq.block_size));
+  const bool obs = (s.quantize && s.quant_method == QuantMethod::kGptq) ||
+                   (s.prune && s.prune->method == PruneMethod::kSparseGpt);
+  if (obs && s.gptq.act_order && s.prune && s.prune->scope == PruneScope::kTwoFour)
+    return bad("'quantize.act_order' cannot be combined with 2:4 pruning (its groups of 4 are in column order)");
   return absl::OkStatus();
 }
 

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "common/name_table.h"
 #include "common/status.h"
 #include "formats/bnb_format.h"
 #include "formats/model_layout.h"
@@ -23,7 +24,9 @@ namespace sp {
 // Which weights to prune: the smallest |w| (magnitude), the smallest |w| * ||x_j||
 // (Wanda, needs calibration), or SparseGPT's OBS selection with weight updates.
 enum class PruneMethod { kMagnitude, kWanda, kSparseGpt };
-std::string_view prune_method_name(PruneMethod m);
+inline constexpr NameRow<PruneMethod> kPruneMethodNames[] = {
+    {PruneMethod::kMagnitude, "magnitude"}, {PruneMethod::kWanda, "wanda"}, {PruneMethod::kSparseGpt, "sparsegpt"}};
+inline std::string_view prune_method_name(PruneMethod m) { return name_of(kPruneMethodNames, m); }
 
 struct PruneSettings {
   PruneScope scope = PruneScope::kRow;
@@ -33,6 +36,7 @@ struct PruneSettings {
 
 // Round to nearest (bitsandbytes) or GPTQ on the NF4 grid (needs calibration).
 enum class QuantMethod { kRtn, kGptq };
+inline constexpr NameRow<QuantMethod> kQuantMethodNames[] = {{QuantMethod::kRtn, "rtn"}, {QuantMethod::kGptq, "gptq"}};
 
 struct GptqSettings {
   double damp = 0.01;     // fraction of mean(diag H)
@@ -56,7 +60,9 @@ struct CompressSettings {
 // True when the methods need the layer's inputs on calibration text (gptq, wanda, sparsegpt).
 bool needs_calibration(const CompressSettings& s);
 
-// Checks the settings; INVALID_ARGUMENT naming the bad value.
+// Checks the settings; INVALID_ARGUMENT naming the job spec key and its bad value
+// ("'quantize.damp' is 1.5; expected a number in (0, 1)": the CLI's flags mirror the keys).
+// The one place these rules live: job specs, `compress` flags and the ops all use it.
 absl::Status validate(const CompressSettings& s);
 
 // "magnitude 30% per row + NF4 (block 64, double quant)".

@@ -68,22 +68,6 @@ absl::Status check_prune_args(std::span<const float> w, int64_t rows, int64_t co
 
 }  // namespace
 
-std::string_view prune_scope_name(PruneScope s) {
-  switch (s) {
-    case PruneScope::kTensor: return "tensor";
-    case PruneScope::kRow: return "row";
-    case PruneScope::kTwoFour: return "2:4";
-  }
-  return "?";
-}
-
-std::optional<PruneScope> prune_scope_from_name(std::string_view name) {
-  if (name == "tensor") return PruneScope::kTensor;
-  if (name == "row") return PruneScope::kRow;
-  if (name == "2:4") return PruneScope::kTwoFour;
-  return std::nullopt;
-}
-
 uint64_t prune_count(double sparsity, uint64_t n) {
   const double exact = sparsity * static_cast<double>(n);
   const double nearest = std::round(exact);

@@ -17,15 +17,18 @@
 #include <string_view>
 #include <vector>
 
+#include "common/name_table.h"
 #include "common/status.h"
 
 namespace sp {
 
 enum class PruneScope { kTensor, kRow, kTwoFour };
+inline constexpr NameRow<PruneScope> kPruneScopeNames[] = {
+    {PruneScope::kTensor, "tensor"}, {PruneScope::kRow, "row"}, {PruneScope::kTwoFour, "2:4"}};
 
 // "tensor", "row", "2:4".
-std::string_view prune_scope_name(PruneScope s);
-std::optional<PruneScope> prune_scope_from_name(std::string_view name);
+inline std::string_view prune_scope_name(PruneScope s) { return name_of(kPruneScopeNames, s); }
+inline std::optional<PruneScope> prune_scope_from_name(std::string_view name) { return value_of(kPruneScopeNames, name); }
 
 struct PruneStats {
   uint64_t total = 0;   // elements

@@ -28,8 +28,8 @@ echo "| --- | --- | --- |"
 printf '| none (bf16) | %.4f | |\n' "$(ppl "$model")"
 row "RTN-NF4 (bitsandbytes), double quant" --method rtn
 row "RTN-NF4, float32 absmax" --method rtn --no-double-quant
-row "GPTQ-NF4, no act-order, no scale search" --method gptq --scale-search 0 "${calib[@]}"
-row "GPTQ-NF4, no act-order" --method gptq "${calib[@]}"
+row "GPTQ-NF4, no act-order, no scale search" --method gptq --no-act-order --scale-search 0 "${calib[@]}"
+row "GPTQ-NF4, no act-order" --method gptq --no-act-order "${calib[@]}"
 row "GPTQ-NF4, act-order, no scale search" --method gptq --act-order --scale-search 0 "${calib[@]}"
 row "GPTQ-NF4, act-order (job default)" --method gptq --act-order "${calib[@]}"
 row "GPTQ-NF4, act-order, true-sequential" --method gptq --act-order --true-sequential "${calib[@]}"

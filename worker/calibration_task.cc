@@ -4,8 +4,8 @@
 #include <cstring>
 
 #include "common/float_convert.h"
-#include "coordinator/calibration_plan.h"
-#include "coordinator/job_spec.h"
+#include "jobs/calibration_plan.h"
+#include "jobs/job_settings.h"
 #include "fmt/format.h"
 #include "ops/calibrate_layer.h"
 #include "ops/decoder_layer.h"
@@ -16,12 +16,10 @@ namespace sp {
 
 using namespace shardpress::v1;  // NOLINT
 
-CompressSettings lease_settings(const LeaseResponse& lease) {
-  JobSpec spec;
-  *spec.mutable_prune() = lease.prune();
-  *spec.mutable_quantize() = lease.quantize();
-  *spec.mutable_calibrate() = lease.calibrate();
-  return compress_settings(spec);
+absl::StatusOr<JobSettings> lease_settings(const LeaseResponse& lease) {
+  auto s = job_settings(lease.spec());
+  if (!s.ok()) return annotate(s.status(), "the lease's job spec");
+  return s;
 }
 
 absl::StatusOr<CalibrationTaskResult> run_calibration_task(const LeaseResponse& lease,
@@ -102,12 +100,13 @@ absl::StatusOr<CalibrationTaskResult> run_calibration_task(const LeaseResponse& 
     return out;
   }
   ShardResult& result = out.result;
-  const bool sequential = lease.calibrate().mode() != "pipelined";
+  SP_ASSIGN_OR_RETURN(const JobSettings settings, lease_settings(lease));
+  const bool sequential = !(settings.calibration && settings.calibration->pipelined);
   if (lease.kind() == FORWARD_LAYER) {
     SP_ASSIGN_OR_RETURN(LayerWeights lw, load_layer_weights(config, layer_inputs));
     SP_RETURN_IF_ERROR(forward_layer(config, layer, lw, acts, device));
   } else {
-    SP_ASSIGN_OR_RETURN(CalibratedLayer cl, calibrate_layer(config, layer, layer_inputs, acts, lease_settings(lease),
+    SP_ASSIGN_OR_RETURN(CalibratedLayer cl, calibrate_layer(config, layer, layer_inputs, acts, settings.compress,
                                                             sequential, backend, device));
     result = std::move(cl.result);
   }

@@ -11,6 +11,7 @@
 
 #include "common/status.h"
 #include "formats/model_layout.h"
+#include "jobs/job_settings.h"
 #include "ops/calibrate_layer.h"
 #include "ops/compress_shard.h"
 #include "shardpress.pb.h"
@@ -22,8 +23,8 @@ struct LeaseInput {
   std::span<const uint8_t> bytes;
 };
 
-// The ops' settings a lease carries (its job's prune, quantize and calibrate sections).
-CompressSettings lease_settings(const shardpress::v1::LeaseResponse& lease);
+// The settings of the job a lease is for (from the spec it carries).
+absl::StatusOr<JobSettings> lease_settings(const shardpress::v1::LeaseResponse& lease);
 
 struct CalibrationTaskResult {
   // The groups to upload: the layer's outputs (unless a forward task), then, where the

@@ -12,7 +12,7 @@
 #include "CLI/CLI.hpp"
 #include "common/byte_size.h"
 #include "common/token.h"
-#include "coordinator/config_file.h"
+#include "common/config_file.h"
 #include "fmt/format.h"
 #include "worker/device.h"
 #include "worker/worker.h"

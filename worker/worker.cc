@@ -13,11 +13,11 @@
 #include "common/byte_size.h"
 #include "common/digest.h"
 #include "common/file_util.h"
-#include "coordinator/job_spec.h"
+#include "jobs/job_settings.h"
 #include "fmt/format.h"
 #include "ops/compress_shard.h"
 #include "ops/linalg.h"
-#include "coordinator/calibration_plan.h"
+#include "jobs/calibration_plan.h"
 #include "worker/calibration_task.h"
 #include "worker/device.h"
 
@@ -267,7 +267,8 @@ absl::Status Worker::compute_and_upload(const LeaseResponse& lease, CompleteRequ
     std::vector<InputTensor> inputs;
     for (size_t i = 0; i < metas.size(); ++i) inputs.push_back({&metas[i], bytes[i]});
     const DeviceChoice device{options_.device, options_.cuda_device};
-    SP_ASSIGN_OR_RETURN(result, compress_shard(inputs, lease_settings(lease), nf4_backend_for(device),
+    SP_ASSIGN_OR_RETURN(const JobSettings settings, lease_settings(lease));
+    SP_ASSIGN_OR_RETURN(result, compress_shard(inputs, settings.compress, nf4_backend_for(device),
                                                prune_device_for(device)));
   } else {
     std::vector<LeaseInput> inputs;

@@ -219,10 +219,10 @@ TEST(Cli, CompressBadInputExitsTwoAndWritesNothing) {
   test::TempDir d;
   auto bs = run_cli({"compress", stories(), d / "o1", "--blocksize", "100"});
   EXPECT_EQ(bs.exit_code, 2);
-  EXPECT_NE(bs.err.find("blocksize 100"), std::string::npos) << bs.err;
+  EXPECT_NE(bs.err.find("'quantize.blocksize' is 100"), std::string::npos) << bs.err;
   auto sp = run_cli({"compress", stories(), d / "o2", "--prune", "magnitude", "--sparsity", "1.5"});
   EXPECT_EQ(sp.exit_code, 2);
-  EXPECT_NE(sp.err.find("sparsity 1.5"), std::string::npos) << sp.err;
+  EXPECT_NE(sp.err.find("'prune.sparsity' is 1.5"), std::string::npos) << sp.err;
   auto scope = run_cli({"compress", stories(), d / "o3", "--prune", "magnitude", "--scope", "column"});
   EXPECT_EQ(scope.exit_code, 2);
   auto half = run_cli({"compress", stories(), d / "o3", "--prune", "magnitude", "--scope", "2:4", "--sparsity", "0.3"});

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "coordinator/coordinator.h"
-#include "coordinator/job_spec.h"
+#include "jobs/job_yaml.h"
 #include "gtest/gtest.h"
 #include "tests/testutil/fixtures.h"
 

@@ -2,7 +2,7 @@
 // coordinator and worker processes: the output equals what the ops produce in one process
 // (`compress_model_local` with the same settings), also after a worker is killed in the
 // middle of a layer and after the coordinator is killed with layers done.
-#include "coordinator/job_spec.h"
+#include "jobs/job_yaml.h"
 #include "formats/token_ids.h"
 #include "tests/e2e/cluster.h"
 

@@ -1,5 +1,5 @@
 // libFuzzer: worker/coordinator YAML configs.
-#include "coordinator/config_file.h"
+#include "common/config_file.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string a, b, c;

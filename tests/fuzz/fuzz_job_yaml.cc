@@ -1,5 +1,5 @@
 // libFuzzer: job spec YAML.
-#include "coordinator/job_spec.h"
+#include "jobs/job_yaml.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto s = sp::parse_job_yaml({reinterpret_cast<const char*>(data), size}, "fuzz.yaml");

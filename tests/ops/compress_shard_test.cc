@@ -113,7 +113,8 @@ TEST(CompressShard, RejectsBadSettings) {
   const Layer l = make_layer();
   CompressSettings s;
   s.quantize->blocksize = 100;
-  EXPECT_NE(std::string(compress_shard(l.inputs(), s).status().message()).find("blocksize 100"), std::string::npos);
+  EXPECT_NE(std::string(compress_shard(l.inputs(), s).status().message()).find("'quantize.blocksize' is 100"),
+            std::string::npos);
   CompressSettings p;
   p.prune = PruneSettings{PruneScope::kTensor, 1.5};
   EXPECT_FALSE(compress_shard(l.inputs(), p).ok());

@@ -1,7 +1,7 @@
-#include "coordinator/job_spec.h"
+#include "jobs/job_yaml.h"
 
 #include "common/file_util.h"
-#include "coordinator/config_file.h"
+#include "common/config_file.h"
 #include "gtest/gtest.h"
 
 namespace sp {

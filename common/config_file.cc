@@ -1,9 +1,9 @@
-#include "coordinator/config_file.h"
+#include "common/config_file.h"
 
 #include <yaml-cpp/yaml.h>
 
 #include "common/file_util.h"
-#include "coordinator/yaml_keys.h"
+#include "common/yaml_keys.h"
 #include "fmt/format.h"
 
 namespace sp {

@@ -1,4 +1,4 @@
-#include "coordinator/yaml_keys.h"
+#include "common/yaml_keys.h"
 
 #include <map>
 #include <string>

@@ -1,6 +1,6 @@
-#include "coordinator/output_check.h"
+#include "jobs/output_check.h"
 
-#include "coordinator/job_spec.h"
+#include "jobs/job_settings.h"
 #include "fmt/format.h"
 #include "formats/bnb_format.h"
 #include "formats/model_layout.h"

@@ -1,4 +1,4 @@
-#include "coordinator/output_check.h"
+#include "jobs/output_check.h"
 
 #include "formats/bnb_format.h"
 #include "gtest/gtest.h"

@@ -1,4 +1,4 @@
-#include "coordinator/config_file.h"
+#include "common/config_file.h"
 
 #include "gtest/gtest.h"
 #include "tests/testutil/fixtures.h"

@@ -1,4 +1,4 @@
-#include "coordinator/calibration_plan.h"
+#include "jobs/calibration_plan.h"
 
 #include "fmt/format.h"
 

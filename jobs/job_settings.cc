@@ -1,0 +1,197 @@
+#include "jobs/job_settings.h"
+
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+
+#include <regex>
+
+#include "common/digest.h"
+#include "fmt/format.h"
+
+namespace sp {
+
+using shardpress::v1::JobSpec;
+
+namespace {
+
+absl::Status bad(const std::string& msg) { return absl::InvalidArgumentError(msg); }
+
+// The spec's words that mean "not this step".
+constexpr std::string_view kNone = "none";
+
+// Converts without checking what validate() checks; names must be known.
+absl::StatusOr<JobSettings> convert(const JobSpec& spec) {
+  JobSettings out;
+  if (is_eval_job(spec)) {
+    out.kind = JobKind::kEvaluate;
+    out.eval = EvalSettings{spec.eval().ids(), spec.eval().samples(), spec.eval().seq_len()};
+    return out;
+  }
+  CompressSettings& s = out.compress;
+  const auto& p = spec.prune();
+  if (p.method() != kNone) {
+    const auto method = value_of(kPruneMethodNames, p.method());
+    if (!method)
+      return bad(fmt::format("'prune.method' is '{}'; expected none, {}", p.method(), names_of(kPruneMethodNames)));
+    const auto scope = prune_scope_from_name(p.scope());
+    if (!scope) return bad(fmt::format("'prune.scope' is '{}'; expected {}", p.scope(), names_of(kPruneScopeNames)));
+    s.prune = PruneSettings{*scope, p.sparsity(), *method};
+  } else if (!prune_scope_from_name(p.scope())) {
+    return bad(fmt::format("'prune.scope' is '{}'; expected {}", p.scope(), names_of(kPruneScopeNames)));
+  }
+  const auto& q = spec.quantize();
+  const auto method = value_of(kQuantMethodNames, q.method());
+  if (!method) return bad(fmt::format("'quantize.method' is '{}'; expected {}", q.method(), names_of(kQuantMethodNames)));
+  s.quant_method = *method;
+  if (q.format() == "nf4") {
+    const auto compute = dtype_from_torch_name(q.compute_dtype());
+    if (!compute)
+      return bad(fmt::format("'quantize.compute_dtype' is '{}'; expected bfloat16, float16 or float32",
+                             q.compute_dtype()));
+    s.quantize = Nf4Settings{q.blocksize(), q.double_quant(), *compute};
+  } else if (q.format() == kNone) {
+    s.quantize.reset();
+  } else {
+    return bad(fmt::format("'quantize.format' is '{}'; expected nf4 or none", q.format()));
+  }
+  s.gptq.act_order = q.act_order();
+  s.gptq.damp = q.damp();
+  s.gptq.scale_search = q.scale_search();
+  s.gptq.block_size = q.gptq_block_size();
+  s.gptq.true_sequential = spec.calibrate().true_sequential();
+  if (needs_calibration(s)) {
+    const auto& c = spec.calibrate();
+    if (c.mode() != "sequential" && c.mode() != "pipelined")
+      return bad(fmt::format("'calibrate.mode' is '{}'; expected sequential or pipelined", c.mode()));
+    out.calibration = CalibrationSettings{c.ids(), c.samples(), c.seq_len(), c.mode() == "pipelined", c.stage_memory()};
+  }
+  return out;
+}
+
+}  // namespace
+
+JobSpec default_job_spec() {
+  JobSpec spec;
+  auto* p = spec.mutable_prune();
+  p->set_method(std::string(kNone));
+  p->set_sparsity(0.3);
+  p->set_scope("row");
+  auto* q = spec.mutable_quantize();
+  q->set_format("nf4");
+  q->set_blocksize(64);
+  q->set_double_quant(true);
+  q->set_compute_dtype("bfloat16");
+  q->set_method("rtn");
+  q->set_act_order(true);
+  q->set_damp(0.01);
+  q->set_scale_search(0.1);
+  q->set_gptq_block_size(128);
+  auto* c = spec.mutable_calibrate();
+  c->set_samples(128);
+  c->set_mode("sequential");
+  c->set_stage_memory(10ull << 30);
+  return spec;
+}
+
+void apply_dependent_defaults(JobSpec& spec, bool sparsity_given, bool act_order_given) {
+  const bool two_four = spec.prune().scope() == "2:4";
+  if (two_four && !sparsity_given) spec.mutable_prune()->set_sparsity(0.5);
+  if (!act_order_given) spec.mutable_quantize()->set_act_order(!two_four);
+}
+
+absl::StatusOr<JobSettings> job_settings(const JobSpec& spec) {
+  static const std::regex kName("[A-Za-z0-9][A-Za-z0-9._-]{0,63}");
+  if (spec.model().empty()) return bad("'model' is required (a Hugging Face model folder)");
+  if (is_eval_job(spec)) {
+    if (!std::regex_match(spec.name(), kName))
+      return bad(fmt::format("'name' {} must be 1-64 letters, digits, '.', '_' or '-'", spec.name()));
+    if (!spec.output().empty()) return bad("an evaluation job writes nothing: no 'output'");
+    if (spec.eval().samples() < 0) return bad("evaluation samples must be 0 (all) or more");
+    if (spec.eval().seq_len() < 0 || spec.eval().seq_len() == 1)
+      return bad("evaluation seq_len must be 2 or more (0: the file's line length)");
+    return convert(spec);
+  }
+  if (spec.output().empty()) return bad("'output' is required (a new folder)");
+  if (!std::regex_match(spec.name(), kName))
+    return bad(fmt::format("'name' {} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+                           spec.name()));
+  SP_ASSIGN_OR_RETURN(JobSettings s, convert(spec));
+  SP_RETURN_IF_ERROR(validate(s.compress));
+  if (s.calibration) {
+    const CalibrationSettings& c = *s.calibration;
+    if (c.ids.empty())
+      return bad(fmt::format("{} needs calibration text: set 'calibrate.ids' to a token-id file (one sequence per line)",
+                             describe(s.compress)));
+    if (c.samples < 1 || c.samples > 1'000'000)
+      return bad(fmt::format("'calibrate.samples' is {}; expected 1 or more", c.samples));
+    if (c.seq_len < 0 || c.seq_len == 1 || c.seq_len > 1'000'000)
+      return bad(fmt::format("'calibrate.seq_len' is {}; expected 2 or more (0: the file's line length)", c.seq_len));
+    if (c.stage_memory < (64ull << 20)) return bad("'calibrate.stage_memory' must be at least 64MiB");
+  }
+  return s;
+}
+
+CompressSettings compress_settings(const JobSpec& spec) {
+  auto s = convert(spec);
+  return s.ok() ? s->compress : CompressSettings{};
+}
+
+bool spec_needs_calibration(const JobSpec& spec) { return needs_calibration(compress_settings(spec)); }
+
+std::string describe_spec(const JobSpec& spec) { return describe(compress_settings(spec)); }
+
+std::string spec_digest(const JobSpec& spec) {
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream out(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&out);
+    coded.SetSerializationDeterministic(true);
+    spec.SerializeToCodedStream(&coded);
+  }
+  return digest_hex({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
+}
+
+namespace {
+
+std::string field_text(const google::protobuf::Message& m, const google::protobuf::FieldDescriptor* f) {
+  const auto* r = m.GetReflection();
+  using F = google::protobuf::FieldDescriptor;
+  switch (f->cpp_type()) {
+    case F::CPPTYPE_STRING: return r->GetString(m, f).empty() ? "(none)" : r->GetString(m, f);
+    case F::CPPTYPE_BOOL: return r->GetBool(m, f) ? "true" : "false";
+    case F::CPPTYPE_INT32: return std::to_string(r->GetInt32(m, f));
+    case F::CPPTYPE_INT64: return std::to_string(r->GetInt64(m, f));
+    case F::CPPTYPE_UINT32: return std::to_string(r->GetUInt32(m, f));
+    case F::CPPTYPE_UINT64: return std::to_string(r->GetUInt64(m, f));
+    case F::CPPTYPE_DOUBLE: return fmt::format("{:g}", r->GetDouble(m, f));
+    case F::CPPTYPE_FLOAT: return fmt::format("{:g}", r->GetFloat(m, f));
+    case F::CPPTYPE_ENUM: return r->GetEnum(m, f)->name();
+    default: return "?";
+  }
+}
+
+void differences(const google::protobuf::Message& a, const google::protobuf::Message& b, const std::string& prefix,
+                 std::vector<std::string>& out) {
+  const auto* d = a.GetDescriptor();
+  for (int i = 0; i < d->field_count(); ++i) {
+    const auto* f = d->field(i);
+    const std::string name = prefix + f->name();
+    if (f->is_repeated()) continue;  // a JobSpec has none
+    if (f->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
+      differences(a.GetReflection()->GetMessage(a, f), b.GetReflection()->GetMessage(b, f), name + ".", out);
+      continue;
+    }
+    const std::string x = field_text(a, f), y = field_text(b, f);
+    if (x != y) out.push_back(fmt::format("{}: {} -> {}", name, x, y));
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> spec_differences(const JobSpec& before, const JobSpec& now) {
+  std::vector<std::string> out;
+  differences(before, now, "", out);
+  return out;
+}
+
+}  // namespace sp
