@@ -1,9 +1,12 @@
-// The coordinator's durable state: RocksDB with one column family per table (jobs,
-// tasks, workers, events, blobs; blobs use BlobDB for large values). Every state change
-// is one WriteBatch; batches that acknowledge something to a client are synced (WAL
-// fsync) before the reply.
+// The coordinator's durable state, behind a small interface: tables of records (one
+// column family each in RocksDB), written in atomic batches. Two backends: RocksDB
+// (coordinator/rocksdb_store.h, the daemon's) and an in-memory one for tests
+// (coordinator/memory_store.h) that can be told to fail a chosen commit.
 //
-// Thread-safety: all methods are safe to call concurrently (RocksDB is).
+// Every state change is one Batch; batches that acknowledge something to a client are
+// synced (WAL fsync) before the reply.
+//
+// Thread-safety: implementations are safe to call concurrently.
 #pragma once
 
 #include <functional>
@@ -14,66 +17,64 @@
 
 #include "common/status.h"
 
-namespace rocksdb {
-class DB;
-class ColumnFamilyHandle;
-class WriteBatch;
-}  // namespace rocksdb
-
 namespace sp {
 
-// kMeta: coordinator-wide values (the next job number, so ids are never reused).
-enum class Table { kJobs = 0, kTasks, kWorkers, kEvents, kBlobs, kMeta };
+// kMeta: coordinator-wide values (the next job number). kBlobOwners: who holds each blob
+// ("<digest>/<owner>" -> "").
+enum class Table { kJobs = 0, kTasks, kWorkers, kEvents, kBlobs, kMeta, kBlobOwners };
+inline constexpr int kTableCount = 7;
+inline constexpr const char* kTableNames[kTableCount] = {"jobs", "tasks", "workers", "events",
+                                                         "blobs", "meta", "blob_owners"};
 
 class StateStore {
  public:
   class Batch {
    public:
-    Batch();
-    ~Batch();
-    void put(Table t, std::string_view key, std::string_view value);
-    void del(Table t, std::string_view key);
-    size_t count() const;
+    enum class Op { kPut, kDelete, kDeleteRange };
+    struct Entry {
+      Table table;
+      Op op;
+      std::string key;
+      std::string value;  // kPut: the value; kDeleteRange: the end key (exclusive)
+    };
+    void put(Table t, std::string_view key, std::string_view value) {
+      entries_.push_back({t, Op::kPut, std::string(key), std::string(value)});
+    }
+    void del(Table t, std::string_view key) { entries_.push_back({t, Op::kDelete, std::string(key), {}}); }
+    // Every key in [begin, end).
+    void del_range(Table t, std::string_view begin, std::string_view end) {
+      entries_.push_back({t, Op::kDeleteRange, std::string(begin), std::string(end)});
+    }
+    size_t count() const { return entries_.size(); }
+    uint64_t bytes() const {
+      uint64_t n = 0;
+      for (const auto& e : entries_) n += e.key.size() + e.value.size();
+      return n;
+    }
+    const std::vector<Entry>& entries() const { return entries_; }
+    void clear() { entries_.clear(); }
 
    private:
-    friend class StateStore;
-    std::vector<std::pair<Table, std::pair<std::string, std::optional<std::string>>>> ops_;
+    std::vector<Entry> entries_;
   };
 
-  // Opens (creating if needed) the database in `dir`.
-  //
-  // Disk space: RocksDB (Debian's 7.8) can abort the process when a write meets a full
-  // disk, so the store never lets it get there: a write that would leave less than
-  // `min_free_bytes` free on the data dir's filesystem (counting what the memtables will
-  // flush) is refused with RESOURCE_EXHAUSTED before RocksDB sees it. Small state
-  // commits may use half of that reserve, so that a job's failure can still be recorded
-  // after its bulk writes were refused.
-  static absl::StatusOr<std::unique_ptr<StateStore>> open(const std::string& dir, uint64_t min_free_bytes = 0);
-  ~StateStore();
+  virtual ~StateStore() = default;
 
-  // Applies the batch atomically; `sync` fsyncs the WAL first (durable on return).
-  absl::Status commit(Batch& batch, bool sync);
-  absl::Status put(Table t, std::string_view key, std::string_view value, bool sync);
-  // Writes without the WAL: bulk bytes (imported blob chunks) that become durable only
-  // when RocksDB flushes them; a crash may lose them.
-  absl::Status put_unlogged(Table t, std::string_view key, std::string_view value);
-  absl::StatusOr<std::optional<std::string>> get(Table t, std::string_view key) const;
+  // Applies the batch atomically; `sync` makes it durable before returning. On success the
+  // batch is cleared; on failure nothing of it is applied.
+  virtual absl::Status commit(Batch& batch, bool sync) = 0;
+  // Bulk bytes (blob chunks), outside batches: logged (durable with the next synced
+  // commit) or unlogged (a copy that recovery re-creates if a crash loses it).
+  virtual absl::Status put(Table t, std::string_view key, std::string_view value) = 0;
+  virtual absl::Status put_unlogged(Table t, std::string_view key, std::string_view value) = 0;
+  virtual absl::StatusOr<std::optional<std::string>> get(Table t, std::string_view key) const = 0;
   // Calls fn(key, value) for every key starting with `prefix`, in key order, until it
   // returns false.
-  absl::Status scan(Table t, std::string_view prefix,
-                    const std::function<bool(std::string_view, std::string_view)>& fn) const;
-  // Deletes every key in [begin, end).
-  absl::Status delete_range(Table t, std::string_view begin, std::string_view end);
-
- private:
-  StateStore() = default;
-  rocksdb::ColumnFamilyHandle* cf(Table t) const;
-  // RESOURCE_EXHAUSTED when writing `incoming` bytes would leave less than `reserve` free.
-  absl::Status check_room(uint64_t incoming, uint64_t reserve) const;
-  std::string dir_;
-  uint64_t min_free_bytes_ = 0;
-  std::unique_ptr<rocksdb::DB> db_;
-  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  virtual absl::Status scan(Table t, std::string_view prefix,
+                            const std::function<bool(std::string_view, std::string_view)>& fn) const = 0;
+  // Gives the space of deleted data back to the filesystem (compaction, blob garbage
+  // collection); a no-op where there is nothing to reclaim.
+  virtual absl::Status reclaim() { return absl::OkStatus(); }
 };
 
 }  // namespace sp

@@ -1,4 +1,4 @@
-#include "coordinator/state_store.h"
+#include "coordinator/rocksdb_store.h"
 
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
@@ -15,8 +15,6 @@
 namespace sp {
 namespace {
 
-constexpr const char* kTableNames[] = {"jobs", "tasks", "workers", "events", "blobs", "meta"};
-
 absl::Status from_rocks(const rocksdb::Status& s, std::string_view what) {
   if (s.ok()) return absl::OkStatus();
   const std::string msg = fmt::format("state store: {}: {}", what, s.ToString());
@@ -28,18 +26,7 @@ absl::Status from_rocks(const rocksdb::Status& s, std::string_view what) {
 
 }  // namespace
 
-StateStore::Batch::Batch() = default;
-StateStore::Batch::~Batch() = default;
-
-void StateStore::Batch::put(Table t, std::string_view key, std::string_view value) {
-  ops_.push_back({t, {std::string(key), std::string(value)}});
-}
-void StateStore::Batch::del(Table t, std::string_view key) {
-  ops_.push_back({t, {std::string(key), std::nullopt}});
-}
-size_t StateStore::Batch::count() const { return ops_.size(); }
-
-absl::StatusOr<std::unique_ptr<StateStore>> StateStore::open(const std::string& dir, uint64_t min_free_bytes) {
+absl::StatusOr<std::unique_ptr<RocksStateStore>> RocksStateStore::open(const std::string& dir, uint64_t min_free_bytes) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   rocksdb::DBOptions db_opts;
@@ -54,11 +41,14 @@ absl::StatusOr<std::unique_ptr<StateStore>> StateStore::open(const std::string& 
       o.enable_blob_files = true;  // integrated BlobDB: chunk values live in blob files
       o.min_blob_size = 4096;
       o.write_buffer_size = 64 << 20;  // memtables count in the coordinator's RSS
-      o.blob_file_size = 1ull << 30;
+      o.blob_file_size = 256ull << 20;
+      // Deleted blobs give their space back as compaction rewrites the files holding them.
+      o.enable_blob_garbage_collection = true;
+      o.blob_garbage_collection_age_cutoff = 1.0;
     }
     cfs.emplace_back(name, o);
   }
-  std::unique_ptr<StateStore> s(new StateStore());
+  std::unique_ptr<RocksStateStore> s(new RocksStateStore());
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* db = nullptr;
   auto st = rocksdb::DB::Open(db_opts, dir, cfs, &handles, &db);
@@ -70,7 +60,7 @@ absl::StatusOr<std::unique_ptr<StateStore>> StateStore::open(const std::string& 
   return s;
 }
 
-absl::Status StateStore::check_room(uint64_t incoming, uint64_t reserve) const {
+absl::Status RocksStateStore::check_room(uint64_t incoming, uint64_t reserve) const {
   if (min_free_bytes_ == 0) return absl::OkStatus();
   struct statvfs fs {};
   if (::statvfs(dir_.c_str(), &fs) != 0) return absl::OkStatus();  // cannot tell: let RocksDB try
@@ -84,42 +74,42 @@ absl::Status StateStore::check_room(uint64_t incoming, uint64_t reserve) const {
       format_bytes(incoming), dir_, format_bytes(avail), format_bytes(memtables), format_bytes(reserve)));
 }
 
-StateStore::~StateStore() {
+RocksStateStore::~RocksStateStore() {
   if (db_) {
     for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
     db_->Close();
   }
 }
 
-rocksdb::ColumnFamilyHandle* StateStore::cf(Table t) const { return handles_[static_cast<size_t>(t) + 1]; }
+rocksdb::ColumnFamilyHandle* RocksStateStore::cf(Table t) const { return handles_[static_cast<size_t>(t) + 1]; }
 
-absl::Status StateStore::commit(Batch& batch, bool sync) {
-  uint64_t bytes = 0;
-  for (const auto& [t, kv] : batch.ops_) bytes += kv.first.size() + (kv.second ? kv.second->size() : 0);
-  SP_RETURN_IF_ERROR(check_room(bytes, min_free_bytes_ / 2));
+absl::Status RocksStateStore::commit(Batch& batch, bool sync) {
+  SP_RETURN_IF_ERROR(check_room(batch.bytes(), min_free_bytes_ / 2));
   rocksdb::WriteBatch wb;
-  for (const auto& [t, kv] : batch.ops_) {
-    const auto& [key, value] = kv;
-    auto st = value ? wb.Put(cf(t), key, *value) : wb.Delete(cf(t), key);
+  for (const auto& e : batch.entries()) {
+    rocksdb::Status st;
+    switch (e.op) {
+      case Batch::Op::kPut: st = wb.Put(cf(e.table), e.key, e.value); break;
+      case Batch::Op::kDelete: st = wb.Delete(cf(e.table), e.key); break;
+      case Batch::Op::kDeleteRange: st = wb.DeleteRange(cf(e.table), e.key, e.value); break;
+    }
     if (!st.ok()) return from_rocks(st, "batch");
   }
   rocksdb::WriteOptions wo;
   wo.sync = sync;
   SP_RETURN_IF_ERROR(from_rocks(db_->Write(wo, &wb), "write"));
-  batch.ops_.clear();
+  batch.clear();
   return absl::OkStatus();
 }
 
-absl::Status StateStore::put(Table t, std::string_view key, std::string_view value, bool sync) {
+absl::Status RocksStateStore::put(Table t, std::string_view key, std::string_view value) {
   SP_RETURN_IF_ERROR(check_room(key.size() + value.size(), min_free_bytes_));
-  rocksdb::WriteOptions wo;
-  wo.sync = sync;
-  return from_rocks(db_->Put(wo, cf(t), rocksdb::Slice(key.data(), key.size()),
+  return from_rocks(db_->Put(rocksdb::WriteOptions(), cf(t), rocksdb::Slice(key.data(), key.size()),
                              rocksdb::Slice(value.data(), value.size())),
                     "put");
 }
 
-absl::Status StateStore::put_unlogged(Table t, std::string_view key, std::string_view value) {
+absl::Status RocksStateStore::put_unlogged(Table t, std::string_view key, std::string_view value) {
   SP_RETURN_IF_ERROR(check_room(key.size() + value.size(), min_free_bytes_));
   rocksdb::WriteOptions wo;
   wo.disableWAL = true;
@@ -128,7 +118,7 @@ absl::Status StateStore::put_unlogged(Table t, std::string_view key, std::string
                     "put");
 }
 
-absl::StatusOr<std::optional<std::string>> StateStore::get(Table t, std::string_view key) const {
+absl::StatusOr<std::optional<std::string>> RocksStateStore::get(Table t, std::string_view key) const {
   std::string value;
   auto st = db_->Get(rocksdb::ReadOptions(), cf(t), rocksdb::Slice(key.data(), key.size()), &value);
   if (st.IsNotFound()) return std::optional<std::string>();
@@ -136,7 +126,7 @@ absl::StatusOr<std::optional<std::string>> StateStore::get(Table t, std::string_
   return std::optional<std::string>(std::move(value));
 }
 
-absl::Status StateStore::scan(Table t, std::string_view prefix,
+absl::Status RocksStateStore::scan(Table t, std::string_view prefix,
                               const std::function<bool(std::string_view, std::string_view)>& fn) const {
   rocksdb::ReadOptions ro;
   if (t == Table::kBlobs) {
@@ -152,11 +142,14 @@ absl::Status StateStore::scan(Table t, std::string_view prefix,
   return from_rocks(it->status(), "scan");
 }
 
-absl::Status StateStore::delete_range(Table t, std::string_view begin, std::string_view end) {
-  SP_RETURN_IF_ERROR(check_room(begin.size() + end.size(), min_free_bytes_ / 2));
-  return from_rocks(db_->DeleteRange(rocksdb::WriteOptions(), cf(t), rocksdb::Slice(begin.data(), begin.size()),
-                                     rocksdb::Slice(end.data(), end.size())),
-                    "delete range");
+absl::Status RocksStateStore::reclaim() {
+  // Compaction drops deleted keys; with blob garbage collection it also rewrites the blob
+  // files that hold deleted chunks, so the space really comes back.
+  rocksdb::CompactRangeOptions o;
+  o.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  for (int t = 0; t < kTableCount; ++t)
+    SP_RETURN_IF_ERROR(from_rocks(db_->CompactRange(o, cf(static_cast<Table>(t)), nullptr, nullptr), "compaction"));
+  return absl::OkStatus();
 }
 
 }  // namespace sp
