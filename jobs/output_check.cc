@@ -1,6 +1,5 @@
 #include "jobs/output_check.h"
 
-#include "jobs/job_settings.h"
 #include "fmt/format.h"
 #include "formats/bnb_format.h"
 #include "formats/model_layout.h"
@@ -9,9 +8,8 @@ namespace sp {
 
 using namespace shardpress::v1;  // NOLINT
 
-absl::Status check_outputs(const ShardPlan& shard, const JobSpec& spec, const CompleteRequest& r,
-                           const std::vector<int64_t>& activations, bool forward_only) {
-  const CompressSettings settings = compress_settings(spec);
+absl::Status check_outputs(const ShardPlan& shard, const CompressSettings& settings, const CompleteRequest& r,
+                           const std::vector<int64_t>& activations, bool forward_only, DType activations_dtype) {
   const int layer_groups = forward_only ? 0 : shard.tensors_size();
   const int want_groups = layer_groups + (activations.empty() ? 0 : 1);
   if (r.outputs_size() != want_groups)
@@ -20,9 +18,10 @@ absl::Status check_outputs(const ShardPlan& shard, const JobSpec& spec, const Co
     const OutputGroup& g = r.outputs(layer_groups);
     uint64_t numel = 1;
     for (int64_t d : activations) numel *= static_cast<uint64_t>(d);
-    if (g.tensors_size() != 1 || g.tensors(0).name() != "__activations__" || g.tensors(0).dtype() != "F32" ||
+    if (g.tensors_size() != 1 || g.tensors(0).name() != "__activations__" ||
+        g.tensors(0).dtype() != dtype_name(activations_dtype) ||
         std::vector<int64_t>(g.tensors(0).shape().begin(), g.tensors(0).shape().end()) != activations ||
-        g.tensors(0).nbytes() != numel * sizeof(float))
+        g.tensors(0).nbytes() != numel * dtype_size(activations_dtype))
       return absl::InvalidArgumentError("the activations output does not match the calibration plan");
   }
   for (int i = 0; i < layer_groups; ++i) {

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "ops/compress_shard.h"
 #include "shardpress.pb.h"
 
 namespace sp {
@@ -14,9 +15,10 @@ namespace sp {
 // the input itself unchanged (same digest).
 //
 // `activations` (non-empty: [sequences, tokens, hidden]) adds one last group holding the
-// float32 activations for the next layer; `forward_only` expects that group alone.
-absl::Status check_outputs(const shardpress::v1::ShardPlan& shard, const shardpress::v1::JobSpec& spec,
+// activations for the next layer, in `activations_dtype`; `forward_only` expects that
+// group alone.
+absl::Status check_outputs(const shardpress::v1::ShardPlan& shard, const CompressSettings& settings,
                            const shardpress::v1::CompleteRequest& r, const std::vector<int64_t>& activations = {},
-                           bool forward_only = false);
+                           bool forward_only = false, DType activations_dtype = DType::kF32);
 
 }  // namespace sp

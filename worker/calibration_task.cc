@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "common/float_convert.h"
-#include "jobs/calibration_plan.h"
+#include "jobs/job_plan.h"
 #include "jobs/job_settings.h"
 #include "fmt/format.h"
 #include "ops/calibrate_layer.h"
@@ -56,12 +56,12 @@ absl::StatusOr<CalibrationTaskResult> run_calibration_task(const LeaseResponse& 
   if (acts_in) {
     const auto& s = acts_in->meta->shape();
     int64_t n = 0;
-    if (acts_in->meta->dtype() != "F32" || s.size() != 3 || s[0] < 0 || s[1] < 0 || s[2] != config.hidden_size ||
-        __builtin_mul_overflow(s[0], s[1], &n) || __builtin_mul_overflow(n, s[2], &n) ||
-        acts_in->bytes.size() != static_cast<size_t>(n) * sizeof(float))
+    const auto dt = dtype_from_name(acts_in->meta->dtype());
+    if (!dt || (*dt != DType::kF32 && *dt != DType::kBF16) || s.size() != 3 || s[0] < 0 || s[1] < 0 ||
+        s[2] != config.hidden_size || __builtin_mul_overflow(s[0], s[1], &n) || __builtin_mul_overflow(n, s[2], &n) ||
+        acts_in->bytes.size() != static_cast<size_t>(n) * dtype_size(*dt))
       return absl::DataLossError("the activations input does not match its description");
-    acts = Activations{s[0], s[1], s[2], std::vector<float>(static_cast<size_t>(s[0] * s[1] * s[2]))};
-    std::memcpy(acts.data.data(), acts_in->bytes.data(), acts_in->bytes.size());
+    acts = Activations{s[0], s[1], s[2], to_float32(acts_in->bytes, *dt)};
   }
   std::vector<int32_t> tok;
   if (ids) {
@@ -111,10 +111,9 @@ absl::StatusOr<CalibrationTaskResult> run_calibration_task(const LeaseResponse& 
     result = std::move(cl.result);
   }
   if (lease.kind() == FORWARD_LAYER || (sequential && layer + 1 < config.num_layers)) {
-    std::vector<uint8_t> bytes(acts.data.size() * sizeof(float));
-    std::memcpy(bytes.data(), acts.data.data(), bytes.size());
-    result.groups.push_back(
-        {{TensorSpec{kActivationsTensor, DType::kF32, {acts.sequences, acts.tokens, acts.hidden}}, std::move(bytes)}});
+    const DType wire = activations_dtype(lease.spec());
+    result.groups.push_back({{TensorSpec{kActivationsTensor, wire, {acts.sequences, acts.tokens, acts.hidden}},
+                              from_float32(acts.data, wire)}});
   }
   return out;
 }

@@ -11,6 +11,7 @@
 
 #include "CLI/CLI.hpp"
 #include "common/byte_size.h"
+#include "common/test_hooks.h"
 #include "common/token.h"
 #include "common/config_file.h"
 #include "fmt/format.h"
@@ -23,7 +24,7 @@ struct Flags {
   std::string config, coordinator = "127.0.0.1:7070", cache_dir, device = "auto", memory = "11GiB",
                       cache_size = "64GiB", gpu_memory;
   std::string threads = "1";
-  std::string token_file, tls_ca, tls_cert, tls_key;
+  std::string token_file, tls_ca, tls_cert, tls_key, test_hooks;
   bool no_direct_read = false;
 };
 
@@ -62,6 +63,7 @@ int main(int argc, char** argv) {
   app.add_option("--tls-ca", f.tls_ca, "TLS: CA certificate that signed the coordinator's");
   app.add_option("--tls-cert", f.tls_cert, "Mutual TLS: this worker's certificate");
   app.add_option("--tls-key", f.tls_key, "Mutual TLS: its private key");
+  app.add_option("--test-hooks", f.test_hooks, "")->group("");  // hidden: end-to-end tests only
   app.add_flag("--no-direct-read", f.no_direct_read,
                "Always fetch inputs from the coordinator, even when the source model file is visible here");
   try {
@@ -75,6 +77,9 @@ int main(int argc, char** argv) {
   o.threads = std::atoi(f.threads.c_str());
   if (o.threads < 1) return fail(absl::InvalidArgumentError("--threads must be a positive integer"));
   o.direct_read = !f.no_direct_read;
+  auto hooks = sp::parse_test_hooks(f.test_hooks);
+  if (!hooks.ok()) return fail(hooks.status());
+  o.task_delay_ms = hooks->task_delay_ms;
   if (!f.token_file.empty()) {
     auto token = sp::read_token_file(f.token_file);
     if (!token.ok()) return fail(token.status());

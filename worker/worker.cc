@@ -17,8 +17,9 @@
 #include "fmt/format.h"
 #include "ops/compress_shard.h"
 #include "ops/linalg.h"
-#include "jobs/calibration_plan.h"
+#include "jobs/job_plan.h"
 #include "worker/calibration_task.h"
+#include "worker/task_compute.h"
 #include "worker/device.h"
 
 namespace sp {
@@ -35,15 +36,6 @@ constexpr int kMaxCorruptRetries = 5;
 bool retryable(const absl::Status& s) {
   return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s) || absl::IsResourceExhausted(s) ||
          absl::IsInternal(s) || absl::IsUnknown(s);
-}
-
-// Test hook: SHARDPRESS_TEST_DELAY_MS="task=300" makes each task take that much longer.
-int64_t task_delay_ms() {
-  const char* env = std::getenv("SHARDPRESS_TEST_DELAY_MS");
-  if (!env) return 0;
-  const std::string s(env);
-  const size_t pos = s.find("task=");
-  return pos == std::string::npos ? 0 : std::atoll(s.c_str() + pos + 5);
 }
 
 absl::StatusOr<std::string> load_or_create_id(const std::string& cache_dir) {
@@ -243,75 +235,35 @@ absl::Status Worker::run_task(const LeaseResponse& lease, CompleteRequest* compl
 
 absl::Status Worker::compute_and_upload(const LeaseResponse& lease, CompleteRequest* complete) {
   std::vector<TaskInputs::Bytes> held;  // keeps the mappings alive while the task runs
-  std::vector<ModelTensor> metas;
   std::vector<std::span<const uint8_t>> bytes;
-  metas.reserve(static_cast<size_t>(lease.inputs_size()));
   for (const auto& in : lease.inputs()) {
     SP_ASSIGN_OR_RETURN(TaskInputs::Bytes input, inputs_->read(in));
-    const std::span<const uint8_t> b = input.bytes;
+    bytes.push_back(input.bytes);
     held.push_back(std::move(input));
-    bytes.push_back(b);
-    const auto dt = dtype_from_name(in.dtype());
-    if (!dt) return absl::InvalidArgumentError(fmt::format("input {}: unknown dtype", in.name()));
-    uint64_t numel = 1;
-    for (int64_t d : in.shape()) numel *= static_cast<uint64_t>(d);
-    if (numel * dtype_size(*dt) != b.size() || b.size() != in.nbytes())
-      return absl::DataLossError(fmt::format("input {}: shape and bytes disagree (damaged lease?)", in.name()));
-    if (lease.kind() != COMPRESS_LAYER) continue;
-    const auto role = role_from_name(in.role());
-    if (!role) return absl::InvalidArgumentError(fmt::format("input {}: unknown role", in.name()));
-    metas.push_back(ModelTensor{in.name(), *role, -1, TensorShape{*dt, {in.shape().begin(), in.shape().end()}}});
   }
-  ShardResult result;
-  if (lease.kind() == COMPRESS_LAYER) {
-    std::vector<InputTensor> inputs;
-    for (size_t i = 0; i < metas.size(); ++i) inputs.push_back({&metas[i], bytes[i]});
-    const DeviceChoice device{options_.device, options_.cuda_device};
-    SP_ASSIGN_OR_RETURN(const JobSettings settings, lease_settings(lease));
-    SP_ASSIGN_OR_RETURN(result, compress_shard(inputs, settings.compress, nf4_backend_for(device),
-                                               prune_device_for(device)));
-  } else {
-    std::vector<LeaseInput> inputs;
-    for (int i = 0; i < lease.inputs_size(); ++i) inputs.push_back({&lease.inputs(i), bytes[static_cast<size_t>(i)]});
-    const DeviceChoice device{options_.device, options_.cuda_device};
-    SP_ASSIGN_OR_RETURN(CalibrationTaskResult r,
-                        run_calibration_task(lease, inputs, nf4_backend_for(device),
-                                             calibration_device_for(device, options_.gpu_memory)));
-    result = std::move(r.result);
-    complete->set_nll(r.nll);
-    complete->set_predictions(r.predictions);
-  }
-  if (const int64_t d = task_delay_ms(); d > 0) sleep_ms(d);
+  SP_ASSIGN_OR_RETURN(const TaskOutcome outcome,
+                      compute_task(lease, bytes, DeviceChoice{options_.device, options_.cuda_device}, options_.gpu_memory));
+  if (options_.task_delay_ms > 0) sleep_ms(options_.task_delay_ms);
   for (const auto& in : lease.inputs()) inputs_->release(in);  // read at the source: drop from our RSS
-  for (const auto& group : result.groups) {
-    OutputGroup* g = complete->add_outputs();
-    for (const auto& t : group) {
-      TensorMeta* m = g->add_tensors();
-      m->set_name(t.spec.name);
-      m->set_dtype(std::string(dtype_name(t.spec.dtype)));
-      for (int64_t d : t.spec.shape) m->add_shape(d);
-      m->set_nbytes(t.data.size());
-      m->set_digest(digest_hex(t.data));
+  *complete = completion(lease, id_, outcome);
+  int group = 0;
+  for (const auto& outputs : outcome.result.groups) {
+    const OutputGroup& g = complete->outputs(group++);
+    for (size_t k = 0; k < outputs.size(); ++k) {
+      const auto& t = outputs[k];
+      const TensorMeta& m = g.tensors(static_cast<int>(k));
       absl::Status put;
       for (int tries = 0; tries < kMaxCorruptRetries; ++tries) {  // damaged on the way: send again
-        put = with_retry("upload", [&] { return client_->put(m->digest(), t.data); });
+        put = with_retry("upload", [&] { return client_->put(m.digest(), t.data); });
         if (!absl::IsDataLoss(put)) break;
         stats_.corrupt_transfers++;
       }
       SP_RETURN_IF_ERROR(put);
       stats_.bytes_uploaded += t.data.size();
       if (is_internal_tensor(t.spec.name)) {  // the next layer's input: keep it for this worker
-        cache_->insert(m->digest(), [&](const auto& write) { return write(t.data); }).IgnoreError();
+        cache_->insert(m.digest(), [&](const auto& write) { return write(t.data); }).IgnoreError();
       }
     }
-  }
-  for (const auto& r : result.reports) {
-    if (!r.prune) continue;
-    PruneReport* p = complete->add_prune_reports();
-    p->set_name(r.name);
-    p->set_pruned(r.prune->pruned);
-    p->set_zeros(r.prune->zeros);
-    p->set_total(r.prune->total);
   }
   return absl::OkStatus();
 }

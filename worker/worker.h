@@ -40,6 +40,7 @@ struct WorkerOptions {
   // Read inputs straight from the source model when this machine sees the file (same
   // host or shared filesystem) and the bytes match the digest; else fetch the blob.
   bool direct_read = true;
+  int64_t task_delay_ms = 0;  // test hook (--test-hooks task=MS): each task takes this much longer
 };
 
 struct WorkerStats {

@@ -1,0 +1,170 @@
+#include "jobs/job_plan.h"
+
+#include <algorithm>
+
+#include "fmt/format.h"
+#include "ops/calibrate_layer.h"
+
+namespace sp {
+
+using namespace shardpress::v1;  // NOLINT
+
+DType activations_dtype(const JobSpec& spec) {
+  return spec.eval().ids().empty() ? kCalibrationActivationsDType : DType::kF32;
+}
+
+namespace {
+
+InputRef shard_ref(int shard) {
+  InputRef r;
+  r.set_shard(shard);
+  return r;
+}
+
+InputRef activations_ref(const std::string& task) {
+  InputRef r;
+  r.set_activations_of(task);
+  return r;
+}
+
+TaskPlan* add_task(JobPlan& plan, const std::string& name, TaskKind kind, int shard, uint64_t memory) {
+  TaskPlan* t = plan.add_tasks();
+  t->set_name(name);
+  t->set_kind(kind);
+  t->set_shard(shard);
+  t->set_memory(memory);
+  return t;
+}
+
+}  // namespace
+
+TensorMeta tensor_meta(const ModelTensor& t) {
+  TensorMeta m;
+  m.set_name(t.name);
+  m.set_dtype(std::string(dtype_name(t.stored.dtype)));
+  for (int64_t d : t.stored.shape) m.add_shape(d);
+  m.set_nbytes(t.stored.nbytes());
+  m.set_role(std::string(role_name(t.role)));
+  return m;
+}
+
+JobPlan plan_job(const ModelDescription& model, const JobSettings& settings, CalibrationShape data) {
+  JobPlan plan;
+  const bool eval = settings.kind == JobKind::kEvaluate;
+  const bool calibrated = !eval && settings.calibration.has_value();
+  const bool pipelined = calibrated && settings.calibration->pipelined;
+  const ModelConfig& config = model.config;
+  const int64_t layers = config.num_layers;
+  int ids = -1, embed = -1, head = -1, lm_head = -1;
+  if (calibrated || eval) {
+    ShardPlan* s = plan.add_shards();
+    s->set_id(kCalibrationShardId);
+    s->set_auxiliary(true);
+    TensorMeta* m = s->add_tensors();
+    m->set_name(kCalibrationIdsTensor);
+    m->set_dtype("I32");
+    m->add_shape(data.sequences);
+    m->add_shape(data.tokens);
+    m->set_nbytes(static_cast<uint64_t>(data.sequences) * static_cast<uint64_t>(data.tokens) * 4);
+    m->set_role("calibration_ids");
+    ids = 0;
+    plan.add_activations_shape(data.sequences);
+    plan.add_activations_shape(data.tokens);
+    plan.add_activations_shape(config.hidden_size);
+  }
+  const std::vector<Stage> stages =
+      calibrated || eval ? plan_stages(model, settings.compress, data,
+                                       calibrated ? settings.calibration->stage_memory : (10ull << 30))
+                         : std::vector<Stage>{};
+  for (const ModelShard& ms : model.shards) {
+    const int index = plan.shards_size();
+    ShardPlan* s = plan.add_shards();
+    s->set_id(ms.id);
+    s->set_is_layer(ms.kind == ShardKind::kLayer);
+    s->set_layer(ms.layer);
+    for (const auto& name : ms.tensors) *s->add_tensors() = tensor_meta(*model.find(name));
+    for (size_t k = 0; k < stages.size(); ++k)
+      if (ms.kind == ShardKind::kLayer && ms.layer >= stages[k].first_layer && ms.layer <= stages[k].last_layer)
+        s->set_stage(static_cast<int>(k));
+    if (ms.kind == ShardKind::kEmbedding) embed = index;
+    if (ms.kind == ShardKind::kFinalNorm) head = index;
+    if (ms.kind == ShardKind::kLmHead) lm_head = index;
+  }
+  // The tasks, layer by layer (and the evaluation head last).
+  for (int index = 0; index < plan.shards_size(); ++index) {
+    ShardPlan& s = *plan.mutable_shards(index);
+    if (!s.is_layer()) continue;
+    const int64_t i = s.layer();
+    const ModelShard& ms = model.shards[static_cast<size_t>(index - (ids >= 0 ? 1 : 0))];
+    // What enters layer i: the embeddings and the ids for the first, else activations.
+    const std::string feeder = i == 0 ? "" : fmt::format("{}.{}", pipelined || eval ? "fwd" : "layer", i - 1);
+    auto wire = [&](TaskPlan* t) {
+      t->add_inputs()->CopyFrom(shard_ref(index));
+      if (feeder.empty()) {
+        t->add_inputs()->CopyFrom(shard_ref(embed));
+        t->add_inputs()->CopyFrom(shard_ref(ids));
+      } else {
+        t->add_depends_on(feeder);
+        t->add_inputs()->CopyFrom(activations_ref(feeder));
+      }
+    };
+    if (eval) {
+      TaskPlan* f = add_task(plan, fmt::format("fwd.{}", i), FORWARD_LAYER, index,
+                             estimate_forward_memory(ms, config, data).total());
+      wire(f);
+      f->set_returns_activations(true);
+      continue;
+    }
+    const std::string name = fmt::format("layer.{}", i);
+    s.set_output_task(name);
+    if (!calibrated) {
+      TaskPlan* t = add_task(plan, name, COMPRESS_LAYER, index, estimate_task_memory(ms, settings.compress).total());
+      t->add_inputs()->CopyFrom(shard_ref(index));
+      continue;
+    }
+    TaskPlan* t = add_task(plan, name, CALIBRATE_STAGE, index,
+                           estimate_calibration_memory(ms, config, settings.compress, data).total());
+    wire(t);
+    t->set_returns_activations(!pipelined && i + 1 < layers);
+    if (pipelined && i + 1 < layers) {
+      TaskPlan* f = add_task(plan, fmt::format("fwd.{}", i), FORWARD_LAYER, index,
+                             estimate_forward_memory(ms, config, data).total());
+      wire(f);
+      f->set_returns_activations(true);
+    }
+  }
+  if (eval) {
+    TaskPlan* h = add_task(plan, "head", EVAL_HEAD, head, estimate_eval_head_memory(config, data).total());
+    h->add_depends_on(fmt::format("fwd.{}", layers - 1));
+    h->add_inputs()->CopyFrom(shard_ref(head));
+    h->add_inputs()->CopyFrom(shard_ref(lm_head >= 0 ? lm_head : embed));  // tied: the embeddings
+    h->add_inputs()->CopyFrom(shard_ref(ids));
+    h->add_inputs()->CopyFrom(activations_ref(fmt::format("fwd.{}", layers - 1)));
+  }
+  return plan;
+}
+
+int last_shard_read(const TaskPlan& task) {
+  int last = task.shard();
+  for (const auto& in : task.inputs())
+    if (in.activations_of().empty()) last = std::max(last, in.shard());
+  return last;
+}
+
+std::vector<TensorMeta> resolve_inputs(const JobPlan& plan, const TaskPlan& task,
+                                       const std::function<const TaskRecord*(const std::string&)>& find_task) {
+  std::vector<TensorMeta> out;
+  for (const auto& in : task.inputs()) {
+    if (in.activations_of().empty()) {
+      for (const auto& m : plan.shards(in.shard()).tensors()) out.push_back(m);
+      continue;
+    }
+    if (const TaskRecord* producer = find_task(in.activations_of()))
+      for (const auto& g : producer->outputs())
+        for (const auto& m : g.tensors())
+          if (m.name() == kActivationsTensor) out.push_back(m);
+  }
+  return out;
+}
+
+}  // namespace sp

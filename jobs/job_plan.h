@@ -1,0 +1,59 @@
+// A job cut into shards and tasks, by a pure function of the model's description, the
+// job's settings and the calibration/evaluation text's shape — computed once, when the
+// job is imported, and stored with it (DESIGN.md "Data flow"). The coordinator creates a
+// task when the shards it reads are imported, leases hand out what its plan says (inputs,
+// memory), results are checked against it, and assembly follows its shard order.
+//
+//   compression:           layer.i (COMPRESS_LAYER) per decoder layer, all independent
+//   calibrated sequential: layer.0 -> layer.1 -> ... (CALIBRATE_STAGE, each reads the
+//                          activations the previous one made with the compressed layer)
+//   calibrated pipelined:  fwd.0 -> fwd.1 -> ... (FORWARD_LAYER, the original layers);
+//                          layer.i reads fwd.(i-1)'s activations
+//   evaluation:            fwd.0 -> ... -> fwd.(L-1) -> head (EVAL_HEAD: final norm,
+//                          output head, the NLL of every sequence)
+//
+// Calibrated and evaluation jobs have the token ids as an auxiliary shard 0; the first
+// layer's tasks read the embeddings and the ids instead of activations.
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include "formats/model_layout.h"
+#include "jobs/job_settings.h"
+#include "ops/task_memory.h"
+#include "shardpress.pb.h"
+
+namespace sp {
+
+inline constexpr char kActivationsTensor[] = "__activations__";
+inline constexpr char kCalibrationIdsTensor[] = "__calibration_ids__";
+inline constexpr char kCalibrationShardId[] = "calibration";
+
+// The dtype of the activations a job's tasks hand to each other: for compression
+// kCalibrationActivationsDType (as a local run rounds them), float32 for an evaluation,
+// whose perplexity is the one-process `eval`'s to the last bit.
+DType activations_dtype(const shardpress::v1::JobSpec& spec);
+
+// Tensors that travel between tasks but never reach the checkpoint.
+inline bool is_internal_tensor(std::string_view name) { return name.starts_with("__"); }
+
+// The plan of a job on `model`; `data` is the token ids' shape (calibrated and evaluation
+// jobs). Tensor digests are left empty: the import fills them in.
+shardpress::v1::JobPlan plan_job(const ModelDescription& model, const JobSettings& settings, CalibrationShape data);
+
+// The highest plan shard a task reads: it can exist once shards 0..this are imported.
+int last_shard_read(const shardpress::v1::TaskPlan& task);
+
+// What a task reads, in order: its shard references expanded to the imported tensors, and
+// the activations its producer made (`task` looks a task of the job up by name; inputs
+// not produced yet are left out).
+std::vector<shardpress::v1::TensorMeta> resolve_inputs(
+    const shardpress::v1::JobPlan& plan, const shardpress::v1::TaskPlan& task,
+    const std::function<const shardpress::v1::TaskRecord*(const std::string& name)>& find_task);
+
+// The tensor metas of a plan shard's tensors for a model tensor list (names, roles,
+// dtypes, shapes, sizes; no digests).
+shardpress::v1::TensorMeta tensor_meta(const ModelTensor& t);
+
+}  // namespace sp
