@@ -49,6 +49,8 @@ absl::StatusOr<std::unique_ptr<CheckpointAssembler>> CheckpointAssembler::create
     return absl::UnavailableError(fmt::format("{}: cannot create folder: {}", a->partial_dir_, ec.message()));
   SafetensorsWriter::Options wo;
   wo.max_shard_bytes = a->options_.max_shard_bytes;
+  if (a->options_.fail_writes_after_bytes > 0)
+    wo.write_budget = std::make_shared<WriteBudget>(a->options_.fail_writes_after_bytes);
   SP_ASSIGN_OR_RETURN(a->writer_, SafetensorsWriter::create(a->partial_dir_, std::move(groups), wo));
   return a;
 }

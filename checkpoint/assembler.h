@@ -36,6 +36,7 @@ struct AssembleOptions {
   nlohmann::ordered_json provenance;        // stored in the manifest as "source"
   nlohmann::ordered_json compression;       // stored as "compression" (checkpoint/compression_record.h)
   bool replace_existing = false;            // swap out an existing output at finish()
+  uint64_t fail_writes_after_bytes = 0;     // test hook: tensor writes fail with ENOSPC after this many bytes
 };
 
 class CheckpointAssembler {

@@ -24,21 +24,9 @@ absl::Status io_error(const std::string& what, const std::string& path, int err)
   return absl::UnavailableError(msg);
 }
 
-// Test hook: SHARDPRESS_TEST_ENOSPC_AFTER_BYTES=N makes every write through this file
-// fail with ENOSPC once N bytes have been written by the process (a full disk).
-bool simulated_disk_full(size_t n) {
-  static const int64_t limit = [] {
-    const char* env = std::getenv("SHARDPRESS_TEST_ENOSPC_AFTER_BYTES");
-    return env ? std::atoll(env) : -1;
-  }();
-  static std::atomic<int64_t> written{0};
-  if (limit < 0) return false;
-  return written.fetch_add(static_cast<int64_t>(n)) + static_cast<int64_t>(n) > limit;
-}
-
-absl::Status write_all(int fd, const uint8_t* p, size_t n, uint64_t offset,
-                       const std::string& path) {
-  if (simulated_disk_full(n)) return io_error("write failed", path, ENOSPC);
+absl::Status write_all(int fd, const uint8_t* p, size_t n, uint64_t offset, const std::string& path,
+                       WriteBudget* budget = nullptr) {
+  if (budget && !budget->take(n)) return io_error("write failed", path, ENOSPC);
   while (n > 0) {
     const ssize_t w = ::pwrite(fd, p, n, static_cast<off_t>(offset));
     if (w < 0) {
@@ -116,8 +104,10 @@ absl::Status copy_file_synced(const std::string& src, const std::string& dst) {
   return st;
 }
 
-absl::StatusOr<PositionalFile> PositionalFile::create(const std::string& path, uint64_t size) {
+absl::StatusOr<PositionalFile> PositionalFile::create(const std::string& path, uint64_t size,
+                                                     std::shared_ptr<WriteBudget> budget) {
   PositionalFile f;
+  f.budget_ = std::move(budget);
   f.fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (f.fd_ < 0) return io_error("cannot create", path, errno);
   f.path_ = path;
@@ -131,13 +121,14 @@ absl::StatusOr<PositionalFile> PositionalFile::create(const std::string& path, u
 }
 
 PositionalFile::PositionalFile(PositionalFile&& o) noexcept
-    : path_(std::move(o.path_)), fd_(std::exchange(o.fd_, -1)) {}
+    : path_(std::move(o.path_)), fd_(std::exchange(o.fd_, -1)), budget_(std::move(o.budget_)) {}
 
 PositionalFile& PositionalFile::operator=(PositionalFile&& o) noexcept {
   if (this != &o) {
     if (fd_ >= 0) ::close(fd_);
     path_ = std::move(o.path_);
     fd_ = std::exchange(o.fd_, -1);
+    budget_ = std::move(o.budget_);
   }
   return *this;
 }
@@ -148,7 +139,7 @@ PositionalFile::~PositionalFile() {
 
 absl::Status PositionalFile::write_at(uint64_t offset, std::span<const uint8_t> bytes) {
   if (fd_ < 0) return absl::FailedPreconditionError(path_ + ": file is closed");
-  return write_all(fd_, bytes.data(), bytes.size(), offset, path_);
+  return write_all(fd_, bytes.data(), bytes.size(), offset, path_, budget_.get());
 }
 
 absl::Status PositionalFile::sync_and_close() {

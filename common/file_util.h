@@ -1,7 +1,9 @@
 // Durable file operations: writes that become visible only when complete.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 
@@ -27,11 +29,24 @@ absl::Status fsync_dir(const std::string& dir);
 // Copies a regular file (contents only) to `dst` and fsyncs it; `dst` must not exist.
 absl::Status copy_file_synced(const std::string& src, const std::string& dst);
 
+// A test hook, passed in through options: a budget of bytes after which writes through
+// the files that carry it fail with ENOSPC, as on a disk that fills up.
+class WriteBudget {
+ public:
+  explicit WriteBudget(uint64_t bytes) : left_(static_cast<int64_t>(bytes)) {}
+  // False once `n` more bytes would overdraw the budget.
+  bool take(uint64_t n) { return left_.fetch_sub(static_cast<int64_t>(n)) >= static_cast<int64_t>(n); }
+
+ private:
+  std::atomic<int64_t> left_;
+};
+
 // An open file written with pwrite at explicit offsets, preallocated to `size` bytes.
 // Used to fill a file whose layout is known in advance, in any order.
 class PositionalFile {
  public:
-  static absl::StatusOr<PositionalFile> create(const std::string& path, uint64_t size);
+  static absl::StatusOr<PositionalFile> create(const std::string& path, uint64_t size,
+                                               std::shared_ptr<WriteBudget> budget = nullptr);
   PositionalFile() = default;
   PositionalFile(PositionalFile&& o) noexcept;
   PositionalFile& operator=(PositionalFile&& o) noexcept;
@@ -47,6 +62,7 @@ class PositionalFile {
  private:
   std::string path_;
   int fd_ = -1;
+  std::shared_ptr<WriteBudget> budget_;
 };
 
 }  // namespace sp

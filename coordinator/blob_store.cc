@@ -18,6 +18,22 @@ absl::StatusOr<bool> BlobStore::contains(const std::string& digest) const {
   return v.has_value();
 }
 
+absl::StatusOr<bool> BlobStore::refresh(const std::string& digest) {
+  SP_ASSIGN_OR_RETURN(const bool have, contains(digest));
+  if (have) written(digest);
+  return have;
+}
+
+void BlobStore::written(const std::string& digest) {
+  std::lock_guard lock(written_mu_);
+  written_[digest] = clock_.now_ms();
+}
+
+void BlobStore::erase(const std::string& digest, StateStore::Batch& b) {
+  b.del(Table::kBlobs, header_key(digest));
+  b.del_range(Table::kBlobs, chunk_prefix(digest), chunk_prefix(digest) + "\xff");
+}
+
 absl::StatusOr<uint64_t> BlobStore::size(const std::string& digest) const {
   SP_ASSIGN_OR_RETURN(auto v, store_->get(Table::kBlobs, header_key(digest)));
   if (!v) return absl::NotFoundError(fmt::format("blob {} not in the store", digest));
@@ -63,7 +79,7 @@ std::unique_ptr<BlobStore::Writer> BlobStore::begin(const std::string& digest, u
 
 absl::Status BlobStore::Writer::write(const std::string& key, std::string_view value) {
   if (durability_ == Durability::kUnlogged) return store_->store_->put_unlogged(Table::kBlobs, key, value);
-  return store_->store_->put(Table::kBlobs, key, value, false);
+  return store_->store_->put(Table::kBlobs, key, value);
 }
 
 absl::Status BlobStore::Writer::flush_chunk() {
@@ -90,22 +106,132 @@ absl::Status BlobStore::Writer::append(std::span<const uint8_t> bytes) {
 
 absl::Status BlobStore::Writer::finish() {
   if (received_ != size_ || hasher_.hex() != digest_) {
-    store_->store_->delete_range(Table::kBlobs, chunk_prefix(digest_), chunk_prefix(digest_) + "\xff").IgnoreError();
+    StateStore::Batch b;  // what was written of it goes (a best effort: it has no header, so no reader sees it)
+    b.del_range(Table::kBlobs, chunk_prefix(digest_), chunk_prefix(digest_) + "\xff");
+    (void)store_->store_->commit(b, false);
     return absl::DataLossError(fmt::format("blob {}: received {} of {} bytes, digest {}", digest_, received_, size_,
                                            hasher_.hex()));
   }
   SP_RETURN_IF_ERROR(flush_chunk());
-  return write(header_key(digest_), std::to_string(size_));
+  SP_RETURN_IF_ERROR(write(header_key(digest_), std::to_string(size_)));
+  store_->written(digest_);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> BlobStore::put(std::span<const uint8_t> bytes, Durability d) {
   std::string digest = digest_hex(bytes);
-  SP_ASSIGN_OR_RETURN(const bool have, contains(digest));
-  if (have) return digest;
+  SP_RETURN_IF_ERROR(put(digest, bytes, d));
+  return digest;
+}
+
+absl::Status BlobStore::put(const std::string& digest, std::span<const uint8_t> bytes, Durability d) {
+  SP_ASSIGN_OR_RETURN(const bool have, refresh(digest));
+  if (have) return absl::OkStatus();
   auto w = begin(digest, bytes.size(), d);
   SP_RETURN_IF_ERROR(w->append(bytes));
-  SP_RETURN_IF_ERROR(w->finish());
-  return digest;
+  return w->finish();
+}
+
+absl::StatusOr<std::vector<std::string>> BlobStore::owners(const std::string& digest) const {
+  std::vector<std::string> out;
+  const std::string prefix = digest + "/";
+  SP_RETURN_IF_ERROR(store_->scan(Table::kBlobOwners, prefix, [&](std::string_view k, std::string_view) {
+    out.emplace_back(k.substr(prefix.size()));
+    return true;
+  }));
+  return out;
+}
+
+absl::StatusOr<BlobStore::Freed> BlobStore::write(const OwnerChanges& changes, StateStore::Batch& b) const {
+  std::set<std::string> touched;
+  for (const auto& [digest, owner] : changes.drops_) {
+    b.del(Table::kBlobOwners, digest + "/" + owner);
+    touched.insert(digest);
+  }
+  for (const auto& [digest, owner] : changes.adds_) b.put(Table::kBlobOwners, digest + "/" + owner, "");
+  Freed freed;
+  for (const auto& digest : touched) {
+    SP_ASSIGN_OR_RETURN(const auto current, owners(digest));
+    bool kept = false;
+    for (const auto& o : current) kept = kept || !changes.drops_.count({digest, o});
+    for (const auto& [d, o] : changes.adds_) kept = kept || d == digest;
+    if (kept) continue;
+    auto n = size(digest);
+    if (!n.ok() && !absl::IsNotFound(n.status())) return n.status();
+    if (!n.ok()) continue;  // already gone
+    erase(digest, b);
+    ++freed.blobs;
+    freed.bytes += *n;
+  }
+  return freed;
+}
+
+absl::StatusOr<size_t> BlobStore::reconcile(const std::set<std::pair<std::string, std::string>>& expected,
+                                            StateStore::Batch& b) {
+  std::set<std::pair<std::string, std::string>> present;
+  SP_RETURN_IF_ERROR(store_->scan(Table::kBlobOwners, "", [&](std::string_view k, std::string_view) {
+    const size_t slash = k.find('/');
+    if (slash != std::string_view::npos) present.insert({std::string(k.substr(0, slash)), std::string(k.substr(slash + 1))});
+    return true;
+  }));
+  for (const auto& [d, o] : present)
+    if (!expected.count({d, o})) b.del(Table::kBlobOwners, d + "/" + o);
+  for (const auto& [d, o] : expected)
+    if (!present.count({d, o})) b.put(Table::kBlobOwners, d + "/" + o, "");
+  std::set<std::string> owned;
+  for (const auto& [d, o] : expected) owned.insert(d);
+  std::vector<std::string> unowned;
+  SP_RETURN_IF_ERROR(store_->scan(Table::kBlobs, "h/", [&](std::string_view k, std::string_view) {
+    std::string digest(k.substr(2));
+    if (!owned.count(digest)) unowned.push_back(std::move(digest));
+    return true;
+  }));
+  for (const auto& d : unowned) written(d);
+  return unowned.size();
+}
+
+absl::StatusOr<BlobStore::Swept> BlobStore::sweep_unowned(int64_t grace_ms, StateStore::Batch& b) {
+  std::vector<std::string> aged;
+  {
+    std::lock_guard lock(written_mu_);
+    const int64_t cutoff = clock_.now_ms() - grace_ms;
+    for (const auto& [digest, when] : written_)
+      if (when <= cutoff) aged.push_back(digest);
+  }
+  Swept swept;
+  std::vector<std::string> settled;
+  for (const auto& digest : aged) {
+    SP_ASSIGN_OR_RETURN(const auto owned_by, owners(digest));
+    auto n = size(digest);
+    if (!n.ok() && !absl::IsNotFound(n.status())) return n.status();
+    if (!owned_by.empty() || !n.ok()) {
+      settled.push_back(digest);  // claimed by a result (its owners delete it), or gone
+      continue;
+    }
+    erase(digest, b);
+    swept.digests.push_back(digest);
+    swept.bytes += *n;
+  }
+  forget(settled);
+  return swept;
+}
+
+void BlobStore::forget(const std::vector<std::string>& digests) {
+  std::lock_guard lock(written_mu_);
+  for (const auto& d : digests) written_.erase(d);
+}
+
+absl::StatusOr<std::pair<size_t, uint64_t>> BlobStore::census() const {
+  size_t blobs = 0;
+  uint64_t bytes = 0;
+  SP_RETURN_IF_ERROR(store_->scan(Table::kBlobs, "h/", [&](std::string_view, std::string_view v) {
+    ++blobs;
+    uint64_t n = 0;
+    std::from_chars(v.data(), v.data() + v.size(), n);
+    bytes += n;
+    return true;
+  }));
+  return std::make_pair(blobs, bytes);
 }
 
 }  // namespace sp

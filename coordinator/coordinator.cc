@@ -1,31 +1,28 @@
 #include "coordinator/coordinator.h"
 
-#include <unistd.h>
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
-#include <cstdlib>
 #include <filesystem>
-#include <optional>
 
-#include "checkpoint/assembler.h"
-#include "checkpoint/compression_record.h"
 #include "common/byte_size.h"
 #include "common/confined_path.h"
-#include "common/file_util.h"
-#include "jobs/calibration_plan.h"
+#include "common/digest.h"
+#include "common/duration.h"
+#include "coordinator/blob_owners.h"
 #include "coordinator/import_source.h"
-#include "jobs/job_settings.h"
-#include "jobs/output_check.h"
+#include "coordinator/importer.h"
+#include "coordinator/job_assembly.h"
+#include "coordinator/records.h"
+#include "coordinator/rocksdb_store.h"
 #include "fmt/format.h"
 #include "fmt/ranges.h"
-#include "formats/bnb_format.h"
-#include "formats/model.h"
 #include "formats/token_ids.h"
-#include "nlohmann/json.hpp"
-#include "ops/finite_check.h"
-#include "ops/task_memory.h"
+#include "jobs/job_plan.h"
+#include "jobs/job_settings.h"
+#include "jobs/output_check.h"
 
 namespace sp {
 
@@ -34,52 +31,18 @@ using namespace shardpress::v1;  // NOLINT: the record types
 
 namespace {
 
-constexpr int64_t kWorkerAliveFactor = 3;  // alive = seen within 3 heartbeat intervals
 constexpr char kNextSeqKey[] = "next_job_seq";  // in Table::kMeta
+// A runner step whose state change could not be recorded is tried again this much later.
+constexpr int64_t kRetryAfterFailedCommitMs = 5'000;
 
-std::string serialize(const google::protobuf::Message& m) {
-  std::string s;
-  m.SerializeToString(&s);
-  return s;
-}
+std::string task_name(const TaskRecord& t) { return t.id().substr(t.id().rfind('/') + 1); }
 
-bool terminal(JobState s) { return s == SUCCEEDED || s == FAILED || s == CANCELLED; }
-
-// Test hook: SHARDPRESS_TEST_DELAY_MS="import=200,assemble=100" sleeps that long per
-// imported / assembled tensor, so tests can kill the process at a chosen phase.
-int64_t test_delay_ms(std::string_view phase) {
-  const char* env = std::getenv("SHARDPRESS_TEST_DELAY_MS");
-  if (!env) return 0;
-  std::string_view s(env);
-  const std::string key = std::string(phase) + "=";
-  const size_t pos = s.find(key);
-  if (pos == std::string_view::npos) return 0;
-  return std::atoll(std::string(s.substr(pos + key.size())).c_str());
-}
-
-void sleep_ms(int64_t ms) {
-  if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-}
-
-std::string state_name(JobState s) {
-  switch (s) {
-    case QUEUED: return "queued";
-    case RUNNING: return "running";
-    case ASSEMBLING: return "assembling";
-    case SUCCEEDED: return "succeeded";
-    case FAILED: return "failed";
-    case CANCELLED: return "cancelled";
-    default: return "unknown";
-  }
-}
-
+// Where a job may read `path`: under the model root; an evaluation also under the output
+// root, since it scores what jobs wrote there.
 struct Readable {
   std::string path;  // resolved
   std::string root;  // the root it lies in
 };
-
-// Where a job may read `path`: under the model root; an evaluation also under the output
-// root, since it scores what jobs wrote there.
 absl::StatusOr<Readable> resolve_readable(const CoordinatorOptions& o, const std::string& path, bool eval,
                                           const char* what) {
   auto in_models = resolve_under(path, o.model_root, what);
@@ -92,89 +55,110 @@ absl::StatusOr<Readable> resolve_readable(const CoordinatorOptions& o, const std
                                                  path, o.model_root, o.output_root));
 }
 
+// A record's bytes, deterministic, without what lives in memory only (lease extensions).
+std::string canonical(google::protobuf::Message&& m) {
+  if (auto* t = dynamic_cast<TaskRecord*>(&m)) t->clear_lease_deadline_ms();
+  std::string bytes;
+  google::protobuf::io::StringOutputStream out(&bytes);
+  google::protobuf::io::CodedOutputStream coded(&out);
+  coded.SetSerializationDeterministic(true);
+  m.SerializeToCodedStream(&coded);
+  coded.Trim();
+  return digest_hex({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
+}
+
 }  // namespace
 
 Coordinator::Coordinator(CoordinatorOptions options, const Clock& clock)
-    : options_(std::move(options)), clock_(clock) {}
+    : options_(std::move(options)),
+      clock_(clock),
+      workers_(clock, options_.heartbeat_interval_ms, options_.forget_workers_after_ms),
+      scheduler_(clock, SchedulerOptions{options_.lease_ttl_ms, options_.max_failures}) {}
 
 Coordinator::~Coordinator() { stop(); }
 
 absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::open(CoordinatorOptions options, const Clock& clock) {
   std::unique_ptr<Coordinator> c(new Coordinator(std::move(options), clock));
-  SP_ASSIGN_OR_RETURN(c->store_, StateStore::open((fs::path(c->options_.data_dir) / "state").string(),
-                                                  c->options_.min_free_bytes));
-  c->blobs_ = std::make_unique<BlobStore>(c->store_.get());
-  c->scheduler_ = std::make_unique<TaskScheduler>(
-      clock, SchedulerOptions{c->options_.lease_ttl_ms, c->options_.max_failures});  // default lease cap
+  if (c->options_.store) {
+    c->store_ = c->options_.store;
+  } else {
+    SP_ASSIGN_OR_RETURN(auto rocks, RocksStateStore::open((fs::path(c->options_.data_dir) / "state").string(),
+                                                          c->options_.min_free_bytes));
+    c->store_ = std::move(rocks);
+  }
+  c->blobs_ = std::make_unique<BlobStore>(c->store_.get(), clock);
   SP_RETURN_IF_ERROR(c->recover());
   return c;
 }
 
+// ------------------------------------------------------------------ recovery
+
 absl::Status Coordinator::recover() {
   std::lock_guard lock(mu_);
-  absl::Status parse_error;
-  SP_RETURN_IF_ERROR(store_->scan(Table::kJobs, "", [&](std::string_view k, std::string_view v) {
-    JobRecord j;
-    if (!j.ParseFromArray(v.data(), static_cast<int>(v.size()))) {
-      parse_error = absl::DataLossError(fmt::format("state store: job record {} is corrupt", k));
-      return false;
-    }
-    next_seq_ = std::max(next_seq_, j.seq() + 1);
-    jobs_[j.id()] = std::move(j);
-    return true;
-  }));
-  SP_RETURN_IF_ERROR(parse_error);
+  SP_ASSIGN_OR_RETURN(auto jobs, kJobTable.load(*store_));
+  SP_ASSIGN_OR_RETURN(auto tasks, kTaskTable.load(*store_));
+  SP_ASSIGN_OR_RETURN(auto workers, kWorkerTable.load(*store_));
   SP_ASSIGN_OR_RETURN(const auto stored_seq, store_->get(Table::kMeta, kNextSeqKey));
-  if (stored_seq) next_seq_ = std::max<uint64_t>(next_seq_, std::strtoull(stored_seq->c_str(), nullptr, 10));
-  SP_RETURN_IF_ERROR(store_->scan(Table::kTasks, "", [&](std::string_view k, std::string_view v) {
-    TaskRecord t;
-    if (!t.ParseFromArray(v.data(), static_cast<int>(v.size()))) {
-      parse_error = absl::DataLossError(fmt::format("state store: task record {} is corrupt", k));
-      return false;
-    }
-    scheduler_->upsert(t);
-    return true;
-  }));
-  SP_RETURN_IF_ERROR(parse_error);
-  SP_RETURN_IF_ERROR(store_->scan(Table::kWorkers, "", [&](std::string_view, std::string_view v) {
-    WorkerRecord w;
-    if (w.ParseFromArray(v.data(), static_cast<int>(v.size()))) workers_[w.id()].record = w;
-    return true;
-  }));
-  started_ms_ = clock_.now_ms();
-  StateStore::Batch b;
+  // Memory first takes exactly what is durable.
+  for (const auto& j : jobs) jobs_.put(j);
+  if (stored_seq) jobs_.set_next_seq(std::strtoull(stored_seq->c_str(), nullptr, 10));
+  scheduler_.upsert(tasks);
+  for (const auto& w : workers) workers_.put(w, /*seen_now=*/false);
+
+  // Then what a restart changes: fresh leases, re-imports of what a crash lost, an event
+  // for every unfinished job, and blob owners that follow from the records.
+  Change c;
+  const auto leases = scheduler_.fresh_leases();
   size_t unfinished = 0;
-  const auto leases = scheduler_->extend_all_leases();
-  for (auto& [id, j] : jobs_) {
-    if (terminal(j.state())) continue;
+  for (const JobRecord* jp : jobs_.in_order()) {
+    if (job_terminal(jp->state())) continue;
     ++unfinished;
-    size_t held = 0;
-    for (const auto& t : leases) held += t.job_id() == id;
-    add_event(b, id, fmt::format("coordinator restarted; {} lease{} kept with a fresh {:.0f} s to live (workers "
-                                 "reconnect by themselves)",
-                                 held, held == 1 ? "" : "s", options_.lease_ttl_ms / 1000.0));
-    if (j.state() != RUNNING && j.state() != ASSEMBLING) continue;
-    // Imported shards are written without the WAL: re-import any that a crash lost.
-    size_t missing = 0;
-    for (const auto& s : j.shards())
-      for (const auto& t : s.tensors()) {
-        SP_ASSIGN_OR_RETURN(const bool have, blobs_->contains(t.digest()));
-        missing += have ? 0 : 1;
+    JobRecord j = *jp;
+    std::vector<TaskRecord> changed;
+    for (const auto& t : leases)
+      if (t.job_id() == j.id()) changed.push_back(t);
+    add_event(c, j.id(), fmt::format("coordinator restarted; {} lease{} kept with a fresh {:.0f} s to live (workers "
+                                     "reconnect by themselves)",
+                                     changed.size(), changed.size() == 1 ? "" : "s", options_.lease_ttl_ms / 1000.0));
+    if (j.state() == RUNNING || j.state() == ASSEMBLING) {
+      // Imported shards are written without the WAL: re-import any that a crash lost.
+      size_t missing = 0;
+      for (const auto& s : j.plan().shards())
+        for (const auto& m : s.tensors()) {
+          if (m.digest().empty()) continue;
+          SP_ASSIGN_OR_RETURN(const bool have, blobs_->contains(m.digest()));
+          missing += have ? 0 : 1;
+        }
+      if (missing > 0) {
+        j.set_imported(false);
+        j.set_imported_shards(0);  // nothing runs until every shard is back
+        if (j.state() == ASSEMBLING) j.set_state(RUNNING);
+        add_event(c, j.id(), fmt::format("recovery: {} imported tensor{} lost in the crash, re-importing", missing,
+                                         missing == 1 ? "" : "s"));
       }
-    if (missing > 0) {
-      j.set_imported(false);
-      if (j.state() == ASSEMBLING) j.set_state(RUNNING);
-      add_event(b, id, fmt::format("recovery: {} imported tensor{} lost in the crash, re-importing", missing,
-                                   missing == 1 ? "" : "s"));
     }
-    if (j.state() == RUNNING && j.imported()) scheduler_->set_job_active(id, true);
-    put_job(b, j);
+    kJobTable.put(c.batch, j);
+    for (const auto& t : changed) kTaskTable.put(c.batch, t);
+    c.apply.push_back([this, j, changed] {
+      jobs_.put(j);
+      scheduler_.upsert(changed);
+    });
   }
-  for (const auto& t : leases) put_task(b, t);
-  log(fmt::format("recovered {} job{} ({} unfinished), {} lease{}, {} known worker{}", jobs_.size(),
-                  jobs_.size() == 1 ? "" : "s", unfinished, leases.size(), leases.size() == 1 ? "" : "s",
-                  workers_.size(), workers_.size() == 1 ? "" : "s"));
-  return commit_locked(b);
+  // Owners follow from the records as they will be after this change.
+  BlobOwnerSet expected;
+  for (const JobRecord* j : jobs_.in_order()) {
+    const auto owned = blob_owners(*j, scheduler_.tasks_of(j->id()));
+    expected.insert(owned.begin(), owned.end());
+  }
+  SP_ASSIGN_OR_RETURN(const size_t orphans, blobs_->reconcile(expected, c.batch));
+  if (orphans > 0)
+    c.log.push_back(fmt::format("recovery: {} blob{} nobody owns, deleted if no result claims {} within {}", orphans,
+                                orphans == 1 ? "" : "s", orphans == 1 ? "it" : "them",
+                                format_duration_ms(options_.unowned_blob_grace_ms)));
+  c.log.push_back(fmt::format("recovered {} job{} ({} unfinished), {} lease{}, {} known worker{}", jobs_.size(),
+                              jobs_.size() == 1 ? "" : "s", unfinished, leases.size(), leases.size() == 1 ? "" : "s",
+                              workers_.all().size(), workers_.all().size() == 1 ? "" : "s"));
+  return commit(c);
 }
 
 void Coordinator::start() {
@@ -193,151 +177,102 @@ void Coordinator::stop() {
   if (runner_.joinable()) runner_.join();
 }
 
-// ------------------------------------------------------------------ persistence helpers
-
-void Coordinator::put_job(StateStore::Batch& b, const JobRecord& j) { b.put(Table::kJobs, j.id(), serialize(j)); }
-
-void Coordinator::put_task(StateStore::Batch& b, const TaskRecord& t) {
-  b.put(Table::kTasks, t.id(), serialize(t));
+void Coordinator::log(const std::string& line) const {
+  if (options_.log) options_.log(line);
 }
 
-void Coordinator::add_event(StateStore::Batch& b, const std::string& job_id, const std::string& msg) {
+// ------------------------------------------------------------------ changes
+
+absl::Status Coordinator::commit(Change& c) {
+  if (c.batch.count() == 0) {
+    for (auto& f : c.apply) f();
+    for (const auto& line : c.log) log(line);
+    return absl::OkStatus();
+  }
+  const absl::Status st = store_->commit(c.batch, true);
+  if (st.ok())
+    for (auto& f : c.apply) f();
+  // One log line per state change, once it is durable (or saying it could not be).
+  for (const auto& line : c.log)
+    log(st.ok() ? line : fmt::format("{} (NOT RECORDED: {})", line, std::string(st.message())));
+  c = Change{};
+  return st;
+}
+
+void Coordinator::add_event(Change& c, const std::string& job_id, const std::string& msg) {
   EventRecord e;
   e.set_time_ms(clock_.now_ms());
   e.set_job_id(job_id);
   e.set_message(msg);
-  b.put(Table::kEvents, fmt::format("{}/{:013d}-{:08d}", job_id, e.time_ms(), ++event_counter_), serialize(e));
-  unlogged_.push_back(fmt::format("{}: {}", job_id, msg));
+  std::string v;
+  e.SerializeToString(&v);
+  c.batch.put(Table::kEvents, event_key(job_id, e.time_ms(), ++event_counter_), v);
+  c.log.push_back(fmt::format("{}: {}", job_id, msg));
 }
 
-absl::Status Coordinator::commit_locked(StateStore::Batch& b) {
-  const absl::Status st = store_->commit(b, true);
-  // One log line per state change, once it is durable (or saying it could not be).
-  for (const auto& line : unlogged_)
-    log(st.ok() ? line : fmt::format("{} (NOT RECORDED: {})", line, std::string(st.message())));
-  unlogged_.clear();
-  return st;
+std::vector<const TaskRecord*> Coordinator::tasks_after(const std::string& job_id,
+                                                        const std::vector<TaskRecord>& changed) const {
+  std::map<std::string, const TaskRecord*> by_id;
+  for (const auto* t : scheduler_.tasks_of(job_id)) by_id[t->id()] = t;
+  for (const auto& t : changed) by_id[t.id()] = &t;
+  std::vector<const TaskRecord*> out;
+  for (const auto& [id, t] : by_id) out.push_back(t);
+  return out;
 }
 
-absl::Status Coordinator::persist_tasks(const std::vector<TaskRecord>& tasks, const std::string& why) {
-  if (tasks.empty()) return absl::OkStatus();
-  StateStore::Batch b;
-  for (const auto& t : tasks) {
-    put_task(b, t);
-    add_event(b, t.job_id(), fmt::format("{}: {}", t.id(), why.empty() ? t.last_error() + ", task is ready again" : why));
-  }
-  return commit_locked(b);
+absl::Status Coordinator::stage(Change& c, const JobRecord& after, const std::vector<TaskRecord>& tasks) {
+  // The blob owners the change implies: what the job keeps after, against before.
+  const JobRecord* before = jobs_.get(after.id());
+  const BlobOwnerSet was = before ? blob_owners(*before, scheduler_.tasks_of(after.id())) : BlobOwnerSet{};
+  const BlobOwnerSet now = blob_owners(after, tasks_after(after.id(), tasks));
+  BlobStore::OwnerChanges owners;
+  for (const auto& [d, o] : was)
+    if (!now.count({d, o})) owners.drop(d, o);
+  for (const auto& [d, o] : now)
+    if (!was.count({d, o})) owners.add(d, o);
+  SP_ASSIGN_OR_RETURN(const BlobStore::Freed freed, blobs_->write(owners, c.batch));
+  kJobTable.put(c.batch, after);
+  for (const auto& t : tasks) kTaskTable.put(c.batch, t);
+  c.apply.push_back([this, after, tasks, freed] {
+    jobs_.put(after);
+    scheduler_.upsert(tasks);
+    if (job_terminal(after.state())) phase_.erase(after.id());
+    metrics_.blobs_deleted += freed.blobs;
+    garbage_bytes_ += freed.bytes;
+  });
+  return absl::OkStatus();
 }
 
-void Coordinator::finish_job_locked(StateStore::Batch& b, JobRecord& j, JobState state, const std::string& error) {
+absl::Status Coordinator::finish(Change& c, JobRecord j, JobState state, const std::string& error) {
   j.set_state(state);
   j.set_error(error);
   j.set_finished_ms(clock_.now_ms());
-  scheduler_->set_job_active(j.id(), false);
-  phase_.erase(j.id());
-  put_job(b, j);
-  add_event(b, j.id(), error.empty() ? fmt::format("job {}", state_name(state))
-                                     : fmt::format("job {}: {}", state_name(state), error));
+  add_event(c, j.id(), error.empty() ? fmt::format("job {}", job_state_name(state))
+                                     : fmt::format("job {}: {}", job_state_name(state), error));
+  return stage(c, j, {});
 }
 
-bool Coordinator::job_active(const JobRecord& j) const { return j.state() == RUNNING || j.state() == ASSEMBLING; }
-
-bool Coordinator::in_state_locked(const std::string& job_id, JobState state) const {
-  auto it = jobs_.find(job_id);
-  return it != jobs_.end() && it->second.state() == state;
-}
-
-absl::StatusOr<const JobRecord*> Coordinator::find_job_locked(const std::string& ref) const {
-  auto it = jobs_.find(ref);
-  if (it != jobs_.end()) return &it->second;
-  std::vector<const JobRecord*> named;
-  for (const auto& [id, j] : jobs_)
-    if (j.spec().name() == ref) named.push_back(&j);
-  if (named.empty()) return absl::NotFoundError(fmt::format("no job '{}'", ref));
-  if (named.size() > 1) {  // names are unique since they are checked at submit; older state may repeat one
-    std::string ids;
-    for (const auto* j : named) ids += (ids.empty() ? "" : ", ") + j->id();
-    return absl::FailedPreconditionError(
-        fmt::format("several jobs are named '{}' ({}): give the job id instead", ref, ids));
-  }
-  return named[0];
-}
-
-JobStatus Coordinator::status_locked(const JobRecord& j, bool with_tasks) const {
-  JobStatus s;
-  s.set_id(j.id());
-  *s.mutable_spec() = j.spec();
-  s.set_state(j.state());
-  s.set_error(j.error());
-  s.set_created_ms(j.created_ms());
-  s.set_started_ms(j.started_ms());
-  s.set_finished_ms(j.finished_ms());
-  s.set_model_dir(j.model_dir());
-  s.set_output_dir(j.output_dir());
-  s.set_now_ms(clock_.now_ms());
-  s.set_spec_digest(spec_digest(j.spec()));
-  s.set_imported(j.imported());
-  for (const auto* t : scheduler_->tasks_of(j.id())) {
-    const ShardPlan& shard = j.shards(t->shard_index());
-    uint64_t bytes = 0;
-    for (const auto& m : shard.tensors()) bytes += m.nbytes();
-    s.set_tasks_total(s.tasks_total() + 1);
-    s.set_bytes_total(s.bytes_total() + bytes);
-    if (t->state() == DONE) {
-      s.set_tasks_done(s.tasks_done() + 1);
-      s.set_bytes_done(s.bytes_done() + bytes);
-    }
-    if (!with_tasks) continue;
-    TaskStatus* ts = s.add_tasks();
-    ts->set_id(t->id());
-    ts->set_shard(shard.id());
-    ts->set_state(t->state());
-    ts->set_attempt(t->attempt());
-    ts->set_worker_id(t->worker_id());
-    ts->set_started_ms(t->started_ms());
-    ts->set_finished_ms(t->finished_ms());
-    ts->set_last_error(t->last_error());
-    ts->set_input_bytes(bytes);
-    ts->set_memory_estimate(shard.memory_estimate());
-  }
-  for (const auto* t : scheduler_->tasks_of(j.id()))
-    if (t->kind() == EVAL_HEAD && t->state() == DONE && t->predictions() > 0) {
-      s.set_predictions(t->predictions());
-      s.set_mean_nll(t->nll() / static_cast<double>(t->predictions()));
-      s.set_perplexity(std::exp(s.mean_nll()));
-      if (const auto shape = activations_shape(j); shape.size() == 3) {
-        s.set_sequences(shape[0]);
-        s.set_seq_len(shape[1]);
-      }
-    }
-  auto ph = phase_.find(j.id());
-  if (ph != phase_.end()) s.set_phase(ph->second);
-  else if (j.state() == RUNNING)
-    s.set_phase(!j.imported() ? "importing" : is_eval_job(j.spec()) ? "evaluating" : "compressing");
-  else s.set_phase(state_name(j.state()));
-  if (j.state() == RUNNING) {
-    // Say why nothing runs: no live worker, or none with enough memory for a task.
-    uint64_t smallest_ready = UINT64_MAX, largest_worker = 0;
-    bool leased = false;
-    for (const auto* t : scheduler_->tasks_of(j.id())) {
-      if (t->state() == READY) smallest_ready = std::min(smallest_ready, j.shards(t->shard_index()).memory_estimate());
-      leased = leased || t->state() == LEASED;
-    }
-    size_t alive = 0;
-    for (const auto& [id, w] : workers_) {
-      if (!alive_locked(w)) continue;
-      ++alive;
-      largest_worker = std::max(largest_worker, w.record.memory());
-    }
-    if (smallest_ready != UINT64_MAX && !leased) {
-      if (alive == 0)
-        s.set_phase("waiting for a worker (none connected)");
-      else if (largest_worker < smallest_ready)
-        s.set_phase(fmt::format("waiting: a task needs {} but the largest worker offers {}",
-                                format_bytes(smallest_ready), format_bytes(largest_worker)));
-    }
-  }
-  return s;
+absl::Status Coordinator::stage_delete(Change& c, const JobRecord& j) {
+  const auto tasks = scheduler_.tasks_of(j.id());
+  BlobStore::OwnerChanges owners;
+  for (const auto& [d, o] : blob_owners(j, tasks)) owners.drop(d, o);
+  SP_ASSIGN_OR_RETURN(const BlobStore::Freed freed, blobs_->write(owners, c.batch));
+  const size_t deleted = freed.blobs;
+  kJobTable.del(c.batch, j.id());
+  for (const auto* t : tasks) kTaskTable.del(c.batch, t->id());
+  c.batch.del_range(Table::kEvents, j.id() + "/", j.id() + "/\xff");
+  c.log.push_back(fmt::format("{}: deleted ('{}', {}), {} blob{} freed", j.id(), j.spec().name(),
+                              job_state_name(j.state()), deleted, deleted == 1 ? "" : "s"));
+  const std::string id = j.id();
+  c.apply.push_back([this, id, freed] {
+    jobs_.erase(id);
+    scheduler_.remove_job(id);
+    affinity_.forget_job(id);
+    phase_.erase(id);
+    metrics_.blobs_deleted += freed.blobs;
+    garbage_bytes_ += freed.bytes;
+  });
+  return absl::OkStatus();
 }
 
 // ------------------------------------------------------------------ CLI API
@@ -370,11 +305,15 @@ absl::StatusOr<JobSpec> Coordinator::normalize_spec(const JobSpec& spec) const {
   return p.spec;
 }
 
+absl::StatusOr<std::string> Coordinator::readable_root(const JobRecord& j) const {
+  SP_ASSIGN_OR_RETURN(const Readable r, resolve_readable(options_, j.model_dir(), is_eval_job(j.spec()), "model"));
+  return r.root;
+}
+
 absl::StatusOr<JobStatus> Coordinator::submit(const JobSpec& spec_in) {
   SP_ASSIGN_OR_RETURN(Prepared prepared, prepare(spec_in));
   const JobSpec& spec = prepared.spec;
   const bool eval = is_eval_job(spec);
-  const std::string& model_dir = spec.model();
   const std::string output_dir = eval ? "" : spec.output();
   std::error_code ec;
   if (!eval && fs::exists(output_dir, ec) && !spec.overwrite())
@@ -383,7 +322,7 @@ absl::StatusOr<JobStatus> Coordinator::submit(const JobSpec& spec_in) {
   // Read config.json and the safetensors headers now: a bad model is rejected at submit
   // (an evaluation may also read a shardpress NF4 checkpoint, verified here); the text
   // is checked now, not hours later.
-  SP_ASSIGN_OR_RETURN(auto source, ImportSource::open(model_dir, prepared.model_root, /*allow_checkpoint=*/eval));
+  SP_ASSIGN_OR_RETURN(auto source, ImportSource::open(spec.model(), prepared.model_root, /*allow_checkpoint=*/eval));
   const int64_t vocab = source->desc().config.vocab_size;
   if (eval)
     SP_RETURN_IF_ERROR(read_token_ids(spec.eval().ids(), vocab, spec.eval().samples(), spec.eval().seq_len()).status());
@@ -392,130 +331,109 @@ absl::StatusOr<JobStatus> Coordinator::submit(const JobSpec& spec_in) {
         read_token_ids(spec.calibrate().ids(), vocab, spec.calibrate().samples(), spec.calibrate().seq_len()).status());
 
   std::lock_guard lock(mu_);
-  for (const auto& [id, j] : jobs_) {
-    if (j.spec().name() == spec.name())  // a name refers to one job
-      return absl::AlreadyExistsError(fmt::format(
-          "a job named '{}' exists already ({}, {}): give this one another name, or resume that one", spec.name(), id,
-          state_name(j.state())));
-    if (!eval && !terminal(j.state()) && j.output_dir() == output_dir)
-      return absl::FailedPreconditionError(fmt::format("job {} already writes to {}", id, output_dir));
-  }
+  SP_RETURN_IF_ERROR(jobs_.check_new(spec.name(), output_dir));
   JobRecord j;
-  j.set_seq(next_seq_);
+  j.set_seq(jobs_.next_seq());
   j.set_id(fmt::format("job-{:04d}", j.seq()));
   *j.mutable_spec() = spec;
   j.set_state(QUEUED);
   j.set_created_ms(clock_.now_ms());
-  j.set_model_dir(model_dir);
+  j.set_model_dir(spec.model());
   j.set_output_dir(output_dir);
-  StateStore::Batch b;
-  put_job(b, j);
-  b.put(Table::kMeta, kNextSeqKey, std::to_string(j.seq() + 1));
-  add_event(b, j.id(), eval ? fmt::format("submitted '{}': perplexity of {} on {}", spec.name(), model_dir,
+  Change c;
+  c.batch.put(Table::kMeta, kNextSeqKey, std::to_string(j.seq() + 1));
+  add_event(c, j.id(), eval ? fmt::format("submitted '{}': perplexity of {} on {}", spec.name(), spec.model(),
                                           spec.eval().ids())
-                            : fmt::format("submitted '{}': {} -> {}, {}", spec.name(), model_dir, output_dir,
+                            : fmt::format("submitted '{}': {} -> {}, {}", spec.name(), spec.model(), output_dir,
                                           describe_spec(spec)));
-  SP_RETURN_IF_ERROR(commit_locked(b));
-  next_seq_ = j.seq() + 1;
-  jobs_[j.id()] = j;
+  SP_RETURN_IF_ERROR(stage(c, j, {}));
+  SP_RETURN_IF_ERROR(commit(c));
   cv_.notify_all();
-  return status_locked(j, true);
-}
-
-absl::Status Coordinator::remove_job(const std::string& ref) {
-  std::lock_guard lock(mu_);
-  SP_ASSIGN_OR_RETURN(const JobRecord* found, find_job_locked(ref));
-  const std::string id = found->id();
-  if (!terminal(found->state()))
-    return absl::FailedPreconditionError(fmt::format("job {} is {}: cancel it first", id, state_name(found->state())));
-  StateStore::Batch b;
-  b.del(Table::kJobs, id);
-  for (const auto* t : scheduler_->tasks_of(id)) b.del(Table::kTasks, t->id());
-  SP_RETURN_IF_ERROR(store_->scan(Table::kEvents, id + "/", [&](std::string_view k, std::string_view) {
-    b.del(Table::kEvents, k);
-    return true;
-  }));
-  SP_RETURN_IF_ERROR(commit_locked(b));
-  scheduler_->remove_job(id);
-  phase_.erase(id);
-  for (auto it = stage_owner_.begin(); it != stage_owner_.end();)
-    it = it->first.rfind(id + "#", 0) == 0 ? stage_owner_.erase(it) : std::next(it);
-  jobs_.erase(id);  // the runner finds it gone and lets go of it
-  log(fmt::format("{}: removed", id));
-  cv_.notify_all();
-  return absl::OkStatus();
+  return job_status_view(j, {}, "", workers_, clock_.now_ms(), true);
 }
 
 absl::StatusOr<JobStatus> Coordinator::job_status(const std::string& ref, bool with_tasks) {
   std::lock_guard lock(mu_);
-  SP_ASSIGN_OR_RETURN(const JobRecord* j, find_job_locked(ref));
-  return status_locked(*j, with_tasks);
+  SP_ASSIGN_OR_RETURN(const JobRecord* j, jobs_.find(ref));
+  auto ph = phase_.find(j->id());
+  return job_status_view(*j, scheduler_.tasks_of(j->id()), ph == phase_.end() ? "" : ph->second, workers_,
+                         clock_.now_ms(), with_tasks);
 }
 
 std::vector<JobStatus> Coordinator::list_jobs() {
   std::lock_guard lock(mu_);
-  std::vector<const JobRecord*> v;
-  for (const auto& [id, j] : jobs_) v.push_back(&j);
-  std::sort(v.begin(), v.end(), [](auto* a, auto* b) { return a->seq() < b->seq(); });
   std::vector<JobStatus> out;
-  for (const auto* j : v) out.push_back(status_locked(*j, false));
+  for (const JobRecord* j : jobs_.in_order()) {
+    auto ph = phase_.find(j->id());
+    out.push_back(job_status_view(*j, scheduler_.tasks_of(j->id()), ph == phase_.end() ? "" : ph->second, workers_,
+                                  clock_.now_ms(), false));
+  }
   return out;
 }
 
 absl::StatusOr<JobStatus> Coordinator::cancel(const std::string& ref) {
   std::lock_guard lock(mu_);
-  SP_ASSIGN_OR_RETURN(const JobRecord* found, find_job_locked(ref));
-  JobRecord& j = jobs_[found->id()];
-  if (terminal(j.state()))
-    return absl::FailedPreconditionError(fmt::format("job {} is already {}", j.id(), state_name(j.state())));
-  StateStore::Batch b;
-  finish_job_locked(b, j, CANCELLED, "");
-  SP_RETURN_IF_ERROR(commit_locked(b));
+  SP_ASSIGN_OR_RETURN(const JobRecord* j, jobs_.find(ref));
+  if (job_terminal(j->state()))
+    return absl::FailedPreconditionError(fmt::format("job {} is already {}", j->id(), job_state_name(j->state())));
+  const std::string id = j->id();
+  Change c;
+  SP_RETURN_IF_ERROR(finish(c, *j, CANCELLED, ""));
+  SP_RETURN_IF_ERROR(commit(c));
   cv_.notify_all();
-  return status_locked(j, true);
+  return job_status_view(*jobs_.get(id), scheduler_.tasks_of(id), "", workers_, clock_.now_ms(), true);
 }
 
 absl::StatusOr<JobStatus> Coordinator::resume(const std::string& ref) {
   std::lock_guard lock(mu_);
-  SP_ASSIGN_OR_RETURN(const JobRecord* found, find_job_locked(ref));
-  JobRecord& j = jobs_[found->id()];
-  if (j.state() == SUCCEEDED)
-    return absl::FailedPreconditionError(fmt::format("job {} already succeeded: {}", j.id(), j.output_dir()));
-  if (!terminal(j.state())) return status_locked(j, true);  // running or queued: nothing to do
+  SP_ASSIGN_OR_RETURN(const JobRecord* found, jobs_.find(ref));
+  const std::string id = found->id();
+  if (found->state() == SUCCEEDED)
+    return absl::FailedPreconditionError(fmt::format("job {} already succeeded: {}", id, found->output_dir()));
+  if (!job_terminal(found->state()))  // running or queued: nothing to do
+    return job_status_view(*found, scheduler_.tasks_of(id), "", workers_, clock_.now_ms(), true);
   std::error_code ec;
-  if (fs::exists(j.output_dir(), ec) && !j.spec().overwrite())
-    return absl::FailedPreconditionError(fmt::format("output {} exists now; move it away to resume", j.output_dir()));
-  StateStore::Batch b;
+  if (!found->output_dir().empty() && fs::exists(found->output_dir(), ec) && !found->spec().overwrite())
+    return absl::FailedPreconditionError(
+        fmt::format("output {} exists now; move it away to resume", found->output_dir()));
+  JobRecord j = *found;
   size_t kept = 0;
-  for (const auto* t : scheduler_->tasks_of(j.id())) kept += t->state() == DONE;
-  for (const auto& t : scheduler_->reset_unfinished(j.id())) put_task(b, t);
+  for (const auto* t : scheduler_.tasks_of(id)) kept += t->state() == DONE;
   j.set_state(QUEUED);
   j.set_error("");
   j.set_finished_ms(0);
-  put_job(b, j);
-  add_event(b, j.id(), fmt::format("resumed, keeping {} finished task{}", kept, kept == 1 ? "" : "s"));
-  SP_RETURN_IF_ERROR(commit_locked(b));
+  Change c;
+  add_event(c, id, fmt::format("resumed, keeping {} finished task{}", kept, kept == 1 ? "" : "s"));
+  SP_RETURN_IF_ERROR(stage(c, j, scheduler_.unfinished_reset(id)));
+  SP_RETURN_IF_ERROR(commit(c));
   cv_.notify_all();
-  return status_locked(j, true);
+  return job_status_view(*jobs_.get(id), scheduler_.tasks_of(id), "", workers_, clock_.now_ms(), true);
+}
+
+absl::StatusOr<JobStatus> Coordinator::delete_job(const std::string& ref) {
+  std::lock_guard lock(mu_);
+  SP_ASSIGN_OR_RETURN(const JobRecord* j, jobs_.find(ref));
+  if (!job_terminal(j->state()))
+    return absl::FailedPreconditionError(
+        fmt::format("job {} is {}: cancel it first (deleting keeps nothing to resume from)", j->id(),
+                    job_state_name(j->state())));
+  const JobStatus last = job_status_view(*j, scheduler_.tasks_of(j->id()), "", workers_, clock_.now_ms(), false);
+  Change c;
+  SP_RETURN_IF_ERROR(stage_delete(c, *j));
+  SP_RETURN_IF_ERROR(commit(c));
+  cv_.notify_all();  // the runner gives the space back
+  return last;
 }
 
 std::vector<WorkerInfo> Coordinator::workers() {
   std::lock_guard lock(mu_);
   std::vector<WorkerInfo> out;
-  for (const auto& [id, w] : workers_) {
-    WorkerInfo i;
-    i.set_id(id);
-    i.set_host(w.record.host());
-    i.set_device(w.record.device());
-    i.set_memory(w.record.memory());
-    i.set_threads(w.record.threads());
-    i.set_registered_ms(w.record.registered_ms());
-    i.set_last_seen_ms(w.last_seen_ms);
-    i.set_alive(alive_locked(w));
-    for (const auto& [jid, j] : jobs_)
-      for (const auto* t : scheduler_->tasks_of(jid))
-        if (t->state() == LEASED && t->worker_id() == id) i.add_tasks(t->id());
-    out.push_back(std::move(i));
+  for (const auto& [id, w] : workers_.all()) {
+    std::vector<std::string> held;
+    for (const JobRecord* j : jobs_.in_order())
+      for (const auto* t : scheduler_.tasks_of(j->id()))
+        if (t->state() == LEASED && t->worker_id() == id) held.push_back(t->id());
+    out.push_back(worker_view(w, workers_.alive(w), held));
   }
   return out;
 }
@@ -524,7 +442,7 @@ absl::StatusOr<std::vector<EventRecord>> Coordinator::events(const std::string& 
   std::string id;
   {
     std::lock_guard lock(mu_);
-    SP_ASSIGN_OR_RETURN(const JobRecord* j, find_job_locked(ref));
+    SP_ASSIGN_OR_RETURN(const JobRecord* j, jobs_.find(ref));
     id = j->id();
   }
   std::vector<EventRecord> out;
@@ -541,283 +459,333 @@ absl::StatusOr<std::vector<EventRecord>> Coordinator::events(const std::string& 
 absl::StatusOr<RegisterResponse> Coordinator::register_worker(const RegisterRequest& r) {
   if (r.worker_id().empty()) return absl::InvalidArgumentError("worker_id is empty");
   std::lock_guard lock(mu_);
-  WorkerState& w = workers_[r.worker_id()];
-  const bool is_new = w.record.id().empty();
-  w.record.set_id(r.worker_id());
-  w.record.set_host(r.host());
-  w.record.set_device(r.device());
-  w.record.set_memory(r.memory());
-  w.record.set_threads(r.threads());
-  if (is_new) w.record.set_registered_ms(clock_.now_ms());
-  w.last_seen_ms = clock_.now_ms();
-  w.gone = false;
-  log(fmt::format("worker {} registered: {} on {}, {} for tasks", r.worker_id(), r.device(), r.host(),
-                  format_bytes(r.memory())));
+  const WorkerRecord record = workers_.registration(r);
+  Change c;
+  kWorkerTable.put(c.batch, record);
   // A worker registers when it (re)starts: whatever its previous process held is lost.
-  StateStore::Batch b;
-  b.put(Table::kWorkers, w.record.id(), serialize(w.record));
-  for (const auto& t : scheduler_->release_worker(r.worker_id())) {
-    put_task(b, t);
-    add_event(b, t.job_id(), fmt::format("{}: worker {} restarted, task is ready again", t.id(), r.worker_id()));
+  std::map<std::string, std::vector<TaskRecord>> released;
+  for (auto& t : scheduler_.leases_released(r.worker_id())) released[t.job_id()].push_back(std::move(t));
+  for (const auto& [job_id, tasks] : released) {
+    for (const auto& t : tasks)
+      add_event(c, job_id, fmt::format("{}: worker {} restarted, task is ready again", t.id(), r.worker_id()));
+    SP_RETURN_IF_ERROR(stage(c, *jobs_.get(job_id), tasks));
   }
-  SP_RETURN_IF_ERROR(commit_locked(b));
+  c.log.push_back(fmt::format("worker {} registered: {} on {}, {} for tasks", r.worker_id(), r.device(), r.host(),
+                              format_bytes(r.memory())));
+  c.apply.push_back([this, record] { workers_.put(record, /*seen_now=*/true); });
+  SP_RETURN_IF_ERROR(commit(c));
   RegisterResponse resp;
   resp.set_heartbeat_interval_ms(options_.heartbeat_interval_ms);
   resp.set_lease_ttl_ms(options_.lease_ttl_ms);
   return resp;
 }
 
-absl::StatusOr<Coordinator::WorkerState*> Coordinator::seen_locked(const std::string& worker_id) {
-  auto it = workers_.find(worker_id);
-  if (it == workers_.end()) return absl::FailedPreconditionError(fmt::format("worker {} is not registered", worker_id));
-  if (it->second.gone) {
-    log(fmt::format("worker {} is back (silent for {:.1f} s)", worker_id,
-                    (clock_.now_ms() - it->second.last_seen_ms) / 1000.0));
-    it->second.gone = false;
-  }
-  it->second.last_seen_ms = clock_.now_ms();
-  return &it->second;
-}
-
-bool Coordinator::alive_locked(const WorkerState& w) const {
-  return w.last_seen_ms > 0 && clock_.now_ms() - w.last_seen_ms <= kWorkerAliveFactor * options_.heartbeat_interval_ms;
-}
-
 absl::StatusOr<HeartbeatResponse> Coordinator::heartbeat(const HeartbeatRequest& r) {
   std::lock_guard lock(mu_);
-  SP_RETURN_IF_ERROR(seen_locked(r.worker_id()).status());
+  double back = 0;
+  SP_RETURN_IF_ERROR(workers_.seen(r.worker_id(), &back).status());
+  if (back > 0) log(fmt::format("worker {} is back (silent for {:.1f} s)", r.worker_id(), back));
   HeartbeatResponse resp;
-  for (const auto& l : r.leases()) {
-    // Extensions live in memory only: after a restart every lease gets a fresh TTL.
-    if (!scheduler_->heartbeat(r.worker_id(), l.task_id(), l.attempt()).ok()) *resp.add_revoked() = l;
+  for (const auto& l : r.leases())  // extensions live in memory only (see TaskScheduler)
+    if (!scheduler_.extend(r.worker_id(), l.task_id(), l.attempt()).ok()) *resp.add_revoked() = l;
+  return resp;
+}
+
+std::vector<TensorMeta> Coordinator::task_inputs(const JobRecord& j, const TaskRecord& t) const {
+  if (t.plan_index() < 0 || t.plan_index() >= j.plan().tasks_size()) return {};
+  return resolve_inputs(j.plan(), j.plan().tasks(t.plan_index()), [&](const std::string& name) {
+    return scheduler_.find(j.id() + "/" + name);
+  });
+}
+
+LeaseResponse Coordinator::lease_response(const JobRecord& j, const TaskRecord& t) const {
+  const TaskPlan& p = j.plan().tasks(t.plan_index());
+  LeaseResponse resp;
+  resp.set_has_task(true);
+  resp.set_task_id(t.id());
+  resp.set_attempt(t.attempt());
+  resp.set_kind(t.kind());
+  resp.set_job_id(j.id());
+  for (const auto& m : task_inputs(j, t)) *resp.add_inputs() = m;
+  *resp.mutable_spec() = j.spec();
+  resp.set_lease_ttl_ms(options_.lease_ttl_ms);
+  resp.set_memory_estimate(p.memory());
+  if (t.kind() != COMPRESS_LAYER) {
+    resp.set_model_config(j.model_config());
+    resp.set_layer(j.plan().shards(p.shard()).layer());
   }
   return resp;
 }
 
 absl::StatusOr<LeaseResponse> Coordinator::lease(const LeaseRequest& r) {
   std::lock_guard lock(mu_);
-  SP_ASSIGN_OR_RETURN(WorkerState * worker, seen_locked(r.worker_id()));
-  const auto& has = worker->has;
-  auto shard_of = [&](const TaskRecord& t) -> const ShardPlan& { return jobs_.at(t.job_id()).shards(t.shard_index()); };
-  auto memory_of = [&](const TaskRecord& t) {
-    return t.kind() == FORWARD_LAYER ? shard_of(t).forward_memory() : shard_of(t).memory_estimate();
+  double back = 0;
+  SP_ASSIGN_OR_RETURN(WorkerRegistry::Worker * worker, workers_.seen(r.worker_id(), &back));
+  if (back > 0) log(fmt::format("worker {} is back (silent for {:.1f} s)", r.worker_id(), back));
+  auto plan_task = [this](const TaskRecord& t) -> const TaskPlan* {
+    const JobRecord* j = jobs_.get(t.job_id());
+    return j && t.plan_index() >= 0 && t.plan_index() < j->plan().tasks_size() ? &j->plan().tasks(t.plan_index())
+                                                                              : nullptr;
   };
-  // Affinity: inputs the worker already has; for calibration, the stage it has been
-  // running (its layers' weights are cached there, and the chain stays on one machine).
-  auto stage_key = [&](const TaskRecord& t) { return fmt::format("{}#{}", t.job_id(), shard_of(t).stage()); };
-  auto granted = scheduler_->lease(r.worker_id(), r.free_memory(), memory_of, [&](const TaskRecord& t) {
-    int n = 0;
-    for (const auto& m : task_inputs(jobs_.at(t.job_id()), t, *scheduler_)) n += has.count(m.digest()) ? 1 : 0;
-    if (t.kind() != COMPRESS_LAYER) {
-      auto owner = stage_owner_.find(stage_key(t));
-      if (owner != stage_owner_.end() && owner->second == r.worker_id()) n += 1000;
-    }
-    return n;
+  auto stage_of = [this](const TaskRecord& t) {
+    const JobRecord* j = jobs_.get(t.job_id());
+    return j && t.shard_index() < j->plan().shards_size() ? j->plan().shards(t.shard_index()).stage() : 0;
+  };
+  TaskScheduler::LeaseQuery q;
+  // A task runs once its job is running and the shards it reads are imported.
+  q.leasable = [&](const TaskRecord& t) {
+    const JobRecord* j = jobs_.get(t.job_id());
+    const TaskPlan* p = plan_task(t);
+    return j && p && j->state() == RUNNING && last_shard_read(*p) < j->imported_shards();
+  };
+  q.memory_of = [&](const TaskRecord& t) {
+    const TaskPlan* p = plan_task(t);
+    return p ? p->memory() : UINT64_MAX;
+  };
+  q.affinity = [&](const TaskRecord& t) {
+    return affinity_.score(t, stage_of(t), task_inputs(*jobs_.get(t.job_id()), t), worker->has, r.worker_id());
+  };
+  auto granted = scheduler_.choose_lease(r.worker_id(), r.free_memory(), q);
+  if (!granted) return LeaseResponse();
+  const JobRecord& j = *jobs_.get(granted->job_id());
+  Change c;
+  add_event(c, j.id(), fmt::format("{} leased to worker {} (attempt {})", granted->id(), r.worker_id(),
+                                   granted->attempt()));
+  SP_RETURN_IF_ERROR(stage(c, j, {*granted}));
+  const int stage_index = stage_of(*granted);
+  c.apply.push_back([this, t = *granted, stage_index, worker_id = r.worker_id()] {
+    affinity_.leased(t, stage_index, worker_id);
   });
-  LeaseResponse resp;
-  if (!granted) return resp;
-  if (granted->kind() != COMPRESS_LAYER) stage_owner_.emplace(stage_key(*granted), r.worker_id());
-  StateStore::Batch b;
-  put_task(b, *granted);
-  add_event(b, granted->job_id(), fmt::format("{} leased to worker {} (attempt {})", granted->id(), r.worker_id(),
-                                              granted->attempt()));
-  SP_RETURN_IF_ERROR(commit_locked(b));
+  SP_RETURN_IF_ERROR(commit(c));
   metrics_.leases++;
-  const JobRecord& j = jobs_.at(granted->job_id());
-  resp.set_has_task(true);
-  resp.set_task_id(granted->id());
-  resp.set_attempt(granted->attempt());
-  resp.set_kind(granted->kind());
-  resp.set_job_id(j.id());
-  for (const auto& m : task_inputs(j, *granted, *scheduler_)) *resp.add_inputs() = m;
-  *resp.mutable_spec() = j.spec();
-  resp.set_lease_ttl_ms(options_.lease_ttl_ms);
-  resp.set_memory_estimate(memory_of(*granted));
-  if (granted->kind() != COMPRESS_LAYER) {
-    resp.set_model_config(j.model_config());
-    resp.set_layer(shard_of(*granted).layer());
-  }
-  return resp;
+  return lease_response(j, *granted);
 }
 
 absl::Status Coordinator::complete(const CompleteRequest& r) {
-  // Outputs must be in the blob store before the task counts as done.
+  std::lock_guard lock(mu_);
+  (void)workers_.seen(r.worker_id());
+  const TaskRecord* cur = scheduler_.find(r.task_id());
+  const JobRecord* job = cur ? jobs_.get(cur->job_id()) : nullptr;
+  if (cur && job && cur->plan_index() >= 0 && cur->plan_index() < job->plan().tasks_size()) {
+    // The result must be what the plan says this task returns.
+    const TaskPlan& p = job->plan().tasks(cur->plan_index());
+    const std::vector<int64_t> acts = p.returns_activations()
+                                          ? std::vector<int64_t>(job->plan().activations_shape().begin(),
+                                                                 job->plan().activations_shape().end())
+                                          : std::vector<int64_t>{};
+    SP_RETURN_IF_ERROR(annotate(check_outputs(job->plan().shards(p.shard()), compress_settings(job->spec()), r, acts,
+                                              p.kind() == FORWARD_LAYER || p.kind() == EVAL_HEAD,
+                                              activations_dtype(job->spec())),
+                                r.task_id()));
+    if (p.kind() == EVAL_HEAD && !(r.predictions() > 0 && std::isfinite(r.nll()) && r.nll() >= 0))
+      return absl::InvalidArgumentError(fmt::format("{}: no valid likelihood in the result", r.task_id()));
+  }
+  if (cur && cur->state() == DONE && cur->attempt() == r.attempt() && cur->worker_id() == r.worker_id())
+    return absl::OkStatus();  // a retried complete of a result we already have
+  auto done = scheduler_.completion(r.worker_id(), r.task_id(), r.attempt(), {r.outputs().begin(), r.outputs().end()},
+                                    {r.prune_reports().begin(), r.prune_reports().end()});
+  if (!done.ok()) {
+    metrics_.stale_results++;
+    return done.status();
+  }
+  // Outputs must be in the blob store before the task counts as done (checked under the
+  // lock that deletions take: a blob found here is not deleted before it is owned).
   for (const auto& g : r.outputs())
     for (const auto& t : g.tensors()) {
       SP_ASSIGN_OR_RETURN(const bool have, blobs_->contains(t.digest()));
       if (!have)
         return absl::FailedPreconditionError(fmt::format("output {} (blob {}) was not uploaded", t.name(), t.digest()));
     }
-  std::lock_guard lock(mu_);
-  seen_locked(r.worker_id()).IgnoreError();
-  const TaskRecord* cur = scheduler_->find(r.task_id());
-  if (cur) {
-    const JobRecord& job = jobs_.at(cur->job_id());
-    const std::vector<int64_t> acts = returns_activations(job, *cur) ? activations_shape(job) : std::vector<int64_t>{};
-    SP_RETURN_IF_ERROR(annotate(
-        check_outputs(job.shards(cur->shard_index()), job.spec(), r, acts,
-                      cur->kind() == FORWARD_LAYER || cur->kind() == EVAL_HEAD),
-        r.task_id()));
-  }
-  if (cur && cur->state() == DONE && cur->attempt() == r.attempt() && cur->worker_id() == r.worker_id())
-    return absl::OkStatus();  // a retried complete of a result we already have
-  auto done = scheduler_->complete(r.worker_id(), r.task_id(), r.attempt(),
-                                   {r.outputs().begin(), r.outputs().end()},
-                                   {r.prune_reports().begin(), r.prune_reports().end()});
-  if (!done.ok()) {
-    metrics_.stale_results++;
-    return done.status();
-  }
+  JobRecord after = *job;
   if (done->kind() == EVAL_HEAD) {
-    if (!(r.predictions() > 0 && std::isfinite(r.nll()) && r.nll() >= 0))
-      return absl::InvalidArgumentError(fmt::format("{}: no valid likelihood in the result", r.task_id()));
-    done->set_nll(r.nll());
-    done->set_predictions(r.predictions());
-    scheduler_->upsert(*done);
+    after.mutable_result()->set_nll(r.nll());
+    after.mutable_result()->set_predictions(r.predictions());
   }
-  StateStore::Batch b;
-  put_task(b, *done);
-  add_event(b, done->job_id(), fmt::format("{} done by worker {} (attempt {}, {:.2f} s)", done->id(), r.worker_id(),
-                                           r.attempt(), (done->finished_ms() - done->started_ms()) / 1000.0));
-  // The next layers of a calibration chain can run now (same batch: never lost apart).
-  std::vector<TaskRecord> promoted = scheduler_->promote(done->job_id());
-  for (const auto& t : promoted) put_task(b, t);
-  SP_RETURN_IF_ERROR(commit_locked(b));
-  if (auto w = workers_.find(r.worker_id()); w != workers_.end())  // it keeps what it produced
+  // The next tasks of a chain can run now: promoted in the same batch (never lost apart).
+  std::vector<TaskRecord> changed = scheduler_.promotions(job->id(), *done);
+  changed.insert(changed.begin(), *done);
+  Change c;
+  add_event(c, job->id(), fmt::format("{} done by worker {} (attempt {}, {:.2f} s)", done->id(), r.worker_id(),
+                                      r.attempt(), (done->finished_ms() - done->started_ms()) / 1000.0));
+  SP_RETURN_IF_ERROR(stage(c, after, changed));
+  c.apply.push_back([this, r] {  // it keeps what it produced
     for (const auto& g : r.outputs())
       for (const auto& t : g.tensors())
-        if (is_internal_tensor(t.name())) w->second.has.insert(t.digest());
+        if (is_internal_tensor(t.name())) workers_.note_has(r.worker_id(), t.digest());
+  });
+  SP_RETURN_IF_ERROR(commit(c));
   cv_.notify_all();
   return absl::OkStatus();
 }
 
 absl::Status Coordinator::fail(const FailRequest& r) {
   std::lock_guard lock(mu_);
-  auto out = scheduler_->fail(r.worker_id(), r.task_id(), r.attempt(), r.error());
+  auto out = scheduler_.failure(r.worker_id(), r.task_id(), r.attempt(), r.error());
   if (!out.ok()) {
     metrics_.stale_results++;
     return out.status();
   }
-  StateStore::Batch b;
-  put_task(b, out->task);
-  add_event(b, out->task.job_id(), fmt::format("{} failed on worker {} (attempt {}): {}", r.task_id(), r.worker_id(),
-                                               r.attempt(), r.error()));
+  JobRecord j = *jobs_.get(out->task.job_id());
+  Change c;
+  add_event(c, j.id(), fmt::format("{} failed on worker {} (attempt {}): {}", r.task_id(), r.worker_id(), r.attempt(),
+                                   r.error()));
   if (out->exhausted) {
-    JobRecord& j = jobs_.at(out->task.job_id());
-    finish_job_locked(b, j, FAILED,
-                      fmt::format("task {} failed {} times: {}", r.task_id(), out->task.failures(), r.error()));
+    j.set_state(FAILED);
+    j.set_error(fmt::format("task {} failed {} times: {}", r.task_id(), out->task.failures(), r.error()));
+    j.set_finished_ms(clock_.now_ms());
+    add_event(c, j.id(), fmt::format("job failed: {}", j.error()));
   }
-  SP_RETURN_IF_ERROR(commit_locked(b));
+  SP_RETURN_IF_ERROR(stage(c, j, {out->task}));
+  SP_RETURN_IF_ERROR(commit(c));
   cv_.notify_all();
   return absl::OkStatus();
 }
 
 void Coordinator::note_worker_has(const std::string& worker_id, const std::string& digest) {
   std::lock_guard lock(mu_);
-  auto it = workers_.find(worker_id);
-  if (it != workers_.end()) it->second.has.insert(digest);
+  workers_.note_has(worker_id, digest);
 }
+
+// ------------------------------------------------------------------ timers
 
 void Coordinator::expire_leases() {
   std::lock_guard lock(mu_);
   watch_workers_locked();
-  auto changed = scheduler_->expire();
-  if (changed.empty()) return;
-  (void)persist_tasks(changed, "");  // a failed commit is logged; the leases expire again next time
+  std::map<std::string, std::vector<TaskRecord>> expired;
+  for (auto& t : scheduler_.expired_leases()) expired[t.job_id()].push_back(std::move(t));
+  if (!expired.empty()) {
+    Change c;
+    bool staged = true;
+    for (const auto& [job_id, tasks] : expired) {
+      for (const auto& t : tasks) add_event(c, job_id, fmt::format("{}: {}, task is ready again", t.id(), t.last_error()));
+      staged = staged && stage(c, *jobs_.get(job_id), tasks).ok();
+    }
+    if (staged) (void)commit(c);  // a failed commit is logged; the leases expire again next time
+  }
+  sweep_unowned_locked();
+  expire_retained_locked();
+}
+
+void Coordinator::sweep_unowned_locked() {
+  Change c;
+  auto swept = blobs_->sweep_unowned(options_.unowned_blob_grace_ms, c.batch);
+  if (!swept.ok()) {
+    log(fmt::format("sweeping unowned blobs: {}", std::string(swept.status().message())));
+    return;
+  }
+  if (swept->digests.empty()) return;
+  const size_t n = swept->digests.size();
+  c.log.push_back(fmt::format("{} uploaded blob{} no task result claimed deleted", n, n == 1 ? "" : "s"));
+  c.apply.push_back([this, n, s = *swept] {
+    blobs_->forget(s.digests);
+    metrics_.blobs_deleted += n;
+    garbage_bytes_ += s.bytes;
+  });
+  (void)commit(c);  // a failed commit is logged; those blobs are swept again next time
 }
 
 void Coordinator::watch_workers_locked() {
-  const int64_t now = clock_.now_ms();
-  auto held_by = [&](const std::string& worker) {
+  Change c;
+  for (const WorkerRegistry::Worker* w : workers_.newly_gone()) {
+    const std::string& id = w->record.id();
+    const double silent = (clock_.now_ms() - w->last_seen_ms) / 1000.0;
     std::map<std::string, std::vector<std::string>> held;  // job -> the tasks it holds
-    for (const auto& [jid, j] : jobs_)
-      for (const auto* t : scheduler_->tasks_of(jid))
-        if (t->state() == LEASED && t->worker_id() == worker) held[jid].push_back(t->id().substr(t->id().rfind('/') + 1));
-    return held;
-  };
-  StateStore::Batch b;
-  std::vector<std::string> forget;
-  for (auto& [id, w] : workers_) {
-    if (alive_locked(w)) continue;
-    const auto held = held_by(id);
-    if (!w.gone && w.last_seen_ms > 0) {  // seen since this coordinator started, silent now
-      w.gone = true;
-      const double silent = (now - w.last_seen_ms) / 1000.0;
-      for (const auto& [jid, tasks] : held)
-        add_event(b, jid, fmt::format("worker {} stopped responding (last seen {:.1f} s ago); {} go{} back to the "
-                                      "queue when {} lease{} expire{}",
-                                      id, silent, fmt::join(tasks, ", "), tasks.size() == 1 ? "es" : "",
-                                      tasks.size() == 1 ? "its" : "their", tasks.size() == 1 ? "" : "s",
-                                      tasks.size() == 1 ? "s" : ""));
-      log(fmt::format("worker {} ({}) stopped responding (last seen {:.1f} s ago)", id, w.record.host(), silent));
-    }
-    // Forgotten once silent long enough (counted from this coordinator's start for the
-    // ones it has not seen), after its leases have expired.
-    const int64_t silent_since = std::max(w.last_seen_ms, started_ms_);
-    if (options_.forget_workers_after_ms > 0 && now - silent_since >= options_.forget_workers_after_ms &&
-        held.empty()) {
-      b.del(Table::kWorkers, id);
-      forget.push_back(id);
-    }
+    for (const JobRecord* j : jobs_.in_order())
+      for (const auto* t : scheduler_.tasks_of(j->id()))
+        if (t->state() == LEASED && t->worker_id() == id) held[j->id()].push_back(task_name(*t));
+    for (const auto& [jid, tasks] : held)
+      add_event(c, jid, fmt::format("worker {} stopped responding (last seen {:.1f} s ago); {} go{} back to the "
+                                    "queue when {} lease{} expire{}",
+                                    id, silent, fmt::join(tasks, ", "), tasks.size() == 1 ? "es" : "",
+                                    tasks.size() == 1 ? "its" : "their", tasks.size() == 1 ? "" : "s",
+                                    tasks.size() == 1 ? "s" : ""));
+    c.log.push_back(fmt::format("worker {} ({}) stopped responding (last seen {:.1f} s ago)", id, w->record.host(),
+                                silent));
   }
-  if (b.count() == 0 || !commit_locked(b).ok()) return;
-  for (const auto& id : forget) {
-    log(fmt::format("forgot worker {} (not seen for {:.0f} s; --forget-workers-after)", id,
-                    (now - std::max(workers_.at(id).last_seen_ms, started_ms_)) / 1000.0));
-    workers_.erase(id);
+  // Forgotten once silent long enough, after its leases have expired.
+  for (const std::string& id : workers_.forgettable()) {
+    bool holds = false;
+    for (const JobRecord* j : jobs_.in_order())
+      for (const auto* t : scheduler_.tasks_of(j->id())) holds = holds || (t->state() == LEASED && t->worker_id() == id);
+    if (holds) continue;
+    kWorkerTable.del(c.batch, id);
+    c.log.push_back(fmt::format("forgot worker {} (not seen for {:.0f} s; --forget-workers-after)", id,
+                                workers_.silent_ms(*workers_.get(id)) / 1000.0));
+    c.apply.push_back([this, id] { workers_.forget(id); });
+  }
+  (void)commit(c);
+}
+
+void Coordinator::expire_retained_locked() {
+  if (options_.retention_ms <= 0) return;
+  const int64_t now = clock_.now_ms();
+  for (const JobRecord* j : jobs_.in_order()) {
+    if (!job_terminal(j->state()) || j->finished_ms() == 0 || now - j->finished_ms() < options_.retention_ms) continue;
+    Change c;
+    if (!stage_delete(c, *j).ok()) return;
+    c.log.push_back(fmt::format("{}: finished {:.0f} s ago, past --retention", j->id(), (now - j->finished_ms()) / 1000.0));
+    if (!commit(c).ok()) return;
+    return;  // one per tick: the registry changed under the loop
   }
 }
 
+// ------------------------------------------------------------------ views
+
 std::string Coordinator::metrics_text() {
-  std::lock_guard lock(mu_);
-  std::map<std::string, int> task_counts, job_counts;
-  for (const char* s : {"waiting", "ready", "leased", "done", "failed"}) task_counts[s] = 0;
-  for (const char* s : {"queued", "running", "assembling", "succeeded", "failed", "cancelled"}) job_counts[s] = 0;
-  for (const auto& [id, j] : jobs_) {
-    job_counts[state_name(j.state())]++;
-    for (const auto* t : scheduler_->tasks_of(id)) {
-      switch (t->state()) {
-        case WAITING: task_counts["waiting"]++; break;
-        case READY: task_counts["ready"]++; break;
-        case LEASED: task_counts["leased"]++; break;
-        case DONE: task_counts["done"]++; break;
-        default: task_counts["failed"]++; break;
-      }
+  MetricsInput in;
+  {
+    std::lock_guard lock(mu_);
+    std::set<std::string> intermediate;
+    for (const JobRecord* j : jobs_.in_order()) {
+      in.jobs_by_state[job_state_name(j->state())]++;
+      for (const auto* t : scheduler_.tasks_of(j->id())) in.tasks_by_state[task_state_word(t->state())]++;
+      for (const auto& [digest, owner] : blob_owners(*j, scheduler_.tasks_of(j->id())))
+        if (owner.find('/') != std::string::npos) intermediate.insert(digest);  // a task owns it
     }
+    in.intermediate_blobs = intermediate.size();
+    for (const auto& [id, w] : workers_.all()) in.workers_alive += workers_.alive(w);
+    in.workers_known = static_cast<int>(workers_.all().size());
   }
-  int alive = 0;
-  for (const auto& [id, w] : workers_) alive += alive_locked(w);
+  if (auto census = blobs_->census(); census.ok()) std::tie(in.blobs, in.blob_bytes) = *census;
+  return sp::metrics_text(in, metrics_);
+}
+
+std::string Coordinator::durable_state() const {
   std::string out;
-  // One metric family: HELP, TYPE, then `name{labels} value` lines.
-  auto family = [&out](const char* name, const char* type, const char* help,
-                       const std::vector<std::pair<std::string, uint64_t>>& samples) {
-    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
-    for (const auto& [labels, v] : samples) out += fmt::format("{}{} {}\n", name, labels, v);
-  };
-  auto by_state = [](const std::map<std::string, int>& counts) {
-    std::vector<std::pair<std::string, uint64_t>> v;
-    for (const auto& [state, n] : counts) v.push_back({fmt::format("{{state=\"{}\"}}", state), n});
-    return v;
-  };
-  family("shardpress_tasks", "gauge", "Tasks by state.", by_state(task_counts));
-  family("shardpress_jobs", "gauge", "Jobs by state.", by_state(job_counts));
-  family("shardpress_workers_alive", "gauge", "Workers seen recently.", {{"", alive}});
-  family("shardpress_workers_known", "gauge", "Workers ever registered.", {{"", workers_.size()}});
-  family("shardpress_blob_bytes_received_total", "counter", "Blob bytes uploaded by workers.",
-         {{"", metrics_.blob_bytes_in.load()}});
-  family("shardpress_blob_bytes_sent_total", "counter", "Blob bytes sent to workers.", {{"", metrics_.blob_bytes_out.load()}});
-  family("shardpress_leases_total", "counter", "Leases granted.", {{"", metrics_.leases.load()}});
-  family("shardpress_stale_results_total", "counter", "Results refused (lease lost).", {{"", metrics_.stale_results.load()}});
-  family("shardpress_auth_failures_total", "counter", "Calls refused for a missing or wrong token.",
-         {{"", metrics_.auth_failures.load()}});
+  auto jobs = kJobTable.load(*store_);
+  auto tasks = kTaskTable.load(*store_);
+  auto workers = kWorkerTable.load(*store_);
+  if (!jobs.ok() || !tasks.ok() || !workers.ok()) return "unreadable";
+  for (auto& j : *jobs) out += "job " + j.id() + " " + canonical(std::move(j)) + "\n";
+  for (auto& t : *tasks) out += "task " + t.id() + " " + canonical(std::move(t)) + "\n";
+  for (auto& w : *workers) out += "worker " + w.id() + " " + canonical(std::move(w)) + "\n";
+  (void)store_->scan(Table::kBlobOwners, "", [&](std::string_view k, std::string_view) {
+    out += "owner " + std::string(k) + "\n";
+    return true;
+  });
+  return out;
+}
+
+std::string Coordinator::memory_state() const {
+  std::lock_guard lock(mu_);
+  std::string out;
+  std::map<std::string, const JobRecord*> jobs;
+  for (const JobRecord* j : jobs_.in_order()) jobs[j->id()] = j;
+  std::map<std::string, const TaskRecord*> tasks;
+  BlobOwnerSet owners;
+  for (const auto& [id, j] : jobs) {
+    out += "job " + id + " " + canonical(JobRecord(*j)) + "\n";
+    for (const auto* t : scheduler_.tasks_of(id)) tasks[t->id()] = t;
+    const auto o = blob_owners(*j, scheduler_.tasks_of(id));
+    owners.insert(o.begin(), o.end());
+  }
+  for (const auto& [id, t] : tasks) out += "task " + id + " " + canonical(TaskRecord(*t)) + "\n";
+  for (const auto& [id, w] : workers_.all()) out += "worker " + id + " " + canonical(WorkerRecord(w.record)) + "\n";
+  for (const auto& [d, o] : owners) out += "owner " + d + "/" + o + "\n";
   return out;
 }
 
 // ------------------------------------------------------------------ the job runner
-
-void Coordinator::log(const std::string& line) const {
-  if (options_.log) options_.log(line);
-}
 
 void Coordinator::run_loop() {
   std::unique_lock lock(mu_);
@@ -835,300 +803,168 @@ void Coordinator::run_loop() {
 }
 
 void Coordinator::step() {
-  std::string job_id;
-  JobState state;
-  bool imported;
+  JobRecord job;
   {
-    std::lock_guard lock(mu_);
-    const JobRecord* active = nullptr;
-    for (const auto& [id, j] : jobs_)
-      if (job_active(j) && (!active || j.seq() < active->seq())) active = &j;
-    if (!active) {
-      const JobRecord* next = nullptr;
-      for (const auto& [id, j] : jobs_)
-        if (j.state() == QUEUED && (!next || j.seq() < next->seq())) next = &j;
-      if (!next) return;
-      JobRecord& j = jobs_[next->id()];
-      j.set_state(RUNNING);
-      if (j.started_ms() == 0) j.set_started_ms(clock_.now_ms());
-      if (j.imported()) scheduler_->set_job_active(j.id(), true);
-      StateStore::Batch b;
-      put_job(b, j);
-      add_event(b, j.id(), "started");
-      if (!commit_locked(b).ok()) return;
-      active = &j;
+    std::unique_lock lock(mu_);
+    if (garbage_bytes_ > 0 && !reclaim_checked_) {  // blobs were deleted: give their space back, outside the lock
+      reclaim_checked_ = true;
+      const uint64_t garbage = garbage_bytes_;
+      lock.unlock();
+      // Reclaiming rewrites what is still live: done once the garbage is half the live
+      // bytes (or more), so the store holds at most 1.5x its live bytes and rewrites at
+      // most 2 bytes per byte deleted, whatever the model's size.
+      auto census = blobs_->census();
+      if (census.ok() && garbage * 2 >= census->second) {
+        if (auto st = store_->reclaim(); !st.ok()) {
+          log(fmt::format("reclaiming space: {}", std::string(st.message())));
+        } else {
+          lock.lock();
+          garbage_bytes_ -= std::min(garbage_bytes_, garbage);
+        }
+      }
+      return;
     }
-    job_id = active->id();
-    state = active->state();
-    imported = active->imported();
-    if (state == RUNNING && imported) {
-      const auto tasks = scheduler_->tasks_of(job_id);
-      const bool all_done = std::all_of(tasks.begin(), tasks.end(), [](auto* t) { return t->state() == DONE; });
-      if (!all_done) return;
-      JobRecord& j = jobs_[job_id];
-      if (is_eval_job(j.spec())) {  // nothing to write: the result is in the head task
-        StateStore::Batch b;
-        finish_job_locked(b, j, SUCCEEDED, "");
-        commit_locked(b).IgnoreError();
+    reclaim_checked_ = false;
+    const JobRecord* next = jobs_.next_to_run();
+    if (!next) return;
+    if (auto r = retry_at_.find(next->id()); r != retry_at_.end()) {
+      if (clock_.now_ms() < r->second) return;
+      retry_at_.erase(r);
+    }
+    job = *next;
+    Change c;
+    if (job.state() == QUEUED) {
+      job.set_state(RUNNING);
+      if (job.started_ms() == 0) job.set_started_ms(clock_.now_ms());
+      add_event(c, job.id(), "started");
+      if (!stage(c, job, {}).ok() || !commit(c).ok()) return;
+    }
+    if (job.state() == RUNNING && job.imported()) {
+      const auto tasks = scheduler_.tasks_of(job.id());
+      if (!std::all_of(tasks.begin(), tasks.end(), [](auto* t) { return t->state() == DONE; })) return;
+      if (is_eval_job(job.spec())) {  // nothing to write: the result is in the record
+        if (finish(c, job, SUCCEEDED, "").ok()) (void)commit(c);
         return;
       }
-      j.set_state(ASSEMBLING);
-      scheduler_->set_job_active(job_id, false);
-      StateStore::Batch b;
-      put_job(b, j);
-      add_event(b, job_id, fmt::format("all {} tasks done, assembling {}", tasks.size(), j.output_dir()));
-      if (!commit_locked(b).ok()) return;
-      state = ASSEMBLING;
+      job.set_state(ASSEMBLING);
+      add_event(c, job.id(), fmt::format("all {} tasks done, assembling {}", tasks.size(), job.output_dir()));
+      if (!stage(c, job, {}).ok() || !commit(c).ok()) return;
     }
   }
+  const bool importing = job.state() == RUNNING;
   absl::Status st;
   try {
-    st = state == RUNNING ? import_job(job_id) : assemble_job(job_id);
+    st = importing ? run_import(job) : run_assembly(job);
   } catch (const std::bad_alloc&) {
     st = absl::ResourceExhaustedError("the coordinator ran out of memory planning this job");
   } catch (const std::exception& e) {
     st = absl::InternalError(fmt::format("internal error in the coordinator: {}", e.what()));
   }
   std::lock_guard lock(mu_);
-  auto it = jobs_.find(job_id);
-  if (absl::IsCancelled(st) || it == jobs_.end()) return;  // cancelled (or removed) meanwhile
-  JobRecord& j = it->second;
-  StateStore::Batch b;
-  if (!st.ok()) {
-    finish_job_locked(b, j, FAILED, std::string(st.message()));
-  } else if (state == ASSEMBLING) {
-    finish_job_locked(b, j, SUCCEEDED, "");
-  } else {
-    return;  // imported; tasks are running
+  const JobRecord* now = jobs_.get(job.id());
+  if (absl::IsCancelled(st) || !now) return;  // cancelled (or deleted) meanwhile
+  if (st.ok() && importing) return;           // imported; tasks are running
+  Change c;
+  const absl::Status recorded =
+      finish(c, *now, st.ok() ? SUCCEEDED : FAILED, st.ok() ? "" : std::string(st.message())).ok() ? commit(c)
+                                                                                                  : absl::OkStatus();
+  if (!recorded.ok()) {  // memory keeps what the store has; the runner tries again later
+    phase_[job.id()] = fmt::format("stalled: the job's end could not be recorded ({}); retrying",
+                                   std::string(recorded.message()));
+    retry_at_[job.id()] = clock_.now_ms() + kRetryAfterFailedCommitMs;
   }
-  commit_locked(b).IgnoreError();
 }
 
-// Imports the model shard by shard. Each layer's task is created as soon as its shard is
-// in the store, so workers compute while the rest is still being imported. Re-running
-// after a crash keeps every task that exists (and its result).
-absl::Status Coordinator::import_job(const std::string& job_id) {
-  JobRecord j;
-  {
+absl::Status Coordinator::run_import(const JobRecord& j) {
+  const std::string id = j.id();
+  ImportHooks hooks;
+  hooks.model_root = [this, &j](const std::string&) { return readable_root(j); };
+  hooks.running = [this, id] {
     std::lock_guard lock(mu_);
-    j = jobs_.at(job_id);
-    phase_[job_id] = "importing";
-  }
-  const bool eval = is_eval_job(j.spec());
-  // Checked again: the folder may have changed since submit.
-  SP_ASSIGN_OR_RETURN(const Readable model, resolve_readable(options_, j.model_dir(), eval, "model"));
-  SP_ASSIGN_OR_RETURN(auto source, ImportSource::open(model.path, model.root, eval));
-  const ModelDescription& desc = source->desc();
-  const CompressSettings settings = compress_settings(j.spec());
-  const int64_t delay = test_delay_ms("import");
-  size_t total = 0, done = 0, created = 0;
-  bool reimport;
-  {
+    const JobRecord* cur = jobs_.get(id);
+    return !stopping_ && cur && cur->state() == RUNNING;
+  };
+  hooks.phase = [this, id](const std::string& p) {
     std::lock_guard lock(mu_);
-    reimport = !scheduler_->tasks_of(job_id).empty();
-    if (reimport) scheduler_->set_job_active(job_id, false);
-  }
-  for (const auto& s : desc.shards) total += s.tensors.size();
-  j.clear_shards();
-  // Calibration and evaluation: the config travels with the tasks, and the token ids are
-  // the first (auxiliary) shard, so that layer 0's task can run as soon as it is imported.
-  const bool calibrated = !eval && needs_calibration(settings);
-  const bool pipelined = j.spec().calibrate().mode() == "pipelined";
-  CalibrationShape data;
-  std::vector<Stage> stages;
-  if (calibrated || eval) {
-    j.set_model_config(desc.config.raw.dump());  // without quantization_config
-    j.set_hidden_size(desc.config.hidden_size);
-    const auto& c = j.spec().calibrate();
-    const auto& e = j.spec().eval();
-    SP_ASSIGN_OR_RETURN(TokenBatch ids, eval ? read_token_ids(e.ids(), desc.config.vocab_size, e.samples(), e.seq_len())
-                                             : read_token_ids(c.ids(), desc.config.vocab_size, c.samples(), c.seq_len()));
-    data = {ids.sequences, ids.seq_len};
-    stages = plan_stages(desc, settings, data, eval ? (10ull << 30) : c.stage_memory());
-    const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(ids.ids.data()), ids.ids.size() * 4);
-    SP_ASSIGN_OR_RETURN(std::string digest, blobs_->put(bytes, BlobStore::Durability::kUnlogged));
-    ShardPlan* p = j.add_shards();
-    p->set_id(kCalibrationShardId);
-    p->set_auxiliary(true);
-    TensorMeta* m = p->add_tensors();
-    m->set_name(kCalibrationIdsTensor);
-    m->set_dtype("I32");
-    m->add_shape(ids.sequences);
-    m->add_shape(ids.seq_len);
-    m->set_digest(digest);
-    m->set_nbytes(bytes.size());
-    m->set_role("calibration_ids");
-  }
-  for (const ModelShard& s : desc.shards) {
-    ShardPlan* p = j.add_shards();
-    p->set_id(s.id);
-    p->set_is_layer(s.kind == ShardKind::kLayer);
-    p->set_layer(s.layer);
-    if ((calibrated || eval) && p->is_layer()) {
-      p->set_memory_estimate(estimate_calibration_memory(s, desc.config, settings, data).total());
-      p->set_forward_memory(estimate_forward_memory(s, desc.config, data).total());
-      for (size_t k = 0; k < stages.size(); ++k)
-        if (s.layer >= stages[k].first_layer && s.layer <= stages[k].last_layer) p->set_stage(static_cast<int>(k));
-    } else if (eval && s.kind == ShardKind::kFinalNorm) {  // the evaluation head runs on this shard
-      p->set_memory_estimate(estimate_eval_head_memory(desc.config, data).total());
-    } else {
-      p->set_memory_estimate(estimate_task_memory(s, settings).total());
-    }
-    for (const auto& name : s.tensors) {
-      {
-        std::lock_guard lock(mu_);
-        if (!in_state_locked(job_id, RUNNING)) return absl::CancelledError("job no longer running");
-        phase_[job_id] = fmt::format("importing {}/{}", done, total);
-      }
-      const ModelTensor* mt = desc.find(name);
-      SP_ASSIGN_OR_RETURN(ImportSource::Tensor t, source->read(name));
-      // Shards outside the layers go to the output as they are: they must be finite.
-      if (!p->is_layer()) SP_RETURN_IF_ERROR(check_finite(name, t.bytes, t.dtype, mt->stored.shape));
-      // A copy of the source: no WAL, no sync (recovery re-imports what a crash lost).
-      SP_ASSIGN_OR_RETURN(std::string digest, blobs_->put(t.bytes, BlobStore::Durability::kUnlogged));
-      TensorMeta* m = p->add_tensors();
-      m->set_name(name);
-      m->set_dtype(std::string(dtype_name(t.dtype)));
-      for (int64_t d : mt->stored.shape) m->add_shape(d);
-      m->set_digest(digest);
-      m->set_nbytes(t.bytes.size());
-      m->set_role(std::string(role_name(mt->role)));
-      m->set_source_file(t.file);  // empty for decoded tensors: always fetched
-      m->set_source_offset(t.offset);
-      source->release(name);
-      ++done;
-      sleep_ms(delay);
-    }
-    const bool last = j.shards_size() == static_cast<int>(desc.shards.size()) + (calibrated || eval ? 1 : 0);
-    const bool head = eval && s.kind == ShardKind::kFinalNorm;
-    if (!p->is_layer() && !last && !head) continue;
-    // Commit the plan so far and this layer's task(s). On a re-import after a crash the job
-    // stays inactive until every shard is back, so no task is leased without its inputs.
-    std::lock_guard lock(mu_);
-    if (!in_state_locked(job_id, RUNNING)) return absl::CancelledError("job no longer running");
-    JobRecord& cur = jobs_.at(job_id);
-    *cur.mutable_shards() = j.shards();
-    cur.set_model_config(j.model_config());
-    cur.set_hidden_size(j.hidden_size());
-    cur.set_imported(last);
-    StateStore::Batch b;
-    const int index = j.shards_size() - 1;
-    std::vector<TaskRecord> tasks;
-    if (eval && (p->is_layer() || head)) {
-      tasks = eval_tasks(job_id, index, head ? -1 : p->layer(), desc.config.num_layers);
-    } else if (p->is_layer()) {
-      if (calibrated) {
-        tasks = calibration_tasks(job_id, index, p->layer(), desc.config.num_layers, pipelined);
-      } else {
-        TaskRecord t;
-        t.set_id(fmt::format("{}/{}", job_id, p->id()));
-        t.set_job_id(job_id);
-        t.set_shard_index(index);
-        t.set_kind(COMPRESS_LAYER);
-        t.set_state(READY);
-        tasks.push_back(t);
-      }
-    }
-    std::vector<TaskRecord> created_now;
-    for (TaskRecord& t : tasks) {
-      if (scheduler_->find(t.id())) continue;
-      if (t.state() == WAITING && scheduler_->dependencies_done(t)) t.set_state(READY);
-      put_task(b, t);
-      created_now.push_back(t);
-      ++created;
-    }
-    put_job(b, cur);
-    if (last)
-      add_event(b, job_id, fmt::format("imported {} tensors in {} shards; {} new tasks", total, cur.shards_size(),
-                                       created));
-    SP_RETURN_IF_ERROR(commit_locked(b));
-    for (const auto& t : created_now) scheduler_->upsert(t);
-    if (!reimport || last) scheduler_->set_job_active(job_id, true);
-  }
+    phase_[id] = p;
+  };
+  hooks.commit = [this](const JobRecord& imported, int shard, bool last) { return commit_import(imported, shard, last); };
+  hooks.delay_ms = options_.test.import_delay_ms;
+  const absl::Status st = import_job(j, *blobs_, hooks);
   std::lock_guard lock(mu_);
-  phase_.erase(job_id);
+  phase_.erase(id);
+  return st;
+}
+
+absl::Status Coordinator::commit_import(const JobRecord& imported, int shard, bool last) {
+  std::lock_guard lock(mu_);
+  const JobRecord* cur = jobs_.get(imported.id());
+  if (!cur || cur->state() != RUNNING) return absl::CancelledError("job no longer running");
+  // The shard's blobs are in the store now (checked under the lock deletions take).
+  for (const auto& m : imported.plan().shards(shard).tensors()) {
+    SP_ASSIGN_OR_RETURN(const bool have, blobs_->contains(m.digest()));
+    if (!have) return absl::UnavailableError(fmt::format("blob missing: {} was deleted meanwhile", m.name()));
+  }
+  JobRecord j = *cur;
+  *j.mutable_plan() = imported.plan();
+  j.set_model_config(imported.model_config());
+  j.set_hidden_size(imported.hidden_size());
+  j.set_imported_shards(shard + 1);
+  j.set_imported(last);
+  // The tasks that read only shards imported by now (a re-import keeps those that exist).
+  std::vector<TaskRecord> created;
+  for (int i = 0; i < j.plan().tasks_size(); ++i) {
+    const TaskPlan& p = j.plan().tasks(i);
+    const std::string task_id = j.id() + "/" + p.name();
+    if (last_shard_read(p) > shard || scheduler_.find(task_id)) continue;
+    TaskRecord t;
+    t.set_id(task_id);
+    t.set_job_id(j.id());
+    t.set_shard_index(p.shard());
+    t.set_plan_index(i);
+    t.set_kind(p.kind());
+    for (const auto& d : p.depends_on()) t.add_depends_on(j.id() + "/" + d);
+    t.set_state(t.depends_on_size() == 0 || scheduler_.dependencies_done(t) ? READY : WAITING);
+    created.push_back(std::move(t));
+  }
+  Change c;
+  if (last) {
+    size_t tensors = 0;
+    for (const auto& s : j.plan().shards()) tensors += static_cast<size_t>(s.tensors_size());
+    add_event(c, j.id(), fmt::format("imported {} tensors in {} shards; {} new tasks", tensors, j.plan().shards_size(),
+                                     scheduler_.tasks_of(j.id()).size() + created.size()));
+  }
+  SP_RETURN_IF_ERROR(stage(c, j, created));
+  SP_RETURN_IF_ERROR(commit(c));
+  cv_.notify_all();
   return absl::OkStatus();
 }
 
-absl::Status Coordinator::assemble_job(const std::string& job_id) {
-  JobRecord j;
-  std::map<int, TaskRecord> tasks;
+absl::Status Coordinator::run_assembly(const JobRecord& j) {
+  const std::string id = j.id();
+  std::map<std::string, TaskRecord> outputs;
   {
     std::lock_guard lock(mu_);
-    j = jobs_.at(job_id);
-    for (const auto* t : scheduler_->tasks_of(job_id))
-      if (t->kind() != FORWARD_LAYER) tasks[t->shard_index()] = *t;
-    phase_[job_id] = "assembling";
+    for (const auto* t : scheduler_.tasks_of(id)) outputs[task_name(*t)] = *t;
   }
-  // Output tensors in plan order: layer results, and pass-through shards as imported.
-  std::vector<TensorGroup> groups;
-  std::vector<std::pair<std::string, std::string>> digests;  // name -> blob digest
-  auto spec_of = [](const TensorMeta& m) {
-    return TensorSpec{m.name(), *dtype_from_name(m.dtype()), {m.shape().begin(), m.shape().end()}};
+  AssemblyHooks hooks;
+  hooks.running = [this, id] {
+    std::lock_guard lock(mu_);
+    const JobRecord* cur = jobs_.get(id);
+    return !stopping_ && cur && cur->state() == ASSEMBLING;
   };
-  for (int i = 0; i < j.shards_size(); ++i) {
-    const ShardPlan& s = j.shards(i);
-    if (s.auxiliary()) continue;
-    if (s.is_layer()) {
-      for (const auto& g : tasks.at(i).outputs()) {
-        if (g.tensors_size() > 0 && is_internal_tensor(g.tensors(0).name())) continue;
-        TensorGroup group;
-        for (const auto& m : g.tensors()) {
-          group.push_back(spec_of(m));
-          digests.emplace_back(m.name(), m.digest());
-        }
-        groups.push_back(std::move(group));
-      }
-    } else {
-      for (const auto& m : s.tensors()) {
-        groups.push_back({spec_of(m)});
-        digests.emplace_back(m.name(), m.digest());
-      }
-    }
-  }
-  // Published before a crash? Then the manifest lists exactly these digests.
-  const fs::path manifest = fs::path(j.output_dir()) / kManifestName;
-  std::error_code ec;
-  if (fs::exists(j.output_dir(), ec)) {
-    auto text = read_file(manifest.string());
-    bool same = false;
-    if (text.ok()) {
-      try {
-        const auto m = nlohmann::json::parse(*text);
-        same = m.at("tensors").size() == digests.size();
-        for (const auto& [name, d] : digests) same = same && m.at("tensors").at(name).at("digest") == d;
-      } catch (const std::exception&) {
-        same = false;
-      }
-    }
-    if (same) return absl::OkStatus();
-    if (!j.spec().overwrite())
-      return absl::FailedPreconditionError(fmt::format("output {} appeared while the job ran", j.output_dir()));
-  }
-  SP_ASSIGN_OR_RETURN(ModelConfig config, load_model_config(j.model_dir(), options_.model_root));
-  AssembleOptions ao;
-  ao.source_dir = j.model_dir();
-  ao.config = config.raw;
-  ao.quantization = compress_settings(j.spec()).quantize;
-  ao.max_shard_bytes = options_.max_shard_bytes;
-  ao.provenance = {{"job", j.id()}, {"name", j.spec().name()}, {"model", j.model_dir()},
-                   {"compression", describe_spec(j.spec())}};
-  ao.compression = compression_record(compress_settings(j.spec()));
-  ao.replace_existing = j.spec().overwrite();
-  SP_ASSIGN_OR_RETURN(auto assembler, CheckpointAssembler::create(j.output_dir(), std::move(groups), ao));
-  const int64_t delay = test_delay_ms("assemble");
-  size_t done = 0;
-  for (const auto& [name, digest] : digests) {
-    {
-      std::lock_guard lock(mu_);
-      if (stopping_ || !in_state_locked(job_id, ASSEMBLING)) return absl::CancelledError("job no longer assembling");
-      phase_[job_id] = fmt::format("assembling {}/{}", done++, digests.size());
-    }
-    SP_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, blobs_->read_all(digest));  // digest checked
-    SP_RETURN_IF_ERROR(assembler->write(name, bytes, digest));
-    sleep_ms(delay);
-  }
-  return assembler->finish();
+  hooks.phase = [this, id](const std::string& p) {
+    std::lock_guard lock(mu_);
+    phase_[id] = p;
+  };
+  hooks.model_root = options_.model_root;
+  hooks.max_shard_bytes = options_.max_shard_bytes;
+  hooks.delay_ms = options_.test.assemble_delay_ms;
+  hooks.fail_writes_after_bytes = options_.test.fail_output_writes_after_bytes;
+  const absl::Status st = assemble_job(j, outputs, *blobs_, hooks);
+  std::lock_guard lock(mu_);
+  phase_.erase(id);
+  return st;
 }
 
 }  // namespace sp

@@ -1,13 +1,25 @@
-// The coordinator's core, as plain C++ (no gRPC): the composition root that owns the
-// state store, the blob store, the task scheduler, the jobs and the worker registry,
-// and wires their reactions (task done -> job assembling, task failed N times -> job
-// failed, worker silent -> leases released). gRPC handlers and `shardpress local` call
-// these methods.
+// The coordinator's core, as plain C++ (no gRPC, no sockets): the composition root that
+// owns the state store, the blob store and one manager per domain, declared in dependency
+// order, and wires their reactions in one place:
 //
-// Every mutating call persists its change in one synced batch before returning, and is
-// idempotent where workers retry (complete/fail of the same attempt).
+//   task done      -> its dependents become ready, the blobs only it still needed go
+//   task failed N  -> the job fails with its error
+//   job finished   -> it keeps only the blobs a resume or re-assembly needs
+//   job deleted    -> its records and every blob it alone owned go
+//   worker silent  -> announced in the events of the jobs whose tasks it holds; its leases
+//                     expire; after --forget-workers-after it is forgotten
+//
+// Every mutation follows one order (commit()): validate, commit one batch (synced), apply
+// to memory, reply. A commit that fails leaves memory as it was — what a restart would load
+// — and is returned to the caller and logged, never ignored. Mutating calls that workers
+// retry (complete, fail of the same attempt) are idempotent.
+//
+// Managers: jobs (coordinator/job_registry), workers (worker_registry), leases
+// (task_scheduler + affinity), import (importer), assembly (job_assembly), views
+// (status_view), blob lifecycle (blob_owners + blob_store).
+//
 // Thread-safety: all public methods are thread-safe (one mutex; blob streaming and the
-// heavy import/assemble work run outside it).
+// heavy import/assembly work run outside it).
 #pragma once
 
 #include <condition_variable>
@@ -15,17 +27,29 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <string>
 #include <thread>
 
+#include "coordinator/affinity.h"
 #include "coordinator/blob_store.h"
+#include "coordinator/change.h"
 #include "coordinator/clock.h"
+#include "coordinator/job_registry.h"
 #include "coordinator/state_store.h"
+#include "coordinator/status_view.h"
 #include "coordinator/task_scheduler.h"
+#include "coordinator/worker_registry.h"
 #include "shardpress.pb.h"
 
 namespace sp {
+
+// Test hooks: slow phases down, make a disk fill up (passed by tests through the daemon's
+// hidden --test-* flags, never read from the environment).
+struct CoordinatorTestHooks {
+  int64_t import_delay_ms = 0;    // after each imported tensor
+  int64_t assemble_delay_ms = 0;  // after each assembled tensor
+  uint64_t fail_output_writes_after_bytes = 0;  // assembly's writes fail with ENOSPC after this many
+};
 
 struct CoordinatorOptions {
   std::string data_dir;
@@ -35,33 +59,37 @@ struct CoordinatorOptions {
   int64_t heartbeat_interval_ms = 3'000;
   uint32_t max_failures = 3;
   uint64_t max_shard_bytes = 5'000'000'000ull;  // output safetensors files
-  // Free space the state store keeps on the data dir's filesystem (see StateStore::open).
+  // Free space the state store keeps on the data dir's filesystem (see RocksStateStore).
   uint64_t min_free_bytes = 512ull << 20;
   // A worker not seen for this long (and holding no lease) is forgotten: dropped from
   // `workers` and the state. 0: never.
   int64_t forget_workers_after_ms = 3'600'000;
+  // A finished job (succeeded, failed or cancelled) is deleted this long after it ended,
+  // with all it owns. 0: kept until `shardpress delete`.
+  int64_t retention_ms = 0;
+  // A blob uploaded for a result that never came (the task failed or lost its lease) is
+  // deleted once it is this old and still owned by nobody.
+  int64_t unowned_blob_grace_ms = 600'000;
   // Where the coordinator's log lines go (the daemon: stderr); empty: nowhere.
   std::function<void(const std::string&)> log;
-};
-
-struct CoordinatorMetrics {
-  std::atomic<uint64_t> blob_bytes_in{0};
-  std::atomic<uint64_t> blob_bytes_out{0};
-  std::atomic<uint64_t> leases{0};
-  std::atomic<uint64_t> stale_results{0};
-  std::atomic<uint64_t> auth_failures{0};
+  // The state store to use instead of RocksDB in data_dir (tests: MemoryStateStore).
+  std::shared_ptr<StateStore> store;
+  CoordinatorTestHooks test;
 };
 
 class Coordinator {
  public:
-  // Opens the state in options.data_dir and recovers every job, task and worker before
-  // returning (call start() to begin running jobs).
+  // Opens the state and recovers every job, task and worker before returning (call
+  // start() to begin running jobs).
   static absl::StatusOr<std::unique_ptr<Coordinator>> open(CoordinatorOptions options, const Clock& clock);
   ~Coordinator();
 
-  // Starts / stops the thread that imports, plans and assembles jobs.
+  // Starts / stops the thread that imports, assembles and expires jobs.
   void start();
   void stop();
+  // One step of that thread: give deleted blobs' space back, or start, import, assemble
+  // or finish the next job. Tests without the thread call it themselves.
+  void step();
 
   // CLI API.
   absl::StatusOr<shardpress::v1::JobStatus> submit(const shardpress::v1::JobSpec& spec);
@@ -69,12 +97,13 @@ class Coordinator {
   std::vector<shardpress::v1::JobStatus> list_jobs();
   absl::StatusOr<shardpress::v1::JobStatus> cancel(const std::string& ref);
   absl::StatusOr<shardpress::v1::JobStatus> resume(const std::string& ref);
+  // Deletes a finished or cancelled job: its record, tasks and events, and every blob
+  // only it owned, in one batch (then the store reclaims the space). Its id is never given
+  // out again. FAILED_PRECONDITION for a job that is still queued or running.
+  absl::StatusOr<shardpress::v1::JobStatus> delete_job(const std::string& ref);
   // The spec as submit() stores it: validated, defaults kept, paths resolved inside the
   // roots (model, output, calibration/evaluation ids). Idempotent; reads no model.
   absl::StatusOr<shardpress::v1::JobSpec> normalize_spec(const shardpress::v1::JobSpec& spec) const;
-  // Forgets a finished (or cancelled) job: its record, tasks and events, in one batch.
-  // Its id is never given out again. Blobs stay (they have no owners yet).
-  absl::Status remove_job(const std::string& ref);
   std::vector<shardpress::v1::WorkerInfo> workers();
   absl::StatusOr<std::vector<shardpress::v1::EventRecord>> events(const std::string& ref);
 
@@ -87,7 +116,9 @@ class Coordinator {
   // Notes that a worker fetched or uploaded a blob (scheduling affinity).
   void note_worker_has(const std::string& worker_id, const std::string& digest);
 
-  // Expires leases whose deadline passed (called by a timer).
+  // Expires leases whose deadline passed, announces silent workers, forgets old ones,
+  // deletes unowned uploads past their grace and jobs past their retention (a timer
+  // calls it).
   void expire_leases();
 
   // One line to the log (options.log), if there is one.
@@ -95,71 +126,76 @@ class Coordinator {
 
   BlobStore& blobs() { return *blobs_; }
   CoordinatorMetrics& metrics() { return metrics_; }
-  // Prometheus text exposition of task counts, bytes moved and worker liveness.
+  // Prometheus text exposition of task counts, bytes moved, blobs and worker liveness.
   std::string metrics_text();
+  // The records a restart would load, as text (jobs, tasks, workers, blob owners): tests
+  // compare it with what memory holds after a failed commit.
+  std::string durable_state() const;
+  // The same records as memory holds them.
+  std::string memory_state() const;
 
  private:
   Coordinator(CoordinatorOptions options, const Clock& clock);
   absl::Status recover();
   void run_loop();
-  void step();
-  absl::Status import_job(const std::string& job_id);
-  absl::Status assemble_job(const std::string& job_id);
+
+  // Commits `c` (synced); on success applies it to memory and logs its events; on failure
+  // logs that they were not recorded and changes nothing. Requires mu_.
+  absl::Status commit(Change& c);
+  // An event of `job_id` in `c` (its log line follows the commit).
+  void add_event(Change& c, const std::string& job_id, const std::string& msg);
+  // `after` replaces a job and some of its tasks: their records, the blob owners the
+  // change implies, and the memory updates, into `c`. Requires mu_.
+  absl::Status stage(Change& c, const shardpress::v1::JobRecord& after,
+                     const std::vector<shardpress::v1::TaskRecord>& tasks);
+  // A job's tasks as they will be after `changed` replaces some of them. Requires mu_.
+  std::vector<const shardpress::v1::TaskRecord*> tasks_after(
+      const std::string& job_id, const std::vector<shardpress::v1::TaskRecord>& changed) const;
+  // `j` with state, error and finish time set (and deactivated), into `c`. Requires mu_.
+  absl::Status finish(Change& c, shardpress::v1::JobRecord j, shardpress::v1::JobState state,
+                      const std::string& error);
+  // Deletes a terminal job (and what it alone owns) into `c`. Requires mu_.
+  absl::Status stage_delete(Change& c, const shardpress::v1::JobRecord& j);
+  void watch_workers_locked();
+  void sweep_unowned_locked();
+  void expire_retained_locked();
 
   struct Prepared {
     shardpress::v1::JobSpec spec;  // normalized
     std::string model_root;        // the root the model lies in
   };
   absl::StatusOr<Prepared> prepare(const shardpress::v1::JobSpec& spec) const;
+  absl::StatusOr<std::string> readable_root(const shardpress::v1::JobRecord& j) const;
 
-  // Helpers that require mu_.
-  // The job with id `ref`, or the one named `ref` (NOT_FOUND; FAILED_PRECONDITION listing
-  // the ids when several jobs share the name, as state from before names were unique may).
-  absl::StatusOr<const shardpress::v1::JobRecord*> find_job_locked(const std::string& ref) const;
-  shardpress::v1::JobStatus status_locked(const shardpress::v1::JobRecord& j, bool with_tasks) const;
-  void put_job(StateStore::Batch& b, const shardpress::v1::JobRecord& j);
-  void put_task(StateStore::Batch& b, const shardpress::v1::TaskRecord& t);
-  // An event in `b`, and a log line once `b` is committed with commit_locked().
-  void add_event(StateStore::Batch& b, const std::string& job_id, const std::string& msg);
-  // Commits `b` (synced) and logs its events, or that they could not be recorded.
-  absl::Status commit_locked(StateStore::Batch& b);
-  absl::Status persist_tasks(const std::vector<shardpress::v1::TaskRecord>& tasks, const std::string& why);
-  void finish_job_locked(StateStore::Batch& b, shardpress::v1::JobRecord& j, shardpress::v1::JobState state,
-                         const std::string& error);
-  bool job_active(const shardpress::v1::JobRecord& j) const;
-  // The job exists and is in `state` (the runner checks this between pieces of work).
-  bool in_state_locked(const std::string& job_id, shardpress::v1::JobState state) const;
+  // The runner's two phases, outside the lock.
+  absl::Status run_import(const shardpress::v1::JobRecord& j);
+  absl::Status commit_import(const shardpress::v1::JobRecord& imported, int shard, bool last);
+  absl::Status run_assembly(const shardpress::v1::JobRecord& j);
+
+  shardpress::v1::LeaseResponse lease_response(const shardpress::v1::JobRecord& j,
+                                               const shardpress::v1::TaskRecord& t) const;
+  std::vector<shardpress::v1::TensorMeta> task_inputs(const shardpress::v1::JobRecord& j,
+                                                       const shardpress::v1::TaskRecord& t) const;
 
   CoordinatorOptions options_;
   const Clock& clock_;
-  std::unique_ptr<StateStore> store_;
+  std::shared_ptr<StateStore> store_;
   std::unique_ptr<BlobStore> blobs_;
-  std::unique_ptr<TaskScheduler> scheduler_;
+  JobRegistry jobs_;
+  WorkerRegistry workers_;
+  TaskScheduler scheduler_;
+  Affinity affinity_;
   CoordinatorMetrics metrics_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::map<std::string, shardpress::v1::JobRecord> jobs_;
-  struct WorkerState {
-    shardpress::v1::WorkerRecord record;
-    int64_t last_seen_ms = 0;
-    bool gone = false;          // went silent (announced once); cleared when it is seen again
-    std::set<std::string> has;  // digests it fetched or uploaded
-  };
-  // Requires mu_: announces workers that went silent (an event for each job whose tasks
-  // they hold, a log line) and forgets those silent for options.forget_workers_after_ms.
-  void watch_workers_locked();
-  std::map<std::string, WorkerState> workers_;
-  // Requires mu_: the registered worker, marked as seen now (FAILED_PRECONDITION if unknown).
-  absl::StatusOr<WorkerState*> seen_locked(const std::string& worker_id);
-  // Requires mu_: seen within a few heartbeat intervals.
-  bool alive_locked(const WorkerState& w) const;
-  std::map<std::string, std::string> phase_;  // job id -> "importing 3/9"
-  std::map<std::string, std::string> stage_owner_;  // "job#stage" -> the worker that took it first
-  std::vector<std::string> unlogged_;  // events of the batch being built, logged at commit
-  int64_t started_ms_ = 0;
-  uint64_t next_seq_ = 1;
+  std::map<std::string, std::string> phase_;  // job id -> "importing 3/9" (the runner's progress)
+  std::map<std::string, int64_t> retry_at_;   // job id -> when the runner may try again
   uint64_t event_counter_ = 0;
+  // Bytes of blobs deleted since the store last reclaimed space (the runner reclaims once
+  // they are half the live bytes); reclaim_checked_: looked at since the last other step.
+  uint64_t garbage_bytes_ = 0;
+  bool reclaim_checked_ = false;
   bool stopping_ = false;
   std::thread runner_;
 };

@@ -68,6 +68,10 @@ grpc::Status CoordinatorApiService::ListEvents(grpc::ServerContext* ctx, const J
   });
 }
 
+grpc::Status CoordinatorApiService::DeleteJob(grpc::ServerContext* ctx, const JobRef* req, JobStatus* resp) {
+  return auth_->run(ctx, "DeleteJob", [&]() -> grpc::Status { return reply(c_->delete_job(req->job_id()), resp); });
+}
+
 grpc::Status WorkerApiService::Register(grpc::ServerContext* ctx, const RegisterRequest* req, RegisterResponse* resp) {
   return auth_->run(ctx, "Register", [&]() -> grpc::Status {
     return reply(c_->register_worker(*req), resp);
@@ -138,7 +142,7 @@ grpc::Status WorkerApiService::PutBlob(grpc::ServerContext* ctx, grpc::ServerRea
     if (chunk.total_size() > kMaxBlobBytes)
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           fmt::format("blob of {} bytes is larger than the {} byte limit", chunk.total_size(), kMaxBlobBytes));
-    auto have = c_->blobs().contains(digest);
+    auto have = c_->blobs().refresh(digest);
     if (!have.ok()) return to_grpc(have.status());
     if (*have) {
       resp->set_already_present(true);

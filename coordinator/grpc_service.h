@@ -40,6 +40,7 @@ class CoordinatorApiService final : public shardpress::v1::CoordinatorApi::Servi
                            shardpress::v1::ListWorkersResponse*) override;
   grpc::Status ListEvents(grpc::ServerContext*, const shardpress::v1::JobRef*,
                           shardpress::v1::ListEventsResponse*) override;
+  grpc::Status DeleteJob(grpc::ServerContext*, const shardpress::v1::JobRef*, shardpress::v1::JobStatus*) override;
 
  private:
   Coordinator* c_;

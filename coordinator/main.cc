@@ -3,7 +3,7 @@
 //   model_root: /models           output_root: /models/out
 //   metrics_listen: 127.0.0.1:9100
 //   lease_ttl: 30s                heartbeat_interval: 3s       max_failures: 3
-//   forget_workers_after: 1h
+//   forget_workers_after: 1h     retention: 0 (keep finished jobs; e.g. 7d)
 //   max_shard_size: 5GB           min_free_space: 512MiB
 #include <cstdio>
 #include <filesystem>
@@ -11,6 +11,7 @@
 #include "CLI/CLI.hpp"
 #include "common/byte_size.h"
 #include "common/log_line.h"
+#include "common/test_hooks.h"
 #include "common/duration.h"
 #include "common/token.h"
 #include "common/config_file.h"
@@ -22,7 +23,7 @@ namespace {
 struct Flags {
   std::string config, listen = "127.0.0.1:7070", data_dir, model_root, output_root, metrics_listen;
   std::string lease_ttl = "30s", heartbeat_interval = "3s", max_shard_size = "5GB", min_free_space = "512MiB";
-  std::string max_failures = "3", forget_workers_after = "1h";
+  std::string max_failures = "3", forget_workers_after = "1h", retention = "0", test_hooks;
   std::string token_file, tls_cert, tls_key, tls_client_ca;
   bool insecure = false;
 };
@@ -44,7 +45,7 @@ int main(int argc, char** argv) {
                    {"output_root", &f.output_root}, {"metrics_listen", &f.metrics_listen}, {"lease_ttl", &f.lease_ttl},
                    {"heartbeat_interval", &f.heartbeat_interval}, {"max_failures", &f.max_failures},
                    {"max_shard_size", &f.max_shard_size}, {"min_free_space", &f.min_free_space},
-                   {"forget_workers_after", &f.forget_workers_after},
+                   {"forget_workers_after", &f.forget_workers_after}, {"retention", &f.retention},
                    {"token_file", &f.token_file},
                    {"tls_cert", &f.tls_cert}, {"tls_key", &f.tls_key}, {"tls_client_ca", &f.tls_client_ca}});
     if (!st.ok()) {
@@ -67,6 +68,11 @@ int main(int argc, char** argv) {
                  "Drop a worker from `workers` once it has been silent this long (0: never)")
       ->capture_default_str();
   app.add_option("--max-shard-size", f.max_shard_size, "Largest output safetensors file")->capture_default_str();
+  app.add_option("--retention", f.retention,
+                 "Delete a finished job (and the blobs only it owns) this long after it ended (0: keep until "
+                 "`shardpress delete`)")
+      ->capture_default_str();
+  app.add_option("--test-hooks", f.test_hooks, "")->group("");  // hidden: end-to-end tests only
   app.add_option("--min-free-space", f.min_free_space,
                  "Free space kept on the data dir's disk: writes that would go below are refused (a full disk can "
                  "abort RocksDB)")
@@ -105,6 +111,12 @@ int main(int argc, char** argv) {
   auto min_free = sp::parse_byte_size(f.min_free_space);
   if (!min_free.ok()) return fail(sp::annotate(min_free.status(), "--min-free-space"), 2);
   o.core.min_free_bytes = *min_free;
+  auto retention = sp::parse_duration_ms(f.retention);
+  if (!retention.ok()) return fail(sp::annotate(retention.status(), "--retention"), 2);
+  o.core.retention_ms = *retention;
+  auto hooks = sp::parse_test_hooks(f.test_hooks);
+  if (!hooks.ok()) return fail(hooks.status(), 2);
+  o.core.test = {hooks->import_delay_ms, hooks->assemble_delay_ms, hooks->enospc_after_bytes};
   auto forget = sp::parse_duration_ms(f.forget_workers_after);
   if (!forget.ok()) return fail(sp::annotate(forget.status(), "--forget-workers-after"), 2);
   o.core.forget_workers_after_ms = *forget;

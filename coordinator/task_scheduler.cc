@@ -9,17 +9,33 @@ namespace sp {
 using shardpress::v1::TaskRecord;
 using shardpress::v1::TaskState;
 
+namespace {
+// Back in the queue (the attempt number stays; the next lease bumps it).
+TaskRecord to_ready(TaskRecord t) {
+  t.set_state(TaskState::READY);
+  t.set_lease_deadline_ms(0);
+  return t;
+}
+
+// Plan order: by shard, a forward task before the layer task of its shard (it feeds the
+// next layers of a pipeline), then by id.
+bool plan_order(const TaskRecord& a, const TaskRecord& b) {
+  if (a.shard_index() != b.shard_index()) return a.shard_index() < b.shard_index();
+  const bool fa = a.kind() == shardpress::v1::FORWARD_LAYER, fb = b.kind() == shardpress::v1::FORWARD_LAYER;
+  if (fa != fb) return fa;
+  return a.id() < b.id();
+}
+}  // namespace
+
 void TaskScheduler::upsert(const TaskRecord& t) { tasks_[t.id()] = t; }
+
+void TaskScheduler::upsert(const std::vector<TaskRecord>& tasks) {
+  for (const auto& t : tasks) upsert(t);
+}
 
 void TaskScheduler::remove_job(const std::string& job_id) {
   for (auto it = tasks_.begin(); it != tasks_.end();)
     it = it->second.job_id() == job_id ? tasks_.erase(it) : std::next(it);
-  active_jobs_.erase(job_id);
-}
-
-void TaskScheduler::set_job_active(const std::string& job_id, bool active) {
-  if (active) active_jobs_.insert(job_id);
-  else active_jobs_.erase(job_id);
 }
 
 const TaskRecord* TaskScheduler::find(const std::string& task_id) const {
@@ -29,61 +45,56 @@ const TaskRecord* TaskScheduler::find(const std::string& task_id) const {
 
 std::vector<const TaskRecord*> TaskScheduler::tasks_of(const std::string& job_id) const {
   std::vector<const TaskRecord*> out;
-  for (const auto& [id, t] : tasks_)
-    if (t.job_id() == job_id) out.push_back(&t);
-  std::sort(out.begin(), out.end(), [](auto* a, auto* b) { return a->shard_index() < b->shard_index(); });
+  for (auto it = tasks_.lower_bound(job_id + "/"); it != tasks_.end() && it->second.job_id() == job_id; ++it)
+    out.push_back(&it->second);
+  std::sort(out.begin(), out.end(), [](auto* a, auto* b) { return plan_order(*a, *b); });
   return out;
 }
 
-std::vector<TaskRecord> TaskScheduler::extend_all_leases() {
+std::vector<TaskRecord> TaskScheduler::fresh_leases() const {
   std::vector<TaskRecord> changed;
-  for (auto& [id, t] : tasks_) {
+  for (const auto& [id, t] : tasks_) {
     if (t.state() != TaskState::LEASED) continue;
-    t.set_lease_deadline_ms(clock_.now_ms() + options_.lease_ttl_ms);
-    changed.push_back(t);
+    TaskRecord c = t;
+    c.set_lease_deadline_ms(clock_.now_ms() + options_.lease_ttl_ms);
+    changed.push_back(std::move(c));
   }
   return changed;
 }
 
-std::optional<TaskRecord> TaskScheduler::lease(const std::string& worker_id, uint64_t free_memory,
-                                               const std::function<uint64_t(const TaskRecord&)>& memory_of,
-                                               const std::function<int(const TaskRecord&)>& affinity) {
+std::optional<TaskRecord> TaskScheduler::choose_lease(const std::string& worker_id, uint64_t free_memory,
+                                                      const LeaseQuery& q) const {
   uint32_t held = 0;
   for (const auto& [id, t] : tasks_) held += t.state() == TaskState::LEASED && t.worker_id() == worker_id;
   if (held >= options_.max_leases_per_worker) return std::nullopt;
-  TaskRecord* best = nullptr;
+  const TaskRecord* best = nullptr;
   int best_affinity = -1;
-  for (auto& [id, t] : tasks_) {
-    if (t.state() != TaskState::READY || !active_jobs_.count(t.job_id())) continue;
-    if (memory_of(t) > free_memory) continue;
-    const int a = affinity(t);
-    // Ties go to the oldest job, then the lowest layer (ids sort "layer.10" before "layer.2"),
-    // then a forward task (it feeds the next layers of a pipeline).
-    const bool earlier =
-        best && (t.job_id() < best->job_id() ||
-                 (t.job_id() == best->job_id() &&
-                  (t.shard_index() < best->shard_index() ||
-                   (t.shard_index() == best->shard_index() && t.kind() == shardpress::v1::FORWARD_LAYER &&
-                    best->kind() != shardpress::v1::FORWARD_LAYER))));
+  for (const auto& [id, t] : tasks_) {
+    if (t.state() != TaskState::READY || !q.leasable(t)) continue;
+    if (q.memory_of(t) > free_memory) continue;
+    const int a = q.affinity(t);
+    // Ties go to the oldest job, then plan order (layer numbers as numbers, not text).
+    const bool earlier = best && (t.job_id() < best->job_id() || (t.job_id() == best->job_id() && plan_order(t, *best)));
     if (a > best_affinity || (a == best_affinity && earlier)) {
       best = &t;
       best_affinity = a;
     }
   }
   if (!best) return std::nullopt;
-  best->set_state(TaskState::LEASED);
-  best->set_attempt(best->attempt() + 1);
-  best->set_worker_id(worker_id);
-  best->set_lease_deadline_ms(clock_.now_ms() + options_.lease_ttl_ms);
-  best->set_started_ms(clock_.now_ms());
-  return *best;
+  TaskRecord t = *best;
+  t.set_state(TaskState::LEASED);
+  t.set_attempt(t.attempt() + 1);
+  t.set_worker_id(worker_id);
+  t.set_lease_deadline_ms(clock_.now_ms() + options_.lease_ttl_ms);
+  t.set_started_ms(clock_.now_ms());
+  return t;
 }
 
-absl::StatusOr<TaskRecord*> TaskScheduler::held(const std::string& worker_id, const std::string& task_id,
-                                                uint32_t attempt) {
+absl::StatusOr<const TaskRecord*> TaskScheduler::held(const std::string& worker_id, const std::string& task_id,
+                                                      uint32_t attempt) const {
   auto it = tasks_.find(task_id);
   if (it == tasks_.end()) return absl::AbortedError(fmt::format("task {} is not known (job removed?)", task_id));
-  TaskRecord& t = it->second;
+  const TaskRecord& t = it->second;
   if (t.state() != TaskState::LEASED || t.attempt() != attempt || t.worker_id() != worker_id)
     return absl::AbortedError(fmt::format(
         "task {} attempt {} is no longer leased to worker {} (lease lost: expired or reassigned)", task_id, attempt,
@@ -91,82 +102,69 @@ absl::StatusOr<TaskRecord*> TaskScheduler::held(const std::string& worker_id, co
   return &t;
 }
 
-absl::StatusOr<TaskRecord> TaskScheduler::heartbeat(const std::string& worker_id, const std::string& task_id,
-                                                    uint32_t attempt) {
-  SP_ASSIGN_OR_RETURN(TaskRecord * t, held(worker_id, task_id, attempt));
-  t->set_lease_deadline_ms(clock_.now_ms() + options_.lease_ttl_ms);
-  return *t;
+absl::Status TaskScheduler::extend(const std::string& worker_id, const std::string& task_id, uint32_t attempt) {
+  SP_ASSIGN_OR_RETURN(const TaskRecord* t, held(worker_id, task_id, attempt));
+  tasks_[t->id()].set_lease_deadline_ms(clock_.now_ms() + options_.lease_ttl_ms);
+  return absl::OkStatus();
 }
 
-absl::StatusOr<TaskRecord> TaskScheduler::complete(const std::string& worker_id, const std::string& task_id,
-                                                   uint32_t attempt,
-                                                   const std::vector<shardpress::v1::OutputGroup>& outputs,
-                                                   const std::vector<shardpress::v1::PruneReport>& reports) {
-  SP_ASSIGN_OR_RETURN(TaskRecord * t, held(worker_id, task_id, attempt));
-  t->set_state(TaskState::DONE);
-  t->set_finished_ms(clock_.now_ms());
-  t->set_lease_deadline_ms(0);
-  t->clear_outputs();
-  for (const auto& g : outputs) *t->add_outputs() = g;
-  t->clear_prune_reports();
-  for (const auto& r : reports) *t->add_prune_reports() = r;
-  return *t;
+absl::StatusOr<TaskRecord> TaskScheduler::completion(const std::string& worker_id, const std::string& task_id,
+                                                     uint32_t attempt,
+                                                     const std::vector<shardpress::v1::OutputGroup>& outputs,
+                                                     const std::vector<shardpress::v1::PruneReport>& reports) const {
+  SP_ASSIGN_OR_RETURN(const TaskRecord* held_task, held(worker_id, task_id, attempt));
+  TaskRecord t = *held_task;
+  t.set_state(TaskState::DONE);
+  t.set_finished_ms(clock_.now_ms());
+  t.set_lease_deadline_ms(0);
+  t.clear_outputs();
+  for (const auto& g : outputs) *t.add_outputs() = g;
+  t.clear_prune_reports();
+  for (const auto& r : reports) *t.add_prune_reports() = r;
+  return t;
 }
 
-absl::StatusOr<TaskScheduler::FailOutcome> TaskScheduler::fail(const std::string& worker_id,
-                                                               const std::string& task_id, uint32_t attempt,
-                                                               const std::string& error) {
-  SP_ASSIGN_OR_RETURN(TaskRecord * t, held(worker_id, task_id, attempt));
-  t->set_failures(t->failures() + 1);
-  t->set_last_error(error);
-  t->set_lease_deadline_ms(0);
+absl::StatusOr<TaskScheduler::FailOutcome> TaskScheduler::failure(const std::string& worker_id,
+                                                                  const std::string& task_id, uint32_t attempt,
+                                                                  const std::string& error) const {
+  SP_ASSIGN_OR_RETURN(const TaskRecord* held_task, held(worker_id, task_id, attempt));
   FailOutcome out;
-  out.exhausted = t->failures() >= options_.max_failures;
-  t->set_state(out.exhausted ? TaskState::TASK_FAILED : TaskState::READY);
-  out.task = *t;
+  out.task = *held_task;
+  out.task.set_failures(out.task.failures() + 1);
+  out.task.set_last_error(error);
+  out.task.set_lease_deadline_ms(0);
+  out.exhausted = out.task.failures() >= options_.max_failures;
+  out.task.set_state(out.exhausted ? TaskState::TASK_FAILED : TaskState::READY);
   return out;
 }
 
-namespace {
-// Back in the queue (the attempt number stays; the next lease bumps it).
-void to_ready(TaskRecord& t) {
-  t.set_state(TaskState::READY);
-  t.set_lease_deadline_ms(0);
-}
-}  // namespace
-
-std::vector<TaskRecord> TaskScheduler::expire() {
+std::vector<TaskRecord> TaskScheduler::expired_leases() const {
   std::vector<TaskRecord> changed;
   const int64_t now = clock_.now_ms();
-  for (auto& [id, t] : tasks_) {
-    if (t.state() == TaskState::LEASED && t.lease_deadline_ms() <= now) {
-      t.set_last_error(fmt::format("lease of worker {} expired (attempt {})", t.worker_id(), t.attempt()));
-      to_ready(t);
-      changed.push_back(t);
-    }
+  for (const auto& [id, t] : tasks_) {
+    if (t.state() != TaskState::LEASED || t.lease_deadline_ms() > now) continue;
+    TaskRecord c = to_ready(t);
+    c.set_last_error(fmt::format("lease of worker {} expired (attempt {})", t.worker_id(), t.attempt()));
+    changed.push_back(std::move(c));
   }
   return changed;
 }
 
-std::vector<TaskRecord> TaskScheduler::release_worker(const std::string& worker_id) {
+std::vector<TaskRecord> TaskScheduler::leases_released(const std::string& worker_id) const {
   std::vector<TaskRecord> changed;
-  for (auto& [id, t] : tasks_) {
-    if (t.state() == TaskState::LEASED && t.worker_id() == worker_id) {
-      to_ready(t);
-      changed.push_back(t);
-    }
-  }
+  for (const auto& [id, t] : tasks_)
+    if (t.state() == TaskState::LEASED && t.worker_id() == worker_id) changed.push_back(to_ready(t));
   return changed;
 }
 
-std::vector<TaskRecord> TaskScheduler::reset_unfinished(const std::string& job_id) {
+std::vector<TaskRecord> TaskScheduler::unfinished_reset(const std::string& job_id) const {
   std::vector<TaskRecord> changed;
-  for (auto& [id, t] : tasks_) {
-    if (t.job_id() != job_id || t.state() == TaskState::DONE) continue;
-    to_ready(t);
-    if (!dependencies_done(t)) t.set_state(TaskState::WAITING);
-    t.set_failures(0);
-    changed.push_back(t);
+  for (const auto* t : tasks_of(job_id)) {
+    if (t->state() == TaskState::DONE) continue;
+    TaskRecord c = to_ready(*t);
+    if (!dependencies_done(c)) c.set_state(TaskState::WAITING);
+    c.set_failures(0);
+    changed.push_back(std::move(c));
   }
   return changed;
 }
@@ -179,12 +177,19 @@ bool TaskScheduler::dependencies_done(const TaskRecord& t) const {
   return true;
 }
 
-std::vector<TaskRecord> TaskScheduler::promote(const std::string& job_id) {
+std::vector<TaskRecord> TaskScheduler::promotions(const std::string& job_id, const TaskRecord& done) const {
   std::vector<TaskRecord> changed;
-  for (auto& [id, t] : tasks_) {
-    if (t.job_id() != job_id || t.state() != TaskState::WAITING || !dependencies_done(t)) continue;
-    t.set_state(TaskState::READY);
-    changed.push_back(t);
+  for (const auto* t : tasks_of(job_id)) {
+    if (t->state() != TaskState::WAITING) continue;
+    bool ready = true;
+    for (const auto& dep : t->depends_on()) {
+      const TaskRecord* d = dep == done.id() ? &done : find(dep);
+      ready = ready && d && d->state() == TaskState::DONE;
+    }
+    if (!ready) continue;
+    TaskRecord c = *t;
+    c.set_state(TaskState::READY);
+    changed.push_back(std::move(c));
   }
   return changed;
 }

@@ -1,9 +1,14 @@
 // Leases: which worker runs which task, until when, with which attempt number.
 //
-// Pure in-memory logic over TaskRecords with an injected Clock; the caller persists the
-// records it gets back (one synced batch) before replying to the worker. Every result
-// names the attempt it was leased under (the fencing token): a result from an attempt
-// that has expired or been superseded is refused with ABORTED.
+// Pure in-memory logic over TaskRecords with an injected Clock. It *proposes*: every
+// method that changes a task returns the changed records (copies) and leaves its own
+// state alone; the caller persists them in one synced batch and only then applies them
+// with upsert(). So a failed commit leaves the scheduler as a restart would find it. The
+// one exception is extend(): lease extensions live in memory only (after a restart every
+// lease gets a fresh TTL anyway).
+//
+// Every result names the attempt it was leased under (the fencing token): a result from
+// an attempt that has expired or been superseded is refused with ABORTED.
 //
 // Thread-safety: not thread-safe; the coordinator calls it under its mutex.
 #pragma once
@@ -33,65 +38,67 @@ class TaskScheduler {
 
   const SchedulerOptions& options() const { return options_; }
 
-  // Adds (or replaces) a task, e.g. when a job is planned or state is recovered.
+  // Applies records (new or changed), e.g. after their batch was committed.
   void upsert(const shardpress::v1::TaskRecord& t);
+  void upsert(const std::vector<shardpress::v1::TaskRecord>& tasks);
   void remove_job(const std::string& job_id);
-  // Only tasks of active jobs are leased.
-  void set_job_active(const std::string& job_id, bool active);
 
   const shardpress::v1::TaskRecord* find(const std::string& task_id) const;
+  // A job's tasks in plan order (shard, then forward tasks before the layer's).
   std::vector<const shardpress::v1::TaskRecord*> tasks_of(const std::string& job_id) const;
 
-  // After a restart: every lease gets a fresh TTL from now, so live workers can resume
-  // heartbeating; the ones that died with the coordinator expire normally.
-  std::vector<shardpress::v1::TaskRecord> extend_all_leases();
+  // What the caller knows about tasks that the scheduler does not: whether one may run
+  // now (its job running, its inputs imported), its memory, and a worker's affinity to it.
+  struct LeaseQuery {
+    std::function<bool(const shardpress::v1::TaskRecord&)> leasable;
+    std::function<uint64_t(const shardpress::v1::TaskRecord&)> memory_of;
+    std::function<int(const shardpress::v1::TaskRecord&)> affinity;
+  };
+  // The best READY, leasable task whose memory fits `free_memory`, as leased to
+  // `worker_id`: the highest affinity, then the oldest job, then plan order. nullopt if
+  // none fits or the worker holds its quota.
+  std::optional<shardpress::v1::TaskRecord> choose_lease(const std::string& worker_id, uint64_t free_memory,
+                                                         const LeaseQuery& q) const;
 
-  // Leases the best READY task of an active job whose memory estimate fits
-  // `free_memory`: the highest `affinity` (inputs the worker already caches), then the
-  // oldest job, then the lowest layer. nullopt if none fits.
-  std::optional<shardpress::v1::TaskRecord> lease(
-      const std::string& worker_id, uint64_t free_memory,
-      const std::function<uint64_t(const shardpress::v1::TaskRecord&)>& memory_of,
-      const std::function<int(const shardpress::v1::TaskRecord&)>& affinity);
+  // Extends a held lease (in memory only). ABORTED if the worker no longer holds it.
+  absl::Status extend(const std::string& worker_id, const std::string& task_id, uint32_t attempt);
 
-  // Extends a held lease. ABORTED if the worker no longer holds that attempt.
-  absl::StatusOr<shardpress::v1::TaskRecord> heartbeat(const std::string& worker_id, const std::string& task_id,
-                                                       uint32_t attempt);
-
-  // Records a result. ABORTED for a stale attempt or a task not leased to this worker.
-  absl::StatusOr<shardpress::v1::TaskRecord> complete(const std::string& worker_id, const std::string& task_id,
-                                                      uint32_t attempt,
-                                                      const std::vector<shardpress::v1::OutputGroup>& outputs,
-                                                      const std::vector<shardpress::v1::PruneReport>& reports);
+  // The task as DONE with these outputs. ABORTED for a stale attempt or a task not leased
+  // to this worker.
+  absl::StatusOr<shardpress::v1::TaskRecord> completion(const std::string& worker_id, const std::string& task_id,
+                                                        uint32_t attempt,
+                                                        const std::vector<shardpress::v1::OutputGroup>& outputs,
+                                                        const std::vector<shardpress::v1::PruneReport>& reports) const;
 
   struct FailOutcome {
     shardpress::v1::TaskRecord task;
     bool exhausted = false;  // failed max_failures times: the job fails
   };
-  absl::StatusOr<FailOutcome> fail(const std::string& worker_id, const std::string& task_id, uint32_t attempt,
-                                   const std::string& error);
+  absl::StatusOr<FailOutcome> failure(const std::string& worker_id, const std::string& task_id, uint32_t attempt,
+                                      const std::string& error) const;
 
-  // Returns expired leases to READY (the attempt number stays; the next lease bumps it).
-  std::vector<shardpress::v1::TaskRecord> expire();
-
-  // Drops every lease a worker holds (it was declared dead); tasks go back to READY.
-  std::vector<shardpress::v1::TaskRecord> release_worker(const std::string& worker_id);
-
-  // Puts non-DONE tasks of a job back to READY, or WAITING while a dependency is not
-  // DONE (resume after cancel/failure).
-  std::vector<shardpress::v1::TaskRecord> reset_unfinished(const std::string& job_id);
-
-  // WAITING tasks of a job whose dependencies are all DONE become READY; returns them.
-  std::vector<shardpress::v1::TaskRecord> promote(const std::string& job_id);
+  // Leases whose deadline passed, back to READY (the attempt number stays; the next lease
+  // bumps it), each with last_error naming the worker.
+  std::vector<shardpress::v1::TaskRecord> expired_leases() const;
+  // Every lease a worker holds, back to READY (it restarted).
+  std::vector<shardpress::v1::TaskRecord> leases_released(const std::string& worker_id) const;
+  // After a restart: every lease with a fresh TTL from now, so live workers can resume
+  // heartbeating; the ones that died with the coordinator expire normally.
+  std::vector<shardpress::v1::TaskRecord> fresh_leases() const;
+  // A job's unfinished tasks back to READY, or WAITING while a dependency is not DONE
+  // (resume after cancel or failure).
+  std::vector<shardpress::v1::TaskRecord> unfinished_reset(const std::string& job_id) const;
+  // WAITING tasks of a job that may run once `done` is DONE (its dependencies all done).
+  std::vector<shardpress::v1::TaskRecord> promotions(const std::string& job_id,
+                                                     const shardpress::v1::TaskRecord& done) const;
   bool dependencies_done(const shardpress::v1::TaskRecord& t) const;
 
  private:
-  absl::StatusOr<shardpress::v1::TaskRecord*> held(const std::string& worker_id, const std::string& task_id,
-                                                   uint32_t attempt);
+  absl::StatusOr<const shardpress::v1::TaskRecord*> held(const std::string& worker_id, const std::string& task_id,
+                                                         uint32_t attempt) const;
   const Clock& clock_;
   SchedulerOptions options_;
   std::map<std::string, shardpress::v1::TaskRecord> tasks_;  // by id (sorted: job, then task)
-  std::set<std::string> active_jobs_;
 };
 
 }  // namespace sp

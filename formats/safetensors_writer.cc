@@ -79,7 +79,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsWriter>> SafetensorsWriter::create(
       w->total_tensor_bytes_ += t->nbytes();
     }
     shard.file_size = data_offset + pos;
-    SP_ASSIGN_OR_RETURN(shard.file, PositionalFile::create(shard.tmp_path, shard.file_size));
+    SP_ASSIGN_OR_RETURN(shard.file, PositionalFile::create(shard.tmp_path, shard.file_size, options.write_budget));
     w->shards_.push_back(std::move(shard));  // from here the destructor cleans up
 
     const uint64_t len = text.size();

@@ -45,6 +45,7 @@ class SafetensorsWriter {
     // Default as transformers' save_pretrained ("5GB").
     uint64_t max_shard_bytes = 5'000'000'000ull;
     std::map<std::string, std::string> metadata = {{"format", "pt"}};
+    std::shared_ptr<WriteBudget> write_budget;  // test hook: a disk that fills up
   };
 
   // Plans the shards and creates their temporary files in `dir` (which must exist).

@@ -1,0 +1,106 @@
+#include "coordinator/importer.h"
+
+#include <chrono>
+#include <thread>
+
+#include "common/digest.h"
+#include "coordinator/import_source.h"
+#include "fmt/format.h"
+#include "formats/token_ids.h"
+#include "jobs/job_plan.h"
+#include "ops/finite_check.h"
+
+namespace sp {
+
+using namespace shardpress::v1;  // NOLINT
+
+namespace {
+
+constexpr int kMissingBlobRetries = 3;
+
+// The plan must still fit the model a re-import reads (same tensors, dtypes and shapes).
+absl::Status check_plan_fits(const JobPlan& plan, const ModelDescription& desc, const std::string& dir) {
+  for (const auto& s : plan.shards()) {
+    if (s.auxiliary()) continue;
+    for (const auto& m : s.tensors()) {
+      const ModelTensor* t = desc.find(m.name());
+      const bool same = t && std::string(dtype_name(t->stored.dtype)) == m.dtype() &&
+                        t->stored.shape == std::vector<int64_t>(m.shape().begin(), m.shape().end());
+      if (!same)
+        return absl::FailedPreconditionError(fmt::format(
+            "{}: the model changed since this job was planned ({} differs); restore it, or submit a new job", dir,
+            m.name()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status import_job(const JobRecord& job_in, BlobStore& blobs, const ImportHooks& hooks) {
+  JobRecord job = job_in;
+  hooks.phase("importing");
+  SP_ASSIGN_OR_RETURN(const JobSettings settings, job_settings(job.spec()));
+  const bool eval = settings.kind == JobKind::kEvaluate;
+  SP_ASSIGN_OR_RETURN(const std::string root, hooks.model_root(job.model_dir()));
+  // Checked again: the folder may have changed since submit.
+  SP_ASSIGN_OR_RETURN(auto source, ImportSource::open(job.model_dir(), root, eval));
+  const ModelDescription& desc = source->desc();
+
+  // The token ids (calibration or evaluation): read now, stored as the auxiliary shard.
+  std::optional<TokenBatch> ids;
+  if (settings.calibration || settings.eval) {
+    const std::string& file = eval ? settings.eval->ids : settings.calibration->ids;
+    const int64_t samples = eval ? settings.eval->samples : settings.calibration->samples;
+    const int64_t seq_len = eval ? settings.eval->seq_len : settings.calibration->seq_len;
+    SP_ASSIGN_OR_RETURN(ids, read_token_ids(file, desc.config.vocab_size, samples, seq_len));
+    job.set_model_config(desc.config.raw.dump());  // without quantization_config
+    job.set_hidden_size(desc.config.hidden_size);
+  }
+  if (job.plan().tasks_size() == 0) {
+    *job.mutable_plan() = plan_job(desc, settings, ids ? CalibrationShape{ids->sequences, ids->seq_len} : CalibrationShape{});
+  } else {
+    SP_RETURN_IF_ERROR(check_plan_fits(job.plan(), desc, job.model_dir()));  // a re-import keeps the plan
+  }
+  JobPlan& plan = *job.mutable_plan();
+  size_t total = 0, done = 0;
+  for (const auto& s : plan.shards()) total += static_cast<size_t>(s.tensors_size());
+  for (int index = 0; index < plan.shards_size(); ++index) {
+    ShardPlan& shard = *plan.mutable_shards(index);
+    for (int attempt = 0;; ++attempt) {
+      for (auto& m : *shard.mutable_tensors()) {
+        if (!hooks.running()) return absl::CancelledError("job no longer running");
+        hooks.phase(fmt::format("importing {}/{}", done, total));
+        if (shard.auxiliary()) {
+          const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(ids->ids.data()), ids->ids.size() * 4);
+          m.set_digest(digest_hex(bytes));
+          SP_RETURN_IF_ERROR(blobs.put(m.digest(), bytes, BlobStore::Durability::kUnlogged));
+        } else {
+          SP_ASSIGN_OR_RETURN(ImportSource::Tensor t, source->read(m.name()));
+          // Shards outside the layers go to the output as they are: they must be finite.
+          if (!shard.is_layer())
+            SP_RETURN_IF_ERROR(check_finite(m.name(), t.bytes, t.dtype,
+                                            std::vector<int64_t>(m.shape().begin(), m.shape().end())));
+          m.set_dtype(std::string(dtype_name(t.dtype)));
+          m.set_digest(digest_hex(t.bytes));
+          m.set_nbytes(t.bytes.size());
+          // A copy of the source: no WAL, no sync (recovery re-imports what a crash lost).
+          SP_RETURN_IF_ERROR(blobs.put(m.digest(), t.bytes, BlobStore::Durability::kUnlogged));
+          m.set_source_file(t.file);  // empty for decoded tensors: always fetched
+          m.set_source_offset(t.offset);
+          source->release(m.name());
+        }
+        ++done;
+        if (hooks.delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(hooks.delay_ms));
+      }
+      const absl::Status st = hooks.commit(job, index, index + 1 == plan.shards_size());
+      if (st.ok()) break;
+      // A blob deleted meanwhile (its last other owner went): write the shard again.
+      if (!absl::IsUnavailable(st) || attempt + 1 >= kMissingBlobRetries) return st;
+      done -= static_cast<size_t>(shard.tensors_size());
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace sp

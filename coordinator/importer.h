@@ -1,0 +1,34 @@
+// Importing a job: its model read in place (or, for an evaluation of a shardpress
+// checkpoint, decoded tensor by tensor), planned once (jobs/job_plan.h), and stored shard
+// by shard as content-addressed blobs. After each shard the coordinator commits the plan
+// so far and creates the tasks whose inputs are now all imported, so workers start while
+// the rest is still being read. Re-running after a crash keeps the plan and every task.
+//
+// The import runs without the coordinator's lock; it talks back only through the hooks.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "common/status.h"
+#include "coordinator/blob_store.h"
+#include "shardpress.pb.h"
+
+namespace sp {
+
+struct ImportHooks {
+  // The root the model may be read under (model root; an evaluation also the output root).
+  std::function<absl::StatusOr<std::string>(const std::string& model_dir)> model_root;
+  // False once the job is no longer running (cancelled): the import stops.
+  std::function<bool()> running;
+  std::function<void(const std::string& phase)> phase;
+  // Under the coordinator's lock: records `plan` with shards 0..`shard` imported (their
+  // blobs are in the store: the coordinator checks) and creates the tasks that can exist
+  // now. UNAVAILABLE with "blob missing" asks for the shard to be written again.
+  std::function<absl::Status(const shardpress::v1::JobRecord& job, int shard, bool last)> commit;
+  int64_t delay_ms = 0;  // test hook: sleep this long after each tensor
+};
+
+absl::Status import_job(const shardpress::v1::JobRecord& job, BlobStore& blobs, const ImportHooks& hooks);
+
+}  // namespace sp
