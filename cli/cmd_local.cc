@@ -14,6 +14,7 @@
 #include "cli/job_view.h"
 #include "cli/output.h"
 #include "common/byte_size.h"
+#include "common/test_hooks.h"
 #include "jobs/job_settings.h"
 #include "coordinator/runtime.h"
 #include "fmt/format.h"
@@ -26,7 +27,7 @@ namespace {
 using namespace shardpress::v1;  // NOLINT
 
 struct LocalArgs {
-  std::string file, state_dir, memory = "4GiB", device = "cpu", gpu_memory;
+  std::string file, state_dir, memory = "4GiB", device = "cpu", gpu_memory, test_hooks;
   int workers = 2;
   bool fresh = false;
 };
@@ -43,6 +44,8 @@ int run_local(const LocalArgs& a) {
   if (!device.ok()) return report_error(device.status());
   auto gpu_memory = gpu_memory_budget(a.gpu_memory);
   if (!gpu_memory.ok()) return report_error(gpu_memory.status());
+  auto hooks = parse_test_hooks(a.test_hooks);
+  if (!hooks.ok()) return report_error(hooks.status());
   const std::string state_dir =
       a.state_dir.empty() ? (std::filesystem::path(".shardpress") / spec->name()).string() : a.state_dir;
 
@@ -89,7 +92,7 @@ int run_local(const LocalArgs& a) {
             "{}: output {} already exists; move it away (or set overwrite: true) before --fresh", a.file,
             normalized->output())));
       if (!job_finished(existing->state())) (void)core.cancel(existing->id());
-      if (auto removed = core.remove_job(existing->id()); !removed.ok()) return report_error(removed);
+      if (auto removed = core.delete_job(existing->id()); !removed.ok()) return report_error(removed.status());
       std::fprintf(stderr, "--fresh: discarded %s (%s) from %s\n", existing->id().c_str(),
                    state_text(existing->state()).c_str(), state_dir.c_str());
       existing = absl::NotFoundError("discarded");
@@ -129,6 +132,7 @@ int run_local(const LocalArgs& a) {
     wo.cuda_device = device->cuda;
     wo.gpu_memory = *gpu_memory;
     wo.verbose = false;
+    wo.task_delay_ms = hooks->task_delay_ms;
     auto w = Worker::create(wo);
     if (!w.ok()) return report_error(w.status());
     workers.push_back(std::move(*w));
@@ -164,6 +168,7 @@ void add_local_command(CLI::App& app, int* exit_code) {
   cmd->add_option("--device", a->device, "cpu, auto or cuda:N: where the workers compute (they share the GPU)")
       ->capture_default_str();
   cmd->add_option("--gpu-memory", a->gpu_memory, "Device memory each worker's GPU work may use (default: what is free)");
+  cmd->add_option("--test-hooks", a->test_hooks, "")->group("");  // hidden: end-to-end tests only
   cmd->add_flag("--fresh", a->fresh,
                 "Discard an earlier run of this job in the state dir (a different spec, or an output since deleted) "
                 "and start over");
