@@ -150,6 +150,21 @@ void add_job_commands(CLI::App& app, const ConnectionFlags* conn, int* exit_code
     return follow(c, s->id(), a);
   }));
 
+  CLI::App* del = app.add_subcommand(
+      "delete", "Delete a finished or cancelled job: its records and every blob only it owned (the output stays)");
+  del->add_option("JOB", a->job, "Job id or name")->required();
+  add_output_flag(del, a.get());
+  del->callback(run([](CoordinatorApiClient& c, const JobArgs& a) {
+    auto s = c.remove(a.job);
+    if (!s.ok()) return report_rpc_error(s.status(), c.address());
+    if (a.output == "json") {
+      std::printf("%s\n", to_json(*s).c_str());
+    } else {
+      std::fprintf(stderr, "deleted %s (%s)\n", s->id().c_str(), s->spec().name().c_str());
+    }
+    return static_cast<int>(kExitOk);
+  }));
+
   CLI::App* workers = app.add_subcommand("workers", "List workers: device, memory, liveness, tasks held");
   add_output_flag(workers, a.get());
   workers->callback(run([](CoordinatorApiClient& c, const JobArgs& a) {

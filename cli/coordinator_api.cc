@@ -75,6 +75,9 @@ absl::StatusOr<JobStatus> CoordinatorApiClient::cancel(const std::string& job) {
 absl::StatusOr<JobStatus> CoordinatorApiClient::resume(const std::string& job) {
   return call<JobStatus>(token_, [&](auto* ctx, auto* resp) { return stub_->ResumeJob(ctx, ref(job), resp); });
 }
+absl::StatusOr<JobStatus> CoordinatorApiClient::remove(const std::string& job) {
+  return call<JobStatus>(token_, [&](auto* ctx, auto* resp) { return stub_->DeleteJob(ctx, ref(job), resp); });
+}
 absl::StatusOr<std::vector<WorkerInfo>> CoordinatorApiClient::workers() {
   auto r = call<ListWorkersResponse>(token_, 
       [&](auto* ctx, auto* resp) { return stub_->ListWorkers(ctx, ListWorkersRequest(), resp); });

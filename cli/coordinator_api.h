@@ -28,6 +28,7 @@ class CoordinatorApiClient {
   absl::StatusOr<std::vector<shardpress::v1::JobStatus>> list();
   absl::StatusOr<shardpress::v1::JobStatus> cancel(const std::string& job);
   absl::StatusOr<shardpress::v1::JobStatus> resume(const std::string& job);
+  absl::StatusOr<shardpress::v1::JobStatus> remove(const std::string& job);
   absl::StatusOr<std::vector<shardpress::v1::WorkerInfo>> workers();
   absl::StatusOr<std::vector<shardpress::v1::EventRecord>> events(const std::string& job);
 
