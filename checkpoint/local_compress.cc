@@ -82,6 +82,7 @@ absl::StatusOr<LocalCompressSummary> compress_model_local(const std::string& mod
                                           options.sequential, backend, options.device));
       result = std::move(cl.result);
       for (auto& l : cl.linears) summary.linears.push_back(std::move(l));
+      round_activations(acts, options.activations_dtype);  // as a job's tasks hand them on
     } else {
       if (calibrated && shard.kind == ShardKind::kEmbedding) {
         const std::vector<float> embed = to_float32(inputs[0].bytes, inputs[0].meta->stored.dtype);

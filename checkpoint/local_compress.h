@@ -22,6 +22,9 @@ struct LocalCompressOptions {
   // compressed previous layers (else the original model's activations).
   std::optional<TokenBatch> calibration;
   bool sequential = true;
+  // What the activations are rounded to between layers: what a job's tasks hand on
+  // (kCalibrationActivationsDType). DType::kF32 only to measure what that rounding costs.
+  DType activations_dtype = kCalibrationActivationsDType;
   uint64_t max_shard_bytes = 5'000'000'000ull;
   // Where the work runs (the CPU by default): NF4 backend, magnitude pruning, and the
   // calibration's forward / GPTQ hooks (worker/device.h makes them for --device).

@@ -15,6 +15,12 @@
 
 namespace sp {
 
+void round_activations(Activations& acts, DType dtype) {
+  if (dtype == DType::kF32) return;
+  const std::vector<uint8_t> stored = from_float32(acts.data, dtype);
+  acts.data = to_float32(stored, dtype);
+}
+
 Activations embed_calibration(const ModelConfig& config, std::span<const float> embed, const int32_t* ids,
                               int64_t sequences, int64_t tokens) {
   Activations a{sequences, tokens, config.hidden_size, {}};

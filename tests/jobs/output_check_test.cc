@@ -1,3 +1,6 @@
+#include "jobs/job_plan.h"
+#include "ops/calibrate_layer.h"
+#include "jobs/job_settings.h"
 #include "jobs/output_check.h"
 
 #include "formats/bnb_format.h"
@@ -45,24 +48,50 @@ class OutputCheck : public ::testing::Test {
   CompleteRequest good_;
 };
 
-TEST_F(OutputCheck, AcceptsWhatThePlanImplies) { EXPECT_TRUE(check_outputs(shard_, spec_, good_).ok()); }
+TEST_F(OutputCheck, AcceptsWhatThePlanImplies) { EXPECT_TRUE(check_outputs(shard_, compress_settings(spec_), good_).ok()); }
 
 TEST_F(OutputCheck, RefusesDamagedResults) {
   CompleteRequest r = good_;
   r.mutable_outputs(1)->mutable_tensors(0)->set_shape(0, 2047);  // packed weight shape
-  EXPECT_FALSE(check_outputs(shard_, spec_, r).ok());
+  EXPECT_FALSE(check_outputs(shard_, compress_settings(spec_), r).ok());
   r = good_;
   r.mutable_outputs(0)->mutable_tensors(0)->set_digest("other");  // a pass-through that changed
-  EXPECT_FALSE(check_outputs(shard_, spec_, r).ok());
+  EXPECT_FALSE(check_outputs(shard_, compress_settings(spec_), r).ok());
   r = good_;
   r.mutable_outputs(1)->mutable_tensors(1)->set_dtype("F32");  // absmax must be U8 with double quant
-  EXPECT_FALSE(check_outputs(shard_, spec_, r).ok());
+  EXPECT_FALSE(check_outputs(shard_, compress_settings(spec_), r).ok());
   r = good_;
   r.mutable_outputs(1)->mutable_tensors(2)->set_name("q.weight.quant_mop");
-  EXPECT_FALSE(check_outputs(shard_, spec_, r).ok());
+  EXPECT_FALSE(check_outputs(shard_, compress_settings(spec_), r).ok());
   r = good_;
   r.mutable_outputs()->RemoveLast();
-  EXPECT_FALSE(check_outputs(shard_, spec_, r).ok());
+  EXPECT_FALSE(check_outputs(shard_, compress_settings(spec_), r).ok());
+}
+
+// The activations group: in the dtype the job hands them on in (bfloat16 for compression,
+// float32 for evaluation), with the plan's shape and exactly its bytes.
+TEST_F(OutputCheck, ActivationsComeInTheJobsDtypeAndShape) {
+  const std::vector<int64_t> shape{2, 8, 64};
+  CompleteRequest r = good_;
+  *r.add_outputs()->add_tensors() = meta("__activations__", "BF16", shape, 2, "");
+  EXPECT_TRUE(check_outputs(shard_, compress_settings(spec_), r, shape, false, DType::kBF16).ok());
+  EXPECT_FALSE(check_outputs(shard_, compress_settings(spec_), r, shape, false, DType::kF32).ok());
+  EXPECT_FALSE(check_outputs(shard_, compress_settings(spec_), r, {2, 8, 32}, false, DType::kBF16).ok());
+  r.mutable_outputs(2)->mutable_tensors(0)->set_nbytes(2 * 8 * 64 * 4);  // BF16 named, float32 bytes
+  EXPECT_FALSE(check_outputs(shard_, compress_settings(spec_), r, shape, false, DType::kBF16).ok());
+  CompleteRequest fwd;
+  *fwd.add_outputs()->add_tensors() = meta("__activations__", "F32", shape, 4, "");
+  EXPECT_TRUE(check_outputs(shard_, compress_settings(spec_), fwd, shape, true, DType::kF32).ok());
+  EXPECT_FALSE(check_outputs(shard_, compress_settings(spec_), fwd, shape, true, DType::kBF16).ok());
+}
+
+TEST(ActivationsDtype, CompressionUsesTheCalibrationDtypeAndEvaluationFloat32) {
+  JobSpec compress;
+  compress.mutable_calibrate()->set_ids("calib.ids.txt");
+  EXPECT_EQ(activations_dtype(compress), kCalibrationActivationsDType);
+  JobSpec eval;
+  eval.mutable_eval()->set_ids("eval.ids.txt");
+  EXPECT_EQ(activations_dtype(eval), DType::kF32);
 }
 
 }  // namespace
