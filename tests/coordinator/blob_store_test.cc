@@ -1,4 +1,6 @@
 #include "coordinator/blob_store.h"
+#include "coordinator/memory_store.h"
+#include "coordinator/rocksdb_store.h"
 
 #include <sys/statvfs.h>
 
@@ -10,11 +12,62 @@
 namespace sp {
 namespace {
 
-TEST(BlobStore, PutReadChunkedAndDeduplicated) {
-  test::TempDir d;
-  auto store = StateStore::open(d / "db");
-  ASSERT_TRUE(store.ok()) << store.status();
-  BlobStore blobs(store->get());
+// One contract, every backend: the daemon's RocksDB store and the in-memory one the core's
+// unit tests use must behave alike.
+class StoreContract : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override { store_ = open(); }
+  std::shared_ptr<StateStore> open() {
+    if (GetParam() == "memory") {
+      if (!memory_) memory_ = std::make_shared<MemoryStateStore>();
+      return memory_;
+    }
+    auto s = RocksStateStore::open(dir_ / "db");
+    EXPECT_TRUE(s.ok()) << s.status();
+    return std::shared_ptr<StateStore>(std::move(*s));
+  }
+  void reopen() {
+    store_.reset();
+    store_ = open();
+  }
+  test::TempDir dir_;
+  FakeClock clock_;
+  std::shared_ptr<MemoryStateStore> memory_;
+  std::shared_ptr<StateStore> store_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Backends, StoreContract, ::testing::Values("rocksdb", "memory"));
+
+TEST_P(StoreContract, BatchesPutDeleteRangesAndSurviveReopen) {
+  StateStore::Batch b;
+  b.put(Table::kJobs, "job-1", "a");
+  b.put(Table::kTasks, "job-1/layer.0", "b");
+  b.put(Table::kTasks, "job-1/layer.1", "c");
+  b.put(Table::kTasks, "job-2/layer.0", "d");
+  ASSERT_TRUE(store_->commit(b, true).ok());
+  EXPECT_EQ(b.count(), 0u) << "a committed batch is cleared";
+  reopen();
+  EXPECT_EQ(**store_->get(Table::kJobs, "job-1"), "a");
+  int n = 0;
+  ASSERT_TRUE(store_->scan(Table::kTasks, "job-1/", [&](std::string_view, std::string_view) { return ++n, true; }).ok());
+  EXPECT_EQ(n, 2);
+  EXPECT_FALSE((*store_->get(Table::kJobs, "nope")).has_value());
+  StateStore::Batch d;
+  d.del(Table::kJobs, "job-1");
+  d.del_range(Table::kTasks, "job-1/", "job-1/\xff");
+  ASSERT_TRUE(store_->commit(d, true).ok());
+  std::vector<std::string> left;
+  ASSERT_TRUE(store_->scan(Table::kTasks, "", [&](std::string_view k, std::string_view) {
+    left.emplace_back(k);
+    return true;
+  }).ok());
+  EXPECT_EQ(left, std::vector<std::string>{"job-2/layer.0"});
+  EXPECT_FALSE((*store_->get(Table::kJobs, "job-1")).has_value());
+  EXPECT_TRUE(store_->reclaim().ok());
+}
+
+TEST_P(StoreContract, BlobsPutReadChunkedAndDeduplicated) {
+  BlobStore blobs(store_.get(), clock_);
   std::vector<uint8_t> data(3 * kBlobChunkBytes + 12345);
   std::mt19937 rng(1);
   for (auto& b : data) b = static_cast<uint8_t>(rng());
@@ -37,10 +90,8 @@ TEST(BlobStore, PutReadChunkedAndDeduplicated) {
   EXPECT_TRUE(absl::IsNotFound(blobs.read_all("00000000000000000000000000000000").status()));
 }
 
-TEST(BlobStore, WriterRefusesBytesThatDoNotMatchTheDigest) {
-  test::TempDir d;
-  auto store = StateStore::open(d / "db");
-  BlobStore blobs(store->get());
+TEST_P(StoreContract, BlobWriterRefusesBytesThatDoNotMatchTheDigest) {
+  BlobStore blobs(store_.get(), clock_);
   const std::vector<uint8_t> good = {1, 2, 3, 4}, bad = {1, 2, 3, 5};
   auto w = blobs.begin(digest_hex(good), 4);
   ASSERT_TRUE(w->append(bad).ok());
@@ -51,35 +102,101 @@ TEST(BlobStore, WriterRefusesBytesThatDoNotMatchTheDigest) {
   EXPECT_FALSE(over->append(good).ok());  // more than announced
 }
 
-TEST(BlobStore, CorruptStoredBytesAreDetectedOnRead) {
-  test::TempDir d;
-  auto store = StateStore::open(d / "db");
-  BlobStore blobs(store->get());
+TEST_P(StoreContract, CorruptStoredBytesAreDetectedOnRead) {
+  BlobStore blobs(store_.get(), clock_);
   const std::vector<uint8_t> data(1000, 7);
   const std::string digest = *blobs.put(data);
   // Overwrite the chunk behind the store's back.
-  ASSERT_TRUE((*store)->put(Table::kBlobs, "c/" + digest + "/00000000", std::string(1000, 'x'), false).ok());
+  ASSERT_TRUE(store_->put(Table::kBlobs, "c/" + digest + "/00000000", std::string(1000, 'x')).ok());
   auto r = blobs.read_all(digest);
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(absl::IsDataLoss(r.status()));
 }
 
-TEST(StateStore, SurvivesReopen) {
-  test::TempDir d;
-  {
-    auto s = StateStore::open(d / "db");
+// A blob lives while it has an owner; the change that drops the last one deletes it, in
+// the same batch; shared content stays while any owner remains.
+TEST_P(StoreContract, BlobsGoWithTheirLastOwner) {
+  BlobStore blobs(store_.get(), clock_);
+  const std::string a = *blobs.put(std::vector<uint8_t>(10, 1)), b = *blobs.put(std::vector<uint8_t>(20, 2));
+  auto apply = [&](const BlobStore::OwnerChanges& changes) {
+    StateStore::Batch batch;
+    auto deleted = blobs.write(changes, batch);
+    EXPECT_TRUE(deleted.ok());
+    EXPECT_TRUE(store_->commit(batch, true).ok());
+    return deleted.ok() ? deleted->blobs : 0;
+  };
+  BlobStore::OwnerChanges own;
+  own.add(a, "job-0001");
+  own.add(a, "job-0002");
+  own.add(b, "job-0001/layer.1");
+  EXPECT_EQ(apply(own), 0u);
+  EXPECT_EQ(*blobs.owners(a), (std::vector<std::string>{"job-0001", "job-0002"}));
+  BlobStore::OwnerChanges drop1;
+  drop1.drop(a, "job-0001");
+  drop1.drop(b, "job-0001/layer.1");
+  EXPECT_EQ(apply(drop1), 1u) << "b had one owner";
+  EXPECT_TRUE(*blobs.contains(a)) << "a is still owned by job-0002";
+  EXPECT_FALSE(*blobs.contains(b));
+  EXPECT_TRUE(absl::IsNotFound(blobs.read_all(b).status()));
+  BlobStore::OwnerChanges moved;  // dropped and re-owned in one change: kept
+  moved.drop(a, "job-0002");
+  moved.add(a, "job-0003");
+  EXPECT_EQ(apply(moved), 0u);
+  EXPECT_TRUE(*blobs.contains(a));
+  // Recovery: owners follow the records; what nobody owns may be an upload whose result
+  // is on its way: it goes only once its grace has passed unclaimed.
+  const std::string c = *blobs.put(std::vector<uint8_t>(30, 3));
+  StateStore::Batch batch;
+  auto orphans = blobs.reconcile({{a, "job-0003"}}, batch);
+  ASSERT_TRUE(orphans.ok());
+  EXPECT_EQ(*orphans, 1u);
+  ASSERT_TRUE(store_->commit(batch, true).ok());
+  EXPECT_TRUE(*blobs.contains(c));
+  EXPECT_EQ(*blobs.owners(a), (std::vector<std::string>{"job-0003"}));
+  clock_.advance(60'001);
+  StateStore::Batch sweep;
+  auto swept = blobs.sweep_unowned(60'000, sweep);
+  ASSERT_TRUE(swept.ok());
+  EXPECT_EQ(swept->digests, std::vector<std::string>{c});
+  EXPECT_EQ(swept->bytes, 30u);
+  ASSERT_TRUE(store_->commit(sweep, true).ok());
+  blobs.forget(swept->digests);
+  EXPECT_FALSE(*blobs.contains(c));
+  EXPECT_EQ(blobs.census()->first, 1u);
+}
+
+// An upload no result claims (its task failed or lost its lease) goes once it is older
+// than the grace time; an owned one, or one uploaded again meanwhile, stays.
+TEST_P(StoreContract, UnownedUploadsAreSweptAfterTheirGrace) {
+  BlobStore blobs(store_.get(), clock_);
+  const std::vector<uint8_t> orphan(100, 1), owned(100, 2), again(100, 3);
+  const std::string o = *blobs.put(orphan), k = *blobs.put(owned), a = *blobs.put(again);
+  BlobStore::OwnerChanges own;
+  own.add(k, "job-0001");
+  StateStore::Batch batch;
+  ASSERT_TRUE(blobs.write(own, batch).ok());
+  ASSERT_TRUE(store_->commit(batch, true).ok());
+  auto sweep = [&](int64_t grace) {
     StateStore::Batch b;
-    b.put(Table::kJobs, "job-1", "a");
-    b.put(Table::kTasks, "job-1/layer.0", "b");
-    ASSERT_TRUE((*s)->commit(b, true).ok());
-  }
-  auto s = StateStore::open(d / "db");
-  ASSERT_TRUE(s.ok());
-  EXPECT_EQ(**(*s)->get(Table::kJobs, "job-1"), "a");
-  int n = 0;
-  ASSERT_TRUE((*s)->scan(Table::kTasks, "job-1/", [&](std::string_view, std::string_view) { return ++n, true; }).ok());
-  EXPECT_EQ(n, 1);
-  EXPECT_FALSE((*(*s)->get(Table::kJobs, "nope")).has_value());
+    auto n = blobs.sweep_unowned(grace, b);
+    EXPECT_TRUE(n.ok());
+    EXPECT_TRUE(store_->commit(b, true).ok());
+    if (!n.ok()) return size_t{0};
+    blobs.forget(n->digests);
+    return n->digests.size();
+  };
+  EXPECT_EQ(sweep(60'000), 0u) << "within the grace";
+  clock_.advance(50'000);
+  ASSERT_TRUE(*blobs.refresh(a));  // uploaded again: its grace starts over
+  clock_.advance(20'000);
+  EXPECT_EQ(sweep(60'000), 1u);
+  EXPECT_FALSE(*blobs.contains(o));
+  EXPECT_TRUE(*blobs.contains(k));
+  EXPECT_TRUE(*blobs.contains(a));
+  clock_.advance(60'000);
+  EXPECT_EQ(sweep(60'000), 1u);
+  EXPECT_FALSE(*blobs.contains(a));
+  EXPECT_TRUE(*blobs.contains(k));
 }
 
 }  // namespace
@@ -94,7 +211,7 @@ namespace {
 TEST(StateStoreSpace, WritesThatWouldFillTheDiskAreRefusedFirst) {
   test::TempDir d;
   {
-    auto all = StateStore::open(d / "huge", uint64_t{1} << 62);  // more than any disk has
+    auto all = RocksStateStore::open(d / "huge", uint64_t{1} << 62);  // more than any disk has
     ASSERT_TRUE(all.ok()) << all.status();
     auto put = (*all)->put_unlogged(Table::kBlobs, "k", "v");
     ASSERT_TRUE(absl::IsResourceExhausted(put)) << put;
@@ -102,7 +219,7 @@ TEST(StateStoreSpace, WritesThatWouldFillTheDiskAreRefusedFirst) {
     StateStore::Batch b;
     b.put(Table::kJobs, "j", "v");
     EXPECT_TRUE(absl::IsResourceExhausted((*all)->commit(b, true)));
-    EXPECT_TRUE(absl::IsResourceExhausted((*all)->put(Table::kBlobs, "k", "v", false)));
+    EXPECT_TRUE(absl::IsResourceExhausted((*all)->put(Table::kBlobs, "k", "v")));
   }
   struct statvfs fs {};
   ASSERT_EQ(::statvfs(d.path().c_str(), &fs), 0);
@@ -110,7 +227,7 @@ TEST(StateStoreSpace, WritesThatWouldFillTheDiskAreRefusedFirst) {
   if (avail < (1ull << 30)) GTEST_SKIP() << "needs 1 GiB free to place the reserve";
   // A reserve of what is free now minus 256 MiB: a 4 MiB chunk still fits, then
   // (with reserve/2 for commits) a small state commit fits where a 300 MiB blob does not.
-  auto s = StateStore::open(d / "db", avail - (256ull << 20));
+  auto s = RocksStateStore::open(d / "db", avail - (256ull << 20));
   ASSERT_TRUE(s.ok());
   EXPECT_TRUE((*s)->put_unlogged(Table::kBlobs, "chunk", std::string(4 << 20, 'x')).ok());
   EXPECT_TRUE(absl::IsResourceExhausted((*s)->put_unlogged(Table::kBlobs, "big", std::string(300 << 20, 'x'))));

@@ -1,6 +1,7 @@
 // Job names refer to one job (issue 11): a second job of a name is refused at submit; a
 // name that older state holds twice is refused as ambiguous, listing the ids; a removed
 // job's id is never given out again.
+#include "coordinator/rocksdb_store.h"
 #include "fmt/format.h"
 #include "tests/coordinator/test_lab.h"
 
@@ -29,9 +30,9 @@ TEST_F(JobNames, ANameIsTakenOnceAndARemovedIdIsNotReused) {
             std::string::npos)
       << again.status();
   ASSERT_TRUE((*c)->submit(spec("other", "c")).ok());
-  EXPECT_FALSE((*c)->remove_job("stories").ok()) << "a queued job is cancelled first";
+  EXPECT_FALSE((*c)->delete_job("stories").ok()) << "a queued job is cancelled first";
   ASSERT_TRUE((*c)->cancel("job-0002").ok());
-  ASSERT_TRUE((*c)->remove_job("other").ok());
+  ASSERT_TRUE((*c)->delete_job("other").ok());
   EXPECT_TRUE(absl::IsNotFound((*c)->job_status("job-0002").status()));
   EXPECT_TRUE((*c)->events("job-0002").status().code() == absl::StatusCode::kNotFound);
   c->reset();
@@ -45,7 +46,7 @@ TEST_F(JobNames, ANameIsTakenOnceAndARemovedIdIsNotReused) {
 
 TEST_F(JobNames, ANameThatOlderStateHoldsTwiceIsAmbiguous) {
   {
-    auto store = StateStore::open(dir_ / "data/state");
+    auto store = RocksStateStore::open(dir_ / "data/state");
     ASSERT_TRUE(store.ok()) << store.status();
     StateStore::Batch b;
     for (int i = 1; i <= 2; ++i) {
@@ -63,7 +64,7 @@ TEST_F(JobNames, ANameThatOlderStateHoldsTwiceIsAmbiguous) {
   auto c = Coordinator::open(options(), clock_);
   ASSERT_TRUE(c.ok()) << c.status();
   for (auto st : {(*c)->job_status("twice").status(), (*c)->cancel("twice").status(), (*c)->resume("twice").status(),
-                  (*c)->events("twice").status(), (*c)->remove_job("twice")}) {
+                  (*c)->events("twice").status(), (*c)->delete_job("twice").status()}) {
     ASSERT_TRUE(absl::IsFailedPrecondition(st)) << st;
     EXPECT_NE(std::string(st.message()).find("several jobs are named 'twice' (job-0001, job-0002): give the job id"),
               std::string::npos)

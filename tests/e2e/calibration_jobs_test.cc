@@ -55,7 +55,7 @@ class CalibrationCluster : public Cluster {
 TEST_F(CalibrationCluster, GptqJobIsByteIdenticalAfterKillingAWorkerMidLayerAndTheCoordinator) {
   const std::string body = "quantize: {method: gptq}";
   start_coordinator();
-  test::Process* a = start_worker("a", {{"SHARDPRESS_TEST_DELAY_MS", "task=700"}});
+  test::Process* a = start_worker("a", "task=700");
   ASSERT_EQ(cli({"submit", write_calibrated_job("g1", body)}).exit_code, 0);
   // Worker a holds layer.1 (layer.0 done): kill it in the middle of that layer.
   wait_for("g1", [](const json& s) {
@@ -65,7 +65,7 @@ TEST_F(CalibrationCluster, GptqJobIsByteIdenticalAfterKillingAWorkerMidLayerAndT
   });
   a->kill(SIGKILL);
   a->wait();
-  start_worker("b", {{"SHARDPRESS_TEST_DELAY_MS", "task=300"}}, /*fetch=*/true);
+  start_worker("b", "task=300", /*fetch=*/true);
   const json before = wait_for("g1", [](const json& s) { return done(s) >= 3; });
   const auto finished = done_attempts(before);
   coordinator_->kill(SIGKILL);
@@ -87,7 +87,7 @@ TEST_F(CalibrationCluster, PipelinedSparseGptJobOnTwoWorkers) {
   const std::string path = write_calibrated_job("p1", body);
   start_coordinator();
   start_worker("a");
-  start_worker("b", {}, /*fetch=*/true);
+  start_worker("b", "", /*fetch=*/true);
   auto r = cli({"submit", path, "--wait"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   const json s = status("p1");
@@ -103,7 +103,7 @@ TEST_F(CalibrationCluster, PipelinedSparseGptJobOnTwoWorkers) {
 TEST_F(CalibrationCluster, RemoteEvalMatchesLocalEval) {
   start_coordinator();
   start_worker("a");
-  start_worker("b", {}, /*fetch=*/true);
+  start_worker("b", "", /*fetch=*/true);
   ASSERT_EQ(test::run_cli({"compress", dir_ / "models/stories", dir_ / "models/stories-gptq", "--method", "gptq",
                            "--act-order", "--calib-ids", dir_ / "models/calib.ids.txt", "--calib-samples", "32"})
                 .exit_code,
@@ -144,7 +144,7 @@ TEST_F(CalibrationCluster, GptqOnACudaWorkerMatchesTheCpuWithinRounding) {
   start_coordinator();
   if (std::string why; !cuda_worker_available(&why)) GTEST_SKIP() << "no CUDA device for a worker: " << why;
   const std::string body = "quantize: {method: gptq}";
-  start_worker("gpu", {}, /*fetch=*/false, {"--device", "cuda:0", "--gpu-memory", "1GiB"});
+  start_worker("gpu", "", /*fetch=*/false, {"--device", "cuda:0", "--gpu-memory", "1GiB"});
   auto r = cli({"submit", write_calibrated_job("c1", body), "--wait"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   const std::string out = dir_ / "out/c1";

@@ -62,15 +62,17 @@ class Cluster : public ::testing::Test {
   }
 
   // The first start picks a free port; a restart reuses it, as a lab's coordinator does.
-  void start_coordinator(std::map<std::string, std::string> env = {}, std::vector<std::string> extra = {}) {
+  // `hooks`: the daemons' hidden --test-hooks ("import=40,assemble=15,enospc=100000").
+  void start_coordinator(const std::string& hooks = "", std::vector<std::string> extra = {}) {
     const std::string listen = addr_.empty() ? "127.0.0.1:0" : addr_;
     fs::remove(dir_ / "state/coordinator.addr");
     std::vector<std::string> args{"--listen", listen, "--data-dir", dir_ / "state", "--model-root",
                                   dir_ / "models", "--output-root", dir_ / "out", "--lease-ttl", "1s",
                                   "--heartbeat-interval", "200ms", "--metrics-listen", "127.0.0.1:0"};
+    if (!hooks.empty()) args.insert(args.end(), {"--test-hooks", hooks});
     args.insert(args.end(), extra.begin(), extra.end());
-    coordinator_ = std::make_unique<test::Process>(test::bin_dir() + "/shardpress-coordinator", args, env,
-                                                   dir_ / "coordinator.log");
+    coordinator_ = std::make_unique<test::Process>(test::bin_dir() + "/shardpress-coordinator", args,
+                                                   std::map<std::string, std::string>{}, dir_ / "coordinator.log");
     for (int i = 0; i < 500 && !fs::exists(dir_ / "state/coordinator.addr"); ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     auto addr = read_file(dir_ / "state/coordinator.addr");
@@ -79,14 +81,15 @@ class Cluster : public ::testing::Test {
   }
 
   // `fetch`: never read the source model directly (as a PC without the model files).
-  test::Process* start_worker(const std::string& name, std::map<std::string, std::string> env = {},
-                              bool fetch = false, std::vector<std::string> extra = {}, std::string via = "") {
+  test::Process* start_worker(const std::string& name, const std::string& hooks = "", bool fetch = false,
+                              std::vector<std::string> extra = {}, std::string via = "") {
     std::vector<std::string> args{"--coordinator", via.empty() ? addr_ : via, "--cache-dir",
                                   dir_ / ("cache-" + name), "--memory", "1GiB"};
     if (fetch) args.push_back("--no-direct-read");
+    if (!hooks.empty()) args.insert(args.end(), {"--test-hooks", hooks});
     args.insert(args.end(), extra.begin(), extra.end());
-    workers_[name] = std::make_unique<test::Process>(test::bin_dir() + "/shardpress-worker", args, env,
-                                                     dir_ / (name + ".log"));
+    workers_[name] = std::make_unique<test::Process>(test::bin_dir() + "/shardpress-worker", args,
+                                                     std::map<std::string, std::string>{}, dir_ / (name + ".log"));
     return workers_[name].get();
   }
 
@@ -119,11 +122,15 @@ class Cluster : public ::testing::Test {
     args.insert(args.end(), faults.begin(), faults.end());
     proxy_ = std::make_unique<test::Process>(test::bin_dir() + "/fault_proxy", args,
                                              std::map<std::string, std::string>{}, dir_ / "proxy.log");
-    for (int i = 0; i < 500 && !fs::exists(dir_ / "proxy.addr"); ++i)
+    // The address is complete once its line ends (the proxy renames a whole file into place).
+    absl::StatusOr<std::string> a = absl::NotFoundError("not yet");
+    for (int i = 0; i < 500 && !(a.ok() && a->find('\n') != std::string::npos); ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    auto a = read_file(dir_ / "proxy.addr");
-    EXPECT_TRUE(a.ok()) << "fault_proxy did not start";
-    return a.ok() ? a->substr(0, a->find('\n')) : "";
+      a = read_file(dir_ / "proxy.addr");
+    }
+    const bool started = a.ok() && a->find('\n') != std::string::npos;
+    EXPECT_TRUE(started) << "fault_proxy did not start";
+    return started ? a->substr(0, a->find('\n')) : "";
   }
 
   // Waits (bounded) until worker `name` has dropped a stale result: its heartbeat learned
@@ -142,7 +149,9 @@ class Cluster : public ::testing::Test {
   // Runs `shardpress local ARGS` with slow tasks and kills it (SIGKILL) once its progress
   // lines (stderr is not a terminal) say `done_text` ("2/5 tasks"). False if it never does.
   bool kill_local_when(const std::vector<std::string>& args, const std::string& done_text, const std::string& log) {
-    test::Process local(SP_CLI_PATH, args, {{"SHARDPRESS_TEST_DELAY_MS", "task=400"}}, dir_ / log);
+    std::vector<std::string> slow = args;
+    slow.insert(slow.end(), {"--test-hooks", "task=400"});
+    test::Process local(SP_CLI_PATH, slow, std::map<std::string, std::string>{}, dir_ / log);
     bool seen = false;
     for (int i = 0; i < 600 && !seen; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));

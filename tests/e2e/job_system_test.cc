@@ -17,6 +17,7 @@
 #include "checkpoint/local_compress.h"
 #include "common/file_util.h"
 #include "formats/safetensors.h"
+#include "fmt/format.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/testutil/fixtures.h"
@@ -30,8 +31,8 @@ TEST_F(Cluster, CoordinatorAndTwoWorkersCompressStories) {
   start_coordinator();
   // Tasks take 200 ms, and a worker holds at most two leases (one computing, one
   // prefetched), so with both registered before the submit each gets work.
-  start_worker("a", {{"SHARDPRESS_TEST_DELAY_MS", "task=200"}});
-  start_worker("b", {{"SHARDPRESS_TEST_DELAY_MS", "task=200"}}, /*fetch=*/true);
+  start_worker("a", "task=200");
+  start_worker("b", "task=200", /*fetch=*/true);
   wait_for_workers(2);
   auto r = cli({"submit", write_job("s1", true), "--wait"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
@@ -49,7 +50,7 @@ TEST_F(Cluster, CoordinatorAndTwoWorkersCompressStories) {
 
 TEST_F(Cluster, KillWorkerHoldingALease) {
   start_coordinator();
-  test::Process* slow = start_worker("slow", {{"SHARDPRESS_TEST_DELAY_MS", "task=3000"}});
+  test::Process* slow = start_worker("slow", "task=3000");
   ASSERT_EQ(cli({"submit", write_job("s2")}).exit_code, 0);
   const json leased = wait_for("s2", [](const json& s) {
     for (const auto& t : s["tasks"])
@@ -58,7 +59,7 @@ TEST_F(Cluster, KillWorkerHoldingALease) {
   });
   slow->kill(SIGKILL);
   slow->wait();
-  start_worker("fast", {}, /*fetch=*/true);
+  start_worker("fast", "", /*fetch=*/true);
   const json s = wait_for("s2", succeeded);
   int retried = 0;
   for (const auto& t : s["tasks"]) retried += t["attempt"].get<int>() >= 2;
@@ -67,7 +68,7 @@ TEST_F(Cluster, KillWorkerHoldingALease) {
 }
 
 TEST_F(Cluster, KillCoordinatorWhileImporting) {
-  start_coordinator({{"SHARDPRESS_TEST_DELAY_MS", "import=40"}});
+  start_coordinator("import=40");
   start_worker("a");
   ASSERT_EQ(cli({"submit", write_job("s3")}).exit_code, 0);
   wait_for("s3", [](const json& s) { return s["phase"].get<std::string>().rfind("importing 1", 0) == 0; });
@@ -80,7 +81,7 @@ TEST_F(Cluster, KillCoordinatorWhileImporting) {
 
 TEST_F(Cluster, KillCoordinatorMidTasksRedoesNoFinishedTask) {
   start_coordinator();
-  start_worker("a", {{"SHARDPRESS_TEST_DELAY_MS", "task=400"}});
+  start_worker("a", "task=400");
   ASSERT_EQ(cli({"submit", write_job("s4")}).exit_code, 0);
   const json before = wait_for("s4", [](const json& s) { return done(s) >= 2; });
   const auto finished = done_attempts(before);
@@ -94,7 +95,7 @@ TEST_F(Cluster, KillCoordinatorMidTasksRedoesNoFinishedTask) {
 }
 
 TEST_F(Cluster, KillCoordinatorWhileAssembling) {
-  start_coordinator({{"SHARDPRESS_TEST_DELAY_MS", "assemble=15"}});
+  start_coordinator("assemble=15");
   start_worker("a");
   ASSERT_EQ(cli({"submit", write_job("s5")}).exit_code, 0);
   wait_for("s5", [](const json& s) {  // two or more tensors written (a poll may miss any one count)
@@ -113,7 +114,7 @@ TEST_F(Cluster, KillCoordinatorWhileAssembling) {
 TEST_F(Cluster, CancelThenResumeReusesFinishedTasks) {
   start_coordinator();
   // Tasks of 700 ms: three are left when two are done, time enough to cancel on a busy machine.
-  start_worker("a", {{"SHARDPRESS_TEST_DELAY_MS", "task=700"}});
+  start_worker("a", "task=700");
   ASSERT_EQ(cli({"submit", write_job("s6")}).exit_code, 0);
   wait_for("s6", [](const json& s) { return done(s) >= 2; });
   auto c = cli({"cancel", "s6", "-o", "json"});
@@ -198,7 +199,7 @@ std::string http_get(const std::string& addr, const std::string& path) {
 
 TEST_F(Cluster, MetricsEndpointCountsTasksBytesAndWorkers) {
   start_coordinator();
-  start_worker("a", {}, /*fetch=*/true);
+  start_worker("a", "", /*fetch=*/true);
   ASSERT_EQ(cli({"submit", write_job("m1"), "--wait"}).exit_code, 0);
   auto addr = read_file(dir_ / "state/metrics.addr");
   ASSERT_TRUE(addr.ok());
@@ -254,13 +255,13 @@ TEST_F(Cluster, TokenIsRequiredOnEveryCallAndNeverShown) {
   const std::string token = "3f9c2a7e41d8b6c05e7a9d1f2b4c6e80";
   test::write_text(dir_ / "token", token + "\n");
   test::write_text(dir_ / "wrong", "00000000000000000000000000000000\n");
-  start_coordinator({}, {"--token-file", dir_ / "token"});
+  start_coordinator("", {"--token-file", dir_ / "token"});
 
   test::Process* anonymous = start_worker("anonymous");
   EXPECT_EQ(anonymous->wait(10'000), 2) << "a worker without the token must give up";
-  test::Process* wrong = start_worker("wrong", {}, false, {"--token-file", dir_ / "wrong"});
+  test::Process* wrong = start_worker("wrong", "", false, {"--token-file", dir_ / "wrong"});
   EXPECT_EQ(wrong->wait(10'000), 2);
-  start_worker("ok", {}, false, {"--token-file", dir_ / "token"});
+  start_worker("ok", "", false, {"--token-file", dir_ / "token"});
 
   auto no_token = cli({"list"});
   EXPECT_EQ(no_token.exit_code, 2);
@@ -279,7 +280,9 @@ TEST_F(Cluster, TokenIsRequiredOnEveryCallAndNeverShown) {
   ASSERT_NE(pos, std::string::npos) << metrics;
   EXPECT_GE(std::stoi(metrics.substr(pos + key.size())), 4) << metrics;  // 2 workers + 2 CLI calls
   for (const auto& e : fs::directory_iterator(dir_.path()))
-    if (e.path().extension() == ".log") EXPECT_EQ(read_file(e.path().string())->find(token), std::string::npos) << e.path();
+    if (e.path().extension() == ".log") {
+      EXPECT_EQ(read_file(e.path().string())->find(token), std::string::npos) << e.path();
+    }
   EXPECT_EQ(r.out.find(token), std::string::npos);
   EXPECT_EQ(cli({"--token-file", dir_ / "token", "status", "t1", "-o", "json"}).out.find(token), std::string::npos);
 }
@@ -324,12 +327,12 @@ void make_certificates(const std::string& dir) {
 
 TEST_F(Cluster, TlsPlainAndWrongCaConnectionsFail) {
   make_certificates(dir_.path());
-  start_coordinator({}, {"--tls-cert", dir_ / "server.pem", "--tls-key", dir_ / "server.key"});
+  start_coordinator("", {"--tls-cert", dir_ / "server.pem", "--tls-key", dir_ / "server.key"});
   auto ok = cli({"--tls-ca", dir_ / "ca.pem", "list"});
   EXPECT_EQ(ok.exit_code, 0) << ok.err;
   EXPECT_EQ(cli({"list"}).exit_code, 3) << "plain TCP to a TLS coordinator must fail";
   EXPECT_EQ(cli({"--tls-ca", dir_ / "other.pem", "list"}).exit_code, 3) << "a wrong CA must fail";
-  start_worker("tls", {}, false, {"--tls-ca", dir_ / "ca.pem"});
+  start_worker("tls", "", false, {"--tls-ca", dir_ / "ca.pem"});
   auto r = cli({"--tls-ca", dir_ / "ca.pem", "submit", write_job("tls1"), "--wait"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   expect_reference_output("tls1");
@@ -337,7 +340,7 @@ TEST_F(Cluster, TlsPlainAndWrongCaConnectionsFail) {
 
 TEST_F(Cluster, MutualTlsRequiresAClientCertificate) {
   make_certificates(dir_.path());
-  start_coordinator({}, {"--tls-cert", dir_ / "server.pem", "--tls-key", dir_ / "server.key", "--tls-client-ca",
+  start_coordinator("", {"--tls-cert", dir_ / "server.pem", "--tls-key", dir_ / "server.key", "--tls-client-ca",
                          dir_ / "ca.pem"});
   EXPECT_EQ(cli({"--tls-ca", dir_ / "ca.pem", "list"}).exit_code, 3) << "no client certificate must fail";
   const std::vector<std::string> mtls{"--tls-ca", dir_ / "ca.pem", "--tls-cert", dir_ / "client.pem", "--tls-key",
@@ -346,7 +349,7 @@ TEST_F(Cluster, MutualTlsRequiresAClientCertificate) {
   list.push_back("list");
   auto ok = cli(list);
   EXPECT_EQ(ok.exit_code, 0) << ok.err;
-  start_worker("mtls", {}, false, mtls);
+  start_worker("mtls", "", false, mtls);
   std::vector<std::string> submit = mtls;
   submit.insert(submit.end(), {"submit", write_job("mtls1"), "--wait"});
   auto r = cli(submit);
@@ -397,7 +400,7 @@ TEST_F(Cluster, ExistingOutputIsReplacedOnlyWhenTheJobSaysSo) {
 
 TEST_F(Cluster, SigtermOnTheCoordinatorMidJobThenRestart) {
   start_coordinator();
-  start_worker("a", {{"SHARDPRESS_TEST_DELAY_MS", "task=300"}});
+  start_worker("a", "task=300");
   ASSERT_EQ(cli({"submit", write_job("g1")}).exit_code, 0);
   const json before = wait_for("g1", [](const json& s) { return done(s) >= 2; });
   const auto finished = done_attempts(before);
@@ -406,7 +409,9 @@ TEST_F(Cluster, SigtermOnTheCoordinatorMidJobThenRestart) {
   start_coordinator();
   const json after = wait_for("g1", succeeded);
   for (const auto& [id, attempt] : done_attempts(after))
-    if (finished.count(id)) EXPECT_EQ(attempt, finished.at(id)) << id << " was redone";
+    if (finished.count(id)) {
+      EXPECT_EQ(attempt, finished.at(id)) << id << " was redone";
+    }
   expect_reference_output("g1");
 }
 
@@ -415,7 +420,7 @@ TEST_F(Cluster, SigtermOnTheCoordinatorMidJobThenRestart) {
 // result is refused (fencing) and the output is unchanged.
 TEST_F(Cluster, FrozenWorkerLosesItsLeaseAndItsLateResultIsRefused) {
   start_coordinator();
-  test::Process* frozen = start_worker("frozen", {{"SHARDPRESS_TEST_DELAY_MS", "task=1500"}});
+  test::Process* frozen = start_worker("frozen", "task=1500");
   ASSERT_EQ(cli({"submit", write_job("p1")}).exit_code, 0);
   std::string task;
   wait_for("p1", [&task](const json& s) {
@@ -429,7 +434,9 @@ TEST_F(Cluster, FrozenWorkerLosesItsLeaseAndItsLateResultIsRefused) {
   frozen->kill(SIGCONT);  // it finishes its stale attempt: the lease is gone
   EXPECT_TRUE(stale_result_dropped("frozen")) << *read_file(dir_ / "frozen.log");
   for (const auto& t : s["tasks"])
-    if (t["id"] == task) EXPECT_GE(t["attempt"].get<int>(), 2);
+    if (t["id"] == task) {
+      EXPECT_GE(t["attempt"].get<int>(), 2);
+    }
   EXPECT_EQ(status("p1")["state"], "SUCCEEDED");
   expect_reference_output("p1");
 }
@@ -438,7 +445,7 @@ TEST_F(Cluster, FrozenWorkerLosesItsLeaseAndItsLateResultIsRefused) {
 // fails with a clear error and nothing half-written is visible; after space is freed
 // (restart without the fault) `resume` finishes byte-identical.
 TEST_F(Cluster, DiskFullWhileAssemblingThenResume) {
-  start_coordinator({{"SHARDPRESS_TEST_ENOSPC_AFTER_BYTES", "100000"}});
+  start_coordinator("enospc=100000");
   start_worker("a");
   auto r = cli({"submit", write_job("d1"), "--wait"});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
@@ -467,8 +474,8 @@ TEST_F(Cluster, CorruptedAndCutStreamsThroughAFaultyProxy) {
   ASSERT_TRUE(compress_model_local(dir_ / "models/synth", dir_ / "ref", o).ok());
   start_coordinator();
   const std::string via = start_proxy({"--corrupt-every", "2000000", "--cut-every", "8000000", "--delay-ms", "1"});
-  start_worker("x", {}, /*fetch=*/true, {}, via);
-  start_worker("y", {}, /*fetch=*/true, {}, via);
+  start_worker("x", "", /*fetch=*/true, {}, via);
+  start_worker("y", "", /*fetch=*/true, {}, via);
   test::write_text(dir_ / "f.yaml", "name: f1\nmodel: " + (dir_ / "models/synth") + "\noutput: " + (dir_ / "out/f1") + "\n");
   ASSERT_EQ(cli({"submit", dir_ / "f.yaml"}).exit_code, 0);
   wait_for("f1", succeeded, 120'000);
@@ -489,7 +496,7 @@ TEST_F(Cluster, CorruptedAndCutStreamsThroughAFaultyProxy) {
 // run. Prints kills survived, tasks retried and bytes lost.
 TEST_F(Cluster, ChaosKillsAndRestartsLoseNothing) {
   start_coordinator();
-  const std::map<std::string, std::string> slow = {{"SHARDPRESS_TEST_DELAY_MS", "task=400"}};
+  const std::string slow = "task=400";
   for (const char* w : {"w0", "w1", "w2"}) start_worker(w, slow);
   ASSERT_EQ(cli({"submit", write_job("c1")}).exit_code, 0);
   ASSERT_EQ(cli({"submit", write_job("c2", true)}).exit_code, 0);
@@ -507,7 +514,7 @@ TEST_F(Cluster, ChaosKillsAndRestartsLoseNothing) {
       start_coordinator();
       ++coordinator_kills;
     } else {
-      const std::string w = "w" + std::to_string(victim);
+      const std::string w = fmt::format("w{}", victim);
       workers_[w]->kill(SIGKILL);
       workers_[w]->wait();
       start_worker(w, slow);  // same cache dir: the same worker id comes back
@@ -588,7 +595,7 @@ TEST_F(Cluster, CoordinatorDiskFullWhileImportingThenResume) {
 TEST_F(Cluster, PartitionedWorkerLosesItsLeaseAndItsResultIsRefused) {
   start_coordinator();
   const std::string via = start_proxy({"--pause-file", dir_ / "partition"});
-  start_worker("cut", {{"SHARDPRESS_TEST_DELAY_MS", "task=1500"}}, false, {}, via);
+  start_worker("cut", "task=1500", false, {}, via);
   ASSERT_EQ(cli({"submit", write_job("n1")}).exit_code, 0);
   std::string task;
   wait_for("n1", [&task](const json& s) {
@@ -602,7 +609,9 @@ TEST_F(Cluster, PartitionedWorkerLosesItsLeaseAndItsResultIsRefused) {
   fs::remove(dir_ / "partition");  // the link comes back
   EXPECT_TRUE(stale_result_dropped("cut")) << *read_file(dir_ / "cut.log");
   for (const auto& t : s["tasks"])
-    if (t["id"] == task) EXPECT_GE(t["attempt"].get<int>(), 2);
+    if (t["id"] == task) {
+      EXPECT_GE(t["attempt"].get<int>(), 2);
+    }
   EXPECT_EQ(status("n1")["state"], "SUCCEEDED");
   expect_reference_output("n1");
 }
@@ -653,13 +662,87 @@ TEST_F(Cluster, ATaskThatFailsThreeTimesFailsTheJobWithItsError) {
 TEST_F(Cluster, CudaAndCpuWorkersProduceTheCpuBytes) {
   start_coordinator();
   if (std::string why; !cuda_worker_available(&why)) GTEST_SKIP() << "no CUDA device for a worker: " << why;
-  start_worker("gpu", {{"SHARDPRESS_TEST_DELAY_MS", "task=200"}}, false, {"--device", "cuda:0"});
-  start_worker("cpu", {{"SHARDPRESS_TEST_DELAY_MS", "task=200"}}, true, {"--device", "cpu"});
+  start_worker("gpu", "task=200", false, {"--device", "cuda:0"});
+  start_worker("cpu", "task=200", true, {"--device", "cpu"});
   auto r = cli({"submit", write_job("g1", /*prune=*/true), "--wait"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   expect_reference_output("g1", /*prune=*/true);
   auto w = cli({"workers"});
   EXPECT_NE(w.out.find("cuda:0 ("), std::string::npos) << w.out;
+}
+
+// A gauge or counter from the coordinator's /metrics ("shardpress_blobs"); -1 if absent.
+int64_t metric(const fs::path& state_dir, const std::string& name) {
+  auto addr = read_file(state_dir / "metrics.addr");
+  if (!addr.ok()) return -1;
+  const std::string body = http_get(addr->substr(0, addr->find('\n')), "/metrics");
+  const size_t pos = body.find("\n" + name + " ");
+  return pos == std::string::npos ? -1 : std::stoll(body.substr(pos + name.size() + 2));
+}
+
+// `shardpress delete`: refused (exit 2, saying to cancel first) while the job runs;
+// `-o json` prints the deleted job; the job is gone (status exit 2); a second job on the
+// same model keeps its blobs; deleting both leaves no blob, and the outputs stay.
+TEST_F(Cluster, DeleteRemovesAFinishedJobAndWhatOnlyItOwned) {
+  start_coordinator();
+  start_worker("a", "task=300");
+  ASSERT_EQ(cli({"submit", write_job("d1")}).exit_code, 0);
+  auto running = cli({"delete", "d1"});
+  EXPECT_EQ(running.exit_code, 2) << running.err;
+  EXPECT_NE(running.err.find("cancel it first"), std::string::npos) << running.err;
+  wait_for("d1", succeeded);
+  ASSERT_EQ(cli({"submit", write_job("d2"), "--wait"}).exit_code, 0);
+  const int64_t with_both = metric(dir_ / "state", "shardpress_blobs");
+  ASSERT_GT(with_both, 0);
+
+  auto del = cli({"delete", "d1", "-o", "json"});
+  ASSERT_EQ(del.exit_code, 0) << del.err;
+  const json deleted = json::parse(del.out);
+  EXPECT_EQ(deleted["id"], "job-0001");
+  EXPECT_EQ(deleted["state"], "SUCCEEDED");
+  EXPECT_EQ(cli({"status", "d1"}).exit_code, 2);
+  auto again = cli({"delete", "d1"});
+  EXPECT_EQ(again.exit_code, 2);
+  EXPECT_NE(again.err.find("d1"), std::string::npos) << again.err;
+  const int64_t with_one = metric(dir_ / "state", "shardpress_blobs");
+  EXPECT_GT(with_one, 0) << "d2's blobs went with d1's";
+  EXPECT_LE(with_one, with_both);
+  EXPECT_EQ(status("d2")["state"], "SUCCEEDED");
+  expect_reference_output("d1");  // the output checkpoint is the user's: it stays
+
+  auto plain = cli({"delete", "d2"});
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_NE(plain.err.find("deleted job-0002 (d2)"), std::string::npos) << plain.err;
+  EXPECT_EQ(metric(dir_ / "state", "shardpress_blobs"), 0);
+  EXPECT_EQ(json::parse(cli({"list", "-o", "json"}).out).value("jobs", json::array()).size(), 0u);
+  // A restart loads no deleted job, and new ids continue after the deleted ones.
+  coordinator_->kill(SIGTERM);
+  coordinator_->wait();
+  start_coordinator();
+  ASSERT_EQ(cli({"submit", write_job("d3")}).exit_code, 0);
+  EXPECT_EQ(status("d3")["id"], "job-0003");
+}
+
+// --retention: a finished job is deleted by the coordinator itself once it has been
+// finished that long; a bad duration is refused at start (exit 2).
+TEST_F(Cluster, RetentionDeletesFinishedJobs) {
+  test::Process bad(test::bin_dir() + "/shardpress-coordinator",
+                    {"--listen", "127.0.0.1:0", "--data-dir", dir_ / "bad", "--retention", "soon"},
+                    std::map<std::string, std::string>{}, dir_ / "bad.log");
+  EXPECT_EQ(bad.wait(10'000), 2);
+  EXPECT_NE(read_file(dir_ / "bad.log")->find("--retention"), std::string::npos) << *read_file(dir_ / "bad.log");
+
+  start_coordinator("", {"--retention", "2s"});
+  start_worker("a");
+  ASSERT_EQ(cli({"submit", write_job("r1"), "--wait"}).exit_code, 0);
+  bool gone = false;
+  for (int i = 0; i < 200 && !gone; ++i) {  // 2 s of retention, then the next lease timer
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    gone = cli({"status", "r1"}).exit_code == 2;
+  }
+  EXPECT_TRUE(gone) << "r1 was not deleted after its retention";
+  EXPECT_EQ(metric(dir_ / "state", "shardpress_blobs"), 0);
+  expect_reference_output("r1");
 }
 
 }  // namespace

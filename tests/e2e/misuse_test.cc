@@ -104,13 +104,13 @@ TEST_F(Cluster, ASourceFileChangedAfterTheImportIsFetchedInstead) {
 TEST_F(Cluster, AConfigClaimingTooMuchIsRefusedAndTheCoordinatorStaysUp) {
   start_coordinator();
   start_worker("a");
-  for (const std::string& layers : {"10000000", "1000000000000", "4096"}) {
-    const std::string model = dir_ / ("models/huge-" + layers);
+  for (const char* layers : {"10000000", "1000000000000", "4096"}) {
+    const std::string model = dir_ / (std::string("models/huge-") + layers);
     fs::copy(dir_ / "models/stories", model);
     json cfg = json::parse(*read_file(model + "/config.json"));
     cfg["num_hidden_layers"] = std::stoll(layers);
     test::write_text(model + "/config.json", cfg.dump());
-    test::write_text(dir_ / "huge.yaml", job_yaml("huge" + layers, model, dir_ / ("out/huge" + layers)));
+    test::write_text(dir_ / "huge.yaml", job_yaml(std::string("huge") + layers, model, dir_ / (std::string("out/huge") + layers)));
     auto r = cli({"submit", dir_ / "huge.yaml"});
     EXPECT_EQ(r.exit_code, 2) << layers << ": " << r.err;
     EXPECT_NE(r.err.find("num_hidden_layers"), std::string::npos) << r.err;
@@ -234,7 +234,9 @@ TEST_F(Cluster, TwoDaemonsAtOnceAreRefusedClearly) {
 // Fault 3 for `local`: a second run on the same state dir while the first runs.
 TEST_F(Cluster, TwoLocalRunsOnOneStateDirAreRefused) {
   const std::vector<std::string> args{"local", write_job("l2"), "--workers", "1", "--state-dir", dir_ / "st"};
-  test::Process first(SP_CLI_PATH, args, {{"SHARDPRESS_TEST_DELAY_MS", "task=300"}}, dir_ / "local1.log");
+  std::vector<std::string> slow = args;
+  slow.insert(slow.end(), {"--test-hooks", "task=300"});
+  test::Process first(SP_CLI_PATH, slow, std::map<std::string, std::string>{}, dir_ / "local1.log");
   for (int i = 0; i < 400 && !fs::exists(dir_ / "st/coordinator.addr"); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   auto r = test::run_cli(args);
@@ -319,7 +321,7 @@ TEST_F(Cluster, LocalRunKilledThenEditedIsNotResumedWithTheOldSpec) {
 // under GPTQ — named as the weight, not as an "input"); an evaluation of such a model
 // fails instead of printing perplexity nan.
 TEST_F(Cluster, NonFiniteWeightsFailTheJobNamingTheTensor) {
-  start_coordinator({}, {"--max-failures", "1"});
+  start_coordinator("", {"--max-failures", "1"});
   start_worker("a");
   fs::copy_file(test::fixture("stories260k/text/calib.ids.txt"), dir_ / "models/calib.ids.txt");
   struct Case {
@@ -382,8 +384,8 @@ TEST_F(Cluster, JobNamesAreUnique) {
 // 64-bit counters as numbers; watch in a short terminal keeps the header; watch fails at
 // once when nothing answers; the ETA waits for the import.
 TEST_F(Cluster, TheCliDoesWhatItPromises) {
-  start_coordinator({{"SHARDPRESS_TEST_DELAY_MS", "import=40"}});
-  start_worker("a", {{"SHARDPRESS_TEST_DELAY_MS", "task=400"}});
+  start_coordinator("import=40");
+  start_worker("a", "task=400");
   wait_for_workers(1);
   auto w = cli({"submit", write_job("j1"), "--wait", "-o", "json"});
   ASSERT_EQ(w.exit_code, 0) << w.err;
@@ -462,7 +464,7 @@ TEST_F(Cluster, ABadTokenFileStopsTheCliBeforeCallingTheCoordinator) {
 // the coordinator's log has a line for every state change.
 TEST_F(Cluster, VanishedWorkersAndRestartsAreInTheEventLogAndTheLog) {
   start_coordinator();
-  test::Process* slow = start_worker("slow", {{"SHARDPRESS_TEST_DELAY_MS", "task=5000"}});
+  test::Process* slow = start_worker("slow", "task=5000");
   ASSERT_EQ(cli({"submit", write_job("v1")}).exit_code, 0);
   wait_for("v1", [](const json& s) {
     for (const auto& t : s["tasks"])

@@ -5,12 +5,14 @@
 
 #include "common/digest.h"
 #include "coordinator/blob_store.h"
+#include "coordinator/rocksdb_store.h"
 
 namespace {
 sp::BlobStore& store() {
   static auto dir = std::filesystem::temp_directory_path() / ("shardpress-fuzz-blobs-" + std::to_string(::getpid()));
-  static auto s = *sp::StateStore::open(dir.string());
-  static sp::BlobStore blobs(s.get());
+  static auto s = *sp::RocksStateStore::open(dir.string());
+  static sp::SystemClock clock;
+  static sp::BlobStore blobs(s.get(), clock);
   return blobs;
 }
 }  // namespace

@@ -15,7 +15,7 @@
 #include <filesystem>
 #include <string>
 
-#include "jobs/calibration_plan.h"
+#include "jobs/job_plan.h"
 #include "formats/model.h"
 #include "nlohmann/json.hpp"
 #include "ops/task_memory.h"

@@ -141,7 +141,11 @@ int main(int argc, char** argv) {
   if (::bind(lfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || ::listen(lfd, 64) != 0) return 1;
   socklen_t len = sizeof sa;
   ::getsockname(lfd, reinterpret_cast<sockaddr*>(&sa), &len);
-  std::ofstream(addr_file) << "127.0.0.1:" << ntohs(sa.sin_port) << "\n";
+  {  // written whole, then renamed: a reader never sees an empty or partial address
+    const std::string tmp = addr_file + ".tmp";
+    std::ofstream(tmp) << "127.0.0.1:" << ntohs(sa.sin_port) << "\n";
+    if (std::rename(tmp.c_str(), addr_file.c_str()) != 0) return 1;
+  }
 
   sigset_t set;
   sigemptyset(&set);
