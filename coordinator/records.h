@@ -46,6 +46,12 @@ inline constexpr RecordTable<shardpress::v1::JobRecord> kJobTable{Table::kJobs};
 inline constexpr RecordTable<shardpress::v1::TaskRecord> kTaskTable{Table::kTasks};
 inline constexpr RecordTable<shardpress::v1::WorkerRecord> kWorkerTable{Table::kWorkers};
 
+// Table::kMeta: the next job sequence number (ids are never given out twice).
+inline constexpr char kNextSeqKey[] = "next_job_seq";
+
+// A task's name within its job: "job-0001/layer.3" -> "layer.3".
+inline std::string task_name(const shardpress::v1::TaskRecord& t) { return t.id().substr(t.id().rfind('/') + 1); }
+
 // Events are keyed by job, then time, then a counter: "job-0001/0001700000000123-00000042".
 inline std::string event_key(const std::string& job_id, int64_t time_ms, uint64_t counter) {
   return fmt::format("{}/{:013d}-{:08d}", job_id, time_ms, counter);

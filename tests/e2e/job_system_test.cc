@@ -727,7 +727,8 @@ TEST_F(Cluster, DeleteRemovesAFinishedJobAndWhatOnlyItOwned) {
 // finished that long; a bad duration is refused at start (exit 2).
 TEST_F(Cluster, RetentionDeletesFinishedJobs) {
   test::Process bad(test::bin_dir() + "/shardpress-coordinator",
-                    {"--listen", "127.0.0.1:0", "--data-dir", dir_ / "bad", "--retention", "soon"},
+                    {"--listen", "127.0.0.1:0", "--data-dir", dir_ / "bad", "--model-root", dir_ / "models",
+                     "--output-root", dir_ / "out", "--retention", "soon"},
                     std::map<std::string, std::string>{}, dir_ / "bad.log");
   EXPECT_EQ(bad.wait(10'000), 2);
   EXPECT_NE(read_file(dir_ / "bad.log")->find("--retention"), std::string::npos) << *read_file(dir_ / "bad.log");

@@ -1,0 +1,207 @@
+// The job runner: one thread that gives deleted blobs' space back and starts, imports,
+// assembles and finishes jobs one step at a time (the heavy work outside the lock).
+#include "coordinator/coordinator.h"
+
+#include "coordinator/blob_owners.h"
+#include "coordinator/records.h"
+#include "fmt/format.h"
+#include <chrono>
+
+#include "coordinator/import_source.h"
+#include "coordinator/importer.h"
+#include "coordinator/job_assembly.h"
+#include "jobs/job_plan.h"
+#include "jobs/job_settings.h"
+
+namespace sp {
+
+using namespace shardpress::v1;  // NOLINT: the record types
+
+namespace {
+
+// A runner step whose state change could not be recorded is tried again this much later.
+constexpr int64_t kRetryAfterFailedCommitMs = 5'000;
+
+}  // namespace
+
+void Coordinator::run_loop() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    lock.unlock();
+    try {
+      step();
+    } catch (const std::exception& e) {  // a bug must not take the daemon down: say so and go on
+      log(fmt::format("job runner: internal error: {}", e.what()));
+    }
+    lock.lock();
+    if (stopping_) break;
+    cv_.wait_for(lock, std::chrono::milliseconds(200));
+  }
+}
+
+void Coordinator::step() {
+  JobRecord job;
+  {
+    std::unique_lock lock(mu_);
+    if (garbage_bytes_ > 0 && !reclaim_checked_) {  // blobs were deleted: give their space back, outside the lock
+      reclaim_checked_ = true;
+      const uint64_t garbage = garbage_bytes_;
+      lock.unlock();
+      // Reclaiming rewrites what is still live: done once the garbage is half the live
+      // bytes (or more), so the store holds at most 1.5x its live bytes and rewrites at
+      // most 2 bytes per byte deleted, whatever the model's size.
+      auto census = blobs_->census();
+      if (census.ok() && garbage * 2 >= census->second) {
+        if (auto st = store_->reclaim(); !st.ok()) {
+          log(fmt::format("reclaiming space: {}", std::string(st.message())));
+        } else {
+          lock.lock();
+          garbage_bytes_ -= std::min(garbage_bytes_, garbage);
+        }
+      }
+      return;
+    }
+    reclaim_checked_ = false;
+    const JobRecord* next = jobs_.next_to_run();
+    if (!next) return;
+    if (auto r = retry_at_.find(next->id()); r != retry_at_.end()) {
+      if (clock_.now_ms() < r->second) return;
+      retry_at_.erase(r);
+    }
+    job = *next;
+    Change c;
+    if (job.state() == QUEUED) {
+      job.set_state(RUNNING);
+      if (job.started_ms() == 0) job.set_started_ms(clock_.now_ms());
+      add_event(c, job.id(), "started");
+      if (!stage(c, job, {}).ok() || !commit(c).ok()) return;
+    }
+    if (job.state() == RUNNING && job.imported()) {
+      const auto tasks = scheduler_.tasks_of(job.id());
+      if (!std::all_of(tasks.begin(), tasks.end(), [](auto* t) { return t->state() == DONE; })) return;
+      if (is_eval_job(job.spec())) {  // nothing to write: the result is in the record
+        if (finish(c, job, SUCCEEDED, "").ok()) (void)commit(c);
+        return;
+      }
+      job.set_state(ASSEMBLING);
+      add_event(c, job.id(), fmt::format("all {} tasks done, assembling {}", tasks.size(), job.output_dir()));
+      if (!stage(c, job, {}).ok() || !commit(c).ok()) return;
+    }
+  }
+  const bool importing = job.state() == RUNNING;
+  absl::Status st;
+  try {
+    st = importing ? run_import(job) : run_assembly(job);
+  } catch (const std::bad_alloc&) {
+    st = absl::ResourceExhaustedError("the coordinator ran out of memory planning this job");
+  } catch (const std::exception& e) {
+    st = absl::InternalError(fmt::format("internal error in the coordinator: {}", e.what()));
+  }
+  std::lock_guard lock(mu_);
+  const JobRecord* now = jobs_.get(job.id());
+  if (absl::IsCancelled(st) || !now) return;  // cancelled (or deleted) meanwhile
+  if (st.ok() && importing) return;           // imported; tasks are running
+  Change c;
+  const absl::Status recorded =
+      finish(c, *now, st.ok() ? SUCCEEDED : FAILED, st.ok() ? "" : std::string(st.message())).ok() ? commit(c)
+                                                                                                  : absl::OkStatus();
+  if (!recorded.ok()) {  // memory keeps what the store has; the runner tries again later
+    phase_[job.id()] = fmt::format("stalled: the job's end could not be recorded ({}); retrying",
+                                   std::string(recorded.message()));
+    retry_at_[job.id()] = clock_.now_ms() + kRetryAfterFailedCommitMs;
+  }
+}
+
+absl::Status Coordinator::run_import(const JobRecord& j) {
+  const std::string id = j.id();
+  ImportHooks hooks;
+  hooks.model_root = [this, &j](const std::string&) { return readable_root(j); };
+  hooks.running = [this, id] {
+    std::lock_guard lock(mu_);
+    const JobRecord* cur = jobs_.get(id);
+    return !stopping_ && cur && cur->state() == RUNNING;
+  };
+  hooks.phase = [this, id](const std::string& p) {
+    std::lock_guard lock(mu_);
+    phase_[id] = p;
+  };
+  hooks.commit = [this](const JobRecord& imported, int shard, bool last) { return commit_import(imported, shard, last); };
+  hooks.delay_ms = options_.test.import_delay_ms;
+  const absl::Status st = import_job(j, *blobs_, hooks);
+  std::lock_guard lock(mu_);
+  phase_.erase(id);
+  return st;
+}
+
+absl::Status Coordinator::commit_import(const JobRecord& imported, int shard, bool last) {
+  std::lock_guard lock(mu_);
+  const JobRecord* cur = jobs_.get(imported.id());
+  if (!cur || cur->state() != RUNNING) return absl::CancelledError("job no longer running");
+  // The shard's blobs are in the store now (checked under the lock deletions take).
+  for (const auto& m : imported.plan().shards(shard).tensors()) {
+    SP_ASSIGN_OR_RETURN(const bool have, blobs_->contains(m.digest()));
+    if (!have) return absl::UnavailableError(fmt::format("blob missing: {} was deleted meanwhile", m.name()));
+  }
+  JobRecord j = *cur;
+  *j.mutable_plan() = imported.plan();
+  j.set_model_config(imported.model_config());
+  j.set_hidden_size(imported.hidden_size());
+  j.set_imported_shards(shard + 1);
+  j.set_imported(last);
+  // The tasks that read only shards imported by now (a re-import keeps those that exist).
+  std::vector<TaskRecord> created;
+  for (int i = 0; i < j.plan().tasks_size(); ++i) {
+    const TaskPlan& p = j.plan().tasks(i);
+    const std::string task_id = j.id() + "/" + p.name();
+    if (last_shard_read(p) > shard || scheduler_.find(task_id)) continue;
+    TaskRecord t;
+    t.set_id(task_id);
+    t.set_job_id(j.id());
+    t.set_shard_index(p.shard());
+    t.set_plan_index(i);
+    t.set_kind(p.kind());
+    for (const auto& d : p.depends_on()) t.add_depends_on(j.id() + "/" + d);
+    t.set_state(t.depends_on_size() == 0 || scheduler_.dependencies_done(t) ? READY : WAITING);
+    created.push_back(std::move(t));
+  }
+  Change c;
+  if (last) {
+    size_t tensors = 0;
+    for (const auto& s : j.plan().shards()) tensors += static_cast<size_t>(s.tensors_size());
+    add_event(c, j.id(), fmt::format("imported {} tensors in {} shards; {} new tasks", tensors, j.plan().shards_size(),
+                                     scheduler_.tasks_of(j.id()).size() + created.size()));
+  }
+  SP_RETURN_IF_ERROR(stage(c, j, created));
+  SP_RETURN_IF_ERROR(commit(c));
+  cv_.notify_all();
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::run_assembly(const JobRecord& j) {
+  const std::string id = j.id();
+  std::map<std::string, TaskRecord> outputs;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto* t : scheduler_.tasks_of(id)) outputs[task_name(*t)] = *t;
+  }
+  AssemblyHooks hooks;
+  hooks.running = [this, id] {
+    std::lock_guard lock(mu_);
+    const JobRecord* cur = jobs_.get(id);
+    return !stopping_ && cur && cur->state() == ASSEMBLING;
+  };
+  hooks.phase = [this, id](const std::string& p) {
+    std::lock_guard lock(mu_);
+    phase_[id] = p;
+  };
+  hooks.model_root = options_.model_root;
+  hooks.max_shard_bytes = options_.max_shard_bytes;
+  hooks.delay_ms = options_.test.assemble_delay_ms;
+  hooks.fail_writes_after_bytes = options_.test.fail_output_writes_after_bytes;
+  const absl::Status st = assemble_job(j, outputs, *blobs_, hooks);
+  std::lock_guard lock(mu_);
+  phase_.erase(id);
+  return st;
+}
+
+}  // namespace sp
