@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Disk benchmark (not a test): the coordinator's data dir (`du -sb`) across a job's life.
+# (`du -sb` once the data dir has settled: two equal readings 2 s apart.)
 # One coordinator, two workers (one fetching every input over gRPC), then
 #   stories260k RTN, stories260k GPTQ (the peak of live activation blobs sampled from
 #   /metrics every 50 ms), a synthetic 350M Llama RTN; then `shardpress delete` of all
@@ -26,19 +27,29 @@ w2=$!
 trap 'kill -TERM $w1 $w2 $cpid 2>/dev/null || true; wait 2>/dev/null || true' EXIT
 sp() { "$bin/shardpress" --coordinator "$addr" "$@"; }
 gauge() { curl -s "http://$metrics/metrics" | awk -v k="$1" '$1 == k {print $2}'; }
-# The data dir once the store has flushed and compacted (the runner reclaims after deletes).
-size() { sleep 3; du -sb "$work/state" | cut -f1; }
+# The data dir once the store has settled (the runner reclaims in the background after
+# deletes): two equal readings 2 s apart, at most 60 s.
+size() {
+  local a b=-1
+  a=$(du -sb "$work/state" | cut -f1)
+  for _ in $(seq 30); do
+    sleep 2; b=$(du -sb "$work/state" | cut -f1)
+    [ "$a" = "$b" ] && break
+    a=$b
+  done
+  echo "$b"
+}
 report() { printf '%-44s %12s bytes, %6s blobs\n' "$1" "$2" "$(gauge shardpress_blobs)"; }
 
 empty=$(size)
 report "empty" "$empty"
 printf 'name: rtn\nmodel: %s\noutput: %s\n' "$fx/hf-bf16" "$work/out/rtn" > "$work/rtn.yaml"
-sp submit "$work/rtn.yaml" --wait > /dev/null
+sp submit "$work/rtn.yaml" --wait > /dev/null 2>&1
 report "after stories260k RTN" "$(size)"
 
 printf 'name: gptq\nmodel: %s\noutput: %s\nquantize: {method: gptq}\ncalibrate: {ids: %s}\n' \
   "$fx/hf-bf16" "$work/out/gptq" "$fx/text/calib.ids.txt" > "$work/gptq.yaml"
-sp submit "$work/gptq.yaml" > /dev/null
+sp submit "$work/gptq.yaml" > /dev/null 2>&1
 peak=0
 while :; do
   n=$(gauge shardpress_intermediate_blobs); [ -n "$n" ] && [ "$n" -gt "$peak" ] && peak=$n
@@ -50,7 +61,7 @@ report "after stories260k GPTQ ($state)" "$(size)"
 echo "peak live activation blobs during the GPTQ job: $peak (layers: $(sp status gptq -o json | grep -c '"id": "job-0002/layer'))"
 
 printf 'name: synth\nmodel: %s\noutput: %s\n' "$synth" "$work/out/synth" > "$work/synth.yaml"
-sp submit "$work/synth.yaml" --wait > /dev/null
+sp submit "$work/synth.yaml" --wait > /dev/null 2>&1
 report "after synthetic 350M RTN" "$(size)"
 
 sp delete rtn > /dev/null 2>&1

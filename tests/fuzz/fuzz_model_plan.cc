@@ -1,6 +1,6 @@
 // libFuzzer: a whole model folder (config.json, a safetensors header, optionally an
 // index) read by the real readers and then planned as the coordinator and `inspect` plan
-// it: shards, every task's memory estimate, calibration stages and the task graph. Sizes
+// it: shards, every task's memory estimate, calibration stages and the job plans. Sizes
 // in config.json must be checked against what the files hold before anything
 // proportional to them is built: run with -rss_limit_mb (scripts/fuzz.sh) so that a config
 // which makes the planner allocate without bound is a crash.
@@ -93,9 +93,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (s.kind != sp::ShardKind::kLayer) continue;
     total += sp::estimate_calibration_memory(s, desc.config, gptq, calib).total();
     total += sp::estimate_forward_memory(s, desc.config, calib).total();
-    for (bool pipelined : {false, true})
-      total += sp::calibration_tasks("job-0001", 1, s.layer, desc.config.num_layers, pipelined).size();
-    total += sp::eval_tasks("job-0001", 1, s.layer, desc.config.num_layers).size();
+  }
+  // The job plans the coordinator stores at import: RTN, calibrated (sequential and
+  // pipelined) and evaluation. Each has at most two tasks per layer and one more.
+  sp::JobSettings plans[4];
+  plans[0].compress = rtn;
+  for (int k : {1, 2}) {
+    plans[k].compress = gptq;
+    plans[k].calibration = sp::CalibrationSettings{};
+    plans[k].calibration->pipelined = k == 2;
+  }
+  plans[3].kind = sp::JobKind::kEvaluate;
+  plans[3].eval = sp::EvalSettings{};
+  for (const auto& settings : plans) {
+    const shardpress::v1::JobPlan plan = sp::plan_job(desc, settings, calib);
+    if (static_cast<size_t>(plan.tasks_size()) > 2 * desc.shards.size() + 1) __builtin_trap();
+    total += static_cast<uint64_t>(plan.tasks_size());
   }
   total += sp::estimate_eval_head_memory(desc.config, calib).total();
   const auto stages = sp::plan_stages(desc, gptq, calib, 11ull << 30);
