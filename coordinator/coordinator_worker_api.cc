@@ -274,7 +274,7 @@ void Coordinator::watch_workers_locked() {
                                 workers_.silent_ms(*workers_.get(id)) / 1000.0));
     c.apply.push_back([this, id] { workers_.forget(id); });
   }
-  (void)commit(c);
+  (void)commit(c);  // a failed commit is logged (commit()); the next tick tries again
 }
 
 void Coordinator::expire_retained_locked() {

@@ -80,7 +80,7 @@ void Coordinator::step() {
       const auto tasks = scheduler_.tasks_of(job.id());
       if (!std::all_of(tasks.begin(), tasks.end(), [](auto* t) { return t->state() == DONE; })) return;
       if (is_eval_job(job.spec())) {  // nothing to write: the result is in the record
-        if (finish(c, job, SUCCEEDED, "").ok()) (void)commit(c);
+        if (finish(c, job, SUCCEEDED, "").ok()) (void)commit(c);  // failed: logged, the next step tries again
         return;
       }
       job.set_state(ASSEMBLING);
