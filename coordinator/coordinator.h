@@ -16,7 +16,9 @@
 //
 // Managers: jobs (coordinator/job_registry), workers (worker_registry), leases
 // (task_scheduler + affinity), import (importer), assembly (job_assembly), views
-// (status_view), blob lifecycle (blob_owners + blob_store).
+// (status_view), blob lifecycle (blob_owners + blob_store). The class is defined in four
+// files: coordinator.cc (open, recovery, the commit path, state views),
+// coordinator_cli_api.cc, coordinator_worker_api.cc (with the timers) and job_runner.cc.
 //
 // Thread-safety: all public methods are thread-safe (one mutex; blob streaming and the
 // heavy import/assembly work run outside it).
