@@ -1,6 +1,11 @@
 #include "coordinator/blob_store.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <charconv>
+#include <cstring>
 
 #include "fmt/format.h"
 
@@ -10,12 +15,73 @@ namespace {
 std::string header_key(const std::string& d) { return "h/" + d; }
 std::string chunk_prefix(const std::string& d) { return "c/" + d + "/"; }
 std::string chunk_key(const std::string& d, uint32_t i) { return fmt::format("c/{}/{:08d}", d, i); }
+std::string reference_key(const std::string& d) { return "s/" + d; }
+
+uint64_t parse_u64(std::string_view v) {
+  uint64_t n = 0;
+  std::from_chars(v.data(), v.data() + v.size(), n);
+  return n;
+}
 
 }  // namespace
 
 absl::StatusOr<bool> BlobStore::contains(const std::string& digest) const {
   SP_ASSIGN_OR_RETURN(auto v, store_->get(Table::kBlobs, header_key(digest)));
-  return v.has_value();
+  if (v) return true;
+  SP_ASSIGN_OR_RETURN(auto r, store_->get(Table::kBlobs, reference_key(digest)));
+  return r.has_value();
+}
+
+absl::StatusOr<std::optional<BlobStore::Reference>> BlobStore::reference(const std::string& digest) const {
+  SP_ASSIGN_OR_RETURN(auto v, store_->get(Table::kBlobs, reference_key(digest)));
+  if (!v) return std::optional<Reference>();
+  const size_t a = v->find(' '), b = a == std::string::npos ? a : v->find(' ', a + 1);
+  if (b == std::string::npos)
+    return absl::DataLossError(fmt::format("blob {}: its source reference is corrupt", digest));
+  return std::optional<Reference>(
+      Reference{v->substr(b + 1), parse_u64(std::string_view(*v).substr(a + 1, b - a - 1)), parse_u64(v->substr(0, a))});
+}
+
+absl::Status BlobStore::put_reference(const std::string& digest, const std::string& file, uint64_t offset,
+                                      uint64_t size) {
+  SP_ASSIGN_OR_RETURN(const bool have, refresh(digest));
+  if (have) return absl::OkStatus();
+  SP_RETURN_IF_ERROR(store_->put(Table::kBlobs, reference_key(digest), fmt::format("{} {} {}", size, offset, file)));
+  written(digest);
+  return absl::OkStatus();
+}
+
+absl::Status BlobStore::read_reference(const std::string& digest, const Reference& ref,
+                                       const std::function<absl::Status(std::span<const uint8_t>)>& sink) const {
+  auto changed = [&](const std::string& why) {
+    return absl::DataLossError(fmt::format(
+        "source file {} changed since the job imported it ({}); restore it and resume the job", ref.file, why));
+  };
+  // O_NOFOLLOW: the path was resolved inside the model root at import; a link put in its
+  // place since is not followed out of it.
+  const int fd = ::open(ref.file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return changed(std::strerror(errno));
+  std::vector<uint8_t> buf(static_cast<size_t>(std::min<uint64_t>(ref.size, kBlobChunkBytes)));
+  Digester h;
+  uint64_t done = 0;
+  absl::Status st;
+  while (done < ref.size && st.ok()) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(ref.size - done, buf.size()));
+    const ssize_t n = ::pread(fd, buf.data(), want, static_cast<off_t>(ref.offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      st = changed(n < 0 ? std::strerror(errno) : "it is shorter now");
+      break;
+    }
+    const std::span<const uint8_t> bytes(buf.data(), static_cast<size_t>(n));
+    h.update(bytes);
+    done += static_cast<uint64_t>(n);
+    st = sink(bytes);
+  }
+  ::close(fd);
+  SP_RETURN_IF_ERROR(st);
+  if (h.hex() != digest) return changed(fmt::format("the {} bytes at offset {} differ", ref.size, ref.offset));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<bool> BlobStore::refresh(const std::string& digest) {
@@ -31,20 +97,35 @@ void BlobStore::written(const std::string& digest) {
 
 void BlobStore::erase(const std::string& digest, StateStore::Batch& b) {
   b.del(Table::kBlobs, header_key(digest));
+  b.del(Table::kBlobs, reference_key(digest));
   b.del_range(Table::kBlobs, chunk_prefix(digest), chunk_prefix(digest) + "\xff");
+}
+
+absl::StatusOr<uint64_t> BlobStore::stored_size(const std::string& digest) const {
+  SP_ASSIGN_OR_RETURN(auto v, store_->get(Table::kBlobs, header_key(digest)));
+  if (v) return parse_u64(*v);
+  SP_ASSIGN_OR_RETURN(const bool referenced, contains(digest));
+  if (referenced) return 0;
+  return absl::NotFoundError(fmt::format("blob {} not in the store", digest));
 }
 
 absl::StatusOr<uint64_t> BlobStore::size(const std::string& digest) const {
   SP_ASSIGN_OR_RETURN(auto v, store_->get(Table::kBlobs, header_key(digest)));
-  if (!v) return absl::NotFoundError(fmt::format("blob {} not in the store", digest));
-  uint64_t n = 0;
-  std::from_chars(v->data(), v->data() + v->size(), n);
-  return n;
+  if (v) return parse_u64(*v);
+  SP_ASSIGN_OR_RETURN(auto ref, reference(digest));
+  if (ref) return ref->size;
+  return absl::NotFoundError(fmt::format("blob {} not in the store", digest));
 }
 
 absl::Status BlobStore::read(const std::string& digest,
                              const std::function<absl::Status(std::span<const uint8_t>)>& sink) const {
-  SP_ASSIGN_OR_RETURN(const uint64_t expected, size(digest));
+  SP_ASSIGN_OR_RETURN(auto stored, store_->get(Table::kBlobs, header_key(digest)));
+  if (!stored) {
+    SP_ASSIGN_OR_RETURN(auto ref, reference(digest));
+    if (!ref) return absl::NotFoundError(fmt::format("blob {} not in the store", digest));
+    return read_reference(digest, *ref, sink);
+  }
+  const uint64_t expected = parse_u64(*stored);
   Digester h;
   uint64_t got = 0;
   absl::Status inner;
@@ -156,7 +237,7 @@ absl::StatusOr<BlobStore::Freed> BlobStore::write(const OwnerChanges& changes, S
     for (const auto& o : current) kept = kept || !changes.drops_.count({digest, o});
     for (const auto& [d, o] : changes.adds_) kept = kept || d == digest;
     if (kept) continue;
-    auto n = size(digest);
+    auto n = stored_size(digest);
     if (!n.ok() && !absl::IsNotFound(n.status())) return n.status();
     if (!n.ok()) continue;  // already gone
     erase(digest, b);
@@ -181,11 +262,12 @@ absl::StatusOr<size_t> BlobStore::reconcile(const std::set<std::pair<std::string
   std::set<std::string> owned;
   for (const auto& [d, o] : expected) owned.insert(d);
   std::vector<std::string> unowned;
-  SP_RETURN_IF_ERROR(store_->scan(Table::kBlobs, "h/", [&](std::string_view k, std::string_view) {
-    std::string digest(k.substr(2));
-    if (!owned.count(digest)) unowned.push_back(std::move(digest));
-    return true;
-  }));
+  for (const char* prefix : {"h/", "s/"})
+    SP_RETURN_IF_ERROR(store_->scan(Table::kBlobs, prefix, [&](std::string_view k, std::string_view) {
+      std::string digest(k.substr(2));
+      if (!owned.count(digest)) unowned.push_back(std::move(digest));
+      return true;
+    }));
   for (const auto& d : unowned) written(d);
   return unowned.size();
 }
@@ -202,7 +284,7 @@ absl::StatusOr<BlobStore::Swept> BlobStore::sweep_unowned(int64_t grace_ms, Stat
   std::vector<std::string> settled;
   for (const auto& digest : aged) {
     SP_ASSIGN_OR_RETURN(const auto owned_by, owners(digest));
-    auto n = size(digest);
+    auto n = stored_size(digest);
     if (!n.ok() && !absl::IsNotFound(n.status())) return n.status();
     if (!owned_by.empty() || !n.ok()) {
       settled.push_back(digest);  // claimed by a result (its owners delete it), or gone
@@ -226,9 +308,13 @@ absl::StatusOr<std::pair<size_t, uint64_t>> BlobStore::census() const {
   uint64_t bytes = 0;
   SP_RETURN_IF_ERROR(store_->scan(Table::kBlobs, "h/", [&](std::string_view, std::string_view v) {
     ++blobs;
-    uint64_t n = 0;
-    std::from_chars(v.data(), v.data() + v.size(), n);
-    bytes += n;
+    bytes += parse_u64(v);
+    return true;
+  }));
+  SP_RETURN_IF_ERROR(store_->scan(Table::kBlobs, "s/", [&](std::string_view k, std::string_view) {
+    std::string digest(k.substr(2));
+    auto stored = store_->get(Table::kBlobs, header_key(digest));
+    if (stored.ok() && !stored->has_value()) ++blobs;  // not counted twice
     return true;
   }));
   return std::make_pair(blobs, bytes);

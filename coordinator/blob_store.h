@@ -2,6 +2,11 @@
 // chunks of at most kBlobChunkBytes (4 MiB). A blob is complete once its header key exists;
 // its digest (XXH3-128 of the bytes) is checked on every read.
 //
+// A model's tensors are not copied: the source is the store. An imported tensor is a
+// reference (file, offset, size) to the bytes in the model's own file, read from there on
+// demand and checked against the digest recorded at import; a file changed since is
+// DATA_LOSS saying so (restore it and resume). Results and intermediates are stored.
+//
 // Lifecycle: a blob has owners — a job that imported it or keeps it as a result
 // ("job-0001"), a task that will read it ("job-0001/layer.3": an intermediate). Owner
 // changes go into the batch of the state change that causes them (OwnerChanges), and a
@@ -13,6 +18,7 @@
 // deletes it once it is older than a grace time.
 //
 // Keys: "h/<digest>" -> size (decimal); "c/<digest>/<index, 8 digits>" -> chunk bytes;
+// "s/<digest>" -> "<size> <offset> <file>" (a reference into a source file);
 // table blob_owners: "<digest>/<owner>" -> "".
 // Thread-safety: safe for concurrent use; concurrent writers of the same digest write
 // identical bytes.
@@ -23,6 +29,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
@@ -86,6 +93,10 @@ class BlobStore {
   absl::StatusOr<std::string> put(std::span<const uint8_t> bytes, Durability d = Durability::kLogged);
   // Stores `bytes` whose digest the caller computed (no-op if present).
   absl::Status put(const std::string& digest, std::span<const uint8_t> bytes, Durability d);
+  // Records that `digest` is the `size` bytes at `offset` of `file` (an absolute path the
+  // caller has confined), instead of storing them (no-op if the blob is present). Logged:
+  // the next synced commit makes it durable.
+  absl::Status put_reference(const std::string& digest, const std::string& file, uint64_t offset, uint64_t size);
 
   // Owners added and dropped by one state change.
   class OwnerChanges {
@@ -125,10 +136,20 @@ class BlobStore {
   void forget(const std::vector<std::string>& digests);
   // The owners of a blob, as committed.
   absl::StatusOr<std::vector<std::string>> owners(const std::string& digest) const;
-  // Blobs in the store and their bytes (for reports and tests).
+  // Blobs in the store (stored and referenced) and the bytes stored (what the data dir
+  // holds; references hold none), for reports, the reclaim policy and tests.
   absl::StatusOr<std::pair<size_t, uint64_t>> census() const;
 
  private:
+  struct Reference {
+    std::string file;
+    uint64_t offset = 0, size = 0;
+  };
+  absl::StatusOr<std::optional<Reference>> reference(const std::string& digest) const;
+  absl::Status read_reference(const std::string& digest, const Reference& ref,
+                              const std::function<absl::Status(std::span<const uint8_t>)>& sink) const;
+  // The bytes a deletion frees in the store (0 for a reference); NOT_FOUND if absent.
+  absl::StatusOr<uint64_t> stored_size(const std::string& digest) const;
   void written(const std::string& digest);
   // The keys that delete a blob, into `b` (its header first: a reader never sees half a blob).
   static void erase(const std::string& digest, StateStore::Batch& b);

@@ -69,6 +69,9 @@ struct CoordinatorOptions {
   // A finished job (succeeded, failed or cancelled) is deleted this long after it ended,
   // with all it owns. 0: kept until `shardpress delete`.
   int64_t retention_ms = 0;
+  // Imports keep a copy of each model in the data dir instead of references into its files
+  // (for model folders that may change or go away while their jobs run).
+  bool copy_models = false;
   // A blob uploaded for a result that never came (the task failed or lost its lease) is
   // deleted once it is this old and still owned by nobody.
   int64_t unowned_blob_grace_ms = 600'000;

@@ -84,8 +84,13 @@ absl::Status import_job(const JobRecord& job_in, BlobStore& blobs, const ImportH
           m.set_dtype(std::string(dtype_name(t.dtype)));
           m.set_digest(digest_hex(t.bytes));
           m.set_nbytes(t.bytes.size());
-          // A copy of the source: no WAL, no sync (recovery re-imports what a crash lost).
-          SP_RETURN_IF_ERROR(blobs.put(m.digest(), t.bytes, BlobStore::Durability::kUnlogged));
+          // The source is the store: a tensor read in place is a reference to its file's
+          // bytes; a decoded one (an evaluated checkpoint) is stored, without WAL or sync
+          // (recovery re-imports what a crash lost).
+          if (t.file.empty() || hooks.copy)
+            SP_RETURN_IF_ERROR(blobs.put(m.digest(), t.bytes, BlobStore::Durability::kUnlogged));
+          else
+            SP_RETURN_IF_ERROR(blobs.put_reference(m.digest(), t.file, t.offset, t.bytes.size()));
           m.set_source_file(t.file);  // empty for decoded tensors: always fetched
           m.set_source_offset(t.offset);
           source->release(m.name());

@@ -1,6 +1,7 @@
 // Importing a job: its model read in place (or, for an evaluation of a shardpress
-// checkpoint, decoded tensor by tensor), planned once (jobs/job_plan.h), and stored shard
-// by shard as content-addressed blobs. After each shard the coordinator commits the plan
+// checkpoint, decoded tensor by tensor), planned once (jobs/job_plan.h), and recorded shard
+// by shard as content-addressed blobs: references to the model's own files (the source is
+// the store; nothing is copied), decoded tensors stored. After each shard the coordinator commits the plan
 // so far and creates the tasks whose inputs are now all imported, so workers start while
 // the rest is still being read. Re-running after a crash keeps the plan and every task.
 //
@@ -26,6 +27,7 @@ struct ImportHooks {
   // blobs are in the store: the coordinator checks) and creates the tasks that can exist
   // now. UNAVAILABLE with "blob missing" asks for the shard to be written again.
   std::function<absl::Status(const shardpress::v1::JobRecord& job, int shard, bool last)> commit;
+  bool copy = false;     // store a copy of every tensor instead of references to the files
   int64_t delay_ms = 0;  // test hook: sleep this long after each tensor
 };
 

@@ -127,6 +127,7 @@ absl::Status Coordinator::run_import(const JobRecord& j) {
   };
   hooks.commit = [this](const JobRecord& imported, int shard, bool last) { return commit_import(imported, shard, last); };
   hooks.delay_ms = options_.test.import_delay_ms;
+  hooks.copy = options_.copy_models;
   const absl::Status st = import_job(j, *blobs_, hooks);
   std::lock_guard lock(mu_);
   phase_.erase(id);

@@ -5,6 +5,7 @@
 //   lease_ttl: 30s                heartbeat_interval: 3s       max_failures: 3
 //   forget_workers_after: 1h     retention: 0 (keep finished jobs; e.g. 7d)
 //   max_shard_size: 5GB           min_free_space: 512MiB
+//   import: reference (read models in place) | copy (a copy in the data dir)
 #include <cstdio>
 #include <filesystem>
 
@@ -24,6 +25,7 @@ struct Flags {
   std::string config, listen = "127.0.0.1:7070", data_dir, model_root, output_root, metrics_listen;
   std::string lease_ttl = "30s", heartbeat_interval = "3s", max_shard_size = "5GB", min_free_space = "512MiB";
   std::string max_failures = "3", forget_workers_after = "1h", retention = "0", test_hooks;
+  std::string import_mode = "reference";
   std::string token_file, tls_cert, tls_key, tls_client_ca;
   bool insecure = false;
 };
@@ -46,6 +48,7 @@ int main(int argc, char** argv) {
                    {"heartbeat_interval", &f.heartbeat_interval}, {"max_failures", &f.max_failures},
                    {"max_shard_size", &f.max_shard_size}, {"min_free_space", &f.min_free_space},
                    {"forget_workers_after", &f.forget_workers_after}, {"retention", &f.retention},
+                   {"import", &f.import_mode},
                    {"token_file", &f.token_file},
                    {"tls_cert", &f.tls_cert}, {"tls_key", &f.tls_key}, {"tls_client_ca", &f.tls_client_ca}});
     if (!st.ok()) {
@@ -71,6 +74,10 @@ int main(int argc, char** argv) {
   app.add_option("--retention", f.retention,
                  "Delete a finished job (and the blobs only it owns) this long after it ended (0: keep until "
                  "`shardpress delete`)")
+      ->capture_default_str();
+  app.add_option("--import", f.import_mode,
+                 "reference: read each job's model in place, checked against the digests taken at import (no "
+                 "copy); copy: keep a copy in the data dir (the model folder may change or go away during jobs)")
       ->capture_default_str();
   app.add_option("--test-hooks", f.test_hooks, "")->group("");  // hidden: end-to-end tests only
   app.add_option("--min-free-space", f.min_free_space,
@@ -114,6 +121,9 @@ int main(int argc, char** argv) {
   auto retention = sp::parse_duration_ms(f.retention);
   if (!retention.ok()) return fail(sp::annotate(retention.status(), "--retention"), 2);
   o.core.retention_ms = *retention;
+  if (f.import_mode != "reference" && f.import_mode != "copy")
+    return fail(absl::InvalidArgumentError(fmt::format("--import: '{}' is not reference or copy", f.import_mode)), 2);
+  o.core.copy_models = f.import_mode == "copy";
   auto hooks = sp::parse_test_hooks(f.test_hooks);
   if (!hooks.ok()) return fail(hooks.status(), 2);
   o.core.test = {hooks->import_delay_ms, hooks->assemble_delay_ms, hooks->enospc_after_bytes};

@@ -4,6 +4,8 @@
 
 #include <sys/statvfs.h>
 
+#include <filesystem>
+
 #include <random>
 
 #include "gtest/gtest.h"
@@ -197,6 +199,64 @@ TEST_P(StoreContract, UnownedUploadsAreSweptAfterTheirGrace) {
   EXPECT_EQ(sweep(60'000), 1u);
   EXPECT_FALSE(*blobs.contains(a));
   EXPECT_TRUE(*blobs.contains(k));
+}
+
+// The source is the store: an imported tensor is a reference into the model's file, read
+// from there (in pieces larger than a chunk too) and checked against its digest; a file
+// changed, cut or replaced by a link since is DATA_LOSS naming it; references are owned and
+// deleted like stored blobs but hold no store bytes.
+TEST_P(StoreContract, ReferencesReadTheSourceFileAndNoticeItChanged) {
+  BlobStore blobs(store_.get(), clock_);
+  std::vector<uint8_t> file_bytes(kBlobChunkBytes + 12345);
+  std::mt19937 rng(7);
+  for (auto& b : file_bytes) b = static_cast<uint8_t>(rng());
+  const std::string file = dir_ / "model.safetensors";
+  test::write_bytes(file, file_bytes);
+  const uint64_t offset = 100, size = kBlobChunkBytes + 1000;
+  const std::span<const uint8_t> region(file_bytes.data() + offset, size);
+  const std::string d = digest_hex(region);
+  ASSERT_TRUE(blobs.put_reference(d, file, offset, size).ok());
+  EXPECT_TRUE(*blobs.contains(d));
+  EXPECT_EQ(*blobs.size(d), size);
+  auto back = blobs.read_all(d);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_TRUE(std::equal(back->begin(), back->end(), region.begin(), region.end()));
+  EXPECT_EQ(*blobs.census(), std::make_pair(size_t{1}, uint64_t{0})) << "a reference stores no bytes";
+  // Putting the same bytes again (a worker's pass-through result) keeps the reference.
+  ASSERT_TRUE(blobs.put(region).ok());
+  EXPECT_EQ(blobs.census()->second, 0u);
+
+  // Changed in place, cut short, or replaced by a link: refused, naming the file.
+  file_bytes[offset + 5] ^= 1;
+  test::write_bytes(file, file_bytes);
+  auto changed = blobs.read_all(d);
+  EXPECT_TRUE(absl::IsDataLoss(changed.status())) << changed.status();
+  EXPECT_NE(changed.status().message().find(file), std::string::npos) << changed.status();
+  EXPECT_NE(changed.status().message().find("restore it and resume"), std::string::npos) << changed.status();
+  file_bytes[offset + 5] ^= 1;
+  test::write_bytes(file, std::vector<uint8_t>(file_bytes.begin(), file_bytes.begin() + 5000));
+  EXPECT_TRUE(absl::IsDataLoss(blobs.read_all(d).status()));
+  std::filesystem::remove(file);
+  test::write_bytes(dir_ / "elsewhere", file_bytes);
+  std::filesystem::create_symlink(dir_ / "elsewhere", file);
+  EXPECT_TRUE(absl::IsDataLoss(blobs.read_all(d).status())) << "a link put in the file's place is not followed";
+  std::filesystem::remove(file);
+  test::write_bytes(file, file_bytes);  // restored
+  EXPECT_TRUE(blobs.read_all(d).ok());
+
+  BlobStore::OwnerChanges own, drop;
+  own.add(d, "job-0001");
+  drop.drop(d, "job-0001");
+  StateStore::Batch b1, b2;
+  ASSERT_TRUE(blobs.write(own, b1).ok());
+  ASSERT_TRUE(store_->commit(b1, true).ok());
+  auto freed = blobs.write(drop, b2);
+  ASSERT_TRUE(freed.ok());
+  EXPECT_EQ(freed->blobs, 1u);
+  EXPECT_EQ(freed->bytes, 0u) << "deleting a reference frees no store bytes";
+  ASSERT_TRUE(store_->commit(b2, true).ok());
+  EXPECT_FALSE(*blobs.contains(d));
+  EXPECT_TRUE(absl::IsNotFound(blobs.read_all(d).status()));
 }
 
 }  // namespace

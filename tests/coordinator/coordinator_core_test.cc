@@ -30,10 +30,11 @@ constexpr int64_t kGraceMs = 60'000;  // unowned uploads are swept after this
 // allowed for a while: uploads of results that never came, swept after their grace).
 std::string blob_inconsistencies(const MemoryStateStore& store) {
   std::set<std::string> blobs, owned;
-  (void)store.scan(Table::kBlobs, "h/", [&](std::string_view k, std::string_view) {
-    blobs.insert(std::string(k.substr(2)));
-    return true;
-  });
+  for (const char* prefix : {"h/", "s/"})  // stored, and references into source files
+    (void)store.scan(Table::kBlobs, prefix, [&](std::string_view k, std::string_view) {
+      blobs.insert(std::string(k.substr(2)));
+      return true;
+    });
   (void)store.scan(Table::kBlobOwners, "", [&](std::string_view k, std::string_view) {
     owned.insert(std::string(k.substr(0, k.find('/'))));
     return true;
@@ -46,7 +47,8 @@ std::string blob_inconsistencies(const MemoryStateStore& store) {
 
 size_t blob_count(const MemoryStateStore& store) {
   size_t n = 0;
-  (void)store.scan(Table::kBlobs, "h/", [&](std::string_view, std::string_view) { return ++n, true; });
+  for (const char* prefix : {"h/", "s/"})
+    (void)store.scan(Table::kBlobs, prefix, [&](std::string_view, std::string_view) { return ++n, true; });
   return n;
 }
 
@@ -492,24 +494,26 @@ TEST_F(Core, BlobsSharedWithALiveJobSurviveDeletingTheOther) {
   const std::string b_id = c->job_status("b")->id();
   const size_t both = live_blobs(*c);
   size_t shared = 0;
-  (void)store->scan(Table::kBlobs, "h/", [&](std::string_view k, std::string_view) {
-    shared += c->blobs().owners(std::string(k.substr(2)))->size() == 2;
-    return true;
-  });
+  for (const char* prefix : {"h/", "s/"})
+    (void)store->scan(Table::kBlobs, prefix, [&](std::string_view k, std::string_view) {
+      shared += c->blobs().owners(std::string(k.substr(2)))->size() == 2;
+      return true;
+    });
   EXPECT_GT(shared, 0u) << "the two jobs share no blob: the test proves nothing";
   ASSERT_TRUE(c->delete_job("a").ok());
   const size_t one = live_blobs(*c);
   EXPECT_LE(one, both);
   EXPECT_GE(one, shared);
   size_t checked = 0;
-  (void)store->scan(Table::kBlobs, "h/", [&](std::string_view k, std::string_view) {
-    const std::string d(k.substr(2));
-    const auto owners = c->blobs().owners(d);
-    EXPECT_TRUE(owners.ok() && *owners == std::vector<std::string>{b_id}) << d;
-    EXPECT_TRUE(c->blobs().read_all(d).ok()) << d;
-    ++checked;
-    return true;
-  });
+  for (const char* prefix : {"h/", "s/"})
+    (void)store->scan(Table::kBlobs, prefix, [&](std::string_view k, std::string_view) {
+      const std::string d(k.substr(2));
+      const auto owners = c->blobs().owners(d);
+      EXPECT_TRUE(owners.ok() && *owners == std::vector<std::string>{b_id}) << d;
+      EXPECT_TRUE(c->blobs().read_all(d).ok()) << d;
+      ++checked;
+      return true;
+    });
   EXPECT_EQ(checked, one);
   EXPECT_EQ(c->memory_state(), c->durable_state());
   ASSERT_TRUE(c->delete_job("b").ok());

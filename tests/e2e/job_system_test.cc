@@ -551,7 +551,7 @@ TEST_F(Cluster, CoordinatorDiskFullWhileImportingThenResume) {
   LocalCompressOptions o;
   ASSERT_TRUE(compress_model_local(dir_ / "models/big", dir_ / "ref", o).ok());
   const std::vector<std::string> args{"--listen", "127.0.0.1:0", "--data-dir", mnt, "--model-root", dir_ / "models",
-                                      "--output-root", dir_ / "out", "--min-free-space", "8MiB"};
+                                      "--output-root", dir_ / "out", "--min-free-space", "8MiB", "--import", "copy"};
   auto coordinator = std::make_unique<test::Process>(test::bin_dir() + "/shardpress-coordinator", args,
                                                      std::map<std::string, std::string>{}, dir_ / "coordinator.log");
   for (int i = 0; i < 500 && !fs::exists(mnt + "/coordinator.addr"); ++i)

@@ -86,17 +86,30 @@ TEST_F(Cluster, TheSameBytesInAnotherFolderDoNotStopTheWorker) {
 }
 
 // Fault 1, the other way round: a source file changed after the coordinator imported it.
-// The worker sees the bytes no longer match and fetches the imported blob instead.
-TEST_F(Cluster, ASourceFileChangedAfterTheImportIsFetchedInstead) {
+// The source is the store: neither the worker (reading the file) nor the coordinator
+// (serving it to a worker that fetches) hands out bytes that no longer match the digests
+// taken at import; the job fails saying the file changed, and resumes once it is restored.
+TEST_F(Cluster, ASourceFileChangedAfterTheImportFailsTheJobUntilRestored) {
   start_coordinator();
   ASSERT_EQ(cli({"submit", write_job("changed")}).exit_code, 0);
   wait_for("changed", [](const json& s) { return s["phase"] == "waiting for a worker (none connected)"; });
-  flip_byte(dir_ / "models/stories/model.safetensors", "model.layers.0.self_attn.q_proj.weight");
-  flip_byte(dir_ / "models/stories/model.safetensors", "model.layers.3.mlp.down_proj.weight", 100);
-  test::Process* w = start_worker("a");
-  wait_for("changed", succeeded);
-  EXPECT_TRUE(w->running());
-  EXPECT_EQ(manifest_digests(dir_ / "out/changed"), reference(false)) << "not the bytes imported";
+  const std::string file = dir_ / "models/stories/model.safetensors";
+  const auto original = read_file(file);
+  ASSERT_TRUE(original.ok());
+  flip_byte(file, "model.layers.0.self_attn.q_proj.weight");
+  flip_byte(file, "model.layers.3.mlp.down_proj.weight", 100);
+  test::Process* direct = start_worker("a");
+  test::Process* fetching = start_worker("b", "", /*fetch=*/true);
+  const json failed = wait_for("changed", [](const json& s) { return s["state"] == "FAILED"; }, 60'000);
+  const std::string error = failed["error"];
+  EXPECT_NE(error.find("changed since the job imported it"), std::string::npos) << error;
+  EXPECT_NE(error.find("model.safetensors"), std::string::npos) << error;
+  EXPECT_TRUE(direct->running());
+  EXPECT_TRUE(fetching->running());
+  test::write_text(file, *original);  // restored
+  auto r = cli({"resume", "changed", "--wait"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(manifest_digests(dir_ / "out/changed"), reference(false));
 }
 
 // Fault 4: a model description that claims more than its files hold is refused at submit
