@@ -37,7 +37,7 @@ run_daemons() {  # MODE
   local t0; t0=$(now)
   "$bin/shardpress" --coordinator "$addr" submit "$work/d/job.yaml" --wait > /dev/null 2>&1
   local t1; t1=$(now)
-  DATA_DIR_BYTES=$(du -sb "$work/d/state" | cut -f1)
+  du -sb "$work/d/state" | cut -f1 > "$work/d-$1.bytes"  # (this runs in a subshell)
   kill -TERM $w1 $w2 $c; wait $w1 $w2 $c 2> /dev/null || true
   echo "$t1 - $t0" | bc
 }
@@ -49,9 +49,8 @@ declare -A disk
 for r in $(seq "$rounds"); do
   times[compress]+="$(timed run_compress) "
   times[local]+="$(timed run_local) "
-  times[reference]+="$(run_daemons reference) "; disk[reference]=$DATA_DIR_BYTES
-  times[copy]+="$(run_daemons copy) "; disk[copy]=$DATA_DIR_BYTES
-  echo "round $r: compress ${times[compress]##* } local ... done" > /dev/null
+  times[reference]+="$(run_daemons reference) "; disk[reference]=$(cat "$work/d-reference.bytes")
+  times[copy]+="$(run_daemons copy) "; disk[copy]=$(cat "$work/d-copy.bytes")
 done
 base=$(echo ${times[compress]} | tr ' ' '\n' | median)
 echo "model: $params ($(du -sb "$model" | cut -f1) bytes), $rounds rounds alternated, median wall seconds"
