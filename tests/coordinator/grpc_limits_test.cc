@@ -5,6 +5,7 @@
 #include "common/digest.h"
 #include "coordinator/grpc_service.h"
 #include "coordinator/runtime.h"
+#include "fmt/format.h"
 #include "gtest/gtest.h"
 #include "tests/testutil/fixtures.h"
 
@@ -86,7 +87,7 @@ TEST_F(GrpcLimits, RefusesOversizedHeartbeats) {
   ASSERT_TRUE(stub_->Register(&c1, reg, &rr).ok());
   HeartbeatRequest hb;
   hb.set_worker_id("w");
-  for (int i = 0; i < 65; ++i) hb.add_leases()->set_task_id("t" + std::to_string(i));
+  for (int i = 0; i < 65; ++i) hb.add_leases()->set_task_id(fmt::format("t{}", i));
   HeartbeatResponse resp;
   grpc::ClientContext c2;
   EXPECT_EQ(stub_->Heartbeat(&c2, hb, &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
