@@ -42,9 +42,10 @@ absl::StatusOr<std::unique_ptr<RocksStateStore>> RocksStateStore::open(const std
       o.min_blob_size = 4096;
       o.write_buffer_size = 64 << 20;  // memtables count in the coordinator's RSS
       o.blob_file_size = 256ull << 20;
-      // Deleted blobs give their space back as compaction rewrites the files holding them.
-      o.enable_blob_garbage_collection = true;
-      o.blob_garbage_collection_age_cutoff = 1.0;
+      // Ordinary compactions do not rewrite live blobs (that would copy every result again
+      // and again while jobs run); a blob file goes once all it holds is deleted. reclaim()
+      // turns garbage collection on for its one full compaction.
+      o.enable_blob_garbage_collection = false;
     }
     cfs.emplace_back(name, o);
   }
@@ -147,9 +148,17 @@ absl::Status RocksStateStore::reclaim() {
   // files that hold deleted chunks, so the space really comes back.
   rocksdb::CompactRangeOptions o;
   o.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
-  for (int t = 0; t < kTableCount; ++t)
-    SP_RETURN_IF_ERROR(from_rocks(db_->CompactRange(o, cf(static_cast<Table>(t)), nullptr, nullptr), "compaction"));
-  return absl::OkStatus();
+  rocksdb::ColumnFamilyHandle* blobs = cf(Table::kBlobs);
+  SP_RETURN_IF_ERROR(from_rocks(db_->SetOptions(blobs, {{"enable_blob_garbage_collection", "true"},
+                                                        {"blob_garbage_collection_age_cutoff", "1.0"}}),
+                                "enabling blob garbage collection"));
+  absl::Status st;
+  for (int t = 0; t < kTableCount && st.ok(); ++t)
+    st = from_rocks(db_->CompactRange(o, cf(static_cast<Table>(t)), nullptr, nullptr), "compaction");
+  const absl::Status off =
+      from_rocks(db_->SetOptions(blobs, {{"enable_blob_garbage_collection", "false"}}), "disabling blob garbage collection");
+  SP_RETURN_IF_ERROR(st);
+  return off;
 }
 
 }  // namespace sp
