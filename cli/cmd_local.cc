@@ -83,7 +83,7 @@ int run_local(const LocalArgs& a) {
         return report_error(absl::FailedPreconditionError(fmt::format(
             "{}: job '{}' in {} ({}, {}) {}\nrun again with --fresh to discard that run and start over, or give "
             "this job another name",
-            a.file, spec->name(), state_dir, existing->id(), state_text(existing->state()), why)));
+            a.file, spec->name(), state_dir, existing->id(), job_state_text(existing->state()), why)));
       }
       // Discard only what the new run can replace: an output folder it may not overwrite
       // stops here, with the earlier run still in the state dir.
@@ -91,10 +91,10 @@ int run_local(const LocalArgs& a) {
         return report_error(absl::FailedPreconditionError(fmt::format(
             "{}: output {} already exists; move it away (or set overwrite: true) before --fresh", a.file,
             normalized->output())));
-      if (!job_finished(existing->state())) (void)core.cancel(existing->id());
+      if (!job_terminal(existing->state())) (void)core.cancel(existing->id());
       if (auto removed = core.delete_job(existing->id()); !removed.ok()) return report_error(removed.status());
       std::fprintf(stderr, "--fresh: discarded %s (%s) from %s\n", existing->id().c_str(),
-                   state_text(existing->state()).c_str(), state_dir.c_str());
+                   job_state_text(existing->state()).c_str(), state_dir.c_str());
       existing = absl::NotFoundError("discarded");
     }
   }
@@ -107,7 +107,7 @@ int run_local(const LocalArgs& a) {
   }
   if (existing.ok()) {
     job_id = existing->id();
-    if (job_finished(existing->state())) {
+    if (job_terminal(existing->state())) {
       auto r = core.resume(job_id);
       if (!r.ok()) return report_error(r.status());
     }

@@ -39,14 +39,14 @@ int follow_job(const std::function<absl::StatusOr<JobStatus>()>& get, const std:
         last = view;
       }
     } else {
-      const std::string line = s->id() + " " + state_text(s->state()) + " " + s->phase() + " " +
+      const std::string line = s->id() + " " + job_state_text(s->state()) + " " + s->phase() + " " +
                                std::to_string(s->tasks_done()) + "/" + std::to_string(s->tasks_total()) + " tasks";
       if (line != last) {
         std::fprintf(stderr, "%s\n", line.c_str());
         last = line;
       }
     }
-    if (job_finished(s->state())) {
+    if (job_terminal(s->state())) {
       const std::string view = o.json ? to_json(*s) + "\n" : render_job(*s, false);
       std::fputs(view.c_str(), o.final_view_on_stdout ? stdout : stderr);
       return s->state() == SUCCEEDED ? kExitOk : kExitFailed;

@@ -10,18 +10,6 @@ namespace sp::cli {
 
 using namespace shardpress::v1;  // NOLINT
 
-std::string state_text(JobState s) {
-  switch (s) {
-    case QUEUED: return "QUEUED";
-    case RUNNING: return "RUNNING";
-    case ASSEMBLING: return "ASSEMBLING";
-    case SUCCEEDED: return "SUCCEEDED";
-    case FAILED: return "FAILED";
-    case CANCELLED: return "CANCELLED";
-    default: return "?";
-  }
-}
-
 std::string task_state_text(TaskState s) {
   switch (s) {
     case WAITING: return "waiting";
@@ -32,8 +20,6 @@ std::string task_state_text(TaskState s) {
     default: return "?";
   }
 }
-
-bool job_finished(JobState s) { return s == SUCCEEDED || s == FAILED || s == CANCELLED; }
 
 namespace {
 
@@ -49,7 +35,7 @@ std::string progress_text(const JobStatus& j) {
   const int filled = static_cast<int>(frac * width);
   // While the job is still being imported, its tasks are still being planned: the totals
   // are what is planned so far, and an ETA from them would be too short.
-  const bool planning = !j.imported() && !job_finished(j.state());
+  const bool planning = !j.imported() && !job_terminal(j.state());
   std::string s = fmt::format("[{}{}] {}/{} tasks{}, {} of {}", std::string(filled, '#'), std::string(width - filled, '.'),
                               j.tasks_done(), j.tasks_total(), planning ? " planned so far" : "",
                               format_bytes(j.bytes_done()), format_bytes(j.bytes_total()));
@@ -60,7 +46,7 @@ std::string progress_text(const JobStatus& j) {
     s += fmt::format(", {}/s", format_bytes(static_cast<uint64_t>(rate)));
     if (planning)
       s += ", ETA once imported";
-    else if (!job_finished(j.state()) && rate > 0 && j.bytes_done() < j.bytes_total())
+    else if (!job_terminal(j.state()) && rate > 0 && j.bytes_done() < j.bytes_total())
       s += ", ETA " + duration_text((j.bytes_total() - j.bytes_done()) / rate);
     s += ", elapsed " + duration_text(secs);
   }
@@ -79,7 +65,7 @@ std::string error_cell(const std::string& e) {
 
 std::string render_job(const JobStatus& j, bool tasks, int max_lines) {
   std::string out;
-  out += fmt::format("job       {} ({})  {}  {}\n", j.id(), j.spec().name(), state_text(j.state()), j.phase());
+  out += fmt::format("job       {} ({})  {}  {}\n", j.id(), j.spec().name(), job_state_text(j.state()), j.phase());
   out += fmt::format("model     {}\n", j.model_dir());
   if (!j.output_dir().empty()) out += fmt::format("output    {}\n", j.output_dir());
   if (!j.spec().eval().ids().empty()) out += fmt::format("eval      {}\n", j.spec().eval().ids());
@@ -134,7 +120,8 @@ std::string render_job(const JobStatus& j, bool tasks, int max_lines) {
       if (errors) row.push_back(error_cell(ts.last_error()));
       t.add(std::move(row));
     }
-    out += "\n" + t.render();
+    out += '\n';
+    out += t.render();
     if (hidden > 0) out += fmt::format("... {} more task{} not shown ({} done)\n", hidden, hidden == 1 ? "" : "s", hidden_done);
   }
   return out;
@@ -143,7 +130,7 @@ std::string render_job(const JobStatus& j, bool tasks, int max_lines) {
 std::string render_jobs_table(const std::vector<JobStatus>& jobs) {
   Table t({"JOB", "NAME", "STATE", "LAYERS", "OUTPUT"});
   for (const auto& j : jobs)
-    t.add({j.id(), j.spec().name(), state_text(j.state()), fmt::format("{}/{}", j.tasks_done(), j.tasks_total()),
+    t.add({j.id(), j.spec().name(), job_state_text(j.state()), fmt::format("{}/{}", j.tasks_done(), j.tasks_total()),
            j.output_dir()});
   return t.render();
 }

@@ -4,14 +4,13 @@
 #include <string>
 #include <vector>
 
+#include "proto/job_state.h"
 #include "proto/json.h"
 #include "shardpress.pb.h"
 
 namespace sp::cli {
 
-std::string state_text(shardpress::v1::JobState s);
 std::string task_state_text(shardpress::v1::TaskState s);
-bool job_finished(shardpress::v1::JobState s);
 
 // Header, progress (tasks done / total, bytes, throughput, ETA) and, with `tasks`, the
 // task table with the worker running each (and an ERROR column when a task has one).

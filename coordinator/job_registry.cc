@@ -8,20 +8,6 @@ namespace sp {
 
 using namespace shardpress::v1;  // NOLINT
 
-bool job_terminal(JobState s) { return s == SUCCEEDED || s == FAILED || s == CANCELLED; }
-
-std::string job_state_name(JobState s) {
-  switch (s) {
-    case QUEUED: return "queued";
-    case RUNNING: return "running";
-    case ASSEMBLING: return "assembling";
-    case SUCCEEDED: return "succeeded";
-    case FAILED: return "failed";
-    case CANCELLED: return "cancelled";
-    default: return "unknown";
-  }
-}
-
 absl::StatusOr<const JobRecord*> JobRegistry::find(const std::string& ref) const {
   auto it = jobs_.find(ref);
   if (it != jobs_.end()) return &it->second;

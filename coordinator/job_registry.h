@@ -10,13 +10,10 @@
 #include <vector>
 
 #include "common/status.h"
+#include "proto/job_state.h"
 #include "shardpress.pb.h"
 
 namespace sp {
-
-bool job_terminal(shardpress::v1::JobState s);
-// "queued", "running", ... (the events' and metrics' words).
-std::string job_state_name(shardpress::v1::JobState s);
 
 class JobRegistry {
  public:
