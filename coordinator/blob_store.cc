@@ -104,8 +104,8 @@ void BlobStore::erase(const std::string& digest, StateStore::Batch& b) {
 absl::StatusOr<uint64_t> BlobStore::stored_size(const std::string& digest) const {
   SP_ASSIGN_OR_RETURN(auto v, store_->get(Table::kBlobs, header_key(digest)));
   if (v) return parse_u64(*v);
-  SP_ASSIGN_OR_RETURN(const bool referenced, contains(digest));
-  if (referenced) return 0;
+  SP_ASSIGN_OR_RETURN(auto r, store_->get(Table::kBlobs, reference_key(digest)));
+  if (r) return 0;
   return absl::NotFoundError(fmt::format("blob {} not in the store", digest));
 }
 

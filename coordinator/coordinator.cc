@@ -265,6 +265,7 @@ std::string Coordinator::metrics_text() {
     for (const JobRecord* j : jobs_.in_order()) {
       in.jobs_by_state[job_state_name(j->state())]++;
       for (const auto* t : scheduler_.tasks_of(j->id())) in.tasks_by_state[task_state_word(t->state())]++;
+      if (j->plan().activations_shape_size() == 0) continue;  // no activations in this job
       for (const auto& [digest, owner] : blob_owners(*j, scheduler_.tasks_of(j->id())))
         if (owner.find('/') != std::string::npos) intermediate.insert(digest);  // a task owns it
     }

@@ -170,8 +170,14 @@ class Coordinator {
     std::string model_root;        // the root the model lies in
   };
   absl::StatusOr<Prepared> prepare(const shardpress::v1::JobSpec& spec) const;
+  // The job's status as the CLI shows it (with its runner phase). Requires mu_.
+  shardpress::v1::JobStatus view_locked(const shardpress::v1::JobRecord& j, bool with_tasks) const;
   absl::StatusOr<std::string> readable_root(const shardpress::v1::JobRecord& j) const;
 
+  // For the runner's phases: whether job `id` is still in `state` (and the coordinator not
+  // stopping), and a setter of its progress text. Each takes mu_ when called.
+  std::function<bool()> still_in(const std::string& id, shardpress::v1::JobState state);
+  std::function<void(const std::string&)> phase_of(const std::string& id);
   // The runner's two phases, outside the lock.
   absl::Status run_import(const shardpress::v1::JobRecord& j);
   absl::Status commit_import(const shardpress::v1::JobRecord& imported, int shard, bool last);
@@ -198,9 +204,9 @@ class Coordinator {
   std::map<std::string, int64_t> retry_at_;   // job id -> when the runner may try again
   uint64_t event_counter_ = 0;
   // Bytes of blobs deleted since the store last reclaimed space (the runner reclaims once
-  // they are half the live bytes); reclaim_checked_: looked at since the last other step.
+  // they are half the live bytes); garbage_checked_: the amount it last compared.
   uint64_t garbage_bytes_ = 0;
-  bool reclaim_checked_ = false;
+  uint64_t garbage_checked_ = 0;
   bool stopping_ = false;
   std::thread runner_;
 };

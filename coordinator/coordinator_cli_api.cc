@@ -119,19 +119,19 @@ absl::StatusOr<JobStatus> Coordinator::submit(const JobSpec& spec_in) {
 absl::StatusOr<JobStatus> Coordinator::job_status(const std::string& ref, bool with_tasks) {
   std::lock_guard lock(mu_);
   SP_ASSIGN_OR_RETURN(const JobRecord* j, jobs_.find(ref));
-  auto ph = phase_.find(j->id());
-  return job_status_view(*j, scheduler_.tasks_of(j->id()), ph == phase_.end() ? "" : ph->second, workers_,
+  return view_locked(*j, with_tasks);
+}
+
+JobStatus Coordinator::view_locked(const JobRecord& j, bool with_tasks) const {
+  auto ph = phase_.find(j.id());
+  return job_status_view(j, scheduler_.tasks_of(j.id()), ph == phase_.end() ? "" : ph->second, workers_,
                          clock_.now_ms(), with_tasks);
 }
 
 std::vector<JobStatus> Coordinator::list_jobs() {
   std::lock_guard lock(mu_);
   std::vector<JobStatus> out;
-  for (const JobRecord* j : jobs_.in_order()) {
-    auto ph = phase_.find(j->id());
-    out.push_back(job_status_view(*j, scheduler_.tasks_of(j->id()), ph == phase_.end() ? "" : ph->second, workers_,
-                                  clock_.now_ms(), false));
-  }
+  for (const JobRecord* j : jobs_.in_order()) out.push_back(view_locked(*j, false));
   return out;
 }
 
@@ -145,7 +145,7 @@ absl::StatusOr<JobStatus> Coordinator::cancel(const std::string& ref) {
   SP_RETURN_IF_ERROR(finish(c, *j, CANCELLED, ""));
   SP_RETURN_IF_ERROR(commit(c));
   cv_.notify_all();
-  return job_status_view(*jobs_.get(id), scheduler_.tasks_of(id), "", workers_, clock_.now_ms(), true);
+  return view_locked(*jobs_.get(id), true);
 }
 
 absl::StatusOr<JobStatus> Coordinator::resume(const std::string& ref) {
@@ -155,7 +155,7 @@ absl::StatusOr<JobStatus> Coordinator::resume(const std::string& ref) {
   if (found->state() == SUCCEEDED)
     return absl::FailedPreconditionError(fmt::format("job {} already succeeded: {}", id, found->output_dir()));
   if (!job_terminal(found->state()))  // running or queued: nothing to do
-    return job_status_view(*found, scheduler_.tasks_of(id), "", workers_, clock_.now_ms(), true);
+    return view_locked(*found, true);
   std::error_code ec;
   if (!found->output_dir().empty() && fs::exists(found->output_dir(), ec) && !found->spec().overwrite())
     return absl::FailedPreconditionError(
@@ -171,7 +171,7 @@ absl::StatusOr<JobStatus> Coordinator::resume(const std::string& ref) {
   SP_RETURN_IF_ERROR(stage(c, j, scheduler_.unfinished_reset(id)));
   SP_RETURN_IF_ERROR(commit(c));
   cv_.notify_all();
-  return job_status_view(*jobs_.get(id), scheduler_.tasks_of(id), "", workers_, clock_.now_ms(), true);
+  return view_locked(*jobs_.get(id), true);
 }
 
 absl::StatusOr<JobStatus> Coordinator::delete_job(const std::string& ref) {
@@ -181,7 +181,7 @@ absl::StatusOr<JobStatus> Coordinator::delete_job(const std::string& ref) {
     return absl::FailedPreconditionError(
         fmt::format("job {} is {}: cancel it first (deleting keeps nothing to resume from)", j->id(),
                     job_state_name(j->state())));
-  const JobStatus last = job_status_view(*j, scheduler_.tasks_of(j->id()), "", workers_, clock_.now_ms(), false);
+  const JobStatus last = view_locked(*j, false);
   Change c;
   SP_RETURN_IF_ERROR(stage_delete(c, *j));
   SP_RETURN_IF_ERROR(commit(c));

@@ -43,13 +43,12 @@ void Coordinator::step() {
   JobRecord job;
   {
     std::unique_lock lock(mu_);
-    if (garbage_bytes_ > 0 && !reclaim_checked_) {  // blobs were deleted: give their space back, outside the lock
-      reclaim_checked_ = true;
-      const uint64_t garbage = garbage_bytes_;
+    if (garbage_bytes_ > 0 && garbage_bytes_ != garbage_checked_) {  // more deleted: give space back, unlocked
+      const uint64_t garbage = garbage_checked_ = garbage_bytes_;
       lock.unlock();
       // Reclaiming rewrites what is still live: done once the garbage is half the live
-      // bytes (or more), so the store holds at most 1.5x its live bytes and rewrites at
-      // most 2 bytes per byte deleted, whatever the model's size.
+      // bytes (or more), so garbage waits only while it is under half the live bytes and
+      // a reclaim rewrites at most 2 bytes per byte deleted, whatever the model's size.
       auto census = blobs_->census();
       if (census.ok() && garbage * 2 >= census->second) {
         if (auto st = store_->reclaim(); !st.ok()) {
@@ -57,11 +56,11 @@ void Coordinator::step() {
         } else {
           lock.lock();
           garbage_bytes_ -= std::min(garbage_bytes_, garbage);
+          garbage_checked_ = garbage_bytes_;
         }
       }
       return;
     }
-    reclaim_checked_ = false;
     const JobRecord* next = jobs_.next_to_run();
     if (!next) return;
     if (auto r = retry_at_.find(next->id()); r != retry_at_.end()) {
@@ -112,19 +111,27 @@ void Coordinator::step() {
   }
 }
 
+std::function<bool()> Coordinator::still_in(const std::string& id, JobState state) {
+  return [this, id, state] {
+    std::lock_guard lock(mu_);
+    const JobRecord* cur = jobs_.get(id);
+    return !stopping_ && cur && cur->state() == state;
+  };
+}
+
+std::function<void(const std::string&)> Coordinator::phase_of(const std::string& id) {
+  return [this, id](const std::string& p) {
+    std::lock_guard lock(mu_);
+    phase_[id] = p;
+  };
+}
+
 absl::Status Coordinator::run_import(const JobRecord& j) {
   const std::string id = j.id();
   ImportHooks hooks;
   hooks.model_root = [this, &j](const std::string&) { return readable_root(j); };
-  hooks.running = [this, id] {
-    std::lock_guard lock(mu_);
-    const JobRecord* cur = jobs_.get(id);
-    return !stopping_ && cur && cur->state() == RUNNING;
-  };
-  hooks.phase = [this, id](const std::string& p) {
-    std::lock_guard lock(mu_);
-    phase_[id] = p;
-  };
+  hooks.running = still_in(id, RUNNING);
+  hooks.phase = phase_of(id);
   hooks.commit = [this](const JobRecord& imported, int shard, bool last) { return commit_import(imported, shard, last); };
   hooks.delay_ms = options_.test.import_delay_ms;
   hooks.copy = options_.copy_models;
@@ -186,15 +193,8 @@ absl::Status Coordinator::run_assembly(const JobRecord& j) {
     for (const auto* t : scheduler_.tasks_of(id)) outputs[task_name(*t)] = *t;
   }
   AssemblyHooks hooks;
-  hooks.running = [this, id] {
-    std::lock_guard lock(mu_);
-    const JobRecord* cur = jobs_.get(id);
-    return !stopping_ && cur && cur->state() == ASSEMBLING;
-  };
-  hooks.phase = [this, id](const std::string& p) {
-    std::lock_guard lock(mu_);
-    phase_[id] = p;
-  };
+  hooks.running = still_in(id, ASSEMBLING);
+  hooks.phase = phase_of(id);
   hooks.model_root = options_.model_root;
   hooks.max_shard_bytes = options_.max_shard_bytes;
   hooks.delay_ms = options_.test.assemble_delay_ms;
