@@ -7,6 +7,7 @@
 // coordinator reopened on the store right after the failure must load exactly that, and
 // the job must still end with the same output bytes as the run without a failure.
 #include <filesystem>
+#include <functional>
 #include <optional>
 
 #include "common/digest.h"
@@ -26,15 +27,21 @@ using namespace shardpress::v1;  // NOLINT
 constexpr int64_t kLeaseTtlMs = 10'000;
 constexpr int64_t kGraceMs = 60'000;  // unowned uploads are swept after this
 
+// Every blob's digest, straight from the store's table: stored ones and references into
+// source files.
+void for_each_blob(const StateStore& store, const std::function<void(const std::string&)>& fn) {
+  for (const char* prefix : {"h/", "s/"})
+    (void)store.scan(Table::kBlobs, prefix, [&](std::string_view k, std::string_view) {
+      fn(std::string(k.substr(2)));
+      return true;
+    });
+}
+
 // Owners without a blob, straight from the store's tables (blobs without an owner are
 // allowed for a while: uploads of results that never came, swept after their grace).
 std::string blob_inconsistencies(const MemoryStateStore& store) {
   std::set<std::string> blobs, owned;
-  for (const char* prefix : {"h/", "s/"})  // stored, and references into source files
-    (void)store.scan(Table::kBlobs, prefix, [&](std::string_view k, std::string_view) {
-      blobs.insert(std::string(k.substr(2)));
-      return true;
-    });
+  for_each_blob(store, [&](const std::string& d) { blobs.insert(d); });
   (void)store.scan(Table::kBlobOwners, "", [&](std::string_view k, std::string_view) {
     owned.insert(std::string(k.substr(0, k.find('/'))));
     return true;
@@ -47,8 +54,7 @@ std::string blob_inconsistencies(const MemoryStateStore& store) {
 
 size_t blob_count(const MemoryStateStore& store) {
   size_t n = 0;
-  for (const char* prefix : {"h/", "s/"})
-    (void)store.scan(Table::kBlobs, prefix, [&](std::string_view, std::string_view) { return ++n, true; });
+  for_each_blob(store, [&](const std::string&) { ++n; });
   return n;
 }
 
@@ -494,26 +500,19 @@ TEST_F(Core, BlobsSharedWithALiveJobSurviveDeletingTheOther) {
   const std::string b_id = c->job_status("b")->id();
   const size_t both = live_blobs(*c);
   size_t shared = 0;
-  for (const char* prefix : {"h/", "s/"})
-    (void)store->scan(Table::kBlobs, prefix, [&](std::string_view k, std::string_view) {
-      shared += c->blobs().owners(std::string(k.substr(2)))->size() == 2;
-      return true;
-    });
+  for_each_blob(*store, [&](const std::string& d) { shared += c->blobs().owners(d)->size() == 2; });
   EXPECT_GT(shared, 0u) << "the two jobs share no blob: the test proves nothing";
   ASSERT_TRUE(c->delete_job("a").ok());
   const size_t one = live_blobs(*c);
   EXPECT_LE(one, both);
   EXPECT_GE(one, shared);
   size_t checked = 0;
-  for (const char* prefix : {"h/", "s/"})
-    (void)store->scan(Table::kBlobs, prefix, [&](std::string_view k, std::string_view) {
-      const std::string d(k.substr(2));
-      const auto owners = c->blobs().owners(d);
-      EXPECT_TRUE(owners.ok() && *owners == std::vector<std::string>{b_id}) << d;
-      EXPECT_TRUE(c->blobs().read_all(d).ok()) << d;
-      ++checked;
-      return true;
-    });
+  for_each_blob(*store, [&](const std::string& d) {
+    const auto owners = c->blobs().owners(d);
+    EXPECT_TRUE(owners.ok() && *owners == std::vector<std::string>{b_id}) << d;
+    EXPECT_TRUE(c->blobs().read_all(d).ok()) << d;
+    ++checked;
+  });
   EXPECT_EQ(checked, one);
   EXPECT_EQ(c->memory_state(), c->durable_state());
   ASSERT_TRUE(c->delete_job("b").ok());
