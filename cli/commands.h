@@ -35,6 +35,8 @@ absl::StatusOr<CoordinatorApiClient> connect_coordinator(const ConnectionFlags& 
 int with_coordinator(const ConnectionFlags& conn, const std::function<int(CoordinatorApiClient&)>& body);
 // local: an embedded coordinator and N workers running one job.
 void add_local_command(CLI::App& app, int* exit_code);
+// simulate: a job's wall time, transfers, disk and memory on a modelled lab.
+void add_simulate_command(CLI::App& app, int* exit_code);
 // synth: a synthetic model with real tensor names and deterministic random weights.
 void add_synth_command(CLI::App& app, int* exit_code);
 

@@ -157,21 +157,7 @@ absl::Status Coordinator::commit_import(const JobRecord& imported, int shard, bo
   j.set_imported_shards(shard + 1);
   j.set_imported(last);
   // The tasks that read only shards imported by now (a re-import keeps those that exist).
-  std::vector<TaskRecord> created;
-  for (int i = 0; i < j.plan().tasks_size(); ++i) {
-    const TaskPlan& p = j.plan().tasks(i);
-    const std::string task_id = j.id() + "/" + p.name();
-    if (last_shard_read(p) > shard || scheduler_.find(task_id)) continue;
-    TaskRecord t;
-    t.set_id(task_id);
-    t.set_job_id(j.id());
-    t.set_shard_index(p.shard());
-    t.set_plan_index(i);
-    t.set_kind(p.kind());
-    for (const auto& d : p.depends_on()) t.add_depends_on(j.id() + "/" + d);
-    t.set_state(t.depends_on_size() == 0 || scheduler_.dependencies_done(t) ? READY : WAITING);
-    created.push_back(std::move(t));
-  }
+  std::vector<TaskRecord> created = scheduler_.created_by_import(j.id(), j.plan(), shard);
   Change c;
   if (last) {
     size_t tensors = 0;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "fmt/format.h"
+#include "jobs/job_plan.h"
 
 namespace sp {
 
@@ -192,6 +193,26 @@ std::vector<TaskRecord> TaskScheduler::promotions(const std::string& job_id, con
     changed.push_back(std::move(c));
   }
   return changed;
+}
+
+std::vector<TaskRecord> TaskScheduler::created_by_import(const std::string& job_id,
+                                                        const shardpress::v1::JobPlan& plan, int shard) const {
+  std::vector<TaskRecord> created;
+  for (int i = 0; i < plan.tasks_size(); ++i) {
+    const shardpress::v1::TaskPlan& p = plan.tasks(i);
+    const std::string task_id = job_id + "/" + p.name();
+    if (last_shard_read(p) > shard || find(task_id)) continue;
+    TaskRecord t;
+    t.set_id(task_id);
+    t.set_job_id(job_id);
+    t.set_shard_index(p.shard());
+    t.set_plan_index(i);
+    t.set_kind(p.kind());
+    for (const auto& d : p.depends_on()) t.add_depends_on(job_id + "/" + d);
+    t.set_state(t.depends_on_size() == 0 || dependencies_done(t) ? TaskState::READY : TaskState::WAITING);
+    created.push_back(std::move(t));
+  }
+  return created;
 }
 
 }  // namespace sp

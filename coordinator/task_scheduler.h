@@ -92,6 +92,11 @@ class TaskScheduler {
   std::vector<shardpress::v1::TaskRecord> promotions(const std::string& job_id,
                                                      const shardpress::v1::TaskRecord& done) const;
   bool dependencies_done(const shardpress::v1::TaskRecord& t) const;
+  // The tasks of `plan` that read only shards 0..`shard` and do not exist yet, as an
+  // import that has reached `shard` creates them: READY when their dependencies are
+  // done (or they have none), else WAITING.
+  std::vector<shardpress::v1::TaskRecord> created_by_import(const std::string& job_id,
+                                                            const shardpress::v1::JobPlan& plan, int shard) const;
 
  private:
   absl::StatusOr<const shardpress::v1::TaskRecord*> held(const std::string& worker_id, const std::string& task_id,

@@ -8,6 +8,24 @@ namespace sp {
 
 using namespace shardpress::v1;  // NOLINT
 
+namespace {
+constexpr int64_t kMaxQuantStateBytes = 512;
+}  // namespace
+
+ExpectedOutput expected_output(const TensorMeta& in, const CompressSettings& settings) {
+  const auto role = role_from_name(in.role());
+  const bool linear = role && is_linear_weight(*role) && (settings.prune || settings.quantize);
+  ExpectedOutput out;
+  if (linear && settings.quantize && in.shape_size() == 2) {
+    out.tensors = nf4_weight_specs(in.name(), in.shape(0), in.shape(1), settings.quantize->blocksize,
+                                   settings.quantize->double_quant, kMaxQuantStateBytes);
+  } else {
+    out.tensors.push_back({in.name(), *dtype_from_name(in.dtype()), {in.shape().begin(), in.shape().end()}});
+    out.same_bytes = !linear;
+  }
+  return out;
+}
+
 absl::Status check_outputs(const ShardPlan& shard, const CompressSettings& settings, const CompleteRequest& r,
                            const std::vector<int64_t>& activations, bool forward_only, DType activations_dtype) {
   const int layer_groups = forward_only ? 0 : shard.tensors_size();
@@ -27,17 +45,7 @@ absl::Status check_outputs(const ShardPlan& shard, const CompressSettings& setti
   for (int i = 0; i < layer_groups; ++i) {
     const TensorMeta& in = shard.tensors(i);
     const OutputGroup& g = r.outputs(i);
-    const auto role = role_from_name(in.role());
-    const bool linear = role && is_linear_weight(*role) && (settings.prune || settings.quantize);
-    std::vector<TensorSpec> want;
-    bool same_bytes = false;
-    if (linear && settings.quantize && in.shape_size() == 2) {
-      want = nf4_weight_specs(in.name(), in.shape(0), in.shape(1), settings.quantize->blocksize,
-                              settings.quantize->double_quant, 0);
-    } else {
-      want.push_back({in.name(), *dtype_from_name(in.dtype()), {in.shape().begin(), in.shape().end()}});
-      same_bytes = !linear;
-    }
+    const auto [want, same_bytes] = expected_output(in, settings);
     if (g.tensors_size() != static_cast<int>(want.size()))
       return absl::InvalidArgumentError(fmt::format("{}: {} outputs, expected {}", in.name(), g.tensors_size(), want.size()));
     for (int k = 0; k < g.tensors_size(); ++k) {
@@ -47,7 +55,7 @@ absl::Status check_outputs(const ShardPlan& shard, const CompressSettings& setti
       const auto dt = dtype_from_name(got.dtype());
       uint64_t numel = 1;
       for (int64_t d : got.shape()) numel *= static_cast<uint64_t>(d);
-      const bool shape_ok = json_state ? (got.shape_size() == 1 && got.shape(0) > 0 && got.shape(0) <= 512)
+      const bool shape_ok = json_state ? (got.shape_size() == 1 && got.shape(0) > 0 && got.shape(0) <= kMaxQuantStateBytes)
                                        : std::vector<int64_t>(got.shape().begin(), got.shape().end()) == w.shape;
       if (got.name() != w.name || !dt || *dt != w.dtype || !shape_ok || got.nbytes() != numel * dtype_size(*dt) ||
           (same_bytes && got.digest() != in.digest()))

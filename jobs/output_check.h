@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "formats/bnb_format.h"
 #include "ops/compress_shard.h"
 #include "shardpress.pb.h"
 
@@ -17,6 +18,15 @@ namespace sp {
 // `activations` (non-empty: [sequences, tokens, hidden]) adds one last group holding the
 // activations for the next layer, in `activations_dtype`; `forward_only` expects that
 // group alone.
+// What a compression task returns for input tensor `in` of its shard: the bitsandbytes
+// tensors of a quantized projection (the quant_state JSON's length varies: its spec has
+// the shape it has at most, 512 bytes), a pruned weight, or `in` unchanged (`same_bytes`).
+struct ExpectedOutput {
+  std::vector<TensorSpec> tensors;
+  bool same_bytes = false;
+};
+ExpectedOutput expected_output(const shardpress::v1::TensorMeta& in, const CompressSettings& settings);
+
 absl::Status check_outputs(const shardpress::v1::ShardPlan& shard, const CompressSettings& settings,
                            const shardpress::v1::CompleteRequest& r, const std::vector<int64_t>& activations = {},
                            bool forward_only = false, DType activations_dtype = DType::kF32);

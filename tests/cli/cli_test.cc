@@ -258,41 +258,7 @@ TEST(Cli, VerifyMissingFolderExitsTwoAndNonCheckpointExitsOne) {
 // and size each layer's task for an 11 GiB worker.
 TEST(Cli, InspectExaone32bShapedModel) {
   test::TempDir d;
-  json cfg = {{"architectures", {"Exaone4ForCausalLM"}}, {"model_type", "exaone4"}, {"hidden_size", 5120},
-              {"intermediate_size", 27392}, {"num_hidden_layers", 2}, {"num_attention_heads", 40},
-              {"num_key_value_heads", 8}, {"head_dim", 128}, {"vocab_size", 102400},
-              {"tie_word_embeddings", false}, {"sliding_window", 4096}, {"sliding_window_pattern", "LLLG"},
-              {"torch_dtype", "bfloat16"}};
-  test::write_text(d / "config.json", cfg.dump());
-  std::vector<std::pair<std::string, std::vector<int64_t>>> t = {{"model.embed_tokens.weight", {102400, 5120}}};
-  for (int i = 0; i < 2; ++i) {
-    const std::string p = "model.layers." + std::to_string(i) + ".";
-    for (auto [n, s] : std::vector<std::pair<std::string, std::vector<int64_t>>>{
-             {"self_attn.q_proj.weight", {5120, 5120}}, {"self_attn.k_proj.weight", {1024, 5120}},
-             {"self_attn.v_proj.weight", {1024, 5120}}, {"self_attn.o_proj.weight", {5120, 5120}},
-             {"self_attn.q_norm.weight", {128}}, {"self_attn.k_norm.weight", {128}},
-             {"post_attention_layernorm.weight", {5120}}, {"mlp.gate_proj.weight", {27392, 5120}},
-             {"mlp.up_proj.weight", {27392, 5120}}, {"mlp.down_proj.weight", {5120, 27392}},
-             {"post_feedforward_layernorm.weight", {5120}}})
-      t.push_back({p + n, s});
-  }
-  t.push_back({"model.norm.weight", {5120}});
-  t.push_back({"lm_head.weight", {102400, 5120}});
-  json header = json::object();
-  uint64_t pos = 0;
-  for (const auto& [n, s] : t) {
-    uint64_t bytes = 2;
-    for (auto x : s) bytes *= static_cast<uint64_t>(x);
-    header[n] = {{"dtype", "BF16"}, {"shape", s}, {"data_offsets", {pos, pos + bytes}}};
-    pos += bytes;
-  }
-  std::string text = header.dump();
-  std::vector<uint8_t> head(8);
-  const uint64_t len = text.size();
-  std::memcpy(head.data(), &len, 8);
-  head.insert(head.end(), text.begin(), text.end());
-  test::write_bytes(d / "model.safetensors", head);
-  fs::resize_file(d / "model.safetensors", head.size() + pos);  // sparse data section
+  test::write_exaone32b_headers(d.path(), 2);
 
   auto r = run_cli({"inspect", d.path(), "-o", "json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -328,6 +294,66 @@ TEST(Cli, InspectExaone32bShapedModel) {
   EXPECT_EQ(gpu["gptq"][6]["name"], "down_proj");
   EXPECT_EQ(gpu["gptq"][6]["loops_side_by_side"], 6);
   EXPECT_EQ(gpu["gptq"][0]["loops_side_by_side"], 11);
+}
+
+// simulate: a 32B-shaped job on a header-only folder (the token file need not exist when
+// samples and seq_len are given), several labs and modes in one call, human and JSON.
+TEST(Cli, SimulateA32bJobOnAHeaderOnlyFolder) {
+  test::TempDir d;
+  test::write_exaone32b_headers(d.path(), 4);
+  test::write_text(d / "job.yaml", "name: big\nmodel: " + d.path() + "\noutput: " + (d / "out") +
+                                       "\nquantize: {format: nf4, method: gptq}\n"
+                                       "calibrate: {ids: " + (d / "later.ids.txt") + ", samples: 128, seq_len: 2048}\n");
+  auto r = run_cli({"simulate", d / "job.yaml", "--workers", "1*gtx1080ti", "--workers", "4*gtx1080ti", "--modes",
+                    "sequential,pipelined", "-o", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json j = json::parse(r.out);
+  ASSERT_EQ(j["runs"].size(), 4u);
+  EXPECT_EQ(j["runs"][0]["mode"], "sequential");
+  EXPECT_EQ(j["runs"][3]["mode"], "pipelined");
+  EXPECT_EQ(j["runs"][3]["workers"].size(), 4u);
+  EXPECT_LT(j["runs"][3]["wall_s"].get<double>(), j["runs"][1]["wall_s"].get<double>());
+  for (const auto& run : j["runs"]) {
+    EXPECT_GT(run["wall_s"].get<double>(), 0);
+    EXPECT_GT(run["coordinator_disk_peak"].get<uint64_t>(), run["output_bytes"].get<uint64_t>());
+    EXPECT_GT(run["workers"][0]["ram_peak"].get<uint64_t>(), 0u);
+  }
+  auto human = run_cli({"simulate", d / "job.yaml", "--workers", "2*gtx1080ti"});
+  ASSERT_EQ(human.exit_code, 0) << human.err;
+  for (const char* want : {"wall:", "coordinator disk peak:", "WORKER", "VRAM PEAK", "gtx1080ti"})
+    EXPECT_NE(human.out.find(want), std::string::npos) << want << "\n" << human.out;
+
+  auto bad = run_cli({"simulate", d / "job.yaml", "--workers", "4*tpu"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("unknown device 'tpu'"), std::string::npos) << bad.err;
+  auto small = run_cli({"simulate", d / "job.yaml", "--workers", "2*gtx1080ti:ram=8GiB"});
+  EXPECT_NE(small.exit_code, 0);
+  EXPECT_NE(small.err.find("layer.0 needs"), std::string::npos) << small.err;
+  test::write_text(d / "nolen.yaml", "name: big\nmodel: " + d.path() + "\noutput: " + (d / "out") +
+                                         "\nquantize: {format: nf4, method: gptq}\ncalibrate: {ids: " +
+                                         (d / "later.ids.txt") + "}\n");
+  auto nolen = run_cli({"simulate", d / "nolen.yaml", "--workers", "2*gtx1080ti"});
+  EXPECT_EQ(nolen.exit_code, 2);
+  EXPECT_NE(nolen.err.find("later.ids.txt is not there"), std::string::npos) << nolen.err;
+  auto rtn_modes = run_cli({"simulate", d / "nolen.yaml", "--workers", "2*gtx1080ti", "--modes", "fast"});
+  EXPECT_EQ(rtn_modes.exit_code, 2);
+}
+
+// simulate --local projects `shardpress local` on this machine from the real fixture's
+// token file (its shape read from the file).
+TEST(Cli, SimulateLocalStoriesJob) {
+  test::TempDir d;
+  test::write_text(d / "job.yaml", "name: s\nmodel: " + test::fixture("stories260k/hf-bf16") + "\noutput: " +
+                                       (d / "out") + "\nquantize: {format: nf4, method: gptq}\ncalibrate: {ids: " +
+                                       test::fixture("stories260k/text/calib.ids.txt") + ", samples: 128}\n");
+  auto r = run_cli({"simulate", d / "job.yaml", "--local", "--workers", "2*cpu", "--cores", "2", "-o", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json run = json::parse(r.out)["runs"][0];
+  EXPECT_EQ(run["tasks"], 5);
+  EXPECT_EQ(run["coordinator_bytes_out"], 128u * 256 * 4);  // only the token ids are fetched: weights read in place
+  EXPECT_GT(run["wall_s"].get<double>(), 1.0);
+  EXPECT_LT(run["wall_s"].get<double>(), 10.0);
+  EXPECT_FALSE(fs::exists(d / "out"));  // a simulation writes nothing
 }
 
 TEST(Cli, SynthModelsOfEachArchitectureOpenAndAreDeterministic) {

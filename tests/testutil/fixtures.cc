@@ -11,6 +11,8 @@
 #include <iterator>
 #include <sstream>
 
+#include "nlohmann/json.hpp"
+
 #include "gtest/gtest.h"
 
 namespace sp::test {
@@ -93,6 +95,44 @@ void write_text(const std::string& path, const std::string& text) {
 std::vector<uint8_t> read_bytes(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+
+void write_exaone32b_headers(const std::string& dir, int layers) {
+  nlohmann::json cfg = {{"architectures", {"Exaone4ForCausalLM"}}, {"model_type", "exaone4"}, {"hidden_size", 5120},
+              {"intermediate_size", 27392}, {"num_hidden_layers", layers}, {"num_attention_heads", 40},
+              {"num_key_value_heads", 8}, {"head_dim", 128}, {"vocab_size", 102400},
+              {"tie_word_embeddings", false}, {"sliding_window", 4096}, {"sliding_window_pattern", "LLLG"},
+              {"torch_dtype", "bfloat16"}};
+  write_text(dir + "/config.json", cfg.dump());
+  std::vector<std::pair<std::string, std::vector<int64_t>>> t = {{"model.embed_tokens.weight", {102400, 5120}}};
+  for (int i = 0; i < layers; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    for (auto [n, s] : std::vector<std::pair<std::string, std::vector<int64_t>>>{
+             {"self_attn.q_proj.weight", {5120, 5120}}, {"self_attn.k_proj.weight", {1024, 5120}},
+             {"self_attn.v_proj.weight", {1024, 5120}}, {"self_attn.o_proj.weight", {5120, 5120}},
+             {"self_attn.q_norm.weight", {128}}, {"self_attn.k_norm.weight", {128}},
+             {"post_attention_layernorm.weight", {5120}}, {"mlp.gate_proj.weight", {27392, 5120}},
+             {"mlp.up_proj.weight", {27392, 5120}}, {"mlp.down_proj.weight", {5120, 27392}},
+             {"post_feedforward_layernorm.weight", {5120}}})
+      t.push_back({p + n, s});
+  }
+  t.push_back({"model.norm.weight", {5120}});
+  t.push_back({"lm_head.weight", {102400, 5120}});
+  nlohmann::json header = nlohmann::json::object();
+  uint64_t pos = 0;
+  for (const auto& [n, s] : t) {
+    uint64_t bytes = 2;
+    for (auto x : s) bytes *= static_cast<uint64_t>(x);
+    header[n] = {{"dtype", "BF16"}, {"shape", s}, {"data_offsets", {pos, pos + bytes}}};
+    pos += bytes;
+  }
+  std::string text = header.dump();
+  std::vector<uint8_t> head(8);
+  const uint64_t len = text.size();
+  std::memcpy(head.data(), &len, 8);
+  head.insert(head.end(), text.begin(), text.end());
+  write_bytes(dir + "/model.safetensors", head);
+  std::filesystem::resize_file(dir + "/model.safetensors", head.size() + pos);  // sparse data section
 }
 
 }  // namespace sp::test

@@ -45,4 +45,9 @@ void write_bytes(const std::string& path, std::span<const uint8_t> bytes);
 void write_text(const std::string& path, const std::string& text);
 std::vector<uint8_t> read_bytes(const std::string& path);
 
+// A model folder with EXAONE-4.0-32B's real shapes and `layers` of its 64 layers: config.json
+// and a safetensors file whose data section is sparse (header + ftruncate), so it costs no
+// disk. Enough for inspect, simulate and planning; its weights read as zeros.
+void write_exaone32b_headers(const std::string& dir, int layers);
+
 }  // namespace sp::test
