@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# shardpress against llama.cpp's llama-quantize (not a test): the same synthetic Llama
+# (bf16 for shardpress, f16 GGUF for llama-quantize: same shapes), alternated round by
+# round, medians of ROUNDS, the ratios to llama-quantize:
+#   compress         `shardpress compress` to NF4 (RTN), one process
+#   local            `shardpress local --workers 2` to NF4 (RTN)
+#   llama-quantize   `llama-quantize in-f16.gguf out.gguf Q4_0 2` (2 threads)
+# Usage: scripts/bench-vs-llama-quantize.sh [PARAMS=1.1B] [ROUNDS=3] [WORKDIR=build/bench-llama]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+params="${1:-1.1B}"
+rounds="${2:-3}"
+work="$(mkdir -p "${3:-build/bench-llama}" && cd "${3:-build/bench-llama}" && pwd)"
+bin="$PWD/build/bin"
+quantize="$(cd "${SHARDPRESS_SHARED_DIR:-../shared}/tools/llama.cpp/bin" && pwd)/llama-quantize"
+[ -d "$work/bf16" ] || "$bin/shardpress" synth --params "$params" --dtype bf16 "$work/bf16" > /dev/null
+if [ ! -f "$work/f16.gguf" ]; then
+  "$bin/shardpress" synth --params "$params" --dtype f16 "$work/f16" > /dev/null
+  python3 scripts/gguf-from-safetensors.py "$work/f16" "$work/f16.gguf" > /dev/null
+  rm -rf "$work/f16"
+fi
+now() { date +%s.%N; }
+timed() { local t0; t0=$(now); "$@" > /dev/null 2>&1; echo "$(now) - $t0" | bc; }
+run_compress() { rm -rf "$work/c-out"; "$bin/shardpress" compress "$work/bf16" "$work/c-out"; }
+run_local() {
+  rm -rf "$work/l-out" "$work/l-state"
+  printf 'name: bench\nmodel: %s\noutput: %s\n' "$work/bf16" "$work/l-out" > "$work/l.yaml"
+  "$bin/shardpress" local "$work/l.yaml" --workers 2 --state-dir "$work/l-state"
+}
+run_llama() { rm -f "$work/q4_0.gguf"; "$quantize" "$work/f16.gguf" "$work/q4_0.gguf" Q4_0 2; }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+declare -A times
+for r in $(seq "$rounds"); do
+  times[compress]+="$(timed run_compress) "
+  times[local]+="$(timed run_local) "
+  times[llama-quantize]+="$(timed run_llama) "
+done
+base=$(echo ${times[llama-quantize]} | tr ' ' '\n' | median)
+echo "synthetic Llama $params ($(grep -o '"num_hidden_layers": [0-9]*' "$work/bf16/config.json")), $rounds rounds alternated, median wall seconds"
+for k in compress local llama-quantize; do
+  m=$(echo ${times[$k]} | tr ' ' '\n' | median)
+  printf '%-15s %-30s median %-8s  %sx llama-quantize\n' "$k" "${times[$k]}" "$m" "$(echo "scale=2; $m / $base" | bc)"
+done
