@@ -4,6 +4,8 @@
 #include <cmath>
 #include <vector>
 
+#include "ops/nf4.h"
+
 namespace sp {
 namespace {
 
@@ -86,11 +88,13 @@ DoubleQuantized double_quantize(std::span<const float> absmax, float offset,
   for (size_t b = 0; b * bs < n; ++b) {
     const size_t begin = b * bs, end = std::min(n, begin + bs);
     float amax = 0.0f;
-    for (size_t i = begin; i < end; ++i) amax = std::fmax(amax, std::fabs(absmax[i] - offset));
+    for (size_t i = begin; i < end; ++i) {  // fmax(amax, d) without its call: NaN keeps amax
+      const float d = std::fabs(absmax[i] - offset);
+      amax = d > amax ? d : amax;
+    }
     dq.nested_absmax[b] = amax;
-    const float inv = 1.0f / amax;
-    for (size_t i = begin; i < end; ++i)
-      dq.codes[i] = dynamic_code_of(map.data(), (absmax[i] - offset) * inv);
+    nf4_best_backend().dynamic_codes(map.data(), absmax.data() + begin, end - begin, offset, 1.0f / amax,
+                                     dq.codes.data() + begin);
   }
   return dq;
 }

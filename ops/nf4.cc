@@ -22,9 +22,9 @@ bool has_avx2() { return __builtin_cpu_supports("avx2"); }
 
 // One row per backend: name, availability, kernels. Tests iterate over this table.
 const Nf4Backend kBackends[] = {
-    {"reference", always, nf4_quantize_ref, nf4_dequantize_ref, nf4_dequantize_bf16_ref},
+    {"reference", always, nf4_quantize_ref, nf4_dequantize_ref, nf4_dequantize_bf16_ref, dynamic_codes_ref},
 #if defined(SP_HAVE_AVX2_KERNELS)
-    {"avx2", has_avx2, avx2::nf4_quantize, avx2::nf4_dequantize, avx2::nf4_dequantize_bf16},
+    {"avx2", has_avx2, avx2::nf4_quantize, avx2::nf4_dequantize, avx2::nf4_dequantize_bf16, avx2::dynamic_codes},
 #endif
 };
 

@@ -42,6 +42,9 @@ struct Nf4Backend {
   // bf16 weight.
   void (*dequantize_bf16)(const uint8_t* packed, const float* absmax, size_t n, size_t blocksize,
                           uint16_t* out);
+  // Double quantization's 8-bit codes: codes[i] = dynamic_code_of(map, (x[i] - offset) *
+  // scale) (ops/double_quant.h: bitsandbytes' search in its signed dynamic map).
+  void (*dynamic_codes)(const float* map, const float* x, size_t n, float offset, float scale, uint8_t* codes);
 };
 
 // Reference first; then the vector backends compiled into this build.
@@ -73,6 +76,7 @@ void nf4_dequantize_ref(const uint8_t* packed, const float* absmax, size_t n, si
                         float* out);
 void nf4_dequantize_bf16_ref(const uint8_t* packed, const float* absmax, size_t n,
                              size_t blocksize, uint16_t* out);
+void dynamic_codes_ref(const float* map, const float* x, size_t n, float offset, float scale, uint8_t* codes);
 
 // One element of the reference: the code of a scaled value s = x * (1/absmax).
 inline uint8_t nf4_code_of(float s) {

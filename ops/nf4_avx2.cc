@@ -183,4 +183,38 @@ void nf4_dequantize_bf16(const uint8_t* packed, const float* absmax, size_t n, s
   for (; i < n; ++i) out[i] = bf16_scalar(code_at(packed, i) * absmax[i / blocksize]);
 }
 
+void dynamic_codes(const float* map, const float* x, size_t n, float offset, float scale, uint8_t* codes) {
+  const __m256 off = _mm256_set1_ps(offset), sc = _mm256_set1_ps(scale), half = _mm256_set1_ps(0.5f);
+  const __m256 first = _mm256_set1_ps(map[0]), last = _mm256_set1_ps(map[255]);
+  const __m256i zero = _mm256_setzero_si256(), top = _mm256_set1_epi32(255);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    // The reference's steps (ops/double_quant.cc dynamic_code_of) lane by lane.
+    const __m256 v = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), off), sc);
+    __m256i pivot = _mm256_set1_epi32(127), upper_pivot = top, lower_pivot = zero;
+    __m256 lower = _mm256_set1_ps(-1.0f), upper = _mm256_set1_ps(1.0f);
+    __m256 val = _mm256_i32gather_ps(map, pivot, 4);
+    for (int step = 64; step > 0; step >>= 1) {
+      const __m256 above = _mm256_cmp_ps(v, val, _CMP_GT_OQ);
+      const __m256i a = _mm256_castps_si256(above);
+      lower_pivot = _mm256_blendv_epi8(lower_pivot, pivot, a);
+      lower = _mm256_blendv_ps(lower, val, above);
+      upper_pivot = _mm256_blendv_epi8(pivot, upper_pivot, a);
+      upper = _mm256_blendv_ps(val, upper, above);
+      pivot = _mm256_add_epi32(pivot, _mm256_blendv_epi8(_mm256_set1_epi32(-step), _mm256_set1_epi32(step), a));
+      val = _mm256_i32gather_ps(map, pivot, 4);
+    }
+    upper = _mm256_blendv_ps(upper, last, _mm256_castsi256_ps(_mm256_cmpeq_epi32(upper_pivot, top)));
+    lower = _mm256_blendv_ps(lower, first, _mm256_castsi256_ps(_mm256_cmpeq_epi32(lower_pivot, zero)));
+    const __m256 above = _mm256_cmp_ps(v, val, _CMP_GT_OQ);
+    const __m256 mid = _mm256_mul_ps(_mm256_add_ps(_mm256_blendv_ps(lower, upper, above), val), half);
+    const __m256i up = _mm256_blendv_epi8(pivot, upper_pivot, _mm256_castps_si256(_mm256_cmp_ps(v, mid, _CMP_GT_OQ)));
+    const __m256i down = _mm256_blendv_epi8(pivot, lower_pivot, _mm256_castps_si256(_mm256_cmp_ps(v, mid, _CMP_LT_OQ)));
+    alignas(32) int32_t out[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out), _mm256_blendv_epi8(down, up, _mm256_castps_si256(above)));
+    for (int k = 0; k < 8; ++k) codes[i + static_cast<size_t>(k)] = static_cast<uint8_t>(out[k]);
+  }
+  dynamic_codes_ref(map, x + i, n - i, offset, scale, codes + i);
+}
+
 }  // namespace sp::avx2

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "common/half.h"
+#include "ops/double_quant.h"
 #include "ops/nf4.h"
 
 namespace sp {
@@ -61,6 +62,10 @@ void nf4_dequantize_bf16_ref(const uint8_t* packed, const float* absmax, size_t 
     const uint8_t q = (i % 2 == 0) ? byte >> 4 : byte & 0x0f;
     out[i] = f32_to_bf16(kNf4Code[q] * absmax[i / blocksize]);
   }
+}
+
+void dynamic_codes_ref(const float* map, const float* x, size_t n, float offset, float scale, uint8_t* codes) {
+  for (size_t i = 0; i < n; ++i) codes[i] = dynamic_code_of(map, (x[i] - offset) * scale);
 }
 
 }  // namespace sp

@@ -4,10 +4,13 @@
 //   build/bin/bench_nf4 [--benchmark_filter=avx2]
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
+#include <cmath>
 #include <random>
 #include <vector>
 
 #include "common/half.h"
+#include "ops/double_quant.h"
 #include "ops/nf4.h"
 
 namespace sp {
@@ -67,6 +70,42 @@ void BM_Dequantize(benchmark::State& st) {
   st.SetBytesProcessed(static_cast<int64_t>(st.iterations()) * static_cast<int64_t>(kN * 2));
 }
 
+// Double quantization of the matrix's absmax values (one per 64 weights), as a job does
+// after each NF4 quantize; bytes/s count the BF16 weights they belong to.
+void BM_DoubleQuantize(benchmark::State& st) {
+  std::vector<uint8_t> packed(nf4_packed_bytes(kN));
+  std::vector<float> absmax(nf4_num_blocks(kN, 64));
+  nf4_best_backend().quantize(weights().data(), DType::kBF16, kN, 64, packed.data(), absmax.data());
+  for (auto _ : st) {
+    benchmark::DoNotOptimize(double_quantize(absmax));
+    benchmark::ClobberMemory();
+  }
+  st.SetBytesProcessed(static_cast<int64_t>(st.iterations()) * static_cast<int64_t>(kN * 2));
+}
+
+// Double quantization's 8-bit code search alone, per backend, on the matrix's absmax
+// values (one per 64 weights); bytes/s count the BF16 weights they belong to.
+void BM_DynamicCodes(benchmark::State& st) {
+  const Nf4Backend* b = backend(static_cast<int>(st.range(0)));
+  if (!b->available()) {
+    st.SkipWithError("backend not available on this CPU");
+    return;
+  }
+  st.SetLabel(b->name);
+  std::vector<uint8_t> packed(nf4_packed_bytes(kN));
+  std::vector<float> absmax(nf4_num_blocks(kN, 64));
+  nf4_best_backend().quantize(weights().data(), DType::kBF16, kN, 64, packed.data(), absmax.data());
+  const float offset = absmax_mean(absmax);
+  float amax = 0;
+  for (float a : absmax) amax = std::max(amax, std::fabs(a - offset));
+  std::vector<uint8_t> codes(absmax.size());
+  for (auto _ : st) {
+    b->dynamic_codes(dynamic_map_signed().data(), absmax.data(), absmax.size(), offset, 1.0f / amax, codes.data());
+    benchmark::ClobberMemory();
+  }
+  st.SetBytesProcessed(static_cast<int64_t>(st.iterations()) * static_cast<int64_t>(kN * 2));
+}
+
 void backends(benchmark::internal::Benchmark* b) {
   for (size_t i = 0; i < nf4_backends().size(); ++i) b->Arg(static_cast<int64_t>(i));
 }
@@ -79,6 +118,8 @@ void backends_and_outputs(benchmark::internal::Benchmark* b) {
 }
 
 BENCHMARK(BM_Quantize)->Apply(backends)->Unit(benchmark::kMillisecond)->MinTime(2.0)->UseRealTime();
+BENCHMARK(BM_DynamicCodes)->Apply(backends)->Unit(benchmark::kMillisecond)->MinTime(1.0)->UseRealTime();
+BENCHMARK(BM_DoubleQuantize)->Unit(benchmark::kMillisecond)->MinTime(2.0)->UseRealTime();
 BENCHMARK(BM_Dequantize)->Apply(backends_and_outputs)->Unit(benchmark::kMillisecond)->MinTime(2.0)->UseRealTime();
 
 }  // namespace

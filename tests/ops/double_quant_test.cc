@@ -1,7 +1,9 @@
 #include "ops/double_quant.h"
+#include "ops/nf4.h"
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 
 #include "gtest/gtest.h"
@@ -35,6 +37,36 @@ TEST(DynamicMap, SearchFindsNearestWithTiesToEven) {
   EXPECT_EQ(dynamic_code_of(m.data(), mid), 200);
   const float mid2 = (m[201] + m[202]) * 0.5f;
   EXPECT_EQ(dynamic_code_of(m.data(), mid2), 202);
+}
+
+// Every backend's codes are the reference search's (dynamic_code_of, the spec), lane by
+// lane and in the scalar tails: the map's entries and midpoints and their neighbours,
+// values beyond +-1, zeros, infinities and NaN, with the offset and scale applied first.
+TEST(DynamicMap, EveryBackendsCodesAreTheReferenceSearchs) {
+  const auto& m = dynamic_map_signed();
+  std::vector<float> xs = {0.0f, -0.0f, 1.0f, -1.0f, 1.5f, -1.5f, 1e-30f, -1e-30f, std::nanf(""),
+                           std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity()};
+  for (size_t i = 0; i < 256; ++i) {
+    xs.push_back(m[i]);
+    if (i + 1 < 256) xs.push_back((m[i] + m[i + 1]) * 0.5f);
+    xs.push_back(std::nextafter(m[i], 2.0f));
+    xs.push_back(std::nextafter(m[i], -2.0f));
+  }
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-1.1f, 1.1f);
+  std::normal_distribution<float> small(0.0f, 0.01f);
+  for (int k = 0; k < 200001; ++k) xs.push_back(k % 2 ? u(rng) : small(rng));  // odd count: a tail
+  for (const auto& [offset, scale] : std::vector<std::pair<float, float>>{{0.0f, 1.0f}, {0.013f, 37.5f}}) {
+    std::vector<uint8_t> want(xs.size());
+    for (size_t i = 0; i < xs.size(); ++i) want[i] = dynamic_code_of(m.data(), (xs[i] - offset) * scale);
+    for (const auto& b : nf4_backends()) {
+      if (!b.available()) continue;
+      std::vector<uint8_t> got(xs.size(), 0xAA);
+      b.dynamic_codes(m.data(), xs.data(), xs.size(), offset, scale, got.data());
+      for (size_t i = 0; i < xs.size(); ++i)
+        ASSERT_EQ(got[i], want[i]) << b.name << " x=" << xs[i] << " offset=" << offset << " scale=" << scale;
+    }
+  }
 }
 
 TEST(DoubleQuant, RoundTripErrorWithinHalfTheWidestGap) {
