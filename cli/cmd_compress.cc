@@ -49,6 +49,7 @@ int run_compress(const CompressArgs& a) {
     if (!ids.ok()) return report_error(ids.status());
     opts.calibration = std::move(*ids);
     opts.sequential = !calib->pipelined;
+    opts.activations_dtype = calib->activations;
     set_blas_threads(1);  // deterministic and predictable: one core per compression
   }
   const bool tty = stderr_is_tty();

@@ -194,7 +194,7 @@ void add_simulate_command(CLI::App& app, int* exit_code) {
       ->required();
   cmd->add_option("--workers", a->workers,
                   "Lab: GROUP[+GROUP...], GROUP = [N*]cpu|gtx1080ti[:ram=32GiB][:vram=11GiB][:nic=1GbE][:disk=500MB/s]"
-                  "[:threads=1][:source=yes|no]; repeat the flag to compare labs")
+                  "[:source=yes|no]; repeat the flag to compare labs")
       ->required();
   cmd->add_option("--modes", a->modes, "Calibrated jobs: simulate each of sequential, pipelined")
       ->delimiter(',')

@@ -25,6 +25,10 @@ void add_compress_flags(CLI::App* cmd, CompressFlags* f) {
   cmd->add_flag("--no-act-order", f->no_act_order, "GPTQ: visit columns in order")->excludes(on);
   cmd->add_flag("--true-sequential", f->true_sequential,
                 "Inside a layer, calibrate o, gate/up and down on the already compressed projections before them");
+  cmd->add_option("--activations", f->activations,
+                  "Layer boundaries handed between layers (tasks, in a job): float32 (default) or bfloat16 (half "
+                  "the bytes, a small cost in quality)")
+      ->check(CLI::IsMember({"float32", "bfloat16"}));
   cmd->add_option("--scale-search", f->scale_search,
                   fmt::format("GPTQ: per row, try NF4 scales within +-this fraction of absmax (steps of 0.02); 0 = "
                               "absmax (default {:g})",
@@ -60,8 +64,9 @@ absl::StatusOr<JobSettings> to_settings(const CompressFlags& f, bool need_ids) {
   if (f.act_order || f.no_act_order) q->set_act_order(f.act_order);
   if (f.scale_search) q->set_scale_search(*f.scale_search);
   if (f.damp) q->set_damp(*f.damp);
-  apply_dependent_defaults(spec, f.sparsity.has_value(), f.act_order || f.no_act_order);
   auto* c = spec.mutable_calibrate();
+  if (f.activations) c->set_activations(*f.activations);
+  apply_dependent_defaults(spec, f.sparsity.has_value(), f.act_order || f.no_act_order);
   c->set_true_sequential(f.true_sequential);
   // Without --calib-ids, inspect still plans (a stand-in name passes the check).
   c->set_ids(f.calib_ids.value_or(need_ids ? "" : "(no file)"));

@@ -23,6 +23,7 @@ struct CompressFlags {
   std::optional<std::string> method;  // rtn | gptq
   bool act_order = false, no_act_order = false;
   bool true_sequential = false;
+  std::optional<std::string> activations;
   std::optional<double> scale_search;
   std::optional<double> damp;
   std::optional<std::string> calib_ids;

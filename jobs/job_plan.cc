@@ -10,7 +10,8 @@ namespace sp {
 using namespace shardpress::v1;  // NOLINT
 
 DType activations_dtype(const JobSpec& spec) {
-  return spec.eval().ids().empty() ? kCalibrationActivationsDType : DType::kF32;
+  if (!spec.eval().ids().empty()) return DType::kF32;
+  return spec.calibrate().activations() == "bfloat16" ? DType::kBF16 : kCalibrationActivationsDType;
 }
 
 namespace {

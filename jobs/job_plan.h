@@ -31,8 +31,10 @@ inline constexpr char kCalibrationIdsTensor[] = "__calibration_ids__";
 inline constexpr char kCalibrationShardId[] = "calibration";
 
 // The dtype of the activations a job's tasks hand to each other: for compression
-// kCalibrationActivationsDType (as a local run rounds them), float32 for an evaluation,
-// whose perplexity is the one-process `eval`'s to the last bit.
+// kCalibrationActivationsDType (as a local run rounds them) unless the spec asks for
+// bfloat16 (calibrate.activations: half the bytes over the network, a small cost in
+// quality), float32 for an evaluation, whose perplexity is the one-process `eval`'s to
+// the last bit.
 DType activations_dtype(const shardpress::v1::JobSpec& spec);
 
 // Tensors that travel between tasks but never reach the checkpoint.

@@ -63,7 +63,12 @@ absl::StatusOr<JobSettings> convert(const JobSpec& spec) {
     const auto& c = spec.calibrate();
     if (c.mode() != "sequential" && c.mode() != "pipelined")
       return bad(fmt::format("'calibrate.mode' is '{}'; expected sequential or pipelined", c.mode()));
-    out.calibration = CalibrationSettings{c.ids(), c.samples(), c.seq_len(), c.mode() == "pipelined", c.stage_memory()};
+    const auto activations = c.activations().empty() ? std::optional<DType>(DType::kF32)
+                                                      : dtype_from_torch_name(c.activations());
+    if (!activations || (*activations != DType::kF32 && *activations != DType::kBF16))
+      return bad(fmt::format("'calibrate.activations' is '{}'; expected float32 or bfloat16", c.activations()));
+    out.calibration =
+        CalibrationSettings{c.ids(), c.samples(), c.seq_len(), c.mode() == "pipelined", c.stage_memory(), *activations};
   }
   return out;
 }
@@ -94,6 +99,7 @@ JobSpec default_job_spec() {
 }
 
 void apply_dependent_defaults(JobSpec& spec, bool sparsity_given, bool act_order_given) {
+  if (spec.calibrate().activations() == "float32") spec.mutable_calibrate()->clear_activations();
   const bool two_four = spec.prune().scope() == "2:4";
   if (two_four && !sparsity_given) spec.mutable_prune()->set_sparsity(0.5);
   if (!act_order_given) spec.mutable_quantize()->set_act_order(!two_four);
@@ -138,7 +144,10 @@ CompressSettings compress_settings(const JobSpec& spec) {
 
 bool spec_needs_calibration(const JobSpec& spec) { return needs_calibration(compress_settings(spec)); }
 
-std::string describe_spec(const JobSpec& spec) { return describe(compress_settings(spec)); }
+std::string describe_spec(const JobSpec& spec) {
+  const std::string d = describe(compress_settings(spec));
+  return spec_needs_calibration(spec) && spec.calibrate().activations() == "bfloat16" ? d + ", bfloat16 activations" : d;
+}
 
 std::string spec_digest(const JobSpec& spec) {
   std::string bytes;

@@ -110,11 +110,11 @@ static absl::StatusOr<JobSpec> parse_job_yaml_unguarded(std::string_view text, s
     SP_RETURN_IF_ERROR(field("gptq_block_size", q->gptq_block_size(), [&](auto v) { q->set_gptq_block_size(v); }));
     act_order_given = static_cast<bool>(n["act_order"]);
   }
-  apply_dependent_defaults(spec, sparsity_given, act_order_given);
   auto* c = spec.mutable_calibrate();
   if (const YAML::Node n = root["calibrate"]) {
     SP_RETURN_IF_ERROR(check_keys(n, "calibrate",
-                                  {"ids", "samples", "seq_len", "mode", "true_sequential", "stage_memory"}, label));
+                                  {"ids", "samples", "seq_len", "mode", "true_sequential", "stage_memory", "activations"},
+                                  label));
     auto field = [&](const char* key, auto current, auto set) {
       return read_field(n, "calibrate", key, current, set, label);
     };
@@ -123,12 +123,14 @@ static absl::StatusOr<JobSpec> parse_job_yaml_unguarded(std::string_view text, s
     SP_RETURN_IF_ERROR(field("seq_len", c->seq_len(), [&](auto v) { c->set_seq_len(v); }));
     SP_RETURN_IF_ERROR(field("mode", c->mode(), [&](auto v) { c->set_mode(v); }));
     SP_RETURN_IF_ERROR(field("true_sequential", c->true_sequential(), [&](auto v) { c->set_true_sequential(v); }));
+    SP_RETURN_IF_ERROR(field("activations", c->activations(), [&](auto v) { c->set_activations(v); }));
     std::string stage_memory = "10GiB";
     SP_RETURN_IF_ERROR(read_scalar(n, "stage_memory", "calibrate.stage_memory", &stage_memory, label));
     auto sm = parse_byte_size(stage_memory);
     if (!sm.ok()) return bad(label, fmt::format("'calibrate.stage_memory': {}", std::string(sm.status().message())));
     c->set_stage_memory(*sm);
   }
+  apply_dependent_defaults(spec, sparsity_given, act_order_given);
   if (spec.name().empty() && !spec.output().empty())
     spec.set_name(std::filesystem::path(spec.output()).lexically_normal().filename().string());
   SP_RETURN_IF_ERROR(annotate(validate_job_spec(spec), label));

@@ -2,8 +2,10 @@
 // Hessian update X^T X and the Cholesky factorisations GPTQ needs. OpenBLAS does the
 // work; each op has a plain scalar reference (`*_ref`) that tests compare it with.
 //
-// Determinism: OpenBLAS partitions the output, not the reduction, so results do not
-// depend on its thread count; set_blas_threads(1) in workers keeps CPU use predictable.
+// Determinism: OpenBLAS's results depend on its thread count (and on how a product is
+// cut: slices of rows or columns give other bits too, its kernels follow the shapes), so
+// everything that writes a checkpoint runs it with one thread (workers, compress):
+// `CalibrationCluster.BfloatActivationsOnAWorkerWithThreadsAreWhatOneProcessWrites`.
 //
 // Thread-safety: pure functions on caller-owned buffers.
 #pragma once

@@ -27,8 +27,8 @@ struct Preset {
 };
 const std::map<std::string, Preset>& presets() {
   static const std::map<std::string, Preset> p = {
-      {"cpu", {{"cpu", false, 0, 0, 0, 1}, 32ull << 30, kGigabitLink, 500e6}},
-      {"gtx1080ti", {{"gtx1080ti", true, 11.34e12, 484e9, 11ull << 30, 1}, 32ull << 30, kGigabitLink, 500e6}},
+      {"cpu", {{"cpu", false, 0, 0, 0}, 32ull << 30, kGigabitLink, 500e6}},
+      {"gtx1080ti", {{"gtx1080ti", true, 11.34e12, 484e9, 11ull << 30}, 32ull << 30, kGigabitLink, 500e6}},
   };
   return p;
 }
@@ -123,19 +123,13 @@ absl::StatusOr<LabModel> parse_lab(const std::string& spec, const std::string& c
         auto r = parse_rate(value);
         if (!r.ok()) return annotate(r.status(), where);
         (key == "nic" ? w.nic : w.disk) = *r;
-      } else if (key == "threads") {
-        char* end = nullptr;
-        const long n = std::strtol(value.c_str(), &end, 10);
-        if (value.empty() || *end || n < 1 || n > 256)
-          return absl::InvalidArgumentError(fmt::format("{}: '{}' must be 1..256", where, value));
-        w.device.threads = static_cast<int>(n);
       } else if (key == "source") {
         if (value != "yes" && value != "no")
           return absl::InvalidArgumentError(fmt::format("{}: '{}' must be yes or no", where, value));
         w.sees_source = value == "yes";
       } else {
         return absl::InvalidArgumentError(
-            fmt::format("--workers: unknown key '{}' in '{}' (ram, vram, nic, disk, threads, source)", key, group));
+            fmt::format("--workers: unknown key '{}' in '{}' (ram, vram, nic, disk, source)", key, group));
       }
     }
     for (long i = 0; i < count; ++i) {
@@ -152,8 +146,7 @@ namespace {
 std::string describe_worker(const LabModel& lab, const WorkerModel& w) {
   std::string d = w.device.gpu ? fmt::format("{} ({} device memory, {} RAM", w.device.name, format_bytes(w.device.vram),
                                              format_bytes(w.ram))
-                               : fmt::format("{} ({} thread{}, {} RAM", w.device.name, w.device.threads,
-                                             w.device.threads == 1 ? "" : "s", format_bytes(w.ram));
+                               : fmt::format("{} (one thread, {} RAM", w.device.name, format_bytes(w.ram));
   return d + (lab.local ? ")"
                         : fmt::format(", {:.0f} MB/s link{})", w.nic / 1e6, w.sees_source ? ", sees the model files" : ""));
 }

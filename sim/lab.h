@@ -18,8 +18,7 @@ struct DeviceModel {
   bool gpu = false;
   double tflops = 0;     // GPU: fp32 peak
   double bandwidth = 0;  // GPU: device memory bytes/s
-  uint64_t vram = 0;     // GPU: device memory a task may use
-  int threads = 1;       // host threads the ops use
+  uint64_t vram = 0;     // GPU: device memory a task may use (host work: one thread, as workers compute)
 };
 
 struct WorkerModel {
@@ -45,7 +44,7 @@ struct LabModel {
 absl::StatusOr<double> parse_rate(std::string_view text);
 
 // A lab from `--workers SPEC`: GROUP[+GROUP...], GROUP = [N*]DEVICE[:KEY=VALUE...], DEVICE
-// cpu or gtx1080ti, KEY one of ram, nic, disk, threads, vram, source (yes|no). Defaults per
+// cpu or gtx1080ti, KEY one of ram, nic, disk, vram, source (yes|no). Defaults per
 // device (sim/device_rates.h); `coordinator_nic`/`coordinator_disk` empty: the lab defaults.
 // `local`: every worker on this machine with `cores` cores (as `shardpress local`).
 absl::StatusOr<LabModel> parse_lab(const std::string& workers, const std::string& coordinator_nic,

@@ -142,20 +142,19 @@ TaskWork task_work(const ModelDescription& model, const CompressSettings& settin
 }
 
 double compute_seconds(const TaskWork& w, const DeviceModel& d) {
-  const double threads = std::max(1, d.threads);
   // The RTN pass over the weights (calibrated tasks quantize too; the GPTQ loops are on top).
-  double host = static_cast<double>(w.weight_bytes) / kCpuRtnBytesPerS / threads;
+  double host = static_cast<double>(w.weight_bytes) / kCpuRtnBytesPerS;
   if (!d.gpu) {
-    return host + (w.forward_flops + w.hessian_flops + w.head_flops) / kCpuForwardFlopsPerS / threads +
-           w.attention_scores * kCpuSecondsPerScore / threads + w.obs_loops * kCpuSecondsPerObsLoop +
-           w.obs_first_flops / kCpuObsFirstFlopsPerS / threads + w.obs_search_flops / kCpuObsSearchFlopsPerS / threads;
+    return host + (w.forward_flops + w.hessian_flops + w.head_flops) / kCpuForwardFlopsPerS +
+           w.attention_scores * kCpuSecondsPerScore + w.obs_loops * kCpuSecondsPerObsLoop +
+           w.obs_first_flops / kCpuObsFirstFlopsPerS + w.obs_search_flops / kCpuObsSearchFlopsPerS;
   }
   if (w.forward_flops == 0 && w.hessian_flops == 0 && w.obs_first_flops == 0 && w.head_flops == 0)
     return static_cast<double>(w.weight_bytes) / (d.bandwidth * kGpuBandwidthEfficiency);  // NF4 on the device
   double device = 0;
   host = 0;  // the measured host part below covers the GPU path's passes over the weights
   if (w.forward_on_cpu)
-    host += (w.forward_flops + w.hessian_flops) / kCpuForwardFlopsPerS / threads;
+    host += (w.forward_flops + w.hessian_flops) / kCpuForwardFlopsPerS;
   else
     device += w.forward_flops / (d.tflops * kGpuForwardEfficiency) + w.hessian_flops / (d.tflops * kGpuHessianEfficiency);
   device += w.head_flops / (d.tflops * kGpuForwardEfficiency);

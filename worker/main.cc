@@ -56,7 +56,8 @@ int main(int argc, char** argv) {
   app.add_option("--memory", f.memory, "Memory budget for tasks (host memory)")->capture_default_str();
   app.add_option("--gpu-memory", f.gpu_memory,
                  "Device memory GPU work may use (default: what the device has free)");
-  app.add_option("--threads", f.threads, "Threads for a task (the forward pass, GPTQ: OpenBLAS threads)")
+  app.add_option("--threads", f.threads, "Cores this worker offers, as `workers` shows them; tasks compute with one thread so that their "
+                 "bytes never depend on it (run one worker per core to use more)")
       ->capture_default_str();
   app.add_option("--cache-size", f.cache_size, "Largest size of the blob cache")->capture_default_str();
   app.add_option("--token-file", f.token_file, "File with the coordinator's shared token");

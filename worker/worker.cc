@@ -70,7 +70,9 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::create(WorkerOptions options) {
   Worker* self = w.get();
   w->inputs_ = std::make_unique<TaskInputs>(
       w->cache_.get(), [self](const std::string& digest, uint64_t nbytes) { return self->fetch(digest, nbytes); }, w->options_.direct_read);
-  set_blas_threads(w->options_.threads);  // the forward pass and GPTQ use the advertised threads
+  // One OpenBLAS thread whatever --threads says: its threading changes the last bits of
+  // products and factorisations, and a task's bytes must not depend on where it ran.
+  set_blas_threads(1);
   return w;
 }
 

@@ -2,6 +2,8 @@
 // coordinator and worker processes: the output equals what the ops produce in one process
 // (`compress_model_local` with the same settings), also after a worker is killed in the
 // middle of a layer and after the coordinator is killed with layers done.
+#include "jobs/job_plan.h"
+#include "ops/linalg.h"
 #include "jobs/job_yaml.h"
 #include "formats/token_ids.h"
 #include "tests/e2e/cluster.h"
@@ -19,9 +21,11 @@ class CalibrationCluster : public Cluster {
 
   std::string spec_text(const std::string& name, const std::string& body) {
     return "name: " + name + "\nmodel: " + (dir_ / "models/stories") + "\noutput: " + (dir_ / ("out/" + name)) +
-           "\n" + body + "\ncalibrate: {ids: " + (dir_ / "models/calib.ids.txt") + ", samples: 32, mode: " + mode_ + "}\n";
+           "\n" + body + "\ncalibrate: {ids: " + (dir_ / "models/calib.ids.txt") + ", samples: 32, mode: " + mode_ + calibrate_extra_ +
+           "}\n";
   }
   std::string mode_ = "sequential";
+  std::string calibrate_extra_;  // more calibrate keys, ", key: value"
   std::string write_calibrated_job(const std::string& name, const std::string& body) {
     const std::string path = dir_ / (name + ".yaml");
     test::write_text(path, spec_text(name, body));
@@ -36,6 +40,8 @@ class CalibrationCluster : public Cluster {
     o.settings = compress_settings(*spec);
     o.calibration = *read_token_ids(dir_ / "models/calib.ids.txt", 512, 32, 0);
     o.sequential = spec->calibrate().mode() != "pipelined";
+    o.activations_dtype = activations_dtype(*spec);
+    set_blas_threads(1);
     test::TempDir d;
     auto r = compress_model_local(dir_ / "models/stories", d / "ref", o);
     EXPECT_TRUE(r.ok()) << r.status();
@@ -46,7 +52,8 @@ class CalibrationCluster : public Cluster {
     const std::string out = dir_ / ("out/" + name);
     const auto got = manifest_digests(out);
     EXPECT_EQ(got.size(), 222u);
-    EXPECT_EQ(got, reference_for(name, body)) << "output differs from what the ops produce in one process";
+    const auto ref = reference_for(name, body);
+    EXPECT_EQ(got, ref) << "output differs from what the ops produce in one process";
     auto v = test::run_cli({"verify", out});
     EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
   }
@@ -95,6 +102,24 @@ TEST_F(CalibrationCluster, PipelinedSparseGptJobOnTwoWorkers) {
   for (const auto& t : s["tasks"]) forward += t["id"].get<std::string>().find("/fwd.") != std::string::npos;
   EXPECT_EQ(forward, 4) << "pipelined: one forward task per layer but the last";
   expect_output("p1", body);
+}
+
+// calibrate.activations: bfloat16 hands half the bytes from layer to layer (the job
+// succeeds only if every boundary a worker returns is bfloat16 of the planned shape), and
+// the output is what one process writes with the same rounding — not the float32 job's.
+// Worker a says --threads 2: with OpenBLAS on two threads this job's bytes differed from
+// the one-thread run in 85 tensors; workers compute with one.
+TEST_F(CalibrationCluster, BfloatActivationsOnAWorkerWithThreadsAreWhatOneProcessWrites) {
+  const std::string body = "quantize: {method: gptq}";
+  calibrate_extra_ = ", activations: bfloat16";
+  const std::string path = write_calibrated_job("b1", body);
+  start_coordinator();
+  start_worker("a", "", /*fetch=*/true, {"--threads", "2"});  // the only worker: every layer runs there
+  auto r = cli({"submit", path, "--wait"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  expect_output("b1", body);
+  calibrate_extra_.clear();
+  EXPECT_NE(manifest_digests(dir_ / "out/b1"), reference_for("b1", body)) << "bfloat16 boundaries changed nothing";
 }
 
 // `eval --remote`: the forward layer by layer on the workers, then the head; the same

@@ -1,3 +1,4 @@
+#include "jobs/job_plan.h"
 #include "jobs/job_yaml.h"
 
 #include "common/file_util.h"
@@ -139,6 +140,32 @@ TEST(JobSpecStrict, TwoFourWithASparsityIsAnError) {
 }
 
 // A rerun resumes only the same spec: the digest of the normalized spec says which.
+// calibrate.activations: bfloat16 is the one other choice; float32 written out is the
+// default (the same digest as leaving it out); anything else names the key.
+TEST(JobSpecCalibration, ActivationsDtype) {
+  const std::string base = "name: a\nmodel: /m\noutput: /o\nquantize: {method: gptq}\ncalibrate: {ids: /ids";
+  auto bf = parse_job_yaml(base + ", activations: bfloat16}\n", "job.yaml");
+  ASSERT_TRUE(bf.ok()) << bf.status();
+  EXPECT_EQ(job_settings(*bf)->calibration->activations, DType::kBF16);
+  EXPECT_EQ(activations_dtype(*bf), DType::kBF16);
+  EXPECT_NE(describe_spec(*bf).find("bfloat16 activations"), std::string::npos) << describe_spec(*bf);
+  auto f32 = parse_job_yaml(base + ", activations: float32}\n", "job.yaml");
+  auto plain = parse_job_yaml(base + "}\n", "job.yaml");
+  ASSERT_TRUE(f32.ok() && plain.ok());
+  EXPECT_EQ(spec_digest(*f32), spec_digest(*plain));
+  EXPECT_EQ(activations_dtype(*plain), DType::kF32);
+  EXPECT_EQ(describe_spec(*plain).find("activations"), std::string::npos);
+  auto bad = parse_job_yaml(base + ", activations: float16}\n", "job.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("'calibrate.activations' is 'float16'; expected float32 or bfloat16"),
+            std::string_view::npos)
+      << bad.status();
+  // An evaluation hands float32 on whatever the calibrate section says.
+  shardpress::v1::JobSpec eval = *bf;
+  eval.mutable_eval()->set_ids("/eval.ids");
+  EXPECT_EQ(activations_dtype(eval), DType::kF32);
+}
+
 TEST(JobSpecStrict, DigestAndDifferences) {
   auto a = parse_job_yaml("model: /m\noutput: /o\nprune: {method: magnitude}\n", "a.yaml");
   auto same = parse_job_yaml("output: /o\nprune: {sparsity: 0.3, method: magnitude}\nmodel: /m\n", "b.yaml");

@@ -41,12 +41,11 @@ TEST(Lab, GroupsCountsAndKeys) {
   EXPECT_FALSE(lab->workers[0].sees_source);
   EXPECT_NEAR(lab->coordinator_nic, 110e6, 1e6);
 
-  auto mixed = parse_lab("2*cpu:ram=8GiB:nic=10Gbit:threads=4:source=yes+gtx1080ti:vram=8GiB", "10Gbit", "2GB/s",
+  auto mixed = parse_lab("2*cpu:ram=8GiB:nic=10Gbit:source=yes+gtx1080ti:vram=8GiB", "10Gbit", "2GB/s",
                          false, 2);
   ASSERT_TRUE(mixed.ok()) << mixed.status();
   ASSERT_EQ(mixed->workers.size(), 3u);
   EXPECT_EQ(mixed->workers[0].ram, 8ull << 30);
-  EXPECT_EQ(mixed->workers[1].device.threads, 4);
   EXPECT_TRUE(mixed->workers[1].sees_source);
   EXPECT_NEAR(mixed->workers[0].nic, 1100e6, 1e7);
   EXPECT_EQ(mixed->workers[2].device.vram, 8ull << 30);
@@ -60,7 +59,7 @@ TEST(Lab, GroupsCountsAndKeys) {
   const std::pair<const char*, const char*> bad[] = {
       {"", "empty"},           {"4*tpu", "unknown device 'tpu'"},  {"0*cpu", "1..1024"},
       {"x*cpu", "1..1024"},    {"cpu:ram", "not KEY=VALUE"},       {"cpu:color=red", "unknown key 'color'"},
-      {"cpu:nic=fast", "not a rate"}, {"cpu:threads=0", "1..256"}, {"cpu:source=maybe", "yes or no"},
+      {"cpu:nic=fast", "not a rate"}, {"cpu:threads=4", "unknown key 'threads'"}, {"cpu:source=maybe", "yes or no"},
       {"cpu:ram=lots", "ram"}};
   for (const auto& [spec, says] : bad) {
     auto r = parse_lab(spec, "", "", false, 2);
@@ -181,6 +180,20 @@ TEST_F(Simulate, PipelinedSpreadsLayersAndFinishesSooner) {
   // holds them all.
   const uint64_t boundary = 128ull * 2048 * 5120 * 4;
   EXPECT_LT(pipe->coordinator_disk_peak, pipe->output_bytes * 2 + 3 * boundary);
+}
+
+// calibrate.activations: bfloat16 halves every boundary that crosses the coordinator's
+// link (the plan's activations dtype is the one rule both read).
+TEST_F(Simulate, BfloatActivationsHalveTheBoundariesOnTheLink) {
+  auto f32 = run(kGptqPipelined, "4*gtx1080ti");
+  auto bf16 = run("quantize: {format: nf4, method: gptq}\ncalibrate: {ids: /nowhere, samples: 128, seq_len: 2048, "
+                  "mode: pipelined, activations: bfloat16}\n",
+                  "4*gtx1080ti");
+  ASSERT_TRUE(f32.ok() && bf16.ok()) << bf16.status();
+  const uint64_t boundary = 128ull * 2048 * 5120 * 4;
+  const uint64_t results = f32->coordinator_bytes_in - 3 * boundary;  // 3 forward tasks return a boundary
+  EXPECT_EQ(bf16->coordinator_bytes_in, results + 3 * boundary / 2);
+  EXPECT_LT(bf16->wall_s, f32->wall_s);
 }
 
 TEST_F(Simulate, MoreWorkersNeverSlowAJobDownAndTheSameRunIsTheSame) {
