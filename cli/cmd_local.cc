@@ -145,6 +145,7 @@ int run_local(const LocalArgs& a) {
   sigaction(SIGTERM, &sa, nullptr);
   FollowOptions fo;
   fo.interrupted = [] { return g_interrupted.load(); };
+  fo.poll_ms = 50;  // an in-process call: noticing the end sooner costs nothing
   const int rc = follow_job([&] { return core.job_status(job_id, true); }, (*rt)->address(), fo);
   for (auto& w : workers) w->stop();
   for (auto& t : threads) t.join();

@@ -18,7 +18,7 @@ int follow_job(const std::function<absl::StatusOr<JobStatus>()>& get, const std:
   std::string last;
   int64_t failing_ms = 0;
   bool reached = false;
-  const int64_t poll_ms = 250;
+  const int64_t poll_ms = o.poll_ms;
   while (true) {
     auto s = get();
     if (!s.ok()) {

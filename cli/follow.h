@@ -17,6 +17,7 @@ struct FollowOptions {
   std::function<bool()> interrupted = [] { return false; };
   bool final_view_on_stdout = true;  // false: stderr (stdout carries a result of its own)
   bool json = false;                 // the final view as one JSON document
+  int64_t poll_ms = 250;             // between status calls (`local` asks its own core: 50)
 };
 
 int follow_job(const std::function<absl::StatusOr<shardpress::v1::JobStatus>()>& get, const std::string& address,

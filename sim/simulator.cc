@@ -34,10 +34,11 @@ constexpr double kRpcS = 0.003;
 constexpr double kIdlePollS = 0.2;    // worker.cc: nothing to lease, ask again in 200 ms
 constexpr double kRunnerPollS = 0.2;  // job_runner.cc: a step that gave space back waits 200 ms for the next
 // `shardpress local`: process start, RocksDB open and the workers' registration before the
-// job is submitted, and after it succeeded the workers' last poll, shutdown and exit
-// (3.26 s wall for a job whose events span 2.96 s; 2.11 s for 1.62 s).
-constexpr double kLocalStartS = 0.2;
-constexpr double kLocalStopS = 0.2;
+// job is submitted, and after it succeeded noticing it (a 50 ms status poll), stopping the
+// workers and exiting: wall minus the events' span is 0.15-0.23 s (stories260k GPTQ 2.91-
+// 2.97 s for 2.74-2.77 s; 350M RTN 1.57-1.82 s for 1.36-1.58 s).
+constexpr double kLocalStartS = 0.15;
+constexpr double kLocalStopS = 0.05;
 // Loopback gRPC (`bench_blob_transfer`, 512 MiB): a worker's upload into the coordinator's
 // RocksDB, and a fetch out of it. Each keeps two threads busy (client and server).
 constexpr double kLoopbackPutBytesPerS = 0.32e9;

@@ -120,8 +120,9 @@ absl::Status Worker::run() {
   std::optional<Leased> current;
   while (!stopping_) {
     if (!current) current = lease_and_fetch(options_.memory);
-    if (!current) {
-      sleep_ms(200);  // nothing to do: poll again
+    if (!current) {  // nothing to do: poll again in 200 ms, or stop now
+      std::unique_lock lock(stop_mu_);
+      stop_cv_.wait_for(lock, std::chrono::milliseconds(200), [this] { return stopping_.load(); });
       continue;
     }
     // Lease and fetch the next task while this one computes (if both fit in memory).
@@ -138,6 +139,14 @@ absl::Status Worker::run() {
   hb.join();
   log("stopped");
   return absl::OkStatus();
+}
+
+void Worker::stop() {
+  {
+    std::lock_guard lock(stop_mu_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
 }
 
 std::optional<Worker::Leased> Worker::lease_and_fetch(uint64_t free_memory) {

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -59,7 +60,8 @@ class Worker {
 
   // Serves until stop(). Returns OK after a clean stop.
   absl::Status run();
-  void stop() { stopping_ = true; }
+  // Ends run() after the task in hand (an idle wait ends at once).
+  void stop();
 
   const std::string& id() const { return id_; }
   WorkerStats& stats() { return stats_; }
@@ -92,6 +94,8 @@ class Worker {
   std::unique_ptr<CoordinatorClient> client_;
   WorkerStats stats_;
   std::atomic<bool> stopping_{false};
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;  // wakes the idle wait when stop() is called
   std::atomic<bool> heartbeat_stop_{false};  // after the last task, not at stop()
   std::atomic<int64_t> heartbeat_ms_{3000};
   std::mutex leases_mu_;
