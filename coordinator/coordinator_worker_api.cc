@@ -157,6 +157,9 @@ absl::Status Coordinator::complete(const CompleteRequest& r) {
       if (!have)
         return absl::FailedPreconditionError(fmt::format("output {} (blob {}) was not uploaded", t.name(), t.digest()));
     }
+  // Uploads are unlogged (each byte written once, into the blob files, instead of also into
+  // the WAL): they are made durable here, before the record that refers to them.
+  SP_RETURN_IF_ERROR(annotate(store_->persist_unlogged(), "storing the results"));
   JobRecord after = *job;
   if (done->kind() == EVAL_HEAD) {
     after.mutable_result()->set_nll(r.nll());

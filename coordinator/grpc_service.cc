@@ -148,7 +148,8 @@ grpc::Status WorkerApiService::PutBlob(grpc::ServerContext* ctx, grpc::ServerRea
       resp->set_already_present(true);
       return grpc::Status::OK;  // the client may stop sending; the rest is discarded
     }
-    auto w = c_->blobs().begin(digest, chunk.total_size());
+    // Unlogged: complete() makes the store durable before it records a result that uses it.
+    auto w = c_->blobs().begin(digest, chunk.total_size(), BlobStore::Durability::kUnlogged);
     do {
       if (!chunk.digest().empty() && chunk.digest() != digest)
         return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "digest changed within one blob stream");

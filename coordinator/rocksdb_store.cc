@@ -119,6 +119,12 @@ absl::Status RocksStateStore::put_unlogged(Table t, std::string_view key, std::s
                     "put");
 }
 
+absl::Status RocksStateStore::persist_unlogged() {
+  rocksdb::FlushOptions fo;
+  fo.wait = true;
+  return from_rocks(db_->Flush(fo, cf(Table::kBlobs)), "flush");
+}
+
 absl::StatusOr<std::optional<std::string>> RocksStateStore::get(Table t, std::string_view key) const {
   std::string value;
   auto st = db_->Get(rocksdb::ReadOptions(), cf(t), rocksdb::Slice(key.data(), key.size()), &value);

@@ -31,6 +31,7 @@ class RocksStateStore final : public StateStore {
   absl::Status commit(Batch& batch, bool sync) override;
   absl::Status put(Table t, std::string_view key, std::string_view value) override;
   absl::Status put_unlogged(Table t, std::string_view key, std::string_view value) override;
+  absl::Status persist_unlogged() override;
   absl::StatusOr<std::optional<std::string>> get(Table t, std::string_view key) const override;
   absl::Status scan(Table t, std::string_view prefix,
                     const std::function<bool(std::string_view, std::string_view)>& fn) const override;

@@ -72,6 +72,9 @@ class StateStore {
   // returns false.
   virtual absl::Status scan(Table t, std::string_view prefix,
                             const std::function<bool(std::string_view, std::string_view)>& fn) const = 0;
+  // Makes every unlogged write so far durable (RocksDB: flushes the blobs' memtable into
+  // synced files). Callers commit a record that refers to unlogged bytes only after it.
+  virtual absl::Status persist_unlogged() { return absl::OkStatus(); }
   // Gives the space of deleted data back to the filesystem (compaction, blob garbage
   // collection); a no-op where there is nothing to reclaim.
   virtual absl::Status reclaim() { return absl::OkStatus(); }
