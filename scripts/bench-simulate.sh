@@ -16,14 +16,11 @@ fixtures="$(cd "${SHARDPRESS_SHARED_DIR:-../shared}/fixtures/stories260k" && pwd
 printf 'name: m350\nmodel: %s\noutput: %s\nquantize: {format: nf4}\n' "$work/m350" "$work/m350-out" > "$work/m350.yaml"
 printf 'name: stories\nmodel: %s\noutput: %s\nquantize: {format: nf4, method: gptq}\ncalibrate: {ids: %s, samples: 128}\n' \
   "$fixtures/hf-bf16" "$work/stories-out" "$fixtures/text/calib.ids.txt" > "$work/stories.yaml"
-now() { date +%s.%N; }
+source scripts/bench-common.sh
 run() {  # JOB
   rm -rf "$work/$1-out" "$work/$1-state"
-  local t0; t0=$(now)
-  "$bin/shardpress" local "$work/$1.yaml" --workers 2 --state-dir "$work/$1-state" > /dev/null 2>&1
-  echo "$(now) - $t0" | bc
+  timed "$bin/shardpress" local "$work/$1.yaml" --workers 2 --state-dir "$work/$1-state"
 }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 declare -A times
 for r in $(seq "$rounds"); do
   for job in m350 stories; do times[$job]+="$(run $job) "; done

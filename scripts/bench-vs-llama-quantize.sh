@@ -19,8 +19,7 @@ if [ ! -f "$work/f16.gguf" ]; then
   python3 scripts/gguf-from-safetensors.py "$work/f16" "$work/f16.gguf" > /dev/null
   rm -rf "$work/f16"
 fi
-now() { date +%s.%N; }
-timed() { local t0; t0=$(now); "$@" > /dev/null 2>&1; echo "$(now) - $t0" | bc; }
+source scripts/bench-common.sh
 run_compress() { rm -rf "$work/c-out"; "$bin/shardpress" compress "$work/bf16" "$work/c-out"; }
 run_local() {
   rm -rf "$work/l-out" "$work/l-state"
@@ -28,7 +27,6 @@ run_local() {
   "$bin/shardpress" local "$work/l.yaml" --workers 2 --state-dir "$work/l-state"
 }
 run_llama() { rm -f "$work/q4_0.gguf"; "$quantize" "$work/f16.gguf" "$work/q4_0.gguf" Q4_0 2; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 declare -A times
 for r in $(seq "$rounds"); do
   times[compress]+="$(timed run_compress) "

@@ -14,7 +14,7 @@ work="$(mkdir -p "${3:-build/bench-whole}" && cd "${3:-build/bench-whole}" && pw
 bin="$PWD/build/bin"
 model="$work/model-$params"
 [ -d "$model" ] || "$bin/shardpress" synth --arch llama --params "$params" --dtype bf16 "$model" > /dev/null
-now() { date +%s.%N; }
+source scripts/bench-common.sh
 
 run_compress() { rm -rf "$work/c-out"; "$bin/shardpress" compress "$model" "$work/c-out" > /dev/null 2>&1; }
 run_local() {
@@ -41,8 +41,6 @@ run_daemons() {  # MODE
   kill -TERM $w1 $w2 $c; wait $w1 $w2 $c 2> /dev/null || true
   echo "$t1 - $t0" | bc
 }
-timed() { local t0; t0=$(now); "$@"; echo "$(now) - $t0" | bc; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
 declare -A times
 declare -A disk

@@ -119,7 +119,7 @@ class Simulation {
   // -- the coordinator
   void import_shard(int shard);
   std::optional<Held> lease(int w, uint64_t free_memory);
-  void complete(int w, const Held& h);
+  void complete(int w, const Held& h, const std::vector<OutputGroup>& outputs);
   void runner_assembles();
   void assemble();
   std::vector<TensorMeta> inputs_of(const TaskPlan& p) const;
@@ -293,9 +293,8 @@ std::optional<Held> Simulation::lease(int w, uint64_t free_memory) {
   return Held{*granted, &plan_task(*granted)};
 }
 
-void Simulation::complete(int w, const Held& h) {
+void Simulation::complete(int w, const Held& h, const std::vector<OutputGroup>& outputs) {
   WorkerState& ws = workers_[static_cast<size_t>(w)];
-  const std::vector<OutputGroup> outputs = outputs_of(*h.plan);
   auto done = scheduler_.completion(ws.model.id, h.task.id(), h.task.attempt(), outputs, {});
   if (!done.ok()) {
     notes_.insert(fmt::format("internal: {}", std::string(done.status().message())));
@@ -435,20 +434,21 @@ void Simulation::execute(int w) {
   ws.report.vram_peak = std::max(ws.report.vram_peak, vram_cache_[key]);
   start(compute_cache_[key], {ws.cpu}, w, true, [this, w, h] {
     WorkerState& s = workers_[static_cast<size_t>(w)];
+    std::vector<OutputGroup> outputs = outputs_of(*h.plan);
     uint64_t bytes = 0;
-    for (const auto& g : outputs_of(*h.plan))
+    for (const auto& g : outputs)
       for (const auto& m : g.tensors()) bytes += m.nbytes();
     const double seconds =
         lab_.local ? transfer_seconds(bytes, kLoopbackPutBytesPerS)
                    : transfer_seconds(bytes, std::min({s.model.nic, lab_.coordinator_nic, lab_.coordinator_disk}));
     const std::vector<int> res =
         lab_.local ? std::vector<int>{s.cpu, s.cpu} : std::vector<int>{s.out, coord_in_, coord_disk_};
-    start(seconds, res, w, false, [this, w, h, bytes] {
+    start(seconds, res, w, false, [this, w, h, bytes, outputs = std::move(outputs)] {
       WorkerState& u = workers_[static_cast<size_t>(w)];
       u.report.bytes_out += bytes;
       report_.coordinator_bytes_in += bytes;
-      after(kRpcS, [this, w, h] {
-        complete(w, h);
+      after(kRpcS, [this, w, h, outputs] {
+        complete(w, h, outputs);
         WorkerState& v = workers_[static_cast<size_t>(w)];
         v.held_memory -= h.plan->memory();
         v.current.reset();

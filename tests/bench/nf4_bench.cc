@@ -30,14 +30,28 @@ const std::vector<uint16_t>& weights() {
   return w;
 }
 
-const Nf4Backend* backend(int i) { return &nf4_backends()[static_cast<size_t>(i)]; }
+// The backend of the benchmark's first argument, or nullptr (and the run skipped) when
+// this CPU cannot run it.
+const Nf4Backend* available_backend(benchmark::State& st) {
+  const Nf4Backend* b = &nf4_backends()[static_cast<size_t>(st.range(0))];
+  if (b->available()) return b;
+  st.SkipWithError("backend not available on this CPU");
+  return nullptr;
+}
+
+// The matrix quantized once (codes and absmax), for the benchmarks that start from it.
+const Nf4Tensor& quantized() {
+  static const Nf4Tensor q = [] {
+    Nf4Tensor t{std::vector<uint8_t>(nf4_packed_bytes(kN)), std::vector<float>(nf4_num_blocks(kN, 64))};
+    nf4_best_backend().quantize(weights().data(), DType::kBF16, kN, 64, t.packed.data(), t.absmax.data());
+    return t;
+  }();
+  return q;
+}
 
 void BM_Quantize(benchmark::State& st) {
-  const Nf4Backend* b = backend(static_cast<int>(st.range(0)));
-  if (!b->available()) {
-    st.SkipWithError("backend not available on this CPU");
-    return;
-  }
+  const Nf4Backend* b = available_backend(st);
+  if (!b) return;
   st.SetLabel(b->name);
   const auto& w = weights();
   std::vector<uint8_t> packed(nf4_packed_bytes(kN));
@@ -50,16 +64,11 @@ void BM_Quantize(benchmark::State& st) {
 }
 
 void BM_Dequantize(benchmark::State& st) {
-  const Nf4Backend* b = backend(static_cast<int>(st.range(0)));
-  if (!b->available()) {
-    st.SkipWithError("backend not available on this CPU");
-    return;
-  }
+  const Nf4Backend* b = available_backend(st);
+  if (!b) return;
   const bool to_bf16 = st.range(1) != 0;
   st.SetLabel(std::string(b->name) + (to_bf16 ? " -> bf16" : " -> f32"));
-  std::vector<uint8_t> packed(nf4_packed_bytes(kN));
-  std::vector<float> absmax(nf4_num_blocks(kN, 64));
-  nf4_best_backend().quantize(weights().data(), DType::kBF16, kN, 64, packed.data(), absmax.data());
+  const auto& [packed, absmax] = quantized();
   std::vector<float> out32(to_bf16 ? 0 : kN);
   std::vector<uint16_t> out16(to_bf16 ? kN : 0);
   for (auto _ : st) {
@@ -73,9 +82,7 @@ void BM_Dequantize(benchmark::State& st) {
 // Double quantization of the matrix's absmax values (one per 64 weights), as a job does
 // after each NF4 quantize; bytes/s count the BF16 weights they belong to.
 void BM_DoubleQuantize(benchmark::State& st) {
-  std::vector<uint8_t> packed(nf4_packed_bytes(kN));
-  std::vector<float> absmax(nf4_num_blocks(kN, 64));
-  nf4_best_backend().quantize(weights().data(), DType::kBF16, kN, 64, packed.data(), absmax.data());
+  const std::vector<float>& absmax = quantized().absmax;
   for (auto _ : st) {
     benchmark::DoNotOptimize(double_quantize(absmax));
     benchmark::ClobberMemory();
@@ -86,15 +93,10 @@ void BM_DoubleQuantize(benchmark::State& st) {
 // Double quantization's 8-bit code search alone, per backend, on the matrix's absmax
 // values (one per 64 weights); bytes/s count the BF16 weights they belong to.
 void BM_DynamicCodes(benchmark::State& st) {
-  const Nf4Backend* b = backend(static_cast<int>(st.range(0)));
-  if (!b->available()) {
-    st.SkipWithError("backend not available on this CPU");
-    return;
-  }
+  const Nf4Backend* b = available_backend(st);
+  if (!b) return;
   st.SetLabel(b->name);
-  std::vector<uint8_t> packed(nf4_packed_bytes(kN));
-  std::vector<float> absmax(nf4_num_blocks(kN, 64));
-  nf4_best_backend().quantize(weights().data(), DType::kBF16, kN, 64, packed.data(), absmax.data());
+  const std::vector<float>& absmax = quantized().absmax;
   const float offset = absmax_mean(absmax);
   float amax = 0;
   for (float a : absmax) amax = std::max(amax, std::fabs(a - offset));
