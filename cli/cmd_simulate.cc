@@ -29,6 +29,7 @@ struct SimulateArgs {
   std::string file;
   std::vector<std::string> workers;
   std::vector<std::string> modes;
+  std::vector<int> checkpoint_every;
   std::string coordinator_nic, coordinator_disk, import_mode = "reference", output = "table";
   bool local = false;
   int cores = 0;
@@ -120,29 +121,46 @@ int run_simulate(const SimulateArgs& a) {
   const int cores = a.cores > 0 ? a.cores : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::vector<std::string> modes = a.modes;
   if (modes.empty()) modes.push_back("");
+  std::vector<int> everies = a.checkpoint_every;
+  if (everies.empty()) everies.push_back(0);
+  if ((!a.modes.empty() || !a.checkpoint_every.empty()) && !spec_needs_calibration(*spec))
+    return report_error(absl::InvalidArgumentError(
+        "--modes and --checkpoint-every: this job is not calibrated (no GPTQ, Wanda or SparseGPT)"));
   std::vector<Row> rows;
-  for (const std::string& mode : modes) {
-    JobSpec s = *spec;
-    if (!mode.empty()) {
-      if (!spec_needs_calibration(s))
-        return report_error(absl::InvalidArgumentError("--modes: this job is not calibrated (no GPTQ, Wanda or SparseGPT)"));
-      s.mutable_calibrate()->set_mode(mode);
+  std::vector<std::string> skipped;
+  for (const std::string& mode : modes)
+    for (const int every : everies) {
+      JobSpec s = *spec;
+      if (!mode.empty()) s.mutable_calibrate()->set_mode(mode);
+      if (every > 0) s.mutable_calibrate()->set_checkpoint_every(every);
+      if (every > 1 && s.calibrate().mode() == "pipelined") {  // refused for jobs: each boundary goes to others
+        skipped.push_back(fmt::format("pipelined with checkpoint_every {} not simulated: a pipelined job uploads every "
+                                      "boundary",
+                                      every));
+        continue;
+      }
+      auto settings = job_settings(s);
+      if (!settings.ok()) {
+        const bool flags = !mode.empty() || every > 0;
+        return report_error(annotate(settings.status(), flags ? "--modes/--checkpoint-every" : a.file));
+      }
+      auto data = data_shape(*settings, model->desc.config);
+      if (!data.ok()) return report_error(data.status());
+      for (const std::string& w : a.workers) {
+        auto lab = sim::parse_lab(w, a.coordinator_nic, a.coordinator_disk, a.local, cores);
+        if (!lab.ok()) return report_error(lab.status());
+        lab->copy_import = a.import_mode == "copy";
+        auto r = sim::simulate(model->desc, s, *settings, *data, *lab);
+        if (!r.ok()) return report_error(annotate(r.status(), sim::describe_lab(*lab)));
+        std::string shown_mode =
+            settings->calibration ? (settings->calibration->pipelined ? "pipelined" : "sequential") : "";
+        if (settings->calibration && settings->calibration->checkpoint_every > 1)
+          shown_mode += fmt::format(", checkpoint_every {}", settings->calibration->checkpoint_every);
+        rows.push_back({shown_mode, sim::describe_lab(*lab), sim::short_lab(*lab), sim::lab_parts(*lab), std::move(*r)});
+      }
     }
-    auto settings = job_settings(s);
-    if (!settings.ok()) return report_error(annotate(settings.status(), mode.empty() ? a.file : "--modes " + mode));
-    auto data = data_shape(*settings, model->desc.config);
-    if (!data.ok()) return report_error(data.status());
-    for (const std::string& w : a.workers) {
-      auto lab = sim::parse_lab(w, a.coordinator_nic, a.coordinator_disk, a.local, cores);
-      if (!lab.ok()) return report_error(lab.status());
-      lab->copy_import = a.import_mode == "copy";
-      auto r = sim::simulate(model->desc, s, *settings, *data, *lab);
-      if (!r.ok()) return report_error(annotate(r.status(), sim::describe_lab(*lab)));
-      const std::string shown_mode =
-          settings->calibration ? (settings->calibration->pipelined ? "pipelined" : "sequential") : "";
-      rows.push_back({shown_mode, sim::describe_lab(*lab), sim::short_lab(*lab), sim::lab_parts(*lab), std::move(*r)});
-    }
-  }
+  if (rows.empty())
+    return report_error(absl::InvalidArgumentError(fmt::format("nothing to simulate: {}", fmt::join(skipped, "; "))));
   if (a.output == "json") {
     nlohmann::ordered_json j;
     j["job"] = describe_spec(*spec);
@@ -157,6 +175,7 @@ int run_simulate(const SimulateArgs& a) {
               format_bytes(rows.front().report.model_bytes).c_str());
   if (rows.size() == 1) {
     print_detail(rows.front());
+    for (const auto& n : skipped) std::printf("note: %s\n", n.c_str());
   } else {
     Table t({"MODE", "WORKERS", "WALL", "COMPUTE (SUM)", "TRANSFER (SUM)", "WAITING (SUM)", "COORD IN", "COORD OUT",
              "DISK PEAK", "RAM PEAK"});
@@ -177,7 +196,7 @@ int run_simulate(const SimulateArgs& a) {
       for (const auto& part : r.lab_parts)
         if (labs.insert(part).second) std::printf("lab:        %s\n", part.c_str());
     std::printf("\n%s", t.render().c_str());
-    std::set<std::string> notes;
+    std::set<std::string> notes(skipped.begin(), skipped.end());
     for (const auto& r : rows) notes.insert(r.report.notes.begin(), r.report.notes.end());
     for (const auto& n : notes) std::printf("note: %s\n", n.c_str());
   }
@@ -199,6 +218,10 @@ void add_simulate_command(CLI::App& app, int* exit_code) {
   cmd->add_option("--modes", a->modes, "Calibrated jobs: simulate each of sequential, pipelined")
       ->delimiter(',')
       ->check(CLI::IsMember({"sequential", "pipelined"}));
+  cmd->add_option("--checkpoint-every", a->checkpoint_every,
+                  "Sequential calibrated jobs: simulate each of these calibrate.checkpoint_every values (e.g. 1,8)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 100'000));
   cmd->add_option("--coordinator-nic", a->coordinator_nic, "The coordinator's link (default 1GbE = 110 MB/s)");
   cmd->add_option("--coordinator-disk", a->coordinator_disk, "The coordinator's disk (default 500MB/s)");
   cmd->add_option("--import", a->import_mode, "reference (default) or copy, as the coordinator's --import");

@@ -36,6 +36,8 @@ BlobOwnerSet blob_owners(const JobRecord& job, const std::vector<const TaskRecor
       if (in.activations_of().empty()) continue;
       auto producer = by_name.find(in.activations_of());
       if (producer == by_name.end() || producer->second->state() != DONE) continue;
+      const int pi = producer->second->plan_index();
+      if (pi >= 0 && pi < plan.tasks_size() && plan.tasks(pi).keeps_activations()) continue;  // on its worker
       for (const auto& g : producer->second->outputs())
         for (const auto& m : g.tensors())
           if (m.name() == kActivationsTensor) out.insert({m.digest(), job.id() + "/" + reader.name()});

@@ -5,7 +5,8 @@
 //     only the shards that go to the output as they are;
 //   - its tasks' results (owner: the job): what assembly — and re-assembly — reads;
 //   - intermediate activations (owner: each task that will read them, "job-0001/layer.4"),
-//     until that task is DONE.
+//     until that task is DONE — except those kept on the worker that made them
+//     (calibrate.checkpoint_every), which never reach the store.
 //
 // An evaluation job that succeeded keeps nothing (its result is in its record). A
 // deleted job keeps nothing. The coordinator writes the difference between a job's owners

@@ -162,6 +162,11 @@ class Coordinator {
   // Deletes a terminal job (and what it alone owns) into `c`. Requires mu_.
   absl::Status stage_delete(Change& c, const shardpress::v1::JobRecord& j);
   void watch_workers_locked();
+  // Activations kept on workers that are lost: their producers run again (TaskScheduler::rewound).
+  void rewind_lost_locked();
+  // An event per task `rewound` changed (but `skip`): why a producer runs again, or that a reader waits.
+  void add_rewind_events(Change& c, const std::string& job_id, const std::vector<shardpress::v1::TaskRecord>& rewound,
+                         const std::string& skip);
   void sweep_unowned_locked();
   void expire_retained_locked();
 

@@ -5,6 +5,7 @@
 #include "coordinator/blob_owners.h"
 #include "coordinator/records.h"
 #include "fmt/format.h"
+#include <algorithm>
 #include <cmath>
 
 #include "common/byte_size.h"
@@ -71,6 +72,7 @@ LeaseResponse Coordinator::lease_response(const JobRecord& j, const TaskRecord& 
   *resp.mutable_spec() = j.spec();
   resp.set_lease_ttl_ms(options_.lease_ttl_ms);
   resp.set_memory_estimate(p.memory());
+  resp.set_keep_activations(p.keeps_activations());
   if (t.kind() != COMPRESS_LAYER) {
     resp.set_model_config(j.model_config());
     resp.set_layer(j.plan().shards(p.shard()).layer());
@@ -97,7 +99,11 @@ absl::StatusOr<LeaseResponse> Coordinator::lease(const LeaseRequest& r) {
   q.leasable = [&](const TaskRecord& t) {
     const JobRecord* j = jobs_.get(t.job_id());
     const TaskPlan* p = plan_task(t);
-    return j && p && j->state() == RUNNING && last_shard_read(*p) < j->imported_shards();
+    if (!j || !p || j->state() != RUNNING || last_shard_read(*p) >= j->imported_shards()) return false;
+    // Activations kept on the worker that made them: only that worker can run their reader.
+    const std::string holder =
+        holder_of_inputs(j->plan(), *p, [&](const std::string& name) { return scheduler_.find(j->id() + "/" + name); });
+    return holder.empty() || holder == r.worker_id();
   };
   q.memory_of = [&](const TaskRecord& t) {
     const TaskPlan* p = plan_task(t);
@@ -151,8 +157,11 @@ absl::Status Coordinator::complete(const CompleteRequest& r) {
   }
   // Outputs must be in the blob store before the task counts as done (checked under the
   // lock that deletions take: a blob found here is not deleted before it is owned).
+  const int pi = done->plan_index();  // activations kept on the worker are not uploaded
+  const bool kept = pi >= 0 && pi < job->plan().tasks_size() && job->plan().tasks(pi).keeps_activations();
   for (const auto& g : r.outputs())
     for (const auto& t : g.tensors()) {
+      if (kept && t.name() == kActivationsTensor) continue;
       SP_ASSIGN_OR_RETURN(const bool have, blobs_->contains(t.digest()));
       if (!have)
         return absl::FailedPreconditionError(fmt::format("output {} (blob {}) was not uploaded", t.name(), t.digest()));
@@ -193,13 +202,26 @@ absl::Status Coordinator::fail(const FailRequest& r) {
   Change c;
   add_event(c, j.id(), fmt::format("{} failed on worker {} (attempt {}): {}", r.task_id(), r.worker_id(), r.attempt(),
                                    r.error()));
+  std::vector<TaskRecord> changed = {out->task};
+  if (!out->exhausted) {
+    // It may have failed for want of the activations its producer kept on this worker
+    // (evicted from its cache, say): that producer runs again, anywhere.
+    const auto& deps = out->task.depends_on();
+    changed = scheduler_.rewound(
+        j.id(), j.plan(),
+        [&](const TaskRecord& p) {
+          return p.worker_id() == r.worker_id() && std::find(deps.begin(), deps.end(), p.id()) != deps.end();
+        },
+        fmt::format("{} failed there", task_name(out->task)), changed);
+    add_rewind_events(c, j.id(), changed, r.task_id());
+  }
   if (out->exhausted) {
     j.set_state(FAILED);
     j.set_error(fmt::format("task {} failed {} times: {}", r.task_id(), out->task.failures(), r.error()));
     j.set_finished_ms(clock_.now_ms());
     add_event(c, j.id(), fmt::format("job failed: {}", j.error()));
   }
-  SP_RETURN_IF_ERROR(stage(c, j, {out->task}));
+  SP_RETURN_IF_ERROR(stage(c, j, changed));
   SP_RETURN_IF_ERROR(commit(c));
   cv_.notify_all();
   return absl::OkStatus();
@@ -226,8 +248,34 @@ void Coordinator::expire_leases() {
     }
     if (staged) (void)commit(c);  // a failed commit is logged; the leases expire again next time
   }
+  rewind_lost_locked();
   sweep_unowned_locked();
   expire_retained_locked();
+}
+
+void Coordinator::add_rewind_events(Change& c, const std::string& job_id, const std::vector<TaskRecord>& rewound,
+                                    const std::string& skip) {
+  for (const auto& t : rewound)
+    if (t.id() != skip)
+      add_event(c, job_id, fmt::format("{}: {}", t.id(), t.state() == READY ? t.last_error() : "waits for it"));
+}
+
+void Coordinator::rewind_lost_locked() {
+  Change c;
+  bool staged = true;
+  for (const JobRecord* j : jobs_.in_order()) {
+    if (j->state() != RUNNING) continue;
+    const auto back = scheduler_.rewound(
+        j->id(), j->plan(),
+        [&](const TaskRecord& p) {
+          return workers_.lost(p.worker_id(), options_.lease_ttl_ms);  // a silence a lease would not survive
+        },
+        "the worker is gone");
+    if (back.empty()) continue;
+    add_rewind_events(c, j->id(), back, "");
+    staged = staged && stage(c, *j, back).ok();
+  }
+  if (staged) (void)commit(c);  // a failed commit is logged; the next tick tries again
 }
 
 void Coordinator::sweep_unowned_locked() {

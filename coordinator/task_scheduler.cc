@@ -170,6 +170,51 @@ std::vector<TaskRecord> TaskScheduler::unfinished_reset(const std::string& job_i
   return changed;
 }
 
+std::vector<TaskRecord> TaskScheduler::rewound(const std::string& job_id, const shardpress::v1::JobPlan& plan,
+                                               const std::function<bool(const TaskRecord&)>& lost,
+                                               const std::string& why, const std::vector<TaskRecord>& pending) const {
+  const std::vector<const TaskRecord*> tasks = tasks_of(job_id);
+  std::map<std::string, TaskRecord> changed;
+  for (const auto& t : pending) changed[t.id()] = t;
+  auto current = [&](const TaskRecord* t) -> const TaskRecord& {
+    auto it = changed.find(t->id());
+    return it == changed.end() ? *t : it->second;
+  };
+  auto keeps = [&](const TaskRecord& t) {
+    return t.plan_index() >= 0 && t.plan_index() < plan.tasks_size() && plan.tasks(t.plan_index()).keeps_activations();
+  };
+  for (bool again = true; again;) {
+    again = false;
+    for (const TaskRecord* p0 : tasks) {
+      const TaskRecord& p = current(p0);
+      if (p.state() != TaskState::DONE || !keeps(p) || !lost(p)) continue;
+      std::vector<const TaskRecord*> readers;
+      bool leased = false;
+      for (const TaskRecord* r0 : tasks) {
+        const TaskRecord& r = current(r0);
+        if (r.state() == TaskState::DONE ||
+            std::find(r.depends_on().begin(), r.depends_on().end(), p.id()) == r.depends_on().end())
+          continue;
+        leased = leased || r.state() == TaskState::LEASED;
+        readers.push_back(r0);
+      }
+      if (readers.empty() || leased) continue;
+      TaskRecord back = to_ready(p);
+      back.set_last_error(fmt::format("the activations it kept on worker {} are lost ({}); runs again", p.worker_id(), why));
+      changed[p.id()] = std::move(back);
+      for (const TaskRecord* r0 : readers) {
+        TaskRecord w = current(r0);
+        w.set_state(TaskState::WAITING);
+        changed[w.id()] = std::move(w);
+      }
+      again = true;
+    }
+  }
+  std::vector<TaskRecord> out;
+  for (auto& [id, t] : changed) out.push_back(std::move(t));
+  return out;
+}
+
 bool TaskScheduler::dependencies_done(const TaskRecord& t) const {
   for (const auto& dep : t.depends_on()) {
     const TaskRecord* d = find(dep);

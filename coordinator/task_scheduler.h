@@ -91,6 +91,16 @@ class TaskScheduler {
   // WAITING tasks of a job that may run once `done` is DONE (its dependencies all done).
   std::vector<shardpress::v1::TaskRecord> promotions(const std::string& job_id,
                                                      const shardpress::v1::TaskRecord& done) const;
+  // Activations kept on a worker (TaskPlan.keeps_activations) that are `lost` (the worker
+  // is gone): their producers, DONE, back to READY and the tasks that wait for them to
+  // WAITING, back along the chain as far as the loss reaches — a producer whose readers
+  // are all DONE needs nothing, and one with a reader still LEASED waits for that lease
+  // to end. Each producer's last_error says why it runs again (`why` they are lost).
+  // `pending`: records as a change not applied yet leaves them (returned too, as rewound).
+  std::vector<shardpress::v1::TaskRecord> rewound(
+      const std::string& job_id, const shardpress::v1::JobPlan& plan,
+      const std::function<bool(const shardpress::v1::TaskRecord& producer)>& lost, const std::string& why,
+      const std::vector<shardpress::v1::TaskRecord>& pending = {}) const;
   bool dependencies_done(const shardpress::v1::TaskRecord& t) const;
   // The tasks of `plan` that read only shards 0..`shard` and do not exist yet, as an
   // import that has reached `shard` creates them: READY when their dependencies are

@@ -1,5 +1,7 @@
 #include "coordinator/worker_registry.h"
 
+#include <algorithm>
+
 #include "fmt/format.h"
 
 namespace sp {
@@ -44,6 +46,11 @@ absl::StatusOr<WorkerRegistry::Worker*> WorkerRegistry::seen(const std::string& 
 
 bool WorkerRegistry::alive(const Worker& w) const {
   return w.last_seen_ms > 0 && clock_.now_ms() - w.last_seen_ms <= kAliveFactor * heartbeat_ms_;
+}
+
+bool WorkerRegistry::lost(const std::string& id, int64_t after_ms) const {
+  const Worker* w = get(id);
+  return !w || silent_ms(*w) > std::max(after_ms, kAliveFactor * heartbeat_ms_);
 }
 
 void WorkerRegistry::note_has(const std::string& id, const std::string& digest) {

@@ -42,6 +42,9 @@ class WorkerRegistry {
   // is set to the seconds it had been silent when it had been announced gone.
   absl::StatusOr<Worker*> seen(const std::string& id, double* back = nullptr);
   bool alive(const Worker& w) const;
+  // Unknown, or silent for more than `after_ms` and more than alive allows (a worker not
+  // seen since this coordinator started counts from its start): what it keeps is out of reach.
+  bool lost(const std::string& id, int64_t after_ms) const;
   void note_has(const std::string& id, const std::string& digest);
 
   // Workers alive before and silent now, marked gone (announce each once).

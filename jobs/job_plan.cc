@@ -127,6 +127,13 @@ JobPlan plan_job(const ModelDescription& model, const JobSettings& settings, Cal
                            estimate_calibration_memory(ms, config, settings.compress, data).total());
     wire(t);
     t->set_returns_activations(!pipelined && i + 1 < layers);
+    // Sequential: the boundary stays on this worker unless it is a checkpoint (every
+    // checkpoint_every layers) or a stage that fits a worker ends there (the next stage may
+    // run elsewhere; a layer too big for stage_memory alone is its own stage, no boundary).
+    const bool stage_end =
+        std::any_of(stages.begin(), stages.end(), [&](const Stage& st) { return st.fits && st.last_layer == i; });
+    t->set_keeps_activations(t->returns_activations() && (i + 1) % settings.calibration->checkpoint_every != 0 &&
+                             !stage_end);
     if (pipelined && i + 1 < layers) {
       TaskPlan* f = add_task(plan, fmt::format("fwd.{}", i), FORWARD_LAYER, index,
                              estimate_forward_memory(ms, config, data).total());
@@ -166,6 +173,17 @@ std::vector<TensorMeta> resolve_inputs(const JobPlan& plan, const TaskPlan& task
           if (m.name() == kActivationsTensor) out.push_back(m);
   }
   return out;
+}
+
+std::string holder_of_inputs(const JobPlan& plan, const TaskPlan& task,
+                             const std::function<const TaskRecord*(const std::string&)>& find_task) {
+  for (const auto& in : task.inputs()) {
+    if (in.activations_of().empty()) continue;
+    const TaskRecord* producer = find_task(in.activations_of());
+    if (!producer || producer->plan_index() < 0 || producer->plan_index() >= plan.tasks_size()) continue;
+    if (plan.tasks(producer->plan_index()).keeps_activations()) return producer->worker_id();
+  }
+  return "";
 }
 
 }  // namespace sp

@@ -6,7 +6,9 @@
 //
 //   compression:           layer.i (COMPRESS_LAYER) per decoder layer, all independent
 //   calibrated sequential: layer.0 -> layer.1 -> ... (CALIBRATE_STAGE, each reads the
-//                          activations the previous one made with the compressed layer)
+//                          activations the previous one made with the compressed layer;
+//                          with checkpoint_every K, only every K-th boundary and stage
+//                          ends are uploaded: the others stay on the worker that made them)
 //   calibrated pipelined:  fwd.0 -> fwd.1 -> ... (FORWARD_LAYER, the original layers);
 //                          layer.i reads fwd.(i-1)'s activations
 //   evaluation:            fwd.0 -> ... -> fwd.(L-1) -> head (EVAL_HEAD: final norm,
@@ -51,6 +53,12 @@ int last_shard_read(const shardpress::v1::TaskPlan& task);
 // the activations its producer made (`task` looks a task of the job up by name; inputs
 // not produced yet are left out).
 std::vector<shardpress::v1::TensorMeta> resolve_inputs(
+    const shardpress::v1::JobPlan& plan, const shardpress::v1::TaskPlan& task,
+    const std::function<const shardpress::v1::TaskRecord*(const std::string& name)>& find_task);
+
+// The worker `task` must run on: the one that made and kept (TaskPlan.keeps_activations)
+// the activations it reads, or "" when any worker may run it.
+std::string holder_of_inputs(
     const shardpress::v1::JobPlan& plan, const shardpress::v1::TaskPlan& task,
     const std::function<const shardpress::v1::TaskRecord*(const std::string& name)>& find_task);
 

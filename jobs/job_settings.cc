@@ -3,6 +3,7 @@
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
+#include <algorithm>
 #include <regex>
 
 #include "common/digest.h"
@@ -67,8 +68,8 @@ absl::StatusOr<JobSettings> convert(const JobSpec& spec) {
                                                       : dtype_from_torch_name(c.activations());
     if (!activations || (*activations != DType::kF32 && *activations != DType::kBF16))
       return bad(fmt::format("'calibrate.activations' is '{}'; expected float32 or bfloat16", c.activations()));
-    out.calibration =
-        CalibrationSettings{c.ids(), c.samples(), c.seq_len(), c.mode() == "pipelined", c.stage_memory(), *activations};
+    out.calibration = CalibrationSettings{c.ids(),          c.samples(),    c.seq_len(), c.mode() == "pipelined",
+                                          c.stage_memory(), *activations,  std::max(1, c.checkpoint_every())};
   }
   return out;
 }
@@ -100,6 +101,7 @@ JobSpec default_job_spec() {
 
 void apply_dependent_defaults(JobSpec& spec, bool sparsity_given, bool act_order_given) {
   if (spec.calibrate().activations() == "float32") spec.mutable_calibrate()->clear_activations();
+  if (spec.calibrate().checkpoint_every() == 1) spec.mutable_calibrate()->clear_checkpoint_every();
   const bool two_four = spec.prune().scope() == "2:4";
   if (two_four && !sparsity_given) spec.mutable_prune()->set_sparsity(0.5);
   if (!act_order_given) spec.mutable_quantize()->set_act_order(!two_four);
@@ -133,6 +135,13 @@ absl::StatusOr<JobSettings> job_settings(const JobSpec& spec) {
     if (c.seq_len < 0 || c.seq_len == 1 || c.seq_len > 1'000'000)
       return bad(fmt::format("'calibrate.seq_len' is {}; expected 2 or more (0: the file's line length)", c.seq_len));
     if (c.stage_memory < (64ull << 20)) return bad("'calibrate.stage_memory' must be at least 64MiB");
+    const int every = spec.calibrate().checkpoint_every();
+    if (every < 0 || every > 100'000)
+      return bad(fmt::format("'calibrate.checkpoint_every' is {}; expected 1 or more layers", every));
+    if (c.pipelined && every > 1)
+      return bad(fmt::format("'calibrate.checkpoint_every' is {}, but mode is pipelined: its boundaries feed tasks on "
+                             "other workers, so each is uploaded; use mode: sequential or leave checkpoint_every at 1",
+                             every));
   }
   return s;
 }

@@ -14,7 +14,8 @@
 //              gptq_block_size: 128}
 //   calibrate: {ids: FILE, samples: 128, seq_len: 0, mode: sequential|pipelined,
 //               true_sequential: false, stage_memory: 10GiB,
-//               activations: float32|bfloat16}                 # gptq, wanda, sparsegpt
+//               activations: float32|bfloat16,
+//               checkpoint_every: 1}                            # gptq, wanda, sparsegpt
 //   eval: {ids: FILE, samples: 0, seq_len: 0}   # an evaluation job (no output)
 #pragma once
 
@@ -39,6 +40,9 @@ struct CalibrationSettings {
   bool pipelined = false;  // false: sequential (each layer sees the compressed ones before)
   uint64_t stage_memory = 10ull << 30;
   DType activations = DType::kF32;  // the layer boundaries' dtype between tasks
+  // Sequential jobs: a boundary goes to the coordinator every this many layers (and at
+  // stage ends); the ones between stay on the worker that made them.
+  int checkpoint_every = 1;
 };
 
 // Perplexity of the model on token ids (each line scored alone).
@@ -61,7 +65,7 @@ shardpress::v1::JobSpec default_job_spec();
 // Defaults that follow other keys, for a spec built from defaults: 2:4 prunes 0.5, and
 // act-order (free with static NF4 scales) cannot serve 2:4's groups of 4 in column order.
 // Also normalizes a default written out (calibrate.activations: float32 is the empty
-// default), so that it does not change the spec's digest.
+// default, calibrate.checkpoint_every: 1 is 0), so that it does not change the spec's digest.
 void apply_dependent_defaults(shardpress::v1::JobSpec& spec, bool sparsity_given, bool act_order_given);
 
 // The typed settings of `spec`, or INVALID_ARGUMENT naming the key and its bad value.

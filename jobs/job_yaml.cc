@@ -113,7 +113,8 @@ static absl::StatusOr<JobSpec> parse_job_yaml_unguarded(std::string_view text, s
   auto* c = spec.mutable_calibrate();
   if (const YAML::Node n = root["calibrate"]) {
     SP_RETURN_IF_ERROR(check_keys(n, "calibrate",
-                                  {"ids", "samples", "seq_len", "mode", "true_sequential", "stage_memory", "activations"},
+                                  {"ids", "samples", "seq_len", "mode", "true_sequential", "stage_memory", "activations",
+                                   "checkpoint_every"},
                                   label));
     auto field = [&](const char* key, auto current, auto set) {
       return read_field(n, "calibrate", key, current, set, label);
@@ -124,6 +125,7 @@ static absl::StatusOr<JobSpec> parse_job_yaml_unguarded(std::string_view text, s
     SP_RETURN_IF_ERROR(field("mode", c->mode(), [&](auto v) { c->set_mode(v); }));
     SP_RETURN_IF_ERROR(field("true_sequential", c->true_sequential(), [&](auto v) { c->set_true_sequential(v); }));
     SP_RETURN_IF_ERROR(field("activations", c->activations(), [&](auto v) { c->set_activations(v); }));
+    SP_RETURN_IF_ERROR(field("checkpoint_every", c->checkpoint_every(), [&](auto v) { c->set_checkpoint_every(v); }));
     std::string stage_memory = "10GiB";
     SP_RETURN_IF_ERROR(read_scalar(n, "stage_memory", "calibrate.stage_memory", &stage_memory, label));
     auto sm = parse_byte_size(stage_memory);

@@ -281,7 +281,12 @@ void Simulation::import_shard(int shard) {
 std::optional<Held> Simulation::lease(int w, uint64_t free_memory) {
   WorkerState& ws = workers_[static_cast<size_t>(w)];
   TaskScheduler::LeaseQuery q;
-  q.leasable = [&](const TaskRecord& t) { return last_shard_read(plan_task(t)) < imported_shards_; };
+  q.leasable = [&](const TaskRecord& t) {
+    if (last_shard_read(plan_task(t)) >= imported_shards_) return false;
+    const std::string holder = holder_of_inputs(
+        plan_, plan_task(t), [this](const std::string& name) { return scheduler_.find(std::string(kJobId) + "/" + name); });
+    return holder.empty() || holder == ws.model.id;
+  };
   q.memory_of = [&](const TaskRecord& t) { return plan_task(t).memory(); };
   q.affinity = [&](const TaskRecord& t) {
     return affinity_.score(t, stage_of(t), inputs_of(plan_task(t)), ws.has, ws.model.id);
@@ -307,13 +312,14 @@ void Simulation::complete(int w, const Held& h, const std::vector<OutputGroup>& 
     for (const auto& m : g.tensors()) {
       if (is_internal_tensor(m.name())) {
         ws.has.insert(m.digest());
+        if (h.plan->keeps_activations()) continue;  // on the worker's disk, not the coordinator's
         activation_bytes_[m.digest()] = m.nbytes();
       }
       store(static_cast<int64_t>(m.nbytes()));
     }
   // Activations nobody will read any more are deleted (their owners were the readers).
   for (const auto& in : inputs_of(*h.plan))
-    if (is_internal_tensor(in.name()) && --readers_left_[in.digest()] == 0)
+    if (is_internal_tensor(in.name()) && --readers_left_[in.digest()] == 0 && activation_bytes_.count(in.digest()))
       store(-static_cast<int64_t>(activation_bytes_[in.digest()]));
   ws.report.tasks++;
   report_.tasks_end_s = now_;
@@ -435,28 +441,34 @@ void Simulation::execute(int w) {
   start(compute_cache_[key], {ws.cpu}, w, true, [this, w, h] {
     WorkerState& s = workers_[static_cast<size_t>(w)];
     std::vector<OutputGroup> outputs = outputs_of(*h.plan);
-    uint64_t bytes = 0;
+    uint64_t bytes = 0, kept = 0;  // uploaded; kept in the worker's cache (checkpoint_every)
     for (const auto& g : outputs)
-      for (const auto& m : g.tensors()) bytes += m.nbytes();
+      for (const auto& m : g.tensors())
+        (h.plan->keeps_activations() && is_internal_tensor(m.name()) ? kept : bytes) += m.nbytes();
     const double seconds =
         lab_.local ? transfer_seconds(bytes, kLoopbackPutBytesPerS)
                    : transfer_seconds(bytes, std::min({s.model.nic, lab_.coordinator_nic, lab_.coordinator_disk}));
     const std::vector<int> res =
         lab_.local ? std::vector<int>{s.cpu, s.cpu} : std::vector<int>{s.out, coord_in_, coord_disk_};
-    start(seconds, res, w, false, [this, w, h, bytes, outputs = std::move(outputs)] {
-      WorkerState& u = workers_[static_cast<size_t>(w)];
-      u.report.bytes_out += bytes;
-      report_.coordinator_bytes_in += bytes;
-      after(kRpcS, [this, w, h, outputs] {
-        complete(w, h, outputs);
-        WorkerState& v = workers_[static_cast<size_t>(w)];
-        v.held_memory -= h.plan->memory();
-        v.current.reset();
-        if (v.prefetching) {
-          v.waiting_for_next = true;
-          return;
-        }
-        after_task(w);
+    // Kept activations are written to the worker's own cache first (at its disk's rate).
+    const double keep_s = transfer_seconds(kept, lab_.local ? kLocalSourceReadBytesPerS : s.model.disk);
+    const std::vector<int> keep_res = lab_.local ? std::vector<int>{s.cpu} : std::vector<int>{s.disk};
+    start(keep_s, keep_res, w, false, [=, this, outputs = std::move(outputs)] {
+      start(seconds, res, w, false, [this, w, h, bytes, outputs] {
+        WorkerState& u = workers_[static_cast<size_t>(w)];
+        u.report.bytes_out += bytes;
+        report_.coordinator_bytes_in += bytes;
+        after(kRpcS, [this, w, h, outputs] {
+          complete(w, h, outputs);
+          WorkerState& v = workers_[static_cast<size_t>(w)];
+          v.held_memory -= h.plan->memory();
+          v.current.reset();
+          if (v.prefetching) {
+            v.waiting_for_next = true;
+            return;
+          }
+          after_task(w);
+        });
       });
     });
   });

@@ -263,6 +263,12 @@ absl::Status Worker::compute_and_upload(const LeaseResponse& lease, CompleteRequ
     for (size_t k = 0; k < outputs.size(); ++k) {
       const auto& t = outputs[k];
       const TensorMeta& m = g.tensors(static_cast<int>(k));
+      if (lease.keep_activations() && t.spec.name == kActivationsTensor) {  // stays here for the next layer
+        SP_RETURN_IF_ERROR(annotate(cache_->insert(m.digest(), [&](const auto& write) { return write(t.data); }),
+                                    "keeping the activations for the next layer in the cache"));
+        stats_.bytes_kept += t.data.size();
+        continue;
+      }
       absl::Status put;
       for (int tries = 0; tries < kMaxCorruptRetries; ++tries) {  // damaged on the way: send again
         put = with_retry("upload", [&] { return client_->put(m.digest(), t.data); });

@@ -49,6 +49,7 @@ struct WorkerStats {
   std::atomic<uint64_t> tasks_failed{0};
   std::atomic<uint64_t> bytes_fetched{0};
   std::atomic<uint64_t> bytes_uploaded{0};
+  std::atomic<uint64_t> bytes_kept{0};  // activations kept in the cache instead of uploaded (checkpoint_every)
   std::atomic<uint64_t> corrupt_transfers{0};  // blobs damaged in transit, sent again
 };
 

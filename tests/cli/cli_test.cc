@@ -337,6 +337,19 @@ TEST(Cli, SimulateA32bJobOnAHeaderOnlyFolder) {
   EXPECT_NE(nolen.err.find("later.ids.txt is not there"), std::string::npos) << nolen.err;
   auto rtn_modes = run_cli({"simulate", d / "nolen.yaml", "--workers", "2*gtx1080ti", "--modes", "fast"});
   EXPECT_EQ(rtn_modes.exit_code, 2);
+
+  // --checkpoint-every: one row per value; pipelined ones are skipped with a note.
+  auto every = run_cli({"simulate", d / "job.yaml", "--workers", "4*gtx1080ti", "--modes", "sequential,pipelined",
+                        "--checkpoint-every", "1,2"});
+  ASSERT_EQ(every.exit_code, 0) << every.err;
+  for (const char* want : {"sequential  ", "sequential, checkpoint_every 2", "pipelined  ",
+                           "note: pipelined with checkpoint_every 2 not simulated"})
+    EXPECT_NE(every.out.find(want), std::string::npos) << want << "\n" << every.out;
+  auto only_piped = run_cli({"simulate", d / "job.yaml", "--workers", "4*gtx1080ti", "--modes", "pipelined",
+                             "--checkpoint-every", "4"});
+  EXPECT_EQ(only_piped.exit_code, 2);
+  EXPECT_NE(only_piped.err.find("nothing to simulate"), std::string::npos) << only_piped.err;
+  EXPECT_EQ(run_cli({"simulate", d / "job.yaml", "--workers", "4*gtx1080ti", "--checkpoint-every", "0"}).exit_code, 2);
 }
 
 // simulate --local projects `shardpress local` on this machine from the real fixture's

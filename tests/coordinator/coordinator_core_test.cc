@@ -15,6 +15,7 @@
 #include "coordinator/memory_store.h"
 #include "fmt/format.h"
 #include "formats/token_ids.h"
+#include "jobs/job_plan.h"
 #include "tests/coordinator/test_lab.h"
 #include "worker/task_compute.h"
 
@@ -58,10 +59,15 @@ size_t blob_count(const MemoryStateStore& store) {
   return n;
 }
 
-// What a worker does, in-process: lease, read the inputs from the coordinator's blob store,
-// compute with the worker's own code, upload the outputs. The completion is returned, not
-// sent, so that the caller decides when (and how often) to send it.
-absl::StatusOr<std::optional<CompleteRequest>> lease_and_compute(Coordinator& c, const std::string& worker) {
+// A worker's own cache, in-process: the activations it keeps instead of uploading.
+using WorkerCache = std::map<std::string, std::vector<uint8_t>>;
+
+// What a worker does, in-process: lease, read the inputs from its cache or the
+// coordinator's blob store, compute with the worker's own code, upload the outputs (kept
+// activations go into `cache`). The completion is returned, not sent, so that the caller
+// decides when (and how often) to send it.
+absl::StatusOr<std::optional<CompleteRequest>> lease_and_compute(Coordinator& c, const std::string& worker,
+                                                                 WorkerCache* cache = nullptr) {
   LeaseRequest lr;
   lr.set_worker_id(worker);
   lr.set_free_memory(8ull << 30);
@@ -70,13 +76,24 @@ absl::StatusOr<std::optional<CompleteRequest>> lease_and_compute(Coordinator& c,
   std::vector<std::vector<uint8_t>> bytes;
   std::vector<std::span<const uint8_t>> spans;
   for (const auto& in : lease.inputs()) {
+    if (cache && cache->count(in.digest())) {
+      bytes.push_back(cache->at(in.digest()));
+      continue;
+    }
     SP_ASSIGN_OR_RETURN(auto b, c.blobs().read_all(in.digest()));
     bytes.push_back(std::move(b));
   }
   for (const auto& b : bytes) spans.emplace_back(b);
   SP_ASSIGN_OR_RETURN(const TaskOutcome outcome, compute_task(lease, spans, DeviceChoice{}, UINT64_MAX));
   for (const auto& g : outcome.result.groups)
-    for (const auto& t : g) SP_RETURN_IF_ERROR(c.blobs().put(t.data, BlobStore::Durability::kLogged).status());
+    for (const auto& t : g) {
+      if (lease.keep_activations() && t.spec.name == kActivationsTensor) {
+        if (!cache) return absl::InternalError("a kept boundary needs a worker cache");
+        (*cache)[digest_hex(t.data)] = std::vector<uint8_t>(t.data.begin(), t.data.end());
+        continue;
+      }
+      SP_RETURN_IF_ERROR(c.blobs().put(t.data, BlobStore::Durability::kLogged).status());
+    }
   return std::optional<CompleteRequest>(completion(lease, worker, outcome));
 }
 
@@ -159,6 +176,7 @@ struct Lifecycle {
   bool registered = false, submitted = false, failed_once = false, expired_once = false, cancelled_once = false;
   bool deleted = false, restarted = false, holding_for_expiry = false;
   std::optional<CompleteRequest> pending;  // a completion the coordinator has not taken yet
+  WorkerCache cache;                       // w1's
   std::map<std::string, std::string> output;
   JobStatus final_status;
   int refused_calls = 0;  // calls refused because their commit failed
@@ -285,7 +303,7 @@ struct Lifecycle {
       return;
     }
     *what = "lease";
-    auto r = lease_and_compute(*c, "w1");
+    auto r = lease_and_compute(*c, "w1", &cache);
     if (!r.ok()) {
       accepted(r.status(), *what);
       return;
@@ -321,6 +339,11 @@ class CoreLifecycle : public Core, public ::testing::WithParamInterface<std::str
   JobSpec spec_for(const std::string& kind) {
     if (kind == "rtn") return rtn("j");
     if (kind == "gptq") return gptq("j");
+    if (kind == "gptq_kept") {  // boundaries kept on the worker between checkpoints
+      JobSpec s = gptq("j");
+      s.mutable_calibrate()->set_checkpoint_every(3);
+      return s;
+    }
     return evaluation("j");
   }
 };
@@ -351,7 +374,7 @@ TEST_P(CoreLifecycle, EveryCommitCanFailAndMemoryNeverRunsAhead) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Jobs, CoreLifecycle, ::testing::Values("rtn", "gptq", "eval"),
+INSTANTIATE_TEST_SUITE_P(Jobs, CoreLifecycle, ::testing::Values("rtn", "gptq", "gptq_kept", "eval"),
                          [](const auto& info) { return info.param; });
 
 
@@ -517,6 +540,128 @@ TEST_F(Core, BlobsSharedWithALiveJobSurviveDeletingTheOther) {
   EXPECT_EQ(c->memory_state(), c->durable_state());
   ASSERT_TRUE(c->delete_job("b").ok());
   EXPECT_EQ(live_blobs(*c), 0u);
+  EXPECT_EQ(c->memory_state(), c->durable_state());
+}
+
+std::map<std::string, TaskState> task_states(Coordinator& c, const std::string& job) {
+  std::map<std::string, TaskState> out;
+  const auto s = c.job_status(job);  // named: a temporary in the range-init would dangle
+  for (const auto& t : s->tasks()) out[t.id().substr(t.id().rfind('/') + 1)] = t.state();
+  return out;
+}
+
+bool has_event(Coordinator& c, const std::string& job, const std::string& words) {
+  const auto events = c.events(job);
+  for (const auto& e : *events)
+    if (e.message().find(words) != std::string::npos) return true;
+  return false;
+}
+
+// calibrate.checkpoint_every: the boundaries between checkpoints stay on the worker that
+// made them — only it runs their readers, none of them reaches the store. When that worker
+// is lost, or fails a reader (its cache lost the boundary), the chain runs again from the
+// last boundary that is still somewhere, on another worker; the output is byte-identical
+// to a job that uploaded every boundary.
+TEST_F(Core, KeptBoundariesStayOnTheirWorkerAndALossRunsTheChainAgain) {
+  auto c = open(std::make_shared<MemoryStateStore>());
+  ASSERT_TRUE(c->register_worker(registration("w1")).ok());
+  ASSERT_TRUE(c->register_worker(registration("w2")).ok());
+  ASSERT_TRUE(c->submit(gptq("ref")).ok());
+  auto ref = run_to_end(*c, clock_, "ref");
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  ASSERT_EQ(ref->state(), SUCCEEDED);
+
+  JobSpec spec = gptq("k");
+  spec.mutable_calibrate()->set_checkpoint_every(4);  // stories260k's 5 layers: 0-2 keep, 3 uploads
+  ASSERT_TRUE(c->submit(spec).ok());
+  for (int i = 0; i < 20 && !c->job_status("k")->imported(); ++i) c->step();
+  ASSERT_TRUE(c->job_status("k")->imported());
+  const std::string job = c->job_status("k")->id();
+  WorkerCache w1, w2;
+  auto run = [&](const std::string& worker, WorkerCache* cache, const std::string& expect) {
+    auto r = lease_and_compute(*c, worker, cache);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_TRUE(r->has_value()) << worker << " got nothing, expected " << expect;
+    ASSERT_EQ((*r)->task_id(), job + "/" + expect);
+    ASSERT_TRUE(c->complete(**r).ok());
+  };
+  auto nothing_for = [&](const std::string& worker, WorkerCache* cache) {
+    auto r = lease_and_compute(*c, worker, cache);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_FALSE(r->has_value()) << worker << " was given " << (*r)->task_id();
+  };
+  run("w1", &w1, "layer.0");
+  ASSERT_EQ(w1.size(), 1u);
+  EXPECT_FALSE(*c->blobs().contains(w1.begin()->first)) << "a kept boundary was uploaded";
+  nothing_for("w2", &w2);  // layer.1 reads what w1 keeps
+  run("w1", &w1, "layer.1");
+  EXPECT_EQ(c->memory_state(), c->durable_state());
+
+  // w1 goes silent while w2 stays: past a lease's TTL, what w1 kept is lost.
+  for (int i = 0; i < 9; ++i) {
+    clock_.advance(1'000);
+    HeartbeatRequest hb;
+    hb.set_worker_id("w2");
+    ASSERT_TRUE(c->heartbeat(hb).ok());
+    c->expire_leases();
+  }
+  EXPECT_EQ(task_states(*c, "k")["layer.0"], DONE) << "rewound before a lease would have expired";
+  for (int i = 0; i < 2; ++i) {
+    clock_.advance(1'000);
+    HeartbeatRequest hb;
+    hb.set_worker_id("w2");
+    ASSERT_TRUE(c->heartbeat(hb).ok());
+    c->expire_leases();
+  }
+  auto states = task_states(*c, "k");
+  EXPECT_EQ(states["layer.0"], READY);
+  EXPECT_EQ(states["layer.1"], WAITING);
+  EXPECT_EQ(states["layer.2"], WAITING);
+  EXPECT_EQ(c->memory_state(), c->durable_state());
+  EXPECT_TRUE(has_event(*c, job, "kept on worker w1 are lost")) << "no event says why layer.0 runs again";
+
+  run("w2", &w2, "layer.0");
+  const WorkerCache after0 = w2;
+  run("w2", &w2, "layer.1");
+  // w2's cache loses layer.1's boundary: its reader fails there, and layer.1 runs again.
+  for (const auto& [digest, bytes] : after0) w2.erase(digest);
+  ASSERT_EQ(w2.size(), 1u);
+  const std::string layer1_out = w2.begin()->first;
+  w2.clear();
+  w2.insert(after0.begin(), after0.end());
+  LeaseRequest lr;
+  lr.set_worker_id("w2");
+  lr.set_free_memory(8ull << 30);
+  auto lease = c->lease(lr);
+  ASSERT_TRUE(lease.ok() && lease->has_task()) << lease.status();
+  ASSERT_EQ(lease->task_id(), job + "/layer.2");
+  FailRequest f;
+  f.set_worker_id("w2");
+  f.set_task_id(lease->task_id());
+  f.set_attempt(lease->attempt());
+  f.set_error(fmt::format("input __activations__ (blob {}) is not in the store", layer1_out));
+  ASSERT_TRUE(c->fail(f).ok());
+  states = task_states(*c, "k");
+  EXPECT_EQ(states["layer.0"], DONE);
+  EXPECT_EQ(states["layer.1"], READY);
+  EXPECT_EQ(states["layer.2"], WAITING);
+  EXPECT_EQ(c->memory_state(), c->durable_state());
+  EXPECT_TRUE(has_event(*c, job, "layer.1: the activations it kept on worker w2 are lost (layer.2 failed there)"));
+
+  // The rest on w2.
+  for (int i = 0; i < 50 && c->job_status("k")->state() != SUCCEEDED; ++i) {
+    auto r = lease_and_compute(*c, "w2", &w2);
+    ASSERT_TRUE(r.ok()) << r.status();
+    if (r->has_value()) ASSERT_TRUE(c->complete(**r).ok());
+    else c->step();
+  }
+  ASSERT_EQ(c->job_status("k")->state(), SUCCEEDED) << c->job_status("k")->error();
+  // Every file but the manifest, whose compression record names the spec (checkpoint_every).
+  auto k = output_digests("k"), r = output_digests("ref");
+  ASSERT_EQ(k.erase("shardpress_manifest.json"), 1u);
+  ASSERT_EQ(r.erase("shardpress_manifest.json"), 1u);
+  EXPECT_EQ(k, r);
+  EXPECT_TRUE(k.count("model.safetensors"));
   EXPECT_EQ(c->memory_state(), c->durable_state());
 }
 

@@ -88,6 +88,35 @@ TEST_F(CalibrationCluster, GptqJobIsByteIdenticalAfterKillingAWorkerMidLayerAndT
   expect_output("g1", body);
 }
 
+// calibrate.checkpoint_every: 4 keeps the boundaries of layer.0-2 on the worker that made
+// them. Killed with two of them kept, that worker is lost after a lease TTL (1 s); the chain
+// runs again from the start on the other worker, and the output is still what one process
+// writes.
+TEST_F(CalibrationCluster, KeptBoundariesOfAKilledWorkerAreComputedAgainElsewhere) {
+  const std::string body = "quantize: {method: gptq}";
+  calibrate_extra_ = ", checkpoint_every: 4";
+  start_coordinator();
+  test::Process* a = start_worker("a", "task=500");
+  ASSERT_EQ(cli({"submit", write_calibrated_job("k1", body)}).exit_code, 0);
+  wait_for("k1", [](const json& s) {
+    for (const auto& t : s["tasks"])
+      if (t["id"] == "job-0001/layer.2" && t["state"] == "LEASED") return true;
+    return false;
+  });
+  a->kill(SIGKILL);
+  a->wait();
+  start_worker("b", "", /*fetch=*/true);
+  const json after = wait_for("k1", succeeded, 60'000);
+  for (const auto& t : after["tasks"])
+    if (t["id"] == "job-0001/layer.0" || t["id"] == "job-0001/layer.1") {
+      EXPECT_GE(t["attempt"].get<int>(), 2) << t["id"] << ": its kept boundary died with worker a";
+      EXPECT_NE(t["worker_id"], "") << t["id"];
+    }
+  auto events = cli({"events", "k1"});
+  EXPECT_NE(events.out.find("are lost (the worker is gone); runs again"), std::string::npos) << events.out;
+  expect_output("k1", body);
+}
+
 TEST_F(CalibrationCluster, PipelinedSparseGptJobOnTwoWorkers) {
   const std::string body = "prune: {method: sparsegpt, sparsity: 0.3}\nquantize: {method: gptq}";
   mode_ = "pipelined";

@@ -166,6 +166,26 @@ TEST(JobSpecCalibration, ActivationsDtype) {
   EXPECT_EQ(activations_dtype(eval), DType::kF32);
 }
 
+// calibrate.checkpoint_every: 1 written out is the default (same digest); a count below
+// 0, or more than 1 with pipelined calibration, names the key and says why.
+TEST(JobSpecCalibration, CheckpointEvery) {
+  const std::string base = "name: a\nmodel: /m\noutput: /o\nquantize: {method: gptq}\ncalibrate: {ids: /ids";
+  auto four = parse_job_yaml(base + ", checkpoint_every: 4}\n", "job.yaml");
+  ASSERT_TRUE(four.ok()) << four.status();
+  EXPECT_EQ(job_settings(*four)->calibration->checkpoint_every, 4);
+  auto one = parse_job_yaml(base + ", checkpoint_every: 1}\n", "job.yaml");
+  auto plain = parse_job_yaml(base + "}\n", "job.yaml");
+  ASSERT_TRUE(one.ok() && plain.ok());
+  EXPECT_EQ(spec_digest(*one), spec_digest(*plain));
+  EXPECT_EQ(job_settings(*plain)->calibration->checkpoint_every, 1);
+  EXPECT_NE(spec_digest(*four), spec_digest(*plain));
+  EXPECT_NE(err(base + ", checkpoint_every: -2}\n").find("'calibrate.checkpoint_every' is -2"), std::string::npos);
+  const std::string piped = err(base + ", mode: pipelined, checkpoint_every: 4}\n");
+  EXPECT_NE(piped.find("'calibrate.checkpoint_every' is 4, but mode is pipelined"), std::string::npos) << piped;
+  EXPECT_EQ(err(base + ", mode: pipelined, checkpoint_every: 1}\n"), "");
+  EXPECT_NE(err(base + ", checkpoint_every: lots}\n").find("checkpoint_every"), std::string::npos);
+}
+
 TEST(JobSpecStrict, DigestAndDifferences) {
   auto a = parse_job_yaml("model: /m\noutput: /o\nprune: {method: magnitude}\n", "a.yaml");
   auto same = parse_job_yaml("output: /o\nprune: {sparsity: 0.3, method: magnitude}\nmodel: /m\n", "b.yaml");

@@ -196,6 +196,43 @@ TEST_F(Simulate, BfloatActivationsHalveTheBoundariesOnTheLink) {
   EXPECT_LT(bf16->wall_s, f32->wall_s);
 }
 
+// calibrate.checkpoint_every: a sequential plan keeps every boundary but each K-th and
+// the stages' last on the worker; the simulated job uploads only those and finishes sooner
+// over 1 GbE.
+TEST_F(Simulate, CheckpointEveryUploadsOnlyTheCheckpointsAndStageEnds) {
+  auto plan_of = [&](const std::string& calibrate) {
+    auto spec = parse_job_yaml("name: p\nmodel: /m\noutput: /o\nquantize: {method: gptq}\ncalibrate: {ids: /x, " +
+                                   calibrate + "}\n",
+                               "job.yaml");
+    EXPECT_TRUE(spec.ok()) << spec.status();
+    std::map<std::string, std::pair<bool, bool>> out;  // layer task -> (returns, keeps)
+    const shardpress::v1::JobPlan plan = plan_job(model_, *job_settings(*spec), {128, 2048});
+    for (const auto& t : plan.tasks())
+      out[t.name()] = {t.returns_activations(), t.keeps_activations()};
+    return out;
+  };
+  using P = std::map<std::string, std::pair<bool, bool>>;
+  EXPECT_EQ(plan_of("samples: 128"), (P{{"layer.0", {true, false}}, {"layer.1", {true, false}},
+                                        {"layer.2", {true, false}}, {"layer.3", {false, false}}}));
+  EXPECT_EQ(plan_of("checkpoint_every: 2"), (P{{"layer.0", {true, true}}, {"layer.1", {true, false}},
+                                               {"layer.2", {true, true}}, {"layer.3", {false, false}}}));
+  // Two layers per stage (a 32B layer's task needs 29.4 GiB at 128 x 2048, its weights
+  // 0.93 GiB): layer.1 ends one. The default 10 GiB fits no layer: no stage ends then.
+  EXPECT_EQ(plan_of("checkpoint_every: 8, stage_memory: 32256MiB"),
+            (P{{"layer.0", {true, true}}, {"layer.1", {true, false}}, {"layer.2", {true, true}},
+               {"layer.3", {false, false}}}));
+
+  auto every1 = run(kGptq, "4*gtx1080ti");
+  auto every4 = run("quantize: {format: nf4, method: gptq}\ncalibrate: {ids: /nowhere, samples: 128, seq_len: 2048, "
+                    "checkpoint_every: 4}\n",
+                    "4*gtx1080ti");
+  ASSERT_TRUE(every1.ok() && every4.ok()) << every4.status();
+  const uint64_t boundary = 128ull * 2048 * 5120 * 4;
+  EXPECT_EQ(every1->coordinator_bytes_in - every4->coordinator_bytes_in, 3 * boundary);  // none of the 3 goes up
+  EXPECT_LT(every4->wall_s, every1->wall_s);
+  EXPECT_LT(every4->coordinator_disk_peak, every1->coordinator_disk_peak);
+}
+
 TEST_F(Simulate, MoreWorkersNeverSlowAJobDownAndTheSameRunIsTheSame) {
   double last = 1e300;
   for (const char* lab : {"1*gtx1080ti", "2*gtx1080ti", "4*gtx1080ti"}) {
