@@ -1,7 +1,5 @@
 #include "checkpoint/local_compress.h"
 
-#include <unistd.h>
-
 #include <chrono>
 #include <filesystem>
 
@@ -9,7 +7,6 @@
 #include "checkpoint/compression_record.h"
 #include "common/file_util.h"
 #include "common/float_convert.h"
-#include "common/mapped_file.h"
 #include "fmt/format.h"
 #include "formats/model.h"
 
@@ -18,20 +15,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-
-// A folder of staged output tensors, removed when this object goes away.
-class StagingDir {
- public:
-  explicit StagingDir(std::string path) : path_(std::move(path)) {}
-  ~StagingDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 }  // namespace
 
@@ -51,21 +34,25 @@ absl::StatusOr<LocalCompressSummary> compress_model_local(const std::string& mod
   const ModelFiles& files = opened.files;
   const ModelDescription& model = opened.desc;
 
-  fs::path out = fs::path(out_dir).lexically_normal();
-  if (out.filename().empty()) out = out.parent_path();
-  fs::path parent = out.parent_path().empty() ? fs::path(".") : out.parent_path();
-  fs::create_directories(parent, ec);
-  StagingDir staging((parent / fmt::format(".{}.stage-{}", out.filename().string(), ::getpid())).string());
-  fs::remove_all(staging.path(), ec);
-  if (!fs::create_directory(staging.path(), ec))
-    return absl::UnavailableError(fmt::format("{}: cannot create: {}", staging.path(), ec.message()));
-
   const Nf4Backend& backend = options.backend ? *options.backend : nf4_best_backend();
   LocalCompressSummary summary;
+  fs::path out = fs::path(out_dir).lexically_normal();
+  if (out.filename().empty()) out = out.parent_path();
   summary.output_dir = out.string();
   summary.shards = model.shards.size();
+  // The output's layout is known before any result (output_specs): each result is written
+  // into its place as soon as it is computed, nothing is staged.
   std::vector<TensorGroup> groups;
-  std::vector<std::pair<std::string, std::string>> staged;  // tensor name -> staged file
+  for (const ModelShard& shard : model.shards)
+    for (const auto& name : shard.tensors) groups.push_back(output_specs(*model.find(name), options.settings));
+  AssembleOptions ao;
+  ao.source_dir = model_dir;
+  ao.config = model.config.raw;
+  ao.quantization = options.settings.quantize;
+  ao.max_shard_bytes = options.max_shard_bytes;
+  ao.provenance = {{"model", fs::absolute(model_dir).lexically_normal().string()}};
+  ao.compression = compression_record(options.settings);
+  SP_ASSIGN_OR_RETURN(auto assembler, CheckpointAssembler::create(out.string(), std::move(groups), ao));
   Activations acts;  // calibration: what enters the next layer
   for (size_t si = 0; si < model.shards.size(); ++si) {
     const auto ts = Clock::now();
@@ -92,17 +79,11 @@ absl::StatusOr<LocalCompressSummary> compress_model_local(const std::string& mod
       SP_ASSIGN_OR_RETURN(result, compress_shard(inputs, options.settings, backend, options.prune_device));
     }
     for (const auto& name : shard.tensors) files.find(name)->release();  // read once: drop from RSS
-    for (auto& group : result.groups) {
-      TensorGroup specs;
-      for (auto& t : group) {
-        const std::string path = (fs::path(staging.path()) / std::to_string(staged.size())).string();
-        SP_RETURN_IF_ERROR(write_file(path, t.data));
-        staged.emplace_back(t.spec.name, path);
+    for (const auto& group : result.groups)
+      for (const auto& t : group) {
+        SP_RETURN_IF_ERROR(assembler->write(t.spec.name, t.data));
         summary.output_bytes += t.data.size();
-        specs.push_back(t.spec);
       }
-      groups.push_back(std::move(specs));
-    }
     for (auto& r : result.reports) {
       if (r.quantized) summary.quantized_params += model.find(r.name)->stored.numel();
       summary.tensors.push_back(std::move(r));
@@ -110,19 +91,6 @@ absl::StatusOr<LocalCompressSummary> compress_model_local(const std::string& mod
     if (options.on_shard)
       options.on_shard(si, model.shards.size(), shard.id,
                        std::chrono::duration<double>(Clock::now() - ts).count());
-  }
-
-  AssembleOptions ao;
-  ao.source_dir = model_dir;
-  ao.config = model.config.raw;
-  ao.quantization = options.settings.quantize;
-  ao.max_shard_bytes = options.max_shard_bytes;
-  ao.provenance = {{"model", fs::absolute(model_dir).lexically_normal().string()}};
-  ao.compression = compression_record(options.settings);
-  SP_ASSIGN_OR_RETURN(auto assembler, CheckpointAssembler::create(out.string(), std::move(groups), ao));
-  for (const auto& [name, path] : staged) {
-    SP_ASSIGN_OR_RETURN(MappedFile mf, MappedFile::open(path));
-    SP_RETURN_IF_ERROR(assembler->write(name, mf.bytes()));
   }
   summary.files = assembler->shard_names();
   SP_RETURN_IF_ERROR(assembler->finish());

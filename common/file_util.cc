@@ -120,6 +120,11 @@ absl::StatusOr<PositionalFile> PositionalFile::create(const std::string& path, u
   return f;
 }
 
+absl::Status PositionalFile::truncate(uint64_t size) {
+  if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) return io_error("cannot truncate", path_, errno);
+  return absl::OkStatus();
+}
+
 PositionalFile::PositionalFile(PositionalFile&& o) noexcept
     : path_(std::move(o.path_)), fd_(std::exchange(o.fd_, -1)), budget_(std::move(o.budget_)) {}
 

@@ -55,6 +55,8 @@ class PositionalFile {
   ~PositionalFile();
 
   absl::Status write_at(uint64_t offset, std::span<const uint8_t> bytes);
+  // Cuts (or extends) the file to `size` bytes.
+  absl::Status truncate(uint64_t size);
   // fsync + close. After this the object is empty.
   absl::Status sync_and_close();
   const std::string& path() const { return path_; }

@@ -29,6 +29,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -36,6 +37,7 @@
 #include "coordinator/blob_store.h"
 #include "coordinator/change.h"
 #include "coordinator/clock.h"
+#include "coordinator/job_assembly.h"
 #include "coordinator/job_registry.h"
 #include "coordinator/state_store.h"
 #include "coordinator/status_view.h"
@@ -49,7 +51,8 @@ namespace sp {
 // hidden --test-* flags, never read from the environment).
 struct CoordinatorTestHooks {
   int64_t import_delay_ms = 0;    // after each imported tensor
-  int64_t assemble_delay_ms = 0;  // after each assembled tensor
+  int64_t assemble_delay_ms = 0;  // after each assembled tensor; also: nothing written before the job's tasks are
+                                  // all done (so that a test can stop the coordinator in the middle of its assembly)
   uint64_t fail_output_writes_after_bytes = 0;  // assembly's writes fail with ENOSPC after this many
 };
 
@@ -187,6 +190,10 @@ class Coordinator {
   absl::Status run_import(const shardpress::v1::JobRecord& j);
   absl::Status commit_import(const shardpress::v1::JobRecord& imported, int shard, bool last);
   absl::Status run_assembly(const shardpress::v1::JobRecord& j);
+  // While a job runs: its DONE results into its output (OutputStream), so that assembly at
+  // the end has little left to write. A stream that fails is dropped; the end writes all.
+  void stream_output(const shardpress::v1::JobRecord& j, const TaskOutputs& outputs);
+  AssemblyHooks assembly_hooks(const std::string& job_id, shardpress::v1::JobState state);
 
   shardpress::v1::LeaseResponse lease_response(const shardpress::v1::JobRecord& j,
                                                const shardpress::v1::TaskRecord& t) const;
@@ -207,6 +214,10 @@ class Coordinator {
   std::condition_variable cv_;
   std::map<std::string, std::string> phase_;  // job id -> "importing 3/9" (the runner's progress)
   std::map<std::string, int64_t> retry_at_;   // job id -> when the runner may try again
+  // The runner's alone (no lock): outputs being written while their jobs run, and the
+  // jobs whose stream failed (written at the end).
+  std::map<std::string, std::unique_ptr<OutputStream>> streams_;
+  std::set<std::string> unstreamed_;
   uint64_t event_counter_ = 0;
   // Bytes of blobs deleted since the store last reclaimed space (the runner reclaims once
   // they are half the live bytes); garbage_checked_: the amount it last compared.

@@ -4,12 +4,13 @@
 #include <filesystem>
 #include <thread>
 
-#include "checkpoint/assembler.h"
 #include "checkpoint/compression_record.h"
 #include "common/file_util.h"
 #include "fmt/format.h"
 #include "formats/model_config.h"
 #include "jobs/job_plan.h"
+#include "jobs/job_settings.h"
+#include "jobs/output_check.h"
 #include "nlohmann/json.hpp"
 
 namespace sp {
@@ -17,37 +18,94 @@ namespace sp {
 namespace fs = std::filesystem;
 using namespace shardpress::v1;  // NOLINT
 
-absl::Status assemble_job(const JobRecord& j, const std::map<std::string, TaskRecord>& outputs, BlobStore& blobs,
-                          const AssemblyHooks& hooks) {
-  hooks.phase("assembling");
-  // Output tensors in plan order: layer results, and pass-through shards as imported.
-  std::vector<TensorGroup> groups;
-  std::vector<std::pair<std::string, std::string>> digests;  // name -> blob digest
-  auto spec_of = [](const TensorMeta& m) {
-    return TensorSpec{m.name(), *dtype_from_name(m.dtype()), {m.shape().begin(), m.shape().end()}};
-  };
+namespace {
+
+TensorSpec spec_of(const TensorMeta& m) {
+  return TensorSpec{m.name(), *dtype_from_name(m.dtype()), {m.shape().begin(), m.shape().end()}};
+}
+
+// The output tensors (name -> blob digest) in plan order: pass-through shards as imported,
+// the results of DONE tasks; with `all`, an output task not DONE is an error.
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> output_digests(const JobRecord& j,
+                                                                               const TaskOutputs& outputs, bool all) {
+  std::vector<std::pair<std::string, std::string>> out;
   for (const ShardPlan& s : j.plan().shards()) {
     if (s.auxiliary()) continue;
     if (s.output_task().empty()) {
-      for (const auto& m : s.tensors()) {
-        groups.push_back({spec_of(m)});
-        digests.emplace_back(m.name(), m.digest());
-      }
+      for (const auto& m : s.tensors()) out.emplace_back(m.name(), m.digest());
       continue;
     }
     auto t = outputs.find(s.output_task());
-    if (t == outputs.end() || t->second.state() != DONE)
-      return absl::InternalError(fmt::format("{}: task {} has no result to assemble", j.id(), s.output_task()));
-    for (const auto& g : t->second.outputs()) {
-      if (g.tensors_size() > 0 && is_internal_tensor(g.tensors(0).name())) continue;
-      TensorGroup group;
-      for (const auto& m : g.tensors()) {
-        group.push_back(spec_of(m));
-        digests.emplace_back(m.name(), m.digest());
-      }
-      groups.push_back(std::move(group));
+    if (t == outputs.end() || t->second.state() != DONE) {
+      if (all) return absl::InternalError(fmt::format("{}: task {} has no result to assemble", j.id(), s.output_task()));
+      continue;
     }
+    for (const auto& g : t->second.outputs())
+      for (const auto& m : g.tensors())
+        if (!is_internal_tensor(m.name())) out.emplace_back(m.name(), m.digest());
   }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<OutputStream>> OutputStream::open(const JobRecord& j, BlobStore& blobs,
+                                                                const AssemblyHooks& hooks) {
+  // The layout from the plan: each result where `compress` puts it (output_specs).
+  const CompressSettings settings = compress_settings(j.spec());
+  std::vector<TensorGroup> groups;
+  for (const ShardPlan& s : j.plan().shards()) {
+    if (s.auxiliary()) continue;
+    for (const auto& m : s.tensors())
+      groups.push_back(s.output_task().empty() ? TensorGroup{spec_of(m)} : expected_output(m, settings).tensors);
+  }
+  SP_ASSIGN_OR_RETURN(ModelConfig config, load_model_config(j.model_dir(), hooks.model_root));
+  AssembleOptions ao;
+  ao.source_dir = j.model_dir();
+  ao.config = config.raw;
+  ao.quantization = settings.quantize;
+  ao.max_shard_bytes = hooks.max_shard_bytes;
+  ao.provenance = {{"job", j.id()}, {"name", j.spec().name()}, {"model", j.model_dir()},
+                   {"compression", describe_spec(j.spec())}};
+  ao.compression = compression_record(settings);
+  ao.replace_existing = j.spec().overwrite();
+  ao.fail_writes_after_bytes = hooks.fail_writes_after_bytes;
+  std::unique_ptr<OutputStream> out(new OutputStream(j, blobs, hooks));
+  SP_ASSIGN_OR_RETURN(out->assembler_, CheckpointAssembler::create(j.output_dir(), std::move(groups), ao));
+  return out;
+}
+
+absl::Status OutputStream::write_known(const TaskOutputs& outputs, bool all) {
+  SP_ASSIGN_OR_RETURN(const auto digests, output_digests(job_, outputs, all));
+  size_t done = written_.size();
+  for (const auto& [name, digest] : digests) {
+    if (auto w = written_.find(name); w != written_.end()) {
+      if (w->second != digest)
+        return absl::InternalError(fmt::format("{}: written as {}, the result is now {}", name, w->second, digest));
+      continue;
+    }
+    if (!hooks_.running()) return absl::CancelledError("job no longer running");
+    if (all) hooks_.phase(fmt::format("assembling {}/{}", done, digests.size()));
+    SP_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, blobs_.read_all(digest));  // digest checked
+    SP_RETURN_IF_ERROR(assembler_->write(name, bytes, digest));
+    written_[name] = digest;
+    ++done;
+    if (hooks_.delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(hooks_.delay_ms));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status OutputStream::write_done(const TaskOutputs& outputs) { return write_known(outputs, false); }
+
+absl::Status OutputStream::finish(const TaskOutputs& outputs) {
+  SP_RETURN_IF_ERROR(write_known(outputs, true));
+  return assembler_->finish();
+}
+
+absl::Status assemble_job(const JobRecord& j, const TaskOutputs& outputs, BlobStore& blobs, const AssemblyHooks& hooks,
+                          std::unique_ptr<OutputStream> stream) {
+  hooks.phase("assembling");
+  SP_ASSIGN_OR_RETURN(const auto digests, output_digests(j, outputs, true));
   // Published before a crash? Then the manifest lists exactly these digests.
   const fs::path manifest = fs::path(j.output_dir()) / kManifestName;
   std::error_code ec;
@@ -67,27 +125,14 @@ absl::Status assemble_job(const JobRecord& j, const std::map<std::string, TaskRe
     if (!j.spec().overwrite())
       return absl::FailedPreconditionError(fmt::format("output {} appeared while the job ran", j.output_dir()));
   }
-  SP_ASSIGN_OR_RETURN(ModelConfig config, load_model_config(j.model_dir(), hooks.model_root));
-  AssembleOptions ao;
-  ao.source_dir = j.model_dir();
-  ao.config = config.raw;
-  ao.quantization = compress_settings(j.spec()).quantize;
-  ao.max_shard_bytes = hooks.max_shard_bytes;
-  ao.provenance = {{"job", j.id()}, {"name", j.spec().name()}, {"model", j.model_dir()},
-                   {"compression", describe_spec(j.spec())}};
-  ao.compression = compression_record(compress_settings(j.spec()));
-  ao.replace_existing = j.spec().overwrite();
-  ao.fail_writes_after_bytes = hooks.fail_writes_after_bytes;
-  SP_ASSIGN_OR_RETURN(auto assembler, CheckpointAssembler::create(j.output_dir(), std::move(groups), ao));
-  size_t done = 0;
-  for (const auto& [name, digest] : digests) {
-    if (!hooks.running()) return absl::CancelledError("job no longer assembling");
-    hooks.phase(fmt::format("assembling {}/{}", done++, digests.size()));
-    SP_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, blobs.read_all(digest));  // digest checked
-    SP_RETURN_IF_ERROR(assembler->write(name, bytes, digest));
-    if (hooks.delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(hooks.delay_ms));
+  if (stream) {
+    stream->set_hooks(hooks);
+    const absl::Status st = stream->finish(outputs);
+    if (!absl::IsInternal(st)) return st;
+    stream.reset();  // a result changed after it was written: all of it again
   }
-  return assembler->finish();
+  SP_ASSIGN_OR_RETURN(stream, OutputStream::open(j, blobs, hooks));
+  return stream->finish(outputs);
 }
 
 }  // namespace sp

@@ -41,6 +41,7 @@ void Coordinator::run_loop() {
 
 void Coordinator::step() {
   JobRecord job;
+  TaskOutputs streamable;  // set: the job runs, some results are DONE and its output is being written
   {
     std::unique_lock lock(mu_);
     if (garbage_bytes_ > 0 && garbage_bytes_ != garbage_checked_) {  // more deleted: give space back, unlocked
@@ -61,6 +62,11 @@ void Coordinator::step() {
       }
       return;
     }
+    // Streams of jobs that no longer run or assemble (cancelled, failed, deleted) go.
+    for (auto it = streams_.begin(); it != streams_.end();) {
+      const JobRecord* j = jobs_.get(it->first);
+      it = j && (j->state() == RUNNING || j->state() == ASSEMBLING) ? std::next(it) : streams_.erase(it);
+    }
     const JobRecord* next = jobs_.next_to_run();
     if (!next) return;
     if (auto r = retry_at_.find(next->id()); r != retry_at_.end()) {
@@ -77,7 +83,18 @@ void Coordinator::step() {
     }
     if (job.state() == RUNNING && job.imported()) {
       const auto tasks = scheduler_.tasks_of(job.id());
-      if (!std::all_of(tasks.begin(), tasks.end(), [](auto* t) { return t->state() == DONE; })) return;
+      if (!std::all_of(tasks.begin(), tasks.end(), [](auto* t) { return t->state() == DONE; })) {
+        if (is_eval_job(job.spec()) || options_.test.assemble_delay_ms > 0 || unstreamed_.count(job.id())) return;
+        for (const auto* t : tasks) streamable[task_name(*t)] = *t;
+      }
+    }
+    if (!streamable.empty()) {
+      lock.unlock();
+      stream_output(job, streamable);
+      return;
+    }
+    if (job.state() == RUNNING && job.imported()) {
+      const auto tasks = scheduler_.tasks_of(job.id());
       if (is_eval_job(job.spec())) {  // nothing to write: the result is in the record
         if (finish(c, job, SUCCEEDED, "").ok()) (void)commit(c);  // failed: logged, the next step tries again
         return;
@@ -171,21 +188,50 @@ absl::Status Coordinator::commit_import(const JobRecord& imported, int shard, bo
   return absl::OkStatus();
 }
 
-absl::Status Coordinator::run_assembly(const JobRecord& j) {
-  const std::string id = j.id();
-  std::map<std::string, TaskRecord> outputs;
-  {
-    std::lock_guard lock(mu_);
-    for (const auto* t : scheduler_.tasks_of(id)) outputs[task_name(*t)] = *t;
-  }
+AssemblyHooks Coordinator::assembly_hooks(const std::string& id, JobState state) {
   AssemblyHooks hooks;
-  hooks.running = still_in(id, ASSEMBLING);
+  hooks.running = still_in(id, state);
   hooks.phase = phase_of(id);
   hooks.model_root = options_.model_root;
   hooks.max_shard_bytes = options_.max_shard_bytes;
   hooks.delay_ms = options_.test.assemble_delay_ms;
   hooks.fail_writes_after_bytes = options_.test.fail_output_writes_after_bytes;
-  const absl::Status st = assemble_job(j, outputs, *blobs_, hooks);
+  return hooks;
+}
+
+void Coordinator::stream_output(const JobRecord& j, const TaskOutputs& outputs) {
+  const std::string id = j.id();
+  auto it = streams_.find(id);
+  absl::Status st;
+  if (it == streams_.end()) {
+    auto opened = OutputStream::open(j, *blobs_, assembly_hooks(id, RUNNING));
+    if (opened.ok()) it = streams_.emplace(id, std::move(*opened)).first;
+    st = opened.status();
+  }
+  if (st.ok()) st = it->second->write_done(outputs);
+  if (st.ok() || absl::IsCancelled(st)) return;
+  // Not fatal: the assembly at the end writes everything (and fails the job if it must).
+  if (it != streams_.end()) streams_.erase(it);
+  std::lock_guard lock(mu_);
+  unstreamed_.insert(id);
+  log(fmt::format("{}: writing the output while tasks finish stopped ({}); it is written at the end", id,
+                  std::string(st.message())));
+}
+
+absl::Status Coordinator::run_assembly(const JobRecord& j) {
+  const std::string id = j.id();
+  TaskOutputs outputs;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto* t : scheduler_.tasks_of(id)) outputs[task_name(*t)] = *t;
+    unstreamed_.erase(id);
+  }
+  std::unique_ptr<OutputStream> stream;
+  if (auto it = streams_.find(id); it != streams_.end()) {
+    stream = std::move(it->second);
+    streams_.erase(it);
+  }
+  const absl::Status st = assemble_job(j, outputs, *blobs_, assembly_hooks(id, ASSEMBLING), std::move(stream));
   std::lock_guard lock(mu_);
   phase_.erase(id);
   return st;

@@ -8,21 +8,14 @@ namespace sp {
 
 using namespace shardpress::v1;  // NOLINT
 
-namespace {
-constexpr int64_t kMaxQuantStateBytes = 512;
-}  // namespace
-
 ExpectedOutput expected_output(const TensorMeta& in, const CompressSettings& settings) {
   const auto role = role_from_name(in.role());
-  const bool linear = role && is_linear_weight(*role) && (settings.prune || settings.quantize);
+  const ModelTensor t{in.name(), role.value_or(TensorRole::kEmbedding), -1,
+                      TensorShape{dtype_from_name(in.dtype()).value_or(DType::kU8), {in.shape().begin(), in.shape().end()}}};
+  const bool compressed = role && compresses(t, settings);  // an unknown role passes through
   ExpectedOutput out;
-  if (linear && settings.quantize && in.shape_size() == 2) {
-    out.tensors = nf4_weight_specs(in.name(), in.shape(0), in.shape(1), settings.quantize->blocksize,
-                                   settings.quantize->double_quant, kMaxQuantStateBytes);
-  } else {
-    out.tensors.push_back({in.name(), *dtype_from_name(in.dtype()), {in.shape().begin(), in.shape().end()}});
-    out.same_bytes = !linear;
-  }
+  out.tensors = compressed ? output_specs(t, settings) : std::vector<TensorSpec>{{t.name, t.stored.dtype, t.stored.shape}};
+  out.same_bytes = !compressed;
   return out;
 }
 
@@ -51,11 +44,11 @@ absl::Status check_outputs(const ShardPlan& shard, const CompressSettings& setti
     for (int k = 0; k < g.tensors_size(); ++k) {
       const TensorMeta& got = g.tensors(k);
       const TensorSpec& w = want[static_cast<size_t>(k)];
-      const bool json_state = w.name.ends_with(kQuantStateSuffix);  // its length varies
+      const bool json_state = w.max_nbytes > 0;  // the quant_state JSON: its length varies
       const auto dt = dtype_from_name(got.dtype());
       uint64_t numel = 1;
       for (int64_t d : got.shape()) numel *= static_cast<uint64_t>(d);
-      const bool shape_ok = json_state ? (got.shape_size() == 1 && got.shape(0) > 0 && got.shape(0) <= kMaxQuantStateBytes)
+      const bool shape_ok = json_state ? (got.shape_size() == 1 && got.shape(0) > 0 && static_cast<uint64_t>(got.shape(0)) <= w.max_nbytes)
                                        : std::vector<int64_t>(got.shape().begin(), got.shape().end()) == w.shape;
       if (got.name() != w.name || !dt || *dt != w.dtype || !shape_ok || got.nbytes() != numel * dtype_size(*dt) ||
           (same_bytes && got.digest() != in.digest()))

@@ -18,9 +18,9 @@ namespace sp {
 // `activations` (non-empty: [sequences, tokens, hidden]) adds one last group holding the
 // activations for the next layer, in `activations_dtype`; `forward_only` expects that
 // group alone.
-// What a compression task returns for input tensor `in` of its shard: the bitsandbytes
-// tensors of a quantized projection (the quant_state JSON's length varies: its spec has
-// the shape it has at most, 512 bytes), a pruned weight, or `in` unchanged (`same_bytes`).
+// What a compression task returns for input tensor `in` of its shard (output_specs: the
+// bitsandbytes tensors of a quantized projection, the quant_state JSON's length variable,
+// a pruned weight), or `in` unchanged (`same_bytes`).
 struct ExpectedOutput {
   std::vector<TensorSpec> tensors;
   bool same_bytes = false;

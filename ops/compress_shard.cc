@@ -103,6 +103,20 @@ std::string describe(const CompressSettings& s) {
   return out;
 }
 
+bool compresses(const ModelTensor& t, const CompressSettings& s) {
+  return is_linear_weight(t.role) && (s.prune || s.quantize);
+}
+
+std::vector<TensorSpec> output_specs(const ModelTensor& t, const CompressSettings& s) {
+  if (compresses(t, s) && s.quantize && t.stored.shape.size() == 2) {
+    std::vector<TensorSpec> specs = nf4_weight_specs(t.name, t.stored.shape[0], t.stored.shape[1], s.quantize->blocksize,
+                                                     s.quantize->double_quant, kMaxQuantStateBytes);
+    specs.back().max_nbytes = kMaxQuantStateBytes;  // the quant_state JSON: its length depends on the data
+    return specs;
+  }
+  return {TensorSpec{t.name, t.stored.dtype, t.stored.shape}};
+}
+
 absl::StatusOr<ShardResult> compress_shard(std::span<const InputTensor> inputs,
                                            const CompressSettings& settings,
                                            const Nf4Backend& backend, const PruneDevice* prune_device) {
@@ -114,8 +128,7 @@ absl::StatusOr<ShardResult> compress_shard(std::span<const InputTensor> inputs,
       return absl::InvalidArgumentError(fmt::format("{}: {} bytes given, {} expected", meta.name,
                                                     in.bytes.size(), meta.stored.nbytes()));
     TensorReport report{meta.name, meta.role};
-    const bool linear = is_linear_weight(meta.role);
-    if (!linear || (!settings.prune && !settings.quantize)) {  // kept as it is: must be finite
+    if (!compresses(meta, settings)) {  // kept as it is: must be finite
       SP_RETURN_IF_ERROR(check_finite(meta.name, in.bytes, meta.stored.dtype, meta.stored.shape));
       result.groups.push_back({{TensorSpec{meta.name, meta.stored.dtype, meta.stored.shape},
                                 copy_bytes(in.bytes)}});

@@ -68,6 +68,17 @@ absl::Status validate(const CompressSettings& s);
 // "magnitude 30% per row + NF4 (block 64, double quant)".
 std::string describe(const CompressSettings& s);
 
+// The longest quant_state JSON a projection's result may carry (bitsandbytes' is ~200 bytes).
+inline constexpr uint64_t kMaxQuantStateBytes = 512;
+
+// What compress_shard returns for tensor `t`, declared before it exists (the output
+// layout of `compress` and of a job's assembly): the bitsandbytes tensors of a quantized
+// projection, whose quant_state JSON has a variable length (TensorSpec::max_nbytes), a
+// pruned weight in its dtype, or `t` as it is.
+std::vector<TensorSpec> output_specs(const ModelTensor& t, const CompressSettings& s);
+// True when compress_shard changes `t` (a projection weight, pruned or quantized).
+bool compresses(const ModelTensor& t, const CompressSettings& s);
+
 struct InputTensor {
   const ModelTensor* meta = nullptr;  // name, role, stored dtype/shape
   std::span<const uint8_t> bytes;

@@ -10,6 +10,7 @@
 #include <functional>
 #include <optional>
 
+#include "checkpoint/local_compress.h"
 #include "common/digest.h"
 #include "common/file_util.h"
 #include "coordinator/memory_store.h"
@@ -663,6 +664,45 @@ TEST_F(Core, KeptBoundariesStayOnTheirWorkerAndALossRunsTheChainAgain) {
   EXPECT_EQ(k, r);
   EXPECT_TRUE(k.count("model.safetensors"));
   EXPECT_EQ(c->memory_state(), c->durable_state());
+}
+
+// The output is written while the tasks finish: after some results are DONE, a runner
+// step has put them into the hidden folder; the published checkpoint is byte for byte what
+// `compress` writes in one process (every file but the manifest, which names the job).
+TEST_F(Core, TheOutputIsWrittenWhileTasksFinishAndIsWhatCompressWrites) {
+  auto c = open(std::make_shared<MemoryStateStore>());
+  ASSERT_TRUE(c->register_worker(registration("w1")).ok());
+  ASSERT_TRUE(c->submit(rtn("s")).ok());
+  for (int i = 0; i < 20 && !c->job_status("s")->imported(); ++i) c->step();
+  const fs::path partial = lab_.dir() / "out/.s.partial";
+  for (int k = 0; k < 2; ++k) {
+    auto r = lease_and_compute(*c, "w1");
+    ASSERT_TRUE(r.ok() && r->has_value()) << r.status();
+    ASSERT_TRUE(c->complete(**r).ok());
+  }
+  c->step();
+  ASSERT_EQ(c->job_status("s")->state(), RUNNING);
+  size_t files = 0;
+  for (const auto& e : fs::directory_iterator(partial)) files += e.path().filename().string().find(".partial.") != std::string::npos;
+  EXPECT_EQ(files, 1u) << "no output file is being written while the job runs";
+  auto end = run_to_end(*c, clock_, "s");
+  ASSERT_TRUE(end.ok()) << end.status();
+  ASSERT_EQ(end->state(), SUCCEEDED);
+  EXPECT_FALSE(fs::exists(partial));
+
+  LocalCompressOptions o;
+  o.settings = compress_settings(rtn("s"));
+  ASSERT_TRUE(compress_model_local(lab_.dir() / "models/stories", lab_.dir() / "compressed", o).ok());
+  auto job = output_digests("s");
+  std::map<std::string, std::string> local;
+  for (const auto& e : fs::directory_iterator(lab_.dir() / "compressed")) {
+    auto bytes = read_file(e.path().string());
+    local[e.path().filename().string()] = digest_hex({reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size()});
+  }
+  ASSERT_EQ(job.erase(kManifestName), 1u);
+  ASSERT_EQ(local.erase(kManifestName), 1u);
+  EXPECT_EQ(job, local);
+  EXPECT_TRUE(job.count("model.safetensors"));
 }
 
 }  // namespace

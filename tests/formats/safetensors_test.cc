@@ -1,6 +1,7 @@
 // safetensors writer -> reader round trips, sharding, atomicity.
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <numeric>
 
 #include "formats/model_files.h"
@@ -124,6 +125,59 @@ TEST(Safetensors, WriterRejectsWrongSizesAndDuplicates) {
   EXPECT_FALSE((*w)->write("zzz", pattern(1, 0)).ok());
   ASSERT_TRUE((*w)->write("a", pattern(16, 0)).ok());
   EXPECT_FALSE((*w)->write("a", pattern(16, 0)).ok());  // twice
+}
+
+// A variable-length tensor (TensorSpec::max_nbytes, the quant_state JSON's case) goes after
+// the fixed-size ones of its shard, written at finish(); every fixed-size tensor can be
+// written before the variable ones are known, the header lands in the room reserved for its
+// longest form, the data still start 8-byte aligned and tile the file exactly. Sharding
+// counts the bound; the index counts what was written.
+TEST(Safetensors, VariableLengthTensorsGoLastAndTheHeaderFitsItsRoom) {
+  for (const uint64_t max_shard : {uint64_t{5'000'000'000}, uint64_t{200}}) {
+    test::TempDir d;
+    std::vector<TensorGroup> groups;
+    for (int g = 0; g < 3; ++g) {
+      TensorSpec state{"w" + std::to_string(g) + ".quant_state", DType::kU8, {}, 1000};
+      groups.push_back({{"w" + std::to_string(g), DType::kU8, {40}}, state, {"w" + std::to_string(g) + ".absmax", DType::kF32, {3}}});
+    }
+    SafetensorsWriter::Options o;
+    o.max_shard_bytes = max_shard;  // 200: each group alone (its bound, 1052 bytes, is over)
+    auto w = SafetensorsWriter::create(d.path(), groups, o);
+    ASSERT_TRUE(w.ok()) << w.status();
+    std::map<std::string, std::vector<uint8_t>> want;
+    for (int g = 2; g >= 0; --g) {  // any order, the variable ones first
+      const std::string n = "w" + std::to_string(g);
+      want[n + ".quant_state"] = pattern(static_cast<size_t>(5 + 400 * g), static_cast<uint8_t>(g));
+      want[n] = pattern(40, static_cast<uint8_t>(10 + g));
+      want[n + ".absmax"] = pattern(12, static_cast<uint8_t>(20 + g));
+      ASSERT_TRUE((*w)->write(n + ".quant_state", want[n + ".quant_state"]).ok());
+      ASSERT_TRUE((*w)->write(n, want[n]).ok());
+      ASSERT_TRUE((*w)->write(n + ".absmax", want[n + ".absmax"]).ok());
+    }
+    EXPECT_NE(std::string((*w)->write("w0.quant_state", pattern(3, 0)).message()).find("written twice"),
+              std::string::npos);
+    ASSERT_TRUE((*w)->finish().ok());
+    auto m = ModelFiles::open(d.path());  // the reader checks the tiling and the offsets
+    ASSERT_TRUE(m.ok()) << m.status();
+    EXPECT_EQ(m->sharded(), max_shard == 200);
+    for (const auto& [name, bytes] : want) {
+      ASSERT_NE(m->find(name), nullptr) << name;
+      EXPECT_EQ(test::as_bytes(m->find(name)->view()), bytes) << name;
+    }
+    EXPECT_EQ(m->find("w2.quant_state")->info->shape, (std::vector<int64_t>{805}));
+    for (const auto& f : m->files()) EXPECT_EQ(f->data_offset() % 8, 0u);
+    if (max_shard == 200) {
+      const auto index = nlohmann::json::parse(test::read_bytes(d / kSafetensorsIndexName));
+      EXPECT_EQ(index["metadata"]["total_size"], 3 * (40 + 12) + 5 + 405 + 805);
+    }
+  }
+  test::TempDir d;
+  auto too_long = SafetensorsWriter::create(d.path(), {{{"s", DType::kU8, {}, 8}}}, {});
+  ASSERT_TRUE(too_long.ok());
+  EXPECT_NE(std::string((*too_long)->write("s", pattern(9, 0)).message()).find("9 bytes given, at most 8"),
+            std::string::npos);
+  auto not_bytes = SafetensorsWriter::create(d.path(), {{{"s", DType::kF32, {}, 8}}}, {});
+  EXPECT_FALSE(not_bytes.ok());
 }
 
 }  // namespace
