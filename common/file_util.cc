@@ -120,6 +120,10 @@ absl::StatusOr<PositionalFile> PositionalFile::create(const std::string& path, u
   return f;
 }
 
+void PositionalFile::start_writeback(uint64_t offset, uint64_t len) {
+  (void)::sync_file_range(fd_, static_cast<off_t>(offset), static_cast<off_t>(len), SYNC_FILE_RANGE_WRITE);
+}
+
 absl::Status PositionalFile::truncate(uint64_t size) {
   if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) return io_error("cannot truncate", path_, errno);
   return absl::OkStatus();

@@ -55,6 +55,9 @@ class PositionalFile {
   ~PositionalFile();
 
   absl::Status write_at(uint64_t offset, std::span<const uint8_t> bytes);
+  // Starts writing `len` bytes at `offset` back to disk without waiting (Linux'
+  // sync_file_range), so that the fsync at the end has little left to do. Best effort.
+  void start_writeback(uint64_t offset, uint64_t len);
   // Cuts (or extends) the file to `size` bytes.
   absl::Status truncate(uint64_t size);
   // fsync + close. After this the object is empty.
