@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
 #include <functional>
 #include <limits>
 #include <map>
@@ -121,6 +122,10 @@ class Simulation {
   std::optional<Held> lease(int w, uint64_t free_memory);
   void complete(int w, const Held& h, const std::vector<OutputGroup>& outputs);
   void runner_assembles();
+  // The runner writing the output while tasks finish (coordinator/job_assembly.h): one
+  // piece at a time, in the order results land; assembly ends once it has caught up.
+  void write_output(uint64_t bytes);
+  void write_next();
   void assemble();
   std::vector<TensorMeta> inputs_of(const TaskPlan& p) const;
   std::vector<OutputGroup> outputs_of(const TaskPlan& p) const;
@@ -162,6 +167,9 @@ class Simulation {
   int tasks_done_ = 0;
   bool finished_ = false;
   uint64_t stored_ = kEmptyStateBytes;
+  std::deque<uint64_t> output_queue_;  // bytes the runner has still to write, in order
+  bool writing_ = false, assembling_ = false;
+  double assembly_start_s_ = 0;
   std::map<std::string, int> readers_left_;  // activations digest -> tasks still to read them
   std::map<std::string, uint64_t> activation_bytes_;
   std::map<std::pair<int, std::string>, double> compute_cache_;  // (plan task, device) -> seconds
@@ -273,6 +281,11 @@ void Simulation::import_shard(int shard) {
       if (shard + 1 < plan_.shards_size()) return import_shard(shard + 1);
       imported_ = true;
       report_.import_s = now_;
+      uint64_t pass_through = 0;  // the stream opens: the shards that go out as imported first
+      for (const auto& s : plan_.shards())
+        if (!s.auxiliary() && s.output_task().empty())
+          for (const auto& m : s.tensors()) pass_through += m.nbytes();
+      write_output(pass_through);
       if (tasks_done_ == static_cast<int>(scheduler_.tasks_of(kJobId).size())) runner_assembles();
     });
   });
@@ -321,6 +334,13 @@ void Simulation::complete(int w, const Held& h, const std::vector<OutputGroup>& 
   for (const auto& in : inputs_of(*h.plan))
     if (is_internal_tensor(in.name()) && --readers_left_[in.digest()] == 0 && activation_bytes_.count(in.digest()))
       store(-static_cast<int64_t>(activation_bytes_[in.digest()]));
+  uint64_t out = 0;  // a layer's result goes into the output as soon as it is done
+  for (const auto& sh : plan_.shards())
+    if (sh.output_task() == h.plan->name())
+      for (const auto& g : outputs)
+        for (const auto& m : g.tensors())
+          if (!is_internal_tensor(m.name())) out += m.nbytes();
+  write_output(out);
   ws.report.tasks++;
   report_.tasks_end_s = now_;
   if (++tasks_done_ == static_cast<int>(scheduler_.tasks_of(kJobId).size()) && imported_) runner_assembles();
@@ -333,33 +353,41 @@ void Simulation::runner_assembles() {
   after(kRunnerPollS, [this] { assemble(); });
 }
 
-void Simulation::assemble() {
-  // What the output folder holds: each layer's results in place of its tensors, the rest as
-  // imported; the store keeps the results until the job is deleted.
-  uint64_t bytes = 0;
-  for (const auto& s : plan_.shards()) {
-    if (s.auxiliary()) continue;
-    if (s.output_task().empty()) {
-      for (const auto& m : s.tensors()) bytes += m.nbytes();
-      continue;
-    }
-    const TaskRecord* t = scheduler_.find(std::string(kJobId) + "/" + s.output_task());
-    if (!t) continue;
-    for (const auto& g : t->outputs())
-      for (const auto& m : g.tensors())
-        if (!is_internal_tensor(m.name())) bytes += m.nbytes();
+void Simulation::write_output(uint64_t bytes) {
+  if (!spec_.eval().ids().empty() || bytes == 0) return;  // an evaluation writes nothing
+  output_queue_.push_back(bytes);
+  if (!writing_) write_next();
+}
+
+void Simulation::write_next() {
+  if (output_queue_.empty()) {
+    writing_ = false;
+    if (assembling_) assemble();
+    return;
   }
-  if (!spec_.eval().ids().empty()) bytes = 0;  // an evaluation writes nothing
-  report_.output_bytes = bytes;
-  const double start_s = now_;
+  writing_ = true;
+  const uint64_t bytes = output_queue_.front();
+  output_queue_.pop_front();
   const double seconds = lab_.local ? transfer_seconds(bytes, kLocalAssemblyBytesPerS)
-                                    : 2 * transfer_seconds(bytes, lab_.coordinator_disk);  // read results, write
-  start(seconds, {lab_.local ? coord_cpu_ : coord_disk_}, -1, false, [this, bytes, start_s] {
+                                    : 2 * transfer_seconds(bytes, lab_.coordinator_disk);  // read result, write
+  start(seconds, {lab_.local ? coord_cpu_ : coord_disk_}, -1, false, [this, bytes] {
     store(static_cast<int64_t>(bytes));
-    report_.assembly_s = now_ - start_s;
-    report_.wall_s = now_ + (lab_.local ? kLocalStopS : 0);
-    finished_ = true;
+    report_.output_bytes += bytes;
+    write_next();
   });
+}
+
+void Simulation::assemble() {
+  // The output has been written as results landed; the end waits for the runner to catch
+  // up (then headers, fsync and rename: small next to the writes).
+  if (!assembling_) {
+    assembling_ = true;
+    assembly_start_s_ = now_;
+  }
+  if (writing_ || !output_queue_.empty()) return;  // write_next() calls again
+  report_.assembly_s = now_ - assembly_start_s_;
+  report_.wall_s = now_ + (lab_.local ? kLocalStopS : 0);
+  finished_ = true;
 }
 
 void Simulation::poll(int w) {

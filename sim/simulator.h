@@ -37,7 +37,7 @@ struct SimReport {
   double wall_s = 0;
   double import_s = 0;    // until the last shard was imported
   double tasks_end_s = 0; // when the last task was done
-  double assembly_s = 0;  // writing the output
+  double assembly_s = 0;  // from the last task done to the output published (the rest of its writing)
   int tasks = 0;
   uint64_t coordinator_bytes_in = 0, coordinator_bytes_out = 0;
   uint64_t coordinator_disk_peak = 0;  // results + live activations (+ a copy of the model) + the output

@@ -135,6 +135,10 @@ TEST_F(Simulate, RtnFetchesEachLayerOnceAndReturnsItsResult) {
   EXPECT_EQ(tasks, 4);
   // The link is the bottleneck: 4 x 967 MB at 110 MB/s is 35 s of transfer at least.
   EXPECT_GT(r->wall_s, 35.0);
+  // The output is written as results land: after the last task only its layer is left
+  // (reading and writing all of it would take 2 x output / 500 MB/s).
+  EXPECT_GT(r->assembly_s, 0.0);
+  EXPECT_LT(r->assembly_s, 0.5 * 2 * static_cast<double>(r->output_bytes) / 500e6);
 
   auto copied = run("quantize: {format: nf4}\n", "2*gtx1080ti", {}, /*copy=*/true);
   ASSERT_TRUE(copied.ok());
