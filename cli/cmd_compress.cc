@@ -1,7 +1,11 @@
 // shardpress compress MODEL_DIR OUT_DIR: prune and/or quantize a model to a bitsandbytes
-// NF4 checkpoint in this process (no coordinator), one shard at a time.
+// NF4 checkpoint in this process (no coordinator), one shard at a time; with --format gguf,
+// one llama.cpp file.
 #include <cstdio>
 
+#include <chrono>
+
+#include "checkpoint/gguf_export.h"
 #include "checkpoint/local_compress.h"
 #include "cli/commands.h"
 #include "cli/compress_flags.h"
@@ -27,9 +31,37 @@ struct CompressArgs {
   CompressFlags flags;
 };
 
+// --format gguf: one llama.cpp file (checkpoint/gguf_export.h).
+int run_gguf(const CompressArgs& a, GgmlType type) {
+  std::fprintf(stderr, "writing %s -> %s: GGUF %s\n", a.model_dir.c_str(), a.out_dir.c_str(),
+               std::string(ggml_traits(type).name).c_str());
+  const auto t0 = std::chrono::steady_clock::now();
+  auto s = export_gguf(a.model_dir, a.out_dir, GgufExportOptions{type});
+  if (!s.ok()) return report_error(s.status());
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (a.output == "json") {
+    nlohmann::ordered_json j;
+    j["output"] = s->path;
+    j["format"] = "gguf";
+    j["type"] = ggml_traits(type).name;
+    j["tensors"] = s->tensors;
+    j["bytes"] = s->bytes;
+    j["fallbacks"] = s->fallbacks;
+    j["seconds"] = secs;
+    std::printf("%s\n", j.dump(2).c_str());
+    return kExitOk;
+  }
+  std::printf("output        %s (GGUF %s, %d tensors, %s)\n", s->path.c_str(), std::string(ggml_traits(type).name).c_str(),
+              s->tensors, format_bytes(s->bytes).c_str());
+  for (const auto& f : s->fallbacks) std::printf("fallback      %s\n", f.c_str());
+  std::printf("time          %.2f s\n", secs);
+  return kExitOk;
+}
+
 int run_compress(const CompressArgs& a) {
   auto settings = to_settings(a.flags);
   if (!settings.ok()) return report_error(settings.status());
+  if (settings->gguf) return run_gguf(a, *settings->gguf);
   auto max_shard = parse_byte_size(a.max_shard_size);
   if (!max_shard.ok()) return report_error(annotate(max_shard.status(), "--max-shard-size"));
   auto device = choose_device(a.device);
@@ -131,7 +163,7 @@ void add_compress_command(CLI::App& app, int* exit_code) {
   auto args = std::make_shared<CompressArgs>();
   CLI::App* cmd = app.add_subcommand("compress", "Prune/quantize a model on this machine, in one process");
   cmd->add_option("MODEL_DIR", args->model_dir, "Hugging Face model folder")->required();
-  cmd->add_option("OUT_DIR", args->out_dir, "New folder for the checkpoint (must not exist)")->required();
+  cmd->add_option("OUT_DIR", args->out_dir, "New folder for the checkpoint, or new .gguf file with --format gguf (must not exist)")->required();
   cmd->add_option("--max-shard-size", args->max_shard_size, "Largest safetensors file")->capture_default_str();
   cmd->add_option("--device", args->device, "cpu, auto or cuda:N (NF4, pruning, calibration on the GPU)")
       ->capture_default_str();

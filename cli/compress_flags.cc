@@ -13,6 +13,9 @@ void add_compress_flags(CLI::App* cmd, CompressFlags* f) {
   cmd->add_option("--scope", f->scope, "Pruning group: tensor, row or 2:4 (default row)")
       ->check(CLI::IsMember({"tensor", "row", "2:4"}));
   cmd->add_flag("--no-quantize", f->no_quantize, "Keep weights in their dtype (prune only)");
+  cmd->add_option("--format", f->format, "nf4 (bitsandbytes folder, default) or gguf (one llama.cpp file)")
+      ->check(CLI::IsMember({"nf4", "gguf"}));
+  cmd->add_option("--type", f->type, fmt::format("--format gguf: the llama.cpp type, one of {}", ggml_type_names()));
   cmd->add_option("--blocksize", f->blocksize,
                   fmt::format("NF4 block size: 32, 64, 128, ..., 4096 (default {})", d.quantize().blocksize()));
   cmd->add_flag("--no-double-quant", f->no_double_quant, "Store absmax as float32 instead of 8-bit codes");
@@ -56,6 +59,8 @@ absl::StatusOr<JobSettings> to_settings(const CompressFlags& f, bool need_ids) {
   if (f.sparsity) p->set_sparsity(*f.sparsity);
   if (f.scope) p->set_scope(*f.scope);
   auto* q = spec.mutable_quantize();
+  if (f.format) q->set_format(*f.format);
+  if (f.type) q->set_type(*f.type);
   if (f.no_quantize) q->set_format("none");
   if (f.blocksize) q->set_blocksize(*f.blocksize);
   if (f.no_double_quant) q->set_double_quant(false);

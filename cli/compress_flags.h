@@ -17,6 +17,8 @@ struct CompressFlags {
   std::optional<double> sparsity;
   std::optional<std::string> scope;  // tensor | row | 2:4
   bool no_quantize = false;
+  std::optional<std::string> format;  // nf4 | gguf
+  std::optional<std::string> type;    // gguf: Q4_0, Q8_0, F16, ...
   std::optional<int> blocksize;
   bool no_double_quant = false;
   std::optional<std::string> compute_dtype;

@@ -45,6 +45,10 @@ absl::StatusOr<Coordinator::Prepared> Coordinator::prepare(const JobSpec& spec_i
   Prepared p{spec_in, ""};
   JobSpec& spec = p.spec;
   SP_RETURN_IF_ERROR(validate_job_spec(spec));
+  if (spec.quantize().format() == "gguf")
+    return absl::UnimplementedError(
+        "format gguf is written by `shardpress compress MODEL OUT.gguf --format gguf --type T` so far; jobs on the "
+        "coordinator: not yet");
   const bool eval = is_eval_job(spec);
   SP_ASSIGN_OR_RETURN(const Readable model, resolve_readable(options_, spec.model(), eval, "model"));
   spec.set_model(model.path);

@@ -52,9 +52,17 @@ absl::StatusOr<JobSettings> convert(const JobSpec& spec) {
     s.quantize = Nf4Settings{q.blocksize(), q.double_quant(), *compute};
   } else if (q.format() == kNone) {
     s.quantize.reset();
+  } else if (q.format() == "gguf") {
+    s.quantize.reset();
+    const auto type = ggml_type_from_name(q.type());
+    if (!type)
+      return bad(fmt::format("'quantize.type' is '{}'; format gguf writes one of {}", q.type(), ggml_type_names()));
+    out.gguf = *type;
   } else {
-    return bad(fmt::format("'quantize.format' is '{}'; expected nf4 or none", q.format()));
+    return bad(fmt::format("'quantize.format' is '{}'; expected nf4, gguf or none", q.format()));
   }
+  if (q.format() != "gguf" && !q.type().empty())
+    return bad(fmt::format("'quantize.type' is for format gguf (the format is '{}')", q.format()));
   s.gptq.act_order = q.act_order();
   s.gptq.damp = q.damp();
   s.gptq.scale_search = q.scale_search();
@@ -124,6 +132,12 @@ absl::StatusOr<JobSettings> job_settings(const JobSpec& spec) {
     return bad(fmt::format("'name' {} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
                            spec.name()));
   SP_ASSIGN_OR_RETURN(JobSettings s, convert(spec));
+  if (s.gguf) {  // the GGUF type is the quantization (compress.quantize stays unset)
+    if (s.compress.prune || s.compress.quant_method != QuantMethod::kRtn)
+      return absl::UnimplementedError(
+          "format gguf is written with round to nearest and no pruning so far (method gptq and pruning: not yet)");
+    return s;
+  }
   SP_RETURN_IF_ERROR(validate(s.compress));
   if (s.calibration) {
     const CalibrationSettings& c = *s.calibration;

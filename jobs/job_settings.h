@@ -9,7 +9,7 @@
 //   output: /out/stories-nf4     # new folder (under the output root)
 //   overwrite: false             # true: replace an existing output at the end
 //   prune: {method: none|magnitude|wanda|sparsegpt, sparsity: 0.3, scope: tensor|row|2:4}
-//   quantize: {format: nf4|none, method: rtn|gptq, blocksize: 64, double_quant: true,
+//   quantize: {format: nf4|gguf|none, type: Q4_0 (gguf), method: rtn|gptq, blocksize: 64, double_quant: true,
 //              compute_dtype: bfloat16, act_order: true, damp: 0.01, scale_search: 0.1,
 //              gptq_block_size: 128}
 //   calibrate: {ids: FILE, samples: 128, seq_len: 0, mode: sequential|pipelined,
@@ -26,6 +26,7 @@
 
 #include "common/status.h"
 #include "ops/compress_shard.h"
+#include "ops/ggml_quants.h"
 #include "shardpress.pb.h"
 
 namespace sp {
@@ -57,6 +58,9 @@ struct JobSettings {
   CompressSettings compress;                       // compression jobs
   std::optional<CalibrationSettings> calibration;  // set when compress needs data
   std::optional<EvalSettings> eval;                // evaluation jobs
+  // quantize.format: gguf — one llama.cpp file in this type (compress.quantize is then
+  // unset: no NF4). So far written by `compress` only, round to nearest, no pruning.
+  std::optional<GgmlType> gguf;
 };
 
 // Every default of a spec (the common bitsandbytes setting: NF4, block 64, double quant,

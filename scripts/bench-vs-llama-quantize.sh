@@ -4,6 +4,8 @@
 # round, medians of ROUNDS, the ratios to llama-quantize:
 #   compress         `shardpress compress` to NF4 (RTN), one process
 #   local            `shardpress local --workers 2` to NF4 (RTN)
+#   compress-gguf    `shardpress compress --format gguf --type Q4_0`: the same Q4_0 file
+#                    llama-quantize writes, from the bf16 safetensors
 #   llama-quantize   `llama-quantize in-f16.gguf out.gguf Q4_0 2` (2 threads)
 # Usage: scripts/bench-vs-llama-quantize.sh [PARAMS=1.1B] [ROUNDS=3] [WORKDIR=build/bench-llama]
 set -euo pipefail
@@ -14,6 +16,9 @@ work="$(mkdir -p "${3:-build/bench-llama}" && cd "${3:-build/bench-llama}" && pw
 bin="$PWD/build/bin"
 quantize="$(cd "${SHARDPRESS_SHARED_DIR:-../shared}/tools/llama.cpp/bin" && pwd)/llama-quantize"
 [ -d "$work/bf16" ] || "$bin/shardpress" synth --params "$params" --dtype bf16 "$work/bf16" > /dev/null
+# GGUF output needs a SentencePiece vocabulary: the fixture's (ids past its 512 become [PADn]).
+[ -f "$work/bf16/tokenizer.model" ] ||
+  cp "${SHARDPRESS_SHARED_DIR:-../shared}/fixtures/stories260k/hf-f32/tokenizer.model" "$work/bf16/"
 if [ ! -f "$work/f16.gguf" ]; then
   "$bin/shardpress" synth --params "$params" --dtype f16 "$work/f16" > /dev/null
   python3 scripts/gguf-from-safetensors.py "$work/f16" "$work/f16.gguf" > /dev/null
@@ -26,16 +31,18 @@ run_local() {
   printf 'name: bench\nmodel: %s\noutput: %s\n' "$work/bf16" "$work/l-out" > "$work/l.yaml"
   "$bin/shardpress" local "$work/l.yaml" --workers 2 --state-dir "$work/l-state"
 }
+run_gguf() { rm -f "$work/g-q4_0.gguf"; "$bin/shardpress" compress "$work/bf16" "$work/g-q4_0.gguf" --format gguf --type Q4_0; }
 run_llama() { rm -f "$work/q4_0.gguf"; "$quantize" "$work/f16.gguf" "$work/q4_0.gguf" Q4_0 2; }
 declare -A times
 for r in $(seq "$rounds"); do
   times[compress]+="$(timed run_compress) "
   times[local]+="$(timed run_local) "
+  times[compress-gguf]+="$(timed run_gguf) "
   times[llama-quantize]+="$(timed run_llama) "
 done
 base=$(echo ${times[llama-quantize]} | tr ' ' '\n' | median)
 echo "synthetic Llama $params ($(grep -o '"num_hidden_layers": [0-9]*' "$work/bf16/config.json")), $rounds rounds alternated, median wall seconds"
-for k in compress local llama-quantize; do
+for k in compress local compress-gguf llama-quantize; do
   m=$(echo ${times[$k]} | tr ' ' '\n' | median)
   printf '%-15s %-30s median %-8s  %sx llama-quantize\n' "$k" "${times[$k]}" "$m" "$(echo "scale=2; $m / $base" | bc)"
 done

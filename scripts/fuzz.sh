@@ -12,7 +12,7 @@ if ! command -v clang++ >/dev/null 2>&1; then
   echo "fuzz: clang++ not found, fuzzers skipped"
   exit 0
 fi
-all=(safetensors_header safetensors_index model_config model_plan job_yaml config_file blob_stream quant_state token_ids)
+all=(safetensors_header safetensors_index model_config model_plan job_yaml config_file blob_stream quant_state token_ids gguf)
 targets=("${@:-${all[@]}}")
 if [ ! -f build-fuzz/CMakeCache.txt ]; then
   generator=()
@@ -28,6 +28,7 @@ for t in "${targets[@]}"; do
   log="build-fuzz/$t.log"
   max_len=8192
   [ "$t" = model_plan ] && max_len=16384  # a config.json and a whole safetensors header
+  [ "$t" = gguf ] && max_len=16384        # a GGUF header with a small vocabulary
   if ! (cd build-fuzz && "./bin/fuzz_$t" -max_total_time="$seconds" -max_len="$max_len" -timeout=10 \
         -rss_limit_mb=2048 -print_final_stats=1 "corpus/$t" "../tests/fuzz/corpus/$t" > "$t.log" 2>&1); then
     tail -40 "$log"

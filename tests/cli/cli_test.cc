@@ -215,6 +215,33 @@ TEST(Cli, CompressReportsSparsityPerTensor) {
   EXPECT_EQ(v.exit_code, 0) << v.err;
 }
 
+// compress --format gguf --type T: one llama.cpp file; rows that fill no block of T (the
+// fixture's 172-wide ffn_down) fall back to F16 and are listed. Jobs do not write GGUF yet:
+// `local` refuses such a spec, saying so.
+TEST(Cli, CompressWritesGguf) {
+  test::TempDir d;
+  auto c = run_cli({"compress", stories(), d / "s.gguf", "--format", "gguf", "--type", "Q8_0", "-o", "json"});
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  const json j = json::parse(c.out);
+  EXPECT_EQ(j["type"], "Q8_0");
+  EXPECT_EQ(j["tensors"], 47);
+  EXPECT_EQ(j["fallbacks"].size(), 5u);
+  EXPECT_GT(j["bytes"].get<uint64_t>(), 100'000u);
+  EXPECT_TRUE(fs::is_regular_file(d / "s.gguf"));
+  auto again = run_cli({"compress", stories(), d / "s.gguf", "--format", "gguf", "--type", "Q8_0"});
+  EXPECT_EQ(again.exit_code, 2);
+  EXPECT_NE(again.err.find("already exists"), std::string::npos) << again.err;
+  auto bad = run_cli({"compress", stories(), d / "t.gguf", "--format", "gguf", "--type", "Q9_9"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("'quantize.type' is 'Q9_9'"), std::string::npos) << bad.err;
+  EXPECT_FALSE(fs::exists(d / "t.gguf"));
+  test::write_text(d / "g.yaml", "name: g\nmodel: " + stories() + "\noutput: " + (d / "g.gguf") +
+                                     "\nquantize: {format: gguf, type: Q4_0}\n");
+  auto job = run_cli({"local", d / "g.yaml", "--state-dir", d / "state"});
+  EXPECT_NE(job.exit_code, 0);
+  EXPECT_NE(job.err.find("jobs on the coordinator: not yet"), std::string::npos) << job.err;
+}
+
 TEST(Cli, CompressBadInputExitsTwoAndWritesNothing) {
   test::TempDir d;
   auto bs = run_cli({"compress", stories(), d / "o1", "--blocksize", "100"});

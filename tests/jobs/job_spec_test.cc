@@ -186,6 +186,26 @@ TEST(JobSpecCalibration, CheckpointEvery) {
   EXPECT_NE(err(base + ", checkpoint_every: lots}\n").find("checkpoint_every"), std::string::npos);
 }
 
+// quantize.format: gguf takes its llama.cpp type from quantize.type (one rule, the
+// ggml_types table); a type without gguf, an unknown type, and what is not built yet
+// (GPTQ, pruning) are errors that say so.
+TEST(JobSpec, GgufFormatAndType) {
+  auto q8 = parse_job_yaml("model: /m\noutput: /o.gguf\nquantize: {format: gguf, type: q8_0}\n", "job.yaml");
+  ASSERT_TRUE(q8.ok()) << q8.status();
+  auto s = job_settings(*q8);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->gguf, GgmlType::kQ8_0);
+  EXPECT_FALSE(s->compress.quantize.has_value());
+  EXPECT_NE(err("model: /m\noutput: /o\nquantize: {format: gguf, type: Q3_X}\n").find("'quantize.type' is 'Q3_X'; format gguf writes one of F32, F16, Q4_0, Q8_0, BF16"),
+            std::string::npos);
+  EXPECT_NE(err("model: /m\noutput: /o\nquantize: {format: gguf}\n").find("'quantize.type' is ''"), std::string::npos);
+  EXPECT_NE(err("model: /m\noutput: /o\nquantize: {type: Q4_0}\n").find("'quantize.type' is for format gguf"),
+            std::string::npos);
+  EXPECT_NE(err("model: /m\noutput: /o\nquantize: {format: gguf, type: Q4_0, method: gptq}\ncalibrate: {ids: /x}\n")
+                .find("not yet"),
+            std::string::npos);
+}
+
 TEST(JobSpecStrict, DigestAndDifferences) {
   auto a = parse_job_yaml("model: /m\noutput: /o\nprune: {method: magnitude}\n", "a.yaml");
   auto same = parse_job_yaml("output: /o\nprune: {sparsity: 0.3, method: magnitude}\nmodel: /m\n", "b.yaml");

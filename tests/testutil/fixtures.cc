@@ -50,7 +50,14 @@ static std::string slurp_fd(int fd) {
   return s;
 }
 
-CliResult run_cli(const std::vector<std::string>& args) {
+CliResult run_cli(const std::vector<std::string>& args) { return run_program(SP_CLI_PATH, args); }
+
+std::string llama_tool(const std::string& name) {
+  const std::string path = shared_dir() + "/tools/llama.cpp/bin/" + name;
+  return ::access(path.c_str(), X_OK) == 0 ? path : "";
+}
+
+CliResult run_program(const std::string& program, const std::vector<std::string>& args) {
   TempDir tmp;
   const std::string out_path = tmp / "out", err_path = tmp / "err";
   const pid_t pid = ::fork();
@@ -60,7 +67,7 @@ CliResult run_cli(const std::vector<std::string>& args) {
     ::dup2(out, 1);
     ::dup2(err, 2);
     std::vector<char*> argv;
-    std::string bin = SP_CLI_PATH;
+    std::string bin = program;
     argv.push_back(bin.data());
     std::vector<std::string> copy = args;
     for (auto& a : copy) argv.push_back(a.data());

@@ -36,6 +36,10 @@ struct CliResult {
 };
 // Runs build/bin/shardpress with `args`, capturing stdout and stderr.
 CliResult run_cli(const std::vector<std::string>& args);
+// Runs `program` (a path) with `args`, capturing stdout and stderr.
+CliResult run_program(const std::string& program, const std::vector<std::string>& args);
+// shared/tools/llama.cpp/bin/<name>, or "" where the tools are absent (tests skip then).
+std::string llama_tool(const std::string& name);
 
 // Tensor contents as raw bytes.
 std::vector<uint8_t> as_bytes(const TensorView& v);

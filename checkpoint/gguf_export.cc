@@ -1,0 +1,232 @@
+#include "checkpoint/gguf_export.h"
+
+#include <filesystem>
+#include <map>
+#include <optional>
+
+#include "common/file_util.h"
+#include "common/float_convert.h"
+#include "fmt/format.h"
+#include "formats/gguf_writer.h"
+#include "formats/model.h"
+#include "formats/sentencepiece_model.h"
+#include "nlohmann/json.hpp"
+
+namespace sp {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+// llama.cpp's name for a tensor of `role` (§3.1); nullopt: not written.
+std::optional<std::string> gguf_name(const ModelTensor& t) {
+  const std::string blk = fmt::format("blk.{}.", t.layer);
+  switch (t.role) {
+    case TensorRole::kEmbedding: return "token_embd.weight";
+    case TensorRole::kFinalNorm: return "output_norm.weight";
+    case TensorRole::kLmHead: return "output.weight";
+    case TensorRole::kInputNorm: return blk + "attn_norm.weight";
+    case TensorRole::kPostAttentionNorm: return blk + "ffn_norm.weight";
+    case TensorRole::kQProj: return blk + "attn_q.weight";
+    case TensorRole::kKProj: return blk + "attn_k.weight";
+    case TensorRole::kVProj: return blk + "attn_v.weight";
+    case TensorRole::kOProj: return blk + "attn_output.weight";
+    case TensorRole::kGateProj: return blk + "ffn_gate.weight";
+    case TensorRole::kUpProj: return blk + "ffn_up.weight";
+    case TensorRole::kDownProj: return blk + "ffn_down.weight";
+    case TensorRole::kQBias: return blk + "attn_q.bias";
+    case TensorRole::kKBias: return blk + "attn_k.bias";
+    case TensorRole::kVBias: return blk + "attn_v.bias";
+    default: return std::nullopt;
+  }
+}
+
+// Llama's Q/K rows, from HF's rotate-half order to llama.cpp's adjacent pairs (§3.3):
+// within each head, HF rows i and i + hd/2 become rows 2i and 2i + 1.
+std::vector<float> permute_rows(const std::vector<float>& w, int64_t rows, int64_t cols, int64_t heads) {
+  std::vector<float> out(w.size());
+  const int64_t hd = rows / heads;
+  for (int64_t h = 0; h < heads; ++h)
+    for (int64_t i = 0; i < hd / 2; ++i)
+      for (int64_t j = 0; j < 2; ++j) {
+        const int64_t to = h * hd + 2 * i + j, from = h * hd + j * (hd / 2) + i;
+        std::copy_n(w.begin() + from * cols, cols, out.begin() + to * cols);
+      }
+  return out;
+}
+
+absl::StatusOr<json> read_json_if_present(const fs::path& p) {
+  std::error_code ec;
+  if (!fs::exists(p, ec)) return json();
+  SP_ASSIGN_OR_RETURN(std::string text, read_file(p.string()));
+  try {
+    return json::parse(text);
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(fmt::format("{}: not valid JSON: {}", p.string(), e.what()));
+  }
+}
+
+// The vocabulary keys of a SentencePiece model (§4.2).
+absl::Status add_sentencepiece_vocab(const fs::path& dir, const ModelConfig& config, GgufMetadata& md) {
+  SP_ASSIGN_OR_RETURN(std::string bytes, read_file((dir / "tokenizer.model").string()));
+  SP_ASSIGN_OR_RETURN(std::vector<SentencePiece> pieces,
+                      parse_sentencepiece_model(bytes, (dir / "tokenizer.model").string()));
+  const size_t v = config.vocab_size > 0 ? static_cast<size_t>(config.vocab_size) : pieces.size();
+  std::vector<std::string> tokens(v);
+  std::vector<float> scores(v, -10000.0f);
+  std::vector<int32_t> types(v, static_cast<int32_t>(PieceType::kUnused));
+  for (size_t i = 0; i < v; ++i) tokens[i] = fmt::format("[PAD{}]", i);
+  for (size_t i = 0; i < pieces.size() && i < v; ++i) {
+    tokens[i] = pieces[i].text;
+    scores[i] = pieces[i].score;
+    // The converter's chain has no USER_DEFINED test: such a piece is written NORMAL.
+    const PieceType t = pieces[i].type == PieceType::kUserDefined ? PieceType::kNormal : pieces[i].type;
+    types[i] = static_cast<int32_t>(t);
+  }
+  SP_ASSIGN_OR_RETURN(const json tc, read_json_if_present(dir / "tokenizer_config.json"));
+  if (tc.is_object() && tc.contains("added_tokens_decoder") && tc["added_tokens_decoder"].is_object())
+    for (const auto& [id_text, tok] : tc["added_tokens_decoder"].items()) {
+      char* end = nullptr;
+      const unsigned long id = std::strtoul(id_text.c_str(), &end, 10);
+      if (*end != '\0' || id >= v || !tok.is_object() || !tok.contains("content") || !tok["content"].is_string())
+        continue;
+      const std::string content = tok["content"];
+      const bool special = tok.value("special", false) ||
+                           (content.starts_with("<|") && content.ends_with("|>")) || content == "<pad>" ||
+                           content == "<mask>";
+      tokens[id] = content;
+      scores[id] = -1000.0f;
+      types[id] = static_cast<int32_t>(special ? PieceType::kControl : PieceType::kUserDefined);
+    }
+  md.add_string("tokenizer.ggml.model", "llama");
+  md.add_string("tokenizer.ggml.pre", "default");
+  md.add_strings("tokenizer.ggml.tokens", tokens);
+  md.add_f32s("tokenizer.ggml.scores", scores);
+  md.add_i32s("tokenizer.ggml.token_type", types);
+  const json& raw = config.raw;
+  for (const char* typ : {"bos", "eos", "unk", "pad"}) {
+    const std::string key = fmt::format("{}_token_id", typ);
+    if (raw.contains(key) && raw[key].is_number_unsigned())
+      md.add_u32(fmt::format("tokenizer.ggml.{}", key), raw[key].get<uint32_t>());
+  }
+  if (tc.is_object())
+    for (const char* typ : {"bos", "eos"}) {
+      const std::string key = fmt::format("add_{}_token", typ);
+      if (tc.contains(key) && tc[key].is_boolean()) md.add_bool(fmt::format("tokenizer.ggml.{}", key), tc[key].get<bool>());
+    }
+  if (tc.is_object() && tc.contains("chat_template") && tc["chat_template"].is_string())
+    md.add_string("tokenizer.chat_template", tc["chat_template"]);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<GgufExportSummary> export_gguf(const std::string& model_dir, const std::string& out_path,
+                                              const GgufExportOptions& options) {
+  std::error_code ec;
+  if (fs::exists(out_path, ec))
+    return absl::FailedPreconditionError(fmt::format("{} already exists; choose a new file (nothing is overwritten)", out_path));
+  SP_ASSIGN_OR_RETURN(Model model, open_model(model_dir));
+  const ModelConfig& c = model.desc.config;
+  if (c.arch == Arch::kExaone4)
+    return absl::UnimplementedError(
+        "GGUF output for exaone4 is not written yet (the llama.cpp build in ../shared/tools cannot load exaone4 to check it)");
+  const fs::path dir(model_dir);
+  if (!fs::exists(dir / "tokenizer.model", ec))
+    return absl::UnimplementedError(fmt::format(
+        "{} has no tokenizer.model: GGUF output needs a SentencePiece vocabulary so far (BPE tokenizer.json: not yet)",
+        model_dir));
+  const std::string arch = c.arch == Arch::kLlama ? "llama" : "qwen2";
+  const GgmlTypeTraits& want = ggml_traits(options.type);
+
+  // Metadata in the converter's order (§2.2, §4.5).
+  GgufMetadata md;
+  md.add_string("general.architecture", arch);
+  md.add_string("general.type", "model");
+  md.add_string("general.name", fs::path(model_dir).lexically_normal().filename().string());
+  const json& raw = c.raw;
+  md.add_u32(arch + ".block_count", static_cast<uint32_t>(c.num_layers));
+  if (raw.contains("max_position_embeddings") && raw["max_position_embeddings"].is_number_unsigned())
+    md.add_u32(arch + ".context_length", raw["max_position_embeddings"].get<uint32_t>());
+  else
+    md.add_u32(arch + ".context_length", 4096);
+  md.add_u32(arch + ".embedding_length", static_cast<uint32_t>(c.hidden_size));
+  md.add_u32(arch + ".feed_forward_length", static_cast<uint32_t>(c.intermediate_size));
+  md.add_u32(arch + ".attention.head_count", static_cast<uint32_t>(c.num_heads));
+  md.add_u32(arch + ".attention.head_count_kv", static_cast<uint32_t>(c.num_kv_heads));
+  md.add_f32(arch + ".rope.freq_base", static_cast<float>(c.rope_theta));
+  md.add_f32(arch + ".attention.layer_norm_rms_epsilon", static_cast<float>(c.rms_norm_eps));
+  if (raw.contains("head_dim")) {
+    md.add_u32(arch + ".attention.key_length", static_cast<uint32_t>(c.head_dim));
+    md.add_u32(arch + ".attention.value_length", static_cast<uint32_t>(c.head_dim));
+  }
+  md.add_u32("general.file_type", want.file_type);
+  if (c.arch == Arch::kLlama) {
+    md.add_u32("llama.vocab_size", static_cast<uint32_t>(c.vocab_size));
+    md.add_u32("llama.rope.dimension_count", static_cast<uint32_t>(c.head_dim));
+  }
+  if (c.rope_scaling.is_object()) {
+    const std::string type = c.rope_scaling.value("rope_type", c.rope_scaling.value("type", std::string()));
+    if (type == "linear" && c.rope_scaling.contains("factor")) {
+      md.add_string(arch + ".rope.scaling.type", "linear");
+      md.add_f32(arch + ".rope.scaling.factor", c.rope_scaling["factor"].get<float>());
+    } else if (!type.empty() && type != "default") {
+      return absl::UnimplementedError(fmt::format("GGUF output of rope_scaling '{}' is not written yet", type));
+    }
+  }
+  SP_RETURN_IF_ERROR(add_sentencepiece_vocab(dir, c, md));
+  md.add_u32("general.quantization_version", 2);
+
+  // Tensors: names, llama.cpp shapes (reversed), types; quantizable 2-D weights in the
+  // asked type unless their rows do not fill its blocks (F16 then).
+  struct Planned {
+    const ModelTensor* t;
+    GgufTensor g;
+  };
+  std::vector<Planned> planned;
+  GgufExportSummary summary;
+  for (const ModelTensor& t : model.desc.tensors) {
+    auto name = gguf_name(t);
+    if (!name) {
+      if (t.role == TensorRole::kRotaryInvFreq) continue;
+      return absl::UnimplementedError(fmt::format("{}: no GGUF name for this tensor yet", t.name));
+    }
+    GgufTensor g;
+    g.name = *name;
+    g.ne.assign(t.stored.shape.rbegin(), t.stored.shape.rend());
+    const bool plain_f32 = t.stored.shape.size() == 1 || name->ends_with("_norm.weight") || !name->ends_with(".weight");
+    GgmlType type = plain_f32 ? GgmlType::kF32 : options.type;
+    if (!plain_f32 && g.ne[0] % want.block != 0) {
+      summary.fallbacks.push_back(fmt::format("{}: {} columns, not whole {} blocks of {}: F16", *name, g.ne[0],
+                                              want.name, want.block));
+      type = GgmlType::kF16;
+    }
+    g.type = static_cast<uint32_t>(type);
+    g.nbytes = ggml_nbytes(type, static_cast<int64_t>(t.stored.numel()));
+    planned.push_back({&t, std::move(g)});
+  }
+  std::vector<GgufTensor> infos;
+  for (const auto& p : planned) infos.push_back(p.g);
+  SP_ASSIGN_OR_RETURN(auto writer, GgufWriter::create(out_path, md, std::move(infos)));
+  for (const auto& p : planned) {
+    const TensorRef* ref = model.files.find(p.t->name);
+    std::vector<float> x = to_float32(ref->view().bytes, p.t->stored.dtype);
+    if (c.arch == Arch::kLlama && (p.t->role == TensorRole::kQProj || p.t->role == TensorRole::kKProj ||
+                                   p.t->role == TensorRole::kQBias || p.t->role == TensorRole::kKBias)) {
+      const bool q = p.t->role == TensorRole::kQProj || p.t->role == TensorRole::kQBias;
+      const int64_t rows = p.t->stored.shape[0];
+      const int64_t cols = p.t->stored.shape.size() == 2 ? p.t->stored.shape[1] : 1;
+      x = permute_rows(x, rows, cols, q ? c.num_heads : c.num_kv_heads);
+    }
+    const auto type = static_cast<GgmlType>(p.g.type);
+    SP_RETURN_IF_ERROR(writer->write(p.g.name, ggml_quantize(type, x, p.g.ne[0])));
+    ref->release();
+  }
+  SP_RETURN_IF_ERROR(writer->finish());
+  summary.path = out_path;
+  summary.tensors = static_cast<int>(planned.size());
+  summary.bytes = fs::file_size(out_path, ec);
+  return summary;
+}
+
+}  // namespace sp
