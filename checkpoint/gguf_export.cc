@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <thread>
 
 #include "common/file_util.h"
 #include "common/float_convert.h"
@@ -208,6 +209,7 @@ absl::StatusOr<GgufExportSummary> export_gguf(const std::string& model_dir, cons
   std::vector<GgufTensor> infos;
   for (const auto& p : planned) infos.push_back(p.g);
   SP_ASSIGN_OR_RETURN(auto writer, GgufWriter::create(out_path, md, std::move(infos)));
+  const int threads = options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   for (const auto& p : planned) {
     const TensorRef* ref = model.files.find(p.t->name);
     std::vector<float> x = to_float32(ref->view().bytes, p.t->stored.dtype);
@@ -219,7 +221,7 @@ absl::StatusOr<GgufExportSummary> export_gguf(const std::string& model_dir, cons
       x = permute_rows(x, rows, cols, q ? c.num_heads : c.num_kv_heads);
     }
     const auto type = static_cast<GgmlType>(p.g.type);
-    SP_RETURN_IF_ERROR(writer->write(p.g.name, ggml_quantize(type, x, p.g.ne[0])));
+    SP_RETURN_IF_ERROR(writer->write(p.g.name, ggml_quantize(type, x, p.g.ne[0], threads)));
     ref->release();
   }
   SP_RETURN_IF_ERROR(writer->finish());

@@ -21,6 +21,7 @@ namespace sp {
 
 struct GgufExportOptions {
   GgmlType type = GgmlType::kF32;  // for 2-D weights (norms, biases, 1-D tensors: F32)
+  int threads = 0;                 // quantizing each tensor's rows (0: every core); same bytes for any count
 };
 
 struct GgufExportSummary {

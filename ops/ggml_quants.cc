@@ -6,6 +6,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include "common/half.h"
 
@@ -130,12 +131,21 @@ std::string ggml_type_names() {
   return out;
 }
 
-std::vector<uint8_t> ggml_quantize(GgmlType t, std::span<const float> x, int64_t row) {
+std::vector<uint8_t> ggml_quantize(GgmlType t, std::span<const float> x, int64_t row, int threads) {
   const GgmlTypeTraits& tr = ggml_traits(t);
   if (row <= 0 || row % tr.block != 0 || static_cast<int64_t>(x.size()) % row != 0)
     throw std::invalid_argument("ggml_quantize: rows must be whole blocks");
   std::vector<uint8_t> out(ggml_nbytes(t, static_cast<int64_t>(x.size())));
-  tr.quantize(x.data(), out.data(), static_cast<int64_t>(x.size()));
+  const int64_t rows = static_cast<int64_t>(x.size()) / row;
+  const int64_t parts = std::clamp<int64_t>(threads, 1, rows);
+  auto part = [&](int64_t p) {
+    const int64_t r0 = rows * p / parts, r1 = rows * (p + 1) / parts;
+    tr.quantize(x.data() + r0 * row, out.data() + ggml_nbytes(t, r0 * row), (r1 - r0) * row);
+  };
+  std::vector<std::thread> pool;
+  for (int64_t p = 1; p < parts; ++p) pool.emplace_back(part, p);
+  part(0);
+  for (auto& th : pool) th.join();
   return out;
 }
 

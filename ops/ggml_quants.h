@@ -45,8 +45,10 @@ inline uint64_t ggml_nbytes(GgmlType t, int64_t n) {
   return static_cast<uint64_t>(n / tr.block * tr.block_bytes);
 }
 
-// Quantizes `x` (rows of `row` elements) into type `t`; `row` must be a multiple of its block.
-std::vector<uint8_t> ggml_quantize(GgmlType t, std::span<const float> x, int64_t row);
+// Quantizes `x` (rows of `row` elements) into type `t`; `row` must be a multiple of its
+// block. Rows are split over `threads` (every block is quantized alone: the bytes do not
+// depend on the split).
+std::vector<uint8_t> ggml_quantize(GgmlType t, std::span<const float> x, int64_t row, int threads = 1);
 std::vector<float> ggml_dequantize(GgmlType t, std::span<const uint8_t> bytes, int64_t n);
 
 }  // namespace sp

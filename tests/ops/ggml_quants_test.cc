@@ -36,6 +36,17 @@ TEST(GgmlTypes, EveryRowRoundTripsWithinItsPrecision) {
   EXPECT_THROW(ggml_quantize(GgmlType::kQ4_0, x, 100), std::invalid_argument);
 }
 
+TEST(GgmlTypes, ThreadsDoNotChangeTheBytes) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> n(0.0f, 0.05f);
+  std::vector<float> x(64 * 7);  // 7 rows: uneven splits over 2, 3 and 16 threads
+  for (auto& v : x) v = n(rng);
+  for (const auto& tr : ggml_types()) {
+    const auto one = ggml_quantize(tr.type, x, 64, 1);
+    for (int threads : {2, 3, 16}) EXPECT_EQ(ggml_quantize(tr.type, x, 64, threads), one) << tr.name << " " << threads;
+  }
+}
+
 TEST(GgmlTypes, ReferenceRoundingRules) {
   // Q8_0: amax 127 -> d = 1, qs = roundf(x): 2.5 -> 3, -2.5 -> -3 (half away from zero).
   std::vector<float> x(32, 0.0f);
