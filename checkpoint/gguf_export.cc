@@ -138,7 +138,6 @@ absl::StatusOr<GgufExportSummary> export_gguf(const std::string& model_dir, cons
         "{} has no tokenizer.model: GGUF output needs a SentencePiece vocabulary so far (BPE tokenizer.json: not yet)",
         model_dir));
   const std::string arch = c.arch == Arch::kLlama ? "llama" : "qwen2";
-  const GgmlTypeTraits& want = ggml_traits(options.type);
 
   // Metadata in the converter's order (§2.2, §4.5).
   GgufMetadata md;
@@ -161,7 +160,7 @@ absl::StatusOr<GgufExportSummary> export_gguf(const std::string& model_dir, cons
     md.add_u32(arch + ".attention.key_length", static_cast<uint32_t>(c.head_dim));
     md.add_u32(arch + ".attention.value_length", static_cast<uint32_t>(c.head_dim));
   }
-  md.add_u32("general.file_type", want.file_type);
+  md.add_u32("general.file_type", options.type.file_type);
   if (c.arch == Arch::kLlama) {
     md.add_u32("llama.vocab_size", static_cast<uint32_t>(c.vocab_size));
     md.add_u32("llama.rope.dimension_count", static_cast<uint32_t>(c.head_dim));
@@ -177,34 +176,51 @@ absl::StatusOr<GgufExportSummary> export_gguf(const std::string& model_dir, cons
   }
   SP_RETURN_IF_ERROR(add_sentencepiece_vocab(dir, c, md));
   md.add_u32("general.quantization_version", 2);
+  if (const Imatrix* m = options.imatrix) {  // what llama-quantize records (§7.6)
+    md.add_string("quantize.imatrix.file", options.imatrix_file.substr(0, 127));
+    md.add_string("quantize.imatrix.dataset", m->dataset);
+    md.add_i32("quantize.imatrix.entries_count", static_cast<int32_t>(m->entries.size()));
+    if (m->last_call > 0) md.add_i32("quantize.imatrix.chunks_count", m->last_call);
+  }
 
-  // Tensors: names, llama.cpp shapes (reversed), types; quantizable 2-D weights in the
-  // asked type unless their rows do not fill its blocks (F16 then).
+  // Tensors: names, llama.cpp shapes (reversed), types: norms, biases and 1-D tensors F32,
+  // the others as the type or mix says (with fallbacks for rows that fill no block).
   struct Planned {
     const ModelTensor* t;
     GgufTensor g;
+    std::vector<float> importance;  // empty: none
   };
   std::vector<Planned> planned;
   GgufExportSummary summary;
+  bool has_output = false;
+  for (const ModelTensor& t : model.desc.tensors) has_output |= t.role == TensorRole::kLmHead;
+  const bool is_70b = c.num_layers == 80 && (c.arch == Arch::kQwen2 || c.num_heads != c.num_kv_heads);
   for (const ModelTensor& t : model.desc.tensors) {
     auto name = gguf_name(t);
     if (!name) {
       if (t.role == TensorRole::kRotaryInvFreq) continue;
       return absl::UnimplementedError(fmt::format("{}: no GGUF name for this tensor yet", t.name));
     }
-    GgufTensor g;
-    g.name = *name;
-    g.ne.assign(t.stored.shape.rbegin(), t.stored.shape.rend());
-    const bool plain_f32 = t.stored.shape.size() == 1 || name->ends_with("_norm.weight") || !name->ends_with(".weight");
-    GgmlType type = plain_f32 ? GgmlType::kF32 : options.type;
-    if (!plain_f32 && g.ne[0] % want.block != 0) {
-      summary.fallbacks.push_back(fmt::format("{}: {} columns, not whole {} blocks of {}: F16", *name, g.ne[0],
-                                              want.name, want.block));
-      type = GgmlType::kF16;
+    Planned p{&t, {}, {}};
+    p.g.name = *name;
+    p.g.ne.assign(t.stored.shape.rbegin(), t.stored.shape.rend());
+    GgmlType type = GgmlType::kF32;
+    if (gguf_quantizable(*name, static_cast<int>(t.stored.shape.size()))) {
+      GgufTensorSite site{*name, p.g.ne[0], t.layer, static_cast<int>(c.num_layers), c.num_heads / std::max<int64_t>(1, c.num_kv_heads),
+                          has_output, is_70b};
+      GgufTypeChoice choice = choose_gguf_type(options.type, site);
+      if (!choice.fallback.empty()) summary.fallbacks.push_back(std::move(choice.fallback));
+      type = choice.type;
+      if (options.imatrix) {
+        SP_ASSIGN_OR_RETURN(p.importance, options.imatrix->importance(*name, p.g.ne[0]));
+      }
+      summary.weights += t.stored.numel();
+      summary.weight_bytes += ggml_nbytes(type, static_cast<int64_t>(t.stored.numel()));
     }
-    g.type = static_cast<uint32_t>(type);
-    g.nbytes = ggml_nbytes(type, static_cast<int64_t>(t.stored.numel()));
-    planned.push_back({&t, std::move(g)});
+    p.g.type = static_cast<uint32_t>(type);
+    p.g.nbytes = ggml_nbytes(type, static_cast<int64_t>(t.stored.numel()));
+    summary.plan.push_back({p.g.name, type, p.g.ne, p.g.nbytes, !p.importance.empty()});
+    planned.push_back(std::move(p));
   }
   std::vector<GgufTensor> infos;
   for (const auto& p : planned) infos.push_back(p.g);
@@ -221,7 +237,7 @@ absl::StatusOr<GgufExportSummary> export_gguf(const std::string& model_dir, cons
       x = permute_rows(x, rows, cols, q ? c.num_heads : c.num_kv_heads);
     }
     const auto type = static_cast<GgmlType>(p.g.type);
-    SP_RETURN_IF_ERROR(writer->write(p.g.name, ggml_quantize(type, x, p.g.ne[0], threads)));
+    SP_RETURN_IF_ERROR(writer->write(p.g.name, ggml_quantize(type, x, p.g.ne[0], threads, p.importance)));
     ref->release();
   }
   SP_RETURN_IF_ERROR(writer->finish());

@@ -3,8 +3,11 @@
 // architecture (§2), the SentencePiece vocabulary (§4.2), the tensors under llama.cpp's
 // names and shapes with Llama's Q/K rows permuted (§3), norms and biases in F32 and every
 // other tensor in the asked type (quantized by the reference quantizers, ops/ggml_quants).
-// A tensor whose rows do not fill whole blocks of that type falls back to F16 and is
-// reported, where llama-quantize gives up. Written atomically (GgufWriter).
+// The type is a single ggml type for every quantizable tensor or one of llama-quantize's
+// mixes (ops/ggml_ftypes); a tensor whose rows do not fill whole blocks of its type falls
+// back (K types to a 32-block type, then F16) and is reported, where llama-quantize gives
+// up. With an importance matrix the quantizers weigh each column by it, as llama-quantize
+// --imatrix does. Written atomically (GgufWriter).
 //
 // Supported so far: `llama` and `qwen2` with a SentencePiece `tokenizer.model`; a BPE
 // `tokenizer.json` and `exaone4` (which the shared llama.cpp cannot load) are refused with
@@ -15,13 +18,25 @@
 #include <vector>
 
 #include "common/status.h"
-#include "ops/ggml_quants.h"
+#include "formats/imatrix_file.h"
+#include "ops/ggml_ftypes.h"
 
 namespace sp {
 
 struct GgufExportOptions {
-  GgmlType type = GgmlType::kF32;  // for 2-D weights (norms, biases, 1-D tensors: F32)
-  int threads = 0;                 // quantizing each tensor's rows (0: every core); same bytes for any count
+  GgufFtype type = *gguf_ftype_from_name("F32");  // the 2-D weights' type or mix (norms, biases: F32)
+  const Imatrix* imatrix = nullptr;  // importance per column, as llama-quantize --imatrix uses it
+  std::string imatrix_file;          // its name, recorded in the file (quantize.imatrix.file)
+  int threads = 0;                   // quantizing each tensor's rows (0: every core); same bytes for any count
+};
+
+// One tensor as written.
+struct GgufTensorPlan {
+  std::string name;  // GGUF name
+  GgmlType type = GgmlType::kF32;
+  std::vector<int64_t> ne;
+  uint64_t bytes = 0;
+  bool weighted = false;  // quantized with importance values
 };
 
 struct GgufExportSummary {
@@ -29,6 +44,9 @@ struct GgufExportSummary {
   int tensors = 0;
   uint64_t bytes = 0;                      // of the file
   std::vector<std::string> fallbacks;      // "blk.0.ffn_down.weight: 172 columns, not whole Q4_0 blocks: F16"
+  std::vector<GgufTensorPlan> plan;        // every tensor, in file order
+  uint64_t weights = 0;                    // elements of the quantizable tensors
+  uint64_t weight_bytes = 0;               // and their bytes (bits per weight = 8 * bytes / weights)
 };
 
 absl::StatusOr<GgufExportSummary> export_gguf(const std::string& model_dir, const std::string& out_path,

@@ -1,9 +1,10 @@
 // shardpress compress MODEL_DIR OUT_DIR: prune and/or quantize a model to a bitsandbytes
 // NF4 checkpoint in this process (no coordinator), one shard at a time; with --format gguf,
 // one llama.cpp file.
-#include <cstdio>
-
 #include <chrono>
+#include <cstdio>
+#include <map>
+#include <optional>
 
 #include "checkpoint/gguf_export.h"
 #include "checkpoint/local_compress.h"
@@ -32,27 +33,45 @@ struct CompressArgs {
 };
 
 // --format gguf: one llama.cpp file (checkpoint/gguf_export.h).
-int run_gguf(const CompressArgs& a, GgmlType type) {
-  std::fprintf(stderr, "writing %s -> %s: GGUF %s\n", a.model_dir.c_str(), a.out_dir.c_str(),
-               std::string(ggml_traits(type).name).c_str());
+int run_gguf(const CompressArgs& a, const JobSettings& settings) {
+  GgufExportOptions options;
+  options.type = *settings.gguf;
+  std::optional<Imatrix> imatrix;
+  if (!settings.gguf_imatrix.empty()) {
+    auto m = read_imatrix(settings.gguf_imatrix);
+    if (!m.ok()) return report_error(annotate(m.status(), "--imatrix"));
+    imatrix = std::move(*m);
+    options.imatrix = &*imatrix;
+    options.imatrix_file = settings.gguf_imatrix;
+  }
+  const std::string type(options.type.name);
+  std::fprintf(stderr, "writing %s -> %s: GGUF %s%s\n", a.model_dir.c_str(), a.out_dir.c_str(), type.c_str(),
+               imatrix ? fmt::format(" with the importance matrix {}", settings.gguf_imatrix).c_str() : "");
   const auto t0 = std::chrono::steady_clock::now();
-  auto s = export_gguf(a.model_dir, a.out_dir, GgufExportOptions{type});
+  auto s = export_gguf(a.model_dir, a.out_dir, options);
   if (!s.ok()) return report_error(s.status());
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double bpw = s->weights ? 8.0 * static_cast<double>(s->weight_bytes) / static_cast<double>(s->weights) : 0.0;
   if (a.output == "json") {
     nlohmann::ordered_json j;
     j["output"] = s->path;
     j["format"] = "gguf";
-    j["type"] = ggml_traits(type).name;
+    j["type"] = type;
     j["tensors"] = s->tensors;
     j["bytes"] = s->bytes;
+    j["bits_per_weight"] = bpw;
     j["fallbacks"] = s->fallbacks;
     j["seconds"] = secs;
     std::printf("%s\n", j.dump(2).c_str());
     return kExitOk;
   }
-  std::printf("output        %s (GGUF %s, %d tensors, %s)\n", s->path.c_str(), std::string(ggml_traits(type).name).c_str(),
-              s->tensors, format_bytes(s->bytes).c_str());
+  std::map<std::string, int> counts;
+  for (const auto& t : s->plan) ++counts[std::string(ggml_traits(t.type).name)];
+  std::string mix;
+  for (const auto& [name, n] : counts) mix += fmt::format("{}{} {}", mix.empty() ? "" : ", ", n, name);
+  std::printf("output        %s (GGUF %s, %d tensors, %s)\n", s->path.c_str(), type.c_str(), s->tensors,
+              format_bytes(s->bytes).c_str());
+  std::printf("types         %s; %.2f bits per weight\n", mix.c_str(), bpw);
   for (const auto& f : s->fallbacks) std::printf("fallback      %s\n", f.c_str());
   std::printf("time          %.2f s\n", secs);
   return kExitOk;
@@ -61,7 +80,7 @@ int run_gguf(const CompressArgs& a, GgmlType type) {
 int run_compress(const CompressArgs& a) {
   auto settings = to_settings(a.flags);
   if (!settings.ok()) return report_error(settings.status());
-  if (settings->gguf) return run_gguf(a, *settings->gguf);
+  if (settings->gguf) return run_gguf(a, *settings);
   auto max_shard = parse_byte_size(a.max_shard_size);
   if (!max_shard.ok()) return report_error(annotate(max_shard.status(), "--max-shard-size"));
   auto device = choose_device(a.device);

@@ -15,7 +15,10 @@ void add_compress_flags(CLI::App* cmd, CompressFlags* f) {
   cmd->add_flag("--no-quantize", f->no_quantize, "Keep weights in their dtype (prune only)");
   cmd->add_option("--format", f->format, "nf4 (bitsandbytes folder, default) or gguf (one llama.cpp file)")
       ->check(CLI::IsMember({"nf4", "gguf"}));
-  cmd->add_option("--type", f->type, fmt::format("--format gguf: the llama.cpp type, one of {}", ggml_type_names()));
+  cmd->add_option("--type", f->type, fmt::format("--format gguf: the llama.cpp type or mix, one of {}", gguf_ftype_names()));
+  cmd->add_option("--imatrix", f->imatrix,
+                  "--format gguf: weigh each column by this llama.cpp importance matrix (llama-imatrix's file), as "
+                  "llama-quantize --imatrix does");
   cmd->add_option("--blocksize", f->blocksize,
                   fmt::format("NF4 block size: 32, 64, 128, ..., 4096 (default {})", d.quantize().blocksize()));
   cmd->add_flag("--no-double-quant", f->no_double_quant, "Store absmax as float32 instead of 8-bit codes");
@@ -61,6 +64,7 @@ absl::StatusOr<JobSettings> to_settings(const CompressFlags& f, bool need_ids) {
   auto* q = spec.mutable_quantize();
   if (f.format) q->set_format(*f.format);
   if (f.type) q->set_type(*f.type);
+  if (f.imatrix) q->set_imatrix(*f.imatrix);
   if (f.no_quantize) q->set_format("none");
   if (f.blocksize) q->set_blocksize(*f.blocksize);
   if (f.no_double_quant) q->set_double_quant(false);

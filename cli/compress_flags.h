@@ -18,7 +18,8 @@ struct CompressFlags {
   std::optional<std::string> scope;  // tensor | row | 2:4
   bool no_quantize = false;
   std::optional<std::string> format;  // nf4 | gguf
-  std::optional<std::string> type;    // gguf: Q4_0, Q8_0, F16, ...
+  std::optional<std::string> type;    // gguf: Q4_0, Q4_K_M, F16, ...
+  std::optional<std::string> imatrix; // gguf: llama.cpp importance-matrix file
   std::optional<int> blocksize;
   bool no_double_quant = false;
   std::optional<std::string> compute_dtype;

@@ -44,6 +44,11 @@ void GgufMetadata::add_u32(const std::string& k, uint32_t v) {
   put(bytes_, v);
 }
 
+void GgufMetadata::add_i32(const std::string& k, int32_t v) {
+  key(k, kI32);
+  put(bytes_, v);
+}
+
 void GgufMetadata::add_f32(const std::string& k, float v) {
   key(k, kF32);
   put(bytes_, v);

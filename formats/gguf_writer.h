@@ -27,6 +27,7 @@ inline constexpr uint32_t kGgufAlignment = 32;  // GGUF_DEFAULT_ALIGNMENT
 class GgufMetadata {
  public:
   void add_u32(const std::string& key, uint32_t v);
+  void add_i32(const std::string& key, int32_t v);
   void add_f32(const std::string& key, float v);
   void add_bool(const std::string& key, bool v);
   void add_string(const std::string& key, const std::string& v);

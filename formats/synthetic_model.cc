@@ -83,7 +83,15 @@ absl::StatusOr<SynthSummary> write_synthetic_model(const std::string& out_dir, c
   std::error_code ec;
   if (fs::exists(out_dir, ec)) return absl::FailedPreconditionError(fmt::format("{} already exists", out_dir));
   if (!is_quantizable_float(o.dtype)) return absl::InvalidArgumentError("dtype must be F32, F16 or BF16");
-  const Dims d = choose_dims(o.params);
+  Dims d = choose_dims(o.params);
+  if (o.hidden > 0) {
+    d.hidden = o.hidden;
+    d.head_dim = o.hidden < 128 ? 8 : 64;
+    d.heads = o.hidden / d.head_dim;
+    d.kv = std::max<int64_t>(1, d.heads / 4);
+  }
+  if (o.intermediate > 0) d.inter = o.intermediate;
+  if (o.layers > 0) d.layers = o.layers;
   nlohmann::ordered_json cfg;
   const char* cls = o.arch == Arch::kLlama ? "LlamaForCausalLM" : o.arch == Arch::kQwen2 ? "Qwen2ForCausalLM" : "Exaone4ForCausalLM";
   const char* type = o.arch == Arch::kLlama ? "llama" : o.arch == Arch::kQwen2 ? "qwen2" : "exaone4";

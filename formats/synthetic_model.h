@@ -18,6 +18,8 @@ struct SynthOptions {
   DType dtype = DType::kBF16;
   uint64_t seed = 1;
   uint64_t max_shard_bytes = 2'000'000'000ull;
+  // Shape overrides (0: chosen from `params`): e.g. rows that are whole 256-blocks.
+  int64_t hidden = 0, intermediate = 0, layers = 0;
 };
 
 struct SynthSummary {

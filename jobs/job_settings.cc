@@ -54,15 +54,18 @@ absl::StatusOr<JobSettings> convert(const JobSpec& spec) {
     s.quantize.reset();
   } else if (q.format() == "gguf") {
     s.quantize.reset();
-    const auto type = ggml_type_from_name(q.type());
+    const auto type = gguf_ftype_from_name(q.type());
     if (!type)
-      return bad(fmt::format("'quantize.type' is '{}'; format gguf writes one of {}", q.type(), ggml_type_names()));
+      return bad(fmt::format("'quantize.type' is '{}'; format gguf writes one of {}", q.type(), gguf_ftype_names()));
     out.gguf = *type;
+    out.gguf_imatrix = q.imatrix();
   } else {
     return bad(fmt::format("'quantize.format' is '{}'; expected nf4, gguf or none", q.format()));
   }
   if (q.format() != "gguf" && !q.type().empty())
     return bad(fmt::format("'quantize.type' is for format gguf (the format is '{}')", q.format()));
+  if (q.format() != "gguf" && !q.imatrix().empty())
+    return bad(fmt::format("'quantize.imatrix' is for format gguf (the format is '{}')", q.format()));
   s.gptq.act_order = q.act_order();
   s.gptq.damp = q.damp();
   s.gptq.scale_search = q.scale_search();

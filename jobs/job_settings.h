@@ -26,7 +26,7 @@
 
 #include "common/status.h"
 #include "ops/compress_shard.h"
-#include "ops/ggml_quants.h"
+#include "ops/ggml_ftypes.h"
 #include "shardpress.pb.h"
 
 namespace sp {
@@ -58,9 +58,10 @@ struct JobSettings {
   CompressSettings compress;                       // compression jobs
   std::optional<CalibrationSettings> calibration;  // set when compress needs data
   std::optional<EvalSettings> eval;                // evaluation jobs
-  // quantize.format: gguf — one llama.cpp file in this type (compress.quantize is then
-  // unset: no NF4). So far written by `compress` only, round to nearest, no pruning.
-  std::optional<GgmlType> gguf;
+  // quantize.format: gguf — one llama.cpp file in this type or mix (compress.quantize is
+  // then unset: no NF4). So far written by `compress` only, round to nearest, no pruning.
+  std::optional<GgufFtype> gguf;
+  std::string gguf_imatrix;  // quantize.imatrix: llama.cpp importance-matrix file, or empty
 };
 
 // Every default of a spec (the common bitsandbytes setting: NF4, block 64, double quant,

@@ -96,11 +96,12 @@ static absl::StatusOr<JobSpec> parse_job_yaml_unguarded(std::string_view text, s
   if (const YAML::Node n = root["quantize"]) {
     SP_RETURN_IF_ERROR(check_keys(n, "quantize",
                                   {"format", "method", "blocksize", "double_quant", "compute_dtype", "act_order",
-                                   "damp", "scale_search", "gptq_block_size", "type"},
+                                   "damp", "scale_search", "gptq_block_size", "type", "imatrix"},
                                   label));
     auto field = [&](const char* key, auto current, auto set) { return read_field(n, "quantize", key, current, set, label); };
     SP_RETURN_IF_ERROR(field("format", q->format(), [&](auto v) { q->set_format(v); }));
     SP_RETURN_IF_ERROR(field("type", q->type(), [&](auto v) { q->set_type(v); }));
+    SP_RETURN_IF_ERROR(field("imatrix", q->imatrix(), [&](auto v) { q->set_imatrix(v); }));
     SP_RETURN_IF_ERROR(field("method", q->method(), [&](auto v) { q->set_method(v); }));
     SP_RETURN_IF_ERROR(field("blocksize", q->blocksize(), [&](auto v) { q->set_blocksize(v); }));
     SP_RETURN_IF_ERROR(field("double_quant", q->double_quant(), [&](auto v) { q->set_double_quant(v); }));

@@ -17,7 +17,8 @@
 namespace sp {
 
 enum class GgmlType : uint32_t {
-  kF32 = 0, kF16 = 1, kQ4_0 = 2, kQ8_0 = 8, kBF16 = 30,
+  kF32 = 0, kF16 = 1, kQ4_0 = 2, kQ4_1 = 3, kQ5_0 = 6, kQ5_1 = 7, kQ8_0 = 8,
+  kQ4_K = 12, kQ5_K = 13, kQ6_K = 14, kIQ4_NL = 20, kBF16 = 30,
 };
 
 struct GgmlTypeTraits {
@@ -26,9 +27,11 @@ struct GgmlTypeTraits {
   int64_t block = 1;      // elements per block
   int64_t block_bytes = 4;
   uint32_t file_type = 0;  // general.file_type (llama_ftype) of a file mostly of this type
-  // Quantizes `n` floats (n a multiple of `block`; rows never share a block) into
-  // n / block * block_bytes bytes.
-  void (*quantize)(const float* x, uint8_t* out, int64_t n) = nullptr;
+  // Quantizes `nrows` rows of `n_per_row` floats (a multiple of `block`: rows never share a
+  // block) into nrows * n_per_row / block * block_bytes bytes. `qw`: the importance of each
+  // of the row's columns (llama.cpp's imatrix values / ncall), or null; types that have no
+  // weighted rule ignore it.
+  void (*quantize)(const float* x, uint8_t* out, int64_t nrows, int64_t n_per_row, const float* qw) = nullptr;
   void (*dequantize)(const uint8_t* in, float* y, int64_t n) = nullptr;
 };
 
@@ -46,9 +49,10 @@ inline uint64_t ggml_nbytes(GgmlType t, int64_t n) {
 }
 
 // Quantizes `x` (rows of `row` elements) into type `t`; `row` must be a multiple of its
-// block. Rows are split over `threads` (every block is quantized alone: the bytes do not
-// depend on the split).
-std::vector<uint8_t> ggml_quantize(GgmlType t, std::span<const float> x, int64_t row, int threads = 1);
+// block. `importance`: empty, or one value per column (`row` values). Rows are split over
+// `threads` (every row is quantized alone: the bytes do not depend on the split).
+std::vector<uint8_t> ggml_quantize(GgmlType t, std::span<const float> x, int64_t row, int threads = 1,
+                                   std::span<const float> importance = {});
 std::vector<float> ggml_dequantize(GgmlType t, std::span<const uint8_t> bytes, int64_t n);
 
 }  // namespace sp

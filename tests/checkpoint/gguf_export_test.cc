@@ -24,6 +24,62 @@ std::span<const uint8_t> tensor_bytes(const GgufFile& g, const GgufTensorEntry& 
   return g.file.bytes().subspan(t.offset, ggml_nbytes(static_cast<GgmlType>(t.type), n));
 }
 
+GgufExportOptions type(std::string_view name) {
+  GgufExportOptions o;
+  o.type = *gguf_ftype_from_name(name);
+  return o;
+}
+
+// Every tensor of `ours` has the type and bytes of the same tensor in `theirs`; returns
+// how many were compared.
+int expect_same_tensors(const std::string& ours, const std::string& theirs, const std::string& label) {
+  auto a = read_gguf(ours), b = read_gguf(theirs);
+  EXPECT_TRUE(a.ok() && b.ok()) << label;
+  if (!a.ok() || !b.ok()) return 0;
+  EXPECT_EQ(a->tensors.size(), b->tensors.size()) << label;
+  int checked = 0;
+  for (const auto& t : a->tensors) {
+    const GgufTensorEntry* u = b->find(t.name);
+    if (u == nullptr) {
+      ADD_FAILURE() << label << ": " << t.name << " missing from llama-quantize's file";
+      continue;
+    }
+    EXPECT_EQ(ggml_traits(static_cast<GgmlType>(t.type)).name, ggml_traits(static_cast<GgmlType>(u->type)).name)
+        << label << " " << t.name;
+    EXPECT_EQ(t.ne, u->ne) << t.name;
+    if (t.type != u->type) continue;
+    const auto x = tensor_bytes(*a, t), y = tensor_bytes(*b, *u);
+    EXPECT_TRUE(std::equal(x.begin(), x.end(), y.begin(), y.end())) << label << " " << t.name << " differs";
+    ++checked;
+  }
+  EXPECT_EQ(a->integers.at("general.file_type"), b->integers.at("general.file_type")) << label;
+  return checked;
+}
+
+// A synthetic Llama whose rows are whole 256-blocks (hidden 256, FFN 512), with the
+// stories vocabulary (512 pieces).
+std::string rows_of_256(const test::TempDir& d, int layers) {
+  SynthOptions o;
+  o.params = 5'000'000;
+  o.dtype = DType::kF32;
+  o.hidden = 256;
+  o.intermediate = 512;
+  o.layers = layers;
+  const std::string model = d / "syn";
+  EXPECT_TRUE(write_synthetic_model(model, o).ok());
+  fs::copy_file(test::fixture("stories260k/hf-f32/tokenizer.model"), model + "/tokenizer.model");
+  return model;
+}
+
+// llama-perplexity loads `path` and scores a little text: a number comes out.
+void expect_perplexity_runs(const std::string& path) {
+  auto p = test::run_program(test::llama_tool("llama-perplexity"),
+                             {"-m", path, "-f", test::fixture("stories260k/text/eval.txt"), "-c", "64", "-b", "64",
+                              "--chunks", "2", "-t", "2"});
+  EXPECT_EQ(p.exit_code, 0) << path << ": " << p.err;
+  EXPECT_NE((p.out + p.err).find("Final estimate: PPL = "), std::string::npos) << path;
+}
+
 #define SKIP_WITHOUT(tool)                                                                          \
   if (test::llama_tool(tool).empty()) GTEST_SKIP() << "llama.cpp's " << tool << " is not in " \
                                                    << test::shared_dir() << "/tools/llama.cpp/bin"
@@ -32,7 +88,7 @@ TEST(GgufExport, StoriesF32IsReadByLlamaCppAndGeneratesTheReferenceText) {
   SKIP_WITHOUT("llama-cli");
   test::TempDir d;
   const std::string out = d / "stories-f32.gguf";
-  auto s = export_gguf(test::fixture("stories260k/hf-f32"), out, {GgmlType::kF32});
+  auto s = export_gguf(test::fixture("stories260k/hf-f32"), out, type("F32"));
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_EQ(s->tensors, 47);  // tied: no output.weight
   EXPECT_TRUE(s->fallbacks.empty());
@@ -63,41 +119,116 @@ TEST(GgufExport, StoriesF32IsReadByLlamaCppAndGeneratesTheReferenceText) {
 }
 
 // For every single type: our bytes equal llama-quantize --pure's from our F32 export, on a
-// synthetic Llama whose rows fill whole blocks (hidden 128, FFN 384), every tensor.
+// synthetic Llama whose rows fill whole blocks of every type, every tensor; and
+// llama-perplexity runs on every file we wrote.
 TEST(GgufExport, EveryTypeIsByteIdenticalToLlamaQuantize) {
   SKIP_WITHOUT("llama-quantize");
   test::TempDir d;
-  SynthOptions o;
-  o.params = 5'000'000;
-  o.dtype = DType::kF32;
-  const std::string model = d / "syn";
-  ASSERT_TRUE(write_synthetic_model(model, o).ok());
-  fs::copy_file(test::fixture("stories260k/hf-f32/tokenizer.model"), model + "/tokenizer.model");  // vocab 512
-  ASSERT_TRUE(export_gguf(model, d / "f32.gguf", {GgmlType::kF32}).ok());
-  int checked = 0;
-  for (const auto& tr : ggml_types()) {
-    if (tr.type == GgmlType::kF32) continue;
-    const std::string ours = d / (std::string(tr.name) + ".gguf"), theirs = d / (std::string(tr.name) + "-lq.gguf");
-    auto s = export_gguf(model, ours, {tr.type});
-    ASSERT_TRUE(s.ok()) << tr.name << ": " << s.status();
-    EXPECT_TRUE(s->fallbacks.empty()) << tr.name;
-    auto q = test::run_program(test::llama_tool("llama-quantize"), {"--pure", d / "f32.gguf", theirs, std::string(tr.name)});
+  const std::string model = rows_of_256(d, 2);
+  ASSERT_TRUE(export_gguf(model, d / "f32.gguf", type("F32")).ok());
+  int checked = 0, types = 0;
+  for (const auto& f : gguf_ftypes()) {
+    if (f.mix || f.name == "F32") continue;
+    const std::string ours = d / (std::string(f.name) + ".gguf"), theirs = d / (std::string(f.name) + "-lq.gguf");
+    auto s = export_gguf(model, ours, type(f.name));
+    ASSERT_TRUE(s.ok()) << f.name << ": " << s.status();
+    EXPECT_TRUE(s->fallbacks.empty()) << f.name;
+    auto q = test::run_program(test::llama_tool("llama-quantize"), {"--pure", d / "f32.gguf", theirs, std::string(f.name)});
     ASSERT_EQ(q.exit_code, 0) << q.err;
-    auto a = read_gguf(ours), b = read_gguf(theirs);
-    ASSERT_TRUE(a.ok() && b.ok());
-    ASSERT_EQ(a->tensors.size(), b->tensors.size());
-    for (const auto& t : a->tensors) {
-      const GgufTensorEntry* u = b->find(t.name);
-      ASSERT_NE(u, nullptr) << t.name;
-      EXPECT_EQ(t.type, u->type) << tr.name << " " << t.name;
-      EXPECT_EQ(t.ne, u->ne) << t.name;
-      const auto x = tensor_bytes(*a, t), y = tensor_bytes(*b, *u);
-      EXPECT_TRUE(std::equal(x.begin(), x.end(), y.begin(), y.end())) << tr.name << " " << t.name << " differs";
-      ++checked;
-    }
-    EXPECT_EQ(a->integers.at("general.file_type"), b->integers.at("general.file_type")) << tr.name;
+    checked += expect_same_tensors(ours, theirs, std::string(f.name));
+    expect_perplexity_runs(ours);
+    ++types;
   }
-  EXPECT_GT(checked, 4 * 200);
+  EXPECT_EQ(types, 11);
+  EXPECT_EQ(checked, 11 * (2 * 9 + 3));
+}
+
+// The mixes: llama-quantize's per-tensor choices (more bits for attn_v and ffn_down in the
+// first, last and every third layer, Q6_K output...) and bytes, on 8 layers so that the
+// rules differ between layers.
+TEST(GgufExport, MixesChooseTheTypesLlamaQuantizeChooses) {
+  SKIP_WITHOUT("llama-quantize");
+  test::TempDir d;
+  const std::string model = rows_of_256(d, 8);
+  ASSERT_TRUE(export_gguf(model, d / "f32.gguf", type("F32")).ok());
+  for (const auto& f : gguf_ftypes()) {
+    if (!f.mix) continue;
+    const std::string ours = d / (std::string(f.name) + ".gguf"), theirs = d / (std::string(f.name) + "-lq.gguf");
+    auto s = export_gguf(model, ours, type(f.name));
+    ASSERT_TRUE(s.ok()) << f.name << ": " << s.status();
+    auto q = test::run_program(test::llama_tool("llama-quantize"), {d / "f32.gguf", theirs, std::string(f.name)});
+    ASSERT_EQ(q.exit_code, 0) << q.err;
+    EXPECT_EQ(expect_same_tensors(ours, theirs, std::string(f.name)), 8 * 9 + 3);
+    expect_perplexity_runs(ours);
+  }
+  // The rules themselves, as the table in README states them.
+  auto m = read_gguf(d / "Q4_K_M.gguf");
+  ASSERT_TRUE(m.ok());
+  auto type_of = [&](const std::string& n) { return ggml_traits(static_cast<GgmlType>(m->find(n)->type)).name; };
+  EXPECT_EQ(type_of("blk.0.attn_v.weight"), "Q6_K");
+  EXPECT_EQ(type_of("blk.1.attn_v.weight"), "Q4_K");
+  EXPECT_EQ(type_of("blk.3.ffn_down.weight"), "Q6_K");
+  EXPECT_EQ(type_of("blk.4.ffn_down.weight"), "Q4_K");
+  EXPECT_EQ(type_of("blk.4.attn_q.weight"), "Q4_K");
+}
+
+// A real model whose rows fit few blocks: stories260k under Q4_K_M. llama-quantize writes
+// it with its fallbacks (Q4_K -> Q5_0 for 64-wide rows, Q6_K -> Q8_0, F16 for the 172-wide
+// ffn_down); ours equals it tensor for tensor.
+TEST(GgufExport, StoriesQ4KMEqualsLlamaQuantizeWithItsFallbacks) {
+  SKIP_WITHOUT("llama-quantize");
+  test::TempDir d;
+  const std::string model = test::fixture("stories260k/hf-f32");
+  ASSERT_TRUE(export_gguf(model, d / "f32.gguf", type("F32")).ok());
+  auto s = export_gguf(model, d / "ours.gguf", type("Q4_K_M"));
+  ASSERT_TRUE(s.ok()) << s.status();
+  auto q = test::run_program(test::llama_tool("llama-quantize"), {d / "f32.gguf", d / "theirs.gguf", "Q4_K_M"});
+  ASSERT_EQ(q.exit_code, 0) << q.err;
+  EXPECT_EQ(expect_same_tensors(d / "ours.gguf", d / "theirs.gguf", "stories Q4_K_M"), 47);
+  EXPECT_FALSE(s->fallbacks.empty());
+}
+
+// With llama.cpp's own importance matrix (llama-imatrix on the calibration text), our bytes
+// equal llama-quantize --imatrix's for every type that uses one.
+TEST(GgufExport, WithAnImportanceMatrixEveryTypeEqualsLlamaQuantize) {
+  SKIP_WITHOUT("llama-imatrix");
+  test::TempDir d;
+  const std::string model = rows_of_256(d, 2);
+  ASSERT_TRUE(export_gguf(model, d / "f32.gguf", type("F32")).ok());
+  const std::string dat = d / "imatrix.dat";
+  auto im = test::run_program(test::llama_tool("llama-imatrix"),
+                              {"-m", d / "f32.gguf", "-f", test::fixture("stories260k/text/calib.txt"), "-o", dat, "-c",
+                               "128", "--chunks", "8", "-t", "2"});
+  ASSERT_EQ(im.exit_code, 0) << im.err;
+  auto imatrix = read_imatrix(dat);
+  ASSERT_TRUE(imatrix.ok()) << imatrix.status();
+  EXPECT_EQ(imatrix->entries.size(), 14u);  // 2 layers x 7 matrices
+  EXPECT_EQ(imatrix->last_call, 8);
+  int checked = 0;
+  for (const auto& f : gguf_ftypes()) {
+    if (f.mix || ggml_traits(f.base).block == 1 || f.base == GgmlType::kQ8_0) continue;  // no weighted rule
+    GgufExportOptions o = type(f.name);
+    o.imatrix = &*imatrix;
+    o.imatrix_file = dat;
+    const std::string ours = d / (std::string(f.name) + ".gguf"), theirs = d / (std::string(f.name) + "-lq.gguf");
+    auto s = export_gguf(model, ours, o);
+    ASSERT_TRUE(s.ok()) << f.name << ": " << s.status();
+    auto q = test::run_program(test::llama_tool("llama-quantize"),
+                               {"--pure", "--imatrix", dat, d / "f32.gguf", theirs, std::string(f.name)});
+    ASSERT_EQ(q.exit_code, 0) << q.err;
+    checked += expect_same_tensors(ours, theirs, std::string(f.name) + " with imatrix");
+    // The weighting changed something (else the test would prove nothing).
+    auto plain = export_gguf(model, d / (std::string(f.name) + "-plain.gguf"), type(f.name));
+    ASSERT_TRUE(plain.ok());
+    auto a = read_gguf(ours), b = read_gguf(d / (std::string(f.name) + "-plain.gguf"));
+    const auto* t = a->find("blk.0.attn_q.weight");
+    const auto x = tensor_bytes(*a, *t), y = tensor_bytes(*b, *b->find("blk.0.attn_q.weight"));
+    EXPECT_FALSE(std::equal(x.begin(), x.end(), y.begin(), y.end())) << f.name << ": the imatrix changed nothing";
+  }
+  EXPECT_EQ(checked, 8 * 21);
+  auto g = read_gguf(d / "Q4_K.gguf");
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(g->strings.at("quantize.imatrix.file"), dat);
 }
 
 // stories260k's ffn_down is 172 wide: no whole Q4_0 block, where llama-quantize gives up.
@@ -106,7 +237,7 @@ TEST(GgufExport, RowsThatFillNoBlockFallBackToF16AndTheFileStillRuns) {
   SKIP_WITHOUT("llama-cli");
   test::TempDir d;
   const std::string out = d / "q4.gguf";
-  auto s = export_gguf(test::fixture("stories260k/hf-f32"), out, {GgmlType::kQ4_0});
+  auto s = export_gguf(test::fixture("stories260k/hf-f32"), out, type("Q4_0"));
   ASSERT_TRUE(s.ok()) << s.status();
   ASSERT_EQ(s->fallbacks.size(), 5u);
   EXPECT_NE(s->fallbacks[0].find("blk.0.ffn_down.weight: 172 columns, not whole Q4_0 blocks of 32: F16"),
@@ -121,7 +252,7 @@ TEST(GgufExport, RowsThatFillNoBlockFallBackToF16AndTheFileStillRuns) {
                                {"-m", out, "-p", "Once upon a time", "-n", "20", "--temp", "0", "-no-cnv"});
   ASSERT_EQ(gen.exit_code, 0) << gen.err;
   EXPECT_GT(gen.out.size(), 40u) << gen.out;
-  EXPECT_TRUE(absl::IsFailedPrecondition(export_gguf(test::fixture("stories260k/hf-f32"), out, {GgmlType::kQ4_0}).status()))
+  EXPECT_TRUE(absl::IsFailedPrecondition(export_gguf(test::fixture("stories260k/hf-f32"), out, type("Q4_0")).status()))
       << "an existing file is never overwritten";
 }
 

@@ -235,6 +235,17 @@ TEST(Cli, CompressWritesGguf) {
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("'quantize.type' is 'Q9_9'"), std::string::npos) << bad.err;
   EXPECT_FALSE(fs::exists(d / "t.gguf"));
+  // A mix, human output: the type counts and bits per weight.
+  auto mix = run_cli({"compress", stories(), d / "m.gguf", "--format", "gguf", "--type", "q4_k_m"});
+  ASSERT_EQ(mix.exit_code, 0) << mix.err;
+  EXPECT_NE(mix.out.find("types         5 F16, 11 F32, 28 Q5_0, 3 Q8_0; "), std::string::npos) << mix.out;
+  // An importance matrix that is not one: the error names the flag and the file; no output.
+  test::write_text(d / "bad.dat", "not an imatrix");
+  auto bad_m = run_cli({"compress", stories(), d / "i.gguf", "--format", "gguf", "--type", "Q4_0", "--imatrix", d / "bad.dat"});
+  EXPECT_EQ(bad_m.exit_code, 2);
+  EXPECT_NE(bad_m.err.find("--imatrix"), std::string::npos) << bad_m.err;
+  EXPECT_NE(bad_m.err.find("not an importance-matrix file"), std::string::npos) << bad_m.err;
+  EXPECT_FALSE(fs::exists(d / "i.gguf"));
   test::write_text(d / "g.yaml", "name: g\nmodel: " + stories() + "\noutput: " + (d / "g.gguf") +
                                      "\nquantize: {format: gguf, type: Q4_0}\n");
   auto job = run_cli({"local", d / "g.yaml", "--state-dir", d / "state"});

@@ -194,9 +194,20 @@ TEST(JobSpec, GgufFormatAndType) {
   ASSERT_TRUE(q8.ok()) << q8.status();
   auto s = job_settings(*q8);
   ASSERT_TRUE(s.ok()) << s.status();
-  EXPECT_EQ(s->gguf, GgmlType::kQ8_0);
+  ASSERT_TRUE(s->gguf.has_value());
+  EXPECT_EQ(s->gguf->name, "Q8_0");
+  EXPECT_EQ(s->gguf->base, GgmlType::kQ8_0);
+  auto mix = parse_job_yaml("model: /m\noutput: /o.gguf\nquantize: {format: gguf, type: q4_k_m, imatrix: /i.dat}\n", "job.yaml");
+  ASSERT_TRUE(mix.ok()) << mix.status();
+  auto ms = job_settings(*mix);
+  ASSERT_TRUE(ms.ok()) << ms.status();
+  EXPECT_EQ(ms->gguf->name, "Q4_K_M");
+  EXPECT_TRUE(ms->gguf->mix);
+  EXPECT_EQ(ms->gguf_imatrix, "/i.dat");
+  EXPECT_NE(err("model: /m\noutput: /o\nquantize: {imatrix: /i.dat}\n").find("'quantize.imatrix' is for format gguf"),
+            std::string::npos);
   EXPECT_FALSE(s->compress.quantize.has_value());
-  EXPECT_NE(err("model: /m\noutput: /o\nquantize: {format: gguf, type: Q3_X}\n").find("'quantize.type' is 'Q3_X'; format gguf writes one of F32, F16, Q4_0, Q8_0, BF16"),
+  EXPECT_NE(err("model: /m\noutput: /o\nquantize: {format: gguf, type: Q3_X}\n").find("'quantize.type' is 'Q3_X'; format gguf writes one of F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q4_K, Q5_K, Q6_K, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M"),
             std::string::npos);
   EXPECT_NE(err("model: /m\noutput: /o\nquantize: {format: gguf}\n").find("'quantize.type' is ''"), std::string::npos);
   EXPECT_NE(err("model: /m\noutput: /o\nquantize: {type: Q4_0}\n").find("'quantize.type' is for format gguf"),

@@ -9,6 +9,7 @@
 
 #include "common/half.h"
 #include "gtest/gtest.h"
+#include "ops/ggml_ftypes.h"
 #include "ops/ggml_quants.h"
 
 namespace sp {
@@ -29,21 +30,37 @@ TEST(GgmlTypes, EveryRowRoundTripsWithinItsPrecision) {
     const double rel = std::sqrt(err / ref);
     const double bound = tr.type == GgmlType::kF32 ? 0 : tr.block == 1 ? 0.01 : tr.type == GgmlType::kQ8_0 ? 0.02 : 0.3;
     EXPECT_LE(rel, bound) << tr.name;
+    // With an importance vector (every type takes one; Q8_0 and the plain conversions
+    // ignore it) the error stays within the same bound.
+    std::vector<float> importance(256, 1.0f);
+    importance[5] = 100.0f;
+    const auto yw = ggml_dequantize(tr.type, ggml_quantize(tr.type, x, 256, 1, importance), static_cast<int64_t>(x.size()));
+    double errw = 0;
+    for (size_t i = 0; i < x.size(); ++i) errw += (x[i] - yw[i]) * (x[i] - yw[i]);
+    EXPECT_LE(std::sqrt(errw / ref), bound) << tr.name << " weighted";
     EXPECT_EQ(ggml_type_from_name(tr.name), tr.type);
   }
   EXPECT_EQ(ggml_type_from_name("q4_0"), GgmlType::kQ4_0);
   EXPECT_FALSE(ggml_type_from_name("Q4_9").has_value());
   EXPECT_THROW(ggml_quantize(GgmlType::kQ4_0, x, 100), std::invalid_argument);
+  EXPECT_THROW(ggml_quantize(GgmlType::kQ4_K, x, 128), std::invalid_argument);
+  EXPECT_THROW(ggml_quantize(GgmlType::kQ4_0, x, 256, 1, std::vector<float>(32, 1.0f)), std::invalid_argument);
 }
 
 TEST(GgmlTypes, ThreadsDoNotChangeTheBytes) {
   std::mt19937 rng(11);
   std::normal_distribution<float> n(0.0f, 0.05f);
-  std::vector<float> x(64 * 7);  // 7 rows: uneven splits over 2, 3 and 16 threads
+  std::vector<float> x(256 * 7);  // 7 rows: uneven splits over 2, 3 and 16 threads
   for (auto& v : x) v = n(rng);
+  std::vector<float> importance(256);
+  for (auto& v : importance) v = std::fabs(n(rng)) * 10;
   for (const auto& tr : ggml_types()) {
-    const auto one = ggml_quantize(tr.type, x, 64, 1);
-    for (int threads : {2, 3, 16}) EXPECT_EQ(ggml_quantize(tr.type, x, 64, threads), one) << tr.name << " " << threads;
+    const auto one = ggml_quantize(tr.type, x, 256, 1);
+    const auto weighted = ggml_quantize(tr.type, x, 256, 1, importance);
+    for (int threads : {2, 3, 16}) {
+      EXPECT_EQ(ggml_quantize(tr.type, x, 256, threads), one) << tr.name << " " << threads;
+      EXPECT_EQ(ggml_quantize(tr.type, x, 256, threads, importance), weighted) << tr.name << " " << threads;
+    }
   }
 }
 
@@ -73,6 +90,47 @@ TEST(GgmlTypes, ReferenceRoundingRules) {
   EXPECT_EQ(z[0], 0x00);
   EXPECT_EQ(z[1], 0x80);
   EXPECT_EQ(z[2], 0x88);
+}
+
+}  // namespace
+}  // namespace sp
+
+namespace sp {
+namespace {
+
+// The per-tensor rules beyond what the llama-quantize comparisons reach (their models have
+// 2-8 layers): the 64-layer "more bits" pattern, the 70B attn_v rule, the output rule and
+// the fallback chain. (Comparisons with llama-quantize: tests/checkpoint/gguf_export_test.cc.)
+TEST(GgufFtypes, RulesAndFallbacks) {
+  const GgufFtype m = *gguf_ftype_from_name("q4_k_m");
+  auto at = [&](std::string_view name, int layer, int64_t row = 5120, bool is_70b = false, int layers = 64) {
+    return choose_gguf_type(m, {name, row, layer, layers, 5, true, is_70b});
+  };
+  // n = 64: more bits for layers 0-7, 10, 13, ..., 55 and 56-63 (README table).
+  std::string more;
+  for (int i = 0; i < 64; ++i)
+    if (at("blk.x.ffn_down.weight", i).type == GgmlType::kQ6_K) more += std::to_string(i) + " ";
+  EXPECT_EQ(more, "0 1 2 3 4 5 6 7 10 13 16 19 22 25 28 31 34 37 40 43 46 49 52 55 56 57 58 59 60 61 62 63 ");
+  EXPECT_EQ(at("blk.8.attn_v.weight", 8).type, GgmlType::kQ4_K);
+  EXPECT_EQ(at("blk.11.attn_v.weight", 11, 8192, false, 80).type, GgmlType::kQ4_K);
+  EXPECT_EQ(at("blk.11.attn_v.weight", 11, 8192, true, 80).type, GgmlType::kQ5_K);  // 70B
+  EXPECT_EQ(at("blk.8.attn_q.weight", 8).type, GgmlType::kQ4_K);
+  EXPECT_EQ(at("output.weight", -1).type, GgmlType::kQ6_K);
+  EXPECT_EQ(at("output.weight", -1, 5000).type, GgmlType::kF16);  // 5000 % 256: Q8_0, which 5000 % 32 refuses
+  EXPECT_EQ(at("output.weight", -1, 5000).fallback, "output.weight: 5000 columns, not whole Q8_0 blocks of 32: F16");
+  EXPECT_EQ(at("blk.1.attn_q.weight", 1, 96).type, GgmlType::kQ5_0);
+  EXPECT_EQ(at("blk.1.attn_q.weight", 1, 100).type, GgmlType::kF16);
+  // A tied model: token_embd takes the output rule.
+  EXPECT_EQ(choose_gguf_type(m, {"token_embd.weight", 4096, -1, 32, 4, false, false}).type, GgmlType::kQ6_K);
+  EXPECT_EQ(choose_gguf_type(m, {"token_embd.weight", 4096, -1, 32, 4, true, false}).type, GgmlType::kQ4_K);
+  // Single types never change by rule.
+  const GgufFtype q4 = *gguf_ftype_from_name("Q4_K");
+  EXPECT_FALSE(q4.mix);
+  EXPECT_EQ(choose_gguf_type(q4, {"output.weight", 4096, -1, 32, 4, true, false}).type, GgmlType::kQ4_K);
+  EXPECT_FALSE(gguf_ftype_from_name("Q3_K_M").has_value());
+  EXPECT_TRUE(gguf_quantizable("blk.0.attn_q.weight", 2));
+  EXPECT_FALSE(gguf_quantizable("blk.0.attn_norm.weight", 2));
+  EXPECT_FALSE(gguf_quantizable("blk.0.attn_q.bias", 1));
 }
 
 }  // namespace
