@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "checkpoint/gguf_model.h"
 #include "checkpoint/verify.h"
 #include "common/file_util.h"
 #include "common/float_convert.h"
@@ -12,6 +13,15 @@
 namespace sp {
 
 absl::StatusOr<LoadedModel> load_float_model(const std::string& dir) {
+  if (is_gguf_file(dir)) {  // a GGUF file: every tensor dequantized
+    SP_ASSIGN_OR_RETURN(auto g, GgufModel::open(dir));
+    LoadedModel out;
+    out.quantized = true;
+    std::map<std::string, std::vector<float>> tensors;
+    for (const ModelTensor& t : g->desc().tensors) tensors[t.name] = g->decode(t.name);
+    SP_ASSIGN_OR_RETURN(out.model, language_model_from(g->desc().config, std::move(tensors)));
+    return out;
+  }
   const std::string config_path = (std::filesystem::path(dir) / "config.json").string();
   SP_ASSIGN_OR_RETURN(std::string text, read_file(config_path));
   nlohmann::ordered_json cj;

@@ -1,5 +1,6 @@
 // Loads a model folder for evaluation as float32: an original Hugging Face checkpoint
-// (F32/F16/BF16) or a bitsandbytes NF4 checkpoint (verified first, then dequantized).
+// (F32/F16/BF16), a bitsandbytes NF4 checkpoint (verified first, then dequantized), or a
+// GGUF file of a llama/qwen2 model (checkpoint/gguf_model.h: checked, then dequantized).
 #pragma once
 
 #include <string>
@@ -11,7 +12,7 @@ namespace sp {
 
 struct LoadedModel {
   LanguageModel model;
-  bool quantized = false;  // a bitsandbytes NF4 checkpoint
+  bool quantized = false;  // a bitsandbytes NF4 checkpoint or a GGUF file
 };
 
 // NOT_FOUND / INVALID_ARGUMENT naming the file and problem (for a quantized folder, the

@@ -5,6 +5,7 @@
 #include <optional>
 #include <thread>
 
+#include "checkpoint/gguf_model.h"
 #include "common/file_util.h"
 #include "common/float_convert.h"
 #include "fmt/format.h"
@@ -18,43 +19,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-
-// llama.cpp's name for a tensor of `role` (§3.1); nullopt: not written.
-std::optional<std::string> gguf_name(const ModelTensor& t) {
-  const std::string blk = fmt::format("blk.{}.", t.layer);
-  switch (t.role) {
-    case TensorRole::kEmbedding: return "token_embd.weight";
-    case TensorRole::kFinalNorm: return "output_norm.weight";
-    case TensorRole::kLmHead: return "output.weight";
-    case TensorRole::kInputNorm: return blk + "attn_norm.weight";
-    case TensorRole::kPostAttentionNorm: return blk + "ffn_norm.weight";
-    case TensorRole::kQProj: return blk + "attn_q.weight";
-    case TensorRole::kKProj: return blk + "attn_k.weight";
-    case TensorRole::kVProj: return blk + "attn_v.weight";
-    case TensorRole::kOProj: return blk + "attn_output.weight";
-    case TensorRole::kGateProj: return blk + "ffn_gate.weight";
-    case TensorRole::kUpProj: return blk + "ffn_up.weight";
-    case TensorRole::kDownProj: return blk + "ffn_down.weight";
-    case TensorRole::kQBias: return blk + "attn_q.bias";
-    case TensorRole::kKBias: return blk + "attn_k.bias";
-    case TensorRole::kVBias: return blk + "attn_v.bias";
-    default: return std::nullopt;
-  }
-}
-
-// Llama's Q/K rows, from HF's rotate-half order to llama.cpp's adjacent pairs (§3.3):
-// within each head, HF rows i and i + hd/2 become rows 2i and 2i + 1.
-std::vector<float> permute_rows(const std::vector<float>& w, int64_t rows, int64_t cols, int64_t heads) {
-  std::vector<float> out(w.size());
-  const int64_t hd = rows / heads;
-  for (int64_t h = 0; h < heads; ++h)
-    for (int64_t i = 0; i < hd / 2; ++i)
-      for (int64_t j = 0; j < 2; ++j) {
-        const int64_t to = h * hd + 2 * i + j, from = h * hd + j * (hd / 2) + i;
-        std::copy_n(w.begin() + from * cols, cols, out.begin() + to * cols);
-      }
-  return out;
-}
 
 absl::StatusOr<json> read_json_if_present(const fs::path& p) {
   std::error_code ec;
@@ -120,7 +84,60 @@ absl::Status add_sentencepiece_vocab(const fs::path& dir, const ModelConfig& con
   return absl::OkStatus();
 }
 
+// Tensors: names, llama.cpp shapes (reversed), types: norms, biases and 1-D tensors F32,
+// the others as the type or mix says (with fallbacks for rows that fill no block).
+struct Planned {
+  const ModelTensor* t;
+  GgufTensor g;
+  std::vector<float> importance;  // empty: none
+};
+
+absl::StatusOr<std::vector<Planned>> plan_tensors(const ModelDescription& desc, const GgufExportOptions& options,
+                                                  GgufExportSummary* summary) {
+  const ModelConfig& c = desc.config;
+  std::vector<Planned> planned;
+  bool has_output = false;
+  for (const ModelTensor& t : desc.tensors) has_output |= t.role == TensorRole::kLmHead;
+  const bool is_70b = c.num_layers == 80 && (c.arch == Arch::kQwen2 || c.num_heads != c.num_kv_heads);
+  for (const ModelTensor& t : desc.tensors) {
+    auto name = gguf_tensor_name(t.role, t.layer);
+    if (!name) {
+      if (t.role == TensorRole::kRotaryInvFreq) continue;
+      return absl::UnimplementedError(fmt::format("{}: no GGUF name for this tensor yet", t.name));
+    }
+    Planned p{&t, {}, {}};
+    p.g.name = *name;
+    p.g.ne.assign(t.stored.shape.rbegin(), t.stored.shape.rend());
+    GgmlType type = GgmlType::kF32;
+    if (gguf_quantizable(*name, static_cast<int>(t.stored.shape.size()))) {
+      GgufTensorSite site{*name, p.g.ne[0], static_cast<int>(t.layer), static_cast<int>(c.num_layers), c.num_heads / std::max<int64_t>(1, c.num_kv_heads),
+                          has_output, is_70b};
+      GgufTypeChoice choice = choose_gguf_type(options.type, site);
+      if (!choice.fallback.empty()) summary->fallbacks.push_back(std::move(choice.fallback));
+      type = choice.type;
+      if (options.imatrix) {
+        SP_ASSIGN_OR_RETURN(p.importance, options.imatrix->importance(*name, p.g.ne[0]));
+      }
+      summary->weights += t.stored.numel();
+      summary->weight_bytes += ggml_nbytes(type, static_cast<int64_t>(t.stored.numel()));
+    }
+    p.g.type = static_cast<uint32_t>(type);
+    p.g.nbytes = ggml_nbytes(type, static_cast<int64_t>(t.stored.numel()));
+    summary->plan.push_back({p.g.name, type, p.g.ne, p.g.nbytes, !p.importance.empty()});
+    planned.push_back(std::move(p));
+  }
+  for (const auto& p : planned) summary->bytes += p.g.nbytes;
+  summary->tensors = static_cast<int>(planned.size());
+  return planned;
+}
+
 }  // namespace
+
+absl::StatusOr<GgufExportSummary> plan_gguf(const ModelDescription& desc, const GgufExportOptions& options) {
+  GgufExportSummary summary;
+  SP_RETURN_IF_ERROR(plan_tensors(desc, options, &summary).status());
+  return summary;
+}
 
 absl::StatusOr<GgufExportSummary> export_gguf(const std::string& model_dir, const std::string& out_path,
                                               const GgufExportOptions& options) {
@@ -183,45 +200,8 @@ absl::StatusOr<GgufExportSummary> export_gguf(const std::string& model_dir, cons
     if (m->last_call > 0) md.add_i32("quantize.imatrix.chunks_count", m->last_call);
   }
 
-  // Tensors: names, llama.cpp shapes (reversed), types: norms, biases and 1-D tensors F32,
-  // the others as the type or mix says (with fallbacks for rows that fill no block).
-  struct Planned {
-    const ModelTensor* t;
-    GgufTensor g;
-    std::vector<float> importance;  // empty: none
-  };
-  std::vector<Planned> planned;
   GgufExportSummary summary;
-  bool has_output = false;
-  for (const ModelTensor& t : model.desc.tensors) has_output |= t.role == TensorRole::kLmHead;
-  const bool is_70b = c.num_layers == 80 && (c.arch == Arch::kQwen2 || c.num_heads != c.num_kv_heads);
-  for (const ModelTensor& t : model.desc.tensors) {
-    auto name = gguf_name(t);
-    if (!name) {
-      if (t.role == TensorRole::kRotaryInvFreq) continue;
-      return absl::UnimplementedError(fmt::format("{}: no GGUF name for this tensor yet", t.name));
-    }
-    Planned p{&t, {}, {}};
-    p.g.name = *name;
-    p.g.ne.assign(t.stored.shape.rbegin(), t.stored.shape.rend());
-    GgmlType type = GgmlType::kF32;
-    if (gguf_quantizable(*name, static_cast<int>(t.stored.shape.size()))) {
-      GgufTensorSite site{*name, p.g.ne[0], t.layer, static_cast<int>(c.num_layers), c.num_heads / std::max<int64_t>(1, c.num_kv_heads),
-                          has_output, is_70b};
-      GgufTypeChoice choice = choose_gguf_type(options.type, site);
-      if (!choice.fallback.empty()) summary.fallbacks.push_back(std::move(choice.fallback));
-      type = choice.type;
-      if (options.imatrix) {
-        SP_ASSIGN_OR_RETURN(p.importance, options.imatrix->importance(*name, p.g.ne[0]));
-      }
-      summary.weights += t.stored.numel();
-      summary.weight_bytes += ggml_nbytes(type, static_cast<int64_t>(t.stored.numel()));
-    }
-    p.g.type = static_cast<uint32_t>(type);
-    p.g.nbytes = ggml_nbytes(type, static_cast<int64_t>(t.stored.numel()));
-    summary.plan.push_back({p.g.name, type, p.g.ne, p.g.nbytes, !p.importance.empty()});
-    planned.push_back(std::move(p));
-  }
+  SP_ASSIGN_OR_RETURN(std::vector<Planned> planned, plan_tensors(model.desc, options, &summary));
   std::vector<GgufTensor> infos;
   for (const auto& p : planned) infos.push_back(p.g);
   SP_ASSIGN_OR_RETURN(auto writer, GgufWriter::create(out_path, md, std::move(infos)));
@@ -229,12 +209,10 @@ absl::StatusOr<GgufExportSummary> export_gguf(const std::string& model_dir, cons
   for (const auto& p : planned) {
     const TensorRef* ref = model.files.find(p.t->name);
     std::vector<float> x = to_float32(ref->view().bytes, p.t->stored.dtype);
-    if (c.arch == Arch::kLlama && (p.t->role == TensorRole::kQProj || p.t->role == TensorRole::kKProj ||
-                                   p.t->role == TensorRole::kQBias || p.t->role == TensorRole::kKBias)) {
-      const bool q = p.t->role == TensorRole::kQProj || p.t->role == TensorRole::kQBias;
+    if (auto heads = qk_permute_heads(c, p.t->role)) {
       const int64_t rows = p.t->stored.shape[0];
       const int64_t cols = p.t->stored.shape.size() == 2 ? p.t->stored.shape[1] : 1;
-      x = permute_rows(x, rows, cols, q ? c.num_heads : c.num_kv_heads);
+      x = permute_qk_rows(x, rows, cols, *heads);
     }
     const auto type = static_cast<GgmlType>(p.g.type);
     SP_RETURN_IF_ERROR(writer->write(p.g.name, ggml_quantize(type, x, p.g.ne[0], threads, p.importance)));
@@ -242,7 +220,6 @@ absl::StatusOr<GgufExportSummary> export_gguf(const std::string& model_dir, cons
   }
   SP_RETURN_IF_ERROR(writer->finish());
   summary.path = out_path;
-  summary.tensors = static_cast<int>(planned.size());
   summary.bytes = fs::file_size(out_path, ec);
   return summary;
 }

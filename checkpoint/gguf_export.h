@@ -19,6 +19,7 @@
 
 #include "common/status.h"
 #include "formats/imatrix_file.h"
+#include "formats/model_layout.h"
 #include "ops/ggml_ftypes.h"
 
 namespace sp {
@@ -48,6 +49,10 @@ struct GgufExportSummary {
   uint64_t weights = 0;                    // elements of the quantizable tensors
   uint64_t weight_bytes = 0;               // and their bytes (bits per weight = 8 * bytes / weights)
 };
+
+// The tensors export_gguf would write (names, types, shapes, bytes, fallbacks) for a
+// described model, without reading its weights; `bytes` is the tensor data only.
+absl::StatusOr<GgufExportSummary> plan_gguf(const ModelDescription& desc, const GgufExportOptions& options);
 
 absl::StatusOr<GgufExportSummary> export_gguf(const std::string& model_dir, const std::string& out_path,
                                               const GgufExportOptions& options);

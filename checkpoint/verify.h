@@ -25,6 +25,7 @@ struct TensorVerdict {
   DType dtype = DType::kF32;  // logical dtype (quant_state dtype for NF4 weights)
   std::vector<int64_t> shape;
   std::string problem;  // empty when the tensor checks out
+  std::string kind;     // GGUF: the tensor's ggml type ("Q4_K"); empty for NF4 checkpoints
   // With --against:
   std::optional<double> max_abs_error;
   std::optional<double> rel_rmse;  // sqrt(sum (w' - w)^2 / sum w^2)
@@ -41,6 +42,7 @@ struct VerifyReport {
   bool double_quant = false;
   int blocksize = 0;
   bool manifest_checked = false;
+  std::string gguf_type;  // a GGUF file: its type or mix ("Q4_K_M"); empty for NF4 folders
   std::optional<std::string> against;
   std::vector<std::string> problems;  // folder-level problems and every tensor problem
   std::vector<TensorVerdict> tensors;

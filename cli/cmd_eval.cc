@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "checkpoint/float_model.h"
+#include "checkpoint/gguf_model.h"
 #include "cli/coordinator_api.h"
 #include "cli/follow.h"
 #include "coordinator/import_source.h"
@@ -60,6 +61,9 @@ int run_remote_job(const EvalArgs& a, CoordinatorApiClient& c, JobSpec spec, con
 // On the coordinator's workers: an evaluation job (the forward layer by layer, then the
 // head), followed until it ends.
 int run_remote(const EvalArgs& a, const ConnectionFlags& conn) {
+  if (is_gguf_file(a.dir))
+    return report_error(absl::UnimplementedError(
+        fmt::format("{} is a GGUF file: evaluate it here, without --remote (jobs on the coordinator read folders so far)", a.dir)));
   const auto t0 = std::chrono::steady_clock::now();
   namespace fs = std::filesystem;
   JobSpec spec;
@@ -128,7 +132,7 @@ int run_eval(const EvalArgs& a, const ConnectionFlags& conn) {
 void add_eval_command(CLI::App& app, const ConnectionFlags* conn, int* exit_code) {
   auto args = std::make_shared<EvalArgs>();
   CLI::App* cmd = app.add_subcommand("eval", "Perplexity of a model or of a compressed checkpoint on token ids");
-  cmd->add_option("MODEL_DIR", args->dir, "Original model folder or shardpress output folder")->required();
+  cmd->add_option("MODEL_DIR", args->dir, "Original model folder, shardpress output folder, or a GGUF file")->required();
   cmd->add_option("--ids", args->ids, "Token-id file: one sequence per line, ids separated by spaces")->required();
   cmd->add_option("--seq-len", args->seq_len, "Tokens per sequence (default: the first line's length)");
   cmd->add_option("--samples", args->samples, "Use the first N lines (default: all)");

@@ -2,13 +2,17 @@
 // whether each shard's task fits a worker's memory.
 #include <cstdio>
 #include <filesystem>
+#include <map>
+#include <optional>
 
+#include "checkpoint/gguf_export.h"
 #include "cli/commands.h"
 #include "cli/compress_flags.h"
 #include "formats/token_ids.h"
 #include "cli/output.h"
 #include "common/byte_size.h"
 #include "fmt/format.h"
+#include "fmt/ranges.h"
 #include "formats/model.h"
 #include "nlohmann/json.hpp"
 #include "worker/device.h"
@@ -32,6 +36,74 @@ std::string task_name(const ModelShard& s, const CompressSettings& c) {
   return needs_calibration(c) ? "calibrate+" + t : t;
 }
 
+// --format gguf: the type of every tensor (llama-quantize's rules for the mixes, the
+// fallbacks), bytes and bits per weight, from the header alone.
+int inspect_gguf(const InspectArgs& a, const JobSettings& job, const ModelDescription& model) {
+  GgufExportOptions options;
+  options.type = *job.gguf;
+  std::optional<Imatrix> imatrix;
+  if (!job.gguf_imatrix.empty()) {
+    auto m = read_imatrix(job.gguf_imatrix);
+    if (!m.ok()) return report_error(annotate(m.status(), "--imatrix"));
+    imatrix = std::move(*m);
+    options.imatrix = &*imatrix;
+  }
+  auto plan = plan_gguf(model, options);
+  if (!plan.ok()) return report_error(plan.status());
+  const double bpw = plan->weights ? 8.0 * static_cast<double>(plan->weight_bytes) / static_cast<double>(plan->weights) : 0;
+  struct ByType {
+    int tensors = 0;
+    uint64_t params = 0, bytes = 0;
+  };
+  std::map<std::string, ByType> by_type;
+  for (const auto& t : plan->plan) {
+    uint64_t n = 1;
+    for (int64_t d : t.ne) n *= static_cast<uint64_t>(d);
+    auto& b = by_type[std::string(ggml_traits(t.type).name)];
+    ++b.tensors, b.params += n, b.bytes += t.bytes;
+  }
+  if (a.output == "json") {
+    nlohmann::ordered_json j;
+    j["model"] = a.model_dir;
+    j["model_type"] = model.config.model_type;
+    j["parameters"] = model.params;
+    j["gguf_type"] = options.type.name;
+    j["tensor_bytes"] = plan->bytes;
+    j["bits_per_weight"] = bpw;
+    j["fallbacks"] = plan->fallbacks;
+    nlohmann::ordered_json ts = nlohmann::ordered_json::array();
+    for (const auto& t : plan->plan)
+      ts.push_back({{"name", t.name}, {"type", ggml_traits(t.type).name}, {"ne", t.ne}, {"bytes", t.bytes},
+                    {"importance", t.weighted}});
+    j["tensors"] = ts;
+    std::printf("%s\n", j.dump(2).c_str());
+    return kExitOk;
+  }
+  std::string out;
+  out += fmt::format("model          {}\n", a.model_dir);
+  out += fmt::format("architecture   {} ({}), {} layers, {} parameters\n", arch_class_name(model.config.arch),
+                     model.config.model_type, model.config.num_layers, format_count(model.params));
+  out += fmt::format("GGUF           {}{}: {} of tensors, {:.2f} bits per weight (quantized tensors)\n",
+                     options.type.name, imatrix ? " with an importance matrix" : "", format_bytes(plan->bytes), bpw);
+  Table t({"TYPE", "TENSORS", "PARAMS", "BYTES"});
+  for (const auto& [name, b] : by_type)
+    t.add({name, std::to_string(b.tensors), format_count(b.params), format_bytes(b.bytes)});
+  out += "\n" + t.render();
+  const std::string base(ggml_traits(options.type.base).name);
+  Table x({"TENSOR", "TYPE", "SHAPE (ne)", "BYTES"});
+  size_t listed = 0;
+  for (const auto& p : plan->plan) {
+    const std::string type(ggml_traits(p.type).name);
+    if (type == base || (p.type == GgmlType::kF32 && p.ne.size() == 1)) continue;
+    x.add({p.name, type, fmt::format("{}", fmt::join(p.ne, "x")), format_bytes(p.bytes)});
+    ++listed;
+  }
+  if (listed) out += fmt::format("\ntensors not in {} (llama-quantize's rules, fallbacks):\n", base) + x.render();
+  for (const auto& f : plan->fallbacks) out += fmt::format("fallback       {}\n", f);
+  std::fputs(out.c_str(), stdout);
+  return kExitOk;
+}
+
 int run_inspect(const InspectArgs& a) {
   auto budget = parse_byte_size(a.worker_memory);
   if (!budget.ok()) return report_error(annotate(budget.status(), "--worker-memory"));
@@ -43,6 +115,7 @@ int run_inspect(const InspectArgs& a) {
   const ModelFiles* files = &opened->files;
   const ModelDescription* model = &opened->desc;
   const ModelConfig& c = model->config;
+  if (job->gguf) return inspect_gguf(a, *job, *model);
 
   // Calibrated methods: activations of samples x seq_len tokens (the file's line length
   // when --calib-ids is given, else --seq-len, else 2048).

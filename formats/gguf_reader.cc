@@ -92,6 +92,7 @@ absl::StatusOr<GgufLayout> parse_gguf(std::span<const uint8_t> bytes, std::strin
       int32_t et = 0;
       uint64_t n = 0;
       if (!c.get(&et) || !c.get(&n)) return bad(fmt::format("truncated array {}", key));
+      g.array_lengths[key] = n;
       for (uint64_t k = 0; k < n; ++k) {
         std::string s;
         const bool ok = et == 8 ? c.string(&s) : scalar_size(et) > 0 && c.skip(scalar_size(et));
@@ -102,6 +103,15 @@ absl::StatusOr<GgufLayout> parse_gguf(std::span<const uint8_t> bytes, std::strin
       if (!c.read(n, &v)) return bad(fmt::format("truncated {}", key));  // little-endian: the low bytes
       const bool unsigned_int = type == 0 || type == 2 || type == 4 || type == 7 || type == 10;
       if (unsigned_int) g.integers[key] = v;
+      if (type == 6) {
+        float f;
+        std::memcpy(&f, &v, 4);
+        g.floats[key] = f;
+      } else if (type == 12) {
+        double f;
+        std::memcpy(&f, &v, 8);
+        g.floats[key] = f;
+      }
       if (key == "general.alignment" && type == 4) {
         if (v == 0 || (v & (v - 1)) != 0) return bad("general.alignment is not a power of two");
         alignment = static_cast<uint32_t>(v);

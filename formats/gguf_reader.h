@@ -24,6 +24,8 @@ struct GgufLayout {
   std::vector<GgufTensorEntry> tensors;  // in file order
   std::map<std::string, std::string> strings;  // STRING metadata
   std::map<std::string, uint64_t> integers;    // unsigned integer metadata (UINT8..UINT64, BOOL)
+  std::map<std::string, double> floats;        // FLOAT32 / FLOAT64 metadata
+  std::map<std::string, uint64_t> array_lengths;  // every array's element count
   uint64_t data_offset = 0;
 
   const GgufTensorEntry* find(const std::string& name) const;

@@ -253,6 +253,44 @@ TEST(Cli, CompressWritesGguf) {
   EXPECT_NE(job.err.find("jobs on the coordinator: not yet"), std::string::npos) << job.err;
 }
 
+// A GGUF file through verify, eval and inspect: the F32 export evaluates to the original's
+// perplexity exactly; a Q4_K_M file verifies against the original with every block equal to
+// round-to-nearest; inspect shows the planned types without writing anything.
+TEST(Cli, VerifyEvalAndInspectReadGguf) {
+  test::TempDir d;
+  ASSERT_EQ(run_cli({"compress", stories(), d / "f32.gguf", "--format", "gguf", "--type", "F32"}).exit_code, 0);
+  ASSERT_EQ(run_cli({"compress", stories(), d / "q.gguf", "--format", "gguf", "--type", "Q4_K_M"}).exit_code, 0);
+  const std::string ids = test::fixture("stories260k/text/eval.ids.txt");
+  auto ppl = [&](const std::string& m) {
+    auto r = run_cli({"eval", m, "--ids", ids, "--samples", "8", "-o", "json"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.exit_code == 0 ? json::parse(r.out)["perplexity"].get<double>() : 0.0;
+  };
+  const double original = ppl(stories()), f32 = ppl(d / "f32.gguf"), q = ppl(d / "q.gguf");
+  EXPECT_EQ(f32, original);
+  EXPECT_GT(q, original);
+  EXPECT_LT(q, original * 1.1);
+  auto v = run_cli({"verify", d / "q.gguf", "--against", stories(), "--exact"});
+  EXPECT_EQ(v.exit_code, 0) << v.err;
+  EXPECT_NE(v.out.find("format      GGUF Q4_K_M, llama"), std::string::npos) << v.out;
+  EXPECT_NE(v.out.find("BLOCKS != RTN"), std::string::npos) << v.out;
+  auto vj = run_cli({"verify", d / "q.gguf", "-o", "json"});
+  ASSERT_EQ(vj.exit_code, 0) << vj.err;
+  EXPECT_EQ(json::parse(vj.out)["tensors"][0]["type"], "Q8_0");  // the tied embedding: the output rule
+  auto i = run_cli({"inspect", stories(), "--format", "gguf", "--type", "Q4_K_M", "-o", "json"});
+  ASSERT_EQ(i.exit_code, 0) << i.err;
+  const json plan = json::parse(i.out);
+  EXPECT_EQ(plan["gguf_type"], "Q4_K_M");
+  EXPECT_EQ(plan["tensors"].size(), 47u);
+  EXPECT_EQ(plan["fallbacks"].size(), 35u);  // 5 layers x 7 projections (token_embd is Q8_0 by rule)
+  uint64_t sum = 0;
+  for (const auto& t : plan["tensors"]) sum += t["bytes"].get<uint64_t>();
+  EXPECT_EQ(plan["tensor_bytes"].get<uint64_t>(), sum);
+  auto remote = run_cli({"eval", d / "q.gguf", "--ids", ids, "--remote"});
+  EXPECT_NE(remote.exit_code, 0);
+  EXPECT_NE(remote.err.find("is a GGUF file: evaluate it here, without --remote"), std::string::npos) << remote.err;
+}
+
 TEST(Cli, CompressBadInputExitsTwoAndWritesNothing) {
   test::TempDir d;
   auto bs = run_cli({"compress", stories(), d / "o1", "--blocksize", "100"});

@@ -1,0 +1,95 @@
+#include "checkpoint/gguf_verify.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "checkpoint/gguf_model.h"
+#include "common/float_convert.h"
+#include "fmt/format.h"
+#include "formats/model.h"
+#include "ops/ggml_quants.h"
+
+namespace sp {
+
+absl::StatusOr<VerifyReport> verify_gguf(const std::string& path, const VerifyOptions& options) {
+  VerifyReport r;
+  r.dir = path;
+  auto opened = GgufModel::open(path);
+  if (!opened.ok()) {
+    if (absl::IsNotFound(opened.status())) return opened.status();
+    r.problems.push_back(std::string(opened.status().message()));
+    return r;
+  }
+  const GgufModel& m = **opened;
+  r.architecture = m.desc().config.model_type;
+  r.gguf_type = m.file_type_name();
+  const bool weighted = m.file().strings.count("quantize.imatrix.file") > 0;
+  std::optional<Model> original;
+  if (options.against) {
+    r.against = *options.against;
+    SP_ASSIGN_OR_RETURN(original, open_model(*options.against));
+    if (!weighted) {
+      r.reference = "round-to-nearest in each tensor's type";
+      r.exact = options.exact;
+      if (options.exact) r.exact_reason = "--exact";
+    } else if (options.exact) {
+      r.problems.push_back(fmt::format(
+          "--exact: {} was quantized with the importance matrix {}; its blocks cannot be compared without it", path,
+          m.file().strings.at("quantize.imatrix.file")));
+    }
+  }
+  for (const ModelTensor& t : m.desc().tensors) {
+    TensorVerdict v;
+    v.name = t.name;
+    v.shape = t.stored.shape;
+    const GgmlType type = static_cast<GgmlType>(m.entry(t.name).type);
+    v.kind = std::string(ggml_traits(type).name);
+    v.quantized = ggml_traits(type).block > 1;
+    v.dtype = DType::kF32;
+    const std::vector<float> y = m.decode(t.name);
+    size_t bad = 0;
+    for (float f : y) bad += !std::isfinite(f);
+    if (bad) v.problem = fmt::format("{} values decode to NaN or infinity", bad);
+    if (original && v.problem.empty()) {
+      const ModelTensor* o = original->desc.find(t.name);
+      if (!o || o->stored.shape != t.stored.shape) {
+        v.problem = fmt::format("the original {} has no tensor of this name and shape", *options.against);
+      } else {
+        const TensorRef* ref = original->files.find(t.name);
+        std::vector<float> x = to_float32(ref->view().bytes, o->stored.dtype);
+        ref->release();
+        double err = 0, norm = 0, max_abs = 0;
+        uint64_t zeros = 0;
+        for (size_t i = 0; i < x.size(); ++i) {
+          const double d = static_cast<double>(y[i]) - x[i];
+          err += d * d, norm += static_cast<double>(x[i]) * x[i], max_abs = std::max(max_abs, std::fabs(d));
+          zeros += y[i] == 0.0f;
+        }
+        v.max_abs_error = max_abs;
+        v.rel_rmse = norm > 0 ? std::sqrt(err / norm) : std::sqrt(err);
+        v.zero_fraction = y.empty() ? 0.0 : static_cast<double>(zeros) / static_cast<double>(y.size());
+        if (!weighted && v.quantized) {  // the bytes round-to-nearest writes, block by block
+          if (auto heads = qk_permute_heads(original->desc.config, t.role))
+            x = permute_qk_rows(x, t.stored.shape[0], t.stored.shape.size() == 2 ? t.stored.shape[1] : 1, *heads);
+          const int64_t row = m.entry(t.name).ne[0];
+          const auto want = ggml_quantize(type, x, row);
+          const auto have = m.bytes(t.name);
+          const auto& tr = ggml_traits(type);
+          uint64_t differ = 0;
+          for (size_t b = 0; b < want.size(); b += static_cast<size_t>(tr.block_bytes))
+            differ += std::memcmp(want.data() + b, have.data() + b, static_cast<size_t>(tr.block_bytes)) != 0;
+          v.codes_differ = differ;
+          v.codes_total = want.size() / static_cast<uint64_t>(tr.block_bytes);
+          if (options.exact && differ)
+            v.problem = fmt::format("{} of {} {} blocks differ from round-to-nearest of the original", differ,
+                                    v.codes_total, tr.name);
+        }
+      }
+    }
+    if (!v.problem.empty()) r.problems.push_back(fmt::format("{}: {}", t.name, v.problem));
+    r.tensors.push_back(std::move(v));
+  }
+  return r;
+}
+
+}  // namespace sp
