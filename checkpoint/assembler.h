@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint/output_sink.h"
 #include "common/status.h"
 #include "formats/bnb_format.h"
 #include "formats/safetensors_writer.h"
@@ -39,20 +40,20 @@ struct AssembleOptions {
   uint64_t fail_writes_after_bytes = 0;     // test hook: tensor writes fail with ENOSPC after this many bytes
 };
 
-class CheckpointAssembler {
+class CheckpointAssembler : public OutputSink {
  public:
   // FAILED_PRECONDITION if `out_dir` exists already, unless options.replace_existing.
   // Only tokenizer/generation files whose real path lies inside source_dir are copied.
   static absl::StatusOr<std::unique_ptr<CheckpointAssembler>> create(const std::string& out_dir,
                                                                     std::vector<TensorGroup> groups,
                                                                     AssembleOptions options);
-  ~CheckpointAssembler();
+  ~CheckpointAssembler() override;
 
   // Writes one declared tensor (any order, each once). `known_digest`: the bytes' digest
   // when the caller has just checked it (blob reads do), to skip hashing them again.
-  absl::Status write(std::string_view name, std::span<const uint8_t> bytes, std::string known_digest = "");
+  absl::Status write(std::string_view name, std::span<const uint8_t> bytes, std::string known_digest = "") override;
   // Completes and publishes the folder at `out_dir`.
-  absl::Status finish();
+  absl::Status finish() override;
 
   std::vector<std::string> shard_names() const { return writer_->shard_names(); }
 

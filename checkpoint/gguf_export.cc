@@ -84,68 +84,41 @@ absl::Status add_sentencepiece_vocab(const fs::path& dir, const ModelConfig& con
   return absl::OkStatus();
 }
 
-// Tensors: names, llama.cpp shapes (reversed), types: norms, biases and 1-D tensors F32,
-// the others as the type or mix says (with fallbacks for rows that fill no block).
+// The plan (ops/gguf_plan) with the importance vector of each weight the matrix names.
 struct Planned {
   const ModelTensor* t;
-  GgufTensor g;
+  GgufTensorPlan p;
   std::vector<float> importance;  // empty: none
 };
 
 absl::StatusOr<std::vector<Planned>> plan_tensors(const ModelDescription& desc, const GgufExportOptions& options,
                                                   GgufExportSummary* summary) {
-  const ModelConfig& c = desc.config;
+  SP_ASSIGN_OR_RETURN(std::vector<GgufTensorPlan> plan, plan_gguf_tensors(desc, options.type));
   std::vector<Planned> planned;
-  bool has_output = false;
-  for (const ModelTensor& t : desc.tensors) has_output |= t.role == TensorRole::kLmHead;
-  const bool is_70b = c.num_layers == 80 && (c.arch == Arch::kQwen2 || c.num_heads != c.num_kv_heads);
-  for (const ModelTensor& t : desc.tensors) {
-    auto name = gguf_tensor_name(t.role, t.layer);
-    if (!name) {
-      if (t.role == TensorRole::kRotaryInvFreq) continue;
-      return absl::UnimplementedError(fmt::format("{}: no GGUF name for this tensor yet", t.name));
-    }
-    Planned p{&t, {}, {}};
-    p.g.name = *name;
-    p.g.ne.assign(t.stored.shape.rbegin(), t.stored.shape.rend());
-    GgmlType type = GgmlType::kF32;
-    if (gguf_quantizable(*name, static_cast<int>(t.stored.shape.size()))) {
-      GgufTensorSite site{*name, p.g.ne[0], static_cast<int>(t.layer), static_cast<int>(c.num_layers), c.num_heads / std::max<int64_t>(1, c.num_kv_heads),
-                          has_output, is_70b};
-      GgufTypeChoice choice = choose_gguf_type(options.type, site);
-      if (!choice.fallback.empty()) summary->fallbacks.push_back(std::move(choice.fallback));
-      type = choice.type;
+  for (GgufTensorPlan& p : plan) {
+    Planned x{desc.find(p.source), std::move(p), {}};
+    if (x.p.quantizable) {
       if (options.imatrix) {
-        SP_ASSIGN_OR_RETURN(p.importance, options.imatrix->importance(*name, p.g.ne[0]));
+        SP_ASSIGN_OR_RETURN(x.importance, options.imatrix->importance(x.p.name, x.p.ne[0]));
       }
-      summary->weights += t.stored.numel();
-      summary->weight_bytes += ggml_nbytes(type, static_cast<int64_t>(t.stored.numel()));
+      x.p.weighted = !x.importance.empty();
+      summary->weights += x.t->stored.numel();
+      summary->weight_bytes += x.p.bytes;
     }
-    p.g.type = static_cast<uint32_t>(type);
-    p.g.nbytes = ggml_nbytes(type, static_cast<int64_t>(t.stored.numel()));
-    summary->plan.push_back({p.g.name, type, p.g.ne, p.g.nbytes, !p.importance.empty()});
-    planned.push_back(std::move(p));
+    if (!x.p.fallback.empty()) summary->fallbacks.push_back(x.p.fallback);
+    summary->bytes += x.p.bytes;
+    summary->plan.push_back(x.p);
+    planned.push_back(std::move(x));
   }
-  for (const auto& p : planned) summary->bytes += p.g.nbytes;
   summary->tensors = static_cast<int>(planned.size());
   return planned;
 }
 
 }  // namespace
 
-absl::StatusOr<GgufExportSummary> plan_gguf(const ModelDescription& desc, const GgufExportOptions& options) {
-  GgufExportSummary summary;
-  SP_RETURN_IF_ERROR(plan_tensors(desc, options, &summary).status());
-  return summary;
-}
-
-absl::StatusOr<GgufExportSummary> export_gguf(const std::string& model_dir, const std::string& out_path,
-                                              const GgufExportOptions& options) {
+absl::StatusOr<GgufMetadata> gguf_metadata(const std::string& model_dir, const ModelConfig& c, const GgufFtype& type,
+                                           const Imatrix* imatrix, const std::string& imatrix_file) {
   std::error_code ec;
-  if (fs::exists(out_path, ec))
-    return absl::FailedPreconditionError(fmt::format("{} already exists; choose a new file (nothing is overwritten)", out_path));
-  SP_ASSIGN_OR_RETURN(Model model, open_model(model_dir));
-  const ModelConfig& c = model.desc.config;
   if (c.arch == Arch::kExaone4)
     return absl::UnimplementedError(
         "GGUF output for exaone4 is not written yet (the llama.cpp build in ../shared/tools cannot load exaone4 to check it)");
@@ -177,7 +150,7 @@ absl::StatusOr<GgufExportSummary> export_gguf(const std::string& model_dir, cons
     md.add_u32(arch + ".attention.key_length", static_cast<uint32_t>(c.head_dim));
     md.add_u32(arch + ".attention.value_length", static_cast<uint32_t>(c.head_dim));
   }
-  md.add_u32("general.file_type", options.type.file_type);
+  md.add_u32("general.file_type", type.file_type);
   if (c.arch == Arch::kLlama) {
     md.add_u32("llama.vocab_size", static_cast<uint32_t>(c.vocab_size));
     md.add_u32("llama.rope.dimension_count", static_cast<uint32_t>(c.head_dim));
@@ -193,29 +166,41 @@ absl::StatusOr<GgufExportSummary> export_gguf(const std::string& model_dir, cons
   }
   SP_RETURN_IF_ERROR(add_sentencepiece_vocab(dir, c, md));
   md.add_u32("general.quantization_version", 2);
-  if (const Imatrix* m = options.imatrix) {  // what llama-quantize records (§7.6)
-    md.add_string("quantize.imatrix.file", options.imatrix_file.substr(0, 127));
+  if (imatrix) {  // what llama-quantize records (§7.6)
+    const Imatrix* m = imatrix;
+    md.add_string("quantize.imatrix.file", imatrix_file.substr(0, 127));
     md.add_string("quantize.imatrix.dataset", m->dataset);
     md.add_i32("quantize.imatrix.entries_count", static_cast<int32_t>(m->entries.size()));
     if (m->last_call > 0) md.add_i32("quantize.imatrix.chunks_count", m->last_call);
   }
 
+  return md;
+}
+
+absl::StatusOr<GgufExportSummary> plan_gguf(const ModelDescription& desc, const GgufExportOptions& options) {
+  GgufExportSummary summary;
+  SP_RETURN_IF_ERROR(plan_tensors(desc, options, &summary).status());
+  return summary;
+}
+
+absl::StatusOr<GgufExportSummary> export_gguf(const std::string& model_dir, const std::string& out_path,
+                                              const GgufExportOptions& options) {
+  std::error_code ec;
+  if (fs::exists(out_path, ec))
+    return absl::FailedPreconditionError(fmt::format("{} already exists; choose a new file (nothing is overwritten)", out_path));
+  SP_ASSIGN_OR_RETURN(Model model, open_model(model_dir));
+  SP_ASSIGN_OR_RETURN(GgufMetadata md, gguf_metadata(model_dir, model.desc.config, options.type, options.imatrix,
+                                                     options.imatrix_file));
   GgufExportSummary summary;
   SP_ASSIGN_OR_RETURN(std::vector<Planned> planned, plan_tensors(model.desc, options, &summary));
   std::vector<GgufTensor> infos;
-  for (const auto& p : planned) infos.push_back(p.g);
+  for (const auto& x : planned) infos.push_back({x.p.name, x.p.ne, static_cast<uint32_t>(x.p.type), x.p.bytes});
   SP_ASSIGN_OR_RETURN(auto writer, GgufWriter::create(out_path, md, std::move(infos)));
   const int threads = options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  for (const auto& p : planned) {
-    const TensorRef* ref = model.files.find(p.t->name);
-    std::vector<float> x = to_float32(ref->view().bytes, p.t->stored.dtype);
-    if (auto heads = qk_permute_heads(c, p.t->role)) {
-      const int64_t rows = p.t->stored.shape[0];
-      const int64_t cols = p.t->stored.shape.size() == 2 ? p.t->stored.shape[1] : 1;
-      x = permute_qk_rows(x, rows, cols, *heads);
-    }
-    const auto type = static_cast<GgmlType>(p.g.type);
-    SP_RETURN_IF_ERROR(writer->write(p.g.name, ggml_quantize(type, x, p.g.ne[0], threads, p.importance)));
+  for (const auto& x : planned) {
+    const TensorRef* ref = model.files.find(x.t->name);
+    SP_RETURN_IF_ERROR(writer->write(x.p.name, gguf_tensor_bytes(x.p, ref->view().bytes, x.t->stored.dtype,
+                                                                 x.t->stored.shape, threads, x.importance)));
     ref->release();
   }
   SP_RETURN_IF_ERROR(writer->finish());

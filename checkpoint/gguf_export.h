@@ -18,9 +18,11 @@
 #include <vector>
 
 #include "common/status.h"
+#include "formats/gguf_writer.h"
 #include "formats/imatrix_file.h"
 #include "formats/model_layout.h"
 #include "ops/ggml_ftypes.h"
+#include "ops/gguf_plan.h"
 
 namespace sp {
 
@@ -29,15 +31,6 @@ struct GgufExportOptions {
   const Imatrix* imatrix = nullptr;  // importance per column, as llama-quantize --imatrix uses it
   std::string imatrix_file;          // its name, recorded in the file (quantize.imatrix.file)
   int threads = 0;                   // quantizing each tensor's rows (0: every core); same bytes for any count
-};
-
-// One tensor as written.
-struct GgufTensorPlan {
-  std::string name;  // GGUF name
-  GgmlType type = GgmlType::kF32;
-  std::vector<int64_t> ne;
-  uint64_t bytes = 0;
-  bool weighted = false;  // quantized with importance values
 };
 
 struct GgufExportSummary {
@@ -49,6 +42,13 @@ struct GgufExportSummary {
   uint64_t weights = 0;                    // elements of the quantizable tensors
   uint64_t weight_bytes = 0;               // and their bytes (bits per weight = 8 * bytes / weights)
 };
+
+// The metadata of a GGUF file of the model in `model_dir` (config `c`): what
+// convert_hf_to_gguf.py writes (§2.2), the SentencePiece vocabulary (§4.2), the file type,
+// and the importance matrix's record when one is used. UNIMPLEMENTED without a
+// tokenizer.model (BPE: not yet) or for exaone4.
+absl::StatusOr<GgufMetadata> gguf_metadata(const std::string& model_dir, const ModelConfig& c, const GgufFtype& type,
+                                           const Imatrix* imatrix = nullptr, const std::string& imatrix_file = "");
 
 // The tensors export_gguf would write (names, types, shapes, bytes, fallbacks) for a
 // described model, without reading its weights; `bytes` is the tensor data only.

@@ -75,60 +75,6 @@ absl::StatusOr<std::string> config_text(const GgufFile& g, const std::string& la
 
 }  // namespace
 
-std::optional<std::string> gguf_tensor_name(TensorRole role, int64_t layer) {
-  const std::string blk = fmt::format("blk.{}.", layer);
-  switch (role) {
-    case TensorRole::kEmbedding: return "token_embd.weight";
-    case TensorRole::kFinalNorm: return "output_norm.weight";
-    case TensorRole::kLmHead: return "output.weight";
-    case TensorRole::kInputNorm: return blk + "attn_norm.weight";
-    case TensorRole::kPostAttentionNorm: return blk + "ffn_norm.weight";
-    case TensorRole::kQProj: return blk + "attn_q.weight";
-    case TensorRole::kKProj: return blk + "attn_k.weight";
-    case TensorRole::kVProj: return blk + "attn_v.weight";
-    case TensorRole::kOProj: return blk + "attn_output.weight";
-    case TensorRole::kGateProj: return blk + "ffn_gate.weight";
-    case TensorRole::kUpProj: return blk + "ffn_up.weight";
-    case TensorRole::kDownProj: return blk + "ffn_down.weight";
-    case TensorRole::kQBias: return blk + "attn_q.bias";
-    case TensorRole::kKBias: return blk + "attn_k.bias";
-    case TensorRole::kVBias: return blk + "attn_v.bias";
-    default: return std::nullopt;
-  }
-}
-
-// Within each head, Hugging Face rows i and i + hd/2 become rows 2i and 2i + 1.
-std::vector<float> permute_qk_rows(const std::vector<float>& w, int64_t rows, int64_t cols, int64_t heads) {
-  std::vector<float> out(w.size());
-  const int64_t hd = rows / heads;
-  for (int64_t h = 0; h < heads; ++h)
-    for (int64_t i = 0; i < hd / 2; ++i)
-      for (int64_t j = 0; j < 2; ++j) {
-        const int64_t to = h * hd + 2 * i + j, from = h * hd + j * (hd / 2) + i;
-        std::copy_n(w.begin() + from * cols, cols, out.begin() + to * cols);
-      }
-  return out;
-}
-
-std::vector<float> unpermute_qk_rows(const std::vector<float>& w, int64_t rows, int64_t cols, int64_t heads) {
-  std::vector<float> out(w.size());
-  const int64_t hd = rows / heads;
-  for (int64_t h = 0; h < heads; ++h)
-    for (int64_t i = 0; i < hd / 2; ++i)
-      for (int64_t j = 0; j < 2; ++j) {
-        const int64_t from = h * hd + 2 * i + j, to = h * hd + j * (hd / 2) + i;
-        std::copy_n(w.begin() + from * cols, cols, out.begin() + to * cols);
-      }
-  return out;
-}
-
-std::optional<int64_t> qk_permute_heads(const ModelConfig& config, TensorRole role) {
-  if (config.arch != Arch::kLlama) return std::nullopt;
-  if (role == TensorRole::kQProj || role == TensorRole::kQBias) return config.num_heads;
-  if (role == TensorRole::kKProj || role == TensorRole::kKBias) return config.num_kv_heads;
-  return std::nullopt;
-}
-
 bool is_gguf_file(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) return false;

@@ -14,21 +14,11 @@
 #include <vector>
 
 #include "common/status.h"
+#include "formats/gguf_names.h"
 #include "formats/gguf_reader.h"
 #include "formats/model_layout.h"
 
 namespace sp {
-
-// llama.cpp's name for the tensor of `role` in `layer` (§3.1); nullopt: not written.
-std::optional<std::string> gguf_tensor_name(TensorRole role, int64_t layer);
-
-// Llama's Q/K rows (and biases, cols = 1), from Hugging Face's rotate-half order to
-// llama.cpp's adjacent pairs (§3.3), and back.
-std::vector<float> permute_qk_rows(const std::vector<float>& w, int64_t rows, int64_t cols, int64_t heads);
-std::vector<float> unpermute_qk_rows(const std::vector<float>& w, int64_t rows, int64_t cols, int64_t heads);
-// Whether `t` is permuted in a GGUF of `config` (Llama's q/k weights and biases), and by
-// how many heads.
-std::optional<int64_t> qk_permute_heads(const ModelConfig& config, TensorRole role);
 
 // True when `path` is a regular file that starts with the GGUF magic.
 bool is_gguf_file(const std::string& path);

@@ -35,7 +35,7 @@ struct CompressArgs {
 // --format gguf: one llama.cpp file (checkpoint/gguf_export.h).
 int run_gguf(const CompressArgs& a, const JobSettings& settings) {
   GgufExportOptions options;
-  options.type = *settings.gguf;
+  options.type = *settings.compress.gguf;
   std::optional<Imatrix> imatrix;
   if (!settings.gguf_imatrix.empty()) {
     auto m = read_imatrix(settings.gguf_imatrix);
@@ -80,7 +80,7 @@ int run_gguf(const CompressArgs& a, const JobSettings& settings) {
 int run_compress(const CompressArgs& a) {
   auto settings = to_settings(a.flags);
   if (!settings.ok()) return report_error(settings.status());
-  if (settings->gguf) return run_gguf(a, *settings);
+  if (settings->compress.gguf) return run_gguf(a, *settings);
   auto max_shard = parse_byte_size(a.max_shard_size);
   if (!max_shard.ok()) return report_error(annotate(max_shard.status(), "--max-shard-size"));
   auto device = choose_device(a.device);

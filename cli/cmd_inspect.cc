@@ -40,7 +40,7 @@ std::string task_name(const ModelShard& s, const CompressSettings& c) {
 // fallbacks), bytes and bits per weight, from the header alone.
 int inspect_gguf(const InspectArgs& a, const JobSettings& job, const ModelDescription& model) {
   GgufExportOptions options;
-  options.type = *job.gguf;
+  options.type = *job.compress.gguf;
   std::optional<Imatrix> imatrix;
   if (!job.gguf_imatrix.empty()) {
     auto m = read_imatrix(job.gguf_imatrix);
@@ -115,7 +115,7 @@ int run_inspect(const InspectArgs& a) {
   const ModelFiles* files = &opened->files;
   const ModelDescription* model = &opened->desc;
   const ModelConfig& c = model->config;
-  if (job->gguf) return inspect_gguf(a, *job, *model);
+  if (job->compress.gguf) return inspect_gguf(a, *job, *model);
 
   // Calibrated methods: activations of samples x seq_len tokens (the file's line length
   // when --calib-ids is given, else --seq-len, else 2048).

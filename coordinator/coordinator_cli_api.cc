@@ -1,5 +1,6 @@
 // The coordinator's CLI API: submit, status, list, cancel, resume, delete, workers, events.
 // Each mutation validates, commits one batch and only then changes memory (commit()).
+#include "checkpoint/gguf_export.h"
 #include "coordinator/coordinator.h"
 
 #include "coordinator/blob_owners.h"
@@ -45,9 +46,9 @@ absl::StatusOr<Coordinator::Prepared> Coordinator::prepare(const JobSpec& spec_i
   Prepared p{spec_in, ""};
   JobSpec& spec = p.spec;
   SP_RETURN_IF_ERROR(validate_job_spec(spec));
-  if (spec.quantize().format() == "gguf")
+  if (spec.quantize().format() == "gguf" && !spec.quantize().imatrix().empty())
     return absl::UnimplementedError(
-        "format gguf is written by `shardpress compress MODEL OUT.gguf --format gguf --type T` so far; jobs on the "
+        "quantize.imatrix is read by `shardpress compress --format gguf --imatrix FILE` so far; jobs on the "
         "coordinator: not yet");
   const bool eval = is_eval_job(spec);
   SP_ASSIGN_OR_RETURN(const Readable model, resolve_readable(options_, spec.model(), eval, "model"));
@@ -98,6 +99,17 @@ absl::StatusOr<JobStatus> Coordinator::submit(const JobSpec& spec_in) {
     SP_RETURN_IF_ERROR(
         read_token_ids(spec.calibrate().ids(), vocab, spec.calibrate().samples(), spec.calibrate().seq_len()).status());
 
+  // Format gguf: the file's header and every tensor's type can be made (a SentencePiece
+  // vocabulary, an architecture llama.cpp names); rows that fit no block are reported.
+  std::vector<std::string> gguf_fallbacks;
+  if (!eval && spec.quantize().format() == "gguf") {
+    SP_ASSIGN_OR_RETURN(const JobSettings settings, job_settings(spec));
+    SP_RETURN_IF_ERROR(gguf_metadata(spec.model(), source->desc().config, *settings.compress.gguf).status());
+    SP_ASSIGN_OR_RETURN(const auto targets, plan_gguf_tensors(source->desc(), *settings.compress.gguf));
+    for (const auto& t : targets)
+      if (!t.fallback.empty()) gguf_fallbacks.push_back(t.fallback);
+  }
+
   std::lock_guard lock(mu_);
   SP_RETURN_IF_ERROR(jobs_.check_new(spec.name(), output_dir));
   JobRecord j;
@@ -114,6 +126,10 @@ absl::StatusOr<JobStatus> Coordinator::submit(const JobSpec& spec_in) {
                                           spec.eval().ids())
                             : fmt::format("submitted '{}': {} -> {}, {}", spec.name(), spec.model(), output_dir,
                                           describe_spec(spec)));
+  for (size_t i = 0; i < gguf_fallbacks.size() && i < 20; ++i) add_event(c, j.id(), "GGUF fallback: " + gguf_fallbacks[i]);
+  if (gguf_fallbacks.size() > 20)
+    add_event(c, j.id(), fmt::format("GGUF fallback: ... and {} more tensors (inspect --format gguf lists them)",
+                                     gguf_fallbacks.size() - 20));
   SP_RETURN_IF_ERROR(stage(c, j, {}));
   SP_RETURN_IF_ERROR(commit(c));
   cv_.notify_all();

@@ -5,8 +5,11 @@
 #include <thread>
 
 #include "checkpoint/compression_record.h"
+#include "checkpoint/gguf_export.h"
 #include "common/file_util.h"
 #include "fmt/format.h"
+#include "formats/gguf_reader.h"
+#include "formats/gguf_writer.h"
 #include "formats/model_config.h"
 #include "jobs/job_plan.h"
 #include "jobs/job_settings.h"
@@ -47,12 +50,59 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>> output_digests(
   return out;
 }
 
+// One GGUF file as an output sink (formats/gguf_writer: atomic, any order).
+class GgufSink : public OutputSink {
+ public:
+  explicit GgufSink(std::unique_ptr<GgufWriter> w) : w_(std::move(w)) {}
+  absl::Status write(std::string_view name, std::span<const uint8_t> bytes, std::string) override {
+    return w_->write(name, bytes);
+  }
+  absl::Status finish() override { return w_->finish(); }
+
+ private:
+  std::unique_ptr<GgufWriter> w_;
+};
+
+constexpr const char* kGgufJobKey = "shardpress.job";
+
+// The GGUF file of a format gguf job: the header from the model's config and tokenizer
+// (what `compress --format gguf` writes) and the job's id, the tensors the plan lists.
+absl::StatusOr<std::unique_ptr<OutputSink>> open_gguf_sink(const JobRecord& j, const GgufFtype& type,
+                                                           const AssemblyHooks& hooks) {
+  SP_ASSIGN_OR_RETURN(ModelConfig config, load_model_config(j.model_dir(), hooks.model_root));
+  SP_ASSIGN_OR_RETURN(GgufMetadata md, gguf_metadata(j.model_dir(), config, type));
+  md.add_string(kGgufJobKey, j.id());
+  std::vector<GgufTensor> infos;
+  for (const ShardPlan& s : j.plan().shards()) {
+    if (s.auxiliary()) continue;
+    for (const auto& m : s.tensors()) {
+      if (!m.has_gguf()) return absl::InternalError(fmt::format("{}: {} has no GGUF target in the plan", j.id(), m.name()));
+      infos.push_back({m.gguf().name(), {m.gguf().ne().begin(), m.gguf().ne().end()}, m.gguf().type(), m.gguf().nbytes()});
+    }
+  }
+  SP_ASSIGN_OR_RETURN(auto w, GgufWriter::create(j.output_dir(), md, std::move(infos)));
+  return std::unique_ptr<OutputSink>(new GgufSink(std::move(w)));
+}
+
+// A GGUF file this job published before a crash.
+bool gguf_published_by(const JobRecord& j) {
+  auto g = read_gguf(j.output_dir());
+  if (!g.ok()) return false;
+  auto it = g->strings.find(kGgufJobKey);
+  return it != g->strings.end() && it->second == j.id();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<OutputStream>> OutputStream::open(const JobRecord& j, BlobStore& blobs,
                                                                 const AssemblyHooks& hooks) {
   // The layout from the plan: each result where `compress` puts it (output_specs).
   const CompressSettings settings = compress_settings(j.spec());
+  if (settings.gguf) {
+    std::unique_ptr<OutputStream> out(new OutputStream(j, blobs, hooks));
+    SP_ASSIGN_OR_RETURN(out->sink_, open_gguf_sink(j, *settings.gguf, hooks));
+    return out;
+  }
   std::vector<TensorGroup> groups;
   for (const ShardPlan& s : j.plan().shards()) {
     if (s.auxiliary()) continue;
@@ -71,7 +121,7 @@ absl::StatusOr<std::unique_ptr<OutputStream>> OutputStream::open(const JobRecord
   ao.replace_existing = j.spec().overwrite();
   ao.fail_writes_after_bytes = hooks.fail_writes_after_bytes;
   std::unique_ptr<OutputStream> out(new OutputStream(j, blobs, hooks));
-  SP_ASSIGN_OR_RETURN(out->assembler_, CheckpointAssembler::create(j.output_dir(), std::move(groups), ao));
+  SP_ASSIGN_OR_RETURN(out->sink_, CheckpointAssembler::create(j.output_dir(), std::move(groups), ao));
   return out;
 }
 
@@ -87,7 +137,7 @@ absl::Status OutputStream::write_known(const TaskOutputs& outputs, bool all) {
     if (!hooks_.running()) return absl::CancelledError("job no longer running");
     if (all) hooks_.phase(fmt::format("assembling {}/{}", done, digests.size()));
     SP_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, blobs_.read_all(digest));  // digest checked
-    SP_RETURN_IF_ERROR(assembler_->write(name, bytes, digest));
+    SP_RETURN_IF_ERROR(sink_->write(name, bytes, digest));
     written_[name] = digest;
     ++done;
     if (hooks_.delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(hooks_.delay_ms));
@@ -99,7 +149,7 @@ absl::Status OutputStream::write_done(const TaskOutputs& outputs) { return write
 
 absl::Status OutputStream::finish(const TaskOutputs& outputs) {
   SP_RETURN_IF_ERROR(write_known(outputs, true));
-  return assembler_->finish();
+  return sink_->finish();
 }
 
 absl::Status assemble_job(const JobRecord& j, const TaskOutputs& outputs, BlobStore& blobs, const AssemblyHooks& hooks,
@@ -111,8 +161,8 @@ absl::Status assemble_job(const JobRecord& j, const TaskOutputs& outputs, BlobSt
   std::error_code ec;
   if (fs::exists(j.output_dir(), ec)) {
     auto text = read_file(manifest.string());
-    bool same = false;
-    if (text.ok()) {
+    bool same = compress_settings(j.spec()).gguf && gguf_published_by(j);
+    if (!same && text.ok()) {
       try {
         const auto m = nlohmann::json::parse(*text);
         same = m.at("tensors").size() == digests.size();

@@ -1,10 +1,14 @@
 // Assembling a compression job's output: the output tensors in plan order — each layer as
 // the task that compressed it returned it, the other shards as imported — read from the
 // blob store (digest checked) and written as a checkpoint that appears whole or not at all
-// (checkpoint/assembler.h). The layout follows from the plan alone (output_specs), so the
+// (checkpoint/assembler.h), or with format gguf as one GGUF file (every shard a task's
+// GGUF tensors, the header from the model's config and tokenizer, written beside its name
+// and renamed into place). The layout follows from the plan alone (output_specs), so the
 // output is written while the tasks finish: each result goes into its place as soon as it
 // is DONE, and the end of the job is the rest (usually nothing) plus a sync and a rename.
-// An output already published with exactly these digests (before a crash) counts as done.
+// An output already published with exactly these digests (before a crash) counts as done;
+// a GGUF file records the job that wrote it (`shardpress.job`), whose results are
+// deterministic.
 //
 // Runs without the coordinator's lock; it talks back only through the hooks.
 #pragma once
@@ -59,7 +63,7 @@ class OutputStream {
   shardpress::v1::JobRecord job_;
   BlobStore& blobs_;
   AssemblyHooks hooks_;
-  std::unique_ptr<CheckpointAssembler> assembler_;
+  std::unique_ptr<OutputSink> sink_;  // a checkpoint folder, or one GGUF file (format gguf)
   std::map<std::string, std::string> written_;  // tensor -> digest
 };
 

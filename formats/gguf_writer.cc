@@ -92,7 +92,12 @@ absl::StatusOr<std::unique_ptr<GgufWriter>> GgufWriter::create(const std::string
   std::unique_ptr<GgufWriter> w(new GgufWriter());
   w->path_ = path;
   const fs::path p(path);
-  w->tmp_path_ = (p.parent_path() / fmt::format(".{}.partial.{}", p.filename().string(), ::getpid())).string();
+  // What an earlier writer of this file left when its process died goes first.
+  const std::string prefix = fmt::format(".{}.partial.", p.filename().string());
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(p.parent_path().empty() ? "." : p.parent_path(), ec))
+    if (e.path().filename().string().rfind(prefix, 0) == 0) std::filesystem::remove(e.path(), ec);
+  w->tmp_path_ = (p.parent_path() / fmt::format("{}{}", prefix, ::getpid())).string();
   // Header: magic, version, counts, metadata, tensor infos; data at the next 32 bytes.
   std::string head = "GGUF";
   put<uint32_t>(head, 3);

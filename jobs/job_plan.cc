@@ -1,6 +1,7 @@
 #include "jobs/job_plan.h"
 
 #include <algorithm>
+#include <map>
 
 #include "fmt/format.h"
 #include "ops/calibrate_layer.h"
@@ -38,6 +39,35 @@ TaskPlan* add_task(JobPlan& plan, const std::string& name, TaskKind kind, int sh
 }
 
 }  // namespace
+
+GgufTarget gguf_target(const GgufTensorPlan& p) {
+  GgufTarget g;
+  g.set_name(p.name);
+  g.set_type(static_cast<uint32_t>(p.type));
+  for (int64_t d : p.ne) g.add_ne(d);
+  g.set_nbytes(p.bytes);
+  g.set_permute_heads(p.permute_heads);
+  return g;
+}
+
+absl::StatusOr<GgufTensorPlan> gguf_tensor_plan(const GgufTarget& g) {
+  bool known = false;
+  for (const auto& tr : ggml_types()) known |= static_cast<uint32_t>(tr.type) == g.type();
+  if (!known || g.ne().empty() || g.ne(0) <= 0 || g.ne(0) % ggml_traits(static_cast<GgmlType>(g.type())).block != 0)
+    return absl::InvalidArgumentError(fmt::format("GGUF target {}: type {} with rows of {} cannot be written", g.name(),
+                                                  g.type(), g.ne().empty() ? 0 : g.ne(0)));
+  int64_t n = 1;
+  for (int64_t d : g.ne()) n *= d;
+  if (ggml_nbytes(static_cast<GgmlType>(g.type()), n) != g.nbytes())
+    return absl::InvalidArgumentError(fmt::format("GGUF target {}: {} bytes for its shape and type", g.name(), g.nbytes()));
+  GgufTensorPlan p;
+  p.name = g.name();
+  p.type = static_cast<GgmlType>(g.type());
+  p.ne.assign(g.ne().begin(), g.ne().end());
+  p.bytes = g.nbytes();
+  p.permute_heads = g.permute_heads();
+  return p;
+}
 
 TensorMeta tensor_meta(const ModelTensor& t) {
   TensorMeta m;
@@ -77,13 +107,28 @@ JobPlan plan_job(const ModelDescription& model, const JobSettings& settings, Cal
       calibrated || eval ? plan_stages(model, settings.compress, data,
                                        calibrated ? settings.calibration->stage_memory : (10ull << 30))
                          : std::vector<Stage>{};
+  // format gguf: every tensor's GGUF name, type and shape, decided here once (submit has
+  // checked that the model can be planned).
+  std::map<std::string, GgufTensorPlan> gguf;
+  if (settings.compress.gguf)
+    if (auto targets = plan_gguf_tensors(model, *settings.compress.gguf); targets.ok())
+      for (auto& t : *targets) gguf[t.source] = std::move(t);
   for (const ModelShard& ms : model.shards) {
     const int index = plan.shards_size();
     ShardPlan* s = plan.add_shards();
     s->set_id(ms.id);
     s->set_is_layer(ms.kind == ShardKind::kLayer);
     s->set_layer(ms.layer);
-    for (const auto& name : ms.tensors) *s->add_tensors() = tensor_meta(*model.find(name));
+    for (const auto& name : ms.tensors) {
+      TensorMeta* m = s->add_tensors();
+      *m = tensor_meta(*model.find(name));
+      if (auto g = gguf.find(name); g != gguf.end()) *m->mutable_gguf() = gguf_target(g->second);
+    }
+    if (settings.compress.gguf && ms.kind != ShardKind::kLayer) {  // embeddings and head are converted too
+      s->set_output_task(ms.id);
+      TaskPlan* t = add_task(plan, ms.id, COMPRESS_LAYER, index, estimate_task_memory(ms, settings.compress).total());
+      t->add_inputs()->CopyFrom(shard_ref(index));
+    }
     for (size_t k = 0; k < stages.size(); ++k)
       if (ms.kind == ShardKind::kLayer && ms.layer >= stages[k].first_layer && ms.layer <= stages[k].last_layer)
         s->set_stage(static_cast<int>(k));

@@ -65,5 +65,9 @@ std::string holder_of_inputs(
 // The tensor metas of a plan shard's tensors for a model tensor list (names, roles,
 // dtypes, shapes, sizes; no digests).
 shardpress::v1::TensorMeta tensor_meta(const ModelTensor& t);
+// A GGUF target in the plan and back; the way back checks what a worker cannot trust
+// blindly (a type we decode, the bytes the shape implies).
+shardpress::v1::GgufTarget gguf_target(const GgufTensorPlan& p);
+absl::StatusOr<GgufTensorPlan> gguf_tensor_plan(const shardpress::v1::GgufTarget& g);
 
 }  // namespace sp

@@ -57,7 +57,7 @@ absl::StatusOr<JobSettings> convert(const JobSpec& spec) {
     const auto type = gguf_ftype_from_name(q.type());
     if (!type)
       return bad(fmt::format("'quantize.type' is '{}'; format gguf writes one of {}", q.type(), gguf_ftype_names()));
-    out.gguf = *type;
+    s.gguf = *type;
     out.gguf_imatrix = q.imatrix();
   } else {
     return bad(fmt::format("'quantize.format' is '{}'; expected nf4, gguf or none", q.format()));
@@ -135,12 +135,6 @@ absl::StatusOr<JobSettings> job_settings(const JobSpec& spec) {
     return bad(fmt::format("'name' {} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
                            spec.name()));
   SP_ASSIGN_OR_RETURN(JobSettings s, convert(spec));
-  if (s.gguf) {  // the GGUF type is the quantization (compress.quantize stays unset)
-    if (s.compress.prune || s.compress.quant_method != QuantMethod::kRtn)
-      return absl::UnimplementedError(
-          "format gguf is written with round to nearest and no pruning so far (method gptq and pruning: not yet)");
-    return s;
-  }
   SP_RETURN_IF_ERROR(validate(s.compress));
   if (s.calibration) {
     const CalibrationSettings& c = *s.calibration;

@@ -58,9 +58,8 @@ struct JobSettings {
   CompressSettings compress;                       // compression jobs
   std::optional<CalibrationSettings> calibration;  // set when compress needs data
   std::optional<EvalSettings> eval;                // evaluation jobs
-  // quantize.format: gguf — one llama.cpp file in this type or mix (compress.quantize is
-  // then unset: no NF4). So far written by `compress` only, round to nearest, no pruning.
-  std::optional<GgufFtype> gguf;
+  // quantize.format: gguf — compress.gguf holds the type or mix (compress.quantize is then
+  // unset: no NF4); an importance-matrix file (compress only so far):
   std::string gguf_imatrix;  // quantize.imatrix: llama.cpp importance-matrix file, or empty
 };
 

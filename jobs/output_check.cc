@@ -9,6 +9,8 @@ namespace sp {
 using namespace shardpress::v1;  // NOLINT
 
 ExpectedOutput expected_output(const TensorMeta& in, const CompressSettings& settings) {
+  if (settings.gguf && in.has_gguf())  // its GGUF bytes, under its GGUF name
+    return {{TensorSpec{in.gguf().name(), DType::kU8, {static_cast<int64_t>(in.gguf().nbytes())}}}, false};
   const auto role = role_from_name(in.role());
   const ModelTensor t{in.name(), role.value_or(TensorRole::kEmbedding), -1,
                       TensorShape{dtype_from_name(in.dtype()).value_or(DType::kU8), {in.shape().begin(), in.shape().end()}}};

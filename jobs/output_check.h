@@ -20,7 +20,8 @@ namespace sp {
 // group alone.
 // What a compression task returns for input tensor `in` of its shard (output_specs: the
 // bitsandbytes tensors of a quantized projection, the quant_state JSON's length variable,
-// a pruned weight), or `in` unchanged (`same_bytes`).
+// a pruned weight; format gguf: its GGUF bytes as U8 under its GGUF name), or `in`
+// unchanged (`same_bytes`).
 struct ExpectedOutput {
   std::vector<TensorSpec> tensors;
   bool same_bytes = false;

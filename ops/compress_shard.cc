@@ -1,6 +1,8 @@
 #include "ops/compress_shard.h"
 
+#include <algorithm>
 #include <cstring>
+#include <thread>
 
 #include "common/float_convert.h"
 #include "fmt/format.h"
@@ -56,6 +58,12 @@ bool needs_calibration(const CompressSettings& s) {
 
 absl::Status validate(const CompressSettings& s) {
   auto bad = [](const std::string& msg) { return absl::InvalidArgumentError(msg); };
+  if (s.gguf) {
+    if (s.prune || s.quantize || s.quant_method != QuantMethod::kRtn)
+      return absl::UnimplementedError(
+          "format gguf is written with round to nearest and no pruning so far (method gptq and pruning: not yet)");
+    return absl::OkStatus();
+  }
   if (!s.prune && !s.quantize) return bad("nothing to do: prune.method is none and quantize.format is none");
   if (s.quant_method == QuantMethod::kGptq && !s.quantize)
     return bad("'quantize.method' gptq quantizes to NF4: it needs quantize.format nf4");
@@ -87,6 +95,7 @@ absl::Status validate(const CompressSettings& s) {
 }
 
 std::string describe(const CompressSettings& s) {
+  if (s.gguf) return fmt::format("GGUF {}", s.gguf->name);
   std::string out;
   if (s.prune) {
     const std::string_view m = prune_method_name(s.prune->method);
@@ -104,7 +113,7 @@ std::string describe(const CompressSettings& s) {
 }
 
 bool compresses(const ModelTensor& t, const CompressSettings& s) {
-  return is_linear_weight(t.role) && (s.prune || s.quantize);
+  return s.gguf.has_value() || (is_linear_weight(t.role) && (s.prune || s.quantize));
 }
 
 std::vector<TensorSpec> output_specs(const ModelTensor& t, const CompressSettings& s) {
@@ -128,6 +137,16 @@ absl::StatusOr<ShardResult> compress_shard(std::span<const InputTensor> inputs,
       return absl::InvalidArgumentError(fmt::format("{}: {} bytes given, {} expected", meta.name,
                                                     in.bytes.size(), meta.stored.nbytes()));
     TensorReport report{meta.name, meta.role};
+    if (settings.gguf) {  // the planned GGUF tensor, under its GGUF name
+      if (!in.gguf) return absl::InvalidArgumentError(fmt::format("{}: no GGUF target in the plan", meta.name));
+      SP_RETURN_IF_ERROR(check_finite(meta.name, in.bytes, meta.stored.dtype, meta.stored.shape));
+      const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+      result.groups.push_back({{TensorSpec{in.gguf->name, DType::kU8, {static_cast<int64_t>(in.gguf->bytes)}},
+                                gguf_tensor_bytes(*in.gguf, in.bytes, meta.stored.dtype, meta.stored.shape, threads)}});
+      report.quantized = ggml_traits(in.gguf->type).block > 1;
+      result.reports.push_back(std::move(report));
+      continue;
+    }
     if (!compresses(meta, settings)) {  // kept as it is: must be finite
       SP_RETURN_IF_ERROR(check_finite(meta.name, in.bytes, meta.stored.dtype, meta.stored.shape));
       result.groups.push_back({{TensorSpec{meta.name, meta.stored.dtype, meta.stored.shape},

@@ -16,6 +16,7 @@
 #include "formats/bnb_format.h"
 #include "formats/model_layout.h"
 #include "ops/double_quant.h"
+#include "ops/gguf_plan.h"
 #include "ops/nf4.h"
 #include "ops/prune.h"
 
@@ -55,6 +56,9 @@ struct CompressSettings {
   std::optional<Nf4Settings> quantize = Nf4Settings{};  // absent: weights stay in their dtype
   QuantMethod quant_method = QuantMethod::kRtn;
   GptqSettings gptq = {};  // GPTQ and SparseGPT
+  // quantize.format gguf: every tensor becomes its planned GGUF tensor (InputTensor::gguf);
+  // `quantize` is then unset. Round to nearest, no pruning, so far.
+  std::optional<GgufFtype> gguf;
 };
 
 // True when the methods need the layer's inputs on calibration text (gptq, wanda, sparsegpt).
@@ -76,12 +80,14 @@ inline constexpr uint64_t kMaxQuantStateBytes = 512;
 // projection, whose quant_state JSON has a variable length (TensorSpec::max_nbytes), a
 // pruned weight in its dtype, or `t` as it is.
 std::vector<TensorSpec> output_specs(const ModelTensor& t, const CompressSettings& s);
-// True when compress_shard changes `t` (a projection weight, pruned or quantized).
+// True when compress_shard changes `t` (a projection weight, pruned or quantized; with
+// format gguf every tensor).
 bool compresses(const ModelTensor& t, const CompressSettings& s);
 
 struct InputTensor {
   const ModelTensor* meta = nullptr;  // name, role, stored dtype/shape
   std::span<const uint8_t> bytes;
+  const GgufTensorPlan* gguf = nullptr;  // format gguf: where the tensor goes
 };
 
 struct OutputTensor {

@@ -1,5 +1,7 @@
 #include "ops/task_memory.h"
 
+#include <algorithm>
+
 namespace sp {
 
 TaskMemory estimate_task_memory(const ModelShard& shard, const CompressSettings& s) {
@@ -7,6 +9,13 @@ TaskMemory estimate_task_memory(const ModelShard& shard, const CompressSettings&
   m.input = shard.bytes;
   m.overhead = kTaskOverheadBytes;
   const uint64_t n = shard.largest_linear_numel;
+  if (s.gguf) {  // each tensor in turn: a float32 copy (the largest is the embedding or a projection), its GGUF
+                 // bytes (at most F32 for every tensor)
+    const uint64_t largest = std::max<uint64_t>(n, shard.params - shard.linear_params);
+    m.working = largest * sizeof(float);
+    m.output = shard.params * sizeof(float);
+    return m;
+  }
   if (s.prune) {
     m.working += n * sizeof(float);  // float32 copy being pruned
     switch (s.prune->scope) {

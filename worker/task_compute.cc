@@ -1,6 +1,9 @@
 #include "worker/task_compute.h"
 
+#include <optional>
+
 #include "common/digest.h"
+#include "jobs/job_plan.h"
 #include "fmt/format.h"
 #include "worker/calibration_task.h"
 
@@ -15,6 +18,7 @@ absl::StatusOr<TaskOutcome> compute_task(const LeaseResponse& lease, std::span<c
         fmt::format("{} input buffers for {} inputs", bytes.size(), lease.inputs_size()));
   std::vector<ModelTensor> metas;
   metas.reserve(bytes.size());
+  std::vector<std::optional<GgufTensorPlan>> gguf(bytes.size());  // format gguf: each input's target
   for (int i = 0; i < lease.inputs_size(); ++i) {
     const TensorMeta& in = lease.inputs(i);
     const auto b = bytes[static_cast<size_t>(i)];
@@ -28,11 +32,18 @@ absl::StatusOr<TaskOutcome> compute_task(const LeaseResponse& lease, std::span<c
     const auto role = role_from_name(in.role());
     if (!role) return absl::InvalidArgumentError(fmt::format("input {}: unknown role", in.name()));
     metas.push_back(ModelTensor{in.name(), *role, -1, TensorShape{*dt, {in.shape().begin(), in.shape().end()}}});
+    if (in.has_gguf()) {
+      auto& target = gguf[static_cast<size_t>(i)];
+      SP_ASSIGN_OR_RETURN(target, gguf_tensor_plan(in.gguf()));
+      uint64_t n = 1;
+      for (int64_t d : target->ne) n *= static_cast<uint64_t>(d);
+      if (n != numel) return absl::InvalidArgumentError(fmt::format("input {}: its GGUF shape does not match it", in.name()));
+    }
   }
   TaskOutcome out;
   if (lease.kind() == COMPRESS_LAYER) {
     std::vector<InputTensor> inputs;
-    for (size_t i = 0; i < metas.size(); ++i) inputs.push_back({&metas[i], bytes[i]});
+    for (size_t i = 0; i < metas.size(); ++i) inputs.push_back({&metas[i], bytes[i], gguf[i] ? &*gguf[i] : nullptr});
     SP_ASSIGN_OR_RETURN(const JobSettings settings, lease_settings(lease));
     SP_ASSIGN_OR_RETURN(out.result, compress_shard(inputs, settings.compress, nf4_backend_for(device),
                                                    prune_device_for(device)));

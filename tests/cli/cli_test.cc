@@ -249,8 +249,15 @@ TEST(Cli, CompressWritesGguf) {
   test::write_text(d / "g.yaml", "name: g\nmodel: " + stories() + "\noutput: " + (d / "g.gguf") +
                                      "\nquantize: {format: gguf, type: Q4_0}\n");
   auto job = run_cli({"local", d / "g.yaml", "--state-dir", d / "state"});
-  EXPECT_NE(job.exit_code, 0);
-  EXPECT_NE(job.err.find("jobs on the coordinator: not yet"), std::string::npos) << job.err;
+  EXPECT_EQ(job.exit_code, 0) << job.err;
+  EXPECT_TRUE(fs::is_regular_file(d / "g.gguf"));
+  auto same = run_cli({"verify", d / "g.gguf", "--against", stories(), "--exact"});
+  EXPECT_EQ(same.exit_code, 0) << same.out << same.err;
+  test::write_text(d / "i.yaml", "name: i\nmodel: " + stories() + "\noutput: " + (d / "i2.gguf") +
+                                     "\nquantize: {format: gguf, type: Q4_0, imatrix: " + (d / "bad.dat") + "}\n");
+  auto with_imatrix = run_cli({"local", d / "i.yaml", "--state-dir", d / "state2"});
+  EXPECT_NE(with_imatrix.exit_code, 0);
+  EXPECT_NE(with_imatrix.err.find("jobs on the coordinator: not yet"), std::string::npos) << with_imatrix.err;
 }
 
 // A GGUF file through verify, eval and inspect: the F32 export evaluates to the original's

@@ -194,15 +194,15 @@ TEST(JobSpec, GgufFormatAndType) {
   ASSERT_TRUE(q8.ok()) << q8.status();
   auto s = job_settings(*q8);
   ASSERT_TRUE(s.ok()) << s.status();
-  ASSERT_TRUE(s->gguf.has_value());
-  EXPECT_EQ(s->gguf->name, "Q8_0");
-  EXPECT_EQ(s->gguf->base, GgmlType::kQ8_0);
+  ASSERT_TRUE(s->compress.gguf.has_value());
+  EXPECT_EQ(s->compress.gguf->name, "Q8_0");
+  EXPECT_EQ(s->compress.gguf->base, GgmlType::kQ8_0);
   auto mix = parse_job_yaml("model: /m\noutput: /o.gguf\nquantize: {format: gguf, type: q4_k_m, imatrix: /i.dat}\n", "job.yaml");
   ASSERT_TRUE(mix.ok()) << mix.status();
   auto ms = job_settings(*mix);
   ASSERT_TRUE(ms.ok()) << ms.status();
-  EXPECT_EQ(ms->gguf->name, "Q4_K_M");
-  EXPECT_TRUE(ms->gguf->mix);
+  EXPECT_EQ(ms->compress.gguf->name, "Q4_K_M");
+  EXPECT_TRUE(ms->compress.gguf->mix);
   EXPECT_EQ(ms->gguf_imatrix, "/i.dat");
   EXPECT_NE(err("model: /m\noutput: /o\nquantize: {imatrix: /i.dat}\n").find("'quantize.imatrix' is for format gguf"),
             std::string::npos);

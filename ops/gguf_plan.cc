@@ -1,0 +1,52 @@
+#include "ops/gguf_plan.h"
+
+#include <algorithm>
+
+#include "common/float_convert.h"
+#include "fmt/format.h"
+#include "formats/gguf_names.h"
+
+namespace sp {
+
+absl::StatusOr<std::vector<GgufTensorPlan>> plan_gguf_tensors(const ModelDescription& desc, const GgufFtype& type) {
+  const ModelConfig& c = desc.config;
+  if (c.arch == Arch::kExaone4)
+    return absl::UnimplementedError(
+        "GGUF output for exaone4 is not written yet (the llama.cpp build in ../shared/tools cannot load exaone4 to check it)");
+  bool has_output = false;
+  for (const ModelTensor& t : desc.tensors) has_output |= t.role == TensorRole::kLmHead;
+  const bool is_70b = c.num_layers == 80 && (c.arch == Arch::kQwen2 || c.num_heads != c.num_kv_heads);
+  std::vector<GgufTensorPlan> out;
+  for (const ModelTensor& t : desc.tensors) {
+    auto name = gguf_tensor_name(t.role, t.layer);
+    if (!name) {
+      if (t.role == TensorRole::kRotaryInvFreq) continue;
+      return absl::UnimplementedError(fmt::format("{}: no GGUF name for this tensor yet", t.name));
+    }
+    GgufTensorPlan p;
+    p.source = t.name;
+    p.name = *name;
+    p.ne.assign(t.stored.shape.rbegin(), t.stored.shape.rend());
+    p.quantizable = gguf_quantizable(*name, static_cast<int>(t.stored.shape.size()));
+    if (p.quantizable) {
+      const GgufTensorSite site{*name, p.ne[0], static_cast<int>(t.layer), static_cast<int>(c.num_layers),
+                                c.num_heads / std::max<int64_t>(1, c.num_kv_heads), has_output, is_70b};
+      GgufTypeChoice choice = choose_gguf_type(type, site);
+      p.type = choice.type;
+      p.fallback = std::move(choice.fallback);
+    }
+    p.bytes = ggml_nbytes(p.type, static_cast<int64_t>(t.stored.numel()));
+    p.permute_heads = qk_permute_heads(c, t.role).value_or(0);
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+std::vector<uint8_t> gguf_tensor_bytes(const GgufTensorPlan& p, std::span<const uint8_t> bytes, DType dtype,
+                                       const std::vector<int64_t>& shape, int threads, std::span<const float> importance) {
+  std::vector<float> x = to_float32(bytes, dtype);
+  if (p.permute_heads > 0) x = permute_qk_rows(x, shape[0], shape.size() == 2 ? shape[1] : 1, p.permute_heads);
+  return ggml_quantize(p.type, x, p.ne[0], threads, importance);
+}
+
+}  // namespace sp
