@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "checkpoint/gguf_export.h"
+#include "checkpoint/imatrix_compute.h"
 #include "checkpoint/local_compress.h"
 #include "cli/commands.h"
 #include "cli/compress_flags.h"
@@ -41,12 +42,23 @@ int run_gguf(const CompressArgs& a, const JobSettings& settings) {
     auto m = read_imatrix(settings.gguf_imatrix);
     if (!m.ok()) return report_error(annotate(m.status(), "--imatrix"));
     imatrix = std::move(*m);
-    options.imatrix = &*imatrix;
     options.imatrix_file = settings.gguf_imatrix;
+  } else if (const auto& calib = settings.gguf_importance) {  // computed here, on the original model
+    auto config = load_model_config(a.model_dir);
+    if (!config.ok()) return report_error(config.status());
+    auto ids = read_token_ids(calib->ids, config->vocab_size, calib->samples, calib->seq_len);
+    if (!ids.ok()) return report_error(annotate(ids.status(), "--calib-ids"));
+    std::fprintf(stderr, "importance values: %lld sequences x %lld tokens of %s\n",
+                 static_cast<long long>(ids->sequences), static_cast<long long>(ids->seq_len), calib->ids.c_str());
+    auto m = compute_imatrix(a.model_dir, *ids, calib->ids);
+    if (!m.ok()) return report_error(m.status());
+    imatrix = std::move(*m);
+    options.imatrix_file = calib->ids;
   }
+  if (imatrix) options.imatrix = &*imatrix;
   const std::string type(options.type.name);
   std::fprintf(stderr, "writing %s -> %s: GGUF %s%s\n", a.model_dir.c_str(), a.out_dir.c_str(), type.c_str(),
-               imatrix ? fmt::format(" with the importance matrix {}", settings.gguf_imatrix).c_str() : "");
+               imatrix ? fmt::format(" with the importance values of {}", options.imatrix_file).c_str() : "");
   const auto t0 = std::chrono::steady_clock::now();
   auto s = export_gguf(a.model_dir, a.out_dir, options);
   if (!s.ok()) return report_error(s.status());

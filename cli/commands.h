@@ -39,6 +39,8 @@ void add_local_command(CLI::App& app, int* exit_code);
 void add_simulate_command(CLI::App& app, int* exit_code);
 // synth: a synthetic model with real tensor names and deterministic random weights.
 void add_synth_command(CLI::App& app, int* exit_code);
+// shardpress imatrix MODEL_DIR --ids FILE -o OUT.dat
+void add_imatrix_command(CLI::App& app, int* exit_code);
 
 // Reads a job YAML file; relative paths become absolute (from the current folder).
 absl::StatusOr<shardpress::v1::JobSpec> load_job_file(const std::string& path);

@@ -42,7 +42,8 @@ void add_compress_flags(CLI::App* cmd, CompressFlags* f) {
   cmd->add_option("--damp", f->damp,
                   fmt::format("GPTQ/SparseGPT damping, fraction of the mean Hessian diagonal (default {:g})",
                               d.quantize().damp()));
-  cmd->add_option("--calib-ids", f->calib_ids, "Calibration token ids (one sequence per line), for gptq/wanda/sparsegpt");
+  cmd->add_option("--calib-ids", f->calib_ids, "Calibration token ids (one sequence per line), for gptq/wanda/sparsegpt; with --format gguf: "
+                  "weigh each column by llama.cpp's importance values computed on them");
   cmd->add_option("--calib-samples", f->calib_samples,
                   fmt::format("Calibration sequences (the file's first lines; default {})", d.calibrate().samples()));
   cmd->add_option("--seq-len", f->seq_len, "Calibration tokens per sequence (default: the first line's length)");
@@ -78,7 +79,8 @@ absl::StatusOr<JobSettings> to_settings(const CompressFlags& f, bool need_ids) {
   apply_dependent_defaults(spec, f.sparsity.has_value(), f.act_order || f.no_act_order);
   c->set_true_sequential(f.true_sequential);
   // Without --calib-ids, inspect still plans (a stand-in name passes the check).
-  c->set_ids(f.calib_ids.value_or(need_ids ? "" : "(no file)"));
+  // (Format gguf reads the ids only for importance values: no stand-in.)
+  c->set_ids(f.calib_ids.value_or(need_ids || q->format() == "gguf" ? "" : "(no file)"));
   if (f.calib_samples) c->set_samples(static_cast<int32_t>(*f.calib_samples));
   if (f.seq_len) c->set_seq_len(static_cast<int32_t>(*f.seq_len));
   if (f.calib_mode) c->set_mode(*f.calib_mode);

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   sp::cli::add_local_command(app, &exit_code);
   sp::cli::add_synth_command(app, &exit_code);
   sp::cli::add_simulate_command(app, &exit_code);
+  sp::cli::add_imatrix_command(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

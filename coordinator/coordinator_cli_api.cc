@@ -46,10 +46,10 @@ absl::StatusOr<Coordinator::Prepared> Coordinator::prepare(const JobSpec& spec_i
   Prepared p{spec_in, ""};
   JobSpec& spec = p.spec;
   SP_RETURN_IF_ERROR(validate_job_spec(spec));
-  if (spec.quantize().format() == "gguf" && !spec.quantize().imatrix().empty())
+  if (spec.quantize().format() == "gguf" && (!spec.quantize().imatrix().empty() || !spec.calibrate().ids().empty()))
     return absl::UnimplementedError(
-        "quantize.imatrix is read by `shardpress compress --format gguf --imatrix FILE` so far; jobs on the "
-        "coordinator: not yet");
+        "importance values (quantize.imatrix, calibrate.ids) for format gguf are used by `shardpress compress "
+        "--format gguf --imatrix FILE | --calib-ids FILE` so far; jobs on the coordinator: not yet");
   const bool eval = is_eval_job(spec);
   SP_ASSIGN_OR_RETURN(const Readable model, resolve_readable(options_, spec.model(), eval, "model"));
   spec.set_model(model.path);

@@ -61,6 +61,8 @@ struct JobSettings {
   // quantize.format: gguf — compress.gguf holds the type or mix (compress.quantize is then
   // unset: no NF4); an importance-matrix file (compress only so far):
   std::string gguf_imatrix;  // quantize.imatrix: llama.cpp importance-matrix file, or empty
+  // ... or calibrate.ids: the importance values computed on this text (compress only so far)
+  std::optional<CalibrationSettings> gguf_importance;
 };
 
 // Every default of a spec (the common bitsandbytes setting: NF4, block 64, double quant,

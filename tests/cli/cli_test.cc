@@ -6,6 +6,7 @@
 #include "formats/model_files.h"
 #include "formats/safetensors.h"
 #include "common/digest.h"
+#include "formats/gguf_reader.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/testutil/fixtures.h"
@@ -296,6 +297,36 @@ TEST(Cli, VerifyEvalAndInspectReadGguf) {
   auto remote = run_cli({"eval", d / "q.gguf", "--ids", ids, "--remote"});
   EXPECT_NE(remote.exit_code, 0);
   EXPECT_NE(remote.err.find("is a GGUF file: evaluate it here, without --remote"), std::string::npos) << remote.err;
+}
+
+// Importance values computed by shardpress: `imatrix` writes llama.cpp's file, and
+// `compress --format gguf --calib-ids` (computing them in-process) writes exactly what
+// `--imatrix` with that file writes, which differs from plain round-to-nearest.
+TEST(Cli, ImatrixFromCalibrationIds) {
+  test::TempDir d;
+  const std::string ids = test::fixture("stories260k/text/calib.ids.txt");
+  auto m = run_cli({"imatrix", stories(), "--ids", ids, "--samples", "8", "-o", d / "m.dat"});
+  ASSERT_EQ(m.exit_code, 0) << m.err;
+  EXPECT_NE(m.out.find("35 weights, 8 sequences"), std::string::npos) << m.out;
+  auto again = run_cli({"imatrix", stories(), "--ids", ids, "--samples", "8", "-o", d / "m.dat"});
+  EXPECT_NE(again.exit_code, 0);  // never overwritten
+  ASSERT_EQ(run_cli({"compress", stories(), d / "a.gguf", "--format", "gguf", "--type", "Q4_0", "--calib-ids", ids,
+                     "--calib-samples", "8"}).exit_code, 0);
+  ASSERT_EQ(run_cli({"compress", stories(), d / "b.gguf", "--format", "gguf", "--type", "Q4_0", "--imatrix", d / "m.dat"})
+                .exit_code, 0);
+  ASSERT_EQ(run_cli({"compress", stories(), d / "c.gguf", "--format", "gguf", "--type", "Q4_0"}).exit_code, 0);
+  auto data = [](const std::string& path) {  // the tensor data: after the metadata (which names the source)
+    auto g = read_gguf(path);
+    EXPECT_TRUE(g.ok()) << path;
+    const auto b = g->file.bytes();
+    return std::vector<uint8_t>(b.begin() + static_cast<std::ptrdiff_t>(g->data_offset), b.end());
+  };
+  EXPECT_EQ(data(d / "a.gguf"), data(d / "b.gguf"));
+  EXPECT_NE(data(d / "a.gguf"), data(d / "c.gguf"));
+  auto both = run_cli({"compress", stories(), d / "x.gguf", "--format", "gguf", "--type", "Q4_0", "--imatrix",
+                       d / "m.dat", "--calib-ids", ids});
+  EXPECT_EQ(both.exit_code, 2);
+  EXPECT_NE(both.err.find("not both"), std::string::npos) << both.err;
 }
 
 TEST(Cli, CompressBadInputExitsTwoAndWritesNothing) {
