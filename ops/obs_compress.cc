@@ -133,6 +133,8 @@ absl::StatusOr<ObsLoopResult> column_loop(const ObsProblem& p, const std::vector
           q = pruned ? 0.0f : kNf4Code[code] * sc;
         } else if (pruned) {
           q = 0.0f;
+        } else if (s.grid) {
+          q = s.grid->snap(i, p.perm[col], x);
         }
         const float err = (x - q) / d;
         r.row_loss[i] += static_cast<double>(x - q) * (x - q) / (static_cast<double>(d) * d) / 2;
@@ -291,6 +293,8 @@ absl::StatusOr<ObsResult> obs_compress(std::vector<float> w, int64_t rows, int64
     if (!std::isfinite(w[i]))
       return absl::InvalidArgumentError(fmt::format("element {} (row {}, column {}) is {}", i, i / cols, i % cols, w[i]));
   if (s.block_size <= 0) return absl::InvalidArgumentError("GPTQ block size must be positive");
+  if (s.grid && (s.quantize || s.scale_range > 0))
+    return absl::InvalidArgumentError("a fixed grid replaces NF4 and its scale search");
   if (s.quantize && !nf4_blocksize_ok(s.nf4_blocksize))
     return absl::InvalidArgumentError(fmt::format("NF4 blocksize {} is not one bitsandbytes accepts", s.nf4_blocksize));
 
@@ -332,7 +336,7 @@ absl::StatusOr<ObsResult> obs_compress(std::vector<float> w, int64_t rows, int64
   // there) on the CPU.
   std::optional<Loops> loops;
   const double mean = mean_diagonal(h, p.perm);
-  if (device && *device) {
+  if (device && *device && !s.grid) {  // devices know NF4 only
     if (std::unique_ptr<ObsEngine> engine = (*device)(p, s, h, static_cast<float>(s.damp * mean))) {
       auto l = run_loops(*engine, p, s, out.absmax);
       if (l.ok()) {

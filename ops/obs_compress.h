@@ -32,12 +32,23 @@ namespace sp {
 
 inline constexpr double kScaleStep = 0.02;
 
+// A quantization grid whose scales were fixed before the loop (llama.cpp's block formats,
+// ops/ggml_grid): the value element (row, col) — col in the original order — takes when
+// the loop rounds `x` there; it remembers the code it chose.
+class ElementGrid {
+ public:
+  virtual ~ElementGrid() = default;
+  virtual float snap(int64_t row, int64_t col, float x) = 0;
+};
+
 struct ObsSettings {
   int block_size = 128;   // lazy-update block (columns)
   double damp = 0.01;     // fraction of mean(diag H) added to the diagonal
   bool act_order = false; // visit columns by decreasing H_jj
-  // Quantizer: NF4 with bitsandbytes blocks, or none (pruning only).
+  // Quantizer: NF4 with bitsandbytes blocks, or none (pruning only), or (quantize false)
+  // a fixed grid of another format (CPU only; no scale search).
   bool quantize = true;
+  ElementGrid* grid = nullptr;
   int nf4_blocksize = 64;
   bool double_quant = false;
   // Scale search: each row's block scales are alpha * absmax with alpha in
