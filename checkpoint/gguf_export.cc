@@ -8,6 +8,7 @@
 #include "checkpoint/gguf_model.h"
 #include "common/file_util.h"
 #include "common/float_convert.h"
+#include "ops/calibrate_layer.h"
 #include "fmt/format.h"
 #include "formats/gguf_writer.h"
 #include "formats/model.h"
@@ -114,6 +115,45 @@ absl::StatusOr<std::vector<Planned>> plan_tensors(const ModelDescription& desc, 
   return planned;
 }
 
+// GPTQ: the shards in order, the embeddings' lookup feeding layer 0, each layer compressed
+// on the grid of its tensors' types by calibrate_layer, the rest converted as planned.
+absl::Status write_gptq(Model& model, const std::vector<Planned>& planned, const GgufExportOptions& options,
+                        GgufWriter& writer, GgufExportSummary* summary) {
+  const ModelConfig& c = model.desc.config;
+  std::map<std::string, const Planned*> by_source;
+  for (const auto& x : planned) by_source[x.t->name] = &x;
+  CompressSettings settings;
+  settings.quantize.reset();
+  settings.gguf = options.type;
+  settings.quant_method = QuantMethod::kGptq;
+  settings.gptq = options.gptq;
+  const TokenBatch& ids = *options.gptq_ids;
+  Activations acts;
+  for (const ModelShard& shard : model.desc.shards) {
+    std::vector<InputTensor> inputs;
+    for (const auto& name : shard.tensors) {
+      auto it = by_source.find(name);
+      if (it == by_source.end()) continue;  // not written (rotary buffer)
+      inputs.push_back({it->second->t, model.files.find(name)->view().bytes, &it->second->p});
+    }
+    if (shard.kind == ShardKind::kLayer) {
+      SP_ASSIGN_OR_RETURN(CalibratedLayer cl, calibrate_layer(c, shard.layer, inputs, acts, settings, options.sequential));
+      for (const auto& l : cl.linears) summary->gptq_loss += l.loss;
+      for (const auto& group : cl.result.groups)
+        for (const auto& t : group) SP_RETURN_IF_ERROR(writer.write(t.spec.name, t.data));
+    } else {
+      if (shard.kind == ShardKind::kEmbedding)
+        acts = embed_calibration(c, to_float32(inputs[0].bytes, inputs[0].meta->stored.dtype), ids.ids.data(),
+                                 ids.sequences, ids.seq_len);
+      for (const auto& in : inputs)
+        SP_RETURN_IF_ERROR(writer.write(in.gguf->name, gguf_tensor_bytes(*in.gguf, in.bytes, in.meta->stored.dtype,
+                                                                         in.meta->stored.shape, 1)));
+    }
+    for (const auto& name : shard.tensors) model.files.find(name)->release();
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<GgufMetadata> gguf_metadata(const std::string& model_dir, const ModelConfig& c, const GgufFtype& type,
@@ -197,6 +237,13 @@ absl::StatusOr<GgufExportSummary> export_gguf(const std::string& model_dir, cons
   for (const auto& x : planned) infos.push_back({x.p.name, x.p.ne, static_cast<uint32_t>(x.p.type), x.p.bytes});
   SP_ASSIGN_OR_RETURN(auto writer, GgufWriter::create(out_path, md, std::move(infos)));
   const int threads = options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (options.gptq_ids) {  // GPTQ layer by layer on the calibration activations (ops/calibrate_layer)
+    SP_RETURN_IF_ERROR(write_gptq(model, planned, options, *writer, &summary));
+    SP_RETURN_IF_ERROR(writer->finish());
+    summary.path = out_path;
+    summary.bytes = fs::file_size(out_path, ec);
+    return summary;
+  }
   for (const auto& x : planned) {
     const TensorRef* ref = model.files.find(x.t->name);
     SP_RETURN_IF_ERROR(writer->write(x.p.name, gguf_tensor_bytes(x.p, ref->view().bytes, x.t->stored.dtype,

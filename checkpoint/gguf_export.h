@@ -21,6 +21,8 @@
 #include "formats/gguf_writer.h"
 #include "formats/imatrix_file.h"
 #include "formats/model_layout.h"
+#include "formats/token_ids.h"
+#include "ops/compress_shard.h"
 #include "ops/ggml_ftypes.h"
 #include "ops/gguf_plan.h"
 
@@ -31,6 +33,12 @@ struct GgufExportOptions {
   const Imatrix* imatrix = nullptr;  // importance per column, as llama-quantize --imatrix uses it
   std::string imatrix_file;          // its name, recorded in the file (quantize.imatrix.file)
   int threads = 0;                   // quantizing each tensor's rows (0: every core); same bytes for any count
+  // GPTQ on the grid of each tensor's type: the calibration token ids and the loop's
+  // settings (damp, block size, act-order); each layer is calibrated on the compressed ones
+  // before it (`sequential`) or on the original model.
+  const TokenBatch* gptq_ids = nullptr;
+  GptqSettings gptq;
+  bool sequential = true;
 };
 
 struct GgufExportSummary {
@@ -39,6 +47,7 @@ struct GgufExportSummary {
   uint64_t bytes = 0;                      // of the file
   std::vector<std::string> fallbacks;      // "blk.0.ffn_down.weight: 172 columns, not whole Q4_0 blocks: F16"
   std::vector<GgufTensorPlan> plan;        // every tensor, in file order
+  double gptq_loss = 0;                    // GPTQ: the sum of the layers' losses
   uint64_t weights = 0;                    // elements of the quantizable tensors
   uint64_t weight_bytes = 0;               // and their bytes (bits per weight = 8 * bytes / weights)
 };

@@ -56,8 +56,21 @@ int run_gguf(const CompressArgs& a, const JobSettings& settings) {
     options.imatrix_file = calib->ids;
   }
   if (imatrix) options.imatrix = &*imatrix;
+  std::optional<TokenBatch> gptq_ids;
+  if (settings.compress.quant_method == QuantMethod::kGptq) {  // GPTQ on the grids: calibration text
+    const CalibrationSettings& calib = *settings.calibration;
+    auto config = load_model_config(a.model_dir);
+    if (!config.ok()) return report_error(config.status());
+    auto ids = read_token_ids(calib.ids, config->vocab_size, calib.samples, calib.seq_len);
+    if (!ids.ok()) return report_error(annotate(ids.status(), "--calib-ids"));
+    gptq_ids = std::move(*ids);
+    options.gptq_ids = &*gptq_ids;
+    options.gptq = settings.compress.gptq;
+    options.sequential = !calib.pipelined;
+  }
   const std::string type(options.type.name);
-  std::fprintf(stderr, "writing %s -> %s: GGUF %s%s\n", a.model_dir.c_str(), a.out_dir.c_str(), type.c_str(),
+  std::fprintf(stderr, "writing %s -> %s: %sGGUF %s%s\n", a.model_dir.c_str(), a.out_dir.c_str(),
+               settings.compress.quant_method == QuantMethod::kGptq ? "GPTQ-" : "", type.c_str(),
                imatrix ? fmt::format(" with the importance values of {}", options.imatrix_file).c_str() : "");
   const auto t0 = std::chrono::steady_clock::now();
   auto s = export_gguf(a.model_dir, a.out_dir, options);
@@ -72,6 +85,7 @@ int run_gguf(const CompressArgs& a, const JobSettings& settings) {
     j["tensors"] = s->tensors;
     j["bytes"] = s->bytes;
     j["bits_per_weight"] = bpw;
+    if (gptq_ids) j["gptq_loss"] = s->gptq_loss;
     j["fallbacks"] = s->fallbacks;
     j["seconds"] = secs;
     std::printf("%s\n", j.dump(2).c_str());
@@ -84,6 +98,7 @@ int run_gguf(const CompressArgs& a, const JobSettings& settings) {
   std::printf("output        %s (GGUF %s, %d tensors, %s)\n", s->path.c_str(), type.c_str(), s->tensors,
               format_bytes(s->bytes).c_str());
   std::printf("types         %s; %.2f bits per weight\n", mix.c_str(), bpw);
+  if (gptq_ids) std::printf("gptq          loss %.4g over the layers\n", s->gptq_loss);
   for (const auto& f : s->fallbacks) std::printf("fallback      %s\n", f.c_str());
   std::printf("time          %.2f s\n", secs);
   return kExitOk;

@@ -46,7 +46,8 @@ absl::StatusOr<Coordinator::Prepared> Coordinator::prepare(const JobSpec& spec_i
   Prepared p{spec_in, ""};
   JobSpec& spec = p.spec;
   SP_RETURN_IF_ERROR(validate_job_spec(spec));
-  if (spec.quantize().format() == "gguf" && (!spec.quantize().imatrix().empty() || !spec.calibrate().ids().empty()))
+  if (spec.quantize().format() == "gguf" &&
+      (!spec.quantize().imatrix().empty() || (spec.quantize().method() != "gptq" && !spec.calibrate().ids().empty())))
     return absl::UnimplementedError(
         "importance values (quantize.imatrix, calibrate.ids) for format gguf are used by `shardpress compress "
         "--format gguf --imatrix FILE | --calib-ids FILE` so far; jobs on the coordinator: not yet");

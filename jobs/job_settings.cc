@@ -82,7 +82,8 @@ absl::StatusOr<JobSettings> convert(const JobSpec& spec) {
     out.calibration = CalibrationSettings{c.ids(),          c.samples(),    c.seq_len(), c.mode() == "pipelined",
                                           c.stage_memory(), *activations,  std::max(1, c.checkpoint_every())};
   }
-  if (s.gguf && !spec.calibrate().ids().empty()) {  // llama.cpp's importance values from this text
+  if (s.gguf && s.quant_method == QuantMethod::kRtn && !spec.calibrate().ids().empty()) {
+    // round to nearest weighted by llama.cpp's importance values from this text
     if (!out.gguf_imatrix.empty())
       return bad("format gguf takes its importance values from 'quantize.imatrix' or from 'calibrate.ids', not both");
     const auto& c = spec.calibrate();

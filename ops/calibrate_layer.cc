@@ -1,5 +1,8 @@
 #include "ops/calibrate_layer.h"
 
+#include "formats/gguf_names.h"
+#include "ops/ggml_grid.h"
+
 #include <array>
 #include <cmath>
 #include <cstring>
@@ -141,7 +144,60 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
     TensorReport report{meta.name, meta.role};
     LinearReport lr{meta.name};
     auto fail = [&](const absl::Status& st) { return annotate(st, meta.name); };
+    std::optional<std::vector<float>> hess;
 
+    if (settings.gguf) {  // llama.cpp's grid: GPTQ with block parameters fixed first, or round to nearest
+      if (!in.gguf) return fail(absl::InvalidArgumentError("no GGUF target in the plan"));
+      const GgufTensorPlan& plan = *in.gguf;
+      std::vector<float> wg = original;  // in llama.cpp's row order (rows are independent in GPTQ)
+      if (plan.permute_heads > 0) wg = permute_qk_rows(wg, rows, cols, plan.permute_heads);
+      std::vector<uint8_t> bytes;
+      const bool blocks = ggml_traits(plan.type).block > 1;
+      if (settings.quant_method == QuantMethod::kGptq && blocks) {
+        auto h = last_user[k] && !small ? stats.take_hessian() : stats.hessian();
+        if (!h.ok()) return fail(h.status());
+        // The importance of each column: the Hessian's diagonal (as an imatrix weighs
+        // columns), damped as the loop damps it, so a dead column is not weightless.
+        double mean = 0;
+        for (int64_t j = 0; j < cols; ++j) mean += (*h)[j * cols + j];
+        mean /= static_cast<double>(cols);
+        std::vector<float> importance(static_cast<size_t>(cols));
+        for (int64_t j = 0; j < cols; ++j)
+          importance[j] = (*h)[j * cols + j] + static_cast<float>(settings.gptq.damp * mean);
+        auto grid = GgmlGrid::make(plan.type, wg, rows, cols, importance);
+        if (!grid.ok()) return fail(grid.status());
+        ObsSettings os;
+        os.block_size = settings.gptq.block_size;
+        os.damp = settings.gptq.damp;
+        os.act_order = settings.gptq.act_order;
+        os.quantize = false;
+        os.grid = &*grid;
+        if (small) hess = *h;
+        auto r = obs_compress(wg, rows, cols, std::move(*h), os, nullptr);
+        if (!r.ok())
+          return fail(annotate(r.status(), fmt::format("layer {} {} input", layer,
+                                                       linear_input_name(linear_input_of(meta.role)))));
+        lr.loss = r->loss;
+        lr.damp = r->damp_used;
+        lr.dead_columns = r->dead_columns;
+        bytes = grid->bytes();
+      } else {
+        bytes = ggml_quantize(plan.type, wg, cols, 1);
+      }
+      std::vector<float> final_g = ggml_dequantize(plan.type, bytes, rows * cols);  // what the file decodes to
+      if (plan.permute_heads > 0) final_g = unpermute_qk_rows(final_g, rows, cols, plan.permute_heads);
+      groups[k] = {{TensorSpec{plan.name, DType::kU8, {static_cast<int64_t>(bytes.size())}}, std::move(bytes)}};
+      report.quantized = blocks;
+      if (!hess && small) {
+        auto h = stats.hessian();
+        if (h.ok()) hess = std::move(*h);
+      }
+      if (hess && small) lr.output_error = relative_output_error(original, final_g, rows, cols, *hess);
+      wref = std::move(final_g);
+      reports[k] = std::move(report);
+      linears[k] = std::move(lr);
+      return absl::OkStatus();
+    }
     std::optional<std::vector<uint8_t>> mask;
     if (settings.prune && settings.prune->method != PruneMethod::kSparseGpt) {
       std::vector<float> score = original;
@@ -157,7 +213,6 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
     }
     const bool obs = gptq || (settings.prune && settings.prune->method == PruneMethod::kSparseGpt);
     std::vector<float> final_w;
-    std::optional<std::vector<float>> hess;
     if (obs) {
       // The last projection on an input takes its Hessian without a copy (3 GB for a
       // 32B down_proj) unless the diagnostic below needs it again.
@@ -251,7 +306,12 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
   }
   for (size_t k = 0; k < inputs.size(); ++k) {
     const ModelTensor& meta = *inputs[k].meta;
-    if (!is_linear_weight(meta.role)) {
+    if (!is_linear_weight(meta.role) && settings.gguf) {  // norms and biases: their GGUF tensors
+      if (!inputs[k].gguf) return annotate(absl::InvalidArgumentError("no GGUF target in the plan"), meta.name);
+      groups[k] = {{TensorSpec{inputs[k].gguf->name, DType::kU8, {static_cast<int64_t>(inputs[k].gguf->bytes)}},
+                    gguf_tensor_bytes(*inputs[k].gguf, inputs[k].bytes, meta.stored.dtype, meta.stored.shape, 1)}};
+      reports[k] = TensorReport{meta.name, meta.role};
+    } else if (!is_linear_weight(meta.role)) {
       groups[k] = {{TensorSpec{meta.name, meta.stored.dtype, meta.stored.shape},
                     std::vector<uint8_t>(inputs[k].bytes.begin(), inputs[k].bytes.end())}};
       reports[k] = TensorReport{meta.name, meta.role};

@@ -52,16 +52,19 @@ absl::StatusOr<std::vector<OutputTensor>> nf4_output_tensors(const ModelTensor& 
 }
 
 bool needs_calibration(const CompressSettings& s) {
-  return (s.quantize && s.quant_method == QuantMethod::kGptq) ||
+  return ((s.quantize || s.gguf) && s.quant_method == QuantMethod::kGptq) ||
          (s.prune && s.prune->method != PruneMethod::kMagnitude);
 }
 
 absl::Status validate(const CompressSettings& s) {
   auto bad = [](const std::string& msg) { return absl::InvalidArgumentError(msg); };
   if (s.gguf) {
-    if (s.prune || s.quantize || s.quant_method != QuantMethod::kRtn)
-      return absl::UnimplementedError(
-          "format gguf is written with round to nearest and no pruning so far (method gptq and pruning: not yet)");
+    if (s.prune || s.quantize)
+      return absl::UnimplementedError("format gguf is written without pruning so far (pruning + GGUF: not yet)");
+    if (!(s.gptq.damp > 0 && s.gptq.damp < 1))
+      return bad(fmt::format("'quantize.damp' is {}; expected a number in (0, 1)", s.gptq.damp));
+    if (s.gptq.block_size < 1 || s.gptq.block_size > 4096)
+      return bad(fmt::format("'quantize.gptq_block_size' is {}; expected 1 to 4096", s.gptq.block_size));
     return absl::OkStatus();
   }
   if (!s.prune && !s.quantize) return bad("nothing to do: prune.method is none and quantize.format is none");
@@ -95,7 +98,9 @@ absl::Status validate(const CompressSettings& s) {
 }
 
 std::string describe(const CompressSettings& s) {
-  if (s.gguf) return fmt::format("GGUF {}", s.gguf->name);
+  if (s.gguf)
+    return fmt::format("{}GGUF {}{}", s.quant_method == QuantMethod::kGptq ? "GPTQ-" : "", s.gguf->name,
+                       s.quant_method == QuantMethod::kGptq && s.gptq.act_order ? " (act-order)" : "");
   std::string out;
   if (s.prune) {
     const std::string_view m = prune_method_name(s.prune->method);

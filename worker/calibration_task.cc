@@ -31,6 +31,8 @@ absl::StatusOr<CalibrationTaskResult> run_calibration_task(const LeaseResponse& 
     return absl::InvalidArgumentError(fmt::format("layer {} is not in the model", layer));
   std::vector<ModelTensor> metas;
   metas.reserve(inputs.size());
+  std::vector<GgufTensorPlan> targets;  // format gguf: where each tensor goes
+  targets.reserve(inputs.size());
   std::vector<InputTensor> layer_inputs;
   const LeaseInput *ids = nullptr, *embed = nullptr, *acts_in = nullptr, *norm = nullptr, *head = nullptr;
   for (const LeaseInput& in : inputs) {
@@ -48,7 +50,13 @@ absl::StatusOr<CalibrationTaskResult> run_calibration_task(const LeaseResponse& 
     if (*role == TensorRole::kFinalNorm) { norm = &in; continue; }
     if (*role == TensorRole::kLmHead) { head = &in; continue; }
     metas.push_back(ModelTensor{name, *role, layer, TensorShape{*dt, {in.meta->shape().begin(), in.meta->shape().end()}}});
-    layer_inputs.push_back({&metas.back(), in.bytes});
+    const GgufTensorPlan* target = nullptr;
+    if (in.meta->has_gguf()) {
+      SP_ASSIGN_OR_RETURN(GgufTensorPlan t, gguf_tensor_plan(in.meta->gguf()));
+      targets.push_back(std::move(t));
+      target = &targets.back();
+    }
+    layer_inputs.push_back({&metas.back(), in.bytes, target});
   }
 
   // The activations entering this layer.

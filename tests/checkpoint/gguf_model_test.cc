@@ -72,7 +72,9 @@ TEST(GgufVerify, RoundToNearestFilesMatchBlockForBlock) {
       EXPECT_GT(t.codes_total, 0u);
       ++compared;
     }
-    if (t.kind == "F32") EXPECT_EQ(*t.max_abs_error, 0.0) << t.name;
+    if (t.kind == "F32") {
+      EXPECT_EQ(*t.max_abs_error, 0.0) << t.name;
+    }
   }
   EXPECT_EQ(compared, 31);  // every Q5_0 / Q8_0 tensor; the F16 fallbacks are not blocks
 }

@@ -329,6 +329,36 @@ TEST(Cli, ImatrixFromCalibrationIds) {
   EXPECT_NE(both.err.find("not both"), std::string::npos) << both.err;
 }
 
+// GPTQ on llama.cpp's Q4_0 grid: a lower perplexity than round-to-nearest (shardpress
+// eval on the dequantized file), and llama.cpp loads the file.
+TEST(Cli, GptqGgufBeatsRoundToNearest) {
+  test::TempDir d;
+  const std::string calib = test::fixture("stories260k/text/calib.ids.txt");
+  const std::string ids = test::fixture("stories260k/text/eval.ids.txt");
+  auto g = run_cli({"compress", stories(), d / "g.gguf", "--format", "gguf", "--type", "Q4_0", "--method", "gptq",
+                    "--calib-ids", calib, "-o", "json"});
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  EXPECT_GT(json::parse(g.out)["gptq_loss"].get<double>(), 0.0);
+  ASSERT_EQ(run_cli({"compress", stories(), d / "r.gguf", "--format", "gguf", "--type", "Q4_0"}).exit_code, 0);
+  auto ppl = [&](const std::string& m) {
+    auto r = run_cli({"eval", m, "--ids", ids, "--samples", "64", "-o", "json"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.exit_code == 0 ? json::parse(r.out)["perplexity"].get<double>() : 0.0;
+  };
+  const double gptq = ppl(d / "g.gguf"), rtn = ppl(d / "r.gguf");
+  EXPECT_LT(gptq, rtn - 0.05) << "GPTQ " << gptq << " vs RTN " << rtn;
+  auto v = run_cli({"verify", d / "g.gguf", "--against", stories()});
+  EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+  auto no_ids = run_cli({"compress", stories(), d / "x.gguf", "--format", "gguf", "--type", "Q4_0", "--method", "gptq"});
+  EXPECT_EQ(no_ids.exit_code, 2);
+  EXPECT_NE(no_ids.err.find("--calib-ids"), std::string::npos) << no_ids.err;
+  if (!test::llama_tool("llama-cli").empty()) {
+    auto gen = test::run_program(test::llama_tool("llama-cli"),
+                                 {"-m", d / "g.gguf", "-p", "Once upon a time", "-n", "20", "--temp", "0", "-no-cnv"});
+    EXPECT_EQ(gen.exit_code, 0) << gen.err;
+  }
+}
+
 TEST(Cli, CompressBadInputExitsTwoAndWritesNothing) {
   test::TempDir d;
   auto bs = run_cli({"compress", stories(), d / "o1", "--blocksize", "100"});

@@ -9,6 +9,8 @@
 
 #include "checkpoint/gguf_export.h"
 #include "formats/gguf_reader.h"
+#include "formats/token_ids.h"
+#include "ops/linalg.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "ops/ggml_quants.h"
@@ -22,6 +24,20 @@ std::span<const uint8_t> tensor_bytes(const GgufFile& g, const GgufTensorEntry& 
   int64_t n = 1;
   for (int64_t d : t.ne) n *= d;
   return g.file.bytes().subspan(t.offset, ggml_nbytes(static_cast<GgmlType>(t.type), n));
+}
+
+// Every tensor of `out` has the type and bytes of the same tensor in `ref`.
+void expect_same_tensors(const std::string& out, const std::string& ref) {
+  auto a = read_gguf(out), b = read_gguf(ref);
+  ASSERT_TRUE(a.ok() && b.ok()) << a.status();
+  ASSERT_EQ(a->tensors.size(), b->tensors.size());
+  for (const auto& t : a->tensors) {
+    const GgufTensorEntry* u = b->find(t.name);
+    ASSERT_NE(u, nullptr) << t.name;
+    EXPECT_EQ(t.type, u->type) << t.name;
+    const auto x = tensor_bytes(*a, t), y = tensor_bytes(*b, *u);
+    EXPECT_TRUE(std::equal(x.begin(), x.end(), y.begin(), y.end())) << t.name;
+  }
 }
 
 TEST_F(Cluster, GgufJobSurvivesCoordinatorKillsAndEqualsCompress) {
@@ -54,16 +70,9 @@ TEST_F(Cluster, GgufJobSurvivesCoordinatorKillsAndEqualsCompress) {
   GgufExportOptions o;
   o.type = *gguf_ftype_from_name("Q4_K_M");
   ASSERT_TRUE(export_gguf(dir_ / "models/stories", ref, o).ok());
-  auto a = read_gguf(out), b = read_gguf(ref);
-  ASSERT_TRUE(a.ok() && b.ok()) << a.status();
-  ASSERT_EQ(a->tensors.size(), b->tensors.size());
-  for (const auto& t : a->tensors) {
-    const GgufTensorEntry* u = b->find(t.name);
-    ASSERT_NE(u, nullptr) << t.name;
-    EXPECT_EQ(t.type, u->type) << t.name;
-    const auto x = tensor_bytes(*a, t), y = tensor_bytes(*b, *u);
-    EXPECT_TRUE(std::equal(x.begin(), x.end(), y.begin(), y.end())) << t.name;
-  }
+  expect_same_tensors(out, ref);
+  auto a = read_gguf(out);
+  ASSERT_TRUE(a.ok());
   EXPECT_EQ(a->strings.at("shardpress.job"), "job-0001");
   auto v = test::run_cli({"verify", out, "--against", dir_ / "models/stories", "--exact"});
   EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
@@ -77,6 +86,42 @@ TEST_F(Cluster, GgufJobSurvivesCoordinatorKillsAndEqualsCompress) {
     EXPECT_EQ(gen.exit_code, 0) << gen.err;
     EXPECT_NE(gen.out.find("Once upon a time"), std::string::npos) << gen.out;
   }
+}
+
+// GPTQ on the grids as a job: calibration tasks on two workers (sequential layers), the
+// coordinator killed with layers done; the file equals what one process writes.
+TEST_F(Cluster, GptqGgufJobEqualsOneProcess) {
+  fs::copy_file(test::fixture("stories260k/text/calib.ids.txt"), dir_ / "models/calib.ids.txt");
+  start_coordinator();
+  start_worker("a", "task=300");
+  start_worker("b", "task=300", /*fetch=*/true);
+  const std::string out = dir_ / "out/q.gguf";
+  test::write_text(dir_ / "q.yaml", "name: q\nmodel: " + (dir_ / "models/stories") + "\noutput: " + out +
+                                        "\nquantize: {format: gguf, type: Q4_0, method: gptq}\ncalibrate: {ids: " +
+                                        (dir_ / "models/calib.ids.txt") + ", samples: 32}\n");
+  ASSERT_EQ(cli({"submit", dir_ / "q.yaml"}).exit_code, 0);
+  wait_for("q", [](const json& s) { return done(s) >= 3; }, 60'000);
+  coordinator_->kill(SIGKILL);
+  coordinator_->wait();
+  start_coordinator();
+  wait_for("q", succeeded, 60'000);
+
+  set_blas_threads(1);
+  const std::string ref = dir_ / "ref.gguf";
+  GgufExportOptions o;
+  o.type = *gguf_ftype_from_name("Q4_0");
+  const TokenBatch ids = *read_token_ids(dir_ / "models/calib.ids.txt", 512, 32, 0);
+  o.gptq_ids = &ids;
+  o.gptq.act_order = true;  // the spec's default with GPTQ
+  ASSERT_TRUE(export_gguf(dir_ / "models/stories", ref, o).ok());
+  expect_same_tensors(out, ref);
+  GgufExportOptions plain;
+  plain.type = o.type;
+  ASSERT_TRUE(export_gguf(dir_ / "models/stories", dir_ / "rtn.gguf", plain).ok());
+  auto g = read_gguf(out), r = read_gguf(dir_ / "rtn.gguf");
+  ASSERT_TRUE(g.ok() && r.ok());
+  const auto x = tensor_bytes(*g, *g->find("blk.2.attn_q.weight")), y = tensor_bytes(*r, *r->find("blk.2.attn_q.weight"));
+  EXPECT_FALSE(std::equal(x.begin(), x.end(), y.begin(), y.end())) << "GPTQ wrote round-to-nearest";
 }
 
 }  // namespace
