@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "checkpoint/gguf_model.h"
+#include "checkpoint/gguf_vocab.h"
 #include "common/file_util.h"
 #include "common/float_convert.h"
 #include "ops/calibrate_layer.h"
@@ -20,70 +21,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-
-absl::StatusOr<json> read_json_if_present(const fs::path& p) {
-  std::error_code ec;
-  if (!fs::exists(p, ec)) return json();
-  SP_ASSIGN_OR_RETURN(std::string text, read_file(p.string()));
-  try {
-    return json::parse(text);
-  } catch (const std::exception& e) {
-    return absl::InvalidArgumentError(fmt::format("{}: not valid JSON: {}", p.string(), e.what()));
-  }
-}
-
-// The vocabulary keys of a SentencePiece model (§4.2).
-absl::Status add_sentencepiece_vocab(const fs::path& dir, const ModelConfig& config, GgufMetadata& md) {
-  SP_ASSIGN_OR_RETURN(std::string bytes, read_file((dir / "tokenizer.model").string()));
-  SP_ASSIGN_OR_RETURN(std::vector<SentencePiece> pieces,
-                      parse_sentencepiece_model(bytes, (dir / "tokenizer.model").string()));
-  const size_t v = config.vocab_size > 0 ? static_cast<size_t>(config.vocab_size) : pieces.size();
-  std::vector<std::string> tokens(v);
-  std::vector<float> scores(v, -10000.0f);
-  std::vector<int32_t> types(v, static_cast<int32_t>(PieceType::kUnused));
-  for (size_t i = 0; i < v; ++i) tokens[i] = fmt::format("[PAD{}]", i);
-  for (size_t i = 0; i < pieces.size() && i < v; ++i) {
-    tokens[i] = pieces[i].text;
-    scores[i] = pieces[i].score;
-    // The converter's chain has no USER_DEFINED test: such a piece is written NORMAL.
-    const PieceType t = pieces[i].type == PieceType::kUserDefined ? PieceType::kNormal : pieces[i].type;
-    types[i] = static_cast<int32_t>(t);
-  }
-  SP_ASSIGN_OR_RETURN(const json tc, read_json_if_present(dir / "tokenizer_config.json"));
-  if (tc.is_object() && tc.contains("added_tokens_decoder") && tc["added_tokens_decoder"].is_object())
-    for (const auto& [id_text, tok] : tc["added_tokens_decoder"].items()) {
-      char* end = nullptr;
-      const unsigned long id = std::strtoul(id_text.c_str(), &end, 10);
-      if (*end != '\0' || id >= v || !tok.is_object() || !tok.contains("content") || !tok["content"].is_string())
-        continue;
-      const std::string content = tok["content"];
-      const bool special = tok.value("special", false) ||
-                           (content.starts_with("<|") && content.ends_with("|>")) || content == "<pad>" ||
-                           content == "<mask>";
-      tokens[id] = content;
-      scores[id] = -1000.0f;
-      types[id] = static_cast<int32_t>(special ? PieceType::kControl : PieceType::kUserDefined);
-    }
-  md.add_string("tokenizer.ggml.model", "llama");
-  md.add_string("tokenizer.ggml.pre", "default");
-  md.add_strings("tokenizer.ggml.tokens", tokens);
-  md.add_f32s("tokenizer.ggml.scores", scores);
-  md.add_i32s("tokenizer.ggml.token_type", types);
-  const json& raw = config.raw;
-  for (const char* typ : {"bos", "eos", "unk", "pad"}) {
-    const std::string key = fmt::format("{}_token_id", typ);
-    if (raw.contains(key) && raw[key].is_number_unsigned())
-      md.add_u32(fmt::format("tokenizer.ggml.{}", key), raw[key].get<uint32_t>());
-  }
-  if (tc.is_object())
-    for (const char* typ : {"bos", "eos"}) {
-      const std::string key = fmt::format("add_{}_token", typ);
-      if (tc.contains(key) && tc[key].is_boolean()) md.add_bool(fmt::format("tokenizer.ggml.{}", key), tc[key].get<bool>());
-    }
-  if (tc.is_object() && tc.contains("chat_template") && tc["chat_template"].is_string())
-    md.add_string("tokenizer.chat_template", tc["chat_template"]);
-  return absl::OkStatus();
-}
 
 // The plan (ops/gguf_plan) with the importance vector of each weight the matrix names.
 struct Planned {
@@ -163,10 +100,6 @@ absl::StatusOr<GgufMetadata> gguf_metadata(const std::string& model_dir, const M
     return absl::UnimplementedError(
         "GGUF output for exaone4 is not written yet (the llama.cpp build in ../shared/tools cannot load exaone4 to check it)");
   const fs::path dir(model_dir);
-  if (!fs::exists(dir / "tokenizer.model", ec))
-    return absl::UnimplementedError(fmt::format(
-        "{} has no tokenizer.model: GGUF output needs a SentencePiece vocabulary so far (BPE tokenizer.json: not yet)",
-        model_dir));
   const std::string arch = c.arch == Arch::kLlama ? "llama" : "qwen2";
 
   // Metadata in the converter's order (§2.2, §4.5).
@@ -204,7 +137,7 @@ absl::StatusOr<GgufMetadata> gguf_metadata(const std::string& model_dir, const M
       return absl::UnimplementedError(fmt::format("GGUF output of rope_scaling '{}' is not written yet", type));
     }
   }
-  SP_RETURN_IF_ERROR(add_sentencepiece_vocab(dir, c, md));
+  SP_RETURN_IF_ERROR(add_gguf_vocab(model_dir, c, md));
   md.add_u32("general.quantization_version", 2);
   if (imatrix) {  // what llama-quantize records (§7.6)
     const Imatrix* m = imatrix;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "fmt/format.h"
 #include "ops/ggml_quant_helpers.h"
@@ -109,10 +110,14 @@ absl::StatusOr<GgmlGrid> GgmlGrid::make(GgmlType type, std::span<const float> w,
   g.block_ = tr.block;
   g.block_bytes_ = tr.block_bytes;
   g.bytes_ = ggml_quantize(type, w, cols, 1, importance);
+  g.original_.assign(w.begin(), w.end());
+  g.rtn_ = ggml_dequantize(type, g.bytes_, rows * cols);
   return g;
 }
 
 float GgmlGrid::snap(int64_t row, int64_t col, float x) {
+  const auto idx = static_cast<size_t>(row * cols_ + col);
+  if (std::memcmp(&x, &original_[idx], sizeof(float)) == 0) return rtn_[idx];  // unchanged: the quantizer's code
   uint8_t* blk = bytes_.data() + (row * (cols_ / block_) + col / block_) * block_bytes_;
   const int e = static_cast<int>(col % block_);
   const Cell c = cell_of(type_, blk, e);

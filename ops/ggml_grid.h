@@ -37,6 +37,7 @@ class GgmlGrid final : public ElementGrid {
   GgmlType type_ = GgmlType::kQ8_0;
   int64_t cols_ = 0, block_ = 32, block_bytes_ = 34;
   std::vector<uint8_t> bytes_;
+  std::vector<float> original_, rtn_;  // the weight as given, and as the quantizer's codes decode
 };
 
 }  // namespace sp

@@ -30,9 +30,12 @@ GgufExportOptions type(std::string_view name) {
   return o;
 }
 
-// Every tensor of `ours` has the type and bytes of the same tensor in `theirs`; returns
-// how many were compared.
+// Every tensor of `ours` has the type and bytes of the same tensor in `theirs` (and
+// llama-gguf reads `ours`); returns how many were compared.
 int expect_same_tensors(const std::string& ours, const std::string& theirs, const std::string& label) {
+  // llama.cpp's own reader lists our file (header, metadata, every tensor) without error.
+  auto listed = test::run_program(test::llama_tool("llama-gguf"), {ours, "r", "n"});
+  EXPECT_EQ(listed.exit_code, 0) << label << ": " << listed.err;
   auto a = read_gguf(ours), b = read_gguf(theirs);
   EXPECT_TRUE(a.ok() && b.ok()) << label;
   if (!a.ok() || !b.ok()) return 0;
@@ -229,6 +232,65 @@ TEST(GgufExport, WithAnImportanceMatrixEveryTypeEqualsLlamaQuantize) {
   auto g = read_gguf(d / "Q4_K.gguf");
   ASSERT_TRUE(g.ok());
   EXPECT_EQ(g->strings.at("quantize.imatrix.file"), dat);
+}
+
+// GPT-2's byte-to-unicode map (what byte-level BPE vocabularies spell bytes with):
+// printable bytes stand for themselves, the other 68 for U+0100 onwards, in byte order.
+std::string byte_symbol(int b) {
+  const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+  int cp = b;
+  if (!printable) {
+    cp = 256;
+    for (int k = 0; k < b; ++k)
+      if (!((k >= '!' && k <= '~') || (k >= 0xA1 && k <= 0xAC) || (k >= 0xAE && k <= 0xFF))) ++cp;
+  }
+  std::string out;
+  if (cp < 0x80) out += static_cast<char>(cp);
+  else out += static_cast<char>(0xC0 | (cp >> 6)), out += static_cast<char>(0x80 | (cp & 0x3F));
+  return out;
+}
+
+// A Qwen2 model whose vocabulary is a byte-level BPE tokenizer.json (no tokenizer.model):
+// tokens, types, merges and the special ids as the converter writes them; llama.cpp loads
+// the file and its tokenizer applies our merges (" the" is one token).
+TEST(GgufExport, QwenBpeVocabularyLoadsAndTokenizesInLlamaCpp) {
+  SKIP_WITHOUT("llama-cli");
+  test::TempDir d;
+  SynthOptions o;
+  o.arch = Arch::kQwen2;
+  o.params = 1'000'000;
+  o.dtype = DType::kF32;
+  const std::string model = d / "qwen";
+  ASSERT_TRUE(write_synthetic_model(model, o).ok());
+  nlohmann::json vocab = nlohmann::json::object();
+  for (int b = 0; b < 256; ++b) vocab[byte_symbol(b)] = b;
+  const std::string G = byte_symbol(' ');  // "Ġ"
+  vocab[G + "t"] = 256, vocab["he"] = 257, vocab[G + "the"] = 258;
+  nlohmann::json tj = {{"model", {{"type", "BPE"}, {"vocab", vocab},
+                                  {"merges", {G + " t", "h e", nlohmann::json::array({G + "t", "he"})}}}},
+                       {"added_tokens", {{{"id", 259}, {"content", "<|endoftext|>"}, {"special", true}},
+                                         {{"id", 260}, {"content", "<|im_end|>"}, {"special", false}}}}};
+  test::write_text(model + "/tokenizer.json", tj.dump());
+  test::write_text(model + "/tokenizer_config.json", R"({"eos_token": "<|endoftext|>", "bos_token": null, "add_bos_token": false})");
+  const std::string out = d / "qwen.gguf";
+  auto s = export_gguf(model, out, type("F32"));
+  ASSERT_TRUE(s.ok()) << s.status();
+  auto g = read_gguf(out);
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(g->strings.at("tokenizer.ggml.model"), "gpt2");
+  EXPECT_EQ(g->strings.at("tokenizer.ggml.pre"), "qwen2");
+  EXPECT_EQ(g->array_lengths.at("tokenizer.ggml.merges"), 3u);
+  EXPECT_EQ(g->integers.at("tokenizer.ggml.eos_token_id"), 259u);
+  EXPECT_EQ(g->integers.count("tokenizer.ggml.bos_token_id"), 0u);
+  auto gen = test::run_program(test::llama_tool("llama-cli"), {"-m", out, "-p", " the the", "-n", "1", "--temp", "0",
+                                                               "-no-cnv", "--verbose-prompt"});
+  ASSERT_EQ(gen.exit_code, 0) << gen.err;
+  EXPECT_NE((gen.out + gen.err).find("258 -> ' the'"), std::string::npos) << gen.err;
+  // Without any vocabulary: an error that says so, nothing written.
+  std::filesystem::remove(model + "/tokenizer.json");
+  auto none = export_gguf(model, d / "none.gguf", type("F32"));
+  EXPECT_TRUE(absl::IsFailedPrecondition(none.status())) << none.status();
+  EXPECT_FALSE(std::filesystem::exists(d / "none.gguf"));
 }
 
 // stories260k's ffn_down is 172 wide: no whole Q4_0 block, where llama-quantize gives up.

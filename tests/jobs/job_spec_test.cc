@@ -212,8 +212,16 @@ TEST(JobSpec, GgufFormatAndType) {
   EXPECT_NE(err("model: /m\noutput: /o\nquantize: {format: gguf}\n").find("'quantize.type' is ''"), std::string::npos);
   EXPECT_NE(err("model: /m\noutput: /o\nquantize: {type: Q4_0}\n").find("'quantize.type' is for format gguf"),
             std::string::npos);
-  EXPECT_NE(err("model: /m\noutput: /o\nquantize: {format: gguf, type: Q4_0, method: gptq}\ncalibrate: {ids: /x}\n")
-                .find("not yet"),
+  // GPTQ on the grid is calibrated (the ids are its calibration text); pruning is not built.
+  auto gptq = parse_job_yaml("model: /m\noutput: /o\nquantize: {format: gguf, type: Q4_0, method: gptq}\ncalibrate: {ids: /x}\n", "g.yaml");
+  ASSERT_TRUE(gptq.ok());
+  auto gs = job_settings(*gptq);
+  ASSERT_TRUE(gs.ok()) << gs.status();
+  EXPECT_TRUE(gs->calibration.has_value());
+  EXPECT_FALSE(gs->gguf_importance.has_value());
+  EXPECT_NE(err("model: /m\noutput: /o\nquantize: {format: gguf, type: Q4_0, method: gptq}\n").find("needs calibration text"),
+            std::string::npos);
+  EXPECT_NE(err("model: /m\noutput: /o\nprune: {method: magnitude}\nquantize: {format: gguf, type: Q4_0}\n").find("not yet"),
             std::string::npos);
 }
 

@@ -1,8 +1,8 @@
 // GPTQ on llama.cpp's grids (ops/ggml_grid + obs_compress): the codes the loop writes are
-// the ones the file decodes to, a diagonal Hessian (no error to carry) reproduces the
-// quantizer's own codes wherever it rounds to nearest with the decoded scales (the K
-// types: byte for byte), and with a real Hessian the layer loss tr((W - Q) H (W - Q)^T)
-// falls below round-to-nearest's for every block type.
+// the ones the file decodes to, a diagonal Hessian (no error to carry) gives
+// round-to-nearest's bytes for every block type, with and without importance values, and
+// with a real Hessian the layer loss tr((W - Q) H (W - Q)^T) falls below round-to-nearest's
+// for every block type.
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -54,28 +54,26 @@ double layer_loss(const std::vector<float>& w, const std::vector<float>& q, cons
   return loss;
 }
 
-TEST(GgmlGrid, DiagonalHessianKeepsTheQuantizersCodes) {
+TEST(GgmlGrid, DiagonalHessianEqualsRoundToNearestByteForByte) {
   const int64_t rows = 4, cols = 256;
   const auto w = random_weight(rows, cols, 1);
-  std::vector<float> eye(static_cast<size_t>(cols * cols), 0.0f);
-  for (int64_t j = 0; j < cols; ++j) eye[j * cols + j] = 1.0f;
+  std::vector<float> eye(static_cast<size_t>(cols * cols), 0.0f), importance(static_cast<size_t>(cols));
+  for (int64_t j = 0; j < cols; ++j) eye[j * cols + j] = 1.0f, importance[j] = 1.0f + static_cast<float>(j % 5);
   for (const auto& tr : ggml_types()) {
     if (tr.block == 1) continue;
-    auto g = GgmlGrid::make(tr.type, w, rows, cols, {});
-    ASSERT_TRUE(g.ok()) << tr.name;
-    const std::vector<uint8_t> rtn = g->bytes();
-    ObsSettings s;
-    s.quantize = false;
-    s.grid = &*g;
-    auto r = obs_compress(w, rows, cols, eye, s);
-    ASSERT_TRUE(r.ok()) << tr.name << ": " << r.status();
-    // What the loop says it wrote is what the bytes decode to.
-    EXPECT_EQ(ggml_dequantize(tr.type, g->bytes(), rows * cols), r->weight) << tr.name;
-    const bool nearest = tr.type == GgmlType::kQ4_K || tr.type == GgmlType::kQ5_K || tr.type == GgmlType::kQ6_K;
-    if (nearest) EXPECT_EQ(g->bytes(), rtn) << tr.name;
-    size_t differ = 0;
-    for (size_t b = 0; b < rtn.size(); ++b) differ += rtn[b] != g->bytes()[b];
-    EXPECT_LT(differ, rtn.size() / 20) << tr.name << ": rounding to the decoded scale moved more than ties";
+    for (bool weighted : {false, true}) {
+      const std::span<const float> qw = weighted ? std::span<const float>(importance) : std::span<const float>();
+      auto g = GgmlGrid::make(tr.type, w, rows, cols, qw);
+      ASSERT_TRUE(g.ok()) << tr.name;
+      ObsSettings s;
+      s.quantize = false;
+      s.grid = &*g;
+      s.act_order = weighted;  // any visiting order
+      auto r = obs_compress(w, rows, cols, eye, s);
+      ASSERT_TRUE(r.ok()) << tr.name << ": " << r.status();
+      EXPECT_EQ(g->bytes(), ggml_quantize(tr.type, w, cols, 1, qw)) << tr.name << (weighted ? " weighted" : "");
+      EXPECT_EQ(ggml_dequantize(tr.type, g->bytes(), rows * cols), r->weight) << tr.name;
+    }
   }
 }
 
