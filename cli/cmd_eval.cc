@@ -47,7 +47,8 @@ void print_result(const EvalArgs& a, bool quantized, int64_t sequences, int64_t 
     std::printf("%s\n", j.dump(2).c_str());
     return;
   }
-  std::printf("model        %s (%s)\n", a.dir.c_str(), quantized ? "NF4, dequantized" : "original weights");
+  std::printf("model        %s (%s)\n", a.dir.c_str(),
+              !quantized ? "original weights" : is_gguf_file(a.dir) ? "GGUF, dequantized" : "NF4, dequantized");
   std::printf("text         %s: %lld sequences x %lld tokens, %lld predictions\n", a.ids.c_str(),
               static_cast<long long>(sequences), static_cast<long long>(seq_len), static_cast<long long>(predictions));
   std::printf("mean NLL     %.6f\n", mean_nll);
@@ -61,9 +62,6 @@ int run_remote_job(const EvalArgs& a, CoordinatorApiClient& c, JobSpec spec, con
 // On the coordinator's workers: an evaluation job (the forward layer by layer, then the
 // head), followed until it ends.
 int run_remote(const EvalArgs& a, const ConnectionFlags& conn) {
-  if (is_gguf_file(a.dir))
-    return report_error(absl::UnimplementedError(
-        fmt::format("{} is a GGUF file: evaluate it here, without --remote (jobs on the coordinator read folders so far)", a.dir)));
   const auto t0 = std::chrono::steady_clock::now();
   namespace fs = std::filesystem;
   JobSpec spec;
@@ -105,7 +103,7 @@ int run_remote_job(const EvalArgs& a, CoordinatorApiClient& c, JobSpec spec, con
   if (!done.ok()) return report_rpc_error(done.status(), c.address());
   if (done->predictions() <= 0) return report_error(absl::InternalError("the job finished without a result"));
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  print_result(a, is_quantized_checkpoint(a.dir), done->sequences(), done->seq_len(), done->predictions(), done->mean_nll(),
+  print_result(a, is_quantized_checkpoint(a.dir) || is_gguf_file(a.dir), done->sequences(), done->seq_len(), done->predictions(), done->mean_nll(),
                done->perplexity(), secs, "job " + id + " on the coordinator's workers");
   return kExitOk;
 }

@@ -22,6 +22,10 @@ bool is_quantized_checkpoint(const std::string& dir, const std::string& root) {
 absl::StatusOr<std::unique_ptr<ImportSource>> ImportSource::open(const std::string& dir, const std::string& root,
                                                                  bool allow_checkpoint) {
   std::unique_ptr<ImportSource> s(new ImportSource());
+  if (allow_checkpoint && is_gguf_file(dir)) {  // a GGUF file (prepare resolved its path inside the root)
+    SP_ASSIGN_OR_RETURN(s->gguf_, GgufModel::open(dir));
+    return s;
+  }
   if (allow_checkpoint && is_quantized_checkpoint(dir, root)) {
     SP_ASSIGN_OR_RETURN(s->decoder_, CheckpointDecoder::open(dir, root));
     return s;
@@ -31,11 +35,18 @@ absl::StatusOr<std::unique_ptr<ImportSource>> ImportSource::open(const std::stri
   return s;
 }
 
-const ModelDescription& ImportSource::desc() const { return decoder_ ? decoder_->desc() : model_->desc; }
+const ModelDescription& ImportSource::desc() const {
+  return gguf_ ? gguf_->desc() : decoder_ ? decoder_->desc() : model_->desc;
+}
 
 absl::StatusOr<ImportSource::Tensor> ImportSource::read(const std::string& name) {
-  if (decoder_) {
-    SP_ASSIGN_OR_RETURN(scratch_, decoder_->decode(name));
+  if (gguf_ || decoder_) {
+    if (gguf_) {
+      if (!gguf_->desc().find(name)) return absl::NotFoundError(fmt::format("{}: not in the model", name));
+      scratch_ = gguf_->decode(name);
+    } else {
+      SP_ASSIGN_OR_RETURN(scratch_, decoder_->decode(name));
+    }
     return Tensor{{reinterpret_cast<const uint8_t*>(scratch_.data()), scratch_.size() * sizeof(float)}, DType::kF32, "",
                   0};
   }
@@ -46,7 +57,7 @@ absl::StatusOr<ImportSource::Tensor> ImportSource::read(const std::string& name)
 }
 
 void ImportSource::release(const std::string& name) {
-  if (decoder_) {
+  if (gguf_ || decoder_) {
     scratch_.clear();
     scratch_.shrink_to_fit();
   } else if (const TensorRef* ref = model_->files.find(name)) {

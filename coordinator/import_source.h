@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint/gguf_model.h"
 #include "checkpoint/verify.h"
 #include "common/status.h"
 #include "formats/model.h"
@@ -17,7 +18,8 @@ namespace sp {
 
 class ImportSource {
  public:
-  // `allow_checkpoint`: a bitsandbytes checkpoint is accepted (decoded) instead of refused.
+  // `allow_checkpoint`: a bitsandbytes checkpoint or a GGUF file is accepted (decoded)
+  // instead of refused.
   static absl::StatusOr<std::unique_ptr<ImportSource>> open(const std::string& dir, const std::string& model_root,
                                                             bool allow_checkpoint);
 
@@ -37,6 +39,7 @@ class ImportSource {
   ImportSource() = default;
   std::unique_ptr<Model> model_;
   std::unique_ptr<CheckpointDecoder> decoder_;
+  std::unique_ptr<GgufModel> gguf_;
   std::vector<float> scratch_;
 };
 

@@ -50,7 +50,8 @@ GgufTarget gguf_target(const GgufTensorPlan& p) {
   return g;
 }
 
-absl::StatusOr<GgufTensorPlan> gguf_tensor_plan(const GgufTarget& g) {
+absl::StatusOr<GgufTensorPlan> gguf_tensor_plan(const TensorMeta& in) {
+  const GgufTarget& g = in.gguf();
   bool known = false;
   for (const auto& tr : ggml_types()) known |= static_cast<uint32_t>(tr.type) == g.type();
   if (!known || g.ne().empty() || g.ne(0) <= 0 || g.ne(0) % ggml_traits(static_cast<GgmlType>(g.type())).block != 0)
@@ -60,6 +61,8 @@ absl::StatusOr<GgufTensorPlan> gguf_tensor_plan(const GgufTarget& g) {
   for (int64_t d : g.ne()) n *= d;
   if (ggml_nbytes(static_cast<GgmlType>(g.type()), n) != g.nbytes())
     return absl::InvalidArgumentError(fmt::format("GGUF target {}: {} bytes for its shape and type", g.name(), g.nbytes()));
+  if (!std::equal(g.ne().begin(), g.ne().end(), in.shape().rbegin(), in.shape().rend()))
+    return absl::InvalidArgumentError(fmt::format("GGUF target {}: its shape is not {}'s, reversed", g.name(), in.name()));
   GgufTensorPlan p;
   p.name = g.name();
   p.type = static_cast<GgmlType>(g.type());

@@ -65,9 +65,10 @@ std::string holder_of_inputs(
 // The tensor metas of a plan shard's tensors for a model tensor list (names, roles,
 // dtypes, shapes, sizes; no digests).
 shardpress::v1::TensorMeta tensor_meta(const ModelTensor& t);
-// A GGUF target in the plan and back; the way back checks what a worker cannot trust
-// blindly (a type we decode, the bytes the shape implies).
+// A GGUF target in the plan and back (the target of tensor `in`); the way back checks what
+// a worker cannot trust blindly (a type we decode, whole blocks, the bytes the shape implies,
+// the tensor's own shape reversed).
 shardpress::v1::GgufTarget gguf_target(const GgufTensorPlan& p);
-absl::StatusOr<GgufTensorPlan> gguf_tensor_plan(const shardpress::v1::GgufTarget& g);
+absl::StatusOr<GgufTensorPlan> gguf_tensor_plan(const shardpress::v1::TensorMeta& in);
 
 }  // namespace sp

@@ -52,7 +52,7 @@ absl::StatusOr<CalibrationTaskResult> run_calibration_task(const LeaseResponse& 
     metas.push_back(ModelTensor{name, *role, layer, TensorShape{*dt, {in.meta->shape().begin(), in.meta->shape().end()}}});
     const GgufTensorPlan* target = nullptr;
     if (in.meta->has_gguf()) {
-      SP_ASSIGN_OR_RETURN(GgufTensorPlan t, gguf_tensor_plan(in.meta->gguf()));
+      SP_ASSIGN_OR_RETURN(GgufTensorPlan t, gguf_tensor_plan(*in.meta));
       targets.push_back(std::move(t));
       target = &targets.back();
     }

@@ -154,6 +154,7 @@ TEST_F(CalibrationCluster, BfloatActivationsOnAWorkerWithThreadsAreWhatOneProces
 // `eval --remote`: the forward layer by layer on the workers, then the head; the same
 // perplexity, to the last bit, as `eval` in one process — for the original model and for
 // a compressed checkpoint (decoded by the coordinator while importing).
+// (A GGUF file too: the coordinator imports it dequantized, as a bitsandbytes checkpoint.)
 TEST_F(CalibrationCluster, RemoteEvalMatchesLocalEval) {
   start_coordinator();
   start_worker("a");
@@ -162,7 +163,11 @@ TEST_F(CalibrationCluster, RemoteEvalMatchesLocalEval) {
                            "--act-order", "--calib-ids", dir_ / "models/calib.ids.txt", "--calib-samples", "32"})
                 .exit_code,
             0);
-  for (const std::string m : {"stories", "stories-gptq"}) {
+  ASSERT_EQ(test::run_cli({"compress", dir_ / "models/stories", dir_ / "models/stories-q4km.gguf", "--format", "gguf",
+                           "--type", "Q4_K_M"})
+                .exit_code,
+            0);
+  for (const std::string m : {"stories", "stories-gptq", "stories-q4km.gguf"}) {
     auto local = test::run_cli({"eval", dir_ / ("models/" + m), "--ids", dir_ / "models/eval.ids.txt", "--samples",
                                 "40", "-o", "json"});
     ASSERT_EQ(local.exit_code, 0) << local.err;

@@ -96,3 +96,42 @@ TEST(ActivationsDtype, CompressionUsesTheCalibrationDtypeAndEvaluationFloat32) {
 
 }  // namespace
 }  // namespace sp
+
+namespace sp {
+namespace {
+
+// A GGUF target from the plan is checked before a worker acts on it: a type we decode,
+// whole blocks, the bytes its shape implies, the tensor's own shape reversed. A bad one is
+// an error (the worker reports it and keeps serving), never an exception.
+TEST(GgufTargets, AreCheckedBeforeAWorkerUsesThem) {
+  shardpress::v1::TensorMeta in;
+  in.set_name("q.weight");
+  in.add_shape(64);
+  in.add_shape(256);
+  GgufTensorPlan p;
+  p.name = "blk.0.attn_q.weight";
+  p.type = GgmlType::kQ4_K;
+  p.ne = {256, 64};
+  p.bytes = ggml_nbytes(GgmlType::kQ4_K, 256 * 64);
+  p.permute_heads = 4;
+  *in.mutable_gguf() = gguf_target(p);
+  auto back = gguf_tensor_plan(in);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->name, p.name);
+  EXPECT_EQ(back->type, p.type);
+  EXPECT_EQ(back->ne, p.ne);
+  EXPECT_EQ(back->permute_heads, 4);
+  auto bad = [&](auto change) {
+    shardpress::v1::TensorMeta m = in;
+    change(*m.mutable_gguf());
+    return gguf_tensor_plan(m).ok();
+  };
+  EXPECT_FALSE(bad([](auto& g) { g.set_type(99); }));
+  EXPECT_FALSE(bad([](auto& g) { g.set_nbytes(g.nbytes() + 1); }));
+  EXPECT_FALSE(bad([](auto& g) { g.set_ne(0, 128), g.set_ne(1, 128); }));  // same count, not its shape
+  EXPECT_FALSE(bad([](auto& g) { g.set_type(static_cast<uint32_t>(GgmlType::kQ4_K)), g.set_ne(0, 64), g.set_ne(1, 256); }));
+  EXPECT_FALSE(bad([](auto& g) { g.clear_ne(); }));
+}
+
+}  // namespace
+}  // namespace sp
