@@ -7,6 +7,9 @@
 
 #include "ops/ggml_quant_helpers.h"
 #include "ops/ggml_quant_rows.h"
+#ifdef SP_HAVE_AVX2_KERNELS
+#include "ops/ggml_quants_k_avx2.h"
+#endif
 
 namespace sp::ggml {
 namespace {
@@ -38,10 +41,41 @@ void scale_min_k4(int j, const uint8_t* s, uint8_t* sc, uint8_t* m) {
   }
 }
 
+// make_qkx_quants on the 8 sub-blocks of a super-block (x, w: 256 each), the scalar
+// reference one after the other, or AVX2 with one sub-block per lane (the same bits).
+void qkx_x8_scalar(const float* x, const float* w, int nmax, float rmin, float rdelta, int nstep, bool qkx3,
+                   uint8_t* L, float* the_min, float* scale) {
+  for (int j = 0; j < 8; ++j)
+    scale[j] = make_qkx_quants(32, nmax, x + 32 * j, w + 32 * j, L + 32 * j, &the_min[j], rmin, rdelta, nstep, qkx3);
+}
+
+using QkxX8 = void (*)(const float*, const float*, int, float, float, int, bool, uint8_t*, float*, float*);
+QkxX8 choose_qkx_x8() {
+#ifdef SP_HAVE_AVX2_KERNELS
+  if (__builtin_cpu_supports("avx2")) return avx2::make_qkx_quants_x8;
+#endif
+  return qkx_x8_scalar;
+}
+const QkxX8 qkx_x8 = choose_qkx_x8();
+
+// make_qx_quants(16, nmax) on 8 sub-blocks of 16 (x, qw: 128 each; qw may be null).
+void qx_x8_scalar(const float* x, const float* qw, int nmax, int8_t* L, float* scale) {
+  for (int j = 0; j < 8; ++j) scale[j] = make_qx_quants(16, nmax, x + 16 * j, L + 16 * j, qw ? qw + 16 * j : nullptr);
+}
+
+using QxX8 = void (*)(const float*, const float*, int, int8_t*, float*);
+QxX8 choose_qx_x8() {
+#ifdef SP_HAVE_AVX2_KERNELS
+  if (__builtin_cpu_supports("avx2")) return avx2::make_qx_quants_x8;
+#endif
+  return qx_x8_scalar;
+}
+const QxX8 qx_x8 = choose_qx_x8();
+
 // One Q4_K/Q5_K super-block's scales, mins and codes (0..nmax) into `head` (d, dmin,
 // scales[12]) and L[256]; the packing of the codes differs by type.
 void quantize_super_k(const float* x, const float* qw, int nmax, uint8_t* head, uint8_t* L) {
-  float scales[8], mins[8], weights[32];
+  float scales[8], mins[8], weights[kQK];
   uint8_t ls[8], lm[8];
   if (!qw) {  // quantize_row_q{4,5}_K_ref
     const float rmin = nmax == 15 ? -1.0f : -0.5f;
@@ -51,8 +85,10 @@ void quantize_super_k(const float* x, const float* qw, int nmax, uint8_t* head, 
       float sum_x2 = 0;
       for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
       const float av_x = std::sqrt(sum_x2 / 32);
-      for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
-      scales[j] = make_qkx_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], rmin, 0.1f, nstep, false);
+      for (int l = 0; l < 32; ++l) weights[32 * j + l] = av_x + std::fabs(x[32 * j + l]);
+    }
+    qkx_x8(x, weights, nmax, rmin, 0.1f, nstep, false, L, mins, scales);
+    for (int j = 0; j < 8; ++j) {
       if (scales[j] > max_scale) max_scale = scales[j];
       if (mins[j] > max_min) max_min = mins[j];
     }
@@ -70,12 +106,13 @@ void quantize_super_k(const float* x, const float* qw, int nmax, uint8_t* head, 
     const float sigma2 = 2 * sum_x2 / kQK;
     float sw[8];
     for (int j = 0; j < 8; ++j) {
-      for (int l = 0; l < 32; ++l) weights[l] = qw[32 * j + l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
+      float* wj = weights + 32 * j;
+      for (int l = 0; l < 32; ++l) wj[l] = qw[32 * j + l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
       float sumw = 0;
-      for (int l = 0; l < 32; ++l) sumw += weights[l];
+      for (int l = 0; l < 32; ++l) sumw += wj[l];
       sw[j] = sumw;
-      scales[j] = make_qkx_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], -0.9f, 0.05f, 36, true);
     }
+    qkx_x8(x, weights, nmax, -0.9f, 0.05f, 36, true, L, mins, scales);
     const float d_block = make_qp_quants(8, 63, scales, ls, sw);
     const float m_block = make_qp_quants(8, 63, mins, lm, sw);
     for (int j = 0; j < 8; ++j) ls[j] = std::min<uint8_t>(63, ls[j]), lm[j] = std::min<uint8_t>(63, lm[j]);
@@ -162,11 +199,10 @@ void quantize_q6_k(const float* x, uint8_t* out, int64_t nrows, int64_t n_per_ro
   for (int64_t r = 0; r < nrows; ++r)
     for (int64_t i = 0; i < n_per_row / kQK; ++i, x += kQK, out += 210) {
       float max_scale = 0, max_abs_scale = 0;
-      for (int ib = 0; ib < 16; ++ib) {
-        const float scale = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, qw ? qw + i * kQK + 16 * ib : nullptr);
-        scales[ib] = scale;
-        if (std::fabs(scale) > max_abs_scale) max_abs_scale = std::fabs(scale), max_scale = scale;
-      }
+      for (int half = 0; half < 2; ++half)
+        qx_x8(x + 128 * half, qw ? qw + i * kQK + 128 * half : nullptr, 32, L + 128 * half, scales + 8 * half);
+      for (int ib = 0; ib < 16; ++ib)
+        if (std::fabs(scales[ib]) > max_abs_scale) max_abs_scale = std::fabs(scales[ib]), max_scale = scales[ib];
       std::memset(out, 0, 210);
       if (max_abs_scale < kGroupMaxEps) continue;  // all zero, d = 0
       const float iscale = -128.f / max_scale;

@@ -6,11 +6,14 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <tuple>
 
 #include "common/half.h"
 #include "gtest/gtest.h"
 #include "ops/ggml_ftypes.h"
+#include "ops/ggml_quant_helpers.h"
 #include "ops/ggml_quants.h"
+#include "ops/ggml_quants_k_avx2.h"
 
 namespace sp {
 namespace {
@@ -135,3 +138,72 @@ TEST(GgufFtypes, RulesAndFallbacks) {
 
 }  // namespace
 }  // namespace sp
+
+#if defined(__x86_64__)
+
+namespace sp {
+namespace {
+
+// The AVX2 sub-block search (one sub-block per lane) gives the scalar reference's bits, for
+// both K types' settings, with and without importance (qkx3), on random sub-blocks and the
+// edge cases: all zero, constant, all positive (min clamps to 0), one outlier, tiny values.
+TEST(GgmlKQuantsAvx2, SubBlockSearchIsTheScalarReferenceBitForBit) {
+  if (!__builtin_cpu_supports("avx2")) GTEST_SKIP() << "no AVX2 on this CPU";
+  std::mt19937 rng(5);
+  std::normal_distribution<float> n(0.0f, 0.02f);
+  for (int trial = 0; trial < 200; ++trial) {
+    std::vector<float> x(256), w(256);
+    for (auto& v : x) v = n(rng);
+    const int kind = trial % 8;
+    for (int l = 0; l < 32; ++l) {
+      x[32 * kind + l] = kind == 0 ? 0.0f : kind == 1 ? 0.01f : kind == 2 ? std::fabs(x[32 * kind + l]) : x[32 * kind + l];
+      if (kind == 3 && l == 7) x[32 * kind + l] = 0.5f;
+      if (kind == 4) x[32 * kind + l] *= 1e-6f;
+    }
+    for (size_t i = 0; i < w.size(); ++i) w[i] = trial % 2 ? std::fabs(n(rng)) * 50 + 0.1f : 0.03f + std::fabs(x[i]);
+    for (const auto& [nmax, rmin, rdelta, nstep, qkx3] :
+         {std::tuple{15, -1.0f, 0.1f, 20, false}, std::tuple{31, -0.5f, 0.1f, 15, false},
+          std::tuple{15, -0.9f, 0.05f, 36, true}, std::tuple{31, -0.9f, 0.05f, 36, true}}) {
+      uint8_t La[256], Lb[256];
+      float ma[8], mb[8], sa[8], sb[8];
+      ggml::avx2::make_qkx_quants_x8(x.data(), w.data(), nmax, rmin, rdelta, nstep, qkx3, La, ma, sa);
+      for (int j = 0; j < 8; ++j)
+        sb[j] = ggml::make_qkx_quants(32, nmax, x.data() + 32 * j, w.data() + 32 * j, Lb + 32 * j, &mb[j], rmin, rdelta,
+                                      nstep, qkx3);
+      ASSERT_EQ(0, std::memcmp(La, Lb, sizeof(La))) << trial << " nmax " << nmax << " qkx3 " << qkx3;
+      ASSERT_EQ(0, std::memcmp(ma, mb, sizeof(ma))) << trial << " nmax " << nmax << " qkx3 " << qkx3;
+      ASSERT_EQ(0, std::memcmp(sa, sb, sizeof(sa))) << trial << " nmax " << nmax << " qkx3 " << qkx3;
+    }
+  }
+}
+
+TEST(GgmlKQuantsAvx2, Q6SubBlockSearchIsTheScalarReferenceBitForBit) {
+  if (!__builtin_cpu_supports("avx2")) GTEST_SKIP() << "no AVX2 on this CPU";
+  std::mt19937 rng(6);
+  std::normal_distribution<float> n(0.0f, 0.02f);
+  for (int trial = 0; trial < 200; ++trial) {
+    std::vector<float> x(128), qw(128);
+    for (auto& v : x) v = n(rng);
+    const int kind = trial % 8;
+    for (int l = 0; l < 16; ++l) {
+      float& v = x[16 * kind + l];
+      v = kind == 0 ? 0.0f : kind == 1 ? -0.01f : kind == 2 ? std::fabs(v) : kind == 4 ? v * 1e-6f : v;
+      if (kind == 3 && l == 7) v = -0.5f;
+      if (kind == 5 && l == 3) v = 0.3f, x[16 * kind + 9] = -0.3f;  // |max| twice: the first wins
+    }
+    for (auto& v : qw) v = std::fabs(n(rng)) * 50 + 0.1f;
+    for (bool weighted : {false, true}) {
+      int8_t La[128], Lb[128];
+      float sa[8], sb[8];
+      ggml::avx2::make_qx_quants_x8(x.data(), weighted ? qw.data() : nullptr, 32, La, sa);
+      for (int j = 0; j < 8; ++j)
+        sb[j] = ggml::make_qx_quants(16, 32, x.data() + 16 * j, Lb + 16 * j, weighted ? qw.data() + 16 * j : nullptr);
+      ASSERT_EQ(0, std::memcmp(La, Lb, sizeof(La))) << trial << (weighted ? " weighted" : "");
+      ASSERT_EQ(0, std::memcmp(sa, sb, sizeof(sa))) << trial << (weighted ? " weighted" : "");
+    }
+  }
+}
+
+}  // namespace
+}  // namespace sp
+#endif
