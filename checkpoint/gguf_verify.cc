@@ -8,6 +8,7 @@
 #include "fmt/format.h"
 #include "formats/model.h"
 #include "ops/ggml_quants.h"
+#include "ops/gguf_plan.h"
 
 namespace sp {
 
@@ -58,21 +59,13 @@ absl::StatusOr<VerifyReport> verify_gguf(const std::string& path, const VerifyOp
         const TensorRef* ref = original->files.find(t.name);
         std::vector<float> x = to_float32(ref->view().bytes, o->stored.dtype);
         ref->release();
-        double err = 0, norm = 0, max_abs = 0;
-        uint64_t zeros = 0;
-        for (size_t i = 0; i < x.size(); ++i) {
-          const double d = static_cast<double>(y[i]) - x[i];
-          err += d * d, norm += static_cast<double>(x[i]) * x[i], max_abs = std::max(max_abs, std::fabs(d));
-          zeros += y[i] == 0.0f;
-        }
-        v.max_abs_error = max_abs;
-        v.rel_rmse = norm > 0 ? std::sqrt(err / norm) : std::sqrt(err);
-        v.zero_fraction = y.empty() ? 0.0 : static_cast<double>(zeros) / static_cast<double>(y.size());
-        if (!weighted && v.quantized) {  // the bytes round-to-nearest writes, block by block
-          if (auto heads = qk_permute_heads(original->desc.config, t.role))
-            x = permute_qk_rows(x, t.stored.shape[0], t.stored.shape.size() == 2 ? t.stored.shape[1] : 1, *heads);
-          const int64_t row = m.entry(t.name).ne[0];
-          const auto want = ggml_quantize(type, x, row);
+        compare_with_original(v, y, x);
+        if (!weighted && v.quantized) {  // the bytes round-to-nearest writes (ops/gguf_plan), block by block
+          GgufTensorPlan plan;
+          plan.type = type;
+          plan.ne = m.entry(t.name).ne;
+          plan.permute_heads = qk_permute_heads(original->desc.config, t.role).value_or(0);
+          const auto want = gguf_tensor_bytes(plan, std::move(x), o->stored.shape, 1);
           const auto have = m.bytes(t.name);
           const auto& tr = ggml_traits(type);
           uint64_t differ = 0;

@@ -147,21 +147,6 @@ void group_tensors(const ModelFiles& files, std::map<std::string, Nf4Entry>& nf4
   }
 }
 
-void compare(TensorVerdict& v, const std::vector<float>& got, const std::vector<float>& want) {
-  double max_abs = 0, err2 = 0, ref2 = 0;
-  size_t zeros = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double d = static_cast<double>(got[i]) - want[i];
-    max_abs = std::max(max_abs, std::fabs(d));
-    err2 += d * d;
-    ref2 += static_cast<double>(want[i]) * want[i];
-    zeros += got[i] == 0.0f;
-  }
-  v.max_abs_error = max_abs;
-  v.rel_rmse = ref2 > 0 ? std::sqrt(err2 / ref2) : (err2 > 0 ? INFINITY : 0.0);
-  v.zero_fraction = got.empty() ? 0.0 : static_cast<double>(zeros) / got.size();
-}
-
 struct CodeDiff {
   uint64_t count = 0, total = 0, first = 0;
 };
@@ -189,6 +174,21 @@ absl::StatusOr<CodeDiff> codes_differing(const Nf4Entry& e, const TensorRef& ori
 }
 
 }  // namespace
+
+void compare_with_original(TensorVerdict& v, const std::vector<float>& got, const std::vector<float>& want) {
+  double max_abs = 0, err2 = 0, ref2 = 0;
+  size_t zeros = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double d = static_cast<double>(got[i]) - want[i];
+    max_abs = std::max(max_abs, std::fabs(d));
+    err2 += d * d;
+    ref2 += static_cast<double>(want[i]) * want[i];
+    zeros += got[i] == 0.0f;
+  }
+  v.max_abs_error = max_abs;
+  v.rel_rmse = ref2 > 0 ? std::sqrt(err2 / ref2) : (err2 > 0 ? INFINITY : 0.0);
+  v.zero_fraction = got.empty() ? 0.0 : static_cast<double>(zeros) / got.size();
+}
 
 absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir, const VerifyOptions& options) {
   const std::optional<std::string>& against = options.against;
@@ -403,7 +403,7 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir, const Ver
         problem(fmt::format("{}: {}", v.name, v.problem));
         continue;
       }
-      compare(v, decode(v), to_float32(orig->view().bytes, orig->info->dtype));
+      compare_with_original(v, decode(v), to_float32(orig->view().bytes, orig->info->dtype));
       if (!v.quantized) continue;
       if (!reference) {
         if (r.exact) {  // --exact on a checkpoint whose codes cannot be reproduced

@@ -63,6 +63,10 @@ struct VerifyOptions {
   std::string root = kAnyRoot;  // every file of the checkpoint must resolve inside
 };
 
+// Fills v's error fields (max |got - want|, sqrt(sum (got - want)^2 / sum want^2), the
+// fraction of exact zeros in `got`): the one comparison NF4 and GGUF verification share.
+void compare_with_original(TensorVerdict& v, const std::vector<float>& got, const std::vector<float>& want);
+
 // NOT_FOUND if the checkpoint (or `against`) is not a folder; any corruption, and with
 // exactness any code that differs from round-to-nearest, is reported in the report's
 // problems, not as an error status. Every file of `dir` must resolve inside the root

@@ -37,11 +37,10 @@ struct CompressArgs {
 int run_gguf(const CompressArgs& a, const JobSettings& settings) {
   GgufExportOptions options;
   options.type = *settings.compress.gguf;
-  std::optional<Imatrix> imatrix;
-  if (!settings.gguf_imatrix.empty()) {
-    auto m = read_imatrix(settings.gguf_imatrix);
-    if (!m.ok()) return report_error(annotate(m.status(), "--imatrix"));
-    imatrix = std::move(*m);
+  auto read = read_imatrix_option(settings);
+  if (!read.ok()) return report_error(read.status());
+  std::optional<Imatrix> imatrix = std::move(*read);
+  if (imatrix) {
     options.imatrix_file = settings.gguf_imatrix;
   } else if (const auto& calib = settings.gguf_importance) {  // computed here, on the original model
     auto config = load_model_config(a.model_dir);

@@ -41,13 +41,9 @@ std::string task_name(const ModelShard& s, const CompressSettings& c) {
 int inspect_gguf(const InspectArgs& a, const JobSettings& job, const ModelDescription& model) {
   GgufExportOptions options;
   options.type = *job.compress.gguf;
-  std::optional<Imatrix> imatrix;
-  if (!job.gguf_imatrix.empty()) {
-    auto m = read_imatrix(job.gguf_imatrix);
-    if (!m.ok()) return report_error(annotate(m.status(), "--imatrix"));
-    imatrix = std::move(*m);
-    options.imatrix = &*imatrix;
-  }
+  auto imatrix = read_imatrix_option(job);
+  if (!imatrix.ok()) return report_error(imatrix.status());
+  if (*imatrix) options.imatrix = &**imatrix;
   auto plan = plan_gguf(model, options);
   if (!plan.ok()) return report_error(plan.status());
   const double bpw = plan->weights ? 8.0 * static_cast<double>(plan->weight_bytes) / static_cast<double>(plan->weights) : 0;
@@ -84,7 +80,7 @@ int inspect_gguf(const InspectArgs& a, const JobSettings& job, const ModelDescri
   out += fmt::format("architecture   {} ({}), {} layers, {} parameters\n", arch_class_name(model.config.arch),
                      model.config.model_type, model.config.num_layers, format_count(model.params));
   out += fmt::format("GGUF           {}{}: {} of tensors, {:.2f} bits per weight (quantized tensors)\n",
-                     options.type.name, imatrix ? " with an importance matrix" : "", format_bytes(plan->bytes), bpw);
+                     options.type.name, *imatrix ? " with an importance matrix" : "", format_bytes(plan->bytes), bpw);
   Table t({"TYPE", "TENSORS", "PARAMS", "BYTES"});
   for (const auto& [name, b] : by_type)
     t.add({name, std::to_string(b.tensors), format_count(b.params), format_bytes(b.bytes)});

@@ -95,4 +95,11 @@ absl::StatusOr<JobSettings> to_settings(const CompressFlags& f, bool need_ids) {
   return s;
 }
 
+absl::StatusOr<std::optional<Imatrix>> read_imatrix_option(const JobSettings& settings) {
+  if (settings.gguf_imatrix.empty()) return std::optional<Imatrix>();
+  auto m = read_imatrix(settings.gguf_imatrix);
+  if (!m.ok()) return annotate(m.status(), "--imatrix");
+  return std::optional<Imatrix>(std::move(*m));
+}
+
 }  // namespace sp::cli

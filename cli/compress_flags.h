@@ -7,6 +7,7 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "formats/imatrix_file.h"
 #include "jobs/job_settings.h"
 
 namespace sp::cli {
@@ -39,5 +40,9 @@ void add_compress_flags(CLI::App* cmd, CompressFlags* f);
 // The flags as a job spec (defaults for what is not given) and its settings.
 // `need_ids`: calibrated methods require --calib-ids (inspect plans without the file).
 absl::StatusOr<JobSettings> to_settings(const CompressFlags& f, bool need_ids = true);
+
+// The importance-matrix file `--imatrix` / quantize.imatrix names, read (errors name the
+// flag); nullopt when none is given.
+absl::StatusOr<std::optional<Imatrix>> read_imatrix_option(const JobSettings& settings);
 
 }  // namespace sp::cli

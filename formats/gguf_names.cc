@@ -28,29 +28,31 @@ std::optional<std::string> gguf_tensor_name(TensorRole role, int64_t layer) {
   }
 }
 
-// Within each head, Hugging Face rows i and i + hd/2 become rows 2i and 2i + 1.
-std::vector<float> permute_qk_rows(const std::vector<float>& w, int64_t rows, int64_t cols, int64_t heads) {
+namespace {
+
+// Within each head, Hugging Face rows i and i + hd/2 become rows 2i and 2i + 1 (`to_gguf`),
+// or back.
+std::vector<float> move_qk_rows(const std::vector<float>& w, int64_t rows, int64_t cols, int64_t heads, bool to_gguf) {
   std::vector<float> out(w.size());
   const int64_t hd = rows / heads;
   for (int64_t h = 0; h < heads; ++h)
     for (int64_t i = 0; i < hd / 2; ++i)
       for (int64_t j = 0; j < 2; ++j) {
-        const int64_t to = h * hd + 2 * i + j, from = h * hd + j * (hd / 2) + i;
+        const int64_t gguf = h * hd + 2 * i + j, hf = h * hd + j * (hd / 2) + i;
+        const int64_t from = to_gguf ? hf : gguf, to = to_gguf ? gguf : hf;
         std::copy_n(w.begin() + from * cols, cols, out.begin() + to * cols);
       }
   return out;
 }
 
+}  // namespace
+
+std::vector<float> permute_qk_rows(const std::vector<float>& w, int64_t rows, int64_t cols, int64_t heads) {
+  return move_qk_rows(w, rows, cols, heads, true);
+}
+
 std::vector<float> unpermute_qk_rows(const std::vector<float>& w, int64_t rows, int64_t cols, int64_t heads) {
-  std::vector<float> out(w.size());
-  const int64_t hd = rows / heads;
-  for (int64_t h = 0; h < heads; ++h)
-    for (int64_t i = 0; i < hd / 2; ++i)
-      for (int64_t j = 0; j < 2; ++j) {
-        const int64_t from = h * hd + 2 * i + j, to = h * hd + j * (hd / 2) + i;
-        std::copy_n(w.begin() + from * cols, cols, out.begin() + to * cols);
-      }
-  return out;
+  return move_qk_rows(w, rows, cols, heads, false);
 }
 
 std::optional<int64_t> qk_permute_heads(const ModelConfig& config, TensorRole role) {

@@ -145,6 +145,19 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
     LinearReport lr{meta.name};
     auto fail = [&](const absl::Status& st) { return annotate(st, meta.name); };
     std::optional<std::vector<float>> hess;
+    // Every path ends here with the weights as the output decodes: the diagnostic, and they
+    // replace the layer's for what follows.
+    auto finish = [&](std::vector<float> final_w) {
+      if (!hess && small) {
+        auto h = stats.hessian();
+        if (h.ok()) hess = std::move(*h);
+      }
+      if (hess && small) lr.output_error = relative_output_error(original, final_w, rows, cols, *hess);
+      wref = std::move(final_w);
+      reports[k] = std::move(report);
+      linears[k] = std::move(lr);
+      return absl::OkStatus();
+    };
 
     if (settings.gguf) {  // llama.cpp's grid: GPTQ with block parameters fixed first, or round to nearest
       if (!in.gguf) return fail(absl::InvalidArgumentError("no GGUF target in the plan"));
@@ -188,15 +201,7 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
       if (plan.permute_heads > 0) final_g = unpermute_qk_rows(final_g, rows, cols, plan.permute_heads);
       groups[k] = {{TensorSpec{plan.name, DType::kU8, {static_cast<int64_t>(bytes.size())}}, std::move(bytes)}};
       report.quantized = blocks;
-      if (!hess && small) {
-        auto h = stats.hessian();
-        if (h.ok()) hess = std::move(*h);
-      }
-      if (hess && small) lr.output_error = relative_output_error(original, final_g, rows, cols, *hess);
-      wref = std::move(final_g);
-      reports[k] = std::move(report);
-      linears[k] = std::move(lr);
-      return absl::OkStatus();
+      return finish(std::move(final_g));
     }
     std::optional<std::vector<uint8_t>> mask;
     if (settings.prune && settings.prune->method != PruneMethod::kSparseGpt) {
@@ -285,15 +290,7 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
         groups[k] = {{TensorSpec{meta.name, meta.stored.dtype, meta.stored.shape}, stored}};
       }
     }
-    if (!hess && small) {
-      auto h = stats.hessian();
-      if (h.ok()) hess = std::move(*h);
-    }
-    if (hess && small) lr.output_error = relative_output_error(original, final_w, rows, cols, *hess);
-    wref = std::move(final_w);
-    reports[k] = std::move(report);
-    linears[k] = std::move(lr);
-    return absl::OkStatus();
+    return finish(std::move(final_w));
   };
   for (int stage = 0; stage < (settings.gptq.true_sequential ? kLinearInputs : 1); ++stage) {
     collect(settings.gptq.true_sequential ? stage : -1);

@@ -58,7 +58,7 @@ struct CompressSettings {
   GptqSettings gptq = {};  // GPTQ and SparseGPT
   // quantize.format gguf: every tensor becomes its planned GGUF tensor (InputTensor::gguf);
   // `quantize` is then unset. Round to nearest, no pruning, so far.
-  std::optional<GgufFtype> gguf;
+  std::optional<GgufFtype> gguf = std::nullopt;
 };
 
 // True when the methods need the layer's inputs on calibration text (gptq, wanda, sparsegpt).

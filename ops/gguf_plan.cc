@@ -44,7 +44,11 @@ absl::StatusOr<std::vector<GgufTensorPlan>> plan_gguf_tensors(const ModelDescrip
 
 std::vector<uint8_t> gguf_tensor_bytes(const GgufTensorPlan& p, std::span<const uint8_t> bytes, DType dtype,
                                        const std::vector<int64_t>& shape, int threads, std::span<const float> importance) {
-  std::vector<float> x = to_float32(bytes, dtype);
+  return gguf_tensor_bytes(p, to_float32(bytes, dtype), shape, threads, importance);
+}
+
+std::vector<uint8_t> gguf_tensor_bytes(const GgufTensorPlan& p, std::vector<float> x, const std::vector<int64_t>& shape,
+                                       int threads, std::span<const float> importance) {
   if (p.permute_heads > 0) x = permute_qk_rows(x, shape[0], shape.size() == 2 ? shape[1] : 1, p.permute_heads);
   return ggml_quantize(p.type, x, p.ne[0], threads, importance);
 }

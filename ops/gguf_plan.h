@@ -38,5 +38,8 @@ absl::StatusOr<std::vector<GgufTensorPlan>> plan_gguf_tensors(const ModelDescrip
 std::vector<uint8_t> gguf_tensor_bytes(const GgufTensorPlan& p, std::span<const uint8_t> bytes, DType dtype,
                                        const std::vector<int64_t>& shape, int threads,
                                        std::span<const float> importance = {});
+// The same from the tensor already in float32 (Hugging Face row order).
+std::vector<uint8_t> gguf_tensor_bytes(const GgufTensorPlan& p, std::vector<float> x, const std::vector<int64_t>& shape,
+                                       int threads, std::span<const float> importance = {});
 
 }  // namespace sp

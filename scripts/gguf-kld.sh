@@ -10,15 +10,8 @@
 # Usage: scripts/gguf-kld.sh [WORKDIR=build/gguf-kld]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-work="$(mkdir -p "${1:-build/gguf-kld}" && cd "${1:-build/gguf-kld}" && pwd)"
-shared="$(cd "${SHARDPRESS_SHARED_DIR:-../shared}" && pwd)"
-tools="$shared/tools/llama.cpp/bin"
-model="$shared/fixtures/stories260k/hf-f32"
-text="$shared/fixtures/stories260k/text"
-sp="$PWD/build/bin/shardpress"
-rm -rf "$work"/*
-grep -v '^<|endoftext|>$' "$text/eval.txt" > "$work/eval.txt"
-"$sp" compress "$model" "$work/F32.gguf" --format gguf --type F32 > /dev/null 2>&1
+source scripts/bench-common.sh
+gguf_setup "${1:-build/gguf-kld}"
 "$tools/llama-perplexity" -m "$work/F32.gguf" -f "$work/eval.txt" -c 256 -b 256 --kl-divergence-base "$work/base.kld" \
   > "$work/base.log" 2>&1
 "$tools/llama-imatrix" -m "$work/F32.gguf" -f "$text/calib.txt" -c 256 -o "$work/lq.imatrix" > /dev/null 2>&1

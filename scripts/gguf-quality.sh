@@ -12,17 +12,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 chunks="${1:-60}"
-work="$(mkdir -p "${2:-build/gguf-quality}" && cd "${2:-build/gguf-quality}" && pwd)"
-shared="$(cd "${SHARDPRESS_SHARED_DIR:-../shared}" && pwd)"
-tools="$shared/tools/llama.cpp/bin"
-model="$shared/fixtures/stories260k/hf-f32"
-sp="$PWD/build/bin/shardpress"
-rm -rf "$work"/*
-grep -v '^<|endoftext|>$' "$shared/fixtures/stories260k/text/eval.txt" > "$work/eval.txt"
-"$sp" compress "$model" "$work/F32.gguf" --format gguf --type F32 > /dev/null 2>&1
-"$tools/llama-imatrix" -m "$work/F32.gguf" -f "$shared/fixtures/stories260k/text/calib.txt" -c 128 --chunks 64 \
+source scripts/bench-common.sh
+gguf_setup "${2:-build/gguf-quality}"
+"$tools/llama-imatrix" -m "$work/F32.gguf" -f "$text/calib.txt" -c 128 --chunks 64 \
   -o "$work/imatrix.dat" > /dev/null 2>&1
-"$sp" imatrix "$model" --ids "$shared/fixtures/stories260k/text/calib.ids.txt" --samples 128 -o "$work/ours.dat" > /dev/null
+"$sp" imatrix "$model" --ids "$text/calib.ids.txt" --samples 128 -o "$work/ours.dat" > /dev/null
 ppl() { "$tools/llama-perplexity" -m "$1" -f "$work/eval.txt" -c 128 -b 128 --chunks "$chunks" 2>&1 |
           sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p'; }
 printf '%-8s %10s %6s %10s %12s %12s %10s\n' type bytes bpw ppl +llama-imat +our-imat gptq
@@ -33,7 +27,7 @@ for t in F32 F16 BF16 Q8_0 Q6_K Q5_K_M Q5_K_S Q5_1 Q5_0 Q5_K Q4_K_M Q4_K_S Q4_1 
     "$sp" compress "$model" "$work/$t-im.gguf" --format gguf --type "$t" --imatrix "$work/imatrix.dat" > /dev/null 2>&1
     "$sp" compress "$model" "$work/$t-our.gguf" --format gguf --type "$t" --imatrix "$work/ours.dat" > /dev/null 2>&1
     "$sp" compress "$model" "$work/$t-gptq.gguf" --format gguf --type "$t" --method gptq \
-      --calib-ids "$shared/fixtures/stories260k/text/calib.ids.txt" --no-act-order > /dev/null 2>&1
+      --calib-ids "$text/calib.ids.txt" --no-act-order > /dev/null 2>&1
     with=$(ppl "$work/$t-im.gguf") ours=$(ppl "$work/$t-our.gguf") gptq=$(ppl "$work/$t-gptq.gguf");;
   esac
   bpw=$(python3 -c "import json,sys; print('%.2f' % json.load(open('$work/$t.json'))['bits_per_weight'])" 2>/dev/null || echo 32.00)
