@@ -11,6 +11,7 @@
 #include "common/float_convert.h"
 #include "ops/calibrate_layer.h"
 #include "fmt/format.h"
+#include "formats/gguf_names.h"
 #include "formats/gguf_writer.h"
 #include "formats/model.h"
 #include "formats/sentencepiece_model.h"
@@ -22,24 +23,25 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-// The plan (ops/gguf_plan) with the importance vector of each weight the matrix names.
+// The plan (ops/gguf_plan, with the importance vector of each weight the matrix names) and
+// the tensor it is of.
 struct Planned {
   const ModelTensor* t;
   GgufTensorPlan p;
-  std::vector<float> importance;  // empty: none
 };
 
 absl::StatusOr<std::vector<Planned>> plan_tensors(const ModelDescription& desc, const GgufExportOptions& options,
                                                   GgufExportSummary* summary) {
   SP_ASSIGN_OR_RETURN(std::vector<GgufTensorPlan> plan, plan_gguf_tensors(desc, options.type));
+  if (options.imatrix) SP_RETURN_IF_ERROR(add_importance(plan, *options.imatrix));
+  for (const auto& g : gguf_generated_tensors(desc.config)) {  // written first, from the config
+    summary->bytes += g.plan.bytes;
+    summary->plan.push_back(g.plan);
+  }
   std::vector<Planned> planned;
   for (GgufTensorPlan& p : plan) {
-    Planned x{desc.find(p.source), std::move(p), {}};
+    Planned x{desc.find(p.source), std::move(p)};
     if (x.p.quantizable) {
-      if (options.imatrix) {
-        SP_ASSIGN_OR_RETURN(x.importance, options.imatrix->importance(x.p.name, x.p.ne[0]));
-      }
-      x.p.weighted = !x.importance.empty();
       summary->weights += x.t->stored.numel();
       summary->weight_bytes += x.p.bytes;
     }
@@ -48,7 +50,7 @@ absl::StatusOr<std::vector<Planned>> plan_tensors(const ModelDescription& desc, 
     summary->plan.push_back(x.p);
     planned.push_back(std::move(x));
   }
-  summary->tensors = static_cast<int>(planned.size());
+  summary->tensors = static_cast<int>(summary->plan.size());
   return planned;
 }
 
@@ -94,13 +96,8 @@ absl::Status write_gptq(Model& model, const std::vector<Planned>& planned, const
 }  // namespace
 
 absl::StatusOr<GgufMetadata> gguf_metadata(const std::string& model_dir, const ModelConfig& c, const GgufFtype& type,
-                                           const Imatrix* imatrix, const std::string& imatrix_file) {
-  std::error_code ec;
-  if (c.arch == Arch::kExaone4)
-    return absl::UnimplementedError(
-        "GGUF output for exaone4 is not written yet (the llama.cpp build in ../shared/tools cannot load exaone4 to check it)");
-  const fs::path dir(model_dir);
-  const std::string arch = c.arch == Arch::kLlama ? "llama" : "qwen2";
+                                           const ImatrixRecord* imatrix) {
+  const std::string arch(gguf_arch_name(c.arch));
 
   // Metadata in the converter's order (§2.2, §4.5).
   GgufMetadata md;
@@ -128,23 +125,37 @@ absl::StatusOr<GgufMetadata> gguf_metadata(const std::string& model_dir, const M
     md.add_u32("llama.vocab_size", static_cast<uint32_t>(c.vocab_size));
     md.add_u32("llama.rope.dimension_count", static_cast<uint32_t>(c.head_dim));
   }
+  if (c.arch == Arch::kExaone4) {  // Exaone4Model.set_gguf_parameters (§2.3)
+    md.add_u32("exaone4.vocab_size", static_cast<uint32_t>(c.vocab_size));
+    if (c.sliding_window) {
+      md.add_u32("exaone4.attention.sliding_window", static_cast<uint32_t>(*c.sliding_window));
+      std::vector<bool> sliding;
+      for (AttentionKind k : c.layer_types) sliding.push_back(k == AttentionKind::kSliding);
+      md.add_bools("exaone4.attention.sliding_window_pattern", sliding);
+    }
+  }
   if (c.rope_scaling.is_object()) {
     const std::string type = c.rope_scaling.value("rope_type", c.rope_scaling.value("type", std::string()));
     if (type == "linear" && c.rope_scaling.contains("factor")) {
       md.add_string(arch + ".rope.scaling.type", "linear");
       md.add_f32(arch + ".rope.scaling.factor", c.rope_scaling["factor"].get<float>());
+    } else if (type == "llama3" && c.arch != Arch::kQwen2) {
+      // no keys: the rope_freqs.weight tensor carries it (gguf_generated_tensors)
     } else if (!type.empty() && type != "default") {
-      return absl::UnimplementedError(fmt::format("GGUF output of rope_scaling '{}' is not written yet", type));
+      return absl::UnimplementedError(
+          fmt::format("GGUF output of rope_scaling '{}' for {} is not written yet", type, arch));
     }
   }
   SP_RETURN_IF_ERROR(add_gguf_vocab(model_dir, c, md));
   md.add_u32("general.quantization_version", 2);
+  // What llama.cpp's keys cannot say for reading the file back (EXAONE 4's layer pattern and
+  // NoPE layers, Llama-3 RoPE scaling's parameters): the config itself (GgufModel reads it).
+  if (c.arch == Arch::kExaone4 || !gguf_generated_tensors(c).empty()) md.add_string(kGgufConfigKey, c.raw.dump());
   if (imatrix) {  // what llama-quantize records (§7.6)
-    const Imatrix* m = imatrix;
-    md.add_string("quantize.imatrix.file", imatrix_file.substr(0, 127));
-    md.add_string("quantize.imatrix.dataset", m->dataset);
-    md.add_i32("quantize.imatrix.entries_count", static_cast<int32_t>(m->entries.size()));
-    if (m->last_call > 0) md.add_i32("quantize.imatrix.chunks_count", m->last_call);
+    md.add_string("quantize.imatrix.file", imatrix->file.substr(0, 127));
+    md.add_string("quantize.imatrix.dataset", imatrix->dataset);
+    md.add_i32("quantize.imatrix.entries_count", imatrix->entries);
+    if (imatrix->chunks > 0) md.add_i32("quantize.imatrix.chunks_count", imatrix->chunks);
   }
 
   return md;
@@ -162,13 +173,18 @@ absl::StatusOr<GgufExportSummary> export_gguf(const std::string& model_dir, cons
   if (fs::exists(out_path, ec))
     return absl::FailedPreconditionError(fmt::format("{} already exists; choose a new file (nothing is overwritten)", out_path));
   SP_ASSIGN_OR_RETURN(Model model, open_model(model_dir));
-  SP_ASSIGN_OR_RETURN(GgufMetadata md, gguf_metadata(model_dir, model.desc.config, options.type, options.imatrix,
-                                                     options.imatrix_file));
+  std::optional<ImatrixRecord> record;
+  if (options.imatrix) record = options.imatrix->record(options.imatrix_file);
+  SP_ASSIGN_OR_RETURN(GgufMetadata md, gguf_metadata(model_dir, model.desc.config, options.type,
+                                                     record ? &*record : nullptr));
   GgufExportSummary summary;
   SP_ASSIGN_OR_RETURN(std::vector<Planned> planned, plan_tensors(model.desc, options, &summary));
+  const std::vector<GgufGeneratedTensor> generated = gguf_generated_tensors(model.desc.config);
   std::vector<GgufTensor> infos;
+  for (const auto& g : generated) infos.push_back({g.plan.name, g.plan.ne, static_cast<uint32_t>(g.plan.type), g.plan.bytes});
   for (const auto& x : planned) infos.push_back({x.p.name, x.p.ne, static_cast<uint32_t>(x.p.type), x.p.bytes});
   SP_ASSIGN_OR_RETURN(auto writer, GgufWriter::create(out_path, md, std::move(infos)));
+  for (const auto& g : generated) SP_RETURN_IF_ERROR(writer->write(g.plan.name, g.bytes));
   const int threads = options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (options.gptq_ids) {  // GPTQ layer by layer on the calibration activations (ops/calibrate_layer)
     SP_RETURN_IF_ERROR(write_gptq(model, planned, options, *writer, &summary));
@@ -179,8 +195,8 @@ absl::StatusOr<GgufExportSummary> export_gguf(const std::string& model_dir, cons
   }
   for (const auto& x : planned) {
     const TensorRef* ref = model.files.find(x.t->name);
-    SP_RETURN_IF_ERROR(writer->write(x.p.name, gguf_tensor_bytes(x.p, ref->view().bytes, x.t->stored.dtype,
-                                                                 x.t->stored.shape, threads, x.importance)));
+    SP_RETURN_IF_ERROR(
+        writer->write(x.p.name, gguf_tensor_bytes(x.p, ref->view().bytes, x.t->stored.dtype, x.t->stored.shape, threads)));
     ref->release();
   }
   SP_RETURN_IF_ERROR(writer->finish());

@@ -9,9 +9,10 @@
 // up. With an importance matrix the quantizers weigh each column by it, as llama-quantize
 // --imatrix does. Written atomically (GgufWriter).
 //
-// Supported so far: `llama` and `qwen2` with a SentencePiece `tokenizer.model`; a BPE
-// `tokenizer.json` and `exaone4` (which the shared llama.cpp cannot load) are refused with
-// a message saying so.
+// Architectures `llama`, `qwen2` and `exaone4` (§2.3: written as newer llama.cpp's converter
+// writes it; the shared llama.cpp cannot load exaone4), a SentencePiece `tokenizer.model` or
+// a byte-level BPE `tokenizer.json` (qwen2, exaone4); Llama-3 RoPE scaling as the generated
+// rope_freqs.weight tensor.
 #pragma once
 
 #include <string>
@@ -54,10 +55,10 @@ struct GgufExportSummary {
 
 // The metadata of a GGUF file of the model in `model_dir` (config `c`): what
 // convert_hf_to_gguf.py writes (§2.2), the SentencePiece vocabulary (§4.2), the file type,
-// and the importance matrix's record when one is used. UNIMPLEMENTED without a
-// tokenizer.model (BPE: not yet) or for exaone4.
+// and the importance matrix's record when one is used. UNIMPLEMENTED for a vocabulary or
+// RoPE scaling it cannot write, saying which.
 absl::StatusOr<GgufMetadata> gguf_metadata(const std::string& model_dir, const ModelConfig& c, const GgufFtype& type,
-                                           const Imatrix* imatrix = nullptr, const std::string& imatrix_file = "");
+                                           const ImatrixRecord* imatrix = nullptr);
 
 // The tensors export_gguf would write (names, types, shapes, bytes, fallbacks) for a
 // described model, without reading its weights; `bytes` is the tensor data only.

@@ -8,6 +8,7 @@
 #include "formats/model_config.h"
 #include "nlohmann/json.hpp"
 #include "ops/ggml_ftypes.h"
+#include "ops/gguf_plan.h"
 #include "ops/ggml_quants.h"
 
 namespace sp {
@@ -33,6 +34,7 @@ absl::StatusOr<std::string> config_text(const GgufFile& g, const std::string& la
   };
   const auto arch = str("general.architecture");
   if (!arch) return absl::InvalidArgumentError(fmt::format("{}: no general.architecture", label));
+  if (auto own = str(kGgufConfigKey)) return *own;  // a shardpress file says it whole (exaone4, Llama-3 RoPE)
   if (*arch != "llama" && *arch != "qwen2")
     return absl::UnimplementedError(
         fmt::format("{}: architecture '{}'; shardpress reads GGUF files of llama and qwen2 models", label, *arch));
@@ -93,7 +95,7 @@ absl::StatusOr<std::unique_ptr<GgufModel>> GgufModel::open(const std::string& pa
   std::map<std::string, bool> used;
   const uint64_t size = m->file_.file.bytes().size();
   for (const ExpectedTensor& e : expected_tensors(config)) {
-    const auto name = gguf_tensor_name(e.role, e.layer);
+    const auto name = gguf_tensor_name(config.arch, e.role, e.layer);
     if (!name) continue;
     const GgufTensorEntry* g = m->file_.find(*name);
     if (!g) {
@@ -118,6 +120,7 @@ absl::StatusOr<std::unique_ptr<GgufModel>> GgufModel::open(const std::string& pa
     actual[e.name] = TensorShape{DType::kF32, shape};
     m->entries_[e.name] = g;
   }
+  for (const auto& g : gguf_generated_tensors(config)) used[g.plan.name] = true;  // made from the config
   for (const auto& t : m->file_.tensors)
     if (!used.count(t.name)) problems.push_back(fmt::format("{}: not a tensor of a {} model", t.name, config.model_type));
   if (!problems.empty()) {

@@ -1,7 +1,8 @@
-// A llama/qwen2 model and its GGUF file, both ways (../shared/docs/gguf-format.md §2-§3):
+// A llama/qwen2/exaone4 model and its GGUF file, both ways (../shared/docs/gguf-format.md §2-§3):
 // llama.cpp's name for each Hugging Face tensor, Llama's Q/K row order, and a GGUF file
 // read back as the Hugging Face model it holds — the config rebuilt from its metadata (and
-// checked by the same parser as any config.json), every tensor under its Hugging Face name,
+// checked by the same parser as any config.json; a shardpress file carries its config.json
+// whole when the keys cannot say it: exaone4, Llama-3 RoPE), every tensor under its Hugging Face name,
 // dequantized to float32 by the format table's reference decoders, Q/K rows put back.
 // `verify`, `eval` and `inspect` read GGUF files through this.
 //
@@ -26,7 +27,7 @@ bool is_gguf_file(const std::string& path);
 class GgufModel {
  public:
   // INVALID_ARGUMENT naming the file for a damaged container, an architecture other than
-  // llama/qwen2, metadata the config cannot be rebuilt from, or tensors missing, unknown,
+  // llama/qwen2 (or a shardpress file's), metadata the config cannot be rebuilt from, or tensors missing, unknown,
   // of a type we cannot decode or of the wrong shape (every such problem listed).
   static absl::StatusOr<std::unique_ptr<GgufModel>> open(const std::string& path);
 

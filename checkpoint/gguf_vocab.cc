@@ -112,9 +112,13 @@ absl::Status add_bpe_vocab(const fs::path& dir, const ModelConfig& config, GgufM
   if (model.value("type", "") != "BPE")
     return absl::UnimplementedError(fmt::format("{}: a '{}' tokenizer; GGUF output writes BPE and SentencePiece ones",
                                                 path, model.value("type", "")));
-  if (config.arch != Arch::kQwen2)
+  // llama.cpp's pre-tokenizer (§4.3: the converter finds it by hashing the tokenizer's output;
+  // for these architectures it is always this one).
+  const char* pre = config.arch == Arch::kQwen2 ? "qwen2" : config.arch == Arch::kExaone4 ? "exaone4" : nullptr;
+  if (!pre)
     return absl::UnimplementedError(fmt::format(
-        "{}: a BPE vocabulary for {} needs llama.cpp's pre-tokenizer name, which shardpress knows for qwen2 only so far",
+        "{}: a BPE vocabulary for {} needs llama.cpp's pre-tokenizer name, which shardpress knows for qwen2 and "
+        "exaone4 only so far",
         path, config.model_type));
   if (!model.contains("vocab") || !model["vocab"].is_object()) return bad("model.vocab is not an object");
   int64_t v = config.vocab_size;
@@ -162,7 +166,7 @@ absl::Status add_bpe_vocab(const fs::path& dir, const ModelConfig& config, GgufM
     }
   if (merges.empty()) return bad("no merges (a BPE vocabulary needs them)");
   md.add_string("tokenizer.ggml.model", "gpt2");
-  md.add_string("tokenizer.ggml.pre", "qwen2");
+  md.add_string("tokenizer.ggml.pre", pre);
   md.add_strings("tokenizer.ggml.tokens", tokens);
   md.add_i32s("tokenizer.ggml.token_type", types);
   md.add_strings("tokenizer.ggml.merges", merges);

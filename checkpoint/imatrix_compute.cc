@@ -32,13 +32,10 @@ absl::StatusOr<Imatrix> compute_imatrix(const std::string& model_dir, const Toke
     for (const auto& name : shard.tensors) {
       const ModelTensor* t = model.desc.find(name);
       if (!is_linear_weight(t->role)) continue;
-      const auto gguf = gguf_tensor_name(t->role, t->layer);
+      const auto gguf = gguf_tensor_name(c.arch, t->role, t->layer);
       if (!gguf) continue;
-      const std::vector<float>& sums = li.sum_squares[static_cast<int>(linear_input_of(t->role))];
-      ImatrixEntry e{*gguf, m.last_call, std::vector<float>(sums.size())};
-      for (size_t j = 0; j < sums.size(); ++j)
-        e.values[j] = sums[j] / static_cast<float>(li.tokens) * static_cast<float>(e.ncall);
-      m.entries.push_back(std::move(e));
+      m.entries.push_back(
+          imatrix_entry(*gguf, li.sum_squares[static_cast<int>(linear_input_of(t->role))], li.tokens, m.last_call));
     }
   }
   if (m.entries.empty()) return absl::InvalidArgumentError(fmt::format("{}: no projection to weigh", model_dir));

@@ -40,19 +40,23 @@ int run_gguf(const CompressArgs& a, const JobSettings& settings) {
   auto read = read_imatrix_option(settings);
   if (!read.ok()) return report_error(read.status());
   std::optional<Imatrix> imatrix = std::move(*read);
+  // The forward passes of the importance values and of GPTQ: one BLAS thread, so that the
+  // bytes are a job's (workers compute so: ops/linalg's sums differ by thread count).
+  set_blas_threads(1);
   if (imatrix) {
     options.imatrix_file = settings.gguf_imatrix;
-  } else if (const auto& calib = settings.gguf_importance) {  // computed here, on the original model
+  } else if (settings.compress.gguf_importance) {  // computed here, on the original model
+    const CalibrationSettings& calib = *settings.calibration;
     auto config = load_model_config(a.model_dir);
     if (!config.ok()) return report_error(config.status());
-    auto ids = read_token_ids(calib->ids, config->vocab_size, calib->samples, calib->seq_len);
+    auto ids = read_token_ids(calib.ids, config->vocab_size, calib.samples, calib.seq_len);
     if (!ids.ok()) return report_error(annotate(ids.status(), "--calib-ids"));
     std::fprintf(stderr, "importance values: %lld sequences x %lld tokens of %s\n",
-                 static_cast<long long>(ids->sequences), static_cast<long long>(ids->seq_len), calib->ids.c_str());
-    auto m = compute_imatrix(a.model_dir, *ids, calib->ids);
+                 static_cast<long long>(ids->sequences), static_cast<long long>(ids->seq_len), calib.ids.c_str());
+    auto m = compute_imatrix(a.model_dir, *ids, calib.ids);
     if (!m.ok()) return report_error(m.status());
     imatrix = std::move(*m);
-    options.imatrix_file = calib->ids;
+    options.imatrix_file = calib.ids;
   }
   if (imatrix) options.imatrix = &*imatrix;
   std::optional<TokenBatch> gptq_ids;

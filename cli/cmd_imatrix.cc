@@ -9,6 +9,7 @@
 #include "cli/output.h"
 #include "formats/model_config.h"
 #include "formats/token_ids.h"
+#include "ops/linalg.h"
 
 namespace sp::cli {
 namespace {
@@ -24,6 +25,7 @@ int run_imatrix(const ImatrixArgs& a) {
   auto ids = read_token_ids(a.ids, config->vocab_size, a.samples, a.seq_len);
   if (!ids.ok()) return report_error(annotate(ids.status(), "--ids"));
   const auto t0 = std::chrono::steady_clock::now();
+  set_blas_threads(1);  // the values a job's workers and `compress --calib-ids` compute
   auto m = compute_imatrix(a.model_dir, *ids, a.ids);
   if (!m.ok()) return report_error(m.status());
   if (auto st = write_imatrix(a.out, *m); !st.ok()) return report_error(st);

@@ -70,7 +70,7 @@ int inspect_gguf(const InspectArgs& a, const JobSettings& job, const ModelDescri
     nlohmann::ordered_json ts = nlohmann::ordered_json::array();
     for (const auto& t : plan->plan)
       ts.push_back({{"name", t.name}, {"type", ggml_traits(t.type).name}, {"ne", t.ne}, {"bytes", t.bytes},
-                    {"importance", t.weighted}});
+                    {"importance", !t.importance.empty()}});
     j["tensors"] = ts;
     std::printf("%s\n", j.dump(2).c_str());
     return kExitOk;

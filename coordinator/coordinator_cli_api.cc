@@ -46,11 +46,6 @@ absl::StatusOr<Coordinator::Prepared> Coordinator::prepare(const JobSpec& spec_i
   Prepared p{spec_in, ""};
   JobSpec& spec = p.spec;
   SP_RETURN_IF_ERROR(validate_job_spec(spec));
-  if (spec.quantize().format() == "gguf" &&
-      (!spec.quantize().imatrix().empty() || (spec.quantize().method() != "gptq" && !spec.calibrate().ids().empty())))
-    return absl::UnimplementedError(
-        "importance values (quantize.imatrix, calibrate.ids) for format gguf are used by `shardpress compress "
-        "--format gguf --imatrix FILE | --calib-ids FILE` so far; jobs on the coordinator: not yet");
   const bool eval = is_eval_job(spec);
   SP_ASSIGN_OR_RETURN(const Readable model, resolve_readable(options_, spec.model(), eval, "model"));
   spec.set_model(model.path);
@@ -66,6 +61,11 @@ absl::StatusOr<Coordinator::Prepared> Coordinator::prepare(const JobSpec& spec_i
     SP_ASSIGN_OR_RETURN(const std::string ids,
                         resolve_under(spec.calibrate().ids(), options_.model_root, "calibration ids"));
     spec.mutable_calibrate()->set_ids(ids);
+  }
+  if (!spec.quantize().imatrix().empty()) {
+    SP_ASSIGN_OR_RETURN(const std::string imatrix,
+                        resolve_under(spec.quantize().imatrix(), options_.model_root, "importance matrix"));
+    spec.mutable_quantize()->set_imatrix(imatrix);
   }
   return p;
 }
@@ -106,7 +106,12 @@ absl::StatusOr<JobStatus> Coordinator::submit(const JobSpec& spec_in) {
   if (!eval && spec.quantize().format() == "gguf") {
     SP_ASSIGN_OR_RETURN(const JobSettings settings, job_settings(spec));
     SP_RETURN_IF_ERROR(gguf_metadata(spec.model(), source->desc().config, *settings.compress.gguf).status());
-    SP_ASSIGN_OR_RETURN(const auto targets, plan_gguf_tensors(source->desc(), *settings.compress.gguf));
+    std::optional<Imatrix> imatrix;  // read again at import; a file that will not do is refused now
+    if (!settings.gguf_imatrix.empty()) {
+      SP_ASSIGN_OR_RETURN(imatrix, read_imatrix(settings.gguf_imatrix));
+    }
+    SP_ASSIGN_OR_RETURN(const auto targets,
+                        weighted_gguf_targets(source->desc(), settings, imatrix ? &*imatrix : nullptr));
     for (const auto& t : targets)
       if (!t.fallback.empty()) gguf_fallbacks.push_back(t.fallback);
   }

@@ -1,6 +1,7 @@
 #include "coordinator/importer.h"
 
 #include <chrono>
+#include <optional>
 #include <thread>
 
 #include "common/digest.h"
@@ -58,7 +59,13 @@ absl::Status import_job(const JobRecord& job_in, BlobStore& blobs, const ImportH
     job.set_hidden_size(desc.config.hidden_size);
   }
   if (job.plan().tasks_size() == 0) {
-    *job.mutable_plan() = plan_job(desc, settings, ids ? CalibrationShape{ids->sequences, ids->seq_len} : CalibrationShape{});
+    std::optional<Imatrix> imatrix;  // format gguf: the importance values go into the plan
+    if (!settings.gguf_imatrix.empty()) {
+      SP_ASSIGN_OR_RETURN(imatrix, read_imatrix(settings.gguf_imatrix));
+      SP_RETURN_IF_ERROR(weighted_gguf_targets(desc, settings, &*imatrix).status());  // changed since submit?
+    }
+    *job.mutable_plan() = plan_job(desc, settings, ids ? CalibrationShape{ids->sequences, ids->seq_len} : CalibrationShape{},
+                                   imatrix ? &*imatrix : nullptr);
   } else {
     SP_RETURN_IF_ERROR(check_plan_fits(job.plan(), desc, job.model_dir()));  // a re-import keeps the plan
   }

@@ -70,9 +70,16 @@ constexpr const char* kGgufJobKey = "shardpress.job";
 absl::StatusOr<std::unique_ptr<OutputSink>> open_gguf_sink(const JobRecord& j, const GgufFtype& type,
                                                            const AssemblyHooks& hooks) {
   SP_ASSIGN_OR_RETURN(ModelConfig config, load_model_config(j.model_dir(), hooks.model_root));
-  SP_ASSIGN_OR_RETURN(GgufMetadata md, gguf_metadata(j.model_dir(), config, type));
+  std::optional<ImatrixRecord> imatrix;
+  if (j.plan().has_gguf_imatrix()) {
+    const auto& r = j.plan().gguf_imatrix();
+    imatrix = ImatrixRecord{r.file(), r.dataset(), r.entries(), r.chunks()};
+  }
+  SP_ASSIGN_OR_RETURN(GgufMetadata md, gguf_metadata(j.model_dir(), config, type, imatrix ? &*imatrix : nullptr));
   md.add_string(kGgufJobKey, j.id());
+  const std::vector<GgufGeneratedTensor> generated = gguf_generated_tensors(config);  // from the config alone
   std::vector<GgufTensor> infos;
+  for (const auto& g : generated) infos.push_back({g.plan.name, g.plan.ne, static_cast<uint32_t>(g.plan.type), g.plan.bytes});
   for (const ShardPlan& s : j.plan().shards()) {
     if (s.auxiliary()) continue;
     for (const auto& m : s.tensors()) {
@@ -81,6 +88,7 @@ absl::StatusOr<std::unique_ptr<OutputSink>> open_gguf_sink(const JobRecord& j, c
     }
   }
   SP_ASSIGN_OR_RETURN(auto w, GgufWriter::create(j.output_dir(), md, std::move(infos)));
+  for (const auto& g : generated) SP_RETURN_IF_ERROR(w->write(g.plan.name, g.bytes));
   return std::unique_ptr<OutputSink>(new GgufSink(std::move(w)));
 }
 

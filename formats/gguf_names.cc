@@ -6,8 +6,26 @@
 
 namespace sp {
 
-std::optional<std::string> gguf_tensor_name(TensorRole role, int64_t layer) {
+std::string_view gguf_arch_name(Arch arch) {
+  switch (arch) {
+    case Arch::kLlama: return "llama";
+    case Arch::kQwen2: return "qwen2";
+    case Arch::kExaone4: return "exaone4";
+  }
+  return "unknown";
+}
+
+std::optional<std::string> gguf_tensor_name(Arch arch, TensorRole role, int64_t layer) {
   const std::string blk = fmt::format("blk.{}.", layer);
+  if (arch == Arch::kExaone4) {
+    switch (role) {
+      case TensorRole::kPostAttentionNorm: return blk + "post_attention_norm.weight";
+      case TensorRole::kPostFeedforwardNorm: return blk + "post_ffw_norm.weight";
+      case TensorRole::kQNorm: return blk + "attn_q_norm.weight";
+      case TensorRole::kKNorm: return blk + "attn_k_norm.weight";
+      default: break;
+    }
+  }
   switch (role) {
     case TensorRole::kEmbedding: return "token_embd.weight";
     case TensorRole::kFinalNorm: return "output_norm.weight";

@@ -59,6 +59,13 @@ void GgufMetadata::add_bool(const std::string& k, bool v) {
   put<uint8_t>(bytes_, v ? 1 : 0);
 }
 
+void GgufMetadata::add_bools(const std::string& k, const std::vector<bool>& v) {
+  key(k, kArray);
+  put<int32_t>(bytes_, kBool);
+  put<uint64_t>(bytes_, v.size());
+  for (bool x : v) put<uint8_t>(bytes_, x ? 1 : 0);
+}
+
 void GgufMetadata::add_string(const std::string& k, const std::string& v) {
   key(k, kString);
   put_string(bytes_, v);

@@ -34,6 +34,7 @@ class GgufMetadata {
   void add_strings(const std::string& key, const std::vector<std::string>& v);
   void add_f32s(const std::string& key, const std::vector<float>& v);
   void add_i32s(const std::string& key, const std::vector<int32_t>& v);
+  void add_bools(const std::string& key, const std::vector<bool>& v);
 
   uint64_t count() const { return count_; }
   const std::string& bytes() const { return bytes_; }

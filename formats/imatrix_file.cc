@@ -58,19 +58,27 @@ const ImatrixEntry* Imatrix::find(std::string_view name) const {
   return nullptr;
 }
 
+absl::StatusOr<std::vector<float>> entry_importance(const ImatrixEntry& e, int64_t columns) {
+  if (static_cast<int64_t>(e.values.size()) != columns)
+    return absl::InvalidArgumentError(fmt::format("the importance matrix has {} values for {}, which has {} columns",
+                                                  e.values.size(), e.name, columns));
+  std::vector<float> w(e.values.size());
+  for (size_t j = 0; j < w.size(); ++j) {
+    w[j] = e.values[j] / static_cast<float>(e.ncall);
+    if (!std::isfinite(w[j]))
+      return absl::InvalidArgumentError(fmt::format("the importance matrix holds a non-finite value for {}", e.name));
+  }
+  return w;
+}
+
 absl::StatusOr<std::vector<float>> Imatrix::importance(std::string_view name, int64_t columns) const {
   const ImatrixEntry* e = find(name);
   if (!e) return std::vector<float>();
-  if (static_cast<int64_t>(e->values.size()) != columns)
-    return absl::InvalidArgumentError(fmt::format("the importance matrix has {} values for {}, which has {} columns",
-                                                  e->values.size(), name, columns));
-  std::vector<float> w(e->values.size());
-  for (size_t j = 0; j < w.size(); ++j) {
-    w[j] = e->values[j] / static_cast<float>(e->ncall);
-    if (!std::isfinite(w[j]))
-      return absl::InvalidArgumentError(fmt::format("the importance matrix holds a non-finite value for {}", name));
-  }
-  return w;
+  return entry_importance(*e, columns);
+}
+
+ImatrixRecord Imatrix::record(const std::string& file) const {
+  return ImatrixRecord{file, dataset, static_cast<int32_t>(entries.size()), last_call};
 }
 
 absl::StatusOr<Imatrix> parse_imatrix(std::span<const uint8_t> bytes, const std::string& what) {

@@ -22,6 +22,18 @@ struct ImatrixEntry {
   std::vector<float> values;  // one per input column
 };
 
+// values[j] / ncall: what the quantizers weigh column j by (llama-quantize's division).
+// A length other than `columns`, or a non-finite value, is an error naming the entry.
+absl::StatusOr<std::vector<float>> entry_importance(const ImatrixEntry& e, int64_t columns);
+
+// What a GGUF file records of the importance matrix it was quantized with (§7.6).
+struct ImatrixRecord {
+  std::string file;     // quantize.imatrix.file
+  std::string dataset;  // quantize.imatrix.dataset
+  int32_t entries = 0;  // quantize.imatrix.entries_count
+  int32_t chunks = 0;   // quantize.imatrix.chunks_count (0: not written)
+};
+
 struct Imatrix {
   std::vector<ImatrixEntry> entries;
   int32_t last_call = 0;  // chunks; 0 when the file has no trailer
@@ -32,6 +44,7 @@ struct Imatrix {
   // An entry whose length is not `columns`, or that holds a non-finite value, is an
   // error naming both (llama-quantize refuses the same).
   absl::StatusOr<std::vector<float>> importance(std::string_view name, int64_t columns) const;
+  ImatrixRecord record(const std::string& file) const;
 };
 
 absl::StatusOr<Imatrix> parse_imatrix(std::span<const uint8_t> bytes, const std::string& what);

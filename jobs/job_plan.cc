@@ -1,6 +1,7 @@
 #include "jobs/job_plan.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 
 #include "fmt/format.h"
@@ -47,6 +48,7 @@ GgufTarget gguf_target(const GgufTensorPlan& p) {
   for (int64_t d : p.ne) g.add_ne(d);
   g.set_nbytes(p.bytes);
   g.set_permute_heads(p.permute_heads);
+  for (float v : p.importance) g.add_importance(v);
   return g;
 }
 
@@ -69,6 +71,15 @@ absl::StatusOr<GgufTensorPlan> gguf_tensor_plan(const TensorMeta& in) {
   p.ne.assign(g.ne().begin(), g.ne().end());
   p.bytes = g.nbytes();
   p.permute_heads = g.permute_heads();
+  if (g.importance_size() > 0) {
+    if (g.importance_size() != g.ne(0))
+      return absl::InvalidArgumentError(fmt::format("GGUF target {}: {} importance values for rows of {}", g.name(),
+                                                    g.importance_size(), g.ne(0)));
+    for (float v : g.importance())
+      if (!std::isfinite(v) || v < 0)
+        return absl::InvalidArgumentError(fmt::format("GGUF target {}: an importance value is {}", g.name(), v));
+    p.importance.assign(g.importance().begin(), g.importance().end());
+  }
   return p;
 }
 
@@ -82,7 +93,16 @@ TensorMeta tensor_meta(const ModelTensor& t) {
   return m;
 }
 
-JobPlan plan_job(const ModelDescription& model, const JobSettings& settings, CalibrationShape data) {
+absl::StatusOr<std::vector<GgufTensorPlan>> weighted_gguf_targets(const ModelDescription& model,
+                                                                  const JobSettings& settings, const Imatrix* imatrix) {
+  if (!settings.compress.gguf) return absl::InvalidArgumentError("not a format gguf job");
+  SP_ASSIGN_OR_RETURN(std::vector<GgufTensorPlan> targets, plan_gguf_tensors(model, *settings.compress.gguf));
+  if (imatrix) SP_RETURN_IF_ERROR(annotate(add_importance(targets, *imatrix), settings.gguf_imatrix));
+  return targets;
+}
+
+JobPlan plan_job(const ModelDescription& model, const JobSettings& settings, CalibrationShape data,
+                 const Imatrix* imatrix) {
   JobPlan plan;
   const bool eval = settings.kind == JobKind::kEvaluate;
   const bool calibrated = !eval && settings.calibration.has_value();
@@ -113,9 +133,27 @@ JobPlan plan_job(const ModelDescription& model, const JobSettings& settings, Cal
   // format gguf: every tensor's GGUF name, type and shape, decided here once (submit has
   // checked that the model can be planned).
   std::map<std::string, GgufTensorPlan> gguf;
-  if (settings.compress.gguf)
-    if (auto targets = plan_gguf_tensors(model, *settings.compress.gguf); targets.ok())
+  if (settings.compress.gguf) {
+    if (auto targets = weighted_gguf_targets(model, settings, imatrix); targets.ok()) {
+      // Importance from a file (checked before planning): in each target; from the
+      // calibration text: computed by the layers' tasks. Either way recorded in the header.
+      if (imatrix) {
+        const ImatrixRecord r = imatrix->record(settings.gguf_imatrix);
+        plan.mutable_gguf_imatrix()->set_file(r.file);
+        plan.mutable_gguf_imatrix()->set_dataset(r.dataset);
+        plan.mutable_gguf_imatrix()->set_entries(r.entries);
+        plan.mutable_gguf_imatrix()->set_chunks(r.chunks);
+      } else if (settings.compress.gguf_importance) {
+        int entries = 0;
+        for (const auto& t : *targets) entries += is_linear_weight(model.find(t.source)->role) ? 1 : 0;
+        plan.mutable_gguf_imatrix()->set_file(settings.calibration->ids);
+        plan.mutable_gguf_imatrix()->set_dataset(settings.calibration->ids);
+        plan.mutable_gguf_imatrix()->set_entries(entries);
+        plan.mutable_gguf_imatrix()->set_chunks(static_cast<int32_t>(data.sequences));
+      }
       for (auto& t : *targets) gguf[t.source] = std::move(t);
+    }
+  }
   for (const ModelShard& ms : model.shards) {
     const int index = plan.shards_size();
     ShardPlan* s = plan.add_shards();

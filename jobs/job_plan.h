@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "formats/model_layout.h"
+#include "formats/imatrix_file.h"
 #include "jobs/job_settings.h"
 #include "ops/task_memory.h"
 #include "shardpress.pb.h"
@@ -43,8 +44,15 @@ DType activations_dtype(const shardpress::v1::JobSpec& spec);
 inline bool is_internal_tensor(std::string_view name) { return name.starts_with("__"); }
 
 // The plan of a job on `model`; `data` is the token ids' shape (calibrated and evaluation
-// jobs). Tensor digests are left empty: the import fills them in.
-shardpress::v1::JobPlan plan_job(const ModelDescription& model, const JobSettings& settings, CalibrationShape data);
+// jobs); `imatrix`: the quantize.imatrix file's contents (format gguf), put in the GGUF
+// targets. Tensor digests are left empty: the import fills them in.
+shardpress::v1::JobPlan plan_job(const ModelDescription& model, const JobSettings& settings, CalibrationShape data,
+                                 const Imatrix* imatrix = nullptr);
+// The targets of a format gguf job with `imatrix` attached (plan_job uses exactly these):
+// an entry whose length is not its weight's columns, or a non-finite value, is an error
+// naming the file.
+absl::StatusOr<std::vector<GgufTensorPlan>> weighted_gguf_targets(const ModelDescription& model,
+                                                                  const JobSettings& settings, const Imatrix* imatrix);
 
 // The highest plan shard a task reads: it can exist once shards 0..this are imported.
 int last_shard_read(const shardpress::v1::TaskPlan& task);

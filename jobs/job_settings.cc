@@ -71,6 +71,14 @@ absl::StatusOr<JobSettings> convert(const JobSpec& spec) {
   s.gptq.scale_search = q.scale_search();
   s.gptq.block_size = q.gptq_block_size();
   s.gptq.true_sequential = spec.calibrate().true_sequential();
+  if (s.gguf && !q.imatrix().empty() && s.quant_method != QuantMethod::kRtn)
+    return bad("'quantize.imatrix' weighs round-to-nearest (method rtn); GPTQ weighs the columns by its own Hessian");
+  if (s.gguf && s.quant_method == QuantMethod::kRtn && !spec.calibrate().ids().empty()) {
+    // round to nearest weighted by llama.cpp's importance values from this text
+    if (!out.gguf_imatrix.empty())
+      return bad("format gguf takes its importance values from 'quantize.imatrix' or from 'calibrate.ids', not both");
+    s.gguf_importance = true;
+  }
   if (needs_calibration(s)) {
     const auto& c = spec.calibrate();
     if (c.mode() != "sequential" && c.mode() != "pipelined")
@@ -81,13 +89,6 @@ absl::StatusOr<JobSettings> convert(const JobSpec& spec) {
       return bad(fmt::format("'calibrate.activations' is '{}'; expected float32 or bfloat16", c.activations()));
     out.calibration = CalibrationSettings{c.ids(),          c.samples(),    c.seq_len(), c.mode() == "pipelined",
                                           c.stage_memory(), *activations,  std::max(1, c.checkpoint_every())};
-  }
-  if (s.gguf && s.quant_method == QuantMethod::kRtn && !spec.calibrate().ids().empty()) {
-    // round to nearest weighted by llama.cpp's importance values from this text
-    if (!out.gguf_imatrix.empty())
-      return bad("format gguf takes its importance values from 'quantize.imatrix' or from 'calibrate.ids', not both");
-    const auto& c = spec.calibrate();
-    out.gguf_importance = CalibrationSettings{c.ids(), c.samples(), c.seq_len()};
   }
   return out;
 }

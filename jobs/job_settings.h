@@ -59,10 +59,9 @@ struct JobSettings {
   std::optional<CalibrationSettings> calibration;  // set when compress needs data
   std::optional<EvalSettings> eval;                // evaluation jobs
   // quantize.format: gguf — compress.gguf holds the type or mix (compress.quantize is then
-  // unset: no NF4); an importance-matrix file (compress only so far):
+  // unset: no NF4); round to nearest may be weighted by llama.cpp's importance values, read
+  // from a file (quantize.imatrix) or computed on calibrate.ids (compress.gguf_importance).
   std::string gguf_imatrix;  // quantize.imatrix: llama.cpp importance-matrix file, or empty
-  // ... or calibrate.ids: the importance values computed on this text (compress only so far)
-  std::optional<CalibrationSettings> gguf_importance;
 };
 
 // Every default of a spec (the common bitsandbytes setting: NF4, block 64, double quant,

@@ -12,6 +12,7 @@
 #include "fmt/format.h"
 #include "ops/decoder_layer.h"
 #include "ops/hessian.h"
+#include "ops/importance.h"
 #include "ops/language_model.h"
 #include "ops/linalg.h"
 #include "ops/obs_compress.h"
@@ -85,6 +86,7 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
   if (acts.hidden != config.hidden_size || acts.data.size() != static_cast<size_t>(acts.sequences * acts.tokens * acts.hidden))
     return absl::InvalidArgumentError(fmt::format("activations [{}, {}, {}] do not fit hidden size {}", acts.sequences,
                                                   acts.tokens, acts.hidden, config.hidden_size));
+  if (settings.gguf && settings.gguf_importance) return importance_weighted_layer(config, layer, inputs, acts);
   SP_ASSIGN_OR_RETURN(LayerWeights lw, load_layer_weights(config, inputs));
   SP_ASSIGN_OR_RETURN(RopeTable rope, rope_table(config, acts.tokens));
   const int64_t T = acts.tokens, H = acts.hidden;

@@ -52,7 +52,7 @@ absl::StatusOr<std::vector<OutputTensor>> nf4_output_tensors(const ModelTensor& 
 }
 
 bool needs_calibration(const CompressSettings& s) {
-  return ((s.quantize || s.gguf) && s.quant_method == QuantMethod::kGptq) ||
+  return ((s.quantize || s.gguf) && s.quant_method == QuantMethod::kGptq) || (s.gguf && s.gguf_importance) ||
          (s.prune && s.prune->method != PruneMethod::kMagnitude);
 }
 
@@ -61,12 +61,15 @@ absl::Status validate(const CompressSettings& s) {
   if (s.gguf) {
     if (s.prune || s.quantize)
       return absl::UnimplementedError("format gguf is written without pruning so far (pruning + GGUF: not yet)");
+    if (s.gguf_importance && s.quant_method != QuantMethod::kRtn)
+      return bad("importance values weigh round-to-nearest; GPTQ weighs the columns by its own Hessian");
     if (!(s.gptq.damp > 0 && s.gptq.damp < 1))
       return bad(fmt::format("'quantize.damp' is {}; expected a number in (0, 1)", s.gptq.damp));
     if (s.gptq.block_size < 1 || s.gptq.block_size > 4096)
       return bad(fmt::format("'quantize.gptq_block_size' is {}; expected 1 to 4096", s.gptq.block_size));
     return absl::OkStatus();
   }
+  if (s.gguf_importance) return bad("importance values (quantize.imatrix, calibrate.ids with rtn) are for format gguf");
   if (!s.prune && !s.quantize) return bad("nothing to do: prune.method is none and quantize.format is none");
   if (s.quant_method == QuantMethod::kGptq && !s.quantize)
     return bad("'quantize.method' gptq quantizes to NF4: it needs quantize.format nf4");
@@ -99,8 +102,9 @@ absl::Status validate(const CompressSettings& s) {
 
 std::string describe(const CompressSettings& s) {
   if (s.gguf)
-    return fmt::format("{}GGUF {}{}", s.quant_method == QuantMethod::kGptq ? "GPTQ-" : "", s.gguf->name,
-                       s.quant_method == QuantMethod::kGptq && s.gptq.act_order ? " (act-order)" : "");
+    return fmt::format("{}GGUF {}{}{}", s.quant_method == QuantMethod::kGptq ? "GPTQ-" : "", s.gguf->name,
+                       s.quant_method == QuantMethod::kGptq && s.gptq.act_order ? " (act-order)" : "",
+                       s.gguf_importance ? " (importance-weighted)" : "");
   std::string out;
   if (s.prune) {
     const std::string_view m = prune_method_name(s.prune->method);

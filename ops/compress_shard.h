@@ -57,11 +57,16 @@ struct CompressSettings {
   QuantMethod quant_method = QuantMethod::kRtn;
   GptqSettings gptq = {};  // GPTQ and SparseGPT
   // quantize.format gguf: every tensor becomes its planned GGUF tensor (InputTensor::gguf);
-  // `quantize` is then unset. Round to nearest, no pruning, so far.
+  // `quantize` is then unset. No pruning, so far.
   std::optional<GgufFtype> gguf = std::nullopt;
+  // gguf, rtn: round to nearest weighted by llama.cpp's importance values of the calibration
+  // text, computed on the original model layer by layer (a calibrated job whose layers pass
+  // on the dense activations, as llama-imatrix runs the original model).
+  bool gguf_importance = false;
 };
 
-// True when the methods need the layer's inputs on calibration text (gptq, wanda, sparsegpt).
+// True when the methods need the layer's inputs on calibration text (gptq, wanda, sparsegpt,
+// gguf importance values).
 bool needs_calibration(const CompressSettings& s);
 
 // Checks the settings; INVALID_ARGUMENT naming the job spec key and its bad value

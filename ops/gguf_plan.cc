@@ -1,24 +1,23 @@
 #include "ops/gguf_plan.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "common/float_convert.h"
 #include "fmt/format.h"
 #include "formats/gguf_names.h"
+#include "ops/rope.h"
 
 namespace sp {
 
 absl::StatusOr<std::vector<GgufTensorPlan>> plan_gguf_tensors(const ModelDescription& desc, const GgufFtype& type) {
   const ModelConfig& c = desc.config;
-  if (c.arch == Arch::kExaone4)
-    return absl::UnimplementedError(
-        "GGUF output for exaone4 is not written yet (the llama.cpp build in ../shared/tools cannot load exaone4 to check it)");
   bool has_output = false;
   for (const ModelTensor& t : desc.tensors) has_output |= t.role == TensorRole::kLmHead;
   const bool is_70b = c.num_layers == 80 && (c.arch == Arch::kQwen2 || c.num_heads != c.num_kv_heads);
   std::vector<GgufTensorPlan> out;
   for (const ModelTensor& t : desc.tensors) {
-    auto name = gguf_tensor_name(t.role, t.layer);
+    auto name = gguf_tensor_name(desc.config.arch, t.role, t.layer);
     if (!name) {
       if (t.role == TensorRole::kRotaryInvFreq) continue;
       return absl::UnimplementedError(fmt::format("{}: no GGUF name for this tensor yet", t.name));
@@ -42,15 +41,39 @@ absl::StatusOr<std::vector<GgufTensorPlan>> plan_gguf_tensors(const ModelDescrip
   return out;
 }
 
+std::vector<GgufGeneratedTensor> gguf_generated_tensors(const ModelConfig& config) {
+  std::vector<GgufGeneratedTensor> out;
+  if (config.arch == Arch::kQwen2) return out;  // qwen2 has no rope_freqs (its loader refuses llama3 scaling)
+  if (auto factors = llama3_rope_factors(config)) {
+    GgufGeneratedTensor t;
+    t.plan.name = kGgufRopeFreqs;
+    t.plan.type = GgmlType::kF32;
+    t.plan.ne = {static_cast<int64_t>(factors->size())};
+    t.plan.bytes = factors->size() * sizeof(float);
+    t.bytes.resize(t.plan.bytes);
+    std::memcpy(t.bytes.data(), factors->data(), t.plan.bytes);
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+absl::Status add_importance(std::vector<GgufTensorPlan>& plan, const Imatrix& m) {
+  for (GgufTensorPlan& p : plan) {
+    if (!p.quantizable) continue;
+    SP_ASSIGN_OR_RETURN(p.importance, m.importance(p.name, p.ne[0]));
+  }
+  return absl::OkStatus();
+}
+
 std::vector<uint8_t> gguf_tensor_bytes(const GgufTensorPlan& p, std::span<const uint8_t> bytes, DType dtype,
-                                       const std::vector<int64_t>& shape, int threads, std::span<const float> importance) {
-  return gguf_tensor_bytes(p, to_float32(bytes, dtype), shape, threads, importance);
+                                       const std::vector<int64_t>& shape, int threads) {
+  return gguf_tensor_bytes(p, to_float32(bytes, dtype), shape, threads);
 }
 
 std::vector<uint8_t> gguf_tensor_bytes(const GgufTensorPlan& p, std::vector<float> x, const std::vector<int64_t>& shape,
-                                       int threads, std::span<const float> importance) {
+                                       int threads) {
   if (p.permute_heads > 0) x = permute_qk_rows(x, shape[0], shape.size() == 2 ? shape[1] : 1, p.permute_heads);
-  return ggml_quantize(p.type, x, p.ne[0], threads, importance);
+  return ggml_quantize(p.type, x, p.ne[0], threads, p.importance);
 }
 
 }  // namespace sp

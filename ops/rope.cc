@@ -60,6 +60,36 @@ absl::StatusOr<std::vector<float>> rope_inv_freq(const ModelConfig& config, int6
       "rope_scaling type '{}' is not supported (supported: default, linear, dynamic, llama3)", type));
 }
 
+std::optional<std::vector<float>> llama3_rope_factors(const ModelConfig& config) {
+  const nlohmann::json& rs = config.rope_scaling;
+  if (!rs.is_object()) return std::nullopt;
+  const std::string type = rs.contains("rope_type") && rs["rope_type"].is_string() ? rs["rope_type"].get<std::string>()
+                           : rs.contains("type") && rs["type"].is_string()       ? rs["type"].get<std::string>()
+                                                                                  : "";
+  if (type != "llama3") return std::nullopt;
+  auto num = [&](const char* key, double dflt) { return rs.contains(key) && rs[key].is_number() ? rs[key].get<double>() : dflt; };
+  const float factor = static_cast<float>(num("factor", 8.0)), low = static_cast<float>(num("low_freq_factor", 1.0));
+  const float high = static_cast<float>(num("high_freq_factor", 4.0));
+  const float orig = static_cast<float>(num("original_max_position_embeddings", 8192.0));
+  const float low_wl = orig / low, high_wl = orig / high;
+  const float base = static_cast<float>(config.rope_theta);
+  const int64_t d = config.head_dim;
+  std::vector<float> out(static_cast<size_t>(d / 2));
+  for (int64_t i = 0; i < d / 2; ++i) {
+    const float freq = 1.0f / std::pow(base, static_cast<float>(2 * i) / static_cast<float>(d));
+    const float wl = static_cast<float>(2 * std::numbers::pi) / freq;
+    if (wl < high_wl) {
+      out[i] = 1.0f;
+    } else if (wl > low_wl) {
+      out[i] = factor;
+    } else {
+      const float smooth = (orig / wl - low) / (high - low);
+      out[i] = 1.0f / ((1.0f - smooth) / factor + smooth);
+    }
+  }
+  return out;
+}
+
 absl::StatusOr<RopeTable> rope_table(const ModelConfig& config, int64_t positions) {
   SP_ASSIGN_OR_RETURN(std::vector<float> inv, rope_inv_freq(config, positions));
   RopeTable t;

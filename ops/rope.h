@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "common/status.h"
@@ -25,6 +26,11 @@ struct RopeTable {
 absl::StatusOr<std::vector<float>> rope_inv_freq(const ModelConfig& config, int64_t seq_len);
 
 absl::StatusOr<RopeTable> rope_table(const ModelConfig& config, int64_t positions);
+
+// Llama-3 RoPE scaling as llama.cpp applies it: one divisor per frequency (freq / factor),
+// what convert_hf_to_gguf.py writes as rope_freqs.weight — computed as it computes them, in
+// float32 (torch's arithmetic). nullopt unless rope_scaling's type is llama3.
+std::optional<std::vector<float>> llama3_rope_factors(const ModelConfig& config);
 
 // Rotates each of `heads` vectors of x[t, heads * head_dim] at position t, in place.
 void apply_rope(const RopeTable& rope, float* x, int64_t tokens, int64_t heads);

@@ -3,8 +3,15 @@
 // for every single type, tensor bytes equal to what `llama-quantize --pure` writes from our
 // F32 export. Tests that need the tools skip where ../shared/tools is absent.
 #include <filesystem>
+#include <algorithm>
+#include <cstring>
 
 #include "checkpoint/gguf_export.h"
+#include "ops/rope.h"
+#include "formats/token_ids.h"
+#include "formats/sentencepiece_model.h"
+#include "formats/model.h"
+#include "checkpoint/float_model.h"
 #include "formats/gguf_reader.h"
 #include "formats/synthetic_model.h"
 #include "gtest/gtest.h"
@@ -250,6 +257,20 @@ std::string byte_symbol(int b) {
   return out;
 }
 
+// A small byte-level BPE tokenizer.json: the 256 byte symbols, three merges, two added tokens.
+void write_bpe_tokenizer(const std::string& model) {
+  nlohmann::json vocab = nlohmann::json::object();
+  for (int b = 0; b < 256; ++b) vocab[byte_symbol(b)] = b;
+  const std::string G = byte_symbol(' ');  // "Ġ"
+  vocab[G + "t"] = 256, vocab["he"] = 257, vocab[G + "the"] = 258;
+  nlohmann::json tj = {{"model", {{"type", "BPE"}, {"vocab", vocab},
+                                  {"merges", {G + " t", "h e", nlohmann::json::array({G + "t", "he"})}}}},
+                       {"added_tokens", {{{"id", 259}, {"content", "<|endoftext|>"}, {"special", true}},
+                                         {{"id", 260}, {"content", "<|im_end|>"}, {"special", false}}}}};
+  test::write_text(model + "/tokenizer.json", tj.dump());
+  test::write_text(model + "/tokenizer_config.json", R"({"eos_token": "<|endoftext|>", "bos_token": null, "add_bos_token": false})");
+}
+
 // A Qwen2 model whose vocabulary is a byte-level BPE tokenizer.json (no tokenizer.model):
 // tokens, types, merges and the special ids as the converter writes them; llama.cpp loads
 // the file and its tokenizer applies our merges (" the" is one token).
@@ -262,16 +283,7 @@ TEST(GgufExport, QwenBpeVocabularyLoadsAndTokenizesInLlamaCpp) {
   o.dtype = DType::kF32;
   const std::string model = d / "qwen";
   ASSERT_TRUE(write_synthetic_model(model, o).ok());
-  nlohmann::json vocab = nlohmann::json::object();
-  for (int b = 0; b < 256; ++b) vocab[byte_symbol(b)] = b;
-  const std::string G = byte_symbol(' ');  // "Ġ"
-  vocab[G + "t"] = 256, vocab["he"] = 257, vocab[G + "the"] = 258;
-  nlohmann::json tj = {{"model", {{"type", "BPE"}, {"vocab", vocab},
-                                  {"merges", {G + " t", "h e", nlohmann::json::array({G + "t", "he"})}}}},
-                       {"added_tokens", {{{"id", 259}, {"content", "<|endoftext|>"}, {"special", true}},
-                                         {{"id", 260}, {"content", "<|im_end|>"}, {"special", false}}}}};
-  test::write_text(model + "/tokenizer.json", tj.dump());
-  test::write_text(model + "/tokenizer_config.json", R"({"eos_token": "<|endoftext|>", "bos_token": null, "add_bos_token": false})");
+  write_bpe_tokenizer(model);
   const std::string out = d / "qwen.gguf";
   auto s = export_gguf(model, out, type("F32"));
   ASSERT_TRUE(s.ok()) << s.status();
@@ -316,6 +328,157 @@ TEST(GgufExport, RowsThatFillNoBlockFallBackToF16AndTheFileStillRuns) {
   EXPECT_GT(gen.out.size(), 40u) << gen.out;
   EXPECT_TRUE(absl::IsFailedPrecondition(export_gguf(test::fixture("stories260k/hf-f32"), out, type("Q4_0")).status()))
       << "an existing file is never overwritten";
+}
+
+// Greedy continuation of `ids` by shardpress' own forward pass: `n` tokens.
+std::vector<int32_t> greedy(const LanguageModel& m, std::vector<int32_t> ids, int n) {
+  for (int k = 0; k < n; ++k) {
+    auto rope = rope_table(m.config, static_cast<int64_t>(ids.size()));
+    EXPECT_TRUE(rope.ok());
+    std::vector<float> logits;
+    score_sequence(m, *rope, ids.data(), static_cast<int64_t>(ids.size()), &logits);
+    const float* last = logits.data() + (ids.size() - 1) * static_cast<size_t>(m.config.vocab_size);
+    ids.push_back(static_cast<int32_t>(std::max_element(last, last + m.config.vocab_size) - last));
+  }
+  return ids;
+}
+
+// Llama-3 RoPE scaling (Llama 3.1, EXAONE 4): the converter's rope_freqs.weight, one
+// divisor per frequency, written first; llama.cpp then generates exactly the text our own
+// forward pass generates with HF's llama3 rule — which differs from the unscaled model's.
+TEST(GgufExport, Llama3RopeScalingIsRopeFreqsAndLlamaCppGeneratesOurText) {
+  SKIP_WITHOUT("llama-cli");
+  test::TempDir d;
+  const std::string model = d / "l3";
+  fs::create_directories(model);
+  for (const auto& e : fs::directory_iterator(test::fixture("stories260k/hf-f32")))
+    fs::copy_file(e.path(), model + "/" + e.path().filename().string());
+  auto cfg = nlohmann::json::parse(test::read_bytes(model + "/config.json"));
+  // Wavelengths 6.3, 63, 628, 6283 against 64/4 and 64/1: one unchanged, one blended, two / 4.
+  cfg["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 4.0}, {"low_freq_factor", 1.0},
+                         {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 64}};
+  fs::remove(model + "/config.json");
+  test::write_text(model + "/config.json", cfg.dump(2));
+  const std::string out = d / "l3.gguf";
+  auto s = export_gguf(model, out, type("F32"));
+  ASSERT_TRUE(s.ok()) << s.status();
+  auto g = read_gguf(out);
+  ASSERT_TRUE(g.ok());
+  ASSERT_EQ(g->tensors.front().name, "rope_freqs.weight");
+  ASSERT_EQ(g->tensors.front().ne, std::vector<int64_t>{4});
+  const auto b = tensor_bytes(*g, g->tensors.front());
+  float f[4];
+  std::memcpy(f, b.data(), sizeof f);
+  EXPECT_EQ(f[0], 1.0f);
+  EXPECT_NEAR(f[1], 3.92700f, 2e-5);  // 1 / ((1 - s) / 4 + s), s = (64 / (2 pi / 0.1) - 1) / 3
+  EXPECT_EQ(f[2], 4.0f);
+  EXPECT_EQ(f[3], 4.0f);
+  EXPECT_EQ(g->strings.count("llama.rope.scaling.type"), 0u);
+
+  auto hf = load_float_model(model);
+  ASSERT_TRUE(hf.ok()) << hf.status();
+  const std::vector<int32_t> prompt = {1, 403, 407, 261, 378};  // <s> Once upon a time
+  const std::vector<int32_t> ours = greedy(hf->model, prompt, 24);
+  auto back = load_float_model(out);  // the file read back (its config carried whole) decodes the same
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(greedy(back->model, prompt, 24), ours);
+  auto pieces = parse_sentencepiece_model(
+      [&] { auto v = test::read_bytes(model + "/tokenizer.model"); return std::string(v.begin(), v.end()); }(), "sp");
+  ASSERT_TRUE(pieces.ok());
+  std::string text;
+  for (size_t i = 1; i < ours.size(); ++i) {
+    std::string p = (*pieces)[static_cast<size_t>(ours[i])].text;
+    if (p == "<0x0A>") p = "\n";
+    for (size_t at; (at = p.find("\xE2\x96\x81")) != std::string::npos;) p.replace(at, 3, " ");
+    text += p;
+  }
+  while (!text.empty() && text.front() == ' ') text.erase(0, 1);
+  ASSERT_EQ(text.rfind("Once upon a time", 0), 0u) << text;
+  const auto ref = nlohmann::json::parse(test::read_bytes(test::fixture("stories260k/reference.json")));
+  const std::string unscaled = ref["greedy_from_bos"]["hf-f32"]["text"];
+  EXPECT_NE(unscaled.substr(0, text.size()), text) << "the scaling changed nothing: this test would not see a bad file";
+
+  auto gen = test::run_program(test::llama_tool("llama-cli"),
+                               {"-m", out, "-p", "Once upon a time", "-n", "24", "--temp", "0", "-no-cnv"});
+  ASSERT_EQ(gen.exit_code, 0) << gen.err;
+  std::string theirs = gen.out;
+  while (!theirs.empty() && (theirs.back() == '\n' || theirs.back() == ' ')) theirs.pop_back();
+  while (!theirs.empty() && theirs.front() == ' ') theirs.erase(0, 1);
+  ASSERT_GT(theirs.size(), 40u) << gen.out;
+  EXPECT_EQ(text.substr(0, theirs.size()), theirs) << "llama.cpp's greedy text with rope_freqs";
+}
+
+// EXAONE 4 as newer llama.cpp's converter writes it (../shared/docs/gguf-format.md §2.3; no
+// tool here loads exaone4): its tensor names (post-norms, q/k norms; no permutation), the
+// sliding-window keys, the BPE vocabulary with pre-tokenizer exaone4, rope_freqs for its
+// Llama-3 RoPE. llama.cpp's reader lists the file; read back it is the same model (the
+// same perplexity, exactly); a Q4_K_M job plan of it has llama-quantize's types.
+TEST(GgufExport, Exaone4IsWrittenAsNewerLlamaCppReadsIt) {
+  SKIP_WITHOUT("llama-gguf");
+  test::TempDir d;
+  SynthOptions o;
+  o.arch = Arch::kExaone4;
+  o.params = 2'000'000;
+  o.dtype = DType::kF32;
+  o.layers = 4;
+  o.hidden = 256;  // rows of whole K-quant blocks
+  o.intermediate = 512;
+  const std::string model = d / "exaone";
+  ASSERT_TRUE(write_synthetic_model(model, o).ok());
+  auto cfg = nlohmann::json::parse(test::read_bytes(model + "/config.json"));
+  cfg["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 16.0}, {"low_freq_factor", 1.0},
+                         {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
+  fs::remove(model + "/config.json");
+  test::write_text(model + "/config.json", cfg.dump(2));
+  write_bpe_tokenizer(model);
+  auto hf = load_float_model(model);
+  ASSERT_TRUE(hf.ok()) << hf.status();
+  const int64_t vocab = hf->model.config.vocab_size;
+  const int64_t hd = hf->model.config.head_dim;
+
+  for (const char* t : {"F32", "Q4_K_M"}) {
+    SCOPED_TRACE(t);
+    const std::string out = d / (std::string(t) + ".gguf");
+    auto s = export_gguf(model, out, type(t));
+    ASSERT_TRUE(s.ok()) << s.status();
+    auto listed = test::run_program(test::llama_tool("llama-gguf"), {out, "r", "n"});
+    EXPECT_EQ(listed.exit_code, 0) << listed.err;
+    auto g = read_gguf(out);
+    ASSERT_TRUE(g.ok());
+    EXPECT_EQ(g->strings.at("general.architecture"), "exaone4");
+    EXPECT_EQ(g->integers.at("exaone4.block_count"), 4u);
+    EXPECT_EQ(g->integers.at("exaone4.vocab_size"), static_cast<uint64_t>(vocab));
+    EXPECT_EQ(g->integers.at("exaone4.attention.sliding_window"), 4096u);
+    EXPECT_EQ(g->array_lengths.at("exaone4.attention.sliding_window_pattern"), 4u);
+    EXPECT_EQ(g->integers.at("exaone4.attention.key_length"), static_cast<uint64_t>(hd));
+    EXPECT_EQ(g->strings.at("tokenizer.ggml.pre"), "exaone4");
+    EXPECT_EQ(g->tensors.front().name, "rope_freqs.weight");
+    for (const char* n : {"blk.3.attn_q_norm.weight", "blk.3.attn_k_norm.weight", "blk.3.post_attention_norm.weight",
+                          "blk.3.post_ffw_norm.weight", "blk.3.attn_output.weight", "output.weight"})
+      EXPECT_NE(g->find(n), nullptr) << n;
+    EXPECT_EQ(g->find("blk.0.attn_norm.weight"), nullptr);
+    EXPECT_EQ(g->find("blk.0.ffn_norm.weight"), nullptr);
+    if (std::string(t) == "F32") {  // not permuted: Hugging Face's rows as they are
+      auto m = open_model(model);
+      ASSERT_TRUE(m.ok());
+      const auto hq = m->files.find("model.layers.1.self_attn.q_proj.weight")->view().bytes;
+      const auto gq = tensor_bytes(*g, *g->find("blk.1.attn_q.weight"));
+      EXPECT_TRUE(std::equal(hq.begin(), hq.end(), gq.begin(), gq.end()));
+      // Read back: the same model, the same perplexity to the last bit.
+      auto back = load_float_model(out);
+      ASSERT_TRUE(back.ok()) << back.status();
+      EXPECT_EQ(back->model.config.layer_types, hf->model.config.layer_types);
+      TokenBatch batch{2, 16, {}};
+      for (int i = 0; i < 32; ++i) batch.ids.push_back((i * 37 + 5) % static_cast<int>(vocab));
+      auto a = perplexity(hf->model, batch, 1), c = perplexity(back->model, batch, 1);
+      ASSERT_TRUE(a.ok() && c.ok());
+      EXPECT_EQ(a->perplexity, c->perplexity);
+    } else {
+      EXPECT_TRUE(s->fallbacks.empty()) << s->fallbacks.front();
+      EXPECT_EQ(ggml_traits(static_cast<GgmlType>(g->find("output.weight")->type)).name, "Q6_K");
+      EXPECT_EQ(ggml_traits(static_cast<GgmlType>(g->find("blk.1.ffn_up.weight")->type)).name, "Q4_K");
+    }
+  }
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include "common/file_util.h"
 #include "formats/model_files.h"
 #include "formats/safetensors.h"
+#include "formats/synthetic_model.h"
 #include "common/digest.h"
 #include "formats/gguf_reader.h"
 #include "gtest/gtest.h"
@@ -258,7 +259,47 @@ TEST(Cli, CompressWritesGguf) {
                                      "\nquantize: {format: gguf, type: Q4_0, imatrix: " + (d / "bad.dat") + "}\n");
   auto with_imatrix = run_cli({"local", d / "i.yaml", "--state-dir", d / "state2"});
   EXPECT_NE(with_imatrix.exit_code, 0);
-  EXPECT_NE(with_imatrix.err.find("jobs on the coordinator: not yet"), std::string::npos) << with_imatrix.err;
+  EXPECT_NE(with_imatrix.err.find("bad.dat: not an importance-matrix file"), std::string::npos) << with_imatrix.err;
+  EXPECT_FALSE(fs::exists(d / "i2.gguf"));
+}
+
+// EXAONE 4 to GGUF as a job (`local`: tasks per shard, the assembly adding rope_freqs from
+// the config) writes what `compress` writes; verify and eval read it back (its config
+// carried in the file).
+TEST(Cli, Exaone4GgufJobEqualsCompressAndReadsBack) {
+  test::TempDir d;
+  SynthOptions o;
+  o.arch = Arch::kExaone4;
+  o.params = 1'000'000;
+  o.dtype = DType::kF32;
+  o.layers = 4;
+  const std::string model = d / "exaone";
+  ASSERT_TRUE(write_synthetic_model(model, o).ok());
+  auto cfg = nlohmann::json::parse(test::read_bytes(model + "/config.json"));
+  cfg["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 16.0}, {"low_freq_factor", 1.0},
+                         {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
+  fs::remove(model + "/config.json");
+  test::write_text(model + "/config.json", cfg.dump());
+  fs::copy_file(test::fixture("stories260k/hf-f32/tokenizer.model"), model + "/tokenizer.model");
+  auto c = run_cli({"compress", model, d / "c.gguf", "--format", "gguf", "--type", "Q8_0"});
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  test::write_text(d / "j.yaml", "model: " + model + "\noutput: " + (d / "j.gguf") + "\nquantize: {format: gguf, type: Q8_0}\n");
+  auto j = run_cli({"local", d / "j.yaml", "--state-dir", d / "state"});
+  ASSERT_EQ(j.exit_code, 0) << j.err;
+  auto data = [](const std::string& path) {
+    auto g = read_gguf(path);
+    EXPECT_TRUE(g.ok()) << path;
+    const auto b = g->file.bytes();
+    EXPECT_EQ(g->tensors.front().name, "rope_freqs.weight");
+    return std::vector<uint8_t>(b.begin() + static_cast<std::ptrdiff_t>(g->data_offset), b.end());
+  };
+  EXPECT_EQ(data(d / "j.gguf"), data(d / "c.gguf"));
+  auto v = run_cli({"verify", d / "j.gguf", "--against", model});
+  EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+  const std::string ids = test::fixture("stories260k/text/eval.ids.txt");
+  auto e = run_cli({"eval", d / "j.gguf", "--ids", ids, "--samples", "4", "-o", "json"});
+  ASSERT_EQ(e.exit_code, 0) << e.err;
+  EXPECT_GT(nlohmann::json::parse(e.out)["perplexity"].get<double>(), 1.0);
 }
 
 // A GGUF file through verify, eval and inspect: the F32 export evaluates to the original's
@@ -320,6 +361,17 @@ TEST(Cli, ImatrixFromCalibrationIds) {
   };
   EXPECT_EQ(data(d / "a.gguf"), data(d / "b.gguf"));
   EXPECT_NE(data(d / "a.gguf"), data(d / "c.gguf"));
+  // The same as jobs: the file in quantize.imatrix, or the values computed by the layer tasks.
+  const std::string head = "model: " + stories() + "\nquantize: {format: gguf, type: Q4_0";
+  test::write_text(d / "f.yaml", "output: " + (d / "f.gguf") + "\n" + head + ", imatrix: " + (d / "m.dat") + "}\n");
+  test::write_text(d / "k.yaml", "output: " + (d / "k.gguf") + "\n" + head + "}\ncalibrate: {ids: " + ids +
+                                     ", samples: 8}\n");
+  auto fj = run_cli({"local", d / "f.yaml", "--state-dir", d / "s1"});
+  ASSERT_EQ(fj.exit_code, 0) << fj.err;
+  auto kj = run_cli({"local", d / "k.yaml", "--state-dir", d / "s2"});
+  ASSERT_EQ(kj.exit_code, 0) << kj.err;
+  EXPECT_EQ(data(d / "f.gguf"), data(d / "a.gguf"));
+  EXPECT_EQ(data(d / "k.gguf"), data(d / "a.gguf"));
   auto both = run_cli({"compress", stories(), d / "x.gguf", "--format", "gguf", "--type", "Q4_0", "--imatrix",
                        d / "m.dat", "--calib-ids", ids});
   EXPECT_EQ(both.exit_code, 2);

@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "checkpoint/gguf_export.h"
+#include "checkpoint/imatrix_compute.h"
 #include "formats/gguf_reader.h"
 #include "formats/token_ids.h"
 #include "ops/linalg.h"
@@ -122,6 +123,80 @@ TEST_F(Cluster, GptqGgufJobEqualsOneProcess) {
   ASSERT_TRUE(g.ok() && r.ok());
   const auto x = tensor_bytes(*g, *g->find("blk.2.attn_q.weight")), y = tensor_bytes(*r, *r->find("blk.2.attn_q.weight"));
   EXPECT_FALSE(std::equal(x.begin(), x.end(), y.begin(), y.end())) << "GPTQ wrote round-to-nearest";
+}
+
+// Round to nearest weighted by importance values, as jobs: one reads an imatrix file, one
+// computes the values on calibration text in its layer tasks (on two workers, the
+// coordinator killed with layers done). Both write the tensors `compress --format gguf
+// --imatrix` writes with the imatrix of that text, and record it as llama-quantize does.
+TEST_F(Cluster, ImportanceWeightedGgufJobsEqualCompress) {
+  fs::copy_file(test::fixture("stories260k/text/calib.ids.txt"), dir_ / "models/calib.ids.txt");
+  const TokenBatch ids = *read_token_ids(dir_ / "models/calib.ids.txt", 512, 16, 0);
+  set_blas_threads(1);  // as the workers and `compress` compute
+  auto m = compute_imatrix(dir_ / "models/stories", ids, "calib");
+  ASSERT_TRUE(m.ok()) << m.status();
+  ASSERT_TRUE(write_imatrix(dir_ / "models/stories.imatrix", *m).ok());
+  start_coordinator();
+  start_worker("a", "task=200");
+  start_worker("b", "task=200", /*fetch=*/true);
+  const std::string head = "model: " + (dir_ / "models/stories") + "\nquantize: {format: gguf, type: Q4_K_M";
+  test::write_text(dir_ / "f.yaml", "name: f\noutput: " + (dir_ / "out/f.gguf") + "\n" + head + ", imatrix: " +
+                                        (dir_ / "models/stories.imatrix") + "}\n");
+  test::write_text(dir_ / "c.yaml", "name: c\noutput: " + (dir_ / "out/c.gguf") + "\n" + head +
+                                        "}\ncalibrate: {ids: " + (dir_ / "models/calib.ids.txt") + ", samples: 16}\n");
+  ASSERT_EQ(cli({"submit", dir_ / "f.yaml"}).exit_code, 0);
+  auto sub = cli({"submit", dir_ / "c.yaml"});
+  ASSERT_EQ(sub.exit_code, 0) << sub.err;
+  wait_for("c", [](const json& s) { return done(s) >= 2; }, 60'000);
+  coordinator_->kill(SIGKILL);
+  coordinator_->wait();
+  start_coordinator();
+  wait_for("f", succeeded, 60'000);
+  wait_for("c", succeeded, 60'000);
+  auto ev = cli({"events", "c"});
+  EXPECT_NE(ev.out.find("GGUF Q4_K_M (importance-weighted)"), std::string::npos) << ev.out;
+
+  const std::string ref = dir_ / "ref.gguf";
+  GgufExportOptions o;
+  o.type = *gguf_ftype_from_name("Q4_K_M");
+  o.imatrix = &*m;
+  ASSERT_TRUE(export_gguf(dir_ / "models/stories", ref, o).ok());
+  {
+    SCOPED_TRACE("quantize.imatrix");
+    expect_same_tensors(dir_ / "out/f.gguf", ref);
+  }
+  {
+    SCOPED_TRACE("calibrate.ids");
+    expect_same_tensors(dir_ / "out/c.gguf", ref);
+  }
+  GgufExportOptions plain;
+  plain.type = o.type;
+  ASSERT_TRUE(export_gguf(dir_ / "models/stories", dir_ / "rtn.gguf", plain).ok());
+  auto g = read_gguf(dir_ / "out/c.gguf"), r = read_gguf(dir_ / "rtn.gguf");
+  ASSERT_TRUE(g.ok() && r.ok());
+  const auto x = tensor_bytes(*g, *g->find("blk.1.ffn_up.weight")), y = tensor_bytes(*r, *r->find("blk.1.ffn_up.weight"));
+  EXPECT_FALSE(std::equal(x.begin(), x.end(), y.begin(), y.end())) << "the importance values were not used";
+  EXPECT_EQ(g->strings.at("quantize.imatrix.file"), dir_ / "models/calib.ids.txt");
+  auto f = read_gguf(dir_ / "out/f.gguf");
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(f->strings.at("quantize.imatrix.file"), dir_ / "models/stories.imatrix");
+  EXPECT_EQ(f->strings.at("quantize.imatrix.dataset"), "calib");
+}
+
+// A job whose importance matrix does not fit the model is refused at submit, naming the file.
+TEST_F(Cluster, GgufJobWithAForeignImatrixIsRefused) {
+  Imatrix m;
+  m.entries.push_back({"blk.0.attn_q.weight", 1, std::vector<float>(7, 1.0f)});
+  ASSERT_TRUE(write_imatrix(dir_ / "models/bad.imatrix", m).ok());
+  start_coordinator();
+  test::write_text(dir_ / "b.yaml", "name: b\nmodel: " + (dir_ / "models/stories") + "\noutput: " +
+                                        (dir_ / "out/b.gguf") + "\nquantize: {format: gguf, type: Q4_0, imatrix: " +
+                                        (dir_ / "models/bad.imatrix") + "}\n");
+  auto r = cli({"submit", dir_ / "b.yaml"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("bad.imatrix: the importance matrix has 7 values for blk.0.attn_q.weight, which has 64 columns"),
+            std::string::npos)
+      << r.err;
 }
 
 }  // namespace

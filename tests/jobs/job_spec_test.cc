@@ -218,7 +218,22 @@ TEST(JobSpec, GgufFormatAndType) {
   auto gs = job_settings(*gptq);
   ASSERT_TRUE(gs.ok()) << gs.status();
   EXPECT_TRUE(gs->calibration.has_value());
-  EXPECT_FALSE(gs->gguf_importance.has_value());
+  EXPECT_FALSE(gs->compress.gguf_importance);
+  // Round to nearest with calibration text: importance-weighted, a calibrated job.
+  auto rtn = parse_job_yaml("model: /m\noutput: /o\nquantize: {format: gguf, type: Q4_K_M}\ncalibrate: {ids: /x}\n", "r.yaml");
+  ASSERT_TRUE(rtn.ok());
+  auto rs = job_settings(*rtn);
+  ASSERT_TRUE(rs.ok()) << rs.status();
+  EXPECT_TRUE(rs->compress.gguf_importance);
+  EXPECT_TRUE(rs->calibration.has_value());
+  EXPECT_EQ(describe(rs->compress), "GGUF Q4_K_M (importance-weighted)");
+  EXPECT_NE(err("model: /m\noutput: /o\nquantize: {format: gguf, type: Q4_0, imatrix: /i.dat}\ncalibrate: {ids: /x}\n")
+                .find("not both"),
+            std::string::npos);
+  EXPECT_NE(err("model: /m\noutput: /o\nquantize: {format: gguf, type: Q4_0, method: gptq, imatrix: /i.dat}\n"
+                "calibrate: {ids: /x}\n")
+                .find("GPTQ weighs the columns by its own Hessian"),
+            std::string::npos);
   EXPECT_NE(err("model: /m\noutput: /o\nquantize: {format: gguf, type: Q4_0, method: gptq}\n").find("needs calibration text"),
             std::string::npos);
   EXPECT_NE(err("model: /m\noutput: /o\nprune: {method: magnitude}\nquantize: {format: gguf, type: Q4_0}\n").find("not yet"),
