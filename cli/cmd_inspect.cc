@@ -1,11 +1,12 @@
 // shardpress inspect MODEL_DIR: what the model is, how it will be cut into shards, and
-// whether each shard's task fits a worker's memory.
+// whether each shard's task fits a worker's memory; inspect FILE.gguf: what a GGUF file holds.
 #include <cstdio>
 #include <filesystem>
 #include <map>
 #include <optional>
 
 #include "checkpoint/gguf_export.h"
+#include "checkpoint/gguf_model.h"
 #include "cli/commands.h"
 #include "cli/compress_flags.h"
 #include "formats/token_ids.h"
@@ -100,7 +101,69 @@ int inspect_gguf(const InspectArgs& a, const JobSettings& job, const ModelDescri
   return kExitOk;
 }
 
+// A GGUF file (checkpoint/gguf_model: checked against the model its metadata describes):
+// its model, file type, bytes and bits per weight by type, the importance matrix and job
+// it records, and the tensors not in the file type's base type.
+int inspect_gguf_file(const InspectArgs& a) {
+  auto m = GgufModel::open(a.model_dir);
+  if (!m.ok()) return report_error(m.status());
+  const GgufFile& g = (*m)->file();
+  const ModelConfig& c = (*m)->desc().config;
+  struct ByType {
+    int tensors = 0;
+    uint64_t params = 0, bytes = 0;
+  };
+  std::map<std::string, ByType> by_type;
+  uint64_t weights = 0, weight_bytes = 0, total = 0;
+  for (const auto& t : g.tensors) {
+    uint64_t n = 1;
+    for (int64_t d : t.ne) n *= static_cast<uint64_t>(d);
+    const auto& tr = ggml_traits(static_cast<GgmlType>(t.type));
+    const uint64_t bytes = ggml_nbytes(tr.type, static_cast<int64_t>(n));
+    auto& b = by_type[std::string(tr.name)];
+    ++b.tensors, b.params += n, b.bytes += bytes, total += bytes;
+    if (t.ne.size() == 2) weights += n, weight_bytes += bytes;
+  }
+  const double bpw = weights ? 8.0 * static_cast<double>(weight_bytes) / static_cast<double>(weights) : 0;
+  auto str = [&](const char* k) {
+    auto it = g.strings.find(k);
+    return it == g.strings.end() ? std::string() : it->second;
+  };
+  if (a.output == "json") {
+    nlohmann::ordered_json j;
+    j["file"] = a.model_dir;
+    j["architecture"] = str("general.architecture");
+    j["model_type"] = c.model_type;
+    j["layers"] = c.num_layers;
+    j["file_type"] = (*m)->file_type_name();
+    j["tensors"] = g.tensors.size();
+    j["tensor_bytes"] = total;
+    j["bits_per_weight"] = bpw;
+    nlohmann::ordered_json bt = nlohmann::ordered_json::object();
+    for (const auto& [name, b] : by_type) bt[name] = {{"tensors", b.tensors}, {"params", b.params}, {"bytes", b.bytes}};
+    j["by_type"] = bt;
+    j["imatrix"] = str("quantize.imatrix.file");
+    j["job"] = str("shardpress.job");
+    std::printf("%s\n", j.dump(2).c_str());
+    return kExitOk;
+  }
+  std::string out;
+  out += fmt::format("file           {}\n", a.model_dir);
+  out += fmt::format("architecture   {} ({}), {} layers\n", str("general.architecture"), c.model_type, c.num_layers);
+  out += fmt::format("GGUF           {}: {} tensors, {} of tensors, {:.2f} bits per weight (2-D tensors)\n",
+                     (*m)->file_type_name(), g.tensors.size(), format_bytes(total), bpw);
+  if (!str("quantize.imatrix.file").empty())
+    out += fmt::format("imatrix        {} (dataset {})\n", str("quantize.imatrix.file"), str("quantize.imatrix.dataset"));
+  if (!str("shardpress.job").empty()) out += fmt::format("written by     shardpress {}\n", str("shardpress.job"));
+  Table t({"TYPE", "TENSORS", "PARAMS", "BYTES"});
+  for (const auto& [name, b] : by_type) t.add({name, std::to_string(b.tensors), format_count(b.params), format_bytes(b.bytes)});
+  out += "\n" + t.render();
+  std::fputs(out.c_str(), stdout);
+  return kExitOk;
+}
+
 int run_inspect(const InspectArgs& a) {
+  if (is_gguf_file(a.model_dir)) return inspect_gguf_file(a);
   auto budget = parse_byte_size(a.worker_memory);
   if (!budget.ok()) return report_error(annotate(budget.status(), "--worker-memory"));
   auto job = to_settings(a.flags, /*need_ids=*/false);
@@ -253,8 +316,8 @@ int run_inspect(const InspectArgs& a) {
 
 void add_inspect_command(CLI::App& app, int* exit_code) {
   auto args = std::make_shared<InspectArgs>();
-  CLI::App* cmd = app.add_subcommand("inspect", "Describe a model and the shards and tasks it will be cut into");
-  cmd->add_option("MODEL_DIR", args->model_dir, "Hugging Face model folder")->required();
+  CLI::App* cmd = app.add_subcommand("inspect", "Describe a model and the shards and tasks it will be cut into, or a GGUF file");
+  cmd->add_option("MODEL_DIR", args->model_dir, "Hugging Face model folder, or a GGUF file")->required();
   cmd->add_option("--worker-memory", args->worker_memory, "Memory budget of one worker")->capture_default_str();
   cmd->add_option("--gpu-memory", args->gpu_memory, "Device memory of a GPU worker (its plan)")->capture_default_str();
   cmd->add_option("-o,--output", args->output, "table or json")->check(CLI::IsMember({"table", "json"}))

@@ -296,6 +296,13 @@ TEST(Cli, Exaone4GgufJobEqualsCompressAndReadsBack) {
   EXPECT_EQ(data(d / "j.gguf"), data(d / "c.gguf"));
   auto v = run_cli({"verify", d / "j.gguf", "--against", model});
   EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+  auto in = run_cli({"inspect", d / "j.gguf", "-o", "json"});
+  ASSERT_EQ(in.exit_code, 0) << in.err;
+  const auto ij = nlohmann::json::parse(in.out);
+  EXPECT_EQ(ij["architecture"], "exaone4");
+  EXPECT_EQ(ij["file_type"], "Q8_0");
+  EXPECT_EQ(ij["job"], "job-0001");
+  EXPECT_EQ(ij["by_type"]["F32"]["tensors"].get<int>(), 1 + 4 * 4 + 1);  // rope_freqs, 4 norms a layer, output_norm
   const std::string ids = test::fixture("stories260k/text/eval.ids.txt");
   auto e = run_cli({"eval", d / "j.gguf", "--ids", ids, "--samples", "4", "-o", "json"});
   ASSERT_EQ(e.exit_code, 0) << e.err;
