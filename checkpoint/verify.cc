@@ -35,12 +35,16 @@ struct Nf4Entry {
 };
 
 // Checks one quantized weight; on success fills `verdict` and the decoded absmax.
-std::string check_nf4(Nf4Entry& e, bool config_dq, TensorVerdict& v, std::vector<float>* absmax_out) {
+std::string check_nf4(Nf4Entry& e, bool config_dq, Bnb4Type config_type, TensorVerdict& v,
+                      std::vector<float>* absmax_out) {
   auto part = [&](const std::string& s) -> const TensorRef* {
     auto it = e.parts.find(s);
     return it == e.parts.end() ? nullptr : it->second;
   };
-  const TensorRef* js = part("quant_state.bitsandbytes__nf4");
+  const std::string blob = quant_state_suffix(config_type).substr(1);  // the config's type names the blob
+  const TensorRef* js = part(blob);
+  if (!js)
+    return fmt::format("no '{}.{}' (bnb_4bit_quant_type is {} in config.json)", e.weight, blob, bnb4_type_name(config_type));
   auto jb = js->view().bytes;
   if (js->info->dtype != DType::kU8 || js->info->shape.size() != 1) return "quant_state is not a 1-D U8 tensor";
   auto qs_or = parse_quant_state_json(std::string_view(reinterpret_cast<const char*>(jb.data()), jb.size()));
@@ -50,10 +54,13 @@ std::string check_nf4(Nf4Entry& e, bool config_dq, TensorVerdict& v, std::vector
   v.dtype = qs.dtype;
   v.shape = {qs.rows, qs.cols};
   if (!nf4_blocksize_ok(qs.blocksize)) return fmt::format("blocksize {} is not one bitsandbytes accepts", qs.blocksize);
+  if (qs.quant_type != config_type)
+    return fmt::format("quant_type is {} in its quant_state but {} in config.json", bnb4_type_name(qs.quant_type),
+                       bnb4_type_name(config_type));
   if (qs.double_quant != config_dq)
     return fmt::format("double quantization is {} here but bnb_4bit_use_double_quant is {} in config.json",
                        qs.double_quant, config_dq);
-  std::set<std::string> expected = {"", "absmax", "quant_map", "quant_state.bitsandbytes__nf4"};
+  std::set<std::string> expected = {"", "absmax", "quant_map", blob};
   if (qs.double_quant) expected.insert({"nested_absmax", "nested_quant_map"});
   for (const auto& s : expected)
     if (!part(s)) return fmt::format("missing tensor '{}{}'", e.weight, s.empty() ? "" : "." + s);
@@ -69,8 +76,9 @@ std::string check_nf4(Nf4Entry& e, bool config_dq, TensorVerdict& v, std::vector
     return fmt::format("packed weight is {} {}, expected U8 [{}, 1]", dtype_name(part("")->info->dtype),
                        nlohmann::json(part("")->info->shape).dump(), (n + 1) / 2);
   const TensorRef* qm = part("quant_map");
-  if (!shape_is(qm, DType::kF32, {16}) || std::memcmp(qm->view().bytes.data(), kNf4Code, sizeof kNf4Code) != 0)
-    return "quant_map is not the NF4 code book";
+  if (!shape_is(qm, DType::kF32, {16}) ||
+      std::memcmp(qm->view().bytes.data(), bnb4_code(qs.quant_type), kNf4Levels * sizeof(float)) != 0)
+    return fmt::format("quant_map is not the {} code book", bnb4_type_name(qs.quant_type));
   const TensorRef* am = part("absmax");
   std::vector<float> absmax(nb);
   if (qs.double_quant) {
@@ -111,8 +119,8 @@ std::vector<float> dequantize_entry(const Nf4Entry& e, const std::vector<float>&
   const uint64_t n = static_cast<uint64_t>(qs.rows) * static_cast<uint64_t>(qs.cols);
   std::vector<float> out(n);
   const TensorRef* packed = e.parts.at("");
-  nf4_best_backend().dequantize(packed->view().bytes.data(), absmax.data(), n, static_cast<size_t>(qs.blocksize),
-                                out.data());
+  bnb4_backend(qs.quant_type, nf4_best_backend())
+      .dequantize(packed->view().bytes.data(), absmax.data(), n, static_cast<size_t>(qs.blocksize), out.data());
   packed->release();
   return out;
 }
@@ -122,9 +130,12 @@ std::vector<float> dequantize_entry(const Nf4Entry& e, const std::vector<float>&
 void group_tensors(const ModelFiles& files, std::map<std::string, Nf4Entry>& nf4,
                    std::map<std::string, const TensorRef*>& plain) {
   for (const auto& [name, ref] : files.tensors()) {
-    if (name.ends_with(kQuantStateSuffix)) {
-      const std::string w = name.substr(0, name.size() - std::strlen(kQuantStateSuffix));
-      nf4[w].weight = w;
+    for (const auto& t : kBnb4TypeNames) {
+      const std::string suffix = quant_state_suffix(t.value);
+      if (name.ends_with(suffix)) {
+        const std::string w = name.substr(0, name.size() - suffix.size());
+        nf4[w].weight = w;
+      }
     }
   }
   for (const auto& [name, ref] : files.tensors()) {
@@ -157,6 +168,7 @@ absl::StatusOr<CodeDiff> codes_differing(const Nf4Entry& e, const TensorRef& ori
                                          CompressSettings settings) {
   settings.quantize->blocksize = e.state->blocksize;
   settings.quantize->double_quant = e.state->double_quant;
+  settings.quantize->quant_type = e.state->quant_type;
   const ModelTensor meta{v.name, TensorRole::kQProj, -1, TensorShape{orig.info->dtype, orig.info->shape}};
   const InputTensor in{&meta, orig.view().bytes};
   SP_ASSIGN_OR_RETURN(ShardResult result, compress_shard(std::span<const InputTensor>(&in, 1), settings));
@@ -232,7 +244,13 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir, const Ver
   };
   qc_is("quant_method", "bitsandbytes");
   qc_is("load_in_4bit", true);
-  qc_is("bnb_4bit_quant_type", "nf4");
+  const auto type = qc.contains("bnb_4bit_quant_type") && qc["bnb_4bit_quant_type"].is_string()
+                        ? value_of(kBnb4TypeNames, qc["bnb_4bit_quant_type"].get<std::string>())
+                        : std::nullopt;
+  if (!type)
+    problem(fmt::format("{}: quantization_config.bnb_4bit_quant_type is {}, expected \"nf4\" or \"fp4\"", config_path,
+                        qc.contains("bnb_4bit_quant_type") ? qc["bnb_4bit_quant_type"].dump() : "missing"));
+  r.quant_type = type.value_or(Bnb4Type::kNf4);
   qc_is("bnb_4bit_quant_storage", "uint8");
   if (qc.contains("load_in_8bit") && qc["load_in_8bit"] != false) qc_is("load_in_8bit", false);
   if (qc.contains("llm_int8_threshold") && !qc["llm_int8_threshold"].is_number_float())
@@ -273,7 +291,7 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir, const Ver
       v.problem = fmt::format("missing tensor '{}'", w);
     } else {
       std::vector<float> absmax;
-      v.problem = check_nf4(e, r.double_quant, v, &absmax);
+      v.problem = check_nf4(e, r.double_quant, r.quant_type, v, &absmax);
       if (v.problem.empty()) {
         decoded_absmax[w] = std::move(absmax);
         if (r.blocksize == 0) r.blocksize = e.state->blocksize;
@@ -380,6 +398,7 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir, const Ver
     if (compression.is_null()) {
       reference = CompressSettings{};
       reference->quantize = Nf4Settings{r.blocksize > 0 ? r.blocksize : 64, r.double_quant};
+      reference->quantize->quant_type = r.quant_type;
     } else {
       reference = reproducible_settings(compression);
     }
@@ -421,8 +440,9 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir, const Ver
       v.codes_differ = differ->count;
       v.codes_total = differ->total;
       if (r.exact && differ->count > 0) {
-        v.problem = fmt::format("{} of {} NF4 codes differ from {} of the original (the first at element {})",
-                                differ->count, differ->total, r.reference, differ->first);
+        v.problem = fmt::format("{} of {} {} codes differ from {} of the original (the first at element {})",
+                                differ->count, differ->total, r.quant_type == Bnb4Type::kFp4 ? "FP4" : "NF4",
+                                r.reference, differ->first);
         problem(fmt::format("{}: {}", v.name, v.problem));
       }
     }
@@ -458,7 +478,7 @@ absl::StatusOr<std::unique_ptr<CheckpointDecoder>> CheckpointDecoder::open(const
   for (auto& [w, e] : impl->nf4) {
     TensorVerdict v;
     std::vector<float> absmax;
-    const std::string problem = check_nf4(e, report.double_quant, v, &absmax);
+    const std::string problem = check_nf4(e, report.double_quant, report.quant_type, v, &absmax);
     if (!problem.empty()) return absl::DataLossError(fmt::format("{}: {}", w, problem));  // changed since verify
     impl->absmax[w] = std::move(absmax);
   }

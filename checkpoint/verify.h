@@ -15,6 +15,7 @@
 #include "common/confined_path.h"
 #include "common/dtype.h"
 #include "common/status.h"
+#include "formats/bnb_format.h"
 #include "formats/model_layout.h"
 
 namespace sp {
@@ -41,6 +42,7 @@ struct VerifyReport {
   std::string architecture;
   bool double_quant = false;
   int blocksize = 0;
+  Bnb4Type quant_type = Bnb4Type::kNf4;  // bnb_4bit_quant_type
   bool manifest_checked = false;
   std::string gguf_type;  // a GGUF file: its type or mix ("Q4_K_M"); empty for NF4 folders
   std::optional<std::string> against;

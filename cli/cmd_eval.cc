@@ -48,7 +48,7 @@ void print_result(const EvalArgs& a, bool quantized, int64_t sequences, int64_t 
     return;
   }
   std::printf("model        %s (%s)\n", a.dir.c_str(),
-              !quantized ? "original weights" : is_gguf_file(a.dir) ? "GGUF, dequantized" : "NF4, dequantized");
+              !quantized ? "original weights" : is_gguf_file(a.dir) ? "GGUF, dequantized" : "bitsandbytes 4-bit, dequantized");
   std::printf("text         %s: %lld sequences x %lld tokens, %lld predictions\n", a.ids.c_str(),
               static_cast<long long>(sequences), static_cast<long long>(seq_len), static_cast<long long>(predictions));
   std::printf("mean NLL     %.6f\n", mean_nll);

@@ -124,7 +124,7 @@ int run_verify(const VerifyArgs& a) {
 
 void add_verify_command(CLI::App& app, int* exit_code) {
   auto args = std::make_shared<VerifyArgs>();
-  CLI::App* cmd = app.add_subcommand("verify", "Check an NF4 checkpoint or a GGUF file (and its error against the original)");
+  CLI::App* cmd = app.add_subcommand("verify", "Check a bitsandbytes 4-bit (NF4/FP4) checkpoint or a GGUF file (and its error against the original)");
   cmd->add_option("OUT_DIR", args->dir, "Checkpoint folder written by shardpress, or a .gguf file")->required();
   cmd->add_option("--against", args->against, "Original model folder: report per-tensor error");
   cmd->add_flag("--all", args->all, "List every tensor, also unchanged ones");

@@ -13,18 +13,19 @@ void add_compress_flags(CLI::App* cmd, CompressFlags* f) {
   cmd->add_option("--scope", f->scope, "Pruning group: tensor, row or 2:4 (default row)")
       ->check(CLI::IsMember({"tensor", "row", "2:4"}));
   cmd->add_flag("--no-quantize", f->no_quantize, "Keep weights in their dtype (prune only)");
-  cmd->add_option("--format", f->format, "nf4 (bitsandbytes folder, default) or gguf (one llama.cpp file)")
-      ->check(CLI::IsMember({"nf4", "gguf"}));
+  cmd->add_option("--format", f->format,
+                  "nf4 (bitsandbytes folder, default), fp4 (bitsandbytes FP4 folder) or gguf (one llama.cpp file)")
+      ->check(CLI::IsMember({"nf4", "fp4", "gguf"}));
   cmd->add_option("--type", f->type, fmt::format("--format gguf: the llama.cpp type or mix, one of {}", gguf_ftype_names()));
   cmd->add_option("--imatrix", f->imatrix,
                   "--format gguf: weigh each column by this llama.cpp importance matrix (llama-imatrix's file), as "
                   "llama-quantize --imatrix does");
   cmd->add_option("--blocksize", f->blocksize,
-                  fmt::format("NF4 block size: 32, 64, 128, ..., 4096 (default {})", d.quantize().blocksize()));
+                  fmt::format("NF4/FP4 block size: 32, 64, 128, ..., 4096 (default {})", d.quantize().blocksize()));
   cmd->add_flag("--no-double-quant", f->no_double_quant, "Store absmax as float32 instead of 8-bit codes");
   cmd->add_option("--compute-dtype", f->compute_dtype, "bnb_4bit_compute_dtype: bfloat16 (default), float16 or float32")
       ->check(CLI::IsMember({"bfloat16", "float16", "float32"}));
-  cmd->add_option("--method", f->method, "NF4 rounding: rtn (bitsandbytes, default) or gptq (error-compensated, calibrated)")
+  cmd->add_option("--method", f->method, "Rounding: rtn (bitsandbytes / llama-quantize, default) or gptq (error-compensated, calibrated)")
       ->check(CLI::IsMember({"rtn", "gptq"}));
   auto* on = cmd->add_flag("--act-order", f->act_order,
                            "GPTQ: visit columns by decreasing Hessian diagonal (the default, except with 2:4)");
@@ -39,6 +40,11 @@ void add_compress_flags(CLI::App* cmd, CompressFlags* f) {
                   fmt::format("GPTQ: per row, try NF4 scales within +-this fraction of absmax (steps of 0.02); 0 = "
                               "absmax (default {:g})",
                               d.quantize().scale_search()));
+  cmd->add_option("--scales", f->scales,
+                  fmt::format("GPTQ on nf4/fp4: search (per row, within --scale-search) or weighted (per block, "
+                              "importance-weighted; default {})",
+                              d.quantize().scales()))
+      ->check(CLI::IsMember({"search", "weighted"}));
   cmd->add_option("--damp", f->damp,
                   fmt::format("GPTQ/SparseGPT damping, fraction of the mean Hessian diagonal (default {:g})",
                               d.quantize().damp()));
@@ -73,6 +79,7 @@ absl::StatusOr<JobSettings> to_settings(const CompressFlags& f, bool need_ids) {
   if (f.method) q->set_method(*f.method);
   if (f.act_order || f.no_act_order) q->set_act_order(f.act_order);
   if (f.scale_search) q->set_scale_search(*f.scale_search);
+  if (f.scales) q->set_scales(*f.scales);
   if (f.damp) q->set_damp(*f.damp);
   auto* c = spec.mutable_calibrate();
   if (f.activations) c->set_activations(*f.activations);

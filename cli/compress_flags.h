@@ -29,6 +29,7 @@ struct CompressFlags {
   bool true_sequential = false;
   std::optional<std::string> activations;
   std::optional<double> scale_search;
+  std::optional<std::string> scales;
   std::optional<double> damp;
   std::optional<std::string> calib_ids;
   std::optional<int64_t> calib_samples;

@@ -11,14 +11,14 @@ namespace {
 using ojson = nlohmann::ordered_json;
 
 constexpr const char* kSideSuffixes[] = {"absmax", "quant_map", "nested_absmax", "nested_quant_map",
-                                         "quant_state.bitsandbytes__nf4"};
+                                         "quant_state.bitsandbytes__nf4", "quant_state.bitsandbytes__fp4"};
 }  // namespace
 
 std::string quant_state_json(int blocksize, DType weight_dtype, int64_t rows, int64_t cols,
-                             std::optional<float> nested_offset) {
+                             std::optional<float> nested_offset, Bnb4Type type) {
   const auto dt = torch_dtype_name(weight_dtype);
-  std::string s = fmt::format(R"({{"quant_type": "nf4", "blocksize": {}, "dtype": "{}", "shape": [{}, {}])",
-                              blocksize, dt ? *dt : "float32", rows, cols);
+  std::string s = fmt::format(R"({{"quant_type": "{}", "blocksize": {}, "dtype": "{}", "shape": [{}, {}])",
+                              bnb4_type_name(type), blocksize, dt ? *dt : "float32", rows, cols);
   if (nested_offset) {
     s += fmt::format(R"(, "nested_blocksize": 256, "nested_dtype": "float32", "nested_offset": {})",
                      python_float_repr(static_cast<double>(*nested_offset)));
@@ -43,9 +43,12 @@ absl::StatusOr<QuantState> parse_quant_state_json(std::string_view text) {
   if (keys != expected)
     return absl::DataLossError(fmt::format("quant_state keys are [{}], expected [{}]",
                                            fmt::join(keys, ", "), fmt::join(expected, ", ")));
-  if (j["quant_type"] != "nf4")
-    return absl::DataLossError(fmt::format("quant_type is {}, expected \"nf4\"", j["quant_type"].dump()));
   QuantState q;
+  const auto type = j["quant_type"].is_string() ? value_of(kBnb4TypeNames, j["quant_type"].get<std::string>())
+                                                : std::nullopt;
+  if (!type)
+    return absl::DataLossError(fmt::format("quant_type is {}, expected \"nf4\" or \"fp4\"", j["quant_type"].dump()));
+  q.quant_type = *type;
   if (!j["blocksize"].is_number_integer()) return absl::DataLossError("blocksize is not an integer");
   q.blocksize = j["blocksize"].get<int>();
   if (!j["dtype"].is_string() || !dtype_from_torch_name(j["dtype"].get<std::string>()))
@@ -71,14 +74,14 @@ absl::StatusOr<QuantState> parse_quant_state_json(std::string_view text) {
   }
   // The bytes must be exactly what json.dumps writes for these values.
   const std::string canonical = quant_state_json(q.blocksize, q.dtype, q.rows, q.cols,
-                                                 dq ? std::optional<float>(q.nested_offset) : std::nullopt);
+                                                 dq ? std::optional<float>(q.nested_offset) : std::nullopt, q.quant_type);
   if (canonical != text)
     return absl::DataLossError(fmt::format("quant_state JSON bytes differ from the canonical form {}", canonical));
   return q;
 }
 
 std::vector<TensorSpec> nf4_weight_specs(const std::string& weight_name, int64_t rows, int64_t cols,
-                                         int blocksize, bool double_quant, size_t json_bytes) {
+                                         int blocksize, bool double_quant, size_t json_bytes, Bnb4Type type) {
   const int64_t n = rows * cols;
   const int64_t nb = (n + blocksize - 1) / blocksize;
   std::vector<TensorSpec> out;
@@ -89,7 +92,7 @@ std::vector<TensorSpec> nf4_weight_specs(const std::string& weight_name, int64_t
     out.push_back({weight_name + ".nested_absmax", DType::kF32, {(nb + 255) / 256}});
     out.push_back({weight_name + ".nested_quant_map", DType::kF32, {256}});
   }
-  out.push_back({weight_name + kQuantStateSuffix, DType::kU8, {static_cast<int64_t>(json_bytes)}});
+  out.push_back({weight_name + quant_state_suffix(type), DType::kU8, {static_cast<int64_t>(json_bytes)}});
   return out;
 }
 
@@ -106,7 +109,7 @@ ojson bnb_quantization_config(const Nf4Settings& s) {
   q["_load_in_8bit"] = false;
   q["bnb_4bit_compute_dtype"] = compute ? std::string(*compute) : "bfloat16";
   q["bnb_4bit_quant_storage"] = "uint8";
-  q["bnb_4bit_quant_type"] = "nf4";
+  q["bnb_4bit_quant_type"] = std::string(bnb4_type_name(s.quant_type));
   q["bnb_4bit_use_double_quant"] = s.double_quant;
   q["llm_int8_enable_fp32_cpu_offload"] = false;
   q["llm_int8_has_fp16_weight"] = false;

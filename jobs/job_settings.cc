@@ -44,12 +44,12 @@ absl::StatusOr<JobSettings> convert(const JobSpec& spec) {
   const auto method = value_of(kQuantMethodNames, q.method());
   if (!method) return bad(fmt::format("'quantize.method' is '{}'; expected {}", q.method(), names_of(kQuantMethodNames)));
   s.quant_method = *method;
-  if (q.format() == "nf4") {
+  if (const auto bnb4 = value_of(kBnb4TypeNames, q.format())) {  // nf4, fp4: a bitsandbytes 4-bit folder
     const auto compute = dtype_from_torch_name(q.compute_dtype());
     if (!compute)
       return bad(fmt::format("'quantize.compute_dtype' is '{}'; expected bfloat16, float16 or float32",
                              q.compute_dtype()));
-    s.quantize = Nf4Settings{q.blocksize(), q.double_quant(), *compute};
+    s.quantize = Nf4Settings{q.blocksize(), q.double_quant(), *compute, *bnb4};
   } else if (q.format() == kNone) {
     s.quantize.reset();
   } else if (q.format() == "gguf") {
@@ -60,7 +60,7 @@ absl::StatusOr<JobSettings> convert(const JobSpec& spec) {
     s.gguf = *type;
     out.gguf_imatrix = q.imatrix();
   } else {
-    return bad(fmt::format("'quantize.format' is '{}'; expected nf4, gguf or none", q.format()));
+    return bad(fmt::format("'quantize.format' is '{}'; expected nf4, fp4, gguf or none", q.format()));
   }
   if (q.format() != "gguf" && !q.type().empty())
     return bad(fmt::format("'quantize.type' is for format gguf (the format is '{}')", q.format()));
@@ -69,6 +69,9 @@ absl::StatusOr<JobSettings> convert(const JobSpec& spec) {
   s.gptq.act_order = q.act_order();
   s.gptq.damp = q.damp();
   s.gptq.scale_search = q.scale_search();
+  const auto scales = value_of(kScaleChoiceNames, q.scales());
+  if (!scales) return bad(fmt::format("'quantize.scales' is '{}'; expected {}", q.scales(), names_of(kScaleChoiceNames)));
+  s.gptq.scales = *scales;
   s.gptq.block_size = q.gptq_block_size();
   s.gptq.true_sequential = spec.calibrate().true_sequential();
   if (s.gguf && !q.imatrix().empty() && s.quant_method != QuantMethod::kRtn)
@@ -110,6 +113,7 @@ JobSpec default_job_spec() {
   q->set_act_order(true);
   q->set_damp(0.01);
   q->set_scale_search(0.1);
+  q->set_scales("search");
   q->set_gptq_block_size(128);
   auto* c = spec.mutable_calibrate();
   c->set_samples(128);

@@ -96,7 +96,7 @@ static absl::StatusOr<JobSpec> parse_job_yaml_unguarded(std::string_view text, s
   if (const YAML::Node n = root["quantize"]) {
     SP_RETURN_IF_ERROR(check_keys(n, "quantize",
                                   {"format", "method", "blocksize", "double_quant", "compute_dtype", "act_order",
-                                   "damp", "scale_search", "gptq_block_size", "type", "imatrix"},
+                                   "damp", "scale_search", "scales", "gptq_block_size", "type", "imatrix"},
                                   label));
     auto field = [&](const char* key, auto current, auto set) { return read_field(n, "quantize", key, current, set, label); };
     SP_RETURN_IF_ERROR(field("format", q->format(), [&](auto v) { q->set_format(v); }));
@@ -109,6 +109,7 @@ static absl::StatusOr<JobSpec> parse_job_yaml_unguarded(std::string_view text, s
     SP_RETURN_IF_ERROR(field("act_order", q->act_order(), [&](auto v) { q->set_act_order(v); }));
     SP_RETURN_IF_ERROR(field("damp", q->damp(), [&](auto v) { q->set_damp(v); }));
     SP_RETURN_IF_ERROR(field("scale_search", q->scale_search(), [&](auto v) { q->set_scale_search(v); }));
+    SP_RETURN_IF_ERROR(field("scales", q->scales(), [&](auto v) { q->set_scales(v); }));
     SP_RETURN_IF_ERROR(field("gptq_block_size", q->gptq_block_size(), [&](auto v) { q->set_gptq_block_size(v); }));
     act_order_given = static_cast<bool>(n["act_order"]);
   }

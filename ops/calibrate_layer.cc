@@ -233,8 +233,10 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
       os.quantize = gptq;
       if (gptq) {
         os.nf4_blocksize = settings.quantize->blocksize;
+        os.quant_type = settings.quantize->quant_type;
         os.double_quant = settings.quantize->double_quant;
         os.scale_range = settings.gptq.scale_search;
+        os.weighted_scales = settings.gptq.scales == ScaleChoice::kWeighted;
       }
       if (mask) {
         os.mask = ObsSettings::Mask::kFixed;
@@ -244,7 +246,9 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
         os.scope = settings.prune->scope;
         os.sparsity = settings.prune->sparsity;
       }
-      auto r = obs_compress(original, rows, cols, std::move(*hess), os, device.obs ? &device.obs : nullptr);
+      // The device's GPTQ loop knows NF4's code book only.
+      const bool device_loop = device.obs && !(gptq && os.quant_type != Bnb4Type::kNf4);
+      auto r = obs_compress(original, rows, cols, std::move(*hess), os, device_loop ? &device.obs : nullptr);
       hess.reset();
       if (!r.ok())
         return fail(annotate(r.status(), fmt::format("layer {} {} input", layer,
@@ -274,7 +278,8 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
       if (settings.quantize) {  // round to nearest, as bitsandbytes
         const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(final_w.data()),
                                              final_w.size() * sizeof(float));
-        auto q = nf4_quantize(bytes, DType::kF32, rows, cols, settings.quantize->blocksize, backend);
+        const Nf4Backend& kernels = bnb4_backend(settings.quantize->quant_type, backend);
+        auto q = nf4_quantize(bytes, DType::kF32, rows, cols, settings.quantize->blocksize, kernels);
         if (!q.ok()) return fail(q.status());
         std::optional<DoubleQuantized> dq;
         std::vector<float> decoded = q->absmax;  // what the checkpoint decodes, for the next layer
@@ -282,7 +287,7 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
           dq = double_quantize(q->absmax);
           double_dequantize(dq->codes, dq->nested_absmax, dq->offset, dq->map.data(), decoded.data());
         }
-        backend.dequantize(q->packed.data(), decoded.data(), final_w.size(),
+        kernels.dequantize(q->packed.data(), decoded.data(), final_w.size(),
                            static_cast<size_t>(settings.quantize->blocksize), final_w.data());
         groups[k] = bnb_output_tensors(meta, std::move(q->packed), q->absmax, dq, *settings.quantize);
         report.quantized = true;

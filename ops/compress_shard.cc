@@ -27,12 +27,13 @@ std::vector<OutputTensor> bnb_output_tensors(const ModelTensor& meta, std::vecto
                                              const Nf4Settings& s) {
   const int64_t rows = meta.stored.shape[0], cols = meta.stored.shape[1];
   const std::string json = quant_state_json(s.blocksize, meta.stored.dtype, rows, cols,
-                                            dq ? std::optional<float>(dq->offset) : std::nullopt);
-  std::vector<TensorSpec> specs = nf4_weight_specs(meta.name, rows, cols, s.blocksize, dq.has_value(), json.size());
+                                            dq ? std::optional<float>(dq->offset) : std::nullopt, s.quant_type);
+  std::vector<TensorSpec> specs =
+      nf4_weight_specs(meta.name, rows, cols, s.blocksize, dq.has_value(), json.size(), s.quant_type);
   std::vector<OutputTensor> out;
   out.push_back({specs[0], std::move(packed)});
   out.push_back({specs[1], dq ? dq->codes : as_bytes(absmax.data(), absmax.size())});
-  out.push_back({specs[2], as_bytes(kNf4Code, kNf4Levels)});
+  out.push_back({specs[2], as_bytes(bnb4_code(s.quant_type), kNf4Levels)});
   if (dq) {
     out.push_back({specs[3], as_bytes(dq->nested_absmax.data(), dq->nested_absmax.size())});
     out.push_back({specs[4], as_bytes(dq->map.data(), dq->map.size())});
@@ -45,7 +46,7 @@ absl::StatusOr<std::vector<OutputTensor>> nf4_output_tensors(const ModelTensor& 
                                                              DType dtype, const Nf4Settings& s,
                                                              const Nf4Backend& backend) {
   const int64_t rows = meta.stored.shape[0], cols = meta.stored.shape[1];
-  SP_ASSIGN_OR_RETURN(Nf4Tensor q, nf4_quantize(bytes, dtype, rows, cols, s.blocksize, backend));
+  SP_ASSIGN_OR_RETURN(Nf4Tensor q, nf4_quantize(bytes, dtype, rows, cols, s.blocksize, bnb4_backend(s.quant_type, backend)));
   std::optional<DoubleQuantized> dq;
   if (s.double_quant) dq = double_quantize(q.absmax);
   return bnb_output_tensors(meta, std::move(q.packed), q.absmax, dq, s);
@@ -72,7 +73,7 @@ absl::Status validate(const CompressSettings& s) {
   if (s.gguf_importance) return bad("importance values (quantize.imatrix, calibrate.ids with rtn) are for format gguf");
   if (!s.prune && !s.quantize) return bad("nothing to do: prune.method is none and quantize.format is none");
   if (s.quant_method == QuantMethod::kGptq && !s.quantize)
-    return bad("'quantize.method' gptq quantizes to NF4: it needs quantize.format nf4");
+    return bad("'quantize.method' gptq quantizes to a 4-bit grid: it needs quantize.format nf4, fp4 or gguf");
   if (s.prune && s.prune->scope == PruneScope::kTwoFour && s.prune->sparsity != 0.5)
     return bad(fmt::format(
         "2:4 pruning removes exactly 2 of every 4 weights: a sparsity of {:g} cannot apply (leave the sparsity out, "
@@ -114,9 +115,11 @@ std::string describe(const CompressSettings& s) {
   }
   if (s.quantize) {
     if (!out.empty()) out += " + ";
-    out += fmt::format("{}NF4 (block {}{}{})", s.quant_method == QuantMethod::kGptq ? "GPTQ-" : "",
+    out += fmt::format("{}{} (block {}{}{}{})", s.quant_method == QuantMethod::kGptq ? "GPTQ-" : "",
+                       s.quantize->quant_type == Bnb4Type::kFp4 ? "FP4" : "NF4",
                        s.quantize->blocksize, s.quantize->double_quant ? ", double quant" : "",
-                       s.quant_method == QuantMethod::kGptq && s.gptq.act_order ? ", act-order" : "");
+                       s.quant_method == QuantMethod::kGptq && s.gptq.act_order ? ", act-order" : "",
+                       s.quant_method == QuantMethod::kGptq && s.gptq.scales == ScaleChoice::kWeighted ? ", weighted scales" : "");
   }
   return out;
 }
@@ -128,7 +131,7 @@ bool compresses(const ModelTensor& t, const CompressSettings& s) {
 std::vector<TensorSpec> output_specs(const ModelTensor& t, const CompressSettings& s) {
   if (compresses(t, s) && s.quantize && t.stored.shape.size() == 2) {
     std::vector<TensorSpec> specs = nf4_weight_specs(t.name, t.stored.shape[0], t.stored.shape[1], s.quantize->blocksize,
-                                                     s.quantize->double_quant, kMaxQuantStateBytes);
+                                                     s.quantize->double_quant, kMaxQuantStateBytes, s.quantize->quant_type);
     specs.back().max_nbytes = kMaxQuantStateBytes;  // the quant_state JSON: its length depends on the data
     return specs;
   }

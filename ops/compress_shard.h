@@ -39,6 +39,13 @@ struct PruneSettings {
 enum class QuantMethod { kRtn, kGptq };
 inline constexpr NameRow<QuantMethod> kQuantMethodNames[] = {{QuantMethod::kRtn, "rtn"}, {QuantMethod::kGptq, "gptq"}};
 
+// How GPTQ on a bitsandbytes 4-bit grid chooses the block scales before its loop: per row,
+// the factor of absmax (within scale_search) with the least GPTQ loss, one loop per
+// candidate (`search`); or per block, importance-weighted (ops/weighted_scales: cheap).
+enum class ScaleChoice { kSearch, kWeighted };
+inline constexpr NameRow<ScaleChoice> kScaleChoiceNames[] = {{ScaleChoice::kSearch, "search"},
+                                                             {ScaleChoice::kWeighted, "weighted"}};
+
 struct GptqSettings {
   double damp = 0.01;     // fraction of mean(diag H)
   int block_size = 128;
@@ -46,6 +53,7 @@ struct GptqSettings {
   // NF4 scale search: per row, block scales alpha * absmax with |alpha - 1| <= this, by
   // least GPTQ loss (0: plain absmax). Costs one GPTQ loop per 0.02 step.
   double scale_search = 0.1;
+  ScaleChoice scales = ScaleChoice::kSearch;
   // Within a layer, collect each input's statistics after compressing the projections
   // before it (q/k/v, then o, then gate/up, then down): 4 forward passes instead of 1.
   bool true_sequential = false;

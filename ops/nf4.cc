@@ -34,6 +34,12 @@ std::span<const Nf4Backend> nf4_backends() { return kBackends; }
 
 const Nf4Backend& nf4_reference_backend() { return kBackends[0]; }
 
+const Nf4Backend& fp4_reference_backend() {
+  static const Nf4Backend fp4{"fp4-reference", always, fp4_quantize_ref, fp4_dequantize_ref, fp4_dequantize_bf16_ref,
+                              dynamic_codes_ref};
+  return fp4;
+}
+
 const Nf4Backend& nf4_best_backend() {
   static const Nf4Backend* best = [] {
     const char* forced = std::getenv("SHARDPRESS_NF4_BACKEND");
@@ -73,7 +79,7 @@ absl::StatusOr<Nf4Tensor> nf4_quantize(std::span<const uint8_t> bytes, DType dty
   if (bad != kAllFinite) {
     const size_t c = cols > 0 ? static_cast<size_t>(cols) : 1;
     return absl::InvalidArgumentError(
-        fmt::format("element {} (row {}, column {}) is {}; NF4 cannot encode NaN or infinity", bad,
+        fmt::format("element {} (row {}, column {}) is {}; 4-bit types cannot encode NaN or infinity", bad,
                     bad / c, bad % c, element_as_float32(bytes, dtype, bad)));
   }
   return out;

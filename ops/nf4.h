@@ -19,6 +19,7 @@
 
 #include "common/dtype.h"
 #include "common/status.h"
+#include "formats/bnb_format.h"
 #include "ops/nf4_codebook.h"
 
 namespace sp {
@@ -83,6 +84,24 @@ inline uint8_t nf4_code_of(float s) {
   uint8_t q = 0;
   for (float t : kNf4Threshold) q += s > t ? 1 : 0;
   return q;
+}
+
+// FP4: the same blocks, absmax and packing with FP4's code book (bnb-fp4-int8-format.md
+// Part A); the scalar reference only (its table row below), CUDA's rule with an exact
+// reciprocal.
+size_t fp4_quantize_ref(const void* src, DType dtype, size_t n, size_t blocksize, uint8_t* packed, float* absmax);
+void fp4_dequantize_ref(const uint8_t* packed, const float* absmax, size_t n, size_t blocksize, float* out);
+void fp4_dequantize_bf16_ref(const uint8_t* packed, const float* absmax, size_t n, size_t blocksize,
+                             uint16_t* out);
+const Nf4Backend& fp4_reference_backend();
+
+// A 4-bit type's code book (what quant_map stores) and the code of a scaled value.
+inline const float* bnb4_code(Bnb4Type t) { return t == Bnb4Type::kFp4 ? kFp4Code : kNf4Code; }
+inline uint8_t bnb4_code_of(Bnb4Type t, float s) { return t == Bnb4Type::kFp4 ? fp4_code_of(s) : nf4_code_of(s); }
+// The kernels for type `t`: `nf4` (the vector or device backend chosen) for NF4, FP4's
+// reference for FP4.
+inline const Nf4Backend& bnb4_backend(Bnb4Type t, const Nf4Backend& nf4) {
+  return t == Bnb4Type::kFp4 ? fp4_reference_backend() : nf4;
 }
 
 }  // namespace sp

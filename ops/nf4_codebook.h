@@ -1,9 +1,10 @@
-// The NF4 code book and its decision thresholds, defined once for CPU and CUDA code.
+// The 4-bit code books (NF4 and FP4) and their decisions, defined once for CPU and CUDA code.
 // Values: shared/docs/nf4-format.md §1 (bitsandbytes' get_4bit_type("nf4"), stored in
 // checkpoints as `quant_map`); each literal round-trips to the exact float32 listed there.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 namespace sp {
 
@@ -38,6 +39,29 @@ inline constexpr float kNf4Threshold[kNf4Levels - 1] = {
     0.2035212516784668f,   0.2920137643814087f,  0.3893125355243683f,
     0.5016634464263916f,   0.6427869200706482f,  0.8614784479141235f,
 };
+
+// FP4 (bnb-fp4-int8-format.md A.1): get_4bit_type("fp4") — magnitudes {0, 1/192, 2/3, 1,
+// 1/3, 1/2, 1/6, 1/4} by code bits 0-2, bit 3 the sign; entry 8 is +0.0. Stored as quant_map.
+inline constexpr float kFp4Code[kNf4Levels] = {
+    0.0f,  0.0052083334885537624f,  0.6666666865348816f,  1.0f,  0.3333333432674408f,  0.5f,
+    0.1666666716337204f,  0.25f,  0.0f, -0.0052083334885537624f, -0.6666666865348816f, -1.0f,
+    -0.3333333432674408f, -0.5f, -0.1666666716337204f, -0.25f,
+};
+
+// The code of a scaled value s = x * (1/absmax), as bitsandbytes' dQuantizeFP4 decides it
+// (A.2): a decision tree on |s| with strict comparisons against these float32 literals — a
+// value on a threshold takes the smaller magnitude, a negative value that rounds to zero
+// gets code 8, -0.0 and NaN get code 0.
+inline constexpr uint8_t fp4_code_of(float s) {
+  const uint8_t sign = s < 0.0f ? 8 : 0;
+  const float a = s < 0.0f ? -s : s;
+  uint8_t m = 0;
+  if (a > 0.29166667f)
+    m = a > 0.583333f ? (a > 0.8333333f ? 3 : 2) : (a > 0.4166667f ? 5 : 4);
+  else
+    m = a > 0.0859375f ? (a > 0.20833333f ? 7 : 6) : (a > 0.00260417f ? 1 : 0);
+  return static_cast<uint8_t>(m + sign);
+}
 
 // Block sizes bitsandbytes accepts for 4-bit quantization (32 needs bitsandbytes >= 0.50).
 inline constexpr int kNf4BlockSizes[] = {32, 64, 128, 256, 512, 1024, 2048, 4096};

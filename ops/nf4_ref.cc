@@ -1,4 +1,5 @@
-// Scalar reference NF4 kernels: the executable form of nf4-format.md §3-§5.
+// Scalar reference 4-bit kernels, NF4 and FP4: the executable form of nf4-format.md §3-§5
+// and bnb-fp4-int8-format.md A.2-A.4 (the same blocks and packing, another code book).
 #include <cmath>
 #include <cstring>
 
@@ -17,10 +18,9 @@ inline float load(const void* src, DType dtype, size_t i) {
   }
 }
 
-}  // namespace
-
-size_t nf4_quantize_ref(const void* src, DType dtype, size_t n, size_t blocksize, uint8_t* packed,
-                        float* absmax) {
+// One 4-bit type's reference: `code_of` decides each scaled value's code, `code` decodes.
+template <uint8_t (*CodeOf)(float)>
+size_t quantize_4bit_ref(const void* src, DType dtype, size_t n, size_t blocksize, uint8_t* packed, float* absmax) {
   const size_t nb = nf4_num_blocks(n, blocksize);
   for (size_t b = 0; b < nb; ++b) {
     const size_t begin = b * blocksize;
@@ -36,32 +36,56 @@ size_t nf4_quantize_ref(const void* src, DType dtype, size_t n, size_t blocksize
     // amax == 0 gives inv = inf and s = 0 * inf = NaN: code 0 for the whole block.
     const float inv = 1.0f / amax;
     for (size_t i = begin; i < end; i += 2) {
-      const uint8_t hi = nf4_code_of(load(src, dtype, i) * inv);
+      const uint8_t hi = CodeOf(load(src, dtype, i) * inv);
       // The spare nibble of an odd count encodes a zero-padded element.
       const float x1 = i + 1 < end ? load(src, dtype, i + 1) : 0.0f;
-      const uint8_t lo = nf4_code_of(x1 * inv);
+      const uint8_t lo = CodeOf(x1 * inv);
       packed[i / 2] = static_cast<uint8_t>(hi << 4 | lo);
     }
   }
   return kAllFinite;
 }
 
-void nf4_dequantize_ref(const uint8_t* packed, const float* absmax, size_t n, size_t blocksize,
-                        float* out) {
+template <const float* Code, typename Out, Out (*Convert)(float)>
+void dequantize_4bit_ref(const uint8_t* packed, const float* absmax, size_t n, size_t blocksize, Out* out) {
   for (size_t i = 0; i < n; ++i) {
     const uint8_t byte = packed[i / 2];
     const uint8_t q = (i % 2 == 0) ? byte >> 4 : byte & 0x0f;
-    out[i] = kNf4Code[q] * absmax[i / blocksize];
+    out[i] = Convert(Code[q] * absmax[i / blocksize]);
   }
+}
+
+float identity(float x) { return x; }
+uint8_t nf4_code(float s) { return nf4_code_of(s); }
+
+}  // namespace
+
+size_t nf4_quantize_ref(const void* src, DType dtype, size_t n, size_t blocksize, uint8_t* packed,
+                        float* absmax) {
+  return quantize_4bit_ref<nf4_code>(src, dtype, n, blocksize, packed, absmax);
+}
+
+void nf4_dequantize_ref(const uint8_t* packed, const float* absmax, size_t n, size_t blocksize,
+                        float* out) {
+  dequantize_4bit_ref<kNf4Code, float, identity>(packed, absmax, n, blocksize, out);
 }
 
 void nf4_dequantize_bf16_ref(const uint8_t* packed, const float* absmax, size_t n,
                              size_t blocksize, uint16_t* out) {
-  for (size_t i = 0; i < n; ++i) {
-    const uint8_t byte = packed[i / 2];
-    const uint8_t q = (i % 2 == 0) ? byte >> 4 : byte & 0x0f;
-    out[i] = f32_to_bf16(kNf4Code[q] * absmax[i / blocksize]);
-  }
+  dequantize_4bit_ref<kNf4Code, uint16_t, f32_to_bf16>(packed, absmax, n, blocksize, out);
+}
+
+size_t fp4_quantize_ref(const void* src, DType dtype, size_t n, size_t blocksize, uint8_t* packed, float* absmax) {
+  return quantize_4bit_ref<fp4_code_of>(src, dtype, n, blocksize, packed, absmax);
+}
+
+void fp4_dequantize_ref(const uint8_t* packed, const float* absmax, size_t n, size_t blocksize, float* out) {
+  dequantize_4bit_ref<kFp4Code, float, identity>(packed, absmax, n, blocksize, out);
+}
+
+void fp4_dequantize_bf16_ref(const uint8_t* packed, const float* absmax, size_t n, size_t blocksize,
+                             uint16_t* out) {
+  dequantize_4bit_ref<kFp4Code, uint16_t, f32_to_bf16>(packed, absmax, n, blocksize, out);
 }
 
 void dynamic_codes_ref(const float* map, const float* x, size_t n, float offset, float scale, uint8_t* codes) {

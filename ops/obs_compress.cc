@@ -1,4 +1,5 @@
 #include "ops/obs_compress.h"
+#include "ops/weighted_scales.h"
 
 #include <algorithm>
 #include <cmath>
@@ -128,9 +129,9 @@ absl::StatusOr<ObsLoopResult> column_loop(const ObsProblem& p, const std::vector
         if (quantize) {
           const size_t flat = static_cast<size_t>(i * cols + p.perm[col]);  // original position
           const float sc = scale[flat / bs];
-          const uint8_t code = nf4_code_of((pruned ? 0.0f : x) * (1.0f / sc));
+          const uint8_t code = bnb4_code_of(s.quant_type, (pruned ? 0.0f : x) * (1.0f / sc));
           r.codes[flat] = code;
-          q = pruned ? 0.0f : kNf4Code[code] * sc;
+          q = pruned ? 0.0f : bnb4_code(s.quant_type)[code] * sc;
         } else if (pruned) {
           q = 0.0f;
         } else if (s.grid) {
@@ -229,12 +230,15 @@ struct Loops {
 };
 
 absl::StatusOr<Loops> run_loops(ObsEngine& engine, const ObsProblem& p, const ObsSettings& s,
-                                std::vector<float> absmax) {
+                                std::vector<float> absmax, const std::optional<DoubleQuantized>& chosen_dq) {
   Loops out;
   const int64_t rows = p.rows, cols = p.cols;
   const auto bs = static_cast<size_t>(s.nf4_blocksize);
   std::vector<float> scale;
-  if (s.quantize) {
+  if (s.quantize && s.weighted_scales) {  // chosen before (weighted_block_scales): as they decode
+    scale = absmax;
+    out.dq = chosen_dq;
+  } else if (s.quantize) {
     if (s.scale_range > 0) {
       // GPTQ pushes weights outward, so a scale above absmax can win. Rows are
       // independent in the loop: one run per candidate factor gives each row's loss
@@ -312,9 +316,17 @@ absl::StatusOr<ObsResult> obs_compress(std::vector<float> w, int64_t rows, int64
       if (mask[i]) w[i] = 0.0f;
   }
 
-  // 2. Block absmax of the weight as it stands (static scales, algorithms.md §d.2 choice 2).
+  // 2. Block absmax of the weight as it stands (static scales, algorithms.md §d.2 choice 2),
+  // or the importance-weighted choice among multiples of it.
   const auto bs = static_cast<size_t>(s.nf4_blocksize);
-  if (s.quantize) {
+  std::optional<DoubleQuantized> chosen_dq;
+  if (s.quantize && s.weighted_scales) {
+    std::vector<float> hdiag(static_cast<size_t>(cols));
+    for (int64_t j = 0; j < cols; ++j) hdiag[j] = static_cast<float>(h[j * cols + j]);
+    WeightedScales ws = weighted_block_scales(w, rows, cols, hdiag, s.nf4_blocksize, s.quant_type, s.double_quant);
+    out.absmax = std::move(ws.absmax);
+    chosen_dq = std::move(ws.dq);
+  } else if (s.quantize) {
     out.absmax.assign(nf4_num_blocks(n, bs), 0.0f);
     for (size_t i = 0; i < n; ++i) out.absmax[i / bs] = std::fmax(out.absmax[i / bs], std::fabs(w[i]));
   }
@@ -338,7 +350,7 @@ absl::StatusOr<ObsResult> obs_compress(std::vector<float> w, int64_t rows, int64
   const double mean = mean_diagonal(h, p.perm);
   if (device && *device && !s.grid) {  // devices know NF4 only
     if (std::unique_ptr<ObsEngine> engine = (*device)(p, s, h, static_cast<float>(s.damp * mean))) {
-      auto l = run_loops(*engine, p, s, out.absmax);
+      auto l = run_loops(*engine, p, s, out.absmax, chosen_dq);
       if (l.ok()) {
         loops = std::move(*l);
         out.damp_used = s.damp;
@@ -350,7 +362,7 @@ absl::StatusOr<ObsResult> obs_compress(std::vector<float> w, int64_t rows, int64
     SP_ASSIGN_OR_RETURN(std::vector<float> u, factorise(h, cols, s.damp, mean, &out.damp_used));
     h = {};
     CpuEngine cpu(p, std::move(u));
-    SP_ASSIGN_OR_RETURN(Loops l, run_loops(cpu, p, s, out.absmax));
+    SP_ASSIGN_OR_RETURN(Loops l, run_loops(cpu, p, s, out.absmax, chosen_dq));
     loops = std::move(l);
   }
   out.absmax = std::move(loops->absmax);
@@ -372,7 +384,7 @@ absl::StatusOr<ObsResult> obs_compress(std::vector<float> w, int64_t rows, int64
     // The spare nibble of an odd count encodes a zero-padded element, as bitsandbytes.
     if (n % 2)
       out.packed.back() = static_cast<uint8_t>((out.packed.back() & 0xf0) |
-                                               nf4_code_of(0.0f * (1.0f / out.absmax[(n - 1) / bs])));
+                                               bnb4_code_of(s.quant_type, 0.0f * (1.0f / out.absmax[(n - 1) / bs])));
   }
   return out;
 }

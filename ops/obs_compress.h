@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "formats/bnb_format.h"
 #include "ops/double_quant.h"
 #include "ops/prune.h"
 
@@ -50,11 +51,14 @@ struct ObsSettings {
   bool quantize = true;
   ElementGrid* grid = nullptr;
   int nf4_blocksize = 64;
+  Bnb4Type quant_type = Bnb4Type::kNf4;  // the 4-bit code book the codes are chosen in
   bool double_quant = false;
   // Scale search: each row's block scales are alpha * absmax with alpha in
   // 1 +- k * kScaleStep within +-scale_range, the one with the least GPTQ loss for that
   // row (one loop per candidate; 0: off, plain absmax).
   double scale_range = 0.0;
+  // Instead: importance-weighted block scales (ops/weighted_scales), no search loops.
+  bool weighted_scales = false;
   // Pruning.
   enum class Mask { kNone, kFixed, kAdaptive } mask = Mask::kNone;
   const std::vector<uint8_t>* fixed_mask = nullptr;  // kFixed: 1 = pruned, [rows, cols]

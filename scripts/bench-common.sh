@@ -19,3 +19,14 @@ gguf_setup() {
   grep -v '^<|endoftext|>$' "$text/eval.txt" > "$work/eval.txt"
   "$sp" compress "$model" "$work/F32.gguf" --format gguf --type F32 > /dev/null 2>&1
 }
+# stories_quality_setup SAMPLES WORKDIR: the stories260k (bf16) quality scripts' common
+# start — sets work, bin, fx, model, calib (the first SAMPLES lines of calib.ids.txt as
+# flags); ppl DIR prints a model's perplexity on the eval set (162 x 256 tokens).
+stories_quality_setup() {
+  work="$(mkdir -p "$2" && cd "$2" && pwd)"
+  bin="$PWD/build/bin"
+  fx="$(cd "${SHARDPRESS_SHARED_DIR:-../shared}/fixtures/stories260k" && pwd)"
+  model="$fx/hf-bf16"
+  calib=(--calib-ids "$fx/text/calib.ids.txt" --calib-samples "$1")
+}
+ppl() { "$bin/shardpress" eval "$1" --ids "$fx/text/eval.ids.txt" -o json | sed -n 's/.*"perplexity": \([0-9.]*\).*/\1/p'; }

@@ -5,14 +5,8 @@
 # Usage: scripts/bench-quality.sh [SAMPLES=128] [WORKDIR=build/bench-quality]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-samples="${1:-128}"
-work="$(mkdir -p "${2:-build/bench-quality}" && cd "${2:-build/bench-quality}" && pwd)"
-bin="$PWD/build/bin"
-fx="$(cd ../shared/fixtures/stories260k && pwd)"
-model="$fx/hf-bf16"
-calib=(--calib-ids "$fx/text/calib.ids.txt" --calib-samples "$samples")
-
-ppl() { "$bin/shardpress" eval "$1" --ids "$fx/text/eval.ids.txt" -o json | sed -n 's/.*"perplexity": \([0-9.]*\).*/\1/p'; }
+source scripts/bench-common.sh
+stories_quality_setup "${1:-128}" "${2:-build/bench-quality}"
 row() {  # NAME ARGS...: compress with ARGS, print the row
   local name="$1"; shift
   local out="$work/$(echo "$name" | tr -c 'a-zA-Z0-9' '_')"

@@ -263,6 +263,48 @@ TEST(Cli, CompressWritesGguf) {
   EXPECT_FALSE(fs::exists(d / "i2.gguf"));
 }
 
+// bitsandbytes FP4 (`--format fp4`): a checkpoint verify accepts as exactly FP4 round to
+// nearest of the original (config bnb_4bit_quant_type fp4, the __fp4 state blobs), that
+// eval reads; a `local` job writes the same tensors; GPTQ on the FP4 grid beats round to
+// nearest; a config that names the other type is reported.
+TEST(Cli, Fp4CheckpointsVerifyEvaluateAndMatchJobs) {
+  test::TempDir d;
+  auto c = run_cli({"compress", stories(), d / "fp4", "--format", "fp4"});
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  const json cfg = json::parse(test::read_bytes(d / "fp4/config.json"));
+  EXPECT_EQ(cfg["quantization_config"]["bnb_4bit_quant_type"], "fp4");
+  auto v = run_cli({"verify", d / "fp4", "--against", stories(), "--exact"});
+  EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+  auto files = ModelFiles::open(d / "fp4");
+  ASSERT_TRUE(files.ok());
+  EXPECT_NE(files->find("model.layers.0.self_attn.q_proj.weight.quant_state.bitsandbytes__fp4"), nullptr);
+  const std::string ids = test::fixture("stories260k/text/eval.ids.txt");
+  auto ppl = [&](const std::string& m) {
+    auto r = run_cli({"eval", m, "--ids", ids, "--samples", "32", "-o", "json"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.exit_code == 0 ? json::parse(r.out)["perplexity"].get<double>() : 0.0;
+  };
+  const double rtn = ppl(d / "fp4");
+  EXPECT_GT(rtn, ppl(stories()));
+  test::write_text(d / "j.yaml", "model: " + stories() + "\noutput: " + (d / "j") + "\nquantize: {format: fp4}\n");
+  auto j = run_cli({"local", d / "j.yaml", "--state-dir", d / "state"});
+  ASSERT_EQ(j.exit_code, 0) << j.err;
+  EXPECT_EQ(test::read_bytes(d / "j/model.safetensors"), test::read_bytes(d / "fp4/model.safetensors"));
+  auto g = run_cli({"compress", stories(), d / "gptq", "--format", "fp4", "--method", "gptq", "--calib-ids",
+                    test::fixture("stories260k/text/calib.ids.txt"), "--calib-samples", "64"});
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  EXPECT_EQ(run_cli({"verify", d / "gptq"}).exit_code, 0);
+  EXPECT_LT(ppl(d / "gptq"), rtn);
+  // The config says nf4 but the weights are FP4: every weight is reported.
+  json bad = cfg;
+  bad["quantization_config"]["bnb_4bit_quant_type"] = "nf4";
+  fs::remove(d / "fp4/config.json");
+  test::write_text(d / "fp4/config.json", bad.dump());
+  auto wrong = run_cli({"verify", d / "fp4"});
+  EXPECT_EQ(wrong.exit_code, 1);
+  EXPECT_NE(wrong.err.find("bnb_4bit_quant_type is nf4 in config.json"), std::string::npos) << wrong.err;
+}
+
 // EXAONE 4 to GGUF as a job (`local`: tasks per shard, the assembly adding rope_freqs from
 // the config) writes what `compress` writes; verify and eval read it back (its config
 // carried in the file).

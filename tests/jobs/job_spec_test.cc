@@ -85,7 +85,7 @@ TEST(JobSpecCalibration, DeployExampleAndCalibrationErrors) {
             "job.yaml: GPTQ-NF4 (block 64, double quant, act-order) needs calibration text: set 'calibrate.ids' to a "
             "token-id file (one sequence per line)");
   EXPECT_EQ(check(base + "prune: {method: magnitude}\nquantize: {method: gptq, format: none}\ncalibrate: {ids: x}\n"),
-            "job.yaml: 'quantize.method' gptq quantizes to NF4: it needs quantize.format nf4");
+            "job.yaml: 'quantize.method' gptq quantizes to a 4-bit grid: it needs quantize.format nf4, fp4 or gguf");
   EXPECT_EQ(check(base + "prune: {method: wanda}\ncalibrate: {ids: x, mode: sideways}\n"),
             "job.yaml: 'calibrate.mode' is 'sideways'; expected sequential or pipelined");
   EXPECT_EQ(check(base + "prune: {method: sparsegpt, scope: '2:4'}\nquantize: {method: gptq, act_order: true}\n"
@@ -219,6 +219,17 @@ TEST(JobSpec, GgufFormatAndType) {
   ASSERT_TRUE(gs.ok()) << gs.status();
   EXPECT_TRUE(gs->calibration.has_value());
   EXPECT_FALSE(gs->compress.gguf_importance);
+  auto weighted = parse_job_yaml("model: /m\noutput: /o\nquantize: {format: fp4, method: gptq, scales: weighted}\n"
+                                 "calibrate: {ids: /x}\n", "w.yaml");
+  ASSERT_TRUE(weighted.ok());
+  auto ws = job_settings(*weighted);
+  ASSERT_TRUE(ws.ok()) << ws.status();
+  EXPECT_EQ(ws->compress.gptq.scales, ScaleChoice::kWeighted);
+  EXPECT_EQ(ws->compress.quantize->quant_type, Bnb4Type::kFp4);
+  EXPECT_EQ(describe(ws->compress), "GPTQ-FP4 (block 64, double quant, act-order, weighted scales)");
+  EXPECT_NE(err("model: /m\noutput: /o\nquantize: {method: gptq, scales: best}\ncalibrate: {ids: /x}\n")
+                .find("'quantize.scales' is 'best'; expected search or weighted"),
+            std::string::npos);
   // Round to nearest with calibration text: importance-weighted, a calibrated job.
   auto rtn = parse_job_yaml("model: /m\noutput: /o\nquantize: {format: gguf, type: Q4_K_M}\ncalibrate: {ids: /x}\n", "r.yaml");
   ASSERT_TRUE(rtn.ok());

@@ -15,6 +15,7 @@
 #include "ops/hessian.h"
 #include "ops/nf4.h"
 #include "ops/obs_compress.h"
+#include "ops/weighted_scales.h"
 #include "tests/testutil/fixtures.h"
 #include "tests/testutil/random_layer.h"
 
@@ -25,21 +26,83 @@ using test::bf16_weights;
 using test::random_hessian;
 std::vector<float> diagonal(int64_t c, uint32_t seed) { return test::diagonal_hessian(c, seed); }
 
+// For both 4-bit code books (NF4, FP4): GPTQ with a diagonal Hessian has nothing to
+// compensate, so its bytes are the type's round-to-nearest reference bytes.
 TEST(Gptq, DiagonalHessianEqualsRoundToNearest) {
-  for (auto [rows, cols] : {std::pair{16, 192}, {3, 77}, {5, 64}}) {
-    for (bool act_order : {false, true}) {
-      SCOPED_TRACE(::testing::Message() << rows << "x" << cols << " act_order " << act_order);
-      const auto w = bf16_weights(static_cast<size_t>(rows * cols), 7);
-      ObsSettings s;
-      s.act_order = act_order;
-      auto r = obs_compress(w, rows, cols, diagonal(cols, 3), s);
-      ASSERT_TRUE(r.ok()) << r.status();
-      const size_t n = w.size();
-      std::vector<uint8_t> packed(nf4_packed_bytes(n));
-      std::vector<float> absmax(nf4_num_blocks(n, 64));
-      ASSERT_EQ(nf4_quantize_ref(w.data(), DType::kF32, n, 64, packed.data(), absmax.data()), kAllFinite);
-      EXPECT_EQ(r->packed, packed);
-      EXPECT_EQ(r->absmax, absmax);
+  for (Bnb4Type type : {Bnb4Type::kNf4, Bnb4Type::kFp4}) {
+    for (auto [rows, cols] : {std::pair{16, 192}, {3, 77}, {5, 64}}) {
+      for (bool act_order : {false, true}) {
+        SCOPED_TRACE(::testing::Message() << bnb4_type_name(type) << " " << rows << "x" << cols << " act_order "
+                                          << act_order);
+        const auto w = bf16_weights(static_cast<size_t>(rows * cols), 7);
+        ObsSettings s;
+        s.act_order = act_order;
+        s.quant_type = type;
+        auto r = obs_compress(w, rows, cols, diagonal(cols, 3), s);
+        ASSERT_TRUE(r.ok()) << r.status();
+        const size_t n = w.size();
+        std::vector<uint8_t> packed(nf4_packed_bytes(n));
+        std::vector<float> absmax(nf4_num_blocks(n, 64));
+        ASSERT_EQ(bnb4_backend(type, nf4_reference_backend())
+                      .quantize(w.data(), DType::kF32, n, 64, packed.data(), absmax.data()),
+                  kAllFinite);
+        EXPECT_EQ(r->packed, packed);
+        EXPECT_EQ(r->absmax, absmax);
+      }
+    }
+  }
+}
+
+// Importance-weighted block scales: each block's scale is the candidate (alpha * absmax)
+// with the least Σ h_j (w_j - ŵ_j)² (checked by brute force), never worse than absmax;
+// with double quantization the reported scales are what the chosen 8-bit codes decode to,
+// and no worse than double-quantized absmax. GPTQ with a diagonal Hessian then rounds to
+// nearest with exactly those scales.
+TEST(Gptq, WeightedBlockScalesAreTheBestCandidatesOnWhatDecodes) {
+  const int64_t rows = 6, cols = 96;
+  const auto w = bf16_weights(static_cast<size_t>(rows * cols), 11);
+  std::vector<float> hd(static_cast<size_t>(cols));
+  for (int64_t j = 0; j < cols; ++j) hd[j] = 0.1f + static_cast<float>((j * 37) % 11);
+  auto err = [&](size_t b, float sc, Bnb4Type t) {
+    double e = 0;
+    for (size_t i = b * 64; i < std::min(w.size(), b * 64 + 64); ++i) {
+      const double d = w[i] - bnb4_code(t)[bnb4_code_of(t, w[i] * (1.0f / sc))] * sc;
+      e += hd[i % cols] * d * d;
+    }
+    return e;
+  };
+  for (Bnb4Type t : {Bnb4Type::kNf4, Bnb4Type::kFp4}) {
+    SCOPED_TRACE(bnb4_type_name(t));
+    const WeightedScales plain = weighted_block_scales(w, rows, cols, hd, 64, t, false);
+    ASSERT_EQ(plain.absmax.size(), 9u);
+    int moved = 0;
+    for (size_t b = 0; b < plain.absmax.size(); ++b) {
+      float amax = 0;
+      for (size_t i = b * 64; i < b * 64 + 64; ++i) amax = std::fmax(amax, std::fabs(w[i]));
+      double best = err(b, amax, t);
+      for (float a = kWeightedScaleLow; a <= kWeightedScaleHigh + 1e-6f; a += kWeightedScaleStep)
+        best = std::min(best, err(b, amax * a, t));
+      EXPECT_EQ(err(b, plain.absmax[b], t), best) << b;
+      moved += plain.absmax[b] != amax;
+    }
+    EXPECT_GT(moved, 0) << "every block kept absmax: the choice did nothing";
+    const WeightedScales dq = weighted_block_scales(w, rows, cols, hd, 64, t, true);
+    ASSERT_TRUE(dq.dq.has_value());
+    std::vector<float> decoded(dq.absmax.size());
+    double_dequantize(dq.dq->codes, dq.dq->nested_absmax, dq.dq->offset, dq.dq->map.data(), decoded.data());
+    EXPECT_EQ(decoded, dq.absmax);
+    // GPTQ with a diagonal Hessian: round to nearest with the chosen scales.
+    ObsSettings s;
+    s.quant_type = t;
+    s.weighted_scales = true;
+    std::vector<float> h(static_cast<size_t>(cols * cols), 0.0f);
+    for (int64_t j = 0; j < cols; ++j) h[j * cols + j] = hd[j];
+    auto r = obs_compress(w, rows, cols, h, s);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->absmax, plain.absmax);
+    for (size_t i = 0; i < w.size(); ++i) {
+      const float sc = plain.absmax[i / 64];
+      ASSERT_EQ(r->weight[i], bnb4_code(t)[bnb4_code_of(t, w[i] * (1.0f / sc))] * sc) << i;
     }
   }
 }
