@@ -13,7 +13,7 @@ ojson compression_record(const CompressSettings& s) {
                   {"sparsity", s.prune->sparsity}};
   r["quantize"] = nullptr;
   if (s.quantize)
-    r["quantize"] = {{"format", std::string(bnb4_type_name(s.quantize->quant_type))},
+    r["quantize"] = {{"format", std::string(bnb_type_name(s.quantize->quant_type))},
                      {"method", s.quant_method == QuantMethod::kGptq ? "gptq" : "rtn"},
                      {"blocksize", s.quantize->blocksize},
                      {"double_quant", s.quantize->double_quant}};
@@ -24,7 +24,7 @@ std::optional<CompressSettings> reproducible_settings(const ojson& r) {
   try {
     if (!r.is_object() || !r.contains("quantize") || !r["quantize"].is_object()) return std::nullopt;
     const ojson& q = r["quantize"];
-    const auto type = value_of(kBnb4TypeNames, q.at("format").get<std::string>());
+    const auto type = value_of(kBnbTypeNames, q.at("format").get<std::string>());
     if (!type || q.at("method") != "rtn") return std::nullopt;
     CompressSettings s;
     s.quantize = Nf4Settings{q.at("blocksize").get<int>(), q.at("double_quant").get<bool>()};

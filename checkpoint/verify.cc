@@ -17,6 +17,7 @@
 #include "formats/model_files.h"
 #include "formats/model_layout.h"
 #include "ops/double_quant.h"
+#include "ops/int8_rows.h"
 #include "ops/finite_check.h"
 #include "ops/compress_shard.h"
 #include "ops/nf4.h"
@@ -32,11 +33,48 @@ struct Nf4Entry {
   std::string weight;  // "<prefix>.weight"
   std::map<std::string, const TensorRef*> parts;  // suffix ("" for the packed weight) -> tensor
   std::optional<QuantState> state;                // set once the quant_state checks out
+  bool int8 = false;  // an LLM.int8 weight: parts "" (I8 codes), "SCB", "weight_format"
 };
 
+// Checks one LLM.int8 weight (B.2); on success fills `verdict` and the row scales.
+std::string check_int8(Nf4Entry& e, TensorVerdict& v, std::vector<float>* scb_out) {
+  const TensorRef* w = e.parts.count("") ? e.parts.at("") : nullptr;
+  const TensorRef* scb = e.parts.count("SCB") ? e.parts.at("SCB") : nullptr;
+  const TensorRef* fmt_t = e.parts.count("weight_format") ? e.parts.at("weight_format") : nullptr;
+  if (!w || !scb) return fmt::format("missing tensor '{}'", !w ? e.weight : int8_scb_name(e.weight));
+  if (w->info->dtype != DType::kI8 || w->info->shape.size() != 2)
+    return fmt::format("weight is {} {}, expected I8 [out, in]", dtype_name(w->info->dtype),
+                       nlohmann::json(w->info->shape).dump());
+  const int64_t rows = w->info->shape[0], cols = w->info->shape[1];
+  if (scb->info->dtype != DType::kF32 || scb->info->shape != std::vector<int64_t>{rows})
+    return fmt::format("SCB must be F32 [{}]", rows);
+  if (fmt_t) {
+    if (fmt_t->info->dtype != DType::kU8 || !fmt_t->info->shape.empty() || fmt_t->view().bytes[0] != 0)
+      return "weight_format must be the 0-dim U8 0 (row-major)";
+  }
+  std::vector<float> scales = to_float32(scb->view().bytes, DType::kF32);
+  for (size_t i = 0; i < scales.size(); ++i)
+    if (!std::isfinite(scales[i]) || scales[i] < 0) return fmt::format("SCB[{}] = {} is not a finite non-negative number", i, scales[i]);
+  for (int8_t c : std::span<const int8_t>(reinterpret_cast<const int8_t*>(w->view().bytes.data()), w->view().bytes.size()))
+    if (c == -128) return "a code is -128 (LLM.int8 codes are -127..127)";
+  QuantState qs;
+  qs.rows = rows;
+  qs.cols = cols;
+  qs.dtype = DType::kBF16;
+  qs.quant_type = BnbType::kInt8;
+  e.state = qs;
+  v.dtype = DType::kBF16;
+  v.shape = {rows, cols};
+  *scb_out = std::move(scales);
+  return "";
+}
+
 // Checks one quantized weight; on success fills `verdict` and the decoded absmax.
-std::string check_nf4(Nf4Entry& e, bool config_dq, Bnb4Type config_type, TensorVerdict& v,
+std::string check_nf4(Nf4Entry& e, bool config_dq, BnbType config_type, TensorVerdict& v,
                       std::vector<float>* absmax_out) {
+  if (e.int8 != (config_type == BnbType::kInt8))
+    return e.int8 ? "an int8 weight, but config.json says load_in_4bit" : "a 4-bit weight, but config.json says load_in_8bit";
+  if (e.int8) return check_int8(e, v, absmax_out);
   auto part = [&](const std::string& s) -> const TensorRef* {
     auto it = e.parts.find(s);
     return it == e.parts.end() ? nullptr : it->second;
@@ -44,7 +82,7 @@ std::string check_nf4(Nf4Entry& e, bool config_dq, Bnb4Type config_type, TensorV
   const std::string blob = quant_state_suffix(config_type).substr(1);  // the config's type names the blob
   const TensorRef* js = part(blob);
   if (!js)
-    return fmt::format("no '{}.{}' (bnb_4bit_quant_type is {} in config.json)", e.weight, blob, bnb4_type_name(config_type));
+    return fmt::format("no '{}.{}' (bnb_4bit_quant_type is {} in config.json)", e.weight, blob, bnb_type_name(config_type));
   auto jb = js->view().bytes;
   if (js->info->dtype != DType::kU8 || js->info->shape.size() != 1) return "quant_state is not a 1-D U8 tensor";
   auto qs_or = parse_quant_state_json(std::string_view(reinterpret_cast<const char*>(jb.data()), jb.size()));
@@ -55,8 +93,8 @@ std::string check_nf4(Nf4Entry& e, bool config_dq, Bnb4Type config_type, TensorV
   v.shape = {qs.rows, qs.cols};
   if (!nf4_blocksize_ok(qs.blocksize)) return fmt::format("blocksize {} is not one bitsandbytes accepts", qs.blocksize);
   if (qs.quant_type != config_type)
-    return fmt::format("quant_type is {} in its quant_state but {} in config.json", bnb4_type_name(qs.quant_type),
-                       bnb4_type_name(config_type));
+    return fmt::format("quant_type is {} in its quant_state but {} in config.json", bnb_type_name(qs.quant_type),
+                       bnb_type_name(config_type));
   if (qs.double_quant != config_dq)
     return fmt::format("double quantization is {} here but bnb_4bit_use_double_quant is {} in config.json",
                        qs.double_quant, config_dq);
@@ -78,7 +116,7 @@ std::string check_nf4(Nf4Entry& e, bool config_dq, Bnb4Type config_type, TensorV
   const TensorRef* qm = part("quant_map");
   if (!shape_is(qm, DType::kF32, {16}) ||
       std::memcmp(qm->view().bytes.data(), bnb4_code(qs.quant_type), kNf4Levels * sizeof(float)) != 0)
-    return fmt::format("quant_map is not the {} code book", bnb4_type_name(qs.quant_type));
+    return fmt::format("quant_map is not the {} code book", bnb_type_name(qs.quant_type));
   const TensorRef* am = part("absmax");
   std::vector<float> absmax(nb);
   if (qs.double_quant) {
@@ -116,6 +154,14 @@ std::string check_nf4(Nf4Entry& e, bool config_dq, Bnb4Type config_type, TensorV
 // A checked quantized weight as bitsandbytes decodes it: code * (decoded) absmax, float32.
 std::vector<float> dequantize_entry(const Nf4Entry& e, const std::vector<float>& absmax) {
   const QuantState& qs = *e.state;
+  if (e.int8) {  // absmax holds the rows' SCB
+    const TensorRef* w = e.parts.at("");
+    const auto b = w->view().bytes;
+    std::vector<float> out =
+        int8_dequantize(std::span<const int8_t>(reinterpret_cast<const int8_t*>(b.data()), b.size()), absmax, qs.cols);
+    w->release();
+    return out;
+  }
   const uint64_t n = static_cast<uint64_t>(qs.rows) * static_cast<uint64_t>(qs.cols);
   std::vector<float> out(n);
   const TensorRef* packed = e.parts.at("");
@@ -130,7 +176,13 @@ std::vector<float> dequantize_entry(const Nf4Entry& e, const std::vector<float>&
 void group_tensors(const ModelFiles& files, std::map<std::string, Nf4Entry>& nf4,
                    std::map<std::string, const TensorRef*>& plain) {
   for (const auto& [name, ref] : files.tensors()) {
-    for (const auto& t : kBnb4TypeNames) {
+    if (name.ends_with(".SCB")) {  // LLM.int8: "<P>.SCB" beside "<P>.weight"
+      const std::string w = name.substr(0, name.size() - 4) + ".weight";
+      nf4[w].weight = w;
+      nf4[w].int8 = true;
+    }
+    for (const auto& t : kBnbTypeNames) {
+      if (!is_4bit(t.value)) continue;
       const std::string suffix = quant_state_suffix(t.value);
       if (name.ends_with(suffix)) {
         const std::string w = name.substr(0, name.size() - suffix.size());
@@ -140,7 +192,15 @@ void group_tensors(const ModelFiles& files, std::map<std::string, Nf4Entry>& nf4
   }
   for (const auto& [name, ref] : files.tensors()) {
     bool claimed = false;
-    if (nf4.count(name)) {
+    if (name.ends_with(".SCB") || name.ends_with(".weight_format")) {
+      const std::string w = name.substr(0, name.rfind('.')) + ".weight";
+      if (auto it = nf4.find(w); it != nf4.end() && it->second.int8) {
+        it->second.parts[name.ends_with(".SCB") ? "SCB" : "weight_format"] = &ref;
+        claimed = true;
+      }
+    }
+    if (claimed) {
+    } else if (nf4.count(name)) {
       nf4[name].parts[""] = &ref;
       claimed = true;
     } else {
@@ -166,8 +226,10 @@ struct CodeDiff {
 // (the same compress_shard that made them: pruning, then bitsandbytes' rounding).
 absl::StatusOr<CodeDiff> codes_differing(const Nf4Entry& e, const TensorRef& orig, const TensorVerdict& v,
                                          CompressSettings settings) {
-  settings.quantize->blocksize = e.state->blocksize;
-  settings.quantize->double_quant = e.state->double_quant;
+  if (!e.int8) {
+    settings.quantize->blocksize = e.state->blocksize;
+    settings.quantize->double_quant = e.state->double_quant;
+  }
   settings.quantize->quant_type = e.state->quant_type;
   const ModelTensor meta{v.name, TensorRole::kQProj, -1, TensorShape{orig.info->dtype, orig.info->shape}};
   const InputTensor in{&meta, orig.view().bytes};
@@ -177,6 +239,11 @@ absl::StatusOr<CodeDiff> codes_differing(const Nf4Entry& e, const TensorRef& ori
   if (got.size() != want.size()) return absl::DataLossError("packed codes have the wrong size");
   CodeDiff d;
   d.total = static_cast<uint64_t>(e.state->rows) * static_cast<uint64_t>(e.state->cols);
+  if (e.int8) {  // one byte per code
+    for (uint64_t i = 0; i < d.total; ++i)
+      if (got[i] != want[i] && d.count++ == 0) d.first = i;
+    return d;
+  }
   for (uint64_t i = 0; i < d.total; ++i) {
     const uint8_t a = got[i / 2], b = want[i / 2];
     const bool differ = i % 2 == 0 ? (a >> 4) != (b >> 4) : (a & 0x0f) != (b & 0x0f);  // element 2i: high nibble
@@ -233,7 +300,7 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir, const Ver
     return r;
   }
   if (!cj.is_object() || !cj.contains("quantization_config") || !cj["quantization_config"].is_object()) {
-    problem(fmt::format("{}: no quantization_config: not a bitsandbytes 4-bit checkpoint", config_path));
+    problem(fmt::format("{}: no quantization_config: not a bitsandbytes checkpoint", config_path));
     return r;
   }
   const ojson qc = cj["quantization_config"];
@@ -243,14 +310,21 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir, const Ver
                           qc.contains(key) ? qc[key].dump() : "missing", want.dump()));
   };
   qc_is("quant_method", "bitsandbytes");
+  if (qc.value("load_in_8bit", false) == true) {  // LLM.int8 (B.3)
+    qc_is("load_in_4bit", false);
+    if (qc.contains("llm_int8_threshold") && !qc["llm_int8_threshold"].is_number_float())
+      problem(fmt::format("{}: quantization_config.llm_int8_threshold must be a float (6.0, not 6)", config_path));
+    if (qc.value("llm_int8_has_fp16_weight", false) != false) qc_is("llm_int8_has_fp16_weight", false);
+    r.quant_type = BnbType::kInt8;
+  } else {
   qc_is("load_in_4bit", true);
   const auto type = qc.contains("bnb_4bit_quant_type") && qc["bnb_4bit_quant_type"].is_string()
-                        ? value_of(kBnb4TypeNames, qc["bnb_4bit_quant_type"].get<std::string>())
+                        ? value_of(kBnbTypeNames, qc["bnb_4bit_quant_type"].get<std::string>())
                         : std::nullopt;
-  if (!type)
+  if (!type || !is_4bit(*type))
     problem(fmt::format("{}: quantization_config.bnb_4bit_quant_type is {}, expected \"nf4\" or \"fp4\"", config_path,
                         qc.contains("bnb_4bit_quant_type") ? qc["bnb_4bit_quant_type"].dump() : "missing"));
-  r.quant_type = type.value_or(Bnb4Type::kNf4);
+  r.quant_type = type.value_or(BnbType::kNf4);
   qc_is("bnb_4bit_quant_storage", "uint8");
   if (qc.contains("load_in_8bit") && qc["load_in_8bit"] != false) qc_is("load_in_8bit", false);
   if (qc.contains("llm_int8_threshold") && !qc["llm_int8_threshold"].is_number_float())
@@ -258,6 +332,7 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir, const Ver
   if (!qc.contains("bnb_4bit_use_double_quant") || !qc["bnb_4bit_use_double_quant"].is_boolean())
     problem(fmt::format("{}: quantization_config.bnb_4bit_use_double_quant must be true or false", config_path));
   r.double_quant = qc.value("bnb_4bit_use_double_quant", false);
+  }
   ojson base = cj;
   base.erase("quantization_config");
   auto config = parse_model_config(base.dump(), config_path);
@@ -292,6 +367,7 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir, const Ver
     } else {
       std::vector<float> absmax;
       v.problem = check_nf4(e, r.double_quant, r.quant_type, v, &absmax);
+      v.kind = std::string(bnb_type_name(e.int8 ? BnbType::kInt8 : e.state ? e.state->quant_type : r.quant_type));
       if (v.problem.empty()) {
         decoded_absmax[w] = std::move(absmax);
         if (r.blocksize == 0) r.blocksize = e.state->blocksize;
@@ -441,7 +517,7 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir, const Ver
       v.codes_total = differ->total;
       if (r.exact && differ->count > 0) {
         v.problem = fmt::format("{} of {} {} codes differ from {} of the original (the first at element {})",
-                                differ->count, differ->total, r.quant_type == Bnb4Type::kFp4 ? "FP4" : "NF4",
+                                differ->count, differ->total, r.quant_type == BnbType::kFp4 ? "FP4" : "NF4",
                                 r.reference, differ->first);
         problem(fmt::format("{}: {}", v.name, v.problem));
       }

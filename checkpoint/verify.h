@@ -26,7 +26,7 @@ struct TensorVerdict {
   DType dtype = DType::kF32;  // logical dtype (quant_state dtype for NF4 weights)
   std::vector<int64_t> shape;
   std::string problem;  // empty when the tensor checks out
-  std::string kind;     // GGUF: the tensor's ggml type ("Q4_K"); empty for NF4 checkpoints
+  std::string kind;     // the quantized type: "nf4", "fp4", "int8", or a GGUF tensor's ggml type ("Q4_K")
   // With --against:
   std::optional<double> max_abs_error;
   std::optional<double> rel_rmse;  // sqrt(sum (w' - w)^2 / sum w^2)
@@ -42,7 +42,7 @@ struct VerifyReport {
   std::string architecture;
   bool double_quant = false;
   int blocksize = 0;
-  Bnb4Type quant_type = Bnb4Type::kNf4;  // bnb_4bit_quant_type
+  BnbType quant_type = BnbType::kNf4;  // bnb_4bit_quant_type
   bool manifest_checked = false;
   std::string gguf_type;  // a GGUF file: its type or mix ("Q4_K_M"); empty for NF4 folders
   std::optional<std::string> against;

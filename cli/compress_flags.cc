@@ -14,8 +14,8 @@ void add_compress_flags(CLI::App* cmd, CompressFlags* f) {
       ->check(CLI::IsMember({"tensor", "row", "2:4"}));
   cmd->add_flag("--no-quantize", f->no_quantize, "Keep weights in their dtype (prune only)");
   cmd->add_option("--format", f->format,
-                  "nf4 (bitsandbytes folder, default), fp4 (bitsandbytes FP4 folder) or gguf (one llama.cpp file)")
-      ->check(CLI::IsMember({"nf4", "fp4", "gguf"}));
+                  "nf4 (bitsandbytes folder, default), fp4 (bitsandbytes FP4), int8 (LLM.int8 8-bit) or gguf (one llama.cpp file)")
+      ->check(CLI::IsMember({"nf4", "fp4", "int8", "gguf"}));
   cmd->add_option("--type", f->type, fmt::format("--format gguf: the llama.cpp type or mix, one of {}", gguf_ftype_names()));
   cmd->add_option("--imatrix", f->imatrix,
                   "--format gguf: weigh each column by this llama.cpp importance matrix (llama-imatrix's file), as "

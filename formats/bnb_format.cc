@@ -15,10 +15,10 @@ constexpr const char* kSideSuffixes[] = {"absmax", "quant_map", "nested_absmax",
 }  // namespace
 
 std::string quant_state_json(int blocksize, DType weight_dtype, int64_t rows, int64_t cols,
-                             std::optional<float> nested_offset, Bnb4Type type) {
+                             std::optional<float> nested_offset, BnbType type) {
   const auto dt = torch_dtype_name(weight_dtype);
   std::string s = fmt::format(R"({{"quant_type": "{}", "blocksize": {}, "dtype": "{}", "shape": [{}, {}])",
-                              bnb4_type_name(type), blocksize, dt ? *dt : "float32", rows, cols);
+                              bnb_type_name(type), blocksize, dt ? *dt : "float32", rows, cols);
   if (nested_offset) {
     s += fmt::format(R"(, "nested_blocksize": 256, "nested_dtype": "float32", "nested_offset": {})",
                      python_float_repr(static_cast<double>(*nested_offset)));
@@ -44,9 +44,9 @@ absl::StatusOr<QuantState> parse_quant_state_json(std::string_view text) {
     return absl::DataLossError(fmt::format("quant_state keys are [{}], expected [{}]",
                                            fmt::join(keys, ", "), fmt::join(expected, ", ")));
   QuantState q;
-  const auto type = j["quant_type"].is_string() ? value_of(kBnb4TypeNames, j["quant_type"].get<std::string>())
+  const auto type = j["quant_type"].is_string() ? value_of(kBnbTypeNames, j["quant_type"].get<std::string>())
                                                 : std::nullopt;
-  if (!type)
+  if (!type || !is_4bit(*type))
     return absl::DataLossError(fmt::format("quant_type is {}, expected \"nf4\" or \"fp4\"", j["quant_type"].dump()));
   q.quant_type = *type;
   if (!j["blocksize"].is_number_integer()) return absl::DataLossError("blocksize is not an integer");
@@ -81,7 +81,7 @@ absl::StatusOr<QuantState> parse_quant_state_json(std::string_view text) {
 }
 
 std::vector<TensorSpec> nf4_weight_specs(const std::string& weight_name, int64_t rows, int64_t cols,
-                                         int blocksize, bool double_quant, size_t json_bytes, Bnb4Type type) {
+                                         int blocksize, bool double_quant, size_t json_bytes, BnbType type) {
   const int64_t n = rows * cols;
   const int64_t nb = (n + blocksize - 1) / blocksize;
   std::vector<TensorSpec> out;
@@ -96,6 +96,21 @@ std::vector<TensorSpec> nf4_weight_specs(const std::string& weight_name, int64_t
   return out;
 }
 
+namespace {
+std::string module_of(const std::string& weight_name) {
+  return weight_name.ends_with(".weight") ? weight_name.substr(0, weight_name.size() - 7) : weight_name;
+}
+}  // namespace
+
+std::string int8_scb_name(const std::string& weight_name) { return module_of(weight_name) + ".SCB"; }
+std::string int8_format_name(const std::string& weight_name) { return module_of(weight_name) + ".weight_format"; }
+
+std::vector<TensorSpec> int8_weight_specs(const std::string& weight_name, int64_t rows, int64_t cols) {
+  return {{weight_name, DType::kI8, {rows, cols}},
+          {int8_scb_name(weight_name), DType::kF32, {rows}},
+          {int8_format_name(weight_name), DType::kU8, {}}};
+}
+
 bool is_nf4_side_suffix(std::string_view suffix) {
   for (const char* s : kSideSuffixes)
     if (suffix == s) return true;
@@ -103,20 +118,22 @@ bool is_nf4_side_suffix(std::string_view suffix) {
 }
 
 ojson bnb_quantization_config(const Nf4Settings& s) {
+  // int8 (B.3): load_in_8bit, the 4-bit keys at BitsAndBytesConfig's defaults.
+  const bool int8 = s.quant_type == BnbType::kInt8;
   const auto compute = torch_dtype_name(s.compute_dtype);
   ojson q = ojson::object();
-  q["_load_in_4bit"] = true;
-  q["_load_in_8bit"] = false;
-  q["bnb_4bit_compute_dtype"] = compute ? std::string(*compute) : "bfloat16";
+  q["_load_in_4bit"] = !int8;
+  q["_load_in_8bit"] = int8;
+  q["bnb_4bit_compute_dtype"] = int8 ? "float32" : compute ? std::string(*compute) : "bfloat16";
   q["bnb_4bit_quant_storage"] = "uint8";
-  q["bnb_4bit_quant_type"] = std::string(bnb4_type_name(s.quant_type));
-  q["bnb_4bit_use_double_quant"] = s.double_quant;
+  q["bnb_4bit_quant_type"] = int8 ? std::string("fp4") : std::string(bnb_type_name(s.quant_type));
+  q["bnb_4bit_use_double_quant"] = !int8 && s.double_quant;
   q["llm_int8_enable_fp32_cpu_offload"] = false;
   q["llm_int8_has_fp16_weight"] = false;
   q["llm_int8_skip_modules"] = ojson::array({"lm_head"});
   q["llm_int8_threshold"] = 6.0;
-  q["load_in_4bit"] = true;
-  q["load_in_8bit"] = false;
+  q["load_in_4bit"] = !int8;
+  q["load_in_8bit"] = int8;
   q["quant_method"] = "bitsandbytes";
   return q;
 }

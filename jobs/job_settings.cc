@@ -44,7 +44,7 @@ absl::StatusOr<JobSettings> convert(const JobSpec& spec) {
   const auto method = value_of(kQuantMethodNames, q.method());
   if (!method) return bad(fmt::format("'quantize.method' is '{}'; expected {}", q.method(), names_of(kQuantMethodNames)));
   s.quant_method = *method;
-  if (const auto bnb4 = value_of(kBnb4TypeNames, q.format())) {  // nf4, fp4: a bitsandbytes 4-bit folder
+  if (const auto bnb4 = value_of(kBnbTypeNames, q.format())) {  // nf4, fp4: a bitsandbytes 4-bit folder
     const auto compute = dtype_from_torch_name(q.compute_dtype());
     if (!compute)
       return bad(fmt::format("'quantize.compute_dtype' is '{}'; expected bfloat16, float16 or float32",
@@ -60,7 +60,7 @@ absl::StatusOr<JobSettings> convert(const JobSpec& spec) {
     s.gguf = *type;
     out.gguf_imatrix = q.imatrix();
   } else {
-    return bad(fmt::format("'quantize.format' is '{}'; expected nf4, fp4, gguf or none", q.format()));
+    return bad(fmt::format("'quantize.format' is '{}'; expected nf4, fp4, int8, gguf or none", q.format()));
   }
   if (q.format() != "gguf" && !q.type().empty())
     return bad(fmt::format("'quantize.type' is for format gguf (the format is '{}')", q.format()));

@@ -9,7 +9,7 @@
 //   output: /out/stories-nf4     # new folder (under the output root)
 //   overwrite: false             # true: replace an existing output at the end
 //   prune: {method: none|magnitude|wanda|sparsegpt, sparsity: 0.3, scope: tensor|row|2:4}
-//   quantize: {format: nf4|fp4|gguf|none, type: Q4_0 (gguf), method: rtn|gptq, blocksize: 64, double_quant: true,
+//   quantize: {format: nf4|fp4|int8|gguf|none, type: Q4_0 (gguf), method: rtn|gptq, blocksize: 64, double_quant: true,
 //              compute_dtype: bfloat16, act_order: true, damp: 0.01, scale_search: 0.1,
 //              gptq_block_size: 128}
 //   calibrate: {ids: FILE, samples: 128, seq_len: 0, mode: sequential|pipelined,

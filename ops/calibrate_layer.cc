@@ -231,7 +231,18 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
       os.damp = settings.gptq.damp;
       os.act_order = settings.gptq.act_order;
       os.quantize = gptq;
-      if (gptq) {
+      // int8: GPTQ on its row grid (each row's scale fixed from the weight), no blocks.
+      std::optional<Int8RowGrid> int8_grid;
+      const bool int8 = gptq && settings.quantize->quant_type == BnbType::kInt8;
+      if (int8) {
+        auto scb = int8_row_scales(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(original.data()),
+                                                            original.size() * sizeof(float)),
+                                   DType::kF32, rows, cols);
+        if (!scb.ok()) return fail(scb.status());
+        int8_grid.emplace(std::move(*scb), rows, cols);
+        os.quantize = false;
+        os.grid = &*int8_grid;
+      } else if (gptq) {
         os.nf4_blocksize = settings.quantize->blocksize;
         os.quant_type = settings.quantize->quant_type;
         os.double_quant = settings.quantize->double_quant;
@@ -247,7 +258,7 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
         os.sparsity = settings.prune->sparsity;
       }
       // The device's GPTQ loop knows NF4's code book only.
-      const bool device_loop = device.obs && !(gptq && os.quant_type != Bnb4Type::kNf4);
+      const bool device_loop = device.obs && !(gptq && os.quant_type != BnbType::kNf4);
       auto r = obs_compress(original, rows, cols, std::move(*hess), os, device_loop ? &device.obs : nullptr);
       hess.reset();
       if (!r.ok())
@@ -263,7 +274,11 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
         ps.zeros = static_cast<uint64_t>(std::count(r->weight.begin(), r->weight.end(), 0.0f));
         report.prune = ps;
       }
-      if (gptq) {
+      if (int8) {
+        groups[k] = int8_output_tensors(meta, int8_grid->take());
+        report.quantized = true;
+        final_w = std::move(r->weight);
+      } else if (gptq) {
         groups[k] = bnb_output_tensors(meta, std::move(r->packed), r->absmax, r->dq, *settings.quantize);
         report.quantized = true;
         final_w = std::move(r->weight);
@@ -275,7 +290,15 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
       if (mask) report.prune = apply_mask(final_w, *mask);
     }
     if (!report.quantized) {
-      if (settings.quantize) {  // round to nearest, as bitsandbytes
+      if (settings.quantize && settings.quantize->quant_type == BnbType::kInt8) {  // LLM.int8's rows
+        auto q8 = int8_quantize(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(final_w.data()),
+                                                         final_w.size() * sizeof(float)),
+                                DType::kF32, rows, cols);
+        if (!q8.ok()) return fail(q8.status());
+        final_w = int8_dequantize(q8->codes, q8->scb, cols);
+        groups[k] = int8_output_tensors(meta, *q8);
+        report.quantized = true;
+      } else if (settings.quantize) {  // round to nearest, as bitsandbytes
         const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(final_w.data()),
                                              final_w.size() * sizeof(float));
         const Nf4Backend& kernels = bnb4_backend(settings.quantize->quant_type, backend);

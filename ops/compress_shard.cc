@@ -42,10 +42,21 @@ std::vector<OutputTensor> bnb_output_tensors(const ModelTensor& meta, std::vecto
   return out;
 }
 
+std::vector<OutputTensor> int8_output_tensors(const ModelTensor& meta, const Int8Rows& q) {
+  const std::vector<TensorSpec> specs = int8_weight_specs(meta.name, meta.stored.shape[0], meta.stored.shape[1]);
+  return {{specs[0], as_bytes(q.codes.data(), q.codes.size())},
+          {specs[1], as_bytes(q.scb.data(), q.scb.size())},
+          {specs[2], std::vector<uint8_t>{0}}};  // weight_format 0: row-major
+}
+
 absl::StatusOr<std::vector<OutputTensor>> nf4_output_tensors(const ModelTensor& meta, std::span<const uint8_t> bytes,
                                                              DType dtype, const Nf4Settings& s,
                                                              const Nf4Backend& backend) {
   const int64_t rows = meta.stored.shape[0], cols = meta.stored.shape[1];
+  if (s.quant_type == BnbType::kInt8) {
+    SP_ASSIGN_OR_RETURN(const Int8Rows q8, int8_quantize(bytes, dtype, rows, cols));
+    return int8_output_tensors(meta, q8);
+  }
   SP_ASSIGN_OR_RETURN(Nf4Tensor q, nf4_quantize(bytes, dtype, rows, cols, s.blocksize, bnb4_backend(s.quant_type, backend)));
   std::optional<DoubleQuantized> dq;
   if (s.double_quant) dq = double_quantize(q.absmax);
@@ -115,8 +126,13 @@ std::string describe(const CompressSettings& s) {
   }
   if (s.quantize) {
     if (!out.empty()) out += " + ";
+    if (s.quantize->quant_type == BnbType::kInt8) {
+      out += fmt::format("{}int8 (LLM.int8, row-wise{})", s.quant_method == QuantMethod::kGptq ? "GPTQ-" : "",
+                         s.quant_method == QuantMethod::kGptq && s.gptq.act_order ? ", act-order" : "");
+      return out;
+    }
     out += fmt::format("{}{} (block {}{}{}{})", s.quant_method == QuantMethod::kGptq ? "GPTQ-" : "",
-                       s.quantize->quant_type == Bnb4Type::kFp4 ? "FP4" : "NF4",
+                       s.quantize->quant_type == BnbType::kFp4 ? "FP4" : "NF4",
                        s.quantize->blocksize, s.quantize->double_quant ? ", double quant" : "",
                        s.quant_method == QuantMethod::kGptq && s.gptq.act_order ? ", act-order" : "",
                        s.quant_method == QuantMethod::kGptq && s.gptq.scales == ScaleChoice::kWeighted ? ", weighted scales" : "");
@@ -129,6 +145,8 @@ bool compresses(const ModelTensor& t, const CompressSettings& s) {
 }
 
 std::vector<TensorSpec> output_specs(const ModelTensor& t, const CompressSettings& s) {
+  if (compresses(t, s) && s.quantize && t.stored.shape.size() == 2 && s.quantize->quant_type == BnbType::kInt8)
+    return int8_weight_specs(t.name, t.stored.shape[0], t.stored.shape[1]);
   if (compresses(t, s) && s.quantize && t.stored.shape.size() == 2) {
     std::vector<TensorSpec> specs = nf4_weight_specs(t.name, t.stored.shape[0], t.stored.shape[1], s.quantize->blocksize,
                                                      s.quantize->double_quant, kMaxQuantStateBytes, s.quantize->quant_type);

@@ -17,6 +17,7 @@
 #include "formats/model_layout.h"
 #include "ops/double_quant.h"
 #include "ops/gguf_plan.h"
+#include "ops/int8_rows.h"
 #include "ops/nf4.h"
 #include "ops/prune.h"
 
@@ -128,6 +129,9 @@ std::vector<OutputTensor> bnb_output_tensors(const ModelTensor& meta, std::vecto
                                              const std::vector<float>& absmax, const std::optional<DoubleQuantized>& dq,
                                              const Nf4Settings& s);
 // Round-to-nearest NF4 of a weight given as `dtype` bytes (bitsandbytes' quantize_4bit).
+// The tensors of an LLM.int8 weight (int8_weight_specs) from its codes and row scales.
+std::vector<OutputTensor> int8_output_tensors(const ModelTensor& meta, const Int8Rows& q);
+// Round to nearest in the settings' bitsandbytes type: the 4-bit tensors, or int8's.
 absl::StatusOr<std::vector<OutputTensor>> nf4_output_tensors(const ModelTensor& meta, std::span<const uint8_t> bytes,
                                                              DType dtype, const Nf4Settings& s,
                                                              const Nf4Backend& backend = nf4_best_backend());

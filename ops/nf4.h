@@ -96,12 +96,12 @@ void fp4_dequantize_bf16_ref(const uint8_t* packed, const float* absmax, size_t 
 const Nf4Backend& fp4_reference_backend();
 
 // A 4-bit type's code book (what quant_map stores) and the code of a scaled value.
-inline const float* bnb4_code(Bnb4Type t) { return t == Bnb4Type::kFp4 ? kFp4Code : kNf4Code; }
-inline uint8_t bnb4_code_of(Bnb4Type t, float s) { return t == Bnb4Type::kFp4 ? fp4_code_of(s) : nf4_code_of(s); }
+inline const float* bnb4_code(BnbType t) { return t == BnbType::kFp4 ? kFp4Code : kNf4Code; }
+inline uint8_t bnb4_code_of(BnbType t, float s) { return t == BnbType::kFp4 ? fp4_code_of(s) : nf4_code_of(s); }
 // The kernels for type `t`: `nf4` (the vector or device backend chosen) for NF4, FP4's
 // reference for FP4.
-inline const Nf4Backend& bnb4_backend(Bnb4Type t, const Nf4Backend& nf4) {
-  return t == Bnb4Type::kFp4 ? fp4_reference_backend() : nf4;
+inline const Nf4Backend& bnb4_backend(BnbType t, const Nf4Backend& nf4) {
+  return t == BnbType::kFp4 ? fp4_reference_backend() : nf4;
 }
 
 }  // namespace sp

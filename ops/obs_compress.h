@@ -51,7 +51,7 @@ struct ObsSettings {
   bool quantize = true;
   ElementGrid* grid = nullptr;
   int nf4_blocksize = 64;
-  Bnb4Type quant_type = Bnb4Type::kNf4;  // the 4-bit code book the codes are chosen in
+  BnbType quant_type = BnbType::kNf4;  // the 4-bit code book the codes are chosen in
   bool double_quant = false;
   // Scale search: each row's block scales are alpha * absmax with alpha in
   // 1 +- k * kScaleStep within +-scale_range, the one with the least GPTQ loss for that

@@ -10,7 +10,7 @@ namespace {
 
 // Σ h_j (w_j − decode(code(w_j / s)) · s)² over elements [begin, end) of the flattened weight.
 double block_error(const std::vector<float>& w, int64_t cols, const std::vector<float>& hdiag, size_t begin, size_t end,
-                   float s, Bnb4Type type) {
+                   float s, BnbType type) {
   const float* code = bnb4_code(type);
   const float inv = 1.0f / s;
   double err = 0;
@@ -25,7 +25,7 @@ double block_error(const std::vector<float>& w, int64_t cols, const std::vector<
 }  // namespace
 
 WeightedScales weighted_block_scales(const std::vector<float>& w, int64_t rows, int64_t cols,
-                                     const std::vector<float>& hdiag, int blocksize, Bnb4Type type, bool double_quant) {
+                                     const std::vector<float>& hdiag, int blocksize, BnbType type, bool double_quant) {
   const size_t n = static_cast<size_t>(rows * cols), bs = static_cast<size_t>(blocksize);
   const size_t nb = (n + bs - 1) / bs;
   std::vector<float> alphas;

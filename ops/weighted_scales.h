@@ -29,6 +29,6 @@ struct WeightedScales {
 // `w` [rows, cols] row-major, `hdiag` [cols]; blocks of `blocksize` consecutive elements of
 // the flattened weight (bitsandbytes' layout; a block may span rows).
 WeightedScales weighted_block_scales(const std::vector<float>& w, int64_t rows, int64_t cols,
-                                     const std::vector<float>& hdiag, int blocksize, Bnb4Type type, bool double_quant);
+                                     const std::vector<float>& hdiag, int blocksize, BnbType type, bool double_quant);
 
 }  // namespace sp

@@ -263,6 +263,20 @@ TEST(Cli, CompressWritesGguf) {
   EXPECT_FALSE(fs::exists(d / "i2.gguf"));
 }
 
+// A `local` job of `format` writes the bytes `compress` wrote to `compressed`; GPTQ in
+// `format` (into d/gptq) writes a checkpoint verify accepts.
+void job_equals_compress_and_gptq_verifies(const test::TempDir& d, const std::string& format,
+                                           const std::string& compressed) {
+  test::write_text(d / "j.yaml", "model: " + stories() + "\noutput: " + (d / "j") + "\nquantize: {format: " + format + "}\n");
+  auto j = run_cli({"local", d / "j.yaml", "--state-dir", d / "state"});
+  ASSERT_EQ(j.exit_code, 0) << j.err;
+  EXPECT_EQ(test::read_bytes(d / "j/model.safetensors"), test::read_bytes(compressed + "/model.safetensors"));
+  auto g = run_cli({"compress", stories(), d / "gptq", "--format", format, "--method", "gptq", "--calib-ids",
+                    test::fixture("stories260k/text/calib.ids.txt"), "--calib-samples", "64"});
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  EXPECT_EQ(run_cli({"verify", d / "gptq"}).exit_code, 0);
+}
+
 // bitsandbytes FP4 (`--format fp4`): a checkpoint verify accepts as exactly FP4 round to
 // nearest of the original (config bnb_4bit_quant_type fp4, the __fp4 state blobs), that
 // eval reads; a `local` job writes the same tensors; GPTQ on the FP4 grid beats round to
@@ -286,14 +300,7 @@ TEST(Cli, Fp4CheckpointsVerifyEvaluateAndMatchJobs) {
   };
   const double rtn = ppl(d / "fp4");
   EXPECT_GT(rtn, ppl(stories()));
-  test::write_text(d / "j.yaml", "model: " + stories() + "\noutput: " + (d / "j") + "\nquantize: {format: fp4}\n");
-  auto j = run_cli({"local", d / "j.yaml", "--state-dir", d / "state"});
-  ASSERT_EQ(j.exit_code, 0) << j.err;
-  EXPECT_EQ(test::read_bytes(d / "j/model.safetensors"), test::read_bytes(d / "fp4/model.safetensors"));
-  auto g = run_cli({"compress", stories(), d / "gptq", "--format", "fp4", "--method", "gptq", "--calib-ids",
-                    test::fixture("stories260k/text/calib.ids.txt"), "--calib-samples", "64"});
-  ASSERT_EQ(g.exit_code, 0) << g.err;
-  EXPECT_EQ(run_cli({"verify", d / "gptq"}).exit_code, 0);
+  job_equals_compress_and_gptq_verifies(d, "fp4", d / "fp4");
   EXPECT_LT(ppl(d / "gptq"), rtn);
   // The config says nf4 but the weights are FP4: every weight is reported.
   json bad = cfg;
@@ -303,6 +310,52 @@ TEST(Cli, Fp4CheckpointsVerifyEvaluateAndMatchJobs) {
   auto wrong = run_cli({"verify", d / "fp4"});
   EXPECT_EQ(wrong.exit_code, 1);
   EXPECT_NE(wrong.err.find("bnb_4bit_quant_type is nf4 in config.json"), std::string::npos) << wrong.err;
+}
+
+// LLM.int8 (`--format int8`): Linear8bitLt's tensors (int8 weight, SCB, 0-dim
+// weight_format) and a load_in_8bit config; verify --exact, eval, a `local` job with the
+// same bytes, GPTQ on the row grid; a code of -128 and a 4-bit config are reported.
+TEST(Cli, Int8CheckpointsVerifyEvaluateAndMatchJobs) {
+  test::TempDir d;
+  auto c = run_cli({"compress", stories(), d / "i8", "--format", "int8"});
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_NE(c.out.find("35 quantized to INT8"), std::string::npos) << c.out;
+  const json cfg = json::parse(test::read_bytes(d / "i8/config.json"));
+  EXPECT_EQ(cfg["quantization_config"]["load_in_8bit"], true);
+  EXPECT_EQ(cfg["quantization_config"]["load_in_4bit"], false);
+  EXPECT_TRUE(cfg["quantization_config"]["llm_int8_threshold"].is_number_float());
+  auto files = ModelFiles::open(d / "i8");
+  ASSERT_TRUE(files.ok());
+  const TensorRef* w = files->find("model.layers.1.mlp.up_proj.weight");
+  ASSERT_NE(w, nullptr);
+  EXPECT_EQ(w->info->dtype, DType::kI8);
+  const TensorRef* wf = files->find("model.layers.1.mlp.up_proj.weight_format");
+  ASSERT_NE(wf, nullptr);
+  EXPECT_TRUE(wf->info->shape.empty());
+  EXPECT_NE(files->find("model.layers.1.mlp.up_proj.SCB"), nullptr);
+  auto v = run_cli({"verify", d / "i8", "--against", stories(), "--exact"});
+  EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+  const std::string ids = test::fixture("stories260k/text/eval.ids.txt");
+  auto ppl = [&](const std::string& m) {
+    auto r = run_cli({"eval", m, "--ids", ids, "--samples", "32", "-o", "json"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.exit_code == 0 ? json::parse(r.out)["perplexity"].get<double>() : 0.0;
+  };
+  const double orig = ppl(stories()), rtn = ppl(d / "i8");
+  EXPECT_GT(rtn, orig);
+  EXPECT_LT(rtn, orig * 1.01);  // 8 bits: within 1 %
+  job_equals_compress_and_gptq_verifies(d, "int8", d / "i8");
+  // A 4-bit config over int8 weights: every weight is reported.
+  fs::copy(d / "i8", d / "bad", fs::copy_options::recursive);
+  fs::remove(d / "bad/shardpress_manifest.json");
+  json four = cfg;
+  four["quantization_config"]["load_in_8bit"] = false;
+  four["quantization_config"]["load_in_4bit"] = true;
+  fs::remove(d / "bad/config.json");
+  test::write_text(d / "bad/config.json", four.dump());
+  auto wrong = run_cli({"verify", d / "bad"});
+  EXPECT_EQ(wrong.exit_code, 1);
+  EXPECT_NE(wrong.err.find("an int8 weight, but config.json says load_in_4bit"), std::string::npos) << wrong.err;
 }
 
 // EXAONE 4 to GGUF as a job (`local`: tasks per shard, the assembly adding rope_freqs from

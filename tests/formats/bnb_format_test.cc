@@ -58,13 +58,13 @@ TEST(BnbFormat, ParseQuantStateRejectsNonCanonicalBytes) {
   EXPECT_NE(std::string(reordered.status().message()).find("keys are [blocksize, quant_type"), std::string::npos);
   auto fp4 = parse_quant_state_json(R"({"quant_type": "fp4", "blocksize": 64, "dtype": "float32", "shape": [5, 7]})");
   ASSERT_TRUE(fp4.ok()) << fp4.status();
-  EXPECT_EQ(fp4->quant_type, Bnb4Type::kFp4);
-  EXPECT_EQ(quant_state_json(64, DType::kF32, 5, 7, std::nullopt, Bnb4Type::kFp4),
+  EXPECT_EQ(fp4->quant_type, BnbType::kFp4);
+  EXPECT_EQ(quant_state_json(64, DType::kF32, 5, 7, std::nullopt, BnbType::kFp4),
             R"({"quant_type": "fp4", "blocksize": 64, "dtype": "float32", "shape": [5, 7]})");
-  EXPECT_EQ(nf4_weight_specs("w.weight", 3, 77, 64, false, 10, Bnb4Type::kFp4).back().name,
+  EXPECT_EQ(nf4_weight_specs("w.weight", 3, 77, 64, false, 10, BnbType::kFp4).back().name,
             "w.weight.quant_state.bitsandbytes__fp4");
   Nf4Settings f;
-  f.quant_type = Bnb4Type::kFp4;
+  f.quant_type = BnbType::kFp4;
   EXPECT_EQ(bnb_quantization_config(f)["bnb_4bit_quant_type"], "fp4");
   auto int4 = parse_quant_state_json(R"({"quant_type": "int4", "blocksize": 64, "dtype": "float32", "shape": [5, 7]})");
   EXPECT_NE(int4.status().message().find("expected \"nf4\" or \"fp4\""), std::string::npos) << int4.status();

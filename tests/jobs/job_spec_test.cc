@@ -225,7 +225,7 @@ TEST(JobSpec, GgufFormatAndType) {
   auto ws = job_settings(*weighted);
   ASSERT_TRUE(ws.ok()) << ws.status();
   EXPECT_EQ(ws->compress.gptq.scales, ScaleChoice::kWeighted);
-  EXPECT_EQ(ws->compress.quantize->quant_type, Bnb4Type::kFp4);
+  EXPECT_EQ(ws->compress.quantize->quant_type, BnbType::kFp4);
   EXPECT_EQ(describe(ws->compress), "GPTQ-FP4 (block 64, double quant, act-order, weighted scales)");
   EXPECT_NE(err("model: /m\noutput: /o\nquantize: {method: gptq, scales: best}\ncalibrate: {ids: /x}\n")
                 .find("'quantize.scales' is 'best'; expected search or weighted"),

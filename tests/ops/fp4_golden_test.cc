@@ -21,7 +21,7 @@ TEST(Fp4Golden, CodeBookIsTheListDividedByTwelve) {
   uint32_t bits;
   std::memcpy(&bits, &kFp4Code[1], 4);
   EXPECT_EQ(bits, 0x3baaaaabu);
-  EXPECT_EQ(bnb4_code(Bnb4Type::kFp4), kFp4Code);
+  EXPECT_EQ(bnb4_code(BnbType::kFp4), kFp4Code);
 }
 
 TEST(Fp4Golden, DecisionTreeThresholds) {
@@ -76,7 +76,7 @@ TEST(Fp4Golden, OutputTensorsAreBitsandbytesFp4) {
   for (size_t i = 0; i < w.size(); ++i) w[i] = std::sin(static_cast<float>(i) * 0.37f);
   const InputTensor in{&meta, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(w.data()), w.size() * 4)};
   CompressSettings s;
-  s.quantize->quant_type = Bnb4Type::kFp4;
+  s.quantize->quant_type = BnbType::kFp4;
   auto r = compress_shard(std::span<const InputTensor>(&in, 1), s);
   ASSERT_TRUE(r.ok()) << r.status();
   const auto& g = r->groups.at(0);

@@ -29,10 +29,10 @@ std::vector<float> diagonal(int64_t c, uint32_t seed) { return test::diagonal_he
 // For both 4-bit code books (NF4, FP4): GPTQ with a diagonal Hessian has nothing to
 // compensate, so its bytes are the type's round-to-nearest reference bytes.
 TEST(Gptq, DiagonalHessianEqualsRoundToNearest) {
-  for (Bnb4Type type : {Bnb4Type::kNf4, Bnb4Type::kFp4}) {
+  for (BnbType type : {BnbType::kNf4, BnbType::kFp4}) {
     for (auto [rows, cols] : {std::pair{16, 192}, {3, 77}, {5, 64}}) {
       for (bool act_order : {false, true}) {
-        SCOPED_TRACE(::testing::Message() << bnb4_type_name(type) << " " << rows << "x" << cols << " act_order "
+        SCOPED_TRACE(::testing::Message() << bnb_type_name(type) << " " << rows << "x" << cols << " act_order "
                                           << act_order);
         const auto w = bf16_weights(static_cast<size_t>(rows * cols), 7);
         ObsSettings s;
@@ -63,7 +63,7 @@ TEST(Gptq, WeightedBlockScalesAreTheBestCandidatesOnWhatDecodes) {
   const auto w = bf16_weights(static_cast<size_t>(rows * cols), 11);
   std::vector<float> hd(static_cast<size_t>(cols));
   for (int64_t j = 0; j < cols; ++j) hd[j] = 0.1f + static_cast<float>((j * 37) % 11);
-  auto err = [&](size_t b, float sc, Bnb4Type t) {
+  auto err = [&](size_t b, float sc, BnbType t) {
     double e = 0;
     for (size_t i = b * 64; i < std::min(w.size(), b * 64 + 64); ++i) {
       const double d = w[i] - bnb4_code(t)[bnb4_code_of(t, w[i] * (1.0f / sc))] * sc;
@@ -71,8 +71,8 @@ TEST(Gptq, WeightedBlockScalesAreTheBestCandidatesOnWhatDecodes) {
     }
     return e;
   };
-  for (Bnb4Type t : {Bnb4Type::kNf4, Bnb4Type::kFp4}) {
-    SCOPED_TRACE(bnb4_type_name(t));
+  for (BnbType t : {BnbType::kNf4, BnbType::kFp4}) {
+    SCOPED_TRACE(bnb_type_name(t));
     const WeightedScales plain = weighted_block_scales(w, rows, cols, hd, 64, t, false);
     ASSERT_EQ(plain.absmax.size(), 9u);
     int moved = 0;
