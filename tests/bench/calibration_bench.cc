@@ -1,7 +1,7 @@
 // Time per decoder layer of each calibration method, single thread, on one layer shaped
 // like a 1B Llama (Llama-3.2-1B: hidden 2048, intermediate 8192, 32 heads, 8 KV heads)
 // with synthetic bf16 weights and activations.
-//   build/bin/bench_calibration [SEQUENCES=8] [TOKENS=512]
+//   build/bin/bench_calibration [SEQUENCES=8] [TOKENS=512] [ONLY]   (ONLY: rows whose name contains it)
 // Prints one row per method: the dense forward with Hessian accumulation (shared by all
 // methods), and the whole calibrated layer (forward + statistics + prune/quantize +
 // the next layer's activations).
@@ -74,13 +74,16 @@ int main(int argc, char** argv) {
     const char* name;
     CompressSettings s;
   };
-  auto make = [](std::optional<PruneSettings> p, QuantMethod q, bool act_order, double search, bool quant = true) {
+  auto make = [](std::optional<PruneSettings> p, QuantMethod q, bool act_order, double search, bool quant = true,
+                 BnbType type = BnbType::kNf4, ScaleChoice scales = ScaleChoice::kSearch) {
     CompressSettings s;
     s.prune = p;
     if (!quant) s.quantize.reset();
+    if (quant) s.quantize->quant_type = type;
     s.quant_method = q;
     s.gptq.act_order = act_order;
     s.gptq.scale_search = search;
+    s.gptq.scales = scales;
     return s;
   };
   const PruneSettings mag{PruneScope::kRow, 0.3, PruneMethod::kMagnitude};
@@ -90,12 +93,18 @@ int main(int argc, char** argv) {
       {"wanda 30% + RTN-NF4", make(wanda, QuantMethod::kRtn, false, 0)},
       {"GPTQ-NF4 (no scale search)", make(std::nullopt, QuantMethod::kGptq, false, 0)},
       {"GPTQ-NF4 act-order, search 0.1", make(std::nullopt, QuantMethod::kGptq, true, 0.1)},
+      {"GPTQ-NF4 act-order, weighted scales",
+       make(std::nullopt, QuantMethod::kGptq, true, 0.1, true, BnbType::kNf4, ScaleChoice::kWeighted)},
+      {"GPTQ-FP4 act-order, search 0.1", make(std::nullopt, QuantMethod::kGptq, true, 0.1, true, BnbType::kFp4)},
+      {"GPTQ-int8 act-order", make(std::nullopt, QuantMethod::kGptq, true, 0, true, BnbType::kInt8)},
       {"sparsegpt 30% (no NF4)", make(sgpt, QuantMethod::kRtn, false, 0, false)},
       {"sparsegpt 30% + RTN-NF4", make(sgpt, QuantMethod::kRtn, false, 0)},
       {"sparsegpt 30% + GPTQ-NF4 (joint)", make(sgpt, QuantMethod::kGptq, true, 0.1)},
       {"magnitude 30% + GPTQ-NF4", make(mag, QuantMethod::kGptq, true, 0.1)},
   };
+  const std::string only = argc > 3 ? argv[3] : "";
   for (const Method& m : methods) {
+    if (!only.empty() && std::string(m.name).find(only) == std::string::npos) continue;
     Activations a = acts;
     const auto t0 = Clock::now();
     auto r = calibrate_layer(*config, 0, inputs, a, m.s, true);
