@@ -192,18 +192,18 @@ void group_tensors(const ModelFiles& files, std::map<std::string, Nf4Entry>& nf4
   }
   for (const auto& [name, ref] : files.tensors()) {
     bool claimed = false;
-    if (name.ends_with(".SCB") || name.ends_with(".weight_format")) {
+    const bool int8_side = name.ends_with(".SCB") || name.ends_with(".weight_format");
+    if (int8_side) {
       const std::string w = name.substr(0, name.rfind('.')) + ".weight";
       if (auto it = nf4.find(w); it != nf4.end() && it->second.int8) {
         it->second.parts[name.ends_with(".SCB") ? "SCB" : "weight_format"] = &ref;
         claimed = true;
       }
     }
-    if (claimed) {
-    } else if (nf4.count(name)) {
+    if (!claimed && nf4.count(name)) {
       nf4[name].parts[""] = &ref;
       claimed = true;
-    } else {
+    } else if (!claimed) {
       const size_t dot = name.rfind(".weight.");
       if (dot != std::string::npos) {
         const std::string w = name.substr(0, dot + 7);

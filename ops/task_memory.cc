@@ -25,7 +25,12 @@ TaskMemory estimate_task_memory(const ModelShard& shard, const CompressSettings&
     }
   }
   const uint64_t passthrough = shard.bytes - shard.linear_bytes;
-  if (s.quantize) {
+  if (s.quantize && s.quantize->quant_type == BnbType::kInt8) {
+    // int8 codes + a float32 scale per row (at most 4 bytes per 32 weights: rows are 32+
+    // wide), and the float32 copy being rounded
+    m.output = passthrough + shard.linear_params + shard.linear_params / 8;
+    m.working += n * sizeof(float);
+  } else if (s.quantize) {
     const uint64_t bs = static_cast<uint64_t>(s.quantize->blocksize);
     const uint64_t p = shard.linear_params;
     // packed nibbles + absmax (float32 while quantizing, uint8 after double quant)
