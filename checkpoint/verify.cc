@@ -310,28 +310,26 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir, const Ver
                           qc.contains(key) ? qc[key].dump() : "missing", want.dump()));
   };
   qc_is("quant_method", "bitsandbytes");
-  if (qc.value("load_in_8bit", false) == true) {  // LLM.int8 (B.3)
-    qc_is("load_in_4bit", false);
-    if (qc.contains("llm_int8_threshold") && !qc["llm_int8_threshold"].is_number_float())
-      problem(fmt::format("{}: quantization_config.llm_int8_threshold must be a float (6.0, not 6)", config_path));
-    if (qc.value("llm_int8_has_fp16_weight", false) != false) qc_is("llm_int8_has_fp16_weight", false);
-    r.quant_type = BnbType::kInt8;
-  } else {
-  qc_is("load_in_4bit", true);
-  const auto type = qc.contains("bnb_4bit_quant_type") && qc["bnb_4bit_quant_type"].is_string()
-                        ? value_of(kBnbTypeNames, qc["bnb_4bit_quant_type"].get<std::string>())
-                        : std::nullopt;
-  if (!type || !is_4bit(*type))
-    problem(fmt::format("{}: quantization_config.bnb_4bit_quant_type is {}, expected \"nf4\" or \"fp4\"", config_path,
-                        qc.contains("bnb_4bit_quant_type") ? qc["bnb_4bit_quant_type"].dump() : "missing"));
-  r.quant_type = type.value_or(BnbType::kNf4);
-  qc_is("bnb_4bit_quant_storage", "uint8");
-  if (qc.contains("load_in_8bit") && qc["load_in_8bit"] != false) qc_is("load_in_8bit", false);
   if (qc.contains("llm_int8_threshold") && !qc["llm_int8_threshold"].is_number_float())
     problem(fmt::format("{}: quantization_config.llm_int8_threshold must be a float (6.0, not 6)", config_path));
-  if (!qc.contains("bnb_4bit_use_double_quant") || !qc["bnb_4bit_use_double_quant"].is_boolean())
-    problem(fmt::format("{}: quantization_config.bnb_4bit_use_double_quant must be true or false", config_path));
-  r.double_quant = qc.value("bnb_4bit_use_double_quant", false);
+  if (qc.value("load_in_8bit", false) == true) {  // LLM.int8 (B.3)
+    qc_is("load_in_4bit", false);
+    if (qc.value("llm_int8_has_fp16_weight", false) != false) qc_is("llm_int8_has_fp16_weight", false);
+    r.quant_type = BnbType::kInt8;
+  } else {  // 4-bit
+    qc_is("load_in_4bit", true);
+    const auto type = qc.contains("bnb_4bit_quant_type") && qc["bnb_4bit_quant_type"].is_string()
+                          ? value_of(kBnbTypeNames, qc["bnb_4bit_quant_type"].get<std::string>())
+                          : std::nullopt;
+    if (!type || !is_4bit(*type))
+      problem(fmt::format("{}: quantization_config.bnb_4bit_quant_type is {}, expected \"nf4\" or \"fp4\"", config_path,
+                          qc.contains("bnb_4bit_quant_type") ? qc["bnb_4bit_quant_type"].dump() : "missing"));
+    r.quant_type = type.value_or(BnbType::kNf4);
+    qc_is("bnb_4bit_quant_storage", "uint8");
+    if (qc.contains("load_in_8bit")) qc_is("load_in_8bit", false);
+    if (!qc.contains("bnb_4bit_use_double_quant") || !qc["bnb_4bit_use_double_quant"].is_boolean())
+      problem(fmt::format("{}: quantization_config.bnb_4bit_use_double_quant must be true or false", config_path));
+    r.double_quant = qc.value("bnb_4bit_use_double_quant", false);
   }
   ojson base = cj;
   base.erase("quantization_config");
@@ -367,7 +365,7 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir, const Ver
     } else {
       std::vector<float> absmax;
       v.problem = check_nf4(e, r.double_quant, r.quant_type, v, &absmax);
-      v.kind = std::string(bnb_type_name(e.int8 ? BnbType::kInt8 : e.state ? e.state->quant_type : r.quant_type));
+      v.kind = std::string(bnb_type_name(e.state ? e.state->quant_type : r.quant_type));
       if (v.problem.empty()) {
         decoded_absmax[w] = std::move(absmax);
         if (r.blocksize == 0) r.blocksize = e.state->blocksize;
@@ -517,7 +515,7 @@ absl::StatusOr<VerifyReport> verify_checkpoint(const std::string& dir, const Ver
       v.codes_total = differ->total;
       if (r.exact && differ->count > 0) {
         v.problem = fmt::format("{} of {} {} codes differ from {} of the original (the first at element {})",
-                                differ->count, differ->total, r.quant_type == BnbType::kFp4 ? "FP4" : "NF4",
+                                differ->count, differ->total, bnb_type_label(r.quant_type),
                                 r.reference, differ->first);
         problem(fmt::format("{}: {}", v.name, v.problem));
       }

@@ -188,12 +188,8 @@ int run_compress(const CompressArgs& a) {
     return kExitOk;
   }
   std::printf("output        %s (%s)\n", s->output_dir.c_str(), fmt::format("{}", fmt::join(s->files, ", ")).c_str());
-  const std::string type = settings->compress.quantize
-                               ? fmt::format("{}", bnb_type_name(settings->compress.quantize->quant_type))
-                               : std::string("NF4");
-  std::string upper = type;
-  for (char& ch : upper) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-  std::printf("tensors       %zu quantized to %s, %zu pruned, %zu kept as they were\n", quantized, upper.c_str(), pruned,
+  const std::string type(bnb_type_label(settings->compress.quantize ? settings->compress.quantize->quant_type : BnbType::kNf4));
+  std::printf("tensors       %zu quantized to %s, %zu pruned, %zu kept as they were\n", quantized, type.c_str(), pruned,
               s->tensors.size() - std::max(quantized, pruned));
   if (total)
     std::printf("sparsity      %.2f%% of pruned weights are zero\n", 100.0 * static_cast<double>(zeros) / total);

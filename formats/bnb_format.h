@@ -25,12 +25,15 @@ enum class BnbType { kNf4, kFp4, kInt8 };
 inline constexpr NameRow<BnbType> kBnbTypeNames[] = {
     {BnbType::kNf4, "nf4"}, {BnbType::kFp4, "fp4"}, {BnbType::kInt8, "int8"}};
 inline constexpr bool is_4bit(BnbType t) { return t != BnbType::kInt8; }
+// "NF4", "FP4", "INT8": how messages and summaries name the type.
+inline std::string_view bnb_type_label(BnbType t) {
+  return t == BnbType::kFp4 ? "FP4" : t == BnbType::kInt8 ? "INT8" : "NF4";
+}
 inline std::string_view bnb_type_name(BnbType t) { return name_of(kBnbTypeNames, t); }
 // ".quant_state.bitsandbytes__nf4" / "__fp4": the suffix of a quantized weight's state blob.
 inline std::string quant_state_suffix(BnbType t) {
   return std::string(".quant_state.bitsandbytes__") + std::string(bnb_type_name(t));
 }
-inline const std::string kQuantStateSuffix = quant_state_suffix(BnbType::kNf4);
 
 // How weights are quantized; defaults reproduce the common bitsandbytes setting.
 struct Nf4Settings {

@@ -49,7 +49,7 @@ std::vector<OutputTensor> int8_output_tensors(const ModelTensor& meta, const Int
           {specs[2], std::vector<uint8_t>{0}}};  // weight_format 0: row-major
 }
 
-absl::StatusOr<std::vector<OutputTensor>> nf4_output_tensors(const ModelTensor& meta, std::span<const uint8_t> bytes,
+absl::StatusOr<std::vector<OutputTensor>> rtn_output_tensors(const ModelTensor& meta, std::span<const uint8_t> bytes,
                                                              DType dtype, const Nf4Settings& s,
                                                              const Nf4Backend& backend) {
   const int64_t rows = meta.stored.shape[0], cols = meta.stored.shape[1];
@@ -132,7 +132,7 @@ std::string describe(const CompressSettings& s) {
       return out;
     }
     out += fmt::format("{}{} (block {}{}{}{})", s.quant_method == QuantMethod::kGptq ? "GPTQ-" : "",
-                       s.quantize->quant_type == BnbType::kFp4 ? "FP4" : "NF4",
+                       bnb_type_label(s.quantize->quant_type),
                        s.quantize->blocksize, s.quantize->double_quant ? ", double quant" : "",
                        s.quant_method == QuantMethod::kGptq && s.gptq.act_order ? ", act-order" : "",
                        s.quant_method == QuantMethod::kGptq && s.gptq.scales == ScaleChoice::kWeighted ? ", weighted scales" : "");
@@ -202,7 +202,7 @@ absl::StatusOr<ShardResult> compress_shard(std::span<const InputTensor> inputs,
       dtype = DType::kF32;  // exact image of the stored values, minus the pruned ones
     }
     if (settings.quantize) {
-      auto q = nf4_output_tensors(meta, bytes, dtype, *settings.quantize, backend);
+      auto q = rtn_output_tensors(meta, bytes, dtype, *settings.quantize, backend);
       if (!q.ok()) return annotate(q.status(), meta.name);
       report.quantized = true;
       result.groups.push_back(std::move(*q));

@@ -132,7 +132,7 @@ std::vector<OutputTensor> bnb_output_tensors(const ModelTensor& meta, std::vecto
 // The tensors of an LLM.int8 weight (int8_weight_specs) from its codes and row scales.
 std::vector<OutputTensor> int8_output_tensors(const ModelTensor& meta, const Int8Rows& q);
 // Round to nearest in the settings' bitsandbytes type: the 4-bit tensors, or int8's.
-absl::StatusOr<std::vector<OutputTensor>> nf4_output_tensors(const ModelTensor& meta, std::span<const uint8_t> bytes,
+absl::StatusOr<std::vector<OutputTensor>> rtn_output_tensors(const ModelTensor& meta, std::span<const uint8_t> bytes,
                                                              DType dtype, const Nf4Settings& s,
                                                              const Nf4Backend& backend = nf4_best_backend());
 

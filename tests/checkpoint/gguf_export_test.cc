@@ -353,12 +353,8 @@ TEST(GgufExport, Llama3RopeScalingIsRopeFreqsAndLlamaCppGeneratesOurText) {
   fs::create_directories(model);
   for (const auto& e : fs::directory_iterator(test::fixture("stories260k/hf-f32")))
     fs::copy_file(e.path(), model + "/" + e.path().filename().string());
-  auto cfg = nlohmann::json::parse(test::read_bytes(model + "/config.json"));
   // Wavelengths 6.3, 63, 628, 6283 against 64/4 and 64/1: one unchanged, one blended, two / 4.
-  cfg["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 4.0}, {"low_freq_factor", 1.0},
-                         {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 64}};
-  fs::remove(model + "/config.json");
-  test::write_text(model + "/config.json", cfg.dump(2));
+  test::set_config_keys(model, {{"rope_scaling", test::llama3_rope_scaling(4.0, 64)}});
   const std::string out = d / "l3.gguf";
   auto s = export_gguf(model, out, type("F32"));
   ASSERT_TRUE(s.ok()) << s.status();
@@ -425,11 +421,7 @@ TEST(GgufExport, Exaone4IsWrittenAsNewerLlamaCppReadsIt) {
   o.intermediate = 512;
   const std::string model = d / "exaone";
   ASSERT_TRUE(write_synthetic_model(model, o).ok());
-  auto cfg = nlohmann::json::parse(test::read_bytes(model + "/config.json"));
-  cfg["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 16.0}, {"low_freq_factor", 1.0},
-                         {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
-  fs::remove(model + "/config.json");
-  test::write_text(model + "/config.json", cfg.dump(2));
+  test::set_config_keys(model, {{"rope_scaling", test::llama3_rope_scaling(16.0, 8192)}});
   write_bpe_tokenizer(model);
   auto hf = load_float_model(model);
   ASSERT_TRUE(hf.ok()) << hf.status();

@@ -87,21 +87,29 @@ TEST(Cli, ConfigSizesTheFilesDoNotHoldExitTwoNamingTheKey) {
   }
 }
 
+// `shardpress eval MODEL --ids IDS --samples N`'s perplexity (0 when it fails, which the
+// test reports).
+double eval_perplexity(const std::string& model, const std::string& ids, int samples) {
+  auto r = run_cli({"eval", model, "--ids", ids, "--samples", std::to_string(samples), "-o", "json"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return r.exit_code == 0 ? json::parse(r.out)["perplexity"].get<double>() : 0.0;
+}
+
 // Flips the 4-bit code of element `i` of a quantized weight, in place; returns the packed
 // tensor's new digest.
+// Where tensor `name`'s bytes begin in the safetensors `file`, and how many there are.
+std::pair<uint64_t, uint64_t> tensor_span(const std::string& file, const std::string& name) {
+  auto f = SafetensorsFile::open(file);
+  EXPECT_TRUE(f.ok());
+  const TensorInfo* t = (*f)->find(name);
+  EXPECT_NE(t, nullptr) << name;
+  return {(*f)->data_offset() + t->begin, t->nbytes()};
+}
+
 std::string flip_code(const std::string& file, const std::string& weight, uint64_t i) {
-  uint64_t offset = 0, begin = 0, n = 0;
-  {
-    auto f = SafetensorsFile::open(file);
-    EXPECT_TRUE(f.ok());
-    const TensorInfo* t = (*f)->find(weight);
-    EXPECT_NE(t, nullptr) << weight;
-    begin = (*f)->data_offset() + t->begin;
-    n = t->nbytes();
-    offset = begin + i / 2;
-  }
+  const auto [begin, n] = tensor_span(file, weight);
   std::vector<uint8_t> bytes = test::read_bytes(file);
-  bytes[offset] ^= i % 2 == 0 ? 0x10 : 0x01;  // element 2k is the high nibble
+  bytes[begin + i / 2] ^= i % 2 == 0 ? 0x10 : 0x01;  // element 2k is the high nibble
   test::write_bytes(file, bytes);
   return digest_hex(std::span<const uint8_t>(bytes.data() + begin, n));
 }
@@ -293,11 +301,7 @@ TEST(Cli, Fp4CheckpointsVerifyEvaluateAndMatchJobs) {
   ASSERT_TRUE(files.ok());
   EXPECT_NE(files->find("model.layers.0.self_attn.q_proj.weight.quant_state.bitsandbytes__fp4"), nullptr);
   const std::string ids = test::fixture("stories260k/text/eval.ids.txt");
-  auto ppl = [&](const std::string& m) {
-    auto r = run_cli({"eval", m, "--ids", ids, "--samples", "32", "-o", "json"});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return r.exit_code == 0 ? json::parse(r.out)["perplexity"].get<double>() : 0.0;
-  };
+  auto ppl = [&](const std::string& m) { return eval_perplexity(m, ids, 32); };
   const double rtn = ppl(d / "fp4");
   EXPECT_GT(rtn, ppl(stories()));
   job_equals_compress_and_gptq_verifies(d, "fp4", d / "fp4");
@@ -336,11 +340,7 @@ TEST(Cli, Int8CheckpointsVerifyEvaluateAndMatchJobs) {
   auto v = run_cli({"verify", d / "i8", "--against", stories(), "--exact"});
   EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
   const std::string ids = test::fixture("stories260k/text/eval.ids.txt");
-  auto ppl = [&](const std::string& m) {
-    auto r = run_cli({"eval", m, "--ids", ids, "--samples", "32", "-o", "json"});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return r.exit_code == 0 ? json::parse(r.out)["perplexity"].get<double>() : 0.0;
-  };
+  auto ppl = [&](const std::string& m) { return eval_perplexity(m, ids, 32); };
   const double orig = ppl(stories()), rtn = ppl(d / "i8");
   EXPECT_GT(rtn, orig);
   EXPECT_LT(rtn, orig * 1.01);  // 8 bits: within 1 %
@@ -356,6 +356,18 @@ TEST(Cli, Int8CheckpointsVerifyEvaluateAndMatchJobs) {
   auto wrong = run_cli({"verify", d / "bad"});
   EXPECT_EQ(wrong.exit_code, 1);
   EXPECT_NE(wrong.err.find("an int8 weight, but config.json says load_in_4bit"), std::string::npos) << wrong.err;
+  // A code of -128 (outside LLM.int8's -127..127) is reported naming the weight.
+  fs::copy(d / "i8", d / "m128", fs::copy_options::recursive);
+  fs::remove(d / "m128/shardpress_manifest.json");
+  const std::string file = d / "m128/model.safetensors";
+  const auto [begin, n] = tensor_span(file, "model.layers.1.mlp.up_proj.weight");
+  ASSERT_GT(n, 0u);
+  std::vector<uint8_t> bytes = test::read_bytes(file);
+  bytes[begin] = 0x80;
+  test::write_bytes(file, bytes);
+  auto m128 = run_cli({"verify", d / "m128"});
+  EXPECT_EQ(m128.exit_code, 1);
+  EXPECT_NE(m128.err.find("model.layers.1.mlp.up_proj.weight: a code is -128"), std::string::npos) << m128.err;
 }
 
 // EXAONE 4 to GGUF as a job (`local`: tasks per shard, the assembly adding rope_freqs from
@@ -370,11 +382,7 @@ TEST(Cli, Exaone4GgufJobEqualsCompressAndReadsBack) {
   o.layers = 4;
   const std::string model = d / "exaone";
   ASSERT_TRUE(write_synthetic_model(model, o).ok());
-  auto cfg = nlohmann::json::parse(test::read_bytes(model + "/config.json"));
-  cfg["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 16.0}, {"low_freq_factor", 1.0},
-                         {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
-  fs::remove(model + "/config.json");
-  test::write_text(model + "/config.json", cfg.dump());
+  test::set_config_keys(model, {{"rope_scaling", test::llama3_rope_scaling(16.0, 8192)}});
   fs::copy_file(test::fixture("stories260k/hf-f32/tokenizer.model"), model + "/tokenizer.model");
   auto c = run_cli({"compress", model, d / "c.gguf", "--format", "gguf", "--type", "Q8_0"});
   ASSERT_EQ(c.exit_code, 0) << c.err;
@@ -412,11 +420,7 @@ TEST(Cli, VerifyEvalAndInspectReadGguf) {
   ASSERT_EQ(run_cli({"compress", stories(), d / "f32.gguf", "--format", "gguf", "--type", "F32"}).exit_code, 0);
   ASSERT_EQ(run_cli({"compress", stories(), d / "q.gguf", "--format", "gguf", "--type", "Q4_K_M"}).exit_code, 0);
   const std::string ids = test::fixture("stories260k/text/eval.ids.txt");
-  auto ppl = [&](const std::string& m) {
-    auto r = run_cli({"eval", m, "--ids", ids, "--samples", "8", "-o", "json"});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return r.exit_code == 0 ? json::parse(r.out)["perplexity"].get<double>() : 0.0;
-  };
+  auto ppl = [&](const std::string& m) { return eval_perplexity(m, ids, 8); };
   const double original = ppl(stories()), f32 = ppl(d / "f32.gguf"), q = ppl(d / "q.gguf");
   EXPECT_EQ(f32, original);
   EXPECT_GT(q, original);
@@ -491,11 +495,7 @@ TEST(Cli, GptqGgufBeatsRoundToNearest) {
   ASSERT_EQ(g.exit_code, 0) << g.err;
   EXPECT_GT(json::parse(g.out)["gptq_loss"].get<double>(), 0.0);
   ASSERT_EQ(run_cli({"compress", stories(), d / "r.gguf", "--format", "gguf", "--type", "Q4_0"}).exit_code, 0);
-  auto ppl = [&](const std::string& m) {
-    auto r = run_cli({"eval", m, "--ids", ids, "--samples", "64", "-o", "json"});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return r.exit_code == 0 ? json::parse(r.out)["perplexity"].get<double>() : 0.0;
-  };
+  auto ppl = [&](const std::string& m) { return eval_perplexity(m, ids, 64); };
   const double gptq = ppl(d / "g.gguf"), rtn = ppl(d / "r.gguf");
   EXPECT_LT(gptq, rtn - 0.05) << "GPTQ " << gptq << " vs RTN " << rtn;
   auto v = run_cli({"verify", d / "g.gguf", "--against", stories()});

@@ -104,6 +104,20 @@ std::vector<uint8_t> read_bytes(const std::string& path) {
   return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
 }
 
+void set_config_keys(const std::string& model_dir, const nlohmann::json& keys) {
+  const std::string path = model_dir + "/config.json";
+  const std::vector<uint8_t> bytes = read_bytes(path);
+  nlohmann::json cfg = nlohmann::json::parse(bytes.begin(), bytes.end());
+  cfg.update(keys);
+  std::filesystem::remove(path);  // the fixture may be a read-only copy
+  write_text(path, cfg.dump(2));
+}
+
+nlohmann::json llama3_rope_scaling(double factor, int original_max_position_embeddings) {
+  return {{"rope_type", "llama3"}, {"factor", factor}, {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0},
+          {"original_max_position_embeddings", original_max_position_embeddings}};
+}
+
 void write_exaone32b_headers(const std::string& dir, int layers) {
   nlohmann::json cfg = {{"architectures", {"Exaone4ForCausalLM"}}, {"model_type", "exaone4"}, {"hidden_size", 5120},
               {"intermediate_size", 27392}, {"num_hidden_layers", layers}, {"num_attention_heads", 40},

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "formats/safetensors.h"
+#include "nlohmann/json.hpp"
 
 namespace sp::test {
 
@@ -48,6 +49,11 @@ std::vector<uint8_t> as_bytes(const TensorView& v);
 void write_bytes(const std::string& path, std::span<const uint8_t> bytes);
 void write_text(const std::string& path, const std::string& text);
 std::vector<uint8_t> read_bytes(const std::string& path);
+
+// Sets `keys` (a JSON object) in `model_dir`/config.json, replacing what was there.
+void set_config_keys(const std::string& model_dir, const nlohmann::json& keys);
+// config.json's rope_scaling for Llama-3 RoPE (low_freq_factor 1, high_freq_factor 4).
+nlohmann::json llama3_rope_scaling(double factor, int original_max_position_embeddings);
 
 // A model folder with EXAONE-4.0-32B's real shapes and `layers` of its 64 layers: config.json
 // and a safetensors file whose data section is sparse (header + ftruncate), so it costs no
