@@ -61,6 +61,19 @@ std::string error_cell(const std::string& e) {
   return one.empty() ? "-" : one;
 }
 
+// "original 4.7149 (job-0005) | output 4.9792 (job-0006) | +0.2643, gate +0.3: passed".
+std::string render_evaluation(const JobStatus& j) {
+  const Evaluation& e = j.evaluation();
+  auto ppl = [](double p) { return p > 0 ? fmt::format("{:.4f}", p) : std::string("pending"); };
+  std::string line = fmt::format("evaluate  original {} ({}) | output {} ({})", ppl(e.original_perplexity()),
+                                 e.original_cached() ? "cached" : e.original_job(), ppl(e.perplexity()), e.output_job());
+  if (e.original_perplexity() > 0 && e.perplexity() > 0)
+    line += fmt::format(" | {:+.4f}", e.perplexity() - e.original_perplexity());
+  if (j.spec().evaluate().has_max_ppl_increase()) line += fmt::format(", gate +{:g}", j.spec().evaluate().max_ppl_increase());
+  if (e.done()) line += e.passed() ? ": passed" : ": FAILED";
+  return line + "\n";
+}
+
 }  // namespace
 
 std::string render_job(const JobStatus& j, bool tasks, int max_lines) {
@@ -72,6 +85,8 @@ std::string render_job(const JobStatus& j, bool tasks, int max_lines) {
   if (j.predictions() > 0)
     out += fmt::format("result    perplexity {:.4f} (mean NLL {:.6f} over {} predictions)\n", j.perplexity(), j.mean_nll(),
                        j.predictions());
+  if (!j.evaluates().empty()) out += fmt::format("evaluates {} (its evaluation gate)\n", j.evaluates());
+  if (j.has_evaluation()) out += render_evaluation(j);
   if (!j.error().empty()) out += fmt::format("error     {}\n", j.error());
   out += fmt::format("progress  {}\n", progress_text(j));
   if (tasks && j.tasks_size() > 0) {

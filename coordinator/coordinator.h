@@ -195,6 +195,21 @@ class Coordinator {
   void stream_output(const shardpress::v1::JobRecord& j, const TaskOutputs& outputs);
   AssemblyHooks assembly_hooks(const std::string& job_id, shardpress::v1::JobState state);
 
+  // spec.evaluate (job_evaluation.cc). Once `parent`'s output is written: it becomes
+  // EVALUATING with an evaluation job of its output and one of the original model (unless
+  // an earlier one with `cache_key` is cached), in `c`. Requires mu_.
+  absl::Status stage_evaluation(Change& c, shardpress::v1::JobRecord parent, const std::string& cache_key);
+  // Ends every EVALUATING job whose evaluation jobs have ended: SUCCEEDED within its gate,
+  // FAILED over it (both numbers in the error, the report beside the output) or when an
+  // evaluation job failed. Requires mu_.
+  void settle_evaluations_locked();
+  // The evaluation jobs of `parent` that still exist (a resumed evaluation replaces them).
+  std::vector<const shardpress::v1::JobRecord*> evaluation_jobs_locked(const std::string& parent_id) const;
+  // What the status shows of a job's evaluation (its jobs' results as far as known).
+  shardpress::v1::Evaluation evaluation_view_locked(const shardpress::v1::JobRecord& j) const;
+  // The key the original model's evaluation is cached under ("" when it cannot be made).
+  std::string evaluation_cache_key(const shardpress::v1::JobRecord& j) const;
+
   shardpress::v1::LeaseResponse lease_response(const shardpress::v1::JobRecord& j,
                                                const shardpress::v1::TaskRecord& t) const;
   std::vector<shardpress::v1::TensorMeta> task_inputs(const shardpress::v1::JobRecord& j,

@@ -62,6 +62,11 @@ absl::StatusOr<Coordinator::Prepared> Coordinator::prepare(const JobSpec& spec_i
                         resolve_under(spec.calibrate().ids(), options_.model_root, "calibration ids"));
     spec.mutable_calibrate()->set_ids(ids);
   }
+  if (spec.has_evaluate()) {
+    SP_ASSIGN_OR_RETURN(const std::string ids,
+                        resolve_under(spec.evaluate().ids(), options_.model_root, "evaluation ids"));
+    spec.mutable_evaluate()->set_ids(ids);
+  }
   if (!spec.quantize().imatrix().empty()) {
     SP_ASSIGN_OR_RETURN(const std::string imatrix,
                         resolve_under(spec.quantize().imatrix(), options_.model_root, "importance matrix"));
@@ -99,6 +104,9 @@ absl::StatusOr<JobStatus> Coordinator::submit(const JobSpec& spec_in) {
   else if (spec_needs_calibration(spec))
     SP_RETURN_IF_ERROR(
         read_token_ids(spec.calibrate().ids(), vocab, spec.calibrate().samples(), spec.calibrate().seq_len()).status());
+  if (spec.has_evaluate())
+    SP_RETURN_IF_ERROR(
+        read_token_ids(spec.evaluate().ids(), vocab, spec.evaluate().samples(), spec.evaluate().seq_len()).status());
 
   // Format gguf: the file's header and every tensor's type can be made (a SentencePiece
   // vocabulary, an architecture llama.cpp names); rows that fit no block are reported.
@@ -150,8 +158,20 @@ absl::StatusOr<JobStatus> Coordinator::job_status(const std::string& ref, bool w
 
 JobStatus Coordinator::view_locked(const JobRecord& j, bool with_tasks) const {
   auto ph = phase_.find(j.id());
-  return job_status_view(j, scheduler_.tasks_of(j.id()), ph == phase_.end() ? "" : ph->second, workers_,
-                         clock_.now_ms(), with_tasks);
+  JobStatus s = job_status_view(j, scheduler_.tasks_of(j.id()), ph == phase_.end() ? "" : ph->second, workers_,
+                                clock_.now_ms(), with_tasks);
+  if (j.has_evaluation()) {
+    *s.mutable_evaluation() = evaluation_view_locked(j);
+    if (j.state() == EVALUATING) {
+      std::string waiting;
+      for (const std::string& id : {s.evaluation().original_job(), s.evaluation().output_job()})
+        if (const JobRecord* k = id.empty() ? nullptr : jobs_.get(id); k && !job_terminal(k->state()))
+          waiting += fmt::format("{}{} {}", waiting.empty() ? "" : ", ", id, job_state_text(k->state()));
+      s.set_phase(waiting.empty() ? "evaluating" : "evaluating: " + waiting);
+    }
+  }
+  s.set_evaluates(j.evaluates());
+  return s;
 }
 
 std::vector<JobStatus> Coordinator::list_jobs() {
@@ -169,6 +189,8 @@ absl::StatusOr<JobStatus> Coordinator::cancel(const std::string& ref) {
   const std::string id = j->id();
   Change c;
   SP_RETURN_IF_ERROR(finish(c, *j, CANCELLED, ""));
+  for (const JobRecord* k : evaluation_jobs_locked(id))  // its evaluation stops with it
+    if (!job_terminal(k->state())) SP_RETURN_IF_ERROR(finish(c, *k, CANCELLED, fmt::format("{} was cancelled", id)));
   SP_RETURN_IF_ERROR(commit(c));
   cv_.notify_all();
   return view_locked(*jobs_.get(id), true);
@@ -183,6 +205,18 @@ absl::StatusOr<JobStatus> Coordinator::resume(const std::string& ref) {
   if (!job_terminal(found->state()))  // running or queued: nothing to do
     return view_locked(*found, true);
   std::error_code ec;
+  if (found->has_evaluation() && fs::exists(found->output_dir(), ec)) {  // the output is written: evaluate again
+    if (found->evaluation().done())
+      return absl::FailedPreconditionError(fmt::format(
+          "job {} was evaluated: {}; its output is at {}. Change the settings and submit a new job", id,
+          found->error(), found->output_dir()));
+    Change c;
+    add_event(c, id, "resumed: evaluating the output again");
+    SP_RETURN_IF_ERROR(stage_evaluation(c, *found, evaluation_cache_key(*found)));
+    SP_RETURN_IF_ERROR(commit(c));
+    cv_.notify_all();
+    return view_locked(*jobs_.get(id), true);
+  }
   if (!found->output_dir().empty() && fs::exists(found->output_dir(), ec) && !found->spec().overwrite())
     return absl::FailedPreconditionError(
         fmt::format("output {} exists now; move it away to resume", found->output_dir()));
@@ -210,6 +244,8 @@ absl::StatusOr<JobStatus> Coordinator::delete_job(const std::string& ref) {
   const JobStatus last = view_locked(*j, false);
   Change c;
   SP_RETURN_IF_ERROR(stage_delete(c, *j));
+  for (const JobRecord* k : evaluation_jobs_locked(j->id()))  // its evaluation jobs go with it
+    if (job_terminal(k->state())) SP_RETURN_IF_ERROR(stage_delete(c, *k));
   SP_RETURN_IF_ERROR(commit(c));
   cv_.notify_all();  // the runner gives the space back
   return last;

@@ -52,7 +52,11 @@ const JobRecord* JobRegistry::next_to_run() const {
   const JobRecord *active = nullptr, *queued = nullptr;
   for (const auto& [id, j] : jobs_) {
     if ((j.state() == RUNNING || j.state() == ASSEMBLING) && (!active || j.seq() < active->seq())) active = &j;
-    if (j.state() == QUEUED && (!queued || j.seq() < queued->seq())) queued = &j;
+    // The evaluation jobs of a job whose output is written go first: that job waits on them.
+    auto before = [](const JobRecord& a, const JobRecord& b) {
+      return std::make_pair(a.evaluates().empty(), a.seq()) < std::make_pair(b.evaluates().empty(), b.seq());
+    };
+    if (j.state() == QUEUED && (!queued || before(j, *queued))) queued = &j;
   }
   return active ? active : queued;
 }

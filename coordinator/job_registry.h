@@ -26,7 +26,8 @@ class JobRegistry {
   absl::Status check_new(const std::string& name, const std::string& output_dir) const;
   // Jobs in submission order.
   std::vector<const shardpress::v1::JobRecord*> in_order() const;
-  // The job the runner works on: the oldest running or assembling one, else the oldest queued.
+  // The job the runner works on: the oldest running or assembling one, else the oldest queued
+  // (evaluation jobs of a compression job first).
   const shardpress::v1::JobRecord* next_to_run() const;
 
   uint64_t next_seq() const { return next_seq_; }

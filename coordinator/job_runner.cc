@@ -62,6 +62,7 @@ void Coordinator::step() {
       }
       return;
     }
+    settle_evaluations_locked();
     // Streams of jobs that no longer run or assemble (cancelled, failed, deleted) go.
     for (auto it = streams_.begin(); it != streams_.end();) {
       const JobRecord* j = jobs_.get(it->first);
@@ -96,6 +97,11 @@ void Coordinator::step() {
     if (job.state() == RUNNING && job.imported()) {
       const auto tasks = scheduler_.tasks_of(job.id());
       if (is_eval_job(job.spec())) {  // nothing to write: the result is in the record
+        if (!job.eval_cache_key().empty()) {  // an original model's: later jobs on it take it from here
+          std::string v;
+          job.result().SerializeToString(&v);
+          c.batch.put(Table::kMeta, kEvalCachePrefix + job.eval_cache_key(), v);
+        }
         if (finish(c, job, SUCCEEDED, "").ok()) (void)commit(c);  // failed: logged, the next step tries again
         return;
       }
@@ -113,14 +119,25 @@ void Coordinator::step() {
   } catch (const std::exception& e) {
     st = absl::InternalError(fmt::format("internal error in the coordinator: {}", e.what()));
   }
+  const bool evaluate = st.ok() && !importing && job.spec().has_evaluate();
+  const std::string cache_key = evaluate ? evaluation_cache_key(job) : "";  // reads the ids: unlocked
   std::lock_guard lock(mu_);
   const JobRecord* now = jobs_.get(job.id());
   if (absl::IsCancelled(st) || !now) return;  // cancelled (or deleted) meanwhile
   if (st.ok() && importing) return;           // imported; tasks are running
   Change c;
-  const absl::Status recorded =
-      finish(c, *now, st.ok() ? SUCCEEDED : FAILED, st.ok() ? "" : std::string(st.message())).ok() ? commit(c)
-                                                                                                  : absl::OkStatus();
+  absl::Status staged;
+  if (evaluate) {
+    staged = stage_evaluation(c, *now, cache_key);
+    if (!staged.ok()) {  // the evaluation cannot even start (say, the ids file went): the job says why
+      c = Change{};
+      staged = finish(c, *now, FAILED, fmt::format("the output is written, but its evaluation cannot start: {}",
+                                                   std::string(staged.message())));
+    }
+  } else {
+    staged = finish(c, *now, st.ok() ? SUCCEEDED : FAILED, st.ok() ? "" : std::string(st.message()));
+  }
+  const absl::Status recorded = staged.ok() ? commit(c) : absl::OkStatus();
   if (!recorded.ok()) {  // memory keeps what the store has; the runner tries again later
     phase_[job.id()] = fmt::format("stalled: the job's end could not be recorded ({}); retrying",
                                    std::string(recorded.message()));

@@ -137,7 +137,7 @@ std::string metrics_text(const MetricsInput& in, const CoordinatorMetrics& m) {
   };
   std::map<std::string, int> tasks = in.tasks_by_state, jobs = in.jobs_by_state;
   for (const char* s : {"waiting", "ready", "leased", "done", "failed"}) tasks.emplace(s, 0);
-  for (const char* s : {"queued", "running", "assembling", "succeeded", "failed", "cancelled"}) jobs.emplace(s, 0);
+  for (const char* s : {"queued", "running", "assembling", "evaluating", "succeeded", "failed", "cancelled"}) jobs.emplace(s, 0);
   family("shardpress_tasks", "gauge", "Tasks by state.", by_state(tasks));
   family("shardpress_jobs", "gauge", "Jobs by state.", by_state(jobs));
   family("shardpress_workers_alive", "gauge", "Workers seen recently.", {{"", in.workers_alive}});

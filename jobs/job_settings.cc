@@ -4,6 +4,7 @@
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
 #include <algorithm>
+#include <cmath>
 #include <regex>
 
 #include "common/digest.h"
@@ -96,6 +97,24 @@ absl::StatusOr<JobSettings> convert(const JobSpec& spec) {
   return out;
 }
 
+// The `evaluate:` section of a compression job.
+absl::Status evaluate_settings(const shardpress::v1::EvaluateSpec& e, JobSettings& s) {
+  if (e.ids().empty())
+    return bad("'evaluate.ids' is required in an 'evaluate' section (a token-id file, one sequence per line)");
+  if (e.samples() < 0) return bad(fmt::format("'evaluate.samples' is {}; expected 0 (all) or more", e.samples()));
+  if (e.seq_len() < 0 || e.seq_len() == 1)
+    return bad(fmt::format("'evaluate.seq_len' is {}; expected 2 or more (0: the file's line length)", e.seq_len()));
+  if (e.has_max_ppl_increase()) {
+    if (!std::isfinite(e.max_ppl_increase()) || e.max_ppl_increase() < 0)
+      return bad(fmt::format("'evaluate.max_ppl_increase' is {}; expected 0 or more (perplexity points over the "
+                             "original model's)",
+                             e.max_ppl_increase()));
+    s.max_ppl_increase = e.max_ppl_increase();
+  }
+  s.evaluate = EvalSettings{e.ids(), e.samples(), e.seq_len()};
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 JobSpec default_job_spec() {
@@ -140,6 +159,7 @@ absl::StatusOr<JobSettings> job_settings(const JobSpec& spec) {
     if (spec.eval().samples() < 0) return bad("evaluation samples must be 0 (all) or more");
     if (spec.eval().seq_len() < 0 || spec.eval().seq_len() == 1)
       return bad("evaluation seq_len must be 2 or more (0: the file's line length)");
+    if (spec.has_evaluate()) return bad("an evaluation job cannot have an 'evaluate' section");
     return convert(spec);
   }
   if (spec.output().empty()) return bad("'output' is required (a new folder)");
@@ -166,6 +186,7 @@ absl::StatusOr<JobSettings> job_settings(const JobSpec& spec) {
                              "other workers, so each is uploaded; use mode: sequential or leave checkpoint_every at 1",
                              every));
   }
+  if (spec.has_evaluate()) SP_RETURN_IF_ERROR(evaluate_settings(spec.evaluate(), s));
   return s;
 }
 

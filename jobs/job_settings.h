@@ -58,6 +58,10 @@ struct JobSettings {
   CompressSettings compress;                       // compression jobs
   std::optional<CalibrationSettings> calibration;  // set when compress needs data
   std::optional<EvalSettings> eval;                // evaluation jobs
+  // evaluate: a compression job scores its output and the original model on this text;
+  // with a gate, it fails when the output's perplexity exceeds the original's by more.
+  std::optional<EvalSettings> evaluate;
+  std::optional<double> max_ppl_increase;
   // quantize.format: gguf — compress.gguf holds the type or mix (compress.quantize is then
   // unset: no NF4); round to nearest may be weighted by llama.cpp's importance values, read
   // from a file (quantize.imatrix) or computed on calibrate.ids (compress.gguf_importance).

@@ -67,7 +67,7 @@ static absl::StatusOr<JobSpec> parse_job_yaml_unguarded(std::string_view text, s
   if (!root.IsMap()) return bad(label, "a job spec is a mapping with model, output, prune, quantize");
   SP_RETURN_IF_ERROR(check_unique_keys(root, label));
   SP_RETURN_IF_ERROR(
-      check_keys(root, "", {"name", "model", "output", "overwrite", "prune", "quantize", "calibrate"}, label));
+      check_keys(root, "", {"name", "model", "output", "overwrite", "prune", "quantize", "calibrate", "evaluate"}, label));
   JobSpec spec = default_job_spec();  // then whatever the file says
   std::string s;
   SP_RETURN_IF_ERROR(read_scalar(root, "name", "name", &s, label));
@@ -134,6 +134,19 @@ static absl::StatusOr<JobSpec> parse_job_yaml_unguarded(std::string_view text, s
     auto sm = parse_byte_size(stage_memory);
     if (!sm.ok()) return bad(label, fmt::format("'calibrate.stage_memory': {}", std::string(sm.status().message())));
     c->set_stage_memory(*sm);
+  }
+  if (const YAML::Node n = root["evaluate"]) {
+    SP_RETURN_IF_ERROR(check_keys(n, "evaluate", {"ids", "samples", "seq_len", "max_ppl_increase"}, label));
+    auto* e = spec.mutable_evaluate();
+    auto field = [&](const char* key, auto current, auto set) {
+      return read_field(n, "evaluate", key, current, set, label);
+    };
+    SP_RETURN_IF_ERROR(field("ids", e->ids(), [&](auto v) { e->set_ids(v); }));
+    SP_RETURN_IF_ERROR(field("samples", e->samples(), [&](auto v) { e->set_samples(v); }));
+    SP_RETURN_IF_ERROR(field("seq_len", e->seq_len(), [&](auto v) { e->set_seq_len(v); }));
+    if (n["max_ppl_increase"]) {
+      SP_RETURN_IF_ERROR(field("max_ppl_increase", 0.0, [&](auto v) { e->set_max_ppl_increase(v); }));
+    }
   }
   apply_dependent_defaults(spec, sparsity_given, act_order_given);
   if (spec.name().empty() && !spec.output().empty())

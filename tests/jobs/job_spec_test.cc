@@ -42,7 +42,7 @@ quantize: {format: nf4, blocksize: 128, double_quant: false, compute_dtype: floa
 
 TEST(JobSpec, ErrorsNameTheKey) {
   EXPECT_EQ(err("model: m\noutput: o\nquantise: {}\n"),
-            "job.yaml: unknown key 'quantise' (allowed: calibrate, model, name, output, overwrite, prune, quantize)");
+            "job.yaml: unknown key 'quantise' (allowed: calibrate, evaluate, model, name, output, overwrite, prune, quantize)");
   EXPECT_NE(err("model: m\noutput: o\nprune: {method: magnitude, sparsty: 0.3}\n").find("unknown key 'prune.sparsty'"),
             std::string::npos);
   EXPECT_NE(err("model: m\noutput: o\nquantize: {blocksize: 100}\n").find("'quantize.blocksize' is 100"),

@@ -1,0 +1,91 @@
+#include "jobs/evaluation_gate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <vector>
+
+#include "common/digest.h"
+#include "common/file_util.h"
+#include "fmt/format.h"
+#include "nlohmann/json.hpp"
+
+namespace sp {
+
+namespace fs = std::filesystem;
+using namespace shardpress::v1;  // NOLINT: the record types
+
+double perplexity_of(const EvalResult& r) {
+  return r.predictions() > 0 ? std::exp(r.nll() / static_cast<double>(r.predictions())) : 0.0;
+}
+
+GateVerdict judge_gate(double original_ppl, double output_ppl, std::optional<double> max_increase) {
+  const double increase = output_ppl - original_ppl;
+  GateVerdict v;
+  // A NaN perplexity (a broken output) never passes a gate.
+  v.passed = !max_increase || (std::isfinite(output_ppl) && increase <= *max_increase);
+  const std::string numbers = fmt::format("perplexity {:.4f} against the original's {:.4f} ({:+.4f})", output_ppl,
+                                          original_ppl, increase);
+  v.message = !max_increase ? numbers
+              : v.passed    ? fmt::format("{}, within the gate of +{:g}", numbers, *max_increase)
+                            : fmt::format("the output failed its evaluation gate: {}, over the allowed +{:g}", numbers,
+                                          *max_increase);
+  return v;
+}
+
+absl::StatusOr<std::string> original_eval_cache_key(const JobPlan& plan, const std::string& ids_path, int32_t samples,
+                                                    int32_t seq_len) {
+  std::vector<std::string> digests;
+  for (const auto& s : plan.shards()) {
+    if (s.auxiliary()) continue;
+    for (const auto& t : s.tensors()) {
+      if (t.digest().empty())
+        return absl::FailedPreconditionError(fmt::format("{} was not imported: no digest to key the evaluation by", t.name()));
+      digests.push_back(t.name() + "=" + t.digest());
+    }
+  }
+  std::sort(digests.begin(), digests.end());
+  SP_ASSIGN_OR_RETURN(const std::string ids, read_file(ids_path));
+  Digester d;
+  auto add = [&d](std::string_view s) {
+    d.update({reinterpret_cast<const uint8_t*>(s.data()), s.size()});
+    d.update({reinterpret_cast<const uint8_t*>("\n"), 1});
+  };
+  for (const auto& x : digests) add(x);
+  add(digest_hex({reinterpret_cast<const uint8_t*>(ids.data()), ids.size()}));
+  add(fmt::format("samples={} seq_len={}", samples, seq_len));
+  return d.hex();
+}
+
+std::string evaluation_report_path(const std::string& output) {
+  std::error_code ec;
+  return fs::is_directory(output, ec) ? (fs::path(output) / "evaluation.json").string() : output + ".evaluation.json";
+}
+
+std::string evaluation_report_json(const JobRecord& job) {
+  const EvaluationRecord& e = job.evaluation();
+  const double orig = perplexity_of(e.original()), out = perplexity_of(e.output());
+  nlohmann::ordered_json j;
+  j["job"] = job.id();
+  j["name"] = job.spec().name();
+  j["model"] = job.model_dir();
+  j["output"] = job.output_dir();
+  j["ids"] = job.spec().evaluate().ids();
+  j["samples"] = job.spec().evaluate().samples();
+  j["seq_len"] = job.spec().evaluate().seq_len();
+  j["predictions"] = e.output().predictions();
+  j["original_perplexity"] = orig;
+  j["perplexity"] = out;
+  j["increase"] = out - orig;
+  if (job.spec().evaluate().has_max_ppl_increase())
+    j["max_ppl_increase"] = job.spec().evaluate().max_ppl_increase();
+  else
+    j["max_ppl_increase"] = nullptr;
+  j["passed"] = e.passed();
+  j["original_cached"] = e.original_cached();
+  j["original_job"] = e.original_job();
+  j["output_job"] = e.output_job();
+  return j.dump(2) + "\n";
+}
+
+}  // namespace sp

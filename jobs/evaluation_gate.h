@@ -1,0 +1,41 @@
+// A compression job's evaluation (spec `evaluate:`), the parts that are plain functions:
+// perplexity from an evaluation's sums, the gate's verdict and message, the key that caches
+// an original model's result, and the report written next to the output.
+//
+// Thread-safety: pure functions.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "common/status.h"
+#include "shardpress.pb.h"
+
+namespace sp {
+
+// exp(nll / predictions); 0 when nothing was predicted.
+double perplexity_of(const shardpress::v1::EvalResult& r);
+
+struct GateVerdict {
+  bool passed = true;
+  std::string message;  // one line with both numbers, for the job's error or event
+};
+// The output's perplexity against the original's, under `max_increase` (perplexity points;
+// none: no gate, always passed).
+GateVerdict judge_gate(double original_ppl, double output_ppl, std::optional<double> max_increase);
+
+// The key an original model's evaluation is cached under: the digests of every model
+// tensor the job imported (its plan's non-auxiliary shards), the token ids' bytes, samples
+// and seq_len. Two jobs on the same weights and text share it, wherever the files lie.
+// FAILED_PRECONDITION when the plan has a tensor without a digest (not imported).
+absl::StatusOr<std::string> original_eval_cache_key(const shardpress::v1::JobPlan& plan, const std::string& ids_path,
+                                                    int32_t samples, int32_t seq_len);
+
+// Where the report goes: `output/evaluation.json` for a folder, `output.evaluation.json`
+// beside a file (a GGUF output).
+std::string evaluation_report_path(const std::string& output);
+// The report's JSON text (original and output perplexity, the increase, the gate, the
+// evaluation jobs, passed).
+std::string evaluation_report_json(const shardpress::v1::JobRecord& job);
+
+}  // namespace sp

@@ -1,0 +1,129 @@
+// A compression job with `evaluate:` on real coordinator and worker processes: the output
+// and the original model are scored by evaluation jobs on the workers (the original once
+// per model and text: cached), the numbers equal `eval` in one process, a gate that does not
+// hold fails the job with both numbers and leaves the output marked, and a coordinator
+// killed in the middle of the evaluation resumes it to the same numbers.
+#include <cmath>
+
+#include "fmt/format.h"
+
+#include "tests/e2e/cluster.h"
+
+namespace sp {
+namespace {
+
+class EvaluationCluster : public Cluster {
+ protected:
+  void SetUp() override {
+    Cluster::SetUp();
+    fs::copy_file(test::fixture("stories260k/text/eval.ids.txt"), dir_ / "models/eval.ids.txt");
+  }
+  // An NF4 (round to nearest) job evaluated on 16 sequences, with a gate when `gate` >= 0.
+  std::string write_evaluated_job(const std::string& name, double gate) {
+    const std::string path = dir_ / (name + ".yaml");
+    std::string text = "name: " + name + "\nmodel: " + (dir_ / "models/stories") + "\noutput: " +
+                       (dir_ / ("out/" + name)) + "\nevaluate:\n  ids: " + (dir_ / "models/eval.ids.txt") +
+                       "\n  samples: 16\n";
+    if (gate >= 0) text += fmt::format("  max_ppl_increase: {}\n", gate);
+    test::write_text(path, text);
+    return path;
+  }
+  // Perplexity of `model` by `eval` in one process on the same 16 sequences.
+  double local_perplexity(const std::string& model) {
+    auto r = test::run_cli({"eval", model, "--ids", dir_ / "models/eval.ids.txt", "--samples", "16", "-o", "json"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.exit_code == 0 ? std::exp(json::parse(r.out)["mean_nll"].get<double>()) : 0.0;
+  }
+  static bool ended(const json& s) {
+    return s["state"] == "SUCCEEDED" || s["state"] == "FAILED" || s["state"] == "CANCELLED";
+  }
+};
+
+TEST_F(EvaluationCluster, GateFailsWithBothNumbersPassingGateSucceedsOriginalIsCached) {
+  start_coordinator();
+  start_worker("a");
+  start_worker("b");
+  const double original = local_perplexity(dir_ / "models/stories");
+
+  ASSERT_EQ(cli({"submit", write_evaluated_job("loose", 100)}).exit_code, 0);
+  json s = wait_for("loose", ended, 60'000);
+  ASSERT_EQ(s["state"], "SUCCEEDED") << s.dump();
+  const json e = s["evaluation"];
+  const double output = local_perplexity(dir_ / "out/loose");
+  EXPECT_DOUBLE_EQ(e["original_perplexity"].get<double>(), original);
+  EXPECT_DOUBLE_EQ(e["perplexity"].get<double>(), output);
+  EXPECT_GT(output, original) << "NF4 should cost some perplexity on stories260k";
+  EXPECT_EQ(e.value("passed", false), true);
+  EXPECT_EQ(e.value("original_cached", false), false);
+  EXPECT_EQ(e["predictions"], 16 * 255);
+  // The evaluation jobs are ordinary jobs that say whose they are.
+  EXPECT_EQ(status(e["original_job"])["evaluates"], s["id"]);
+  EXPECT_EQ(status(e["output_job"])["state"], "SUCCEEDED");
+  auto report = read_file(dir_ / "out/loose/evaluation.json");
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(json::parse(*report)["passed"], true);
+  EXPECT_DOUBLE_EQ(json::parse(*report)["perplexity"].get<double>(), output);
+  auto v = test::run_cli({"verify", dir_ / "out/loose", "--against", dir_ / "models/stories"});
+  EXPECT_EQ(v.exit_code, 0) << "the report beside the checkpoint does not upset verify: " << v.out << v.err;
+
+  // A gate of 0 cannot hold for NF4: FAILED, both numbers in the error, the output kept and
+  // marked; the original's perplexity came from the cache (no second evaluation job of it).
+  ASSERT_EQ(cli({"submit", write_evaluated_job("strict", 0)}).exit_code, 0);
+  s = wait_for("strict", ended, 60'000);
+  ASSERT_EQ(s["state"], "FAILED") << s.dump();
+  const std::string err = s["error"];
+  EXPECT_NE(err.find("failed its evaluation gate"), std::string::npos) << err;
+  EXPECT_NE(err.find(fmt::format("{:.4f}", output)), std::string::npos) << err;
+  EXPECT_NE(err.find(fmt::format("{:.4f}", original)), std::string::npos) << err;
+  EXPECT_EQ(s["evaluation"].value("original_cached", false), true);
+  EXPECT_EQ(s["evaluation"].value("original_job", ""), "");
+  EXPECT_DOUBLE_EQ(s["evaluation"]["perplexity"].get<double>(), output);
+  EXPECT_TRUE(fs::exists(dir_ / "out/strict/model.safetensors"));
+  report = read_file(dir_ / "out/strict/evaluation.json");
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(json::parse(*report)["passed"], false);
+  auto text = cli({"status", "strict"});
+  EXPECT_NE(text.out.find("gate +0: FAILED"), std::string::npos) << text.out;
+  // Resuming cannot change a verdict on the same output: refused, saying why.
+  auto resumed = cli({"resume", "strict"});
+  EXPECT_NE(resumed.exit_code, 0);
+  EXPECT_NE(resumed.err.find("was evaluated"), std::string::npos) << resumed.err;
+  // Deleting the job deletes its evaluation job too.
+  const std::string output_job = s["evaluation"]["output_job"];
+  ASSERT_EQ(cli({"delete", "strict"}).exit_code, 0);
+  EXPECT_NE(cli({"status", output_job}).exit_code, 0) << output_job << " outlived its job";
+}
+
+TEST_F(EvaluationCluster, KillCoordinatorMidEvaluationCancelResumeSameNumbers) {
+  start_coordinator();
+  start_worker("a", "task=300");
+  start_worker("b", "task=300");
+  ASSERT_EQ(cli({"submit", write_evaluated_job("gated", 100)}).exit_code, 0);
+  wait_for("gated", [](const json& s) { return s["state"] == "EVALUATING"; }, 60'000);
+  coordinator_->kill(SIGKILL);
+  coordinator_->wait();
+  start_coordinator();
+  // Restarted mid-evaluation (12 tasks of 300 ms are left); cancel stops its evaluation
+  // jobs with it.
+  json s = status("gated");
+  ASSERT_EQ(s["state"], "EVALUATING") << s.dump();
+  ASSERT_EQ(cli({"cancel", "gated"}).exit_code, 0);
+  s = status("gated");
+  EXPECT_EQ(s["state"], "CANCELLED");
+  for (const char* k : {"original_job", "output_job"}) {
+    ASSERT_FALSE(s["evaluation"].value(k, "").empty()) << k;
+    EXPECT_TRUE(ended(status(s["evaluation"][k]))) << k << " still runs after its job was cancelled";
+  }
+  // Resume evaluates the written output again (no compression task runs again).
+  auto r = cli({"resume", "gated"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(status("gated")["state"], "EVALUATING");
+  s = wait_for("gated", ended, 90'000);
+  ASSERT_EQ(s["state"], "SUCCEEDED") << s.dump();
+  EXPECT_DOUBLE_EQ(s["evaluation"]["original_perplexity"].get<double>(), local_perplexity(dir_ / "models/stories"));
+  EXPECT_DOUBLE_EQ(s["evaluation"]["perplexity"].get<double>(), local_perplexity(dir_ / "out/gated"));
+  for (const auto& t : s["tasks"]) EXPECT_EQ(t["attempt"], 1) << t.dump();
+}
+
+}  // namespace
+}  // namespace sp
