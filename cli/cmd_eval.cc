@@ -2,6 +2,7 @@
 // of an original model or of a compressed checkpoint (NF4 dequantized), by the protocol
 // of algorithms.md §g: each line of the ids file scored alone, tokens 2..T predicted
 // from their prefix, ppl = exp(total NLL / predictions).
+// shardpress eval MODEL --choices FILE.jsonl: multiple-choice accuracy (ops/choice_scoring).
 #include <cctype>
 #include <chrono>
 #include <filesystem>
@@ -9,6 +10,7 @@
 #include <thread>
 
 #include "checkpoint/float_model.h"
+#include "common/file_util.h"
 #include "checkpoint/gguf_model.h"
 #include "cli/coordinator_api.h"
 #include "cli/follow.h"
@@ -18,7 +20,9 @@
 #include "cli/output.h"
 #include "fmt/format.h"
 #include "formats/token_ids.h"
+#include "formats/choice_items.h"
 #include "nlohmann/json.hpp"
+#include "ops/choice_scoring.h"
 #include "ops/linalg.h"
 
 namespace sp::cli {
@@ -35,6 +39,8 @@ struct EvalArgs {
   std::string output = "table";
   bool remote = false;
   std::string name;
+  std::string choices;    // multiple-choice items (JSONL) instead of --ids
+  std::string tokenizer;  // text items: a tokenizer.model or its folder (default: the model's)
 };
 
 void print_result(const EvalArgs& a, bool quantized, int64_t sequences, int64_t seq_len, int64_t predictions,
@@ -108,7 +114,70 @@ int run_remote_job(const EvalArgs& a, CoordinatorApiClient& c, JobSpec spec, con
   return kExitOk;
 }
 
+// The SentencePiece tokenizer for text items: --tokenizer, else the model folder's (none:
+// only id items can be read).
+std::optional<SentencePieceTokenizer> choice_tokenizer(const EvalArgs& a, absl::Status* error) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::string path = a.tokenizer.empty() ? a.dir : a.tokenizer;
+  if (fs::is_directory(path, ec)) path = (fs::path(path) / "tokenizer.model").string();
+  if (a.tokenizer.empty() && !fs::exists(path, ec)) return std::nullopt;
+  auto bytes = read_file(path);
+  auto tok = bytes.ok() ? SentencePieceTokenizer::from_model(*bytes, path)
+                        : absl::StatusOr<SentencePieceTokenizer>(bytes.status());
+  if (!tok.ok()) {
+    *error = tok.status();
+    return std::nullopt;
+  }
+  return std::move(*tok);
+}
+
+int run_choices(const EvalArgs& a) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto loaded = load_float_model(a.dir);
+  if (!loaded.ok()) return report_error(loaded.status());
+  absl::Status tok_error;
+  const auto tokenizer = choice_tokenizer(a, &tok_error);
+  if (!tok_error.ok()) return report_error(tok_error);
+  auto items = read_choice_items(a.choices, loaded->model.config.vocab_size, tokenizer ? &*tokenizer : nullptr,
+                                 a.samples);
+  if (!items.ok()) return report_error(items.status());
+  const int threads = a.threads > 0 ? a.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  set_blas_threads(1);  // one item per thread
+  auto ll = choice_logliks(loaded->model, *items, threads);
+  if (!ll.ok()) return report_error(ll.status());
+  const ChoiceAccuracy acc = choice_accuracy(*items, *ll);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (a.output == "json") {
+    nlohmann::ordered_json j = {{"model", a.dir},
+                                {"quantized", loaded->quantized},
+                                {"choices", a.choices},
+                                {"items", acc.items},
+                                {"correct", acc.correct},
+                                {"acc", acc.acc},
+                                {"acc_stderr", acc.acc_stderr},
+                                {"acc_norm", acc.acc_norm},
+                                {"acc_norm_stderr", acc.acc_norm_stderr},
+                                {"seconds", secs}};
+    std::printf("%s\n", j.dump(2).c_str());
+    return kExitOk;
+  }
+  std::printf("model        %s (%s)\n", a.dir.c_str(), loaded->quantized ? "compressed, dequantized" : "original weights");
+  std::printf("task         %s: %lld items\n", a.choices.c_str(), static_cast<long long>(acc.items));
+  std::printf("accuracy     %.4f +- %.4f (%lld right)\n", acc.acc, acc.acc_stderr, static_cast<long long>(acc.correct));
+  std::printf("acc_norm     %.4f +- %.4f (log-likelihood per byte)\n", acc.acc_norm, acc.acc_norm_stderr);
+  std::printf("time         %.1f s (here, %d threads)\n", secs, threads);
+  return kExitOk;
+}
+
 int run_eval(const EvalArgs& a, const ConnectionFlags& conn) {
+  if (a.ids.empty() == a.choices.empty())
+    return report_error(absl::InvalidArgumentError("give --ids (perplexity) or --choices (multiple choice), one of them"));
+  if (!a.choices.empty()) {
+    if (a.remote)
+      return report_error(absl::UnimplementedError("--choices runs here only; --remote scores perplexity (--ids)"));
+    return run_choices(a);
+  }
   if (a.remote) return run_remote(a, conn);
   const auto t0 = std::chrono::steady_clock::now();
   auto loaded = load_float_model(a.dir);
@@ -131,7 +200,13 @@ void add_eval_command(CLI::App& app, const ConnectionFlags* conn, int* exit_code
   auto args = std::make_shared<EvalArgs>();
   CLI::App* cmd = app.add_subcommand("eval", "Perplexity of a model or of a compressed checkpoint on token ids");
   cmd->add_option("MODEL_DIR", args->dir, "Original model folder, shardpress output folder, or a GGUF file")->required();
-  cmd->add_option("--ids", args->ids, "Token-id file: one sequence per line, ids separated by spaces")->required();
+  cmd->add_option("--ids", args->ids, "Token-id file: one sequence per line, ids separated by spaces (perplexity)");
+  cmd->add_option("--choices", args->choices,
+                  "Multiple-choice items, JSONL: {context, choices, answer} or {context_ids, choices_ids, answer} "
+                  "(accuracy; --samples: the first N items)");
+  cmd->add_option("--tokenizer", args->tokenizer,
+                  "With --choices: the SentencePiece tokenizer.model (or its folder) for text items (default: the "
+                  "model folder's)");
   cmd->add_option("--seq-len", args->seq_len, "Tokens per sequence (default: the first line's length)");
   cmd->add_option("--samples", args->samples, "Use the first N lines (default: all)");
   cmd->add_option("--threads", args->threads, "Threads (default: all cores)");

@@ -40,22 +40,22 @@ void embed_tokens(const ModelConfig& c, const float* embed, const int32_t* ids, 
 }
 
 SequenceScore score_sequence(const LanguageModel& m, const RopeTable& rope, const int32_t* ids, int64_t T,
-                             std::vector<float>* logits_out) {
+                             std::vector<float>* logits_out, int64_t first) {
   const ModelConfig& c = m.config;
   std::vector<float> x(static_cast<size_t>(T * c.hidden_size));
   embed_tokens(c, m.embed.data(), ids, T, x.data());
   for (int64_t l = 0; l < c.num_layers; ++l) decoder_layer_forward(c, l, m.layers[l], rope, x.data(), T);
-  return score_hidden(c, m.final_norm.data(), m.head(), x.data(), ids, T, logits_out);
+  return score_hidden(c, m.final_norm.data(), m.head(), x.data(), ids, T, logits_out, first);
 }
 
 SequenceScore score_hidden(const ModelConfig& c, const float* final_norm, const float* head, float* x,
-                           const int32_t* ids, int64_t T, std::vector<float>* logits_out) {
+                           const int32_t* ids, int64_t T, std::vector<float>* logits_out, int64_t first) {
   const int64_t H = c.hidden_size, V = c.vocab_size;
   rms_norm(x, T, H, final_norm, c.rms_norm_eps, x);
   std::vector<float> logits(static_cast<size_t>(T * V));
   matmul_nt(x, T, H, head, V, logits.data());
   SequenceScore s;
-  for (int64_t t = 0; t + 1 < T; ++t) {
+  for (int64_t t = std::max<int64_t>(first, 1) - 1; t + 1 < T; ++t) {
     const float* row = &logits[t * V];
     float mx = row[0];
     for (int64_t i = 1; i < V; ++i) mx = std::max(mx, row[i]);

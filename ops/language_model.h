@@ -42,13 +42,15 @@ struct SequenceScore {
   double nll = 0;  // sum over the tokens-1 predictions
   int64_t predictions = 0;
 };
+// `first`: the first token predicted (tokens first..T-1 from their prefixes; a multiple-
+// choice continuation after its context).
 SequenceScore score_sequence(const LanguageModel& m, const RopeTable& rope, const int32_t* ids, int64_t tokens,
-                             std::vector<float>* logits = nullptr);
+                             std::vector<float>* logits = nullptr, int64_t first = 1);
 
 // The output end of the model on one sequence's last hidden states x[tokens, hidden]
 // (overwritten): final RMSNorm, the head [vocab, hidden], and the NLL of tokens 1..T-1.
 SequenceScore score_hidden(const ModelConfig& config, const float* final_norm, const float* head, float* x,
-                           const int32_t* ids, int64_t tokens, std::vector<float>* logits = nullptr);
+                           const int32_t* ids, int64_t tokens, std::vector<float>* logits = nullptr, int64_t first = 1);
 
 struct Perplexity {
   int64_t sequences = 0;

@@ -700,3 +700,43 @@ TEST(Cli, LocalJobOnASyntheticExaoneModel) {
 
 }  // namespace
 }  // namespace sp
+
+namespace sp {
+namespace {
+
+// `eval --choices`: the stories task from the repo's script, on the original and on an NF4
+// output (its folder carries tokenizer.model); errors exit 2 naming the problem.
+TEST(Cli, EvalChoicesOnTheStoriesTask) {
+  test::TempDir d;
+  ASSERT_EQ(std::system(("python3 " + std::string(SP_PROJECT_DIR) + "/scripts/make-stories-choices.py " +
+                         test::fixture("stories260k/text/eval.txt") + " > " + (d / "c.jsonl"))
+                            .c_str()),
+            0);
+  auto orig = test::run_cli({"eval", test::fixture("stories260k/hf-bf16"), "--choices", d / "c.jsonl", "-o", "json"});
+  ASSERT_EQ(orig.exit_code, 0) << orig.err;
+  const auto o = nlohmann::json::parse(orig.out);
+  EXPECT_EQ(o["items"], 101);
+  EXPECT_DOUBLE_EQ(o["acc"].get<double>(), o["correct"].get<double>() / 101);
+  EXPECT_GT(o["acc_norm"].get<double>(), 0.25 + 3 * o["acc_norm_stderr"].get<double>());
+  ASSERT_EQ(test::run_cli({"compress", test::fixture("stories260k/hf-bf16"), d / "nf4"}).exit_code, 0);
+  auto nf4 = test::run_cli({"eval", d / "nf4", "--choices", d / "c.jsonl", "--samples", "40", "-o", "json"});
+  ASSERT_EQ(nf4.exit_code, 0) << nf4.err;
+  EXPECT_EQ(nlohmann::json::parse(nf4.out)["items"], 40);
+  EXPECT_EQ(nlohmann::json::parse(nf4.out)["quantized"], true);
+  auto table = test::run_cli({"eval", test::fixture("stories260k/hf-bf16"), "--choices", d / "c.jsonl"});
+  EXPECT_NE(table.out.find("accuracy     "), std::string::npos) << table.out;
+
+  auto both = test::run_cli({"eval", d / "nf4", "--choices", d / "c.jsonl", "--ids", d / "c.jsonl"});
+  EXPECT_EQ(both.exit_code, 2);
+  EXPECT_NE(both.err.find("one of them"), std::string::npos) << both.err;
+  test::write_text(d / "bad.jsonl", "{\"context\": \"x\", \"choices\": [\"a\", \"b\"], \"answer\": 5}\n");
+  auto bad = test::run_cli({"eval", d / "nf4", "--choices", d / "bad.jsonl"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("line 1: 'answer'"), std::string::npos) << bad.err;
+  auto no_tok = test::run_cli({"eval", d / "nf4", "--choices", d / "c.jsonl", "--tokenizer", d / "missing.model"});
+  EXPECT_NE(no_tok.exit_code, 0);
+  EXPECT_NE(no_tok.err.find("missing.model"), std::string::npos) << no_tok.err;
+}
+
+}  // namespace
+}  // namespace sp
