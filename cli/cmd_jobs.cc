@@ -21,12 +21,18 @@ using namespace shardpress::v1;  // NOLINT
 absl::StatusOr<JobSpec> load_job_file(const std::string& path) {
   SP_ASSIGN_OR_RETURN(std::string text, read_file(path));
   SP_ASSIGN_OR_RETURN(JobSpec spec, parse_job_yaml(text, path));
-  // Paths in the file are relative to the current folder; the coordinator gets them whole.
-  spec.set_model(std::filesystem::absolute(spec.model()).lexically_normal().string());
-  spec.set_output(std::filesystem::absolute(spec.output()).lexically_normal().string());
-  if (!spec.calibrate().ids().empty())
-    spec.mutable_calibrate()->set_ids(std::filesystem::absolute(spec.calibrate().ids()).lexically_normal().string());
+  make_paths_absolute(spec);
   return spec;
+}
+
+void make_paths_absolute(JobSpec& spec) {
+  // Paths in the file are relative to the current folder; the coordinator gets them whole.
+  auto absolute = [](const std::string& p) { return std::filesystem::absolute(p).lexically_normal().string(); };
+  spec.set_model(absolute(spec.model()));
+  spec.set_output(absolute(spec.output()));
+  if (!spec.calibrate().ids().empty()) spec.mutable_calibrate()->set_ids(absolute(spec.calibrate().ids()));
+  if (!spec.evaluate().ids().empty()) spec.mutable_evaluate()->set_ids(absolute(spec.evaluate().ids()));
+  if (!spec.quantize().imatrix().empty()) spec.mutable_quantize()->set_imatrix(absolute(spec.quantize().imatrix()));
 }
 
 namespace {

@@ -44,5 +44,8 @@ void add_imatrix_command(CLI::App& app, int* exit_code);
 
 // Reads a job YAML file; relative paths become absolute (from the current folder).
 absl::StatusOr<shardpress::v1::JobSpec> load_job_file(const std::string& path);
+void make_paths_absolute(shardpress::v1::JobSpec& spec);
+// sweep SWEEP.yaml (submit, resume, cancel a sweep's jobs) and report SWEEP (compare them).
+void add_sweep_commands(CLI::App& app, const ConnectionFlags* conn, int* exit_code);
 
 }  // namespace sp::cli

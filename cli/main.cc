@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   sp::cli::add_eval_command(app, &conn, &exit_code);
   sp::cli::add_compress_command(app, &exit_code);
   sp::cli::add_job_commands(app, &conn, &exit_code);
+  sp::cli::add_sweep_commands(app, &conn, &exit_code);
   sp::cli::add_local_command(app, &exit_code);
   sp::cli::add_synth_command(app, &exit_code);
   sp::cli::add_simulate_command(app, &exit_code);

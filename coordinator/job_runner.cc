@@ -6,6 +6,7 @@
 #include "coordinator/records.h"
 #include "fmt/format.h"
 #include <chrono>
+#include <filesystem>
 
 #include "coordinator/import_source.h"
 #include "coordinator/importer.h"
@@ -21,6 +22,21 @@ namespace {
 
 // A runner step whose state change could not be recorded is tried again this much later.
 constexpr int64_t kRetryAfterFailedCommitMs = 5'000;
+
+// The bytes of a file, or of every file under a folder (0 for what cannot be read).
+uint64_t bytes_on_disk(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) {
+    const auto n = fs::file_size(path, ec);
+    return ec ? 0 : n;
+  }
+  uint64_t total = 0;
+  for (auto it = fs::recursive_directory_iterator(path, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec))
+    if (it->is_regular_file(ec)) total += it->file_size(ec);
+  return total;
+}
 
 }  // namespace
 
@@ -121,10 +137,14 @@ void Coordinator::step() {
   }
   const bool evaluate = st.ok() && !importing && job.spec().has_evaluate();
   const std::string cache_key = evaluate ? evaluation_cache_key(job) : "";  // reads the ids: unlocked
+  const uint64_t output_bytes = st.ok() && !importing ? bytes_on_disk(job.output_dir()) : 0;
   std::lock_guard lock(mu_);
-  const JobRecord* now = jobs_.get(job.id());
-  if (absl::IsCancelled(st) || !now) return;  // cancelled (or deleted) meanwhile
-  if (st.ok() && importing) return;           // imported; tasks are running
+  const JobRecord* found = jobs_.get(job.id());
+  if (absl::IsCancelled(st) || !found) return;  // cancelled (or deleted) meanwhile
+  if (st.ok() && importing) return;             // imported; tasks are running
+  JobRecord written = *found;
+  written.set_output_bytes(output_bytes);
+  const JobRecord* now = &written;
   Change c;
   absl::Status staged;
   if (evaluate) {

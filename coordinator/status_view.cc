@@ -34,6 +34,17 @@ JobStatus job_status_view(const JobRecord& j, const std::vector<const TaskRecord
   s.set_finished_ms(j.finished_ms());
   s.set_model_dir(j.model_dir());
   s.set_output_dir(j.output_dir());
+  s.set_output_bytes(j.output_bytes());
+  uint64_t parameters = 0;
+  for (const auto& shard : j.plan().shards()) {
+    if (shard.auxiliary()) continue;
+    for (const auto& t : shard.tensors()) {
+      uint64_t n = 1;
+      for (int64_t d : t.shape()) n *= static_cast<uint64_t>(std::max<int64_t>(d, 0));
+      parameters += n;
+    }
+  }
+  s.set_parameters(parameters);
   s.set_now_ms(now_ms);
   s.set_spec_digest(spec_digest(j.spec()));
   s.set_imported(j.imported());

@@ -127,3 +127,69 @@ TEST_F(EvaluationCluster, KillCoordinatorMidEvaluationCancelResumeSameNumbers) {
 
 }  // namespace
 }  // namespace sp
+
+namespace sp {
+namespace {
+
+// A sweep of four variants, each evaluated: the coordinator is SIGKILLed with part of it
+// done, the sweep is cancelled and run again (resumed), and the report's numbers are what
+// `eval` says of each output; the original model is evaluated once for all four.
+TEST_F(EvaluationCluster, SweepSurvivesKillCancelAndResumeAndReportsWhatEvalSays) {
+  start_coordinator();
+  start_worker("a", "task=150");
+  start_worker("b", "task=150");
+  const std::string file = dir_ / "sw.yaml";
+  const std::string base = "name: sw\nbase:\n  model: " + (dir_ / "models/stories") + "\n  output: " + (dir_ / "out/sw") +
+                           "\n  prune: {method: magnitude}\n  evaluate: {ids: " + (dir_ / "models/eval.ids.txt") +
+                           ", samples: 16}\n";
+  test::write_text(file, base + "axes:\n  prune.sparsity: [0.2, 0.4]\n  quantize.format: [nf4, int8]\n");
+  auto first = cli({"sweep", file});
+  ASSERT_EQ(first.exit_code, 0) << first.out << first.err;
+  EXPECT_EQ(std::count(first.out.begin(), first.out.end(), '\n'), 4) << first.out;
+  EXPECT_NE(first.out.find("sw.0.4-int8"), std::string::npos) << first.out;
+  wait_for("sw.0.2-nf4", ended, 60'000);
+  coordinator_->kill(SIGKILL);
+  coordinator_->wait();
+  start_coordinator();
+  auto cancelled = cli({"sweep", file, "--cancel"});
+  EXPECT_EQ(cancelled.exit_code, 0) << cancelled.err;
+  EXPECT_NE(cancelled.out.find("cancelled"), std::string::npos) << "some variant was still to run: " << cancelled.out;
+  auto again = cli({"sweep", file, "--wait"});
+  EXPECT_EQ(again.exit_code, 0) << again.out << again.err;
+  EXPECT_NE(again.out.find("resumed"), std::string::npos) << again.out;
+  EXPECT_NE(again.out.find("kept"), std::string::npos) << again.out;
+
+  auto report = cli({"report", file, "-o", "json", "--plot", dir_ / "sw.svg"});
+  ASSERT_EQ(report.exit_code, 0) << report.err;
+  const json r = json::parse(report.out);
+  ASSERT_EQ(r["variants"].size(), 4u);
+  int cached = 0;
+  for (const auto& v : r["variants"]) {
+    const std::string label = v["variant"];
+    const std::string out = dir_ / ("out/sw/" + label);
+    EXPECT_EQ(v["state"], "SUCCEEDED") << label;
+    EXPECT_DOUBLE_EQ(v["perplexity"].get<double>(), local_perplexity(out)) << label;
+    EXPECT_DOUBLE_EQ(v["original_perplexity"].get<double>(), local_perplexity(dir_ / "models/stories")) << label;
+    uint64_t bytes = 0;
+    for (const auto& e : fs::directory_iterator(out))
+      if (e.path().filename() != "evaluation.json") bytes += e.file_size();
+    EXPECT_EQ(v["bytes"].get<uint64_t>(), bytes) << label;
+    EXPECT_GT(v["worker_s"].get<double>(), 0) << label;
+    cached += status("sw." + label)["evaluation"].value("original_cached", false);
+  }
+  EXPECT_EQ(cached, 3) << "the original evaluated once for four variants";
+  EXPECT_EQ(std::system(("python3 -c 'import sys, xml.dom.minidom as m; m.parse(sys.argv[1])' " + (dir_ / "sw.svg")).c_str()),
+            0);
+  auto table = cli({"report", "sw"});  // by name, without the file
+  EXPECT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_NE(table.out.find("0.4-int8"), std::string::npos) << table.out;
+
+  // An edited sweep does not silently reuse jobs made with other settings.
+  test::write_text(file, base + "  quantize: {blocksize: 128}\naxes:\n  prune.sparsity: [0.2, 0.4]\n  quantize.format: [nf4, int8]\n");
+  auto edited = cli({"sweep", file});
+  EXPECT_EQ(edited.exit_code, 2);
+  EXPECT_NE(edited.out.find("quantize.blocksize: 64 -> 128"), std::string::npos) << edited.out;
+}
+
+}  // namespace
+}  // namespace sp
