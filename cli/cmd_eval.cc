@@ -65,6 +65,30 @@ void print_result(const EvalArgs& a, bool quantized, int64_t sequences, int64_t 
 int run_remote_job(const EvalArgs& a, CoordinatorApiClient& c, JobSpec spec, const std::string& name,
                    std::chrono::steady_clock::time_point t0);
 
+void print_choices(const EvalArgs& a, bool quantized, const ChoiceAccuracy& acc, double secs, const std::string& where) {
+  if (a.output == "json") {
+    nlohmann::ordered_json j = {{"model", a.dir},
+                                {"quantized", quantized},
+                                {"choices", a.choices},
+                                {"items", acc.items},
+                                {"correct", acc.correct},
+                                {"acc", acc.acc},
+                                {"acc_stderr", acc.acc_stderr},
+                                {"correct_norm", acc.correct_norm},
+                                {"acc_norm", acc.acc_norm},
+                                {"acc_norm_stderr", acc.acc_norm_stderr},
+                                {"seconds", secs},
+                                {"where", where}};
+    std::printf("%s\n", j.dump(2).c_str());
+    return;
+  }
+  std::printf("model        %s (%s)\n", a.dir.c_str(), quantized ? "compressed, dequantized" : "original weights");
+  std::printf("task         %s: %lld items\n", a.choices.c_str(), static_cast<long long>(acc.items));
+  std::printf("accuracy     %.4f +- %.4f (%lld right)\n", acc.acc, acc.acc_stderr, static_cast<long long>(acc.correct));
+  std::printf("acc_norm     %.4f +- %.4f (log-likelihood per byte)\n", acc.acc_norm, acc.acc_norm_stderr);
+  std::printf("time         %.1f s (%s)\n", secs, where.c_str());
+}
+
 // On the coordinator's workers: an evaluation job (the forward layer by layer, then the
 // head), followed until it ends.
 int run_remote(const EvalArgs& a, const ConnectionFlags& conn) {
@@ -81,7 +105,15 @@ int run_remote(const EvalArgs& a, const ConnectionFlags& conn) {
   }
   spec.set_name(name);
   spec.set_model(model.string());
-  spec.mutable_eval()->set_ids(fs::absolute(a.ids).lexically_normal().string());
+  if (!a.choices.empty())
+    spec.mutable_eval()->set_choices(fs::absolute(a.choices).lexically_normal().string());
+  if (!a.tokenizer.empty()) {  // the folder (the coordinator reads its tokenizer.model)
+    fs::path tok = fs::absolute(a.tokenizer).lexically_normal();
+    if (tok.filename() == "tokenizer.model") tok = tok.parent_path();
+    spec.mutable_eval()->set_tokenizer(tok.string());
+  }
+  else
+    spec.mutable_eval()->set_ids(fs::absolute(a.ids).lexically_normal().string());
   spec.mutable_eval()->set_samples(static_cast<int32_t>(a.samples));
   spec.mutable_eval()->set_seq_len(static_cast<int32_t>(a.seq_len));
   auto v = validate_job_spec(spec);
@@ -109,6 +141,21 @@ int run_remote_job(const EvalArgs& a, CoordinatorApiClient& c, JobSpec spec, con
   if (!done.ok()) return report_rpc_error(done.status(), c.address());
   if (done->predictions() <= 0) return report_error(absl::InternalError("the job finished without a result"));
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!a.choices.empty()) {
+    if (!done->has_choice_score()) return report_error(absl::InternalError("the job finished without an accuracy"));
+    const shardpress::v1::ChoiceScore& cs = done->choice_score();
+    ChoiceAccuracy acc;
+    acc.items = cs.items();
+    acc.correct = cs.correct();
+    acc.acc = cs.acc();
+    acc.acc_stderr = cs.acc_stderr();
+    acc.correct_norm = cs.correct_norm();
+    acc.acc_norm = cs.acc_norm();
+    acc.acc_norm_stderr = cs.acc_norm_stderr();
+    print_choices(a, is_quantized_checkpoint(a.dir) || is_gguf_file(a.dir), acc, secs,
+                  "job " + id + " on the coordinator's workers");
+    return kExitOk;
+  }
   print_result(a, is_quantized_checkpoint(a.dir) || is_gguf_file(a.dir), done->sequences(), done->seq_len(), done->predictions(), done->mean_nll(),
                done->perplexity(), secs, "job " + id + " on the coordinator's workers");
   return kExitOk;
@@ -148,36 +195,14 @@ int run_choices(const EvalArgs& a) {
   if (!ll.ok()) return report_error(ll.status());
   const ChoiceAccuracy acc = choice_accuracy(*items, *ll);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (a.output == "json") {
-    nlohmann::ordered_json j = {{"model", a.dir},
-                                {"quantized", loaded->quantized},
-                                {"choices", a.choices},
-                                {"items", acc.items},
-                                {"correct", acc.correct},
-                                {"acc", acc.acc},
-                                {"acc_stderr", acc.acc_stderr},
-                                {"acc_norm", acc.acc_norm},
-                                {"acc_norm_stderr", acc.acc_norm_stderr},
-                                {"seconds", secs}};
-    std::printf("%s\n", j.dump(2).c_str());
-    return kExitOk;
-  }
-  std::printf("model        %s (%s)\n", a.dir.c_str(), loaded->quantized ? "compressed, dequantized" : "original weights");
-  std::printf("task         %s: %lld items\n", a.choices.c_str(), static_cast<long long>(acc.items));
-  std::printf("accuracy     %.4f +- %.4f (%lld right)\n", acc.acc, acc.acc_stderr, static_cast<long long>(acc.correct));
-  std::printf("acc_norm     %.4f +- %.4f (log-likelihood per byte)\n", acc.acc_norm, acc.acc_norm_stderr);
-  std::printf("time         %.1f s (here, %d threads)\n", secs, threads);
+  print_choices(a, loaded->quantized, acc, secs, fmt::format("here, {} threads", threads));
   return kExitOk;
 }
 
 int run_eval(const EvalArgs& a, const ConnectionFlags& conn) {
   if (a.ids.empty() == a.choices.empty())
     return report_error(absl::InvalidArgumentError("give --ids (perplexity) or --choices (multiple choice), one of them"));
-  if (!a.choices.empty()) {
-    if (a.remote)
-      return report_error(absl::UnimplementedError("--choices runs here only; --remote scores perplexity (--ids)"));
-    return run_choices(a);
-  }
+  if (!a.choices.empty() && !a.remote) return run_choices(a);
   if (a.remote) return run_remote(a, conn);
   const auto t0 = std::chrono::steady_clock::now();
   auto loaded = load_float_model(a.dir);
@@ -206,7 +231,7 @@ void add_eval_command(CLI::App& app, const ConnectionFlags* conn, int* exit_code
                   "(accuracy; --samples: the first N items)");
   cmd->add_option("--tokenizer", args->tokenizer,
                   "With --choices: the SentencePiece tokenizer.model (or its folder) for text items (default: the "
-                  "model folder's)");
+                  "model folder's; a GGUF file has none: name the original's)");
   cmd->add_option("--seq-len", args->seq_len, "Tokens per sequence (default: the first line's length)");
   cmd->add_option("--samples", args->samples, "Use the first N lines (default: all)");
   cmd->add_option("--threads", args->threads, "Threads (default: all cores)");

@@ -32,6 +32,7 @@ void make_paths_absolute(JobSpec& spec) {
   spec.set_output(absolute(spec.output()));
   if (!spec.calibrate().ids().empty()) spec.mutable_calibrate()->set_ids(absolute(spec.calibrate().ids()));
   if (!spec.evaluate().ids().empty()) spec.mutable_evaluate()->set_ids(absolute(spec.evaluate().ids()));
+  if (!spec.evaluate().choices().empty()) spec.mutable_evaluate()->set_choices(absolute(spec.evaluate().choices()));
   if (!spec.quantize().imatrix().empty()) spec.mutable_quantize()->set_imatrix(absolute(spec.quantize().imatrix()));
 }
 

@@ -47,6 +47,7 @@ std::vector<std::string> setting_differences(JobSpec a, JobSpec b) {
     s->clear_output();
     s->mutable_calibrate()->clear_ids();
     s->mutable_evaluate()->clear_ids();
+    s->mutable_evaluate()->clear_choices();
     s->mutable_quantize()->clear_imatrix();
   }
   return spec_differences(a, b);
@@ -151,7 +152,7 @@ int run_report(const SweepArgs& a, CoordinatorApiClient& c) {
       return report_error(absl::NotFoundError(fmt::format("no sweep file or jobs named '{}.*'", a.file)));
   }
   std::vector<ReportRow> rows;
-  size_t cached = 0, evaluated = 0;
+  size_t cached = 0, evaluated = 0, cached_choices = 0, evaluated_choices = 0;
   for (const auto& [name, settings] : variants) {
     ReportRow r;
     r.label = name.substr(sweep_name.size() + 1);
@@ -169,9 +170,17 @@ int run_report(const SweepArgs& a, CoordinatorApiClient& c) {
     r.perplexity = s->evaluation().perplexity();
     r.original_perplexity = s->evaluation().original_perplexity();
     r.passed = !s->evaluation().done() || s->evaluation().passed();
+    r.items = s->evaluation().choice_score().items();
+    r.acc = s->evaluation().choice_score().acc();
+    r.acc_stderr = s->evaluation().choice_score().acc_stderr();
+    r.original_acc = s->evaluation().original_choice_score().acc();
     if (s->evaluation().done()) {
       ++evaluated;
       cached += s->evaluation().original_cached();
+      if (!s->spec().evaluate().choices().empty()) {
+        ++evaluated_choices;
+        cached_choices += s->evaluation().original_choices_cached();
+      }
     }
     const int64_t end = s->finished_ms() > 0 ? s->finished_ms() : s->now_ms();
     r.wall_s = s->started_ms() > 0 ? static_cast<double>(end - s->started_ms()) / 1000.0 : 0;
@@ -188,8 +197,11 @@ int run_report(const SweepArgs& a, CoordinatorApiClient& c) {
     std::printf("%s", report_table(rows).c_str());
     if (evaluated > 0)
       std::printf("shared: the original model was evaluated once; %zu of %zu evaluated variants took its perplexity "
-                  "from the cache\n",
-                  cached, evaluated);
+                  "from the cache%s\n",
+                  cached, evaluated,
+                  evaluated_choices > 0
+                      ? fmt::format(", {} of {} its accuracy", cached_choices, evaluated_choices).c_str()
+                      : "");
   }
   const std::string plot = a.plot.empty() ? sweep_name + ".svg" : a.plot;
   if (auto st = write_file_atomic(plot, report_svg(sweep_name, rows)); !st.ok()) return report_error(st);

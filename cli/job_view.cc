@@ -65,13 +65,28 @@ std::string error_cell(const std::string& e) {
 std::string render_evaluation(const JobStatus& j) {
   const Evaluation& e = j.evaluation();
   auto ppl = [](double p) { return p > 0 ? fmt::format("{:.4f}", p) : std::string("pending"); };
-  std::string line = fmt::format("evaluate  original {} ({}) | output {} ({})", ppl(e.original_perplexity()),
-                                 e.original_cached() ? "cached" : e.original_job(), ppl(e.perplexity()), e.output_job());
+  std::string line = j.spec().evaluate().ids().empty()
+                         ? std::string("evaluate  (no perplexity asked)")
+                         : fmt::format("evaluate  original {} ({}) | output {} ({})", ppl(e.original_perplexity()),
+                                       e.original_cached() ? "cached" : e.original_job(), ppl(e.perplexity()),
+                                       e.output_job());
   if (e.original_perplexity() > 0 && e.perplexity() > 0)
     line += fmt::format(" | {:+.4f}", e.perplexity() - e.original_perplexity());
   if (j.spec().evaluate().has_max_ppl_increase()) line += fmt::format(", gate +{:g}", j.spec().evaluate().max_ppl_increase());
   if (e.done()) line += e.passed() ? ": passed" : ": FAILED";
-  return line + "\n";
+  line += "\n";
+  if (!j.spec().evaluate().choices().empty()) {
+    auto acc = [](const shardpress::v1::ChoiceScore& c) {
+      return c.items() > 0 ? fmt::format("{:.4f} +- {:.4f}", c.acc(), c.acc_stderr()) : std::string("pending");
+    };
+    line += fmt::format("          accuracy original {} ({}) | output {} ({})", acc(e.original_choice_score()),
+                        e.original_choices_cached() ? "cached" : e.original_choices_job(), acc(e.choice_score()),
+                        e.output_choices_job());
+    if (e.original_choice_score().items() > 0 && e.choice_score().items() > 0)
+      line += fmt::format(" | {:+.4f}", e.choice_score().acc() - e.original_choice_score().acc());
+    line += "\n";
+  }
+  return line;
 }
 
 }  // namespace
@@ -82,7 +97,12 @@ std::string render_job(const JobStatus& j, bool tasks, int max_lines) {
   out += fmt::format("model     {}\n", j.model_dir());
   if (!j.output_dir().empty()) out += fmt::format("output    {}\n", j.output_dir());
   if (!j.spec().eval().ids().empty()) out += fmt::format("eval      {}\n", j.spec().eval().ids());
-  if (j.predictions() > 0)
+  if (!j.spec().eval().choices().empty()) out += fmt::format("choices   {}\n", j.spec().eval().choices());
+  if (j.has_choice_score())
+    out += fmt::format("result    accuracy {:.4f} +- {:.4f} ({} of {} right), acc_norm {:.4f} +- {:.4f}\n",
+                       j.choice_score().acc(), j.choice_score().acc_stderr(), j.choice_score().correct(),
+                       j.choice_score().items(), j.choice_score().acc_norm(), j.choice_score().acc_norm_stderr());
+  else if (j.predictions() > 0)
     out += fmt::format("result    perplexity {:.4f} (mean NLL {:.6f} over {} predictions)\n", j.perplexity(), j.mean_nll(),
                        j.predictions());
   if (!j.evaluates().empty()) out += fmt::format("evaluates {} (its evaluation gate)\n", j.evaluates());

@@ -60,17 +60,22 @@ std::vector<bool> pareto_front(const std::vector<ReportRow>& rows) {
 
 std::string report_table(const std::vector<ReportRow>& rows) {
   const auto front = pareto_front(rows);
-  std::string out = fmt::format("{:<24} {:<10} {:>11} {:>6} {:>10} {:>9} {:>8} {:>9}  {}\n", "VARIANT", "STATE", "BYTES",
-                                "BITS/W", "PERPLEXITY", "DELTA", "WALL", "WORKER", "PARETO");
+  const bool choices = std::any_of(rows.begin(), rows.end(), [](const ReportRow& r) { return r.items > 0; });
+  auto acc_cell = [](const ReportRow& r) {
+    return r.items > 0 ? fmt::format("{:.4f} ({:+.4f})", r.acc, r.acc - r.original_acc) : std::string("-");
+  };
+  std::string out = fmt::format("{:<24} {:<10} {:>11} {:>6} {:>10} {:>9} {}{:>8} {:>9}  {}\n", "VARIANT", "STATE", "BYTES",
+                                "BITS/W", "PERPLEXITY", "DELTA", choices ? fmt::format("{:>17} ", "ACC (DELTA)") : "",
+                                "WALL", "WORKER", "PARETO");
   for (size_t i = 0; i < rows.size(); ++i) {
     const ReportRow& r = rows[i];
-    out += fmt::format("{:<24} {:<10} {:>11} {:>6} {:>10} {:>9} {:>7.1f}s {:>8.1f}s  {}\n", r.label, r.state,
+    out += fmt::format("{:<24} {:<10} {:>11} {:>6} {:>10} {:>9} {}{:>7.1f}s {:>8.1f}s  {}\n", r.label, r.state,
                        r.bytes ? format_bytes(r.bytes) : "-", r.bytes ? fmt::format("{:.2f}", r.bits_per_weight) : "-",
                        r.perplexity > 0 ? fmt::format("{:.4f}", r.perplexity) : "-",
                        r.perplexity > 0 && r.original_perplexity > 0
                            ? fmt::format("{:+.4f}", r.perplexity - r.original_perplexity)
                            : "-",
-                       r.wall_s, r.worker_s, front[i] ? "*" : "");
+                       choices ? fmt::format("{:>17} ", acc_cell(r)) : "", r.wall_s, r.worker_s, front[i] ? "*" : "");
   }
   return out;
 }
@@ -78,14 +83,15 @@ std::string report_table(const std::vector<ReportRow>& rows) {
 std::string report_csv(const std::vector<ReportRow>& rows) {
   const auto front = pareto_front(rows);
   std::string out = "variant,job,state,settings,bytes,bits_per_weight,perplexity,original_perplexity,delta,passed,wall_s,"
-                    "worker_s,pareto\n";
+                    "worker_s,pareto,items,acc,acc_stderr,original_acc\n";
   for (size_t i = 0; i < rows.size(); ++i) {
     const ReportRow& r = rows[i];
-    out += fmt::format("{},{},{},{},{},{:.4f},{:.6f},{:.6f},{:.6f},{},{:.3f},{:.3f},{}\n", csv_field(r.label), r.job,
-                       r.state, csv_field(settings_text(r)), r.bytes, r.bits_per_weight, r.perplexity,
-                       r.original_perplexity,
+    out += fmt::format("{},{},{},{},{},{:.4f},{:.6f},{:.6f},{:.6f},{},{:.3f},{:.3f},{},{},{:.6f},{:.6f},{:.6f}\n",
+                       csv_field(r.label), r.job, r.state, csv_field(settings_text(r)), r.bytes, r.bits_per_weight,
+                       r.perplexity, r.original_perplexity,
                        r.perplexity > 0 && r.original_perplexity > 0 ? r.perplexity - r.original_perplexity : 0.0,
-                       r.passed ? "true" : "false", r.wall_s, r.worker_s, front[i] ? "true" : "false");
+                       r.passed ? "true" : "false", r.wall_s, r.worker_s, front[i] ? "true" : "false", r.items, r.acc,
+                       r.acc_stderr, r.original_acc);
   }
   return out;
 }
@@ -113,6 +119,12 @@ std::string report_json(const std::string& sweep, const std::vector<ReportRow>& 
     v["wall_s"] = r.wall_s;
     v["worker_s"] = r.worker_s;
     v["pareto"] = static_cast<bool>(front[i]);
+    if (r.items > 0) {
+      v["items"] = r.items;
+      v["acc"] = r.acc;
+      v["acc_stderr"] = r.acc_stderr;
+      v["original_acc"] = r.original_acc;
+    }
     j["variants"].push_back(v);
   }
   return j.dump(2) + "\n";

@@ -23,6 +23,8 @@ struct ReportRow {
   double perplexity = 0;         // 0: not evaluated
   double original_perplexity = 0;
   bool passed = true;            // within its gate (or none)
+  int64_t items = 0;             // multiple choice (evaluate.choices): items scored (0: not asked)
+  double acc = 0, acc_stderr = 0, original_acc = 0;
   double wall_s = 0;             // submit to end
   double worker_s = 0;           // summed time of its tasks on workers
 };

@@ -198,7 +198,10 @@ class Coordinator {
   // spec.evaluate (job_evaluation.cc). Once `parent`'s output is written: it becomes
   // EVALUATING with an evaluation job of its output and one of the original model (unless
   // an earlier one with `cache_key` is cached), in `c`. Requires mu_.
-  absl::Status stage_evaluation(Change& c, shardpress::v1::JobRecord parent, const std::string& cache_key);
+  struct EvaluationKeys {
+    std::string perplexity, choices;  // "" when it cannot be made (or is not asked for)
+  };
+  absl::Status stage_evaluation(Change& c, shardpress::v1::JobRecord parent, const EvaluationKeys& keys);
   // Ends every EVALUATING job whose evaluation jobs have ended: SUCCEEDED within its gate,
   // FAILED over it (both numbers in the error, the report beside the output) or when an
   // evaluation job failed. Requires mu_.
@@ -207,8 +210,8 @@ class Coordinator {
   std::vector<const shardpress::v1::JobRecord*> evaluation_jobs_locked(const std::string& parent_id) const;
   // What the status shows of a job's evaluation (its jobs' results as far as known).
   shardpress::v1::Evaluation evaluation_view_locked(const shardpress::v1::JobRecord& j) const;
-  // The key the original model's evaluation is cached under ("" when it cannot be made).
-  std::string evaluation_cache_key(const shardpress::v1::JobRecord& j) const;
+  // The keys the original model's evaluations are cached under (reads the token files).
+  EvaluationKeys evaluation_cache_keys(const shardpress::v1::JobRecord& j) const;
 
   shardpress::v1::LeaseResponse lease_response(const shardpress::v1::JobRecord& j,
                                                const shardpress::v1::TaskRecord& t) const;

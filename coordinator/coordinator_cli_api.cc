@@ -10,6 +10,7 @@
 
 #include "common/confined_path.h"
 #include "coordinator/import_source.h"
+#include "formats/choice_items.h"
 #include "formats/token_ids.h"
 #include "jobs/job_plan.h"
 #include "jobs/job_settings.h"
@@ -54,7 +55,14 @@ absl::StatusOr<Coordinator::Prepared> Coordinator::prepare(const JobSpec& spec_i
     SP_ASSIGN_OR_RETURN(const std::string output, resolve_under(spec.output(), options_.output_root, "output"));
     spec.set_output(output);
   }
-  if (eval) {
+  if (eval && !spec.eval().choices().empty()) {
+    SP_ASSIGN_OR_RETURN(const Readable items, resolve_readable(options_, spec.eval().choices(), eval, "choices"));
+    spec.mutable_eval()->set_choices(items.path);
+    if (!spec.eval().tokenizer().empty()) {
+      SP_ASSIGN_OR_RETURN(const Readable tok, resolve_readable(options_, spec.eval().tokenizer(), eval, "tokenizer"));
+      spec.mutable_eval()->set_tokenizer(tok.path);
+    }
+  } else if (eval) {
     SP_ASSIGN_OR_RETURN(const Readable ids, resolve_readable(options_, spec.eval().ids(), eval, "evaluation ids"));
     spec.mutable_eval()->set_ids(ids.path);
   } else if (spec_needs_calibration(spec)) {
@@ -62,10 +70,15 @@ absl::StatusOr<Coordinator::Prepared> Coordinator::prepare(const JobSpec& spec_i
                         resolve_under(spec.calibrate().ids(), options_.model_root, "calibration ids"));
     spec.mutable_calibrate()->set_ids(ids);
   }
-  if (spec.has_evaluate()) {
+  if (!spec.evaluate().ids().empty()) {
     SP_ASSIGN_OR_RETURN(const std::string ids,
                         resolve_under(spec.evaluate().ids(), options_.model_root, "evaluation ids"));
     spec.mutable_evaluate()->set_ids(ids);
+  }
+  if (!spec.evaluate().choices().empty()) {
+    SP_ASSIGN_OR_RETURN(const std::string items,
+                        resolve_under(spec.evaluate().choices(), options_.model_root, "evaluation choices"));
+    spec.mutable_evaluate()->set_choices(items);
   }
   if (!spec.quantize().imatrix().empty()) {
     SP_ASSIGN_OR_RETURN(const std::string imatrix,
@@ -99,14 +112,27 @@ absl::StatusOr<JobStatus> Coordinator::submit(const JobSpec& spec_in) {
   // is checked now, not hours later.
   SP_ASSIGN_OR_RETURN(auto source, ImportSource::open(spec.model(), prepared.model_root, /*allow_checkpoint=*/eval));
   const int64_t vocab = source->desc().config.vocab_size;
-  if (eval)
+  if (eval && !spec.eval().choices().empty()) {
+    SP_ASSIGN_OR_RETURN(const auto tokenizer,
+                        model_tokenizer(spec.eval().tokenizer().empty() ? spec.model() : spec.eval().tokenizer()));
+    SP_RETURN_IF_ERROR(read_choice_items(spec.eval().choices(), vocab, tokenizer ? &*tokenizer : nullptr,
+                                         spec.eval().samples())
+                           .status());
+  } else if (eval) {
     SP_RETURN_IF_ERROR(read_token_ids(spec.eval().ids(), vocab, spec.eval().samples(), spec.eval().seq_len()).status());
+  }
   else if (spec_needs_calibration(spec))
     SP_RETURN_IF_ERROR(
         read_token_ids(spec.calibrate().ids(), vocab, spec.calibrate().samples(), spec.calibrate().seq_len()).status());
-  if (spec.has_evaluate())
+  if (!spec.evaluate().ids().empty())
     SP_RETURN_IF_ERROR(
         read_token_ids(spec.evaluate().ids(), vocab, spec.evaluate().samples(), spec.evaluate().seq_len()).status());
+  if (!spec.evaluate().choices().empty()) {
+    SP_ASSIGN_OR_RETURN(const auto tokenizer, model_tokenizer(spec.model()));
+    SP_RETURN_IF_ERROR(read_choice_items(spec.evaluate().choices(), vocab, tokenizer ? &*tokenizer : nullptr,
+                                         spec.evaluate().samples())
+                           .status());
+  }
 
   // Format gguf: the file's header and every tensor's type can be made (a SentencePiece
   // vocabulary, an architecture llama.cpp names); rows that fit no block are reported.
@@ -136,8 +162,10 @@ absl::StatusOr<JobStatus> Coordinator::submit(const JobSpec& spec_in) {
   j.set_output_dir(output_dir);
   Change c;
   c.batch.put(Table::kMeta, kNextSeqKey, std::to_string(j.seq() + 1));
-  add_event(c, j.id(), eval ? fmt::format("submitted '{}': perplexity of {} on {}", spec.name(), spec.model(),
-                                          spec.eval().ids())
+  add_event(c, j.id(), eval ? fmt::format("submitted '{}': {} of {} on {}", spec.name(),
+                                          spec.eval().choices().empty() ? "perplexity" : "multiple-choice accuracy",
+                                          spec.model(),
+                                          spec.eval().choices().empty() ? spec.eval().ids() : spec.eval().choices())
                             : fmt::format("submitted '{}': {} -> {}, {}", spec.name(), spec.model(), output_dir,
                                           describe_spec(spec)));
   for (size_t i = 0; i < gguf_fallbacks.size() && i < 20; ++i) add_event(c, j.id(), "GGUF fallback: " + gguf_fallbacks[i]);
@@ -164,7 +192,8 @@ JobStatus Coordinator::view_locked(const JobRecord& j, bool with_tasks) const {
     *s.mutable_evaluation() = evaluation_view_locked(j);
     if (j.state() == EVALUATING) {
       std::string waiting;
-      for (const std::string& id : {s.evaluation().original_job(), s.evaluation().output_job()})
+      for (const std::string& id : {s.evaluation().original_job(), s.evaluation().output_job(),
+                                    s.evaluation().original_choices_job(), s.evaluation().output_choices_job()})
         if (const JobRecord* k = id.empty() ? nullptr : jobs_.get(id); k && !job_terminal(k->state()))
           waiting += fmt::format("{}{} {}", waiting.empty() ? "" : ", ", id, job_state_text(k->state()));
       s.set_phase(waiting.empty() ? "evaluating" : "evaluating: " + waiting);
@@ -212,7 +241,7 @@ absl::StatusOr<JobStatus> Coordinator::resume(const std::string& ref) {
           found->error(), found->output_dir()));
     Change c;
     add_event(c, id, "resumed: evaluating the output again");
-    SP_RETURN_IF_ERROR(stage_evaluation(c, *found, evaluation_cache_key(*found)));
+    SP_RETURN_IF_ERROR(stage_evaluation(c, *found, evaluation_cache_keys(*found)));
     SP_RETURN_IF_ERROR(commit(c));
     cv_.notify_all();
     return view_locked(*jobs_.get(id), true);

@@ -146,6 +146,13 @@ absl::Status Coordinator::complete(const CompleteRequest& r) {
                                 r.task_id()));
     if (p.kind() == EVAL_HEAD && !(r.predictions() > 0 && std::isfinite(r.nll()) && r.nll() >= 0))
       return absl::InvalidArgumentError(fmt::format("{}: no valid likelihood in the result", r.task_id()));
+    const int choice_sequences = job->plan().choices().choice_bytes_size();
+    if (p.kind() == EVAL_HEAD && r.logliks_size() != choice_sequences)
+      return absl::InvalidArgumentError(fmt::format("{}: {} choice log-likelihoods for {} sequences", r.task_id(),
+                                                    r.logliks_size(), choice_sequences));
+    for (double v : r.logliks())
+      if (!std::isfinite(v) || v > 0)
+        return absl::InvalidArgumentError(fmt::format("{}: a choice log-likelihood is {}", r.task_id(), v));
   }
   if (cur && cur->state() == DONE && cur->attempt() == r.attempt() && cur->worker_id() == r.worker_id())
     return absl::OkStatus();  // a retried complete of a result we already have
@@ -173,6 +180,7 @@ absl::Status Coordinator::complete(const CompleteRequest& r) {
   if (done->kind() == EVAL_HEAD) {
     after.mutable_result()->set_nll(r.nll());
     after.mutable_result()->set_predictions(r.predictions());
+    *after.mutable_result()->mutable_logliks() = r.logliks();
   }
   // The next tasks of a chain can run now: promoted in the same batch (never lost apart).
   std::vector<TaskRecord> changed = scheduler_.promotions(job->id(), *done);

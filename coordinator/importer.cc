@@ -7,6 +7,7 @@
 #include "common/digest.h"
 #include "coordinator/import_source.h"
 #include "fmt/format.h"
+#include "formats/choice_items.h"
 #include "formats/token_ids.h"
 #include "jobs/job_plan.h"
 #include "ops/finite_check.h"
@@ -50,7 +51,25 @@ absl::Status import_job(const JobRecord& job_in, BlobStore& blobs, const ImportH
 
   // The token ids (calibration or evaluation): read now, stored as the auxiliary shard.
   std::optional<TokenBatch> ids;
-  if (settings.calibration || settings.eval) {
+  std::vector<int32_t> spans;  // a multiple-choice evaluation's
+  ChoicePlan choices;
+  if (settings.eval && !settings.eval->choices.empty()) {
+    SP_ASSIGN_OR_RETURN(const auto tokenizer, model_tokenizer(job.spec().eval().tokenizer().empty()
+                                                                  ? job.model_dir()
+                                                                  : job.spec().eval().tokenizer()));
+    SP_ASSIGN_OR_RETURN(const auto items, read_choice_items(settings.eval->choices, desc.config.vocab_size,
+                                                            tokenizer ? &*tokenizer : nullptr, settings.eval->samples));
+    ChoiceBatch b = choice_batch(items);
+    ids = TokenBatch{b.sequences, b.tokens, std::move(b.ids)};
+    spans = std::move(b.spans);
+    for (const auto& it : items) {
+      choices.add_choices_per_item(static_cast<int32_t>(it.choices.size()));
+      choices.add_answers(it.answer);
+      for (int64_t bytes : it.choice_bytes) choices.add_choice_bytes(bytes);
+    }
+    job.set_model_config(desc.config.raw.dump());
+    job.set_hidden_size(desc.config.hidden_size);
+  } else if (settings.calibration || settings.eval) {
     const std::string& file = eval ? settings.eval->ids : settings.calibration->ids;
     const int64_t samples = eval ? settings.eval->samples : settings.calibration->samples;
     const int64_t seq_len = eval ? settings.eval->seq_len : settings.calibration->seq_len;
@@ -66,6 +85,7 @@ absl::Status import_job(const JobRecord& job_in, BlobStore& blobs, const ImportH
     }
     *job.mutable_plan() = plan_job(desc, settings, ids ? CalibrationShape{ids->sequences, ids->seq_len} : CalibrationShape{},
                                    imatrix ? &*imatrix : nullptr);
+    if (!spans.empty()) *job.mutable_plan()->mutable_choices() = choices;
   } else {
     SP_RETURN_IF_ERROR(check_plan_fits(job.plan(), desc, job.model_dir()));  // a re-import keeps the plan
   }
@@ -79,7 +99,8 @@ absl::Status import_job(const JobRecord& job_in, BlobStore& blobs, const ImportH
         if (!hooks.running()) return absl::CancelledError("job no longer running");
         hooks.phase(fmt::format("importing {}/{}", done, total));
         if (shard.auxiliary()) {
-          const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(ids->ids.data()), ids->ids.size() * 4);
+          const std::vector<int32_t>& v = m.name() == kChoiceSpansTensor ? spans : ids->ids;
+          const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(v.data()), v.size() * 4);
           m.set_digest(digest_hex(bytes));
           SP_RETURN_IF_ERROR(blobs.put(m.digest(), bytes, BlobStore::Durability::kUnlogged));
         } else {

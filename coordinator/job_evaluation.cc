@@ -23,36 +23,51 @@ std::vector<const JobRecord*> Coordinator::evaluation_jobs_locked(const std::str
   return out;
 }
 
-std::string Coordinator::evaluation_cache_key(const JobRecord& j) const {
+Coordinator::EvaluationKeys Coordinator::evaluation_cache_keys(const JobRecord& j) const {
   const auto& e = j.spec().evaluate();
-  auto key = original_eval_cache_key(j.plan(), e.ids(), e.samples(), e.seq_len());
-  if (!key.ok()) {
-    log(fmt::format("{}: the original model's evaluation is not cached ({})", j.id(), std::string(key.status().message())));
+  auto key = [&](const std::string& file, int32_t seq_len) -> std::string {
+    if (file.empty()) return "";
+    auto k = original_eval_cache_key(j.plan(), file, e.samples(), seq_len);
+    if (k.ok()) return *k;
+    log(fmt::format("{}: the original model's evaluation is not cached ({})", j.id(), std::string(k.status().message())));
     return "";
-  }
-  return *key;
+  };
+  return {key(e.ids(), e.seq_len()), key(e.choices(), 0)};
 }
 
-absl::Status Coordinator::stage_evaluation(Change& c, JobRecord parent, const std::string& cache_key) {
+absl::Status Coordinator::stage_evaluation(Change& c, JobRecord parent, const EvaluationKeys& keys) {
   // A resumed evaluation starts over: the jobs of the last one go, in this batch.
   for (const JobRecord* old : evaluation_jobs_locked(parent.id())) SP_RETURN_IF_ERROR(stage_delete(c, *old));
+  const EvaluateSpec& want = parent.spec().evaluate();
   EvaluationRecord e;
-  if (!cache_key.empty()) {
-    SP_ASSIGN_OR_RETURN(const auto cached, store_->get(Table::kMeta, kEvalCachePrefix + cache_key));
+  // The original's results, where an earlier job on the same weights and text left them.
+  if (!keys.perplexity.empty()) {
+    SP_ASSIGN_OR_RETURN(const auto cached, store_->get(Table::kMeta, kEvalCachePrefix + keys.perplexity));
     if (cached && e.mutable_original()->ParseFromString(*cached) && e.original().predictions() > 0)
       e.set_original_cached(true);
     else
       e.clear_original();
   }
+  if (!keys.choices.empty()) {
+    SP_ASSIGN_OR_RETURN(const auto cached, store_->get(Table::kMeta, kChoiceCachePrefix + keys.choices));
+    if (cached && e.mutable_original_choices()->ParseFromString(*cached) && e.original_choices().items() > 0)
+      e.set_original_choices_cached(true);
+    else
+      e.clear_original_choices();
+  }
   uint64_t seq = jobs_.next_seq();
-  const EvaluateSpec& want = parent.spec().evaluate();
-  auto add_job = [&](const char* what, const std::string& model, const std::string& key) -> absl::StatusOr<std::string> {
+  auto add_job = [&](const std::string& what, const std::string& model, bool choices,
+                     const std::string& key) -> absl::StatusOr<std::string> {
     JobSpec spec;
     spec.set_name(fmt::format("{}.eval-{}", parent.id(), what));
     spec.set_model(model);
-    spec.mutable_eval()->set_ids(want.ids());
+    if (choices) {
+      spec.mutable_eval()->set_choices(want.choices());
+      spec.mutable_eval()->set_tokenizer(parent.model_dir());  // the original's: a GGUF output has no tokenizer.model
+    } else
+      spec.mutable_eval()->set_ids(want.ids());
     spec.mutable_eval()->set_samples(want.samples());
-    spec.mutable_eval()->set_seq_len(want.seq_len());
+    spec.mutable_eval()->set_seq_len(choices ? 0 : want.seq_len());
     SP_ASSIGN_OR_RETURN(const Prepared prepared, prepare(spec));
     JobRecord k;
     k.set_seq(seq);
@@ -63,28 +78,45 @@ absl::Status Coordinator::stage_evaluation(Change& c, JobRecord parent, const st
     k.set_model_dir(prepared.spec.model());
     k.set_evaluates(parent.id());
     k.set_eval_cache_key(key);
-    add_event(c, k.id(), fmt::format("submitted by {}: perplexity of {} on {}", parent.id(), prepared.spec.model(),
-                                     want.ids()));
+    add_event(c, k.id(), fmt::format("submitted by {}: {} of {} on {}", parent.id(),
+                                     choices ? "multiple-choice accuracy" : "perplexity", prepared.spec.model(),
+                                     choices ? want.choices() : want.ids()));
     SP_RETURN_IF_ERROR(stage(c, k, {}));
     return k.id();
   };
-  if (!e.original_cached()) {
-    SP_ASSIGN_OR_RETURN(const std::string id, add_job("original", parent.model_dir(), cache_key));
-    e.set_original_job(id);
+  std::vector<std::string> made;
+  if (!want.ids().empty()) {
+    if (!e.original_cached()) {
+      SP_ASSIGN_OR_RETURN(const std::string id, add_job("original", parent.model_dir(), false, keys.perplexity));
+      e.set_original_job(id);
+      made.push_back(id + " (original)");
+    }
+    SP_ASSIGN_OR_RETURN(const std::string id, add_job("output", parent.output_dir(), false, ""));
+    e.set_output_job(id);
+    made.push_back(id + " (output)");
   }
-  SP_ASSIGN_OR_RETURN(const std::string out_id, add_job("output", parent.output_dir(), ""));
-  e.set_output_job(out_id);
+  if (!want.choices().empty()) {
+    if (!e.original_choices_cached()) {
+      SP_ASSIGN_OR_RETURN(const std::string id, add_job("original-choices", parent.model_dir(), true, keys.choices));
+      e.set_original_choices_job(id);
+      made.push_back(id + " (original, choices)");
+    }
+    SP_ASSIGN_OR_RETURN(const std::string id, add_job("output-choices", parent.output_dir(), true, ""));
+    e.set_output_choices_job(id);
+    made.push_back(id + " (output, choices)");
+  }
   c.batch.put(Table::kMeta, kNextSeqKey, std::to_string(seq));
   parent.set_state(EVALUATING);
   parent.set_error("");
   parent.set_finished_ms(0);
   *parent.mutable_evaluation() = e;
-  add_event(c, parent.id(),
-            e.original_cached()
-                ? fmt::format("output written; evaluating it ({}); the original's perplexity {:.4f} is cached", out_id,
-                              perplexity_of(e.original()))
-                : fmt::format("output written; evaluating it ({}) and the original model ({})", out_id,
-                              e.original_job()));
+  std::string jobs;
+  for (const auto& m : made) jobs += (jobs.empty() ? "" : ", ") + m;
+  std::string cached;
+  if (e.original_cached()) cached += fmt::format("; the original's perplexity {:.4f} is cached", perplexity_of(e.original()));
+  if (e.original_choices_cached())
+    cached += fmt::format("; the original's accuracy {:.4f} is cached", e.original_choices().acc());
+  add_event(c, parent.id(), fmt::format("output written; evaluating: {}{}", jobs, cached));
   return stage(c, parent, {});
 }
 
@@ -112,6 +144,18 @@ void Coordinator::settle_evaluations_locked() {
     };
     if (!e.original_cached()) take(e.original_job(), e.mutable_original());
     take(e.output_job(), e.mutable_output());
+    auto take_choices = [&](const std::string& id, ChoiceScore* out) {
+      EvalResult r;
+      take(id, &r);
+      const JobRecord* k = id.empty() ? nullptr : jobs_.get(id);
+      if (k && k->state() == SUCCEEDED) {
+        const auto acc = choice_accuracy_of(k->plan(), r);
+        if (acc) *out = choice_score(*acc);
+        else broken = fmt::format("its evaluation job {} ended without an accuracy", id);
+      }
+    };
+    if (!e.original_choices_cached()) take_choices(e.original_choices_job(), e.mutable_original_choices());
+    take_choices(e.output_choices_job(), e.mutable_output_choices());
     Change c;
     if (!broken.empty()) {
       if (!finish(c, j, FAILED, fmt::format("the evaluation did not finish: {} (resume the job to evaluate again)", broken))
@@ -121,8 +165,13 @@ void Coordinator::settle_evaluations_locked() {
       continue;
     } else {
       const auto& want = j.spec().evaluate();
-      const GateVerdict v = judge_gate(perplexity_of(e.original()), perplexity_of(e.output()),
-                                       want.has_max_ppl_increase() ? std::optional(want.max_ppl_increase()) : std::nullopt);
+      GateVerdict v = judge_gate(perplexity_of(e.original()), perplexity_of(e.output()),
+                                 want.has_max_ppl_increase() ? std::optional(want.max_ppl_increase()) : std::nullopt);
+      if (want.ids().empty()) v.message.clear();
+      if (!want.choices().empty())
+        v.message += fmt::format("{}accuracy {:.4f} against the original's {:.4f} ({:+.4f}, {} items)",
+                                 v.message.empty() ? "" : "; ", e.output_choices().acc(), e.original_choices().acc(),
+                                 e.output_choices().acc() - e.original_choices().acc(), e.output_choices().items());
       e.set_done(true);
       e.set_passed(v.passed);
       // The report beside the output first (rewritten if the commit below fails), so that
@@ -156,6 +205,18 @@ Evaluation Coordinator::evaluation_view_locked(const JobRecord& j) const {
   v.set_original_perplexity(perplexity_of(orig));
   v.set_perplexity(perplexity_of(out));
   v.set_predictions(out.predictions());
+  v.set_original_choices_job(e.original_choices_job());
+  v.set_output_choices_job(e.output_choices_job());
+  v.set_original_choices_cached(e.original_choices_cached());
+  auto score = [&](const std::string& id, const ChoiceScore& recorded, ChoiceScore* to) {
+    if (recorded.items() > 0) {
+      *to = recorded;
+    } else if (const JobRecord* k = id.empty() ? nullptr : jobs_.get(id)) {
+      if (const auto acc = choice_accuracy_of(k->plan(), k->result())) *to = choice_score(*acc);
+    }
+  };
+  score(e.original_choices_job(), e.original_choices(), v.mutable_original_choice_score());
+  score(e.output_choices_job(), e.output_choices(), v.mutable_choice_score());
   return v;
 }
 

@@ -11,6 +11,7 @@
 #include "coordinator/import_source.h"
 #include "coordinator/importer.h"
 #include "coordinator/job_assembly.h"
+#include "jobs/evaluation_gate.h"
 #include "jobs/job_plan.h"
 #include "jobs/job_settings.h"
 
@@ -115,8 +116,13 @@ void Coordinator::step() {
       if (is_eval_job(job.spec())) {  // nothing to write: the result is in the record
         if (!job.eval_cache_key().empty()) {  // an original model's: later jobs on it take it from here
           std::string v;
-          job.result().SerializeToString(&v);
-          c.batch.put(Table::kMeta, kEvalCachePrefix + job.eval_cache_key(), v);
+          if (job.spec().eval().choices().empty()) {
+            job.result().SerializeToString(&v);
+            c.batch.put(Table::kMeta, kEvalCachePrefix + job.eval_cache_key(), v);
+          } else if (const auto acc = choice_accuracy_of(job.plan(), job.result())) {
+            choice_score(*acc).SerializeToString(&v);
+            c.batch.put(Table::kMeta, kChoiceCachePrefix + job.eval_cache_key(), v);
+          }
         }
         if (finish(c, job, SUCCEEDED, "").ok()) (void)commit(c);  // failed: logged, the next step tries again
         return;
@@ -136,7 +142,7 @@ void Coordinator::step() {
     st = absl::InternalError(fmt::format("internal error in the coordinator: {}", e.what()));
   }
   const bool evaluate = st.ok() && !importing && job.spec().has_evaluate();
-  const std::string cache_key = evaluate ? evaluation_cache_key(job) : "";  // reads the ids: unlocked
+  const EvaluationKeys cache_keys = evaluate ? evaluation_cache_keys(job) : EvaluationKeys{};  // reads files: unlocked
   const uint64_t output_bytes = st.ok() && !importing ? bytes_on_disk(job.output_dir()) : 0;
   std::lock_guard lock(mu_);
   const JobRecord* found = jobs_.get(job.id());
@@ -148,7 +154,7 @@ void Coordinator::step() {
   Change c;
   absl::Status staged;
   if (evaluate) {
-    staged = stage_evaluation(c, *now, cache_key);
+    staged = stage_evaluation(c, *now, cache_keys);
     if (!staged.ok()) {  // the evaluation cannot even start (say, the ids file went): the job says why
       c = Change{};
       staged = finish(c, *now, FAILED, fmt::format("the output is written, but its evaluation cannot start: {}",

@@ -50,6 +50,8 @@ inline constexpr RecordTable<shardpress::v1::WorkerRecord> kWorkerTable{Table::k
 inline constexpr char kNextSeqKey[] = "next_job_seq";
 // Table::kMeta: an original model's evaluation (EvalResult), by original_eval_cache_key.
 inline constexpr char kEvalCachePrefix[] = "eval_cache/";
+// Table::kMeta: an original model's multiple-choice score (ChoiceScore), by the same kind of key.
+inline constexpr char kChoiceCachePrefix[] = "choice_cache/";
 
 // A task's name within its job: "job-0001/layer.3" -> "layer.3".
 inline std::string task_name(const shardpress::v1::TaskRecord& t) { return t.id().substr(t.id().rfind('/') + 1); }

@@ -1,5 +1,7 @@
 #include "coordinator/status_view.h"
 
+#include "jobs/evaluation_gate.h"
+
 #include <algorithm>
 #include <cmath>
 
@@ -79,6 +81,7 @@ JobStatus job_status_view(const JobRecord& j, const std::vector<const TaskRecord
     ts->set_input_bytes(bytes);
     ts->set_memory_estimate(memory(*t));
   }
+  if (const auto acc = choice_accuracy_of(plan, j.result())) *s.mutable_choice_score() = choice_score(*acc);
   if (j.result().predictions() > 0) {
     s.set_predictions(j.result().predictions());
     s.set_mean_nll(j.result().nll() / static_cast<double>(j.result().predictions()));

@@ -1,5 +1,7 @@
 #include "formats/choice_items.h"
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 
 #include "fmt/format.h"
@@ -97,6 +99,36 @@ absl::StatusOr<std::vector<ChoiceItem>> read_choice_items(const std::string& pat
   }
   if (items.empty()) return absl::InvalidArgumentError(fmt::format("{}: no items", path));
   return items;
+}
+
+absl::StatusOr<std::optional<SentencePieceTokenizer>> model_tokenizer(const std::string& model) {
+  std::error_code ec;
+  const std::filesystem::path path = std::filesystem::path(model) / "tokenizer.model";
+  if (!std::filesystem::is_directory(model, ec) || !std::filesystem::exists(path, ec))
+    return std::optional<SentencePieceTokenizer>();
+  SP_ASSIGN_OR_RETURN(auto tok, SentencePieceTokenizer::open_folder(model));
+  return std::optional<SentencePieceTokenizer>(std::move(tok));
+}
+
+ChoiceBatch choice_batch(const std::vector<ChoiceItem>& items) {
+  ChoiceBatch b;
+  for (const auto& it : items)
+    for (const auto& c : it.choices) {
+      ++b.sequences;
+      b.tokens = std::max<int64_t>(b.tokens, static_cast<int64_t>(it.context.size() + c.size()));
+    }
+  b.ids.assign(static_cast<size_t>(b.sequences * b.tokens), 0);
+  int64_t k = 0;
+  for (const auto& it : items)
+    for (const auto& c : it.choices) {
+      int32_t* row = b.ids.data() + k * b.tokens;
+      std::copy(it.context.begin(), it.context.end(), row);
+      std::copy(c.begin(), c.end(), row + it.context.size());
+      b.spans.push_back(static_cast<int32_t>(it.context.size()));
+      b.spans.push_back(static_cast<int32_t>(it.context.size() + c.size()));
+      ++k;
+    }
+  return b;
 }
 
 }  // namespace sp

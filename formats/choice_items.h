@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,5 +33,20 @@ struct ChoiceItem {
 // tokenizer. `limit` > 0: the first `limit` items.
 absl::StatusOr<std::vector<ChoiceItem>> read_choice_items(const std::string& path, int64_t vocab,
                                                           const SentencePieceTokenizer* tokenizer, int64_t limit = 0);
+
+// The tokenizer text items of `model` use: its folder's tokenizer.model, or none (a GGUF
+// file, a folder without one: id items only). An unreadable tokenizer.model is an error.
+absl::StatusOr<std::optional<SentencePieceTokenizer>> model_tokenizer(const std::string& model);
+
+// Items as sequences for a batched forward pass: sequence k is one (item, choice) pair —
+// context then choice, right-padded with id 0 to the longest (a causal model's scores of
+// earlier tokens do not see the padding) — and spans[2k], spans[2k+1] the first choice
+// token and the sequence's length.
+struct ChoiceBatch {
+  int64_t sequences = 0, tokens = 0;
+  std::vector<int32_t> ids;    // [sequences, tokens]
+  std::vector<int32_t> spans;  // [sequences, 2]
+};
+ChoiceBatch choice_batch(const std::vector<ChoiceItem>& items);
 
 }  // namespace sp

@@ -19,6 +19,38 @@ double perplexity_of(const EvalResult& r) {
   return r.predictions() > 0 ? std::exp(r.nll() / static_cast<double>(r.predictions())) : 0.0;
 }
 
+std::optional<ChoiceAccuracy> choice_accuracy_of(const JobPlan& plan, const EvalResult& result) {
+  const ChoicePlan& c = plan.choices();
+  if (c.choice_bytes_size() == 0 || result.logliks_size() != c.choice_bytes_size()) return std::nullopt;
+  std::vector<ChoiceItem> items;
+  std::vector<std::vector<double>> ll;
+  int k = 0;
+  for (int i = 0; i < c.choices_per_item_size() && i < c.answers_size(); ++i) {
+    ChoiceItem it;
+    it.answer = c.answers(i);
+    std::vector<double> one;
+    for (int j = 0; j < c.choices_per_item(i) && k < result.logliks_size(); ++j, ++k) {
+      it.choice_bytes.push_back(c.choice_bytes(k));
+      one.push_back(result.logliks(k));
+    }
+    items.push_back(std::move(it));
+    ll.push_back(std::move(one));
+  }
+  return choice_accuracy(items, ll);
+}
+
+ChoiceScore choice_score(const ChoiceAccuracy& a) {
+  ChoiceScore c;
+  c.set_items(a.items);
+  c.set_correct(a.correct);
+  c.set_acc(a.acc);
+  c.set_acc_stderr(a.acc_stderr);
+  c.set_correct_norm(a.correct_norm);
+  c.set_acc_norm(a.acc_norm);
+  c.set_acc_norm_stderr(a.acc_norm_stderr);
+  return c;
+}
+
 GateVerdict judge_gate(double original_ppl, double output_ppl, std::optional<double> max_increase) {
   const double increase = output_ppl - original_ppl;
   GateVerdict v;
@@ -81,6 +113,15 @@ std::string evaluation_report_json(const JobRecord& job) {
     j["max_ppl_increase"] = job.spec().evaluate().max_ppl_increase();
   else
     j["max_ppl_increase"] = nullptr;
+  if (!job.spec().evaluate().choices().empty()) {
+    j["choices"] = job.spec().evaluate().choices();
+    j["items"] = e.output_choices().items();
+    j["original_acc"] = e.original_choices().acc();
+    j["acc"] = e.output_choices().acc();
+    j["acc_stderr"] = e.output_choices().acc_stderr();
+    j["original_acc_norm"] = e.original_choices().acc_norm();
+    j["acc_norm"] = e.output_choices().acc_norm();
+  }
   j["passed"] = e.passed();
   j["original_cached"] = e.original_cached();
   j["original_job"] = e.original_job();

@@ -9,12 +9,21 @@
 #include <string>
 
 #include "common/status.h"
+#include "ops/choice_scoring.h"
 #include "shardpress.pb.h"
 
 namespace sp {
 
 // exp(nll / predictions); 0 when nothing was predicted.
 double perplexity_of(const shardpress::v1::EvalResult& r);
+
+// A multiple-choice evaluation's accuracy from its plan's items and its result's
+// log-likelihoods; none while (or if) the result does not cover every sequence.
+std::optional<ChoiceAccuracy> choice_accuracy_of(const shardpress::v1::JobPlan& plan,
+                                                 const shardpress::v1::EvalResult& result);
+
+// The accuracy as the records and statuses carry it.
+shardpress::v1::ChoiceScore choice_score(const ChoiceAccuracy& a);
 
 struct GateVerdict {
   bool passed = true;

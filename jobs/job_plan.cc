@@ -121,6 +121,15 @@ JobPlan plan_job(const ModelDescription& model, const JobSettings& settings, Cal
     m->add_shape(data.tokens);
     m->set_nbytes(static_cast<uint64_t>(data.sequences) * static_cast<uint64_t>(data.tokens) * 4);
     m->set_role("calibration_ids");
+    if (eval && !settings.eval->choices.empty()) {  // which tokens of each sequence are its choice
+      TensorMeta* spans = s->add_tensors();
+      spans->set_name(kChoiceSpansTensor);
+      spans->set_dtype("I32");
+      spans->add_shape(data.sequences);
+      spans->add_shape(2);
+      spans->set_nbytes(static_cast<uint64_t>(data.sequences) * 8);
+      spans->set_role("calibration_ids");
+    }
     ids = 0;
     plan.add_activations_shape(data.sequences);
     plan.add_activations_shape(data.tokens);

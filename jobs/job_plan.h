@@ -32,6 +32,8 @@ namespace sp {
 inline constexpr char kActivationsTensor[] = "__activations__";
 inline constexpr char kCalibrationIdsTensor[] = "__calibration_ids__";
 inline constexpr char kCalibrationShardId[] = "calibration";
+// A multiple-choice evaluation's [sequences, 2] int32: each sequence's first choice token and length.
+inline constexpr char kChoiceSpansTensor[] = "__choice_spans__";
 
 // The dtype of the activations a job's tasks hand to each other: for compression
 // kCalibrationActivationsDType (as a local run rounds them) unless the spec asks for

@@ -26,7 +26,7 @@ absl::StatusOr<JobSettings> convert(const JobSpec& spec) {
   JobSettings out;
   if (is_eval_job(spec)) {
     out.kind = JobKind::kEvaluate;
-    out.eval = EvalSettings{spec.eval().ids(), spec.eval().samples(), spec.eval().seq_len()};
+    out.eval = EvalSettings{spec.eval().ids(), spec.eval().choices(), spec.eval().samples(), spec.eval().seq_len()};
     return out;
   }
   CompressSettings& s = out.compress;
@@ -99,8 +99,11 @@ absl::StatusOr<JobSettings> convert(const JobSpec& spec) {
 
 // The `evaluate:` section of a compression job.
 absl::Status evaluate_settings(const shardpress::v1::EvaluateSpec& e, JobSettings& s) {
-  if (e.ids().empty())
-    return bad("'evaluate.ids' is required in an 'evaluate' section (a token-id file, one sequence per line)");
+  if (e.ids().empty() && e.choices().empty())
+    return bad("an 'evaluate' section needs 'evaluate.ids' (a token-id file, one sequence per line: perplexity) "
+               "and/or 'evaluate.choices' (multiple-choice items: accuracy)");
+  if (e.ids().empty() && e.has_max_ppl_increase())
+    return bad("'evaluate.max_ppl_increase' gates perplexity: it needs 'evaluate.ids'");
   if (e.samples() < 0) return bad(fmt::format("'evaluate.samples' is {}; expected 0 (all) or more", e.samples()));
   if (e.seq_len() < 0 || e.seq_len() == 1)
     return bad(fmt::format("'evaluate.seq_len' is {}; expected 2 or more (0: the file's line length)", e.seq_len()));
@@ -111,7 +114,7 @@ absl::Status evaluate_settings(const shardpress::v1::EvaluateSpec& e, JobSetting
                              e.max_ppl_increase()));
     s.max_ppl_increase = e.max_ppl_increase();
   }
-  s.evaluate = EvalSettings{e.ids(), e.samples(), e.seq_len()};
+  s.evaluate = EvalSettings{e.ids(), e.choices(), e.samples(), e.seq_len()};
   return absl::OkStatus();
 }
 
@@ -160,6 +163,8 @@ absl::StatusOr<JobSettings> job_settings(const JobSpec& spec) {
     if (spec.eval().seq_len() < 0 || spec.eval().seq_len() == 1)
       return bad("evaluation seq_len must be 2 or more (0: the file's line length)");
     if (spec.has_evaluate()) return bad("an evaluation job cannot have an 'evaluate' section");
+    if (!spec.eval().ids().empty() && !spec.eval().choices().empty())
+      return bad("an evaluation scores token ids (perplexity) or choices (accuracy), not both");
     return convert(spec);
   }
   if (spec.output().empty()) return bad("'output' is required (a new folder)");

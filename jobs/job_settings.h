@@ -49,6 +49,7 @@ struct CalibrationSettings {
 // Perplexity of the model on token ids (each line scored alone).
 struct EvalSettings {
   std::string ids;
+  std::string choices;  // multiple-choice items instead of ids (evaluation jobs)
   int64_t samples = 0;  // 0: every line
   int64_t seq_len = 0;  // 0: the first line's length
 };
@@ -85,7 +86,9 @@ inline absl::Status validate_job_spec(const shardpress::v1::JobSpec& spec) { ret
 CompressSettings compress_settings(const shardpress::v1::JobSpec& spec);
 
 // An evaluation job (eval.ids set): perplexity on the workers, nothing written.
-inline bool is_eval_job(const shardpress::v1::JobSpec& spec) { return !spec.eval().ids().empty(); }
+inline bool is_eval_job(const shardpress::v1::JobSpec& spec) {
+  return !spec.eval().ids().empty() || !spec.eval().choices().empty();
+}
 
 // True when the spec's methods need calibration data.
 bool spec_needs_calibration(const shardpress::v1::JobSpec& spec);

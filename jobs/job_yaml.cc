@@ -136,12 +136,13 @@ static absl::StatusOr<JobSpec> parse_job_yaml_unguarded(std::string_view text, s
     c->set_stage_memory(*sm);
   }
   if (const YAML::Node n = root["evaluate"]) {
-    SP_RETURN_IF_ERROR(check_keys(n, "evaluate", {"ids", "samples", "seq_len", "max_ppl_increase"}, label));
+    SP_RETURN_IF_ERROR(check_keys(n, "evaluate", {"ids", "choices", "samples", "seq_len", "max_ppl_increase"}, label));
     auto* e = spec.mutable_evaluate();
     auto field = [&](const char* key, auto current, auto set) {
       return read_field(n, "evaluate", key, current, set, label);
     };
     SP_RETURN_IF_ERROR(field("ids", e->ids(), [&](auto v) { e->set_ids(v); }));
+    SP_RETURN_IF_ERROR(field("choices", e->choices(), [&](auto v) { e->set_choices(v); }));
     SP_RETURN_IF_ERROR(field("samples", e->samples(), [&](auto v) { e->set_samples(v); }));
     SP_RETURN_IF_ERROR(field("seq_len", e->seq_len(), [&](auto v) { e->set_seq_len(v); }));
     if (n["max_ppl_increase"]) {

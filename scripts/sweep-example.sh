@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's sweep example, as written: the seed project's plan on stories260k
 # (magnitude vs SparseGPT at 20/30/40 %, NF4 round-to-nearest vs GPTQ, and quantization
-# alone in three sizes), every variant evaluated on the fixture's evaluation text. A
+# alone in three sizes), every variant evaluated on the fixture's evaluation text
+# (perplexity, and accuracy on the stories multiple-choice task). A
 # coordinator and two workers run on 127.0.0.1 in build/sweep-example/ (a fresh state
 # each time); the report's table is printed and its plot written to
 # build/sweep-example/seed-plan.svg. Needs a build (scripts/build.sh).
@@ -13,6 +14,7 @@ dir=build/sweep-example
 rm -rf "$dir" && mkdir -p "$dir/models" "$dir/out"
 cp -r "$fixtures/hf-bf16" "$dir/models/stories"
 cp "$fixtures/text/calib.ids.txt" "$fixtures/text/eval.ids.txt" "$dir/models/"
+scripts/make-stories-choices.py "$fixtures/text/eval.txt" > "$dir/models/stories-choices.jsonl"
 cp deploy/examples/seed-plan-sweep.yaml "$dir/sweep.yaml"
 cd "$dir"
 "$bin/shardpress-coordinator" --listen 127.0.0.1:0 --data-dir state --model-root models --output-root out \

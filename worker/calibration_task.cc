@@ -34,10 +34,12 @@ absl::StatusOr<CalibrationTaskResult> run_calibration_task(const LeaseResponse& 
   std::vector<GgufTensorPlan> targets;  // format gguf: where each tensor goes
   targets.reserve(inputs.size());
   std::vector<InputTensor> layer_inputs;
-  const LeaseInput *ids = nullptr, *embed = nullptr, *acts_in = nullptr, *norm = nullptr, *head = nullptr;
+  const LeaseInput *ids = nullptr, *embed = nullptr, *acts_in = nullptr, *norm = nullptr, *head = nullptr,
+                   *spans_in = nullptr;
   for (const LeaseInput& in : inputs) {
     const std::string& name = in.meta->name();
     if (name == kCalibrationIdsTensor) { ids = &in; continue; }
+    if (name == kChoiceSpansTensor) { spans_in = &in; continue; }
     if (name == kActivationsTensor) { acts_in = &in; continue; }
     const auto dt = dtype_from_name(in.meta->dtype());
     const auto role = role_from_name(in.meta->role());
@@ -96,7 +98,23 @@ absl::StatusOr<CalibrationTaskResult> run_calibration_task(const LeaseResponse& 
     const LeaseInput* out_head = head ? head : embed;
     if (!norm || !out_head || !ids) return absl::InvalidArgumentError("the head task needs the final norm, head and ids");
     const std::vector<float> nw = floats(*norm), hw = floats(*out_head);
-    for (int64_t s = 0; s < acts.sequences; ++s) {
+    if (spans_in) {  // multiple choice: each sequence's choice tokens only, up to its own length
+      if (spans_in->meta->dtype() != "I32" || spans_in->bytes.size() != static_cast<size_t>(acts.sequences) * 8)
+        return absl::DataLossError("the choice spans do not match the sequences");
+      std::vector<int32_t> spans(static_cast<size_t>(acts.sequences) * 2);
+      std::memcpy(spans.data(), spans_in->bytes.data(), spans_in->bytes.size());
+      for (int64_t s = 0; s < acts.sequences; ++s) {
+        const int64_t first = spans[2 * s], len = spans[2 * s + 1];
+        if (first < 1 || len <= first || len > acts.tokens)
+          return absl::DataLossError(fmt::format("sequence {}: choice span [{}, {}) is not inside it", s, first, len));
+        const SequenceScore sc =
+            score_hidden(config, nw.data(), hw.data(), acts.row(s), tok.data() + s * acts.tokens, len, nullptr, first);
+        out.nll += sc.nll;
+        out.predictions += sc.predictions;
+        out.logliks.push_back(-sc.nll);
+      }
+    }
+    for (int64_t s = 0; s < acts.sequences && !spans_in; ++s) {
       const SequenceScore sc =
           score_hidden(config, nw.data(), hw.data(), acts.row(s), tok.data() + s * acts.tokens, acts.tokens);
       out.nll += sc.nll;

@@ -33,6 +33,8 @@ struct CalibrationTaskResult {
   // EVAL_HEAD: the summed NLL over all sequences (in sequence order) and the predictions.
   double nll = 0;
   int64_t predictions = 0;
+  // EVAL_HEAD of a multiple-choice evaluation: each sequence's choice log-likelihood.
+  std::vector<double> logliks;
 };
 
 // `backend` and `device`: where NF4 and the forward / GPTQ work run (the CPU by default).

@@ -52,6 +52,7 @@ absl::StatusOr<TaskOutcome> compute_task(const LeaseResponse& lease, std::span<c
   out.result = std::move(r.result);
   out.nll = r.nll;
   out.predictions = r.predictions;
+  out.logliks = std::move(r.logliks);
   return out;
 }
 
@@ -62,6 +63,7 @@ CompleteRequest completion(const LeaseResponse& lease, const std::string& worker
   c.set_attempt(lease.attempt());
   c.set_nll(outcome.nll);
   c.set_predictions(outcome.predictions);
+  for (double v : outcome.logliks) c.add_logliks(v);
   for (const auto& group : outcome.result.groups) {
     OutputGroup* g = c.add_outputs();
     for (const auto& t : group) {

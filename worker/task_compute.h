@@ -18,6 +18,7 @@ namespace sp {
 struct TaskOutcome {
   ShardResult result;  // the output groups to upload, in the order the plan checks them
   double nll = 0;      // EVAL_HEAD
+  std::vector<double> logliks;  // EVAL_HEAD of a multiple-choice evaluation
   int64_t predictions = 0;
 };
 

@@ -139,9 +139,13 @@ TEST_F(EvaluationCluster, SweepSurvivesKillCancelAndResumeAndReportsWhatEvalSays
   start_worker("a", "task=150");
   start_worker("b", "task=150");
   const std::string file = dir_ / "sw.yaml";
+  ASSERT_EQ(std::system(("python3 " + std::string(SP_PROJECT_DIR) + "/scripts/make-stories-choices.py " +
+                         test::fixture("stories260k/text/eval.txt") + " > " + (dir_ / "models/choices.jsonl"))
+                            .c_str()),
+            0);
   const std::string base = "name: sw\nbase:\n  model: " + (dir_ / "models/stories") + "\n  output: " + (dir_ / "out/sw") +
                            "\n  prune: {method: magnitude}\n  evaluate: {ids: " + (dir_ / "models/eval.ids.txt") +
-                           ", samples: 16}\n";
+                           ", choices: " + (dir_ / "models/choices.jsonl") + ", samples: 16}\n";
   test::write_text(file, base + "axes:\n  prune.sparsity: [0.2, 0.4]\n  quantize.format: [nf4, int8]\n");
   auto first = cli({"sweep", file});
   ASSERT_EQ(first.exit_code, 0) << first.out << first.err;
@@ -175,9 +179,15 @@ TEST_F(EvaluationCluster, SweepSurvivesKillCancelAndResumeAndReportsWhatEvalSays
       if (e.path().filename() != "evaluation.json") bytes += e.file_size();
     EXPECT_EQ(v["bytes"].get<uint64_t>(), bytes) << label;
     EXPECT_GT(v["worker_s"].get<double>(), 0) << label;
-    cached += status("sw." + label)["evaluation"].value("original_cached", false);
+    // The accuracy on the first 16 items, as `eval --choices` computes it in one process.
+    auto acc = test::run_cli({"eval", out, "--choices", dir_ / "models/choices.jsonl", "--samples", "16", "-o", "json"});
+    ASSERT_EQ(acc.exit_code, 0) << acc.err;
+    EXPECT_EQ(v["items"], 16) << label;
+    EXPECT_DOUBLE_EQ(v["acc"].get<double>(), json::parse(acc.out)["acc"].get<double>()) << label;
+    const json e = status("sw." + label)["evaluation"];
+    cached += e.value("original_cached", false) + e.value("original_choices_cached", false);
   }
-  EXPECT_EQ(cached, 3) << "the original evaluated once for four variants";
+  EXPECT_EQ(cached, 6) << "the original evaluated once (perplexity and accuracy) for four variants";
   EXPECT_EQ(std::system(("python3 -c 'import sys, xml.dom.minidom as m; m.parse(sys.argv[1])' " + (dir_ / "sw.svg")).c_str()),
             0);
   auto table = cli({"report", "sw"});  // by name, without the file
@@ -189,6 +199,46 @@ TEST_F(EvaluationCluster, SweepSurvivesKillCancelAndResumeAndReportsWhatEvalSays
   auto edited = cli({"sweep", file});
   EXPECT_EQ(edited.exit_code, 2);
   EXPECT_NE(edited.out.find("quantize.blocksize: 64 -> 128"), std::string::npos) << edited.out;
+}
+
+}  // namespace
+}  // namespace sp
+
+namespace sp {
+namespace {
+
+// `eval --remote --choices`: the items as padded sequences through the workers' forward
+// tasks, the head scoring each choice's span: the accuracy `eval --choices` computes in
+// one process, for the original model and an NF4 output.
+TEST_F(EvaluationCluster, RemoteMultipleChoiceMatchesLocal) {
+  start_coordinator();
+  start_worker("a");
+  start_worker("b", "", /*fetch=*/true);
+  ASSERT_EQ(std::system(("python3 " + std::string(SP_PROJECT_DIR) + "/scripts/make-stories-choices.py " +
+                         test::fixture("stories260k/text/eval.txt") + " > " + (dir_ / "models/choices.jsonl"))
+                            .c_str()),
+            0);
+  ASSERT_EQ(test::run_cli({"compress", dir_ / "models/stories", dir_ / "models/nf4"}).exit_code, 0);
+  for (const std::string m : {"stories", "nf4"}) {
+    auto local = test::run_cli({"eval", dir_ / ("models/" + m), "--choices", dir_ / "models/choices.jsonl", "--samples",
+                                "60", "-o", "json"});
+    ASSERT_EQ(local.exit_code, 0) << local.err;
+    auto remote = cli({"eval", dir_ / ("models/" + m), "--choices", dir_ / "models/choices.jsonl", "--samples", "60",
+                       "--remote", "-o", "json"});
+    ASSERT_EQ(remote.exit_code, 0) << remote.out << remote.err;
+    const json l = json::parse(local.out), r = json::parse(remote.out);
+    EXPECT_EQ(r["items"], 60) << m;
+    EXPECT_EQ(r["correct"], l["correct"]) << m;
+    EXPECT_EQ(r["correct_norm"], l["correct_norm"]) << m;
+    EXPECT_DOUBLE_EQ(r["acc"].get<double>(), l["acc"].get<double>()) << m;
+  }
+  auto text = cli({"status", "eval-nf4"});
+  EXPECT_NE(text.out.find("result    accuracy"), std::string::npos) << text.out;
+  // A bad item is refused at submit, naming its line; nothing runs.
+  test::write_text(dir_ / "models/bad.jsonl", "{\"context\": \"a\", \"choices\": [\"b\"], \"answer\": 0}\n");
+  auto bad = cli({"eval", dir_ / "models/stories", "--choices", dir_ / "models/bad.jsonl", "--remote"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("line 1: 'choices' must be a list of 2 or more"), std::string::npos) << bad.err;
 }
 
 }  // namespace

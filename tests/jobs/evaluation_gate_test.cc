@@ -39,7 +39,13 @@ TEST(EvaluateSpec, ParsedValidatedAndPartOfTheDigest) {
   EXPECT_NE(spec_digest(*plain), spec_digest(*s));
   EXPECT_EQ(spec_differences(*plain, *s).size(), 3u);  // samples, seq_len, max_ppl_increase
 
-  EXPECT_NE(err("model: m\noutput: o\nevaluate: {samples: 4}\n").find("'evaluate.ids' is required"), std::string::npos);
+  EXPECT_NE(err("model: m\noutput: o\nevaluate: {samples: 4}\n").find("needs 'evaluate.ids'"), std::string::npos);
+  EXPECT_NE(err("model: m\noutput: o\nevaluate: {choices: c.jsonl, max_ppl_increase: 1}\n")
+                .find("'evaluate.max_ppl_increase' gates perplexity: it needs 'evaluate.ids'"),
+            std::string::npos);
+  auto choices = parse_job_yaml("model: m\noutput: o\nevaluate: {choices: c.jsonl, samples: 8}\n", "job.yaml");
+  ASSERT_TRUE(choices.ok()) << choices.status();
+  EXPECT_EQ(job_settings(*choices)->evaluate->choices, "c.jsonl");
   EXPECT_NE(err("model: m\noutput: o\nevaluate: {ids: e, max_ppl_increase: -1}\n").find("'evaluate.max_ppl_increase' is -1"),
             std::string::npos);
   EXPECT_NE(err("model: m\noutput: o\nevaluate: {ids: e, max_ppl_increase: .nan}\n").find("'evaluate.max_ppl_increase'"),
