@@ -107,13 +107,13 @@ int run_remote(const EvalArgs& a, const ConnectionFlags& conn) {
   spec.set_model(model.string());
   if (!a.choices.empty())
     spec.mutable_eval()->set_choices(fs::absolute(a.choices).lexically_normal().string());
+  else
+    spec.mutable_eval()->set_ids(fs::absolute(a.ids).lexically_normal().string());
   if (!a.tokenizer.empty()) {  // the folder (the coordinator reads its tokenizer.model)
     fs::path tok = fs::absolute(a.tokenizer).lexically_normal();
     if (tok.filename() == "tokenizer.model") tok = tok.parent_path();
     spec.mutable_eval()->set_tokenizer(tok.string());
   }
-  else
-    spec.mutable_eval()->set_ids(fs::absolute(a.ids).lexically_normal().string());
   spec.mutable_eval()->set_samples(static_cast<int32_t>(a.samples));
   spec.mutable_eval()->set_seq_len(static_cast<int32_t>(a.seq_len));
   auto v = validate_job_spec(spec);

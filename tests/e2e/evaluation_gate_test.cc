@@ -234,6 +234,21 @@ TEST_F(EvaluationCluster, RemoteMultipleChoiceMatchesLocal) {
   }
   auto text = cli({"status", "eval-nf4"});
   EXPECT_NE(text.out.find("result    accuracy"), std::string::npos) << text.out;
+  // A GGUF file has no tokenizer.model: --tokenizer names the original's folder, here and remote.
+  ASSERT_EQ(test::run_cli({"compress", dir_ / "models/stories", dir_ / "models/q8.gguf", "--format", "gguf", "--type",
+                           "Q8_0"})
+                .exit_code,
+            0);
+  auto none = cli({"eval", dir_ / "models/q8.gguf", "--choices", dir_ / "models/choices.jsonl", "--remote"});
+  EXPECT_EQ(none.exit_code, 2);
+  EXPECT_NE(none.err.find("tokenizer.model"), std::string::npos) << none.err;
+  auto gl = test::run_cli({"eval", dir_ / "models/q8.gguf", "--choices", dir_ / "models/choices.jsonl", "--samples", "30",
+                           "--tokenizer", dir_ / "models/stories", "-o", "json"});
+  auto gr = cli({"eval", dir_ / "models/q8.gguf", "--choices", dir_ / "models/choices.jsonl", "--samples", "30",
+                 "--tokenizer", dir_ / "models/stories/tokenizer.model", "--remote", "-o", "json"});
+  ASSERT_EQ(gl.exit_code, 0) << gl.err;
+  ASSERT_EQ(gr.exit_code, 0) << gr.err;
+  EXPECT_EQ(json::parse(gr.out)["correct"], json::parse(gl.out)["correct"]);
   // A bad item is refused at submit, naming its line; nothing runs.
   test::write_text(dir_ / "models/bad.jsonl", "{\"context\": \"a\", \"choices\": [\"b\"], \"answer\": 0}\n");
   auto bad = cli({"eval", dir_ / "models/stories", "--choices", dir_ / "models/bad.jsonl", "--remote"});
