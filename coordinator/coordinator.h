@@ -37,6 +37,7 @@
 #include "coordinator/blob_store.h"
 #include "coordinator/change.h"
 #include "coordinator/clock.h"
+#include "coordinator/importer.h"
 #include "coordinator/job_assembly.h"
 #include "coordinator/job_registry.h"
 #include "coordinator/state_store.h"
@@ -188,7 +189,10 @@ class Coordinator {
   std::function<void(const std::string&)> phase_of(const std::string& id);
   // The runner's two phases, outside the lock.
   absl::Status run_import(const shardpress::v1::JobRecord& j);
-  absl::Status commit_import(const shardpress::v1::JobRecord& imported, int shard, bool last);
+  absl::Status commit_import(const shardpress::v1::JobRecord& imported, int shard, bool last, size_t reused);
+  // Every imported tensor's digest by its source (file, offset, size, mtime), from the
+  // records of the jobs that still exist (import_job's known_digests). Requires mu_.
+  KnownDigests known_digests_locked() const;
   absl::Status run_assembly(const shardpress::v1::JobRecord& j);
   // While a job runs: its DONE results into its output (OutputStream), so that assembly at
   // the end has little left to write. A stream that fails is dropped; the end writes all.

@@ -1,6 +1,7 @@
 #include "coordinator/importer.h"
 
 #include <chrono>
+#include <filesystem>
 #include <optional>
 #include <thread>
 
@@ -90,6 +91,18 @@ absl::Status import_job(const JobRecord& job_in, BlobStore& blobs, const ImportH
     SP_RETURN_IF_ERROR(check_plan_fits(job.plan(), desc, job.model_dir()));  // a re-import keeps the plan
   }
   JobPlan& plan = *job.mutable_plan();
+  // Tensors another job imported from the same unchanged file region are not read again.
+  const KnownDigests known = hooks.known_digests && !hooks.copy ? hooks.known_digests() : KnownDigests{};
+  std::map<std::string, int64_t> mtimes;  // per file, read once
+  auto mtime_of = [&mtimes](const std::string& file) {
+    auto it = mtimes.find(file);
+    if (it != mtimes.end()) return it->second;
+    std::error_code ec;
+    const auto t = std::filesystem::last_write_time(file, ec);
+    const int64_t ns = ec ? 0 : std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+    return mtimes[file] = ns;
+  };
+  size_t reused = 0;
   size_t total = 0, done = 0;
   for (const auto& s : plan.shards()) total += static_cast<size_t>(s.tensors_size());
   for (int index = 0; index < plan.shards_size(); ++index) {
@@ -105,6 +118,23 @@ absl::Status import_job(const JobRecord& job_in, BlobStore& blobs, const ImportH
           SP_RETURN_IF_ERROR(blobs.put(m.digest(), bytes, BlobStore::Durability::kUnlogged));
         } else {
           SP_ASSIGN_OR_RETURN(ImportSource::Tensor t, source->read(m.name()));
+          const int64_t mtime = t.file.empty() ? 0 : mtime_of(t.file);
+          const auto hit = t.file.empty() || mtime == 0
+                               ? known.end()
+                               : known.find(SourceKey{t.file, t.offset, t.bytes.size(), mtime});
+          if (hit != known.end() && blobs.contains(hit->second).value_or(false)) {
+            m.set_dtype(std::string(dtype_name(t.dtype)));
+            m.set_digest(hit->second);
+            m.set_nbytes(t.bytes.size());
+            SP_RETURN_IF_ERROR(blobs.put_reference(m.digest(), t.file, t.offset, t.bytes.size()));
+            m.set_source_file(t.file);
+            m.set_source_offset(t.offset);
+            m.set_source_mtime_ns(mtime);
+            source->release(m.name());
+            ++reused;
+            ++done;
+            continue;
+          }
           // Shards outside the layers go to the output as they are: they must be finite.
           if (!shard.is_layer())
             SP_RETURN_IF_ERROR(check_finite(m.name(), t.bytes, t.dtype,
@@ -121,12 +151,13 @@ absl::Status import_job(const JobRecord& job_in, BlobStore& blobs, const ImportH
             SP_RETURN_IF_ERROR(blobs.put_reference(m.digest(), t.file, t.offset, t.bytes.size()));
           m.set_source_file(t.file);  // empty for decoded tensors: always fetched
           m.set_source_offset(t.offset);
+          m.set_source_mtime_ns(mtime);
           source->release(m.name());
         }
         ++done;
         if (hooks.delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(hooks.delay_ms));
       }
-      const absl::Status st = hooks.commit(job, index, index + 1 == plan.shards_size());
+      const absl::Status st = hooks.commit(job, index, index + 1 == plan.shards_size(), reused);
       if (st.ok()) break;
       // A blob deleted meanwhile (its last other owner went): write the shard again.
       if (!absl::IsUnavailable(st) || attempt + 1 >= kMissingBlobRetries) return st;

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <string>
 
 #include "common/status.h"
@@ -16,6 +17,16 @@
 #include "shardpress.pb.h"
 
 namespace sp {
+
+// A tensor already imported by another job: the same bytes of the same file (path, offset,
+// size, modification time), so its digest is known and the bytes need not be read again.
+struct SourceKey {
+  std::string file;
+  uint64_t offset = 0, size = 0;
+  int64_t mtime_ns = 0;
+  auto operator<=>(const SourceKey&) const = default;
+};
+using KnownDigests = std::map<SourceKey, std::string>;
 
 struct ImportHooks {
   // The root the model may be read under (model root; an evaluation also the output root).
@@ -25,8 +36,11 @@ struct ImportHooks {
   std::function<void(const std::string& phase)> phase;
   // Under the coordinator's lock: records `plan` with shards 0..`shard` imported (their
   // blobs are in the store: the coordinator checks) and creates the tasks that can exist
-  // now. UNAVAILABLE with "blob missing" asks for the shard to be written again.
-  std::function<absl::Status(const shardpress::v1::JobRecord& job, int shard, bool last)> commit;
+  // now. UNAVAILABLE with "blob missing" asks for the shard to be written again. `reused`:
+  // tensors so far taken from another job's import (known_digests) without reading them.
+  std::function<absl::Status(const shardpress::v1::JobRecord& job, int shard, bool last, size_t reused)> commit;
+  // The digests other jobs' imports recorded (under the lock, once per import); empty: none.
+  std::function<KnownDigests()> known_digests;
   bool copy = false;     // store a copy of every tensor instead of references to the files
   int64_t delay_ms = 0;  // test hook: sleep this long after each tensor
 };

@@ -192,7 +192,13 @@ absl::Status Coordinator::run_import(const JobRecord& j) {
   hooks.model_root = [this, &j](const std::string&) { return readable_root(j); };
   hooks.running = still_in(id, RUNNING);
   hooks.phase = phase_of(id);
-  hooks.commit = [this](const JobRecord& imported, int shard, bool last) { return commit_import(imported, shard, last); };
+  hooks.commit = [this](const JobRecord& imported, int shard, bool last, size_t reused) {
+    return commit_import(imported, shard, last, reused);
+  };
+  hooks.known_digests = [this] {
+    std::lock_guard lock(mu_);
+    return known_digests_locked();
+  };
   hooks.delay_ms = options_.test.import_delay_ms;
   hooks.copy = options_.copy_models;
   const absl::Status st = import_job(j, *blobs_, hooks);
@@ -201,7 +207,17 @@ absl::Status Coordinator::run_import(const JobRecord& j) {
   return st;
 }
 
-absl::Status Coordinator::commit_import(const JobRecord& imported, int shard, bool last) {
+KnownDigests Coordinator::known_digests_locked() const {
+  KnownDigests out;
+  for (const JobRecord* j : jobs_.in_order())
+    for (const auto& s : j->plan().shards())
+      for (const auto& m : s.tensors())
+        if (!m.digest().empty() && !m.source_file().empty() && m.source_mtime_ns() != 0)
+          out.emplace(SourceKey{m.source_file(), m.source_offset(), m.nbytes(), m.source_mtime_ns()}, m.digest());
+  return out;
+}
+
+absl::Status Coordinator::commit_import(const JobRecord& imported, int shard, bool last, size_t reused) {
   std::lock_guard lock(mu_);
   const JobRecord* cur = jobs_.get(imported.id());
   if (!cur || cur->state() != RUNNING) return absl::CancelledError("job no longer running");
@@ -222,7 +238,10 @@ absl::Status Coordinator::commit_import(const JobRecord& imported, int shard, bo
   if (last) {
     size_t tensors = 0;
     for (const auto& s : j.plan().shards()) tensors += static_cast<size_t>(s.tensors_size());
-    add_event(c, j.id(), fmt::format("imported {} tensors in {} shards; {} new tasks", tensors, j.plan().shards_size(),
+    add_event(c, j.id(), fmt::format("imported {} tensors in {} shards{}; {} new tasks", tensors, j.plan().shards_size(),
+                                     reused == 0 ? ""
+                                                 : fmt::format(" ({} known from an earlier job's import: not read again)",
+                                                               reused),
                                      scheduler_.tasks_of(j.id()).size() + created.size()));
   }
   SP_RETURN_IF_ERROR(stage(c, j, created));

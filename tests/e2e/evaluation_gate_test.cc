@@ -188,11 +188,31 @@ TEST_F(EvaluationCluster, SweepSurvivesKillCancelAndResumeAndReportsWhatEvalSays
     cached += e.value("original_cached", false) + e.value("original_choices_cached", false);
   }
   EXPECT_EQ(cached, 6) << "the original evaluated once (perplexity and accuracy) for four variants";
+  // The model was read once: the later variants took every tensor's digest from the first
+  // import (same file, offset, size and modification time).
+  auto imported_line = [&](const std::string& job) {
+    auto ev = cli({"events", job});
+    const size_t at = ev.out.find("imported ");
+    return at == std::string::npos ? std::string() : ev.out.substr(at, ev.out.find('\n', at) - at);
+  };
+  EXPECT_EQ(imported_line("sw.0.2-nf4").find("known from an earlier job"), std::string::npos)
+      << imported_line("sw.0.2-nf4");
+  for (const char* later : {"sw.0.2-int8", "sw.0.4-nf4", "sw.0.4-int8"})
+    EXPECT_NE(imported_line(later).find("(47 known from an earlier job's import: not read again)"), std::string::npos)
+        << later << ": " << imported_line(later);
   EXPECT_EQ(std::system(("python3 -c 'import sys, xml.dom.minidom as m; m.parse(sys.argv[1])' " + (dir_ / "sw.svg")).c_str()),
             0);
   auto table = cli({"report", "sw"});  // by name, without the file
   EXPECT_EQ(table.exit_code, 0) << table.err;
   EXPECT_NE(table.out.find("0.4-int8"), std::string::npos) << table.out;
+
+  // A model file written since (a new modification time) is read again.
+  fs::last_write_time(dir_ / "models/stories/model.safetensors",
+                      fs::last_write_time(dir_ / "models/stories/model.safetensors") + std::chrono::seconds(5));
+  ASSERT_EQ(cli({"submit", write_job("touched")}).exit_code, 0);
+  wait_for("touched", ended, 60'000);
+  EXPECT_EQ(imported_line("touched").find("known from an earlier job"), std::string::npos) << imported_line("touched");
+  expect_reference_output("touched");
 
   // An edited sweep does not silently reuse jobs made with other settings.
   test::write_text(file, base + "  quantize: {blocksize: 128}\naxes:\n  prune.sparsity: [0.2, 0.4]\n  quantize.format: [nf4, int8]\n");
