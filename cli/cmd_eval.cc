@@ -15,6 +15,7 @@
 #include "cli/coordinator_api.h"
 #include "cli/follow.h"
 #include "coordinator/import_source.h"
+#include "jobs/evaluation_gate.h"
 #include "jobs/job_settings.h"
 #include "cli/commands.h"
 #include "cli/output.h"
@@ -65,27 +66,28 @@ void print_result(const EvalArgs& a, bool quantized, int64_t sequences, int64_t 
 int run_remote_job(const EvalArgs& a, CoordinatorApiClient& c, JobSpec spec, const std::string& name,
                    std::chrono::steady_clock::time_point t0);
 
-void print_choices(const EvalArgs& a, bool quantized, const ChoiceAccuracy& acc, double secs, const std::string& where) {
+void print_choices(const EvalArgs& a, bool quantized, const shardpress::v1::ChoiceScore& acc, double secs,
+                   const std::string& where) {
   if (a.output == "json") {
     nlohmann::ordered_json j = {{"model", a.dir},
                                 {"quantized", quantized},
                                 {"choices", a.choices},
-                                {"items", acc.items},
-                                {"correct", acc.correct},
-                                {"acc", acc.acc},
-                                {"acc_stderr", acc.acc_stderr},
-                                {"correct_norm", acc.correct_norm},
-                                {"acc_norm", acc.acc_norm},
-                                {"acc_norm_stderr", acc.acc_norm_stderr},
+                                {"items", acc.items()},
+                                {"correct", acc.correct()},
+                                {"acc", acc.acc()},
+                                {"acc_stderr", acc.acc_stderr()},
+                                {"correct_norm", acc.correct_norm()},
+                                {"acc_norm", acc.acc_norm()},
+                                {"acc_norm_stderr", acc.acc_norm_stderr()},
                                 {"seconds", secs},
                                 {"where", where}};
     std::printf("%s\n", j.dump(2).c_str());
     return;
   }
   std::printf("model        %s (%s)\n", a.dir.c_str(), quantized ? "compressed, dequantized" : "original weights");
-  std::printf("task         %s: %lld items\n", a.choices.c_str(), static_cast<long long>(acc.items));
-  std::printf("accuracy     %.4f +- %.4f (%lld right)\n", acc.acc, acc.acc_stderr, static_cast<long long>(acc.correct));
-  std::printf("acc_norm     %.4f +- %.4f (log-likelihood per byte)\n", acc.acc_norm, acc.acc_norm_stderr);
+  std::printf("task         %s: %lld items\n", a.choices.c_str(), static_cast<long long>(acc.items()));
+  std::printf("accuracy     %.4f +- %.4f (%lld right)\n", acc.acc(), acc.acc_stderr(), static_cast<long long>(acc.correct()));
+  std::printf("acc_norm     %.4f +- %.4f (log-likelihood per byte)\n", acc.acc_norm(), acc.acc_norm_stderr());
   std::printf("time         %.1f s (%s)\n", secs, where.c_str());
 }
 
@@ -143,16 +145,7 @@ int run_remote_job(const EvalArgs& a, CoordinatorApiClient& c, JobSpec spec, con
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!a.choices.empty()) {
     if (!done->has_choice_score()) return report_error(absl::InternalError("the job finished without an accuracy"));
-    const shardpress::v1::ChoiceScore& cs = done->choice_score();
-    ChoiceAccuracy acc;
-    acc.items = cs.items();
-    acc.correct = cs.correct();
-    acc.acc = cs.acc();
-    acc.acc_stderr = cs.acc_stderr();
-    acc.correct_norm = cs.correct_norm();
-    acc.acc_norm = cs.acc_norm();
-    acc.acc_norm_stderr = cs.acc_norm_stderr();
-    print_choices(a, is_quantized_checkpoint(a.dir) || is_gguf_file(a.dir), acc, secs,
+    print_choices(a, is_quantized_checkpoint(a.dir) || is_gguf_file(a.dir), done->choice_score(), secs,
                   "job " + id + " on the coordinator's workers");
     return kExitOk;
   }
@@ -161,32 +154,25 @@ int run_remote_job(const EvalArgs& a, CoordinatorApiClient& c, JobSpec spec, con
   return kExitOk;
 }
 
-// The SentencePiece tokenizer for text items: --tokenizer, else the model folder's (none:
-// only id items can be read).
-std::optional<SentencePieceTokenizer> choice_tokenizer(const EvalArgs& a, absl::Status* error) {
-  namespace fs = std::filesystem;
+// The SentencePiece tokenizer for text items: --tokenizer (a tokenizer.model or its
+// folder), else the model folder's (none: only id items can be read).
+absl::StatusOr<std::optional<SentencePieceTokenizer>> choice_tokenizer(const EvalArgs& a) {
+  if (a.tokenizer.empty()) return model_tokenizer(a.dir);
   std::error_code ec;
-  std::string path = a.tokenizer.empty() ? a.dir : a.tokenizer;
-  if (fs::is_directory(path, ec)) path = (fs::path(path) / "tokenizer.model").string();
-  if (a.tokenizer.empty() && !fs::exists(path, ec)) return std::nullopt;
-  auto bytes = read_file(path);
-  auto tok = bytes.ok() ? SentencePieceTokenizer::from_model(*bytes, path)
-                        : absl::StatusOr<SentencePieceTokenizer>(bytes.status());
-  if (!tok.ok()) {
-    *error = tok.status();
-    return std::nullopt;
-  }
-  return std::move(*tok);
+  const bool folder = std::filesystem::is_directory(a.tokenizer, ec);
+  const std::string path = folder ? (std::filesystem::path(a.tokenizer) / "tokenizer.model").string() : a.tokenizer;
+  SP_ASSIGN_OR_RETURN(const std::string bytes, read_file(path));
+  SP_ASSIGN_OR_RETURN(auto tok, SentencePieceTokenizer::from_model(bytes, path));
+  return std::optional<SentencePieceTokenizer>(std::move(tok));
 }
 
 int run_choices(const EvalArgs& a) {
   const auto t0 = std::chrono::steady_clock::now();
   auto loaded = load_float_model(a.dir);
   if (!loaded.ok()) return report_error(loaded.status());
-  absl::Status tok_error;
-  const auto tokenizer = choice_tokenizer(a, &tok_error);
-  if (!tok_error.ok()) return report_error(tok_error);
-  auto items = read_choice_items(a.choices, loaded->model.config.vocab_size, tokenizer ? &*tokenizer : nullptr,
+  const auto tokenizer = choice_tokenizer(a);
+  if (!tokenizer.ok()) return report_error(tokenizer.status());
+  auto items = read_choice_items(a.choices, loaded->model.config.vocab_size, *tokenizer ? &**tokenizer : nullptr,
                                  a.samples);
   if (!items.ok()) return report_error(items.status());
   const int threads = a.threads > 0 ? a.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -195,7 +181,7 @@ int run_choices(const EvalArgs& a) {
   if (!ll.ok()) return report_error(ll.status());
   const ChoiceAccuracy acc = choice_accuracy(*items, *ll);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  print_choices(a, loaded->quantized, acc, secs, fmt::format("here, {} threads", threads));
+  print_choices(a, loaded->quantized, choice_score(acc), secs, fmt::format("here, {} threads", threads));
   return kExitOk;
 }
 

@@ -122,25 +122,16 @@ absl::Status import_job(const JobRecord& job_in, BlobStore& blobs, const ImportH
           const auto hit = t.file.empty() || mtime == 0
                                ? known.end()
                                : known.find(SourceKey{t.file, t.offset, t.bytes.size(), mtime});
-          if (hit != known.end() && blobs.contains(hit->second).value_or(false)) {
-            m.set_dtype(std::string(dtype_name(t.dtype)));
-            m.set_digest(hit->second);
-            m.set_nbytes(t.bytes.size());
-            SP_RETURN_IF_ERROR(blobs.put_reference(m.digest(), t.file, t.offset, t.bytes.size()));
-            m.set_source_file(t.file);
-            m.set_source_offset(t.offset);
-            m.set_source_mtime_ns(mtime);
-            source->release(m.name());
-            ++reused;
-            ++done;
-            continue;
-          }
+          // Known bytes (another job's import digested this file region; its blob exists):
+          // neither read nor checked again.
+          const bool known_bytes = hit != known.end() && blobs.contains(hit->second).value_or(false);
+          reused += known_bytes;
           // Shards outside the layers go to the output as they are: they must be finite.
-          if (!shard.is_layer())
+          if (!shard.is_layer() && !known_bytes)
             SP_RETURN_IF_ERROR(check_finite(m.name(), t.bytes, t.dtype,
                                             std::vector<int64_t>(m.shape().begin(), m.shape().end())));
           m.set_dtype(std::string(dtype_name(t.dtype)));
-          m.set_digest(digest_hex(t.bytes));
+          m.set_digest(known_bytes ? hit->second : digest_hex(t.bytes));
           m.set_nbytes(t.bytes.size());
           // The source is the store: a tensor read in place is a reference to its file's
           // bytes; a decoded one (an evaluated checkpoint) is stored, without WAL or sync
