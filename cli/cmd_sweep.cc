@@ -152,7 +152,7 @@ int run_report(const SweepArgs& a, CoordinatorApiClient& c) {
       return report_error(absl::NotFoundError(fmt::format("no sweep file or jobs named '{}.*'", a.file)));
   }
   std::vector<ReportRow> rows;
-  size_t cached = 0, evaluated = 0, cached_choices = 0, evaluated_choices = 0;
+  size_t cached = 0, evaluated = 0, cached_choices = 0, evaluated_choices = 0, statistics_taken = 0;
   for (const auto& [name, settings] : variants) {
     ReportRow r;
     r.label = name.substr(sweep_name.size() + 1);
@@ -184,9 +184,11 @@ int run_report(const SweepArgs& a, CoordinatorApiClient& c) {
     }
     const int64_t end = s->finished_ms() > 0 ? s->finished_ms() : s->now_ms();
     r.wall_s = s->started_ms() > 0 ? static_cast<double>(end - s->started_ms()) / 1000.0 : 0;
-    for (const auto& t : s->tasks())
+    for (const auto& t : s->tasks()) {
       if (t.state() == DONE && t.finished_ms() > t.started_ms())
         r.worker_s += static_cast<double>(t.finished_ms() - t.started_ms()) / 1000.0;
+      statistics_taken += t.state() == DONE && !t.statistics_from().empty();
+    }
     rows.push_back(std::move(r));
   }
   if (a.output == "json") {
@@ -202,6 +204,10 @@ int run_report(const SweepArgs& a, CoordinatorApiClient& c) {
                   evaluated_choices > 0
                       ? fmt::format(", {} of {} its accuracy", cached_choices, evaluated_choices).c_str()
                       : "");
+    if (statistics_taken > 0)
+      std::printf("shared: %zu calibration task%s took the dense statistics another variant computed on the same "
+                  "layer and activations (their dense pass did not run)\n",
+                  statistics_taken, statistics_taken == 1 ? "" : "s");
   }
   const std::string plot = a.plot.empty() ? sweep_name + ".svg" : a.plot;
   if (auto st = write_file_atomic(plot, report_svg(sweep_name, rows)); !st.ok()) return report_error(st);

@@ -26,7 +26,8 @@ BlobOwnerSet blob_owners(const JobRecord& job, const std::vector<const TaskRecor
     if (t->state() != DONE) continue;
     for (const auto& g : t->outputs())
       for (const auto& m : g.tensors())
-        if (!is_internal_tensor(m.name())) out.insert({m.digest(), job.id()});
+        if (!is_internal_tensor(m.name()) || m.name() == kDenseStatisticsTensor)
+          out.insert({m.digest(), job.id()});
   }
   // Activations: owned by each planned reader that is not DONE yet.
   for (const auto& reader : plan.tasks()) {

@@ -4,6 +4,9 @@
 //   - what it imported (owner: the job), while it may still need it: after it succeeds
 //     only the shards that go to the output as they are;
 //   - its tasks' results (owner: the job): what assembly — and re-assembly — reads;
+//   - dense calibration statistics a task returned for other jobs (shared_statistics.h;
+//     owner: the job): jobs run one at a time, so the jobs that take them start after it
+//     has finished; they go when it is deleted;
 //   - intermediate activations (owner: each task that will read them, "job-0001/layer.4"),
 //     until that task is DONE — except those kept on the worker that made them
 //     (calibrate.checkpoint_every), which never reach the store.

@@ -217,6 +217,15 @@ class Coordinator {
   // The keys the original model's evaluations are cached under (reads the token files).
   EvaluationKeys evaluation_cache_keys(const shardpress::v1::JobRecord& j) const;
 
+  // Dense calibration statistics shared between jobs (lease_statistics.cc; the rule:
+  // shared_statistics.h). The key of a task ("" if it has none); which statistics a task
+  // being leased takes or returns (its record's fields set, events into `c`); the tensor
+  // it takes; the bytes of a layer's statistics. Each requires mu_.
+  std::string statistics_key_locked(const shardpress::v1::JobRecord& j, const shardpress::v1::TaskRecord& t) const;
+  void share_statistics_locked(Change& c, const shardpress::v1::JobRecord& j, shardpress::v1::TaskRecord& t);
+  const shardpress::v1::TensorMeta* statistics_source_locked(const shardpress::v1::TaskRecord& t) const;
+  int64_t statistics_bytes_locked(const shardpress::v1::JobRecord& j) const;
+
   shardpress::v1::LeaseResponse lease_response(const shardpress::v1::JobRecord& j,
                                                const shardpress::v1::TaskRecord& t) const;
   std::vector<shardpress::v1::TensorMeta> task_inputs(const shardpress::v1::JobRecord& j,

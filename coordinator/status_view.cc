@@ -78,6 +78,7 @@ JobStatus job_status_view(const JobRecord& j, const std::vector<const TaskRecord
     ts->set_started_ms(t->started_ms());
     ts->set_finished_ms(t->finished_ms());
     ts->set_last_error(t->last_error());
+    ts->set_statistics_from(t->statistics_from());
     ts->set_input_bytes(bytes);
     ts->set_memory_estimate(memory(*t));
   }

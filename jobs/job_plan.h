@@ -32,6 +32,9 @@ namespace sp {
 inline constexpr char kActivationsTensor[] = "__activations__";
 inline constexpr char kCalibrationIdsTensor[] = "__calibration_ids__";
 inline constexpr char kCalibrationShardId[] = "calibration";
+// A layer's dense calibration statistics (ops/calibrate_layer DenseStatistics), float32, as
+// a task returns them for other jobs to take (coordinator/shared_statistics).
+inline constexpr char kDenseStatisticsTensor[] = "__dense_statistics__";
 // A multiple-choice evaluation's [sequences, 2] int32: each sequence's first choice token and length.
 inline constexpr char kChoiceSpansTensor[] = "__choice_spans__";
 

@@ -78,11 +78,28 @@ absl::Status forward_layer(const ModelConfig& config, int64_t layer, const Layer
   return forward_layer(config, layer, w, rope, acts, device);
 }
 
+int64_t dense_statistics_size(const ModelConfig& config) {
+  int64_t n = 0;
+  for (int i = 0; i < kLinearInputs; ++i) {
+    const int64_t c = linear_input_width(config, static_cast<LinearInput>(i));
+    n += c * c;
+  }
+  return n;
+}
+
 absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64_t layer,
                                                 std::span<const InputTensor> inputs, Activations& acts,
                                                 const CompressSettings& settings, bool sequential,
-                                                const Nf4Backend& backend, const CalibrationDevice& device) {
+                                                const Nf4Backend& backend, const CalibrationDevice& device,
+                                                DenseStatistics shared) {
   SP_RETURN_IF_ERROR(validate(settings));
+  if ((shared.given || shared.collected) && (settings.gptq.true_sequential || (settings.gguf && settings.gguf_importance)))
+    return absl::InvalidArgumentError(
+        "dense statistics cannot be shared with gptq.true_sequential or an importance-only GGUF job");
+  const size_t stats_bytes = static_cast<size_t>(dense_statistics_size(config)) * sizeof(float);
+  if (shared.given && shared.given->size() != stats_bytes)
+    return absl::DataLossError(fmt::format("the shared statistics hold {} bytes; layer {} needs {}",
+                                           shared.given->size(), layer, stats_bytes));
   if (acts.hidden != config.hidden_size || acts.data.size() != static_cast<size_t>(acts.sequences * acts.tokens * acts.hidden))
     return absl::InvalidArgumentError(fmt::format("activations [{}, {}, {}] do not fit hidden size {}", acts.sequences,
                                                   acts.tokens, acts.hidden, config.hidden_size));
@@ -98,9 +115,29 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
   Activations dense_out;
   bool first_pass = true;
   std::vector<float> x(static_cast<size_t>(T * H));
+  // The dense statistics in and out: each input's [c, c] sums in turn.
+  auto copy_sums = [&](bool in) {
+    size_t at = 0;
+    for (int i = 0; i < kLinearInputs; ++i) {
+      const size_t n = static_cast<size_t>(acc[i]->columns() * acc[i]->columns());
+      if (in) {
+        std::memcpy(acc[i]->sums(), shared.given->data() + at, n * sizeof(float));
+        acc[i]->count_samples(acts.sequences);
+      } else {
+        std::memcpy(shared.collected->data() + at, acc[i]->sums(), n * sizeof(float));
+      }
+      at += n * sizeof(float);
+    }
+  };
   auto collect = [&](int which) {  // -1: all inputs
     for (int i = 0; i < kLinearInputs; ++i)
       if (which < 0 || which == i) acc[i].emplace(linear_input_width(config, static_cast<LinearInput>(i)));
+    if (which < 0 && shared.given) {  // another job ran this pass on the same weights and activations
+      copy_sums(true);
+      first_pass = false;
+      return;
+    }
+    if (which < 0 && shared.collected) shared.collected->resize(stats_bytes);
     LinearTap tap = [&](LinearInput in, const float* v, int64_t tokens, int64_t) {
       if (which < 0 || which == static_cast<int>(in)) acc[static_cast<int>(in)]->add(v, tokens);
     };
@@ -111,7 +148,10 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
       std::array<HessianAccumulator*, kLinearInputs> c{};
       for (int i = 0; i < kLinearInputs; ++i)
         if (which < 0 || which == i) c[i] = &*acc[i];
-      if (device.forward(config, layer, lw, rope, acts, c, keep ? dense_out.data.data() : nullptr).ok()) return;
+      if (device.forward(config, layer, lw, rope, acts, c, keep ? dense_out.data.data() : nullptr).ok()) {
+        if (which < 0 && shared.collected) copy_sums(false);
+        return;
+      }
       for (int i = 0; i < kLinearInputs; ++i)  // the CPU starts from empty sums
         if (c[i]) acc[i].emplace(linear_input_width(config, static_cast<LinearInput>(i)));
     }
@@ -120,6 +160,7 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
       decoder_layer_forward(config, layer, lw, rope, x.data(), T, &tap);
       if (keep) std::memcpy(dense_out.row(s), x.data(), x.size() * sizeof(float));
     }
+    if (which < 0 && shared.collected) copy_sums(false);
   };
 
   // 2. Compress every projection.
@@ -351,7 +392,7 @@ absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64
   // 3. What enters the next layer.
   if (sequential) {
     SP_RETURN_IF_ERROR(forward_layer(config, layer, lw, rope, acts, device));
-  } else {
+  } else if (!shared.given) {
     acts = std::move(dense_out);
   }
   return out;

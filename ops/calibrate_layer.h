@@ -11,6 +11,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -87,11 +88,27 @@ absl::Status forward_layer(const ModelConfig& config, int64_t layer, const Layer
 absl::Status forward_layer(const ModelConfig& config, int64_t layer, const LayerWeights& w, const RopeTable& rope,
                            Activations& acts, const CalibrationDevice& device = {});
 
+// The dense pass's statistics of a layer: each linear input's sum X^T X (a row-major
+// [c, c] float32 buffer whose upper triangle holds the sums), in LinearInput order,
+// concatenated — dense_statistics_size(config) floats. They depend only on the layer's
+// weights and the activations entering it, so jobs that calibrate the same layer on the
+// same activations (the variants of a sweep at layer 0) can compute them once
+// (coordinator/shared_statistics). Not with gptq.true_sequential (its later passes see
+// compressed projections) or a GGUF importance-only job (it has no dense pass).
+struct DenseStatistics {
+  // Taken instead of running the dense pass (float32 bytes, as `collected` holds them). In
+  // pipelined mode `acts` is then left as it entered: the next layer's activations come
+  // from the forward chain, not this task.
+  std::optional<std::span<const uint8_t>> given;
+  std::vector<uint8_t>* collected = nullptr;  // the dense pass's sums are copied here
+};
+int64_t dense_statistics_size(const ModelConfig& config);
+
 // `acts` enters the layer and is replaced by what enters the next one.
 absl::StatusOr<CalibratedLayer> calibrate_layer(const ModelConfig& config, int64_t layer,
                                                 std::span<const InputTensor> inputs, Activations& acts,
                                                 const CompressSettings& settings, bool sequential,
                                                 const Nf4Backend& backend = nf4_best_backend(),
-                                                const CalibrationDevice& device = {});
+                                                const CalibrationDevice& device = {}, DenseStatistics stats = {});
 
 }  // namespace sp

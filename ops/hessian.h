@@ -35,6 +35,7 @@ class HessianAccumulator {
   // upper triangle holds sum X^T X (the lower one is not read), and the number of
   // sequences that went into it.
   float* sums() { return h_.data(); }
+  int64_t columns() const { return c_; }
   void count_samples(int64_t sequences) { samples_ += sequences; }
 
  private:

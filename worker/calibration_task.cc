@@ -35,12 +35,13 @@ absl::StatusOr<CalibrationTaskResult> run_calibration_task(const LeaseResponse& 
   targets.reserve(inputs.size());
   std::vector<InputTensor> layer_inputs;
   const LeaseInput *ids = nullptr, *embed = nullptr, *acts_in = nullptr, *norm = nullptr, *head = nullptr,
-                   *spans_in = nullptr;
+                   *spans_in = nullptr, *stats_in = nullptr;
   for (const LeaseInput& in : inputs) {
     const std::string& name = in.meta->name();
     if (name == kCalibrationIdsTensor) { ids = &in; continue; }
     if (name == kChoiceSpansTensor) { spans_in = &in; continue; }
     if (name == kActivationsTensor) { acts_in = &in; continue; }
+    if (name == kDenseStatisticsTensor) { stats_in = &in; continue; }
     const auto dt = dtype_from_name(in.meta->dtype());
     const auto role = role_from_name(in.meta->role());
     if (!dt || !role) return absl::InvalidArgumentError(fmt::format("input {}: unknown dtype or role", name));
@@ -128,19 +129,33 @@ absl::StatusOr<CalibrationTaskResult> run_calibration_task(const LeaseResponse& 
   ShardResult& result = out.result;
   SP_ASSIGN_OR_RETURN(const JobSettings settings, lease_settings(lease));
   const bool sequential = !(settings.calibration && settings.calibration->pipelined);
+  std::vector<OutputTensor> statistics;  // the last group, when asked for
   if (lease.kind() == FORWARD_LAYER) {
     SP_ASSIGN_OR_RETURN(LayerWeights lw, load_layer_weights(config, layer_inputs));
     SP_RETURN_IF_ERROR(forward_layer(config, layer, lw, acts, device));
   } else {
+    // Dense statistics another job computed on the same weights and activations, or ours
+    // for the jobs that wait for them.
+    std::vector<uint8_t> collected;
+    DenseStatistics shared;
+    if (stats_in) {
+      if (stats_in->meta->dtype() != "F32") return absl::DataLossError("the shared dense statistics are not float32");
+      shared.given = stats_in->bytes;
+    }
+    if (lease.return_statistics() && !stats_in) shared.collected = &collected;
     SP_ASSIGN_OR_RETURN(CalibratedLayer cl, calibrate_layer(config, layer, layer_inputs, acts, settings.compress,
-                                                            sequential, backend, device));
+                                                            sequential, backend, device, shared));
     result = std::move(cl.result);
+    if (shared.collected)
+      statistics = {{TensorSpec{kDenseStatisticsTensor, DType::kF32, {static_cast<int64_t>(collected.size() / sizeof(float))}},
+                         std::move(collected)}};
   }
   if (lease.kind() == FORWARD_LAYER || (sequential && layer + 1 < config.num_layers)) {
     const DType wire = activations_dtype(lease.spec());
     result.groups.push_back({{TensorSpec{kActivationsTensor, wire, {acts.sequences, acts.tokens, acts.hidden}},
                               from_float32(acts.data, wire)}});
   }
+  if (!statistics.empty()) result.groups.push_back(std::move(statistics));
   return out;
 }
 

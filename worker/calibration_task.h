@@ -28,7 +28,8 @@ absl::StatusOr<JobSettings> lease_settings(const shardpress::v1::LeaseResponse& 
 
 struct CalibrationTaskResult {
   // The groups to upload: the layer's outputs (unless a forward task), then, where the
-  // next layer needs them, one group with the float32 `__activations__`.
+  // next layer needs them, one group with the `__activations__`, then, where the lease
+  // asked for them (return_statistics), one with the `__dense_statistics__`.
   ShardResult result;
   // EVAL_HEAD: the summed NLL over all sequences (in sequence order) and the predictions.
   double nll = 0;

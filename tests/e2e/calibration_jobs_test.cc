@@ -2,6 +2,7 @@
 // coordinator and worker processes: the output equals what the ops produce in one process
 // (`compress_model_local` with the same settings), also after a worker is killed in the
 // middle of a layer and after the coordinator is killed with layers done.
+#include "fmt/format.h"
 #include "jobs/job_plan.h"
 #include "ops/linalg.h"
 #include "jobs/job_yaml.h"
@@ -262,6 +263,49 @@ TEST_F(CalibrationCluster, BadCalibrationInputIsRefusedAtSubmit) {
   EXPECT_NE(r.err.find("outside the coordinator's allowed root"), std::string::npos) << r.err;
   auto list = cli({"list", "-o", "json"});
   EXPECT_EQ(json::parse(list.out)["jobs"].size(), 0u) << "nothing may be stored for a refused job";
+}
+
+// A sweep of four calibrated variants (Wanda and SparseGPT, each with RTN and GPTQ) on one
+// model: layer 0's dense pass runs once — one variant returns its statistics, the other
+// three take them — and every output is still byte-identical to what the ops produce for
+// that variant alone. The report says what was shared.
+TEST_F(CalibrationCluster, SweepRunsLayerZerosDensePassOnceAndEachOutputIsStillItsOwn) {
+  start_coordinator();
+  const std::string file = dir_ / "sh.yaml";
+  test::write_text(file, "name: sh\nbase:\n  model: " + (dir_ / "models/stories") + "\n  output: " + (dir_ / "out/sh") +
+                             "\n  prune: {sparsity: 0.3}\n  calibrate: {ids: " + (dir_ / "models/calib.ids.txt") +
+                             ", samples: 32}\naxes:\n  prune.method: [wanda, sparsegpt]\n  quantize.method: [rtn, gptq]\n");
+  // Submitted before any worker runs, so that every variant is there when layer 0 is leased.
+  auto submitted = cli({"sweep", file});
+  ASSERT_EQ(submitted.exit_code, 0) << submitted.out << submitted.err;
+  start_worker("a", "task=100");
+  start_worker("b", "task=100");
+  auto waited = cli({"sweep", file, "--wait"});
+  ASSERT_EQ(waited.exit_code, 0) << waited.out << waited.err;
+
+  int returned = 0, taken = 0;
+  for (const char* method : {"wanda", "sparsegpt"})
+    for (const char* quant : {"rtn", "gptq"}) {
+      const std::string label = std::string(method) + "-" + quant;
+      const std::string events = cli({"events", "sh." + label}).out;
+      for (size_t at = 0; (at = events.find("returns its dense calibration statistics for 3 other jobs", at)) !=
+                          std::string::npos;
+           ++at)
+        ++returned;
+      for (size_t at = 0; (at = events.find("takes the dense calibration statistics", at)) != std::string::npos; ++at)
+        ++taken;
+      EXPECT_EQ(events.find("layer.1: takes"), std::string::npos) << "later layers read each variant's own activations";
+      const std::string body = fmt::format("prune: {{method: {}, sparsity: 0.3}}\nquantize: {{method: {}}}", method, quant);
+      EXPECT_EQ(manifest_digests(dir_ / ("out/sh/" + label)), reference_for("sh." + label, body))
+          << label << ": output differs from what the ops produce for it alone";
+    }
+  EXPECT_EQ(returned, 1) << "one variant computes layer 0's dense statistics for the others";
+  EXPECT_EQ(taken, 3) << "the three others take them";
+  auto report = cli({"report", file});
+  EXPECT_EQ(report.exit_code, 0) << report.err;
+  EXPECT_NE(report.out.find("shared: 3 calibration tasks took the dense statistics another variant computed"),
+            std::string::npos)
+      << report.out;
 }
 
 }  // namespace

@@ -355,3 +355,60 @@ TEST(Wanda, ExactSparsityPerRowAndDifferentFromMagnitude) {
 
 }  // namespace
 }  // namespace sp
+
+namespace sp {
+namespace {
+
+// Dense statistics shared between jobs: the sums one job's dense pass collected, given to a
+// job with other settings, give exactly what that job computes alone (sequential: the next
+// layer's activations too); a wrong size and true-sequential are refused.
+TEST(DenseStatistics, TakenFromAnotherJobGiveTheSameBytesAsComputingThem) {
+  StoriesLayer L = stories_layer(0);
+  const ModelConfig& c = L.model.desc.config;
+  const Activations entering = embedded(L.model, "stories260k/text/calib.ids.txt", 8);
+  CompressSettings first;
+  first.quantize = Nf4Settings{64, true, DType::kBF16};
+  first.quant_method = QuantMethod::kGptq;
+  CompressSettings second;
+  second.prune = PruneSettings{PruneScope::kRow, 0.3, PruneMethod::kSparseGpt};
+  second.quantize = first.quantize;
+
+  std::vector<uint8_t> stats;
+  Activations a = entering;
+  auto produced = calibrate_layer(c, 0, L.inputs, a, first, true, nf4_best_backend(), {}, {std::nullopt, &stats});
+  ASSERT_TRUE(produced.ok()) << produced.status();
+  ASSERT_EQ(stats.size(), static_cast<size_t>(dense_statistics_size(c)) * sizeof(float));
+  Activations alone_first = entering;
+  auto first_alone = calibrate_layer(c, 0, L.inputs, alone_first, first, true);
+  ASSERT_TRUE(first_alone.ok());
+  EXPECT_EQ(a.data, alone_first.data) << "returning the statistics changes nothing";
+
+  for (bool sequential : {true, false}) {
+    Activations alone = entering, taking = entering;
+    auto computed = calibrate_layer(c, 0, L.inputs, alone, second, sequential);
+    auto took = calibrate_layer(c, 0, L.inputs, taking, second, sequential, nf4_best_backend(), {},
+                                {std::span<const uint8_t>(stats), nullptr});
+    ASSERT_TRUE(computed.ok() && took.ok()) << computed.status() << took.status();
+    ASSERT_EQ(computed->result.groups.size(), took->result.groups.size());
+    for (size_t k = 0; k < computed->result.groups.size(); ++k)
+      for (size_t t = 0; t < computed->result.groups[k].size(); ++t)
+        EXPECT_EQ(computed->result.groups[k][t].data, took->result.groups[k][t].data)
+            << computed->result.groups[k][t].spec.name << (sequential ? " sequential" : " pipelined");
+    if (sequential) EXPECT_EQ(alone.data, taking.data) << "the next layer's activations";
+  }
+
+  Activations x = entering;
+  const std::vector<uint8_t> short_stats(stats.begin(), stats.end() - 4);
+  auto bad = calibrate_layer(c, 0, L.inputs, x, second, true, nf4_best_backend(), {},
+                             {std::span<const uint8_t>(short_stats), nullptr});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(std::string(bad.status().message()).find("the shared statistics hold"), std::string::npos) << bad.status();
+  CompressSettings ts = first;
+  ts.gptq.true_sequential = true;
+  auto refused = calibrate_layer(c, 0, L.inputs, x, ts, true, nf4_best_backend(), {}, {std::nullopt, &stats});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(std::string(refused.status().message()).find("true_sequential"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace sp
