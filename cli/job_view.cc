@@ -84,6 +84,8 @@ std::string render_evaluation(const JobStatus& j) {
                         e.output_choices_job());
     if (e.original_choice_score().items() > 0 && e.choice_score().items() > 0)
       line += fmt::format(" | {:+.4f}", e.choice_score().acc() - e.original_choice_score().acc());
+    if (j.spec().evaluate().has_max_acc_decrease())
+      line += fmt::format(", gate -{:g}", j.spec().evaluate().max_acc_decrease());
     line += "\n";
   }
   return line;

@@ -165,13 +165,8 @@ void Coordinator::settle_evaluations_locked() {
       continue;
     } else {
       const auto& want = j.spec().evaluate();
-      GateVerdict v = judge_gate(perplexity_of(e.original()), perplexity_of(e.output()),
-                                 want.has_max_ppl_increase() ? std::optional(want.max_ppl_increase()) : std::nullopt);
-      if (want.ids().empty()) v.message.clear();
-      if (!want.choices().empty())
-        v.message += fmt::format("{}accuracy {:.4f} against the original's {:.4f} ({:+.4f}, {} items)",
-                                 v.message.empty() ? "" : "; ", e.output_choices().acc(), e.original_choices().acc(),
-                                 e.output_choices().acc() - e.original_choices().acc(), e.output_choices().items());
+      const GateVerdict v = judge_evaluation(j.spec().evaluate(), perplexity_of(e.original()),
+                                             perplexity_of(e.output()), e.original_choices(), e.output_choices());
       e.set_done(true);
       e.set_passed(v.passed);
       // The report beside the output first (rewritten if the commit below fails), so that

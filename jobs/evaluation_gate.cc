@@ -51,6 +51,12 @@ ChoiceScore choice_score(const ChoiceAccuracy& a) {
   return c;
 }
 
+namespace {
+
+constexpr char kFailed[] = "the output failed its evaluation gate: ";
+
+}  // namespace
+
 GateVerdict judge_gate(double original_ppl, double output_ppl, std::optional<double> max_increase) {
   const double increase = output_ppl - original_ppl;
   GateVerdict v;
@@ -60,8 +66,41 @@ GateVerdict judge_gate(double original_ppl, double output_ppl, std::optional<dou
                                           original_ppl, increase);
   v.message = !max_increase ? numbers
               : v.passed    ? fmt::format("{}, within the gate of +{:g}", numbers, *max_increase)
-                            : fmt::format("the output failed its evaluation gate: {}, over the allowed +{:g}", numbers,
-                                          *max_increase);
+                            : fmt::format("{}{}, over the allowed +{:g}", kFailed, numbers, *max_increase);
+  return v;
+}
+
+GateVerdict judge_accuracy_gate(const ChoiceScore& original, const ChoiceScore& output,
+                                std::optional<double> max_decrease) {
+  const double change = output.acc() - original.acc();
+  GateVerdict v;
+  v.passed = !max_decrease || (output.items() > 0 && std::isfinite(output.acc()) && -change <= *max_decrease + 1e-12);
+  const std::string numbers = fmt::format("accuracy {:.4f} against the original's {:.4f} ({:+.4f}, {} items)",
+                                          output.acc(), original.acc(), change, output.items());
+  v.message = !max_decrease ? numbers
+              : v.passed    ? fmt::format("{}, within the gate of -{:g}", numbers, *max_decrease)
+                            : fmt::format("{}{}, over the allowed -{:g}", kFailed, numbers, *max_decrease);
+  return v;
+}
+
+GateVerdict judge_evaluation(const EvaluateSpec& want, double original_ppl, double output_ppl,
+                             const ChoiceScore& original_acc, const ChoiceScore& output_acc) {
+  std::vector<GateVerdict> parts;
+  if (!want.ids().empty())
+    parts.push_back(judge_gate(original_ppl, output_ppl,
+                               want.has_max_ppl_increase() ? std::optional(want.max_ppl_increase()) : std::nullopt));
+  if (!want.choices().empty())
+    parts.push_back(judge_accuracy_gate(original_acc, output_acc,
+                                        want.has_max_acc_decrease() ? std::optional(want.max_acc_decrease())
+                                                                    : std::nullopt));
+  GateVerdict v;
+  std::vector<std::string> lines;
+  for (GateVerdict& p : parts) {
+    v.passed = v.passed && p.passed;
+    if (p.message.starts_with(kFailed)) p.message.erase(0, sizeof(kFailed) - 1);
+    lines.push_back(std::move(p.message));
+  }
+  v.message = fmt::format("{}{}", v.passed ? "" : kFailed, fmt::join(lines, "; "));
   return v;
 }
 
@@ -121,6 +160,10 @@ std::string evaluation_report_json(const JobRecord& job) {
     j["acc_stderr"] = e.output_choices().acc_stderr();
     j["original_acc_norm"] = e.original_choices().acc_norm();
     j["acc_norm"] = e.output_choices().acc_norm();
+    if (job.spec().evaluate().has_max_acc_decrease())
+      j["max_acc_decrease"] = job.spec().evaluate().max_acc_decrease();
+    else
+      j["max_acc_decrease"] = nullptr;
   }
   j["passed"] = e.passed();
   j["original_cached"] = e.original_cached();

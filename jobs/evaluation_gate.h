@@ -32,6 +32,15 @@ struct GateVerdict {
 // The output's perplexity against the original's, under `max_increase` (perplexity points;
 // none: no gate, always passed).
 GateVerdict judge_gate(double original_ppl, double output_ppl, std::optional<double> max_increase);
+// The output's multiple-choice accuracy against the original's, under `max_decrease`
+// (accuracy points, 0..1; none: no gate).
+GateVerdict judge_accuracy_gate(const shardpress::v1::ChoiceScore& original, const shardpress::v1::ChoiceScore& output,
+                                std::optional<double> max_decrease);
+// The whole evaluation as `want` asks for it: perplexity (when ids are given) and accuracy
+// (when choices are), each under its gate; passed when every gate holds, the message one
+// line with every number (prefixed "the output failed its evaluation gate: " when not).
+GateVerdict judge_evaluation(const shardpress::v1::EvaluateSpec& want, double original_ppl, double output_ppl,
+                             const shardpress::v1::ChoiceScore& original_acc, const shardpress::v1::ChoiceScore& output_acc);
 
 // The key an original model's evaluation is cached under: the digests of every model
 // tensor the job imported (its plan's non-auxiliary shards), the token ids' bytes, samples

@@ -114,6 +114,14 @@ absl::Status evaluate_settings(const shardpress::v1::EvaluateSpec& e, JobSetting
                              e.max_ppl_increase()));
     s.max_ppl_increase = e.max_ppl_increase();
   }
+  if (e.has_max_acc_decrease()) {
+    if (e.choices().empty()) return bad("'evaluate.max_acc_decrease' gates accuracy: it needs 'evaluate.choices'");
+    if (!std::isfinite(e.max_acc_decrease()) || e.max_acc_decrease() < 0 || e.max_acc_decrease() > 1)
+      return bad(fmt::format("'evaluate.max_acc_decrease' is {}; expected 0 to 1 (accuracy points under the original "
+                             "model's)",
+                             e.max_acc_decrease()));
+    s.max_acc_decrease = e.max_acc_decrease();
+  }
   s.evaluate = EvalSettings{e.ids(), e.choices(), e.samples(), e.seq_len()};
   return absl::OkStatus();
 }

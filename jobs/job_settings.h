@@ -63,6 +63,7 @@ struct JobSettings {
   // with a gate, it fails when the output's perplexity exceeds the original's by more.
   std::optional<EvalSettings> evaluate;
   std::optional<double> max_ppl_increase;
+  std::optional<double> max_acc_decrease;  // evaluate.max_acc_decrease (accuracy points)
   // quantize.format: gguf — compress.gguf holds the type or mix (compress.quantize is then
   // unset: no NF4); round to nearest may be weighted by llama.cpp's importance values, read
   // from a file (quantize.imatrix) or computed on calibrate.ids (compress.gguf_importance).

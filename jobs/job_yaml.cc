@@ -136,7 +136,7 @@ static absl::StatusOr<JobSpec> parse_job_yaml_unguarded(std::string_view text, s
     c->set_stage_memory(*sm);
   }
   if (const YAML::Node n = root["evaluate"]) {
-    SP_RETURN_IF_ERROR(check_keys(n, "evaluate", {"ids", "choices", "samples", "seq_len", "max_ppl_increase"}, label));
+    SP_RETURN_IF_ERROR(check_keys(n, "evaluate", {"ids", "choices", "samples", "seq_len", "max_ppl_increase", "max_acc_decrease"}, label));
     auto* e = spec.mutable_evaluate();
     auto field = [&](const char* key, auto current, auto set) {
       return read_field(n, "evaluate", key, current, set, label);
@@ -147,6 +147,9 @@ static absl::StatusOr<JobSpec> parse_job_yaml_unguarded(std::string_view text, s
     SP_RETURN_IF_ERROR(field("seq_len", e->seq_len(), [&](auto v) { e->set_seq_len(v); }));
     if (n["max_ppl_increase"]) {
       SP_RETURN_IF_ERROR(field("max_ppl_increase", 0.0, [&](auto v) { e->set_max_ppl_increase(v); }));
+    }
+    if (n["max_acc_decrease"]) {
+      SP_RETURN_IF_ERROR(field("max_acc_decrease", 0.0, [&](auto v) { e->set_max_acc_decrease(v); }));
     }
   }
   apply_dependent_defaults(spec, sparsity_given, act_order_given);

@@ -131,6 +131,53 @@ TEST_F(EvaluationCluster, KillCoordinatorMidEvaluationCancelResumeSameNumbers) {
 namespace sp {
 namespace {
 
+// evaluate.max_acc_decrease: the accuracy gate. Magnitude 40 % costs 1 of the first 16
+// stories items: a gate of 0.02 fails the job with every number (perplexity within its own
+// gate, accuracy over), a gate of 0.1 lets the same output pass.
+TEST_F(EvaluationCluster, AccuracyGateFailsWithEveryNumberAndPassesWhenLooser) {
+  start_coordinator();
+  start_worker("a");
+  start_worker("b");
+  ASSERT_EQ(std::system(("python3 " + std::string(SP_PROJECT_DIR) + "/scripts/make-stories-choices.py " +
+                         test::fixture("stories260k/text/eval.txt") + " > " + (dir_ / "models/choices.jsonl"))
+                            .c_str()),
+            0);
+  auto job = [&](const std::string& name, double gate) {
+    const std::string path = dir_ / (name + ".yaml");
+    test::write_text(path, "name: " + name + "\nmodel: " + (dir_ / "models/stories") + "\noutput: " +
+                               (dir_ / ("out/" + name)) + "\nprune: {method: magnitude, sparsity: 0.4}\nevaluate:\n  ids: " +
+                               (dir_ / "models/eval.ids.txt") + "\n  choices: " + (dir_ / "models/choices.jsonl") +
+                               fmt::format("\n  samples: 16\n  max_ppl_increase: 10\n  max_acc_decrease: {}\n", gate));
+    return path;
+  };
+  ASSERT_EQ(cli({"submit", job("strict", 0.02)}).exit_code, 0);
+  const json s = wait_for("strict", ended, 90'000);
+  ASSERT_EQ(s["state"], "FAILED") << s.dump();
+  auto acc = [&](const std::string& model) {
+    auto r = test::run_cli({"eval", model, "--choices", dir_ / "models/choices.jsonl", "--samples", "16", "-o", "json"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.exit_code == 0 ? json::parse(r.out)["acc"].get<double>() : -1.0;
+  };
+  const double original_acc = acc(dir_ / "models/stories"), output_acc = acc(dir_ / "out/strict");
+  const double original_ppl = local_perplexity(dir_ / "models/stories"), output_ppl = local_perplexity(dir_ / "out/strict");
+  ASSERT_LT(output_acc, original_acc - 0.02) << "the test needs an output that loses accuracy";
+  EXPECT_EQ(s["error"], fmt::format("the output failed its evaluation gate: perplexity {:.4f} against the original's "
+                                    "{:.4f} ({:+.4f}), within the gate of +10; accuracy {:.4f} against the "
+                                    "original's {:.4f} ({:+.4f}, 16 items), over the allowed -0.02",
+                                    output_ppl, original_ppl, output_ppl - original_ppl, output_acc, original_acc,
+                                    output_acc - original_acc));
+  const json report = json::parse(*read_file(dir_ / "out/strict/evaluation.json"));
+  EXPECT_EQ(report["passed"], false);
+  EXPECT_EQ(report["max_acc_decrease"], 0.02);
+  auto shown = cli({"status", "strict"});
+  EXPECT_NE(shown.out.find(", gate -0.02"), std::string::npos) << shown.out;
+
+  ASSERT_EQ(cli({"submit", job("loose", 0.1)}).exit_code, 0);
+  const json l = wait_for("loose", ended, 90'000);
+  EXPECT_EQ(l["state"], "SUCCEEDED") << l.dump();
+  EXPECT_DOUBLE_EQ(l["evaluation"]["choice_score"]["acc"].get<double>(), output_acc);
+}
+
 // A sweep of four variants, each evaluated: the coordinator is SIGKILLed with part of it
 // done, the sweep is cancelled and run again (resumed), and the report's numbers are what
 // `eval` says of each output; the original model is evaluated once for all four.

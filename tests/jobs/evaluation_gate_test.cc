@@ -46,6 +46,15 @@ TEST(EvaluateSpec, ParsedValidatedAndPartOfTheDigest) {
   auto choices = parse_job_yaml("model: m\noutput: o\nevaluate: {choices: c.jsonl, samples: 8}\n", "job.yaml");
   ASSERT_TRUE(choices.ok()) << choices.status();
   EXPECT_EQ(job_settings(*choices)->evaluate->choices, "c.jsonl");
+  auto acc_gate = parse_job_yaml("model: m\noutput: o\nevaluate: {choices: c.jsonl, max_acc_decrease: 0.02}\n", "job.yaml");
+  ASSERT_TRUE(acc_gate.ok()) << acc_gate.status();
+  EXPECT_EQ(job_settings(*acc_gate)->max_acc_decrease, 0.02);
+  EXPECT_NE(err("model: m\noutput: o\nevaluate: {ids: e.txt, max_acc_decrease: 0.1}\n")
+                .find("'evaluate.max_acc_decrease' gates accuracy: it needs 'evaluate.choices'"),
+            std::string::npos);
+  EXPECT_NE(err("model: m\noutput: o\nevaluate: {choices: c, max_acc_decrease: 1.5}\n")
+                .find("'evaluate.max_acc_decrease' is 1.5; expected 0 to 1"),
+            std::string::npos);
   EXPECT_NE(err("model: m\noutput: o\nevaluate: {ids: e, max_ppl_increase: -1}\n").find("'evaluate.max_ppl_increase' is -1"),
             std::string::npos);
   EXPECT_NE(err("model: m\noutput: o\nevaluate: {ids: e, max_ppl_increase: .nan}\n").find("'evaluate.max_ppl_increase'"),
@@ -84,6 +93,44 @@ TEST(EvaluationGate, VerdictAndMessage) {
   EXPECT_TRUE(judge_gate(4.7, 9.0, std::nullopt).passed) << "no gate: only recorded";
   EXPECT_FALSE(judge_gate(4.7, std::numeric_limits<double>::quiet_NaN(), 1e9).passed) << "a broken output never passes";
   EXPECT_FALSE(judge_gate(4.7, std::numeric_limits<double>::infinity(), 1e9).passed);
+}
+
+TEST(EvaluationGate, AccuracyGateAndBothTogether) {
+  ChoiceScore orig, out;
+  orig.set_items(101);
+  orig.set_acc(0.3564);
+  out.set_items(101);
+  out.set_acc(0.2871);
+  GateVerdict v = judge_accuracy_gate(orig, out, 0.1);
+  EXPECT_TRUE(v.passed);
+  EXPECT_EQ(v.message, "accuracy 0.2871 against the original's 0.3564 (-0.0693, 101 items), within the gate of -0.1");
+  v = judge_accuracy_gate(orig, out, 0.05);
+  EXPECT_FALSE(v.passed);
+  EXPECT_EQ(v.message, "the output failed its evaluation gate: accuracy 0.2871 against the original's 0.3564 (-0.0693, "
+                       "101 items), over the allowed -0.05");
+  EXPECT_TRUE(judge_accuracy_gate(orig, orig, 0).passed) << "the same accuracy passes a gate of 0";
+  EXPECT_TRUE(judge_accuracy_gate(orig, out, std::nullopt).passed) << "no gate: only recorded";
+  EXPECT_FALSE(judge_accuracy_gate(orig, ChoiceScore(), 1).passed) << "no items scored never passes";
+
+  EvaluateSpec want;
+  want.set_ids("e.txt");
+  want.set_choices("c.jsonl");
+  want.set_max_ppl_increase(0.3);
+  want.set_max_acc_decrease(0.05);
+  v = judge_evaluation(want, 4.7149, 4.9792, orig, out);
+  EXPECT_FALSE(v.passed) << "perplexity within its gate, accuracy not";
+  EXPECT_EQ(v.message,
+            "the output failed its evaluation gate: perplexity 4.9792 against the original's 4.7149 (+0.2643), within "
+            "the gate of +0.3; accuracy 0.2871 against the original's 0.3564 (-0.0693, 101 items), over the allowed "
+            "-0.05");
+  want.set_max_acc_decrease(0.1);
+  v = judge_evaluation(want, 4.7149, 4.9792, orig, out);
+  EXPECT_TRUE(v.passed);
+  want.clear_ids();
+  want.clear_max_ppl_increase();
+  EXPECT_EQ(judge_evaluation(want, 0, 0, orig, out).message,
+            "accuracy 0.2871 against the original's 0.3564 (-0.0693, 101 items), within the gate of -0.1")
+      << "no perplexity asked: none in the message";
 }
 
 TEST(EvaluationGate, CacheKeyFollowsWeightsAndText) {
