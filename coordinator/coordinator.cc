@@ -264,13 +264,19 @@ std::string Coordinator::metrics_text() {
     std::set<std::string> intermediate;
     for (const JobRecord* j : jobs_.in_order()) {
       in.jobs_by_state[job_state_name(j->state())]++;
+      if (j->started_ms() > 0)
+        in.jobs.push_back({j->id(), j->spec().name(), job_state_name(j->state()),
+                           ((j->finished_ms() > 0 ? j->finished_ms() : clock_.now_ms()) - j->started_ms()) / 1000.0});
       for (const auto* t : scheduler_.tasks_of(j->id())) in.tasks_by_state[task_state_word(t->state())]++;
       if (j->plan().activations_shape_size() == 0) continue;  // no activations in this job
       for (const auto& [digest, owner] : blob_owners(*j, scheduler_.tasks_of(j->id())))
         if (owner.find('/') != std::string::npos) intermediate.insert(digest);  // a task owns it
     }
     in.intermediate_blobs = intermediate.size();
-    for (const auto& [id, w] : workers_.all()) in.workers_alive += workers_.alive(w);
+    for (const auto& [id, w] : workers_.all()) {
+      in.workers_alive += workers_.alive(w);
+      in.workers.push_back({id, w.record.host(), workers_.alive(w)});
+    }
     in.workers_known = static_cast<int>(workers_.all().size());
   }
   if (auto census = blobs_->census(); census.ok()) std::tie(in.blobs, in.blob_bytes) = *census;

@@ -213,6 +213,7 @@ absl::Status Coordinator::complete(const CompleteRequest& r) {
         if (is_internal_tensor(t.name())) workers_.note_has(r.worker_id(), t.digest());
   });
   SP_RETURN_IF_ERROR(commit(c));
+  metrics_.tasks_completed++;
   cv_.notify_all();
   return absl::OkStatus();
 }

@@ -20,9 +20,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorRuntime>> CoordinatorRuntime::start(Ru
   SP_ASSIGN_OR_RETURN(r->server_, CoordinatorServer::start(r->core_.get(), r->options_.listen, r->options_.token,
                                                            credentials));
   if (!r->options_.metrics_listen.empty()) {
-    Coordinator* core = r->core_.get();
-    SP_ASSIGN_OR_RETURN(r->metrics_,
-                        MetricsServer::start(r->io_, r->options_.metrics_listen, [core] { return core->metrics_text(); }));
+    r->web_ = std::make_unique<WebApi>(*r->core_, WebOptions{r->options_.token, false});
+    SP_ASSIGN_OR_RETURN(r->metrics_, HttpServer::start(r->io_, r->options_.metrics_listen,
+                                                       [web = r->web_.get()](const HttpRequest& q) { return web->handle(q); }));
   }
   r->expiry_ = std::make_unique<boost::asio::steady_timer>(r->io_);
   r->arm_expiry();

@@ -1,5 +1,5 @@
 // A running coordinator: the core, its gRPC server, and an Asio io_context that runs the
-// lease-expiry timer, the metrics server and (optionally) SIGINT/SIGTERM handling. Used
+// lease-expiry timer, the HTTP server (status page, /metrics) and (optionally) SIGINT/SIGTERM handling. Used
 // by the `shardpress-coordinator` daemon and embedded by `shardpress local`.
 #pragma once
 
@@ -14,7 +14,8 @@
 #include "common/dir_lock.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/grpc_service.h"
-#include "coordinator/metrics_server.h"
+#include "coordinator/http_server.h"
+#include "coordinator/web_api.h"
 #include "proto/credentials.h"
 
 namespace sp {
@@ -22,7 +23,7 @@ namespace sp {
 struct RuntimeOptions {
   CoordinatorOptions core;
   std::string listen = "127.0.0.1:7070";
-  std::string metrics_listen;  // empty: no metrics endpoint
+  std::string metrics_listen;  // the HTTP endpoint: status page, its API, /metrics (empty: none)
   std::string token;           // required on every RPC when set
   TlsServerFiles tls;          // TLS / mutual TLS when set
   bool handle_signals = false;
@@ -57,7 +58,8 @@ class CoordinatorRuntime {
   boost::asio::io_context io_;
   std::unique_ptr<boost::asio::steady_timer> expiry_;
   std::unique_ptr<boost::asio::signal_set> signals_;
-  std::unique_ptr<MetricsServer> metrics_;
+  std::unique_ptr<WebApi> web_;  // what the HTTP endpoint serves
+  std::unique_ptr<HttpServer> metrics_;
   std::promise<int> signal_;
   std::thread io_thread_;
   bool stopped_ = false;

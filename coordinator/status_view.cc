@@ -170,6 +170,21 @@ std::string metrics_text(const MetricsInput& in, const CoordinatorMetrics& m) {
   family("shardpress_stale_results_total", "counter", "Results refused (lease lost).", {{"", m.stale_results.load()}});
   family("shardpress_auth_failures_total", "counter", "Calls refused for a missing or wrong token.",
          {{"", m.auth_failures.load()}});
+  family("shardpress_tasks_completed_total", "counter", "Task results accepted.", {{"", m.tasks_completed.load()}});
+  auto label = [](const std::string& v) {  // a label value, escaped as the exposition format says
+    std::string out;
+    for (char ch : v) out += ch == '\\' ? "\\\\" : ch == '"' ? "\\\"" : ch == '\n' ? "\\n" : std::string(1, ch);
+    return out;
+  };
+  std::vector<std::pair<std::string, uint64_t>> up;
+  for (const auto& w : in.workers)
+    up.push_back({fmt::format("{{worker=\"{}\",host=\"{}\"}}", label(w.id), label(w.host)), w.alive ? 1 : 0});
+  family("shardpress_worker_up", "gauge", "1 while a worker is seen, 0 once it is silent.", up);
+  out += "# HELP shardpress_job_duration_seconds A job's time from start to end (to now while it runs).\n"
+         "# TYPE shardpress_job_duration_seconds gauge\n";
+  for (const auto& j : in.jobs)
+    out += fmt::format("shardpress_job_duration_seconds{{job=\"{}\",name=\"{}\",state=\"{}\"}} {:.3f}\n", label(j.id),
+                       label(j.name), label(j.state), j.seconds);
   return out;
 }
 

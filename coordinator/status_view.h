@@ -20,6 +20,7 @@ struct CoordinatorMetrics {
   std::atomic<uint64_t> stale_results{0};
   std::atomic<uint64_t> auth_failures{0};
   std::atomic<uint64_t> blobs_deleted{0};
+  std::atomic<uint64_t> tasks_completed{0};
 };
 
 // A job's status. `phase`: what the runner says it is doing ("importing 3/9"), if anything.
@@ -37,6 +38,16 @@ struct MetricsInput {
   size_t blobs = 0;
   uint64_t blob_bytes = 0;
   size_t intermediate_blobs = 0;  // activations kept for tasks that have not read them yet
+  struct WorkerUp {
+    std::string id, host;
+    bool alive = false;
+  };
+  std::vector<WorkerUp> workers;
+  struct JobTime {
+    std::string id, name, state;
+    double seconds = 0;  // started to finished (or to now while it runs)
+  };
+  std::vector<JobTime> jobs;  // those that have started
 };
 // Prometheus text exposition.
 std::string metrics_text(const MetricsInput& in, const CoordinatorMetrics& counters);

@@ -20,6 +20,9 @@ PACKAGES=(
   libspdlog-dev libfmt-dev
   python3 time bc openssl
   clang libclang-rt-14-dev
+  chromium chromium-driver     # the status page's browser test (headless)
+  systemd                      # systemd-analyze verify of deploy/systemd
+  slurm-wlm munge              # the Slurm test: a one-node cluster on 127.0.0.1
 )
 
 missing=()

@@ -1,0 +1,188 @@
+// The status page in a real browser: a coordinator with a token and two workers on
+// 127.0.0.1 run a job while headless Chromium (Debian's chromium + chromium-driver, driven
+// by tests/e2e/browser.py) signs in and reads the rendered page: the job and its progress
+// advancing, the workers, a task whose worker was killed with its lease's error, the event
+// log. A missing or wrong token gets the login form and no data. The screenshot is saved
+// where the test log says.
+#include <cstdio>
+#include <regex>
+#include <set>
+
+#include "fmt/format.h"
+#include "tests/e2e/cluster.h"
+
+namespace sp {
+namespace {
+
+class StatusPageCluster : public Cluster {
+ protected:
+  // Runs the browser on `url`; skips the test (with Chromium's reason) where it cannot start.
+  json browse(const std::string& url, const std::vector<std::string>& args) {
+    auto quoted = [](const std::string& s) {  // one shell word
+      std::string q = "'";
+      for (char ch : s) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+      return q + "'";
+    };
+    std::string cmd = "python3 " + quoted(std::string(SP_PROJECT_DIR) + "/tests/e2e/browser.py") + " " + quoted(url);
+    for (const auto& a : args) cmd += " " + quoted(a);
+    cmd += " 2>&1";
+    std::string out;
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p) return json();
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    const int rc = pclose(p);
+    if (WEXITSTATUS(rc) == 3) {
+      skip_reason_ = out;
+      return json();
+    }
+    EXPECT_EQ(WEXITSTATUS(rc), 0) << out;
+    auto j = json::parse(out, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << out;
+    return j.is_discarded() ? json() : j;
+  }
+  // The HTTP status of GET `path` with an optional bearer token (Python's urllib).
+  int http_status(const std::string& url, const std::string& token = "") {
+    const std::string cmd =
+        "python3 -c 'import sys, urllib.request as u\n"
+        "r = u.Request(sys.argv[1])\n"
+        "if sys.argv[2]: r.add_header(\"Authorization\", \"Bearer \" + sys.argv[2])\n"
+        "try: print(u.urlopen(r, timeout=10).status)\n"
+        "except u.HTTPError as e: print(e.code)' '" + url + "' '" + token + "'";
+    FILE* p = popen(cmd.c_str(), "r");
+    char buf[64] = {0};
+    if (p) {
+      (void)!fgets(buf, sizeof buf, p);
+      pclose(p);
+    }
+    return std::atoi(buf);
+  }
+  // The body of GET `url` (Python's urllib).
+  std::string http_body(const std::string& url) {
+    const std::string cmd = "python3 -c 'import sys, urllib.request as u; sys.stdout.write(u.urlopen(sys.argv[1], "
+                            "timeout=10).read().decode())' '" + url + "'";
+    std::string out;
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p) return out;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    pclose(p);
+    return out;
+  }
+  std::string skip_reason_;
+};
+
+// deploy/grafana/shardpress.json queries only metrics a running coordinator exports, each
+// with samples once a job has run on a worker.
+TEST_F(StatusPageCluster, GrafanaDashboardQueriesOnlyMetricsTheCoordinatorExports) {
+  start_coordinator();
+  start_worker("a");
+  ASSERT_EQ(cli({"submit", write_job("g"), "--wait"}).exit_code, 0);
+  auto maddr = read_file(dir_ / "state/metrics.addr");
+  ASSERT_TRUE(maddr.ok());
+  const std::string metrics = http_body("http://" + maddr->substr(0, maddr->find('\n')) + "/metrics");
+  ASSERT_NE(metrics.find("# TYPE shardpress_tasks gauge"), std::string::npos) << metrics;
+
+  auto text = read_file(std::string(SP_PROJECT_DIR) + "/deploy/grafana/shardpress.json");
+  ASSERT_TRUE(text.ok());
+  const json dash = json::parse(*text);
+  EXPECT_EQ(dash["uid"], "shardpress");
+  std::set<std::string> queried;
+  const std::regex name("shardpress_[a-z_]+");
+  for (const auto& panel : dash["panels"]) {
+    ASSERT_FALSE(panel["targets"].empty()) << panel["title"];
+    for (const auto& t : panel["targets"]) {
+      const std::string expr = t["expr"];
+      for (auto it = std::sregex_iterator(expr.begin(), expr.end(), name); it != std::sregex_iterator(); ++it)
+        queried.insert(it->str());
+    }
+  }
+  EXPECT_GE(queried.size(), 12u);
+  for (const auto& m : queried) {
+    EXPECT_NE(metrics.find("# TYPE " + m + " "), std::string::npos) << m << " is not exported";
+    EXPECT_TRUE(metrics.find("\n" + m + " ") != std::string::npos || metrics.find("\n" + m + "{") != std::string::npos)
+        << m << " has no sample";
+  }
+  EXPECT_NE(metrics.find("shardpress_tasks_completed_total 5"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("shardpress_job_duration_seconds{job=\"job-0001\",name=\"g\",state=\"succeeded\"}"),
+            std::string::npos)
+      << metrics;
+}
+
+TEST_F(StatusPageCluster, SignedInChromiumShowsProgressWorkersAndAKilledTasksError) {
+  const std::string token = "7d41c0e29b3a85f6e1c4d7a09b2e5f38";
+  test::write_text(dir_ / "token", token + "\n");
+  // Every `shardpress` the fixture runs (status, wait_for) carries it.
+  setenv("SHARDPRESS_TOKEN_FILE", (dir_ / "token").c_str(), 1);
+  struct Unset {
+    ~Unset() { unsetenv("SHARDPRESS_TOKEN_FILE"); }
+  } unset;
+  start_coordinator("", {"--token-file", dir_ / "token"});
+  auto maddr = read_file(dir_ / "state/metrics.addr");
+  ASSERT_TRUE(maddr.ok());
+  const std::string page = "http://" + maddr->substr(0, maddr->find('\n')) + "/";
+
+  // No token, a wrong one: the login form and no data.
+  EXPECT_EQ(http_status(page + "api/jobs"), 401);
+  EXPECT_EQ(http_status(page + "api/jobs", "wrong-token-wrong-token"), 401);
+  EXPECT_EQ(http_status(page + "api/jobs", token), 200);
+  json anonymous = browse(page, {"--wait", "needs its token", "--timeout", "20"});
+  if (!skip_reason_.empty()) GTEST_SKIP() << "Chromium cannot start here: " << skip_reason_;
+  EXPECT_TRUE(anonymous.value("ok", false)) << anonymous.dump();
+  json wrong = browse(page, {"--token", "not-the-token-at-all", "--wait", "That is not this coordinator's token",
+                             "--timeout", "20"});
+  EXPECT_TRUE(wrong.value("ok", false)) << wrong.dump();
+  EXPECT_EQ(wrong.value("text", "").find("Workers"), std::string::npos) << "no data without the token";
+
+  // A job on a slow worker, which is killed holding a task; another worker finishes it.
+  test::Process* a = start_worker("a", "task=1500", false, {"--token-file", dir_ / "token"});
+  ASSERT_EQ(cli({"--token-file", dir_ / "token", "submit", write_job("page")}).exit_code, 0);
+  auto leased = [&] {
+    for (int i = 0; i < 400; ++i) {
+      auto r = cli({"--token-file", dir_ / "token", "status", "page", "-o", "json"});
+      EXPECT_EQ(r.exit_code, 0) << r.err;
+      if (r.exit_code != 0) return false;
+      const json s = json::parse(r.out);  // a local: a range-for over a temporary's member dangles
+      for (const auto& t : s["tasks"])
+        if (t["state"] == "LEASED") return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    return false;
+  };
+  ASSERT_TRUE(leased());
+  a->kill(SIGKILL);
+  a->wait();
+  start_worker("b", "task=400", false, {"--token-file", dir_ / "token"});
+
+  // Signed in while the job runs: its row, progress not yet complete, the workers, the
+  // killed worker's expired lease in the task grid.
+  json during = browse(page, {"--token", token, "--wait", "page", "--wait", "expired (attempt 1)", "--wait", "alive",
+                              "--eval", "document.querySelector('tr[data-job=\"page\"] .bar').dataset.done",
+                              "--eval", "document.querySelector('tr[data-job=\"page\"] .bar').dataset.total",
+                              "--eval", "document.querySelectorAll('#workers tbody tr').length",
+                              "--eval", "document.querySelectorAll('#tasks tbody tr').length",
+                              "--timeout", "30"});
+  ASSERT_TRUE(during.value("ok", false)) << during.dump();
+  const int done_then = std::stoi(during["evals"][0].get<std::string>());
+  const int total = std::stoi(during["evals"][1].get<std::string>());
+  EXPECT_GT(total, 0);
+  EXPECT_LT(done_then, total) << "the job had not finished when the page was read";
+  EXPECT_EQ(during["evals"][2], 2) << "both workers (the killed one silent)";
+  EXPECT_EQ(during["evals"][3], total) << "one row per task";
+  EXPECT_NE(during["text"].get<std::string>().find("leased to worker"), std::string::npos) << "the event log";
+
+  // Later: the progress has advanced to the end, the job succeeded; the screenshot stays.
+  wait_for("page", succeeded, 60'000);
+  const std::string shot = test::bin_dir() + "/../status-page.png";
+  json after = browse(page, {"--token", token, "--wait", "SUCCEEDED", "--screenshot", shot, "--eval",
+                             "document.querySelector('tr[data-job=\"page\"] .bar').dataset.done", "--timeout", "30"});
+  ASSERT_TRUE(after.value("ok", false)) << after.dump();
+  EXPECT_EQ(std::stoi(after["evals"][0].get<std::string>()), total) << "progress advanced to every task";
+  EXPECT_GT(fs::file_size(shot), 10'000u);
+  std::fprintf(stderr, "status page screenshot: %s\n", fs::canonical(shot).c_str());
+}
+
+}  // namespace
+}  // namespace sp
