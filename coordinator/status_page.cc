@@ -53,6 +53,7 @@ function bytes(n) {
 }
 function duration(ms) {
   if (!(ms >= 0)) return "";
+  if (ms < 10000) return (ms / 1000).toFixed(1) + " s";
   const s = Math.round(ms / 1000);
   if (s < 60) return s + " s";
   if (s < 3600) return Math.floor(s / 60) + " min " + (s % 60) + " s";
@@ -160,7 +161,7 @@ function plot(rows, front) {
   if (rows.length === 0) return svg;
   const xs = rows.map(r => r.bytes), ys = rows.map(r => r.ppl);
   const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
-  const X = v => L + (x1 > x0 ? (v - x0) / (x1 - x0) : 0.5) * (W - L - 20);
+  const X = v => L + (x1 > x0 ? (v - x0) / (x1 - x0) : 0.5) * (W - L - 110);  // room for labels
   const Y = v => H - B - (y1 > y0 ? (v - y0) / (y1 - y0) : 0.5) * (H - B - 20);
   const add = (tag, attrs, text) => {
     const e = document.createElementNS(NS, tag);
@@ -173,7 +174,7 @@ function plot(rows, front) {
   add("text", {x: W / 2, y: H - 8, "text-anchor": "middle"}, "bytes on disk");
   add("text", {x: 12, y: H / 2, transform: "rotate(-90 12 " + H / 2 + ")", "text-anchor": "middle"}, "perplexity");
   add("text", {x: L, y: H - B + 14, "text-anchor": "middle"}, bytes(x0));
-  add("text", {x: W - 20, y: H - B + 14, "text-anchor": "end"}, bytes(x1));
+  add("text", {x: X(x1), y: H - B + 14, "text-anchor": "middle"}, bytes(x1));
   add("text", {x: L - 4, y: H - B, "text-anchor": "end"}, y0.toFixed(2));
   add("text", {x: L - 4, y: 20, "text-anchor": "end"}, y1.toFixed(2));
   const f = rows.filter(r => front.has(r)).sort((a, b) => a.bytes - b.bytes);
@@ -190,9 +191,10 @@ async function refresh() {
     const [jobs, workers] = await Promise.all([get("/api/jobs"), get("/api/workers")]);
     const list = jobs.jobs || [];
     if (list.length) nowMs = list[0].now_ms;
-    if (!selected && list.length) {
-      const running = list.filter(j => j.state === "RUNNING" || j.state === "EVALUATING" || j.state === "ASSEMBLING");
-      selected = (running.length ? running[0] : list[list.length - 1]).spec.name;
+    if (!selected && list.length) {  // the first job still at work, else the latest (evaluation jobs last)
+      const own = list.filter(j => !j.evaluates), pool = own.length ? own : list;
+      const running = pool.filter(j => j.state === "RUNNING" || j.state === "EVALUATING" || j.state === "ASSEMBLING");
+      selected = (running.length ? running[0] : pool[pool.length - 1]).spec.name;
     }
     renderJobs(list);
     renderWorkers(workers.workers || []);

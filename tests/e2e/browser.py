@@ -55,7 +55,7 @@ def main():
         caps = {"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
             "binary": a.chromium,
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1280,1100", f"--user-data-dir={profile}"]}}}}
+                     "--window-size=1280,1900", f"--user-data-dir={profile}"]}}}}
         try:
             session = call(base, "POST", "/session", caps)["sessionId"]
         except Exception as e:

@@ -173,13 +173,28 @@ TEST_F(StatusPageCluster, SignedInChromiumShowsProgressWorkersAndAKilledTasksErr
   EXPECT_EQ(during["evals"][3], total) << "one row per task";
   EXPECT_NE(during["text"].get<std::string>().find("leased to worker"), std::string::npos) << "the event log";
 
-  // Later: the progress has advanced to the end, the job succeeded; the screenshot stays.
+  // Later: the progress has advanced to the end, the job succeeded; a sweep's two variants
+  // (jobs named sw.*, evaluated) are a table and a plot; the screenshot stays.
   wait_for("page", succeeded, 60'000);
+  fs::copy_file(test::fixture("stories260k/text/eval.ids.txt"), dir_ / "models/eval.ids.txt");
+  for (const char* v : {"sw.nf4", "sw.pruned"}) {
+    const std::string path = dir_ / (std::string(v) + ".yaml");
+    test::write_text(path, "name: " + std::string(v) + "\nmodel: " + (dir_ / "models/stories") + "\noutput: " +
+                               (dir_ / ("out/" + std::string(v))) +
+                               (std::string(v) == "sw.pruned" ? "\nprune: {method: magnitude, sparsity: 0.3}" : "") +
+                               "\nevaluate: {ids: " + (dir_ / "models/eval.ids.txt") + ", samples: 4}\n");
+    ASSERT_EQ(cli({"submit", path, "--wait"}).exit_code, 0) << v;
+  }
   const std::string shot = test::bin_dir() + "/../status-page.png";
-  json after = browse(page, {"--token", token, "--wait", "SUCCEEDED", "--screenshot", shot, "--eval",
-                             "document.querySelector('tr[data-job=\"page\"] .bar').dataset.done", "--timeout", "30"});
+  json after = browse(page, {"--token", token, "--wait", "SUCCEEDED", "--wait", "Sweeps", "--wait", "pruned",
+                             "--screenshot", shot, "--eval",
+                             "document.querySelector('tr[data-job=\"page\"] .bar').dataset.done", "--eval",
+                             "document.querySelectorAll('table[data-sweep=\"sw\"] tbody tr').length", "--eval",
+                             "document.querySelectorAll('svg.sweep-plot circle').length", "--timeout", "30"});
   ASSERT_TRUE(after.value("ok", false)) << after.dump();
   EXPECT_EQ(std::stoi(after["evals"][0].get<std::string>()), total) << "progress advanced to every task";
+  EXPECT_EQ(after["evals"][1], 2) << "the sweep's two variants";
+  EXPECT_EQ(after["evals"][2], 2) << "a point per evaluated variant";
   EXPECT_GT(fs::file_size(shot), 10'000u);
   std::fprintf(stderr, "status page screenshot: %s\n", fs::canonical(shot).c_str());
 }
