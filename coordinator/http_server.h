@@ -12,6 +12,11 @@
 #include <string>
 
 #include "common/status.h"
+#include "proto/credentials.h"
+
+namespace boost::asio::ssl {
+class context;
+}
 
 namespace sp {
 
@@ -34,16 +39,21 @@ using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 
 class HttpServer {
  public:
-  // Binds "HOST:PORT" (port 0 picks one) and starts accepting on `io`.
+  // Binds "HOST:PORT" (port 0 picks one) and starts accepting on `io`: HTTPS with `tls`'s
+  // certificate and key when it has them (and client certificates required when it has
+  // a client CA, as for the RPCs), else plain HTTP.
   static absl::StatusOr<std::unique_ptr<HttpServer>> start(boost::asio::io_context& io, const std::string& listen,
-                                                           HttpHandler handler);
+                                                           HttpHandler handler, const TlsServerFiles& tls = {});
+  ~HttpServer();
   std::string address() const;
+  bool tls() const { return tls_ != nullptr; }
 
  private:
-  HttpServer(boost::asio::io_context& io, HttpHandler handler) : acceptor_(io), handler_(std::move(handler)) {}
+  HttpServer(boost::asio::io_context& io, HttpHandler handler);
   void accept();
   boost::asio::ip::tcp::acceptor acceptor_;
   HttpHandler handler_;
+  std::unique_ptr<boost::asio::ssl::context> tls_;
 };
 
 }  // namespace sp

@@ -20,9 +20,12 @@ absl::StatusOr<std::unique_ptr<CoordinatorRuntime>> CoordinatorRuntime::start(Ru
   SP_ASSIGN_OR_RETURN(r->server_, CoordinatorServer::start(r->core_.get(), r->options_.listen, r->options_.token,
                                                            credentials));
   if (!r->options_.metrics_listen.empty()) {
-    r->web_ = std::make_unique<WebApi>(*r->core_, WebOptions{r->options_.token, false});
-    SP_ASSIGN_OR_RETURN(r->metrics_, HttpServer::start(r->io_, r->options_.metrics_listen,
-                                                       [web = r->web_.get()](const HttpRequest& q) { return web->handle(q); }));
+    // HTTPS with the coordinator's own certificate when it has one (the cookie then Secure).
+    r->web_ = std::make_unique<WebApi>(*r->core_, WebOptions{r->options_.token, !r->options_.tls.cert.empty()});
+    SP_ASSIGN_OR_RETURN(r->metrics_,
+                        HttpServer::start(r->io_, r->options_.metrics_listen,
+                                          [web = r->web_.get()](const HttpRequest& q) { return web->handle(q); },
+                                          r->options_.tls));
   }
   r->expiry_ = std::make_unique<boost::asio::steady_timer>(r->io_);
   r->arm_expiry();

@@ -10,7 +10,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librocksdb-dev
   libyaml-cpp-dev
-  libboost-dev libboost-system-dev
+  libboost-dev libboost-system-dev libssl-dev
   libgtest-dev libgmock-dev
   libbenchmark-dev
   nlohmann-json3-dev

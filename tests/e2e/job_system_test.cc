@@ -308,23 +308,6 @@ TEST_F(Cluster, ListeningBeyondLoopbackNeedsATokenOrInsecure) {
   EXPECT_EQ(insecure.wait(10'000), 0);
 }
 
-// Throw-away certificates: a CA, a coordinator certificate for 127.0.0.1, a client
-// certificate, and an unrelated CA.
-void make_certificates(const std::string& dir) {
-  const std::string script = "set -e; cd '" + dir + "'\n"
-      "key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out \"$1\" 2>/dev/null; }\n"
-      "key ca.key; openssl req -x509 -new -key ca.key -out ca.pem -days 1 -subj /CN=test-ca 2>/dev/null\n"
-      "key other.key; openssl req -x509 -new -key other.key -out other.pem -days 1 -subj /CN=other-ca 2>/dev/null\n"
-      "key server.key; openssl req -new -key server.key -out server.csr -subj /CN=127.0.0.1 2>/dev/null\n"
-      "printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext\n"
-      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1 "
-      "-extfile san.ext 2>/dev/null\n"
-      "key client.key; openssl req -new -key client.key -out client.csr -subj /CN=worker 2>/dev/null\n"
-      "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 1 2>/dev/null\n";
-  test::write_text(dir + "/make.sh", script);
-  ASSERT_EQ(std::system(("bash '" + dir + "/make.sh'").c_str()), 0) << "openssl failed";
-}
-
 TEST_F(Cluster, TlsPlainAndWrongCaConnectionsFail) {
   make_certificates(dir_.path());
   start_coordinator("", {"--tls-cert", dir_ / "server.pem", "--tls-key", dir_ / "server.key"});

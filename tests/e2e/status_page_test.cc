@@ -49,7 +49,8 @@ class StatusPageCluster : public Cluster {
         "r = u.Request(sys.argv[1])\n"
         "if sys.argv[2]: r.add_header(\"Authorization\", \"Bearer \" + sys.argv[2])\n"
         "try: print(u.urlopen(r, timeout=10).status)\n"
-        "except u.HTTPError as e: print(e.code)' '" + url + "' '" + token + "'";
+        "except u.HTTPError as e: print(e.code)\n"
+        "except Exception: print(0)' '" + url + "' '" + token + "'";
     FILE* p = popen(cmd.c_str(), "r");
     char buf[64] = {0};
     if (p) {
@@ -197,6 +198,51 @@ TEST_F(StatusPageCluster, SignedInChromiumShowsProgressWorkersAndAKilledTasksErr
   EXPECT_EQ(after["evals"][2], 2) << "a point per evaluated variant";
   EXPECT_GT(fs::file_size(shot), 10'000u);
   std::fprintf(stderr, "status page screenshot: %s\n", fs::canonical(shot).c_str());
+}
+
+// With TLS, the page, its API and /metrics are HTTPS with the coordinator's own
+// certificate; plain HTTP gets nothing, the sign-in cookie is Secure, the API still wants
+// the token.
+TEST_F(StatusPageCluster, WithTlsThePageIsHttpsAndItsCookieSecure) {
+  make_certificates(dir_.path());
+  const std::string token = "0b5e9c2d7a41f8e36c1d0a9b8e7f6a52";
+  test::write_text(dir_ / "token", token + "\n");
+  start_coordinator("", {"--tls-cert", dir_ / "server.pem", "--tls-key", dir_ / "server.key", "--token-file",
+                         dir_ / "token"});
+  auto maddr = read_file(dir_ / "state/metrics.addr");
+  ASSERT_TRUE(maddr.ok());
+  const std::string host = maddr->substr(0, maddr->find('\n'));
+  // status code and Set-Cookie of one request, through Python's ssl with our CA.
+  auto request = [&](const std::string& url, const std::string& method, const std::string& body,
+                     const std::string& bearer) {
+    const std::string cmd =
+        "python3 -c 'import sys, ssl, urllib.request as u\n"
+        "class NoRedirect(u.HTTPRedirectHandler):\n"
+        "  def redirect_request(self, *a): return None\n"
+        "ctx = ssl.create_default_context(cafile=sys.argv[2])\n"
+        "r = u.Request(sys.argv[1], method=sys.argv[3], data=sys.argv[4].encode() if sys.argv[4] else None)\n"
+        "if sys.argv[5]: r.add_header(\"Authorization\", \"Bearer \" + sys.argv[5])\n"
+        "o = u.build_opener(u.HTTPSHandler(context=ctx), NoRedirect)\n"
+        "try:\n"
+        "  x = o.open(r, timeout=10); print(x.status, x.headers.get(\"Set-Cookie\", \"\"))\n"
+        "except u.HTTPError as e: print(e.code, e.headers.get(\"Set-Cookie\", \"\"))\n"
+        "except Exception as e: print(0, type(e).__name__)' '" +
+        url + "' '" + (dir_ / "ca.pem") + "' " + method + " '" + body + "' '" + bearer + "'";
+    std::string out;
+    FILE* p = popen(cmd.c_str(), "r");
+    char buf[1024];
+    size_t n;
+    while (p && (n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    if (p) pclose(p);
+    return out;
+  };
+  EXPECT_EQ(request("https://" + host + "/metrics", "GET", "", "").rfind("200 ", 0), 0u);
+  EXPECT_EQ(request("https://" + host + "/api/jobs", "GET", "", "").rfind("401 ", 0), 0u);
+  EXPECT_EQ(request("https://" + host + "/api/jobs", "GET", "", token).rfind("200 ", 0), 0u);
+  const std::string login = request("https://" + host + "/login", "POST", "token=" + token, "");
+  EXPECT_EQ(login.rfind("303 ", 0), 0u) << login;
+  EXPECT_NE(login.find("HttpOnly; SameSite=Strict; Secure"), std::string::npos) << login;
+  EXPECT_EQ(http_status("http://" + host + "/metrics"), 0) << "plain HTTP to the TLS endpoint gets nothing";
 }
 
 }  // namespace
