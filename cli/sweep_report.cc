@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "common/byte_size.h"
+#include "common/xml_escape.h"
 #include "fmt/format.h"
 #include "nlohmann/json.hpp"
 
@@ -17,20 +18,6 @@ std::string settings_text(const ReportRow& r) {
   std::string s;
   for (const auto& [k, v] : r.settings) s += (s.empty() ? "" : " ") + k + "=" + v;
   return s;
-}
-
-std::string xml_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
-    }
-  }
-  return out;
 }
 
 std::string csv_field(const std::string& s) {

@@ -1,6 +1,7 @@
 #include "coordinator/web_api.h"
 
 #include "common/token.h"
+#include "common/xml_escape.h"
 #include "coordinator/coordinator.h"
 #include "fmt/format.h"
 #include "proto/json.h"
@@ -70,20 +71,6 @@ std::string cookie_value(const std::string& header, const std::string& name) {
   return "";
 }
 
-std::string html_escape(const std::string& s) {
-  std::string out;
-  for (char ch : s) {
-    switch (ch) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += ch;
-    }
-  }
-  return out;
-}
-
 }  // namespace
 
 std::string login_page_html(const std::string& message) {
@@ -98,7 +85,7 @@ input{{font:inherit;padding:.3em;width:100%;box-sizing:border-box;margin:.4em 0}
 <form method="post" action="/login"><label>Token <input type="password" name="token" id="token" autocomplete="current-password"></label>
 <input type="submit" value="Sign in" id="sign-in"></form></body></html>
 )",
-                     html_escape(message));
+                     xml_escape(message));
 }
 
 bool WebApi::signed_in(const HttpRequest& r) const {
