@@ -58,6 +58,14 @@ std::string form_value(const std::string& body, const std::string& key) {
   return "";
 }
 
+// What the cookie carries: the token in hex, so that any token (spaces, ';', quotes) is a
+// valid cookie value.
+std::string cookie_form(std::string_view token) {
+  std::string out;
+  for (unsigned char c : token) out += fmt::format("{:02x}", c);
+  return out;
+}
+
 // The value of cookie `name` in a Cookie header.
 std::string cookie_value(const std::string& header, const std::string& name) {
   size_t at = 0;
@@ -90,9 +98,9 @@ input{{font:inherit;padding:.3em;width:100%;box-sizing:border-box;margin:.4em 0}
 
 bool WebApi::signed_in(const HttpRequest& r) const {
   if (options_.token.empty()) return true;
-  const std::string presented = r.authorization.rfind("Bearer ", 0) == 0 ? r.authorization.substr(7)
-                                                                           : cookie_value(r.cookie, kCookieName);
-  return !presented.empty() && constant_time_equal(presented, options_.token);
+  if (r.authorization.rfind("Bearer ", 0) == 0) return constant_time_equal(r.authorization.substr(7), options_.token);
+  const std::string cookie = cookie_value(r.cookie, kCookieName);
+  return !cookie.empty() && constant_time_equal(cookie, cookie_form(options_.token));
 }
 
 HttpResponse WebApi::handle(const HttpRequest& r) const {
@@ -104,8 +112,8 @@ HttpResponse WebApi::handle(const HttpRequest& r) const {
     if (options_.token.empty() || (!token.empty() && constant_time_equal(token, options_.token))) {
       HttpResponse ok{303, kHtml, "", {{"Location", "/"}}};
       if (!options_.token.empty())
-        ok.headers["Set-Cookie"] = fmt::format("{}={}; Path=/; HttpOnly; SameSite=Strict{}", kCookieName, token,
-                                               options_.secure_cookie ? "; Secure" : "");
+        ok.headers["Set-Cookie"] = fmt::format("{}={}; Path=/; HttpOnly; SameSite=Strict{}", kCookieName,
+                                               cookie_form(token), options_.secure_cookie ? "; Secure" : "");
       return ok;
     }
     return {401, kHtml, login_page_html("That is not this coordinator's token."), {}};
