@@ -39,9 +39,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorRuntime>> CoordinatorRuntime::start(Ru
   r->core_->start();
   r->data_dir_lock_.describe(r->options_.owner + ", listening on " + r->address());
   const std::filesystem::path data(r->options_.core.data_dir);
-  SP_RETURN_IF_ERROR(write_file_atomic((data / "coordinator.addr").string(), r->address() + "\n"));
+  // coordinator.addr last: scripts and tests wait for it, then read the other.
   if (r->metrics_)
     SP_RETURN_IF_ERROR(write_file_atomic((data / "metrics.addr").string(), r->metrics_address() + "\n"));
+  SP_RETURN_IF_ERROR(write_file_atomic((data / "coordinator.addr").string(), r->address() + "\n"));
   return r;
 }
 

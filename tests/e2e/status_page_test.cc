@@ -155,11 +155,9 @@ TEST_F(StatusPageCluster, SignedInChromiumShowsProgressWorkersAndAKilledTasksErr
   ASSERT_TRUE(leased());
   a->kill(SIGKILL);
   a->wait();
-  start_worker("b", "task=400", false, {"--token-file", dir_ / "token"});
-
-  // Signed in while the job runs: its row, progress not yet complete, the workers, the
-  // killed worker's expired lease in the task grid.
-  json during = browse(page, {"--token", token, "--wait", "page", "--wait", "expired (attempt 1)", "--wait", "alive",
+  // Signed in while the job waits (no worker left): its row, progress short of the end,
+  // the killed worker silent, its expired leases in the task grid, the event log.
+  json during = browse(page, {"--token", token, "--wait", "page", "--wait", "expired (attempt 1)", "--wait", "silent",
                               "--eval", "document.querySelector('tr[data-job=\"page\"] .bar').dataset.done",
                               "--eval", "document.querySelector('tr[data-job=\"page\"] .bar').dataset.total",
                               "--eval", "document.querySelectorAll('#workers tbody tr').length",
@@ -170,9 +168,10 @@ TEST_F(StatusPageCluster, SignedInChromiumShowsProgressWorkersAndAKilledTasksErr
   const int total = std::stoi(during["evals"][1].get<std::string>());
   EXPECT_GT(total, 0);
   EXPECT_LT(done_then, total) << "the job had not finished when the page was read";
-  EXPECT_EQ(during["evals"][2], 2) << "both workers (the killed one silent)";
+  EXPECT_EQ(during["evals"][2], 1) << "the killed worker, silent";
   EXPECT_EQ(during["evals"][3], total) << "one row per task";
   EXPECT_NE(during["text"].get<std::string>().find("leased to worker"), std::string::npos) << "the event log";
+  start_worker("b", "task=100", false, {"--token-file", dir_ / "token"});
 
   // Later: the progress has advanced to the end, the job succeeded; a sweep's two variants
   // (jobs named sw.*, evaluated) are a table and a plot; the screenshot stays.
@@ -188,6 +187,7 @@ TEST_F(StatusPageCluster, SignedInChromiumShowsProgressWorkersAndAKilledTasksErr
   }
   const std::string shot = test::bin_dir() + "/../status-page.png";
   json after = browse(page, {"--token", token, "--wait", "SUCCEEDED", "--wait", "Sweeps", "--wait", "pruned",
+                             "--wait", "alive",
                              "--screenshot", shot, "--eval",
                              "document.querySelector('tr[data-job=\"page\"] .bar').dataset.done", "--eval",
                              "document.querySelectorAll('table[data-sweep=\"sw\"] tbody tr').length", "--eval",
@@ -196,6 +196,7 @@ TEST_F(StatusPageCluster, SignedInChromiumShowsProgressWorkersAndAKilledTasksErr
   EXPECT_EQ(std::stoi(after["evals"][0].get<std::string>()), total) << "progress advanced to every task";
   EXPECT_EQ(after["evals"][1], 2) << "the sweep's two variants";
   EXPECT_EQ(after["evals"][2], 2) << "a point per evaluated variant";
+  EXPECT_NE(after["text"].get<std::string>().find("silent"), std::string::npos) << "the killed worker still listed";
   EXPECT_GT(fs::file_size(shot), 10'000u);
   std::fprintf(stderr, "status page screenshot: %s\n", fs::canonical(shot).c_str());
 }
