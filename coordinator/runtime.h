@@ -35,9 +35,8 @@ class CoordinatorRuntime {
   // Claims the data dir (FAILED_PRECONDITION naming the holder when another process has
   // it; INVALID_ARGUMENT when it is not a folder), recovers state, then starts serving
   // (FAILED_PRECONDITION when the address is in use). Nothing is served unless all of it
-  // succeeds. Writes the bound addresses to DATA_DIR/metrics.addr (if any) and then
-  // DATA_DIR/coordinator.addr, the sign that both are there
-  // for scripts and tests.
+  // succeeds. Writes the bound addresses for scripts and tests: DATA_DIR/metrics.addr (if
+  // any) first, then DATA_DIR/coordinator.addr — once that exists, both do.
   static absl::StatusOr<std::unique_ptr<CoordinatorRuntime>> start(RuntimeOptions options, const Clock& clock);
   ~CoordinatorRuntime();
 
