@@ -3,7 +3,7 @@
 // missing jobs are submitted, failed or cancelled ones resumed, the others kept; a job
 // whose settings differ from its variant's is refused, naming what differs.
 // shardpress report SWEEP.yaml|SWEEP [-o table|json|csv] [--plot FILE.svg]: the
-// comparison (cli/sweep_report).
+// comparison (jobs/sweep_report).
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -13,7 +13,7 @@
 #include "cli/commands.h"
 #include "cli/coordinator_api.h"
 #include "cli/output.h"
-#include "cli/sweep_report.h"
+#include "jobs/sweep_report.h"
 #include "common/file_util.h"
 #include "fmt/format.h"
 #include "jobs/job_settings.h"
@@ -154,26 +154,18 @@ int run_report(const SweepArgs& a, CoordinatorApiClient& c) {
   std::vector<ReportRow> rows;
   size_t cached = 0, evaluated = 0, cached_choices = 0, evaluated_choices = 0, statistics_taken = 0;
   for (const auto& [name, settings] : variants) {
-    ReportRow r;
-    r.label = name.substr(sweep_name.size() + 1);
-    r.settings = settings;
+    const std::string label = name.substr(sweep_name.size() + 1);
     auto s = c.get(name);
     if (!s.ok()) {
-      r.state = "MISSING";
-      rows.push_back(r);
+      ReportRow missing;
+      missing.label = label;
+      missing.settings = settings;
+      missing.state = "MISSING";
+      rows.push_back(missing);
       continue;
     }
-    r.job = s->id();
-    r.state = job_state_text(s->state());
-    r.bytes = s->output_bytes();
-    r.bits_per_weight = s->parameters() > 0 ? 8.0 * static_cast<double>(r.bytes) / static_cast<double>(s->parameters()) : 0;
-    r.perplexity = s->evaluation().perplexity();
-    r.original_perplexity = s->evaluation().original_perplexity();
-    r.passed = !s->evaluation().done() || s->evaluation().passed();
-    r.items = s->evaluation().choice_score().items();
-    r.acc = s->evaluation().choice_score().acc();
-    r.acc_stderr = s->evaluation().choice_score().acc_stderr();
-    r.original_acc = s->evaluation().original_choice_score().acc();
+    ReportRow r = report_row(*s, label);
+    r.settings = settings;
     if (s->evaluation().done()) {
       ++evaluated;
       cached += s->evaluation().original_cached();
@@ -182,13 +174,7 @@ int run_report(const SweepArgs& a, CoordinatorApiClient& c) {
         cached_choices += s->evaluation().original_choices_cached();
       }
     }
-    const int64_t end = s->finished_ms() > 0 ? s->finished_ms() : s->now_ms();
-    r.wall_s = s->started_ms() > 0 ? static_cast<double>(end - s->started_ms()) / 1000.0 : 0;
-    for (const auto& t : s->tasks()) {
-      if (t.state() == DONE && t.finished_ms() > t.started_ms())
-        r.worker_s += static_cast<double>(t.finished_ms() - t.started_ms()) / 1000.0;
-      statistics_taken += t.state() == DONE && !t.statistics_from().empty();
-    }
+    for (const auto& t : s->tasks()) statistics_taken += t.state() == DONE && !t.statistics_from().empty();
     rows.push_back(std::move(r));
   }
   if (a.output == "json") {

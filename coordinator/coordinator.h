@@ -220,11 +220,11 @@ class Coordinator {
   // Dense calibration statistics shared between jobs (lease_statistics.cc; the rule:
   // shared_statistics.h). The key of a task ("" if it has none); which statistics a task
   // being leased takes or returns (its record's fields set, events into `c`); the tensor
-  // it takes; the bytes of a layer's statistics. Each requires mu_.
+  // it takes; the float32 values of a layer's statistics. Each requires mu_.
   std::string statistics_key_locked(const shardpress::v1::JobRecord& j, const shardpress::v1::TaskRecord& t) const;
   void share_statistics_locked(Change& c, const shardpress::v1::JobRecord& j, shardpress::v1::TaskRecord& t);
   const shardpress::v1::TensorMeta* statistics_source_locked(const shardpress::v1::TaskRecord& t) const;
-  int64_t statistics_bytes_locked(const shardpress::v1::JobRecord& j) const;
+  int64_t statistics_values_locked(const shardpress::v1::JobRecord& j) const;
 
   shardpress::v1::LeaseResponse lease_response(const shardpress::v1::JobRecord& j,
                                                const shardpress::v1::TaskRecord& t) const;

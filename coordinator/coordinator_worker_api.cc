@@ -4,7 +4,6 @@
 
 #include "coordinator/blob_owners.h"
 #include "coordinator/records.h"
-#include "coordinator/shared_statistics.h"
 #include "fmt/format.h"
 #include <algorithm>
 #include <cmath>
@@ -77,7 +76,7 @@ LeaseResponse Coordinator::lease_response(const JobRecord& j, const TaskRecord& 
   if (const TensorMeta* stats = statistics_source_locked(t)) *resp.add_inputs() = *stats;
   resp.set_return_statistics(t.returns_statistics());
   if (t.returns_statistics())  // the copy of the sums it returns
-    resp.set_memory_estimate(p.memory() + static_cast<uint64_t>(statistics_bytes_locked(j)));
+    resp.set_memory_estimate(p.memory() + static_cast<uint64_t>(statistics_values_locked(j)) * sizeof(float));
   if (t.kind() != COMPRESS_LAYER) {
     resp.set_model_config(j.model_config());
     resp.set_layer(j.plan().shards(p.shard()).layer());
@@ -142,25 +141,14 @@ absl::Status Coordinator::complete(const CompleteRequest& r) {
   if (cur && job && cur->plan_index() >= 0 && cur->plan_index() < job->plan().tasks_size()) {
     // The result must be what the plan says this task returns.
     const TaskPlan& p = job->plan().tasks(cur->plan_index());
-    // Dense statistics it was asked to return: the last group, checked on its own.
-    CompleteRequest checked;
-    const CompleteRequest* to_check = &r;
-    if (cur->returns_statistics() && r.outputs_size() > 0 &&
-        r.outputs(r.outputs_size() - 1).tensors_size() > 0 &&
-        r.outputs(r.outputs_size() - 1).tensors(0).name() == kDenseStatisticsTensor) {
-      SP_RETURN_IF_ERROR(
-          annotate(check_dense_statistics(r.outputs(r.outputs_size() - 1), job->model_config()), r.task_id()));
-      checked = r;
-      checked.mutable_outputs()->RemoveLast();
-      to_check = &checked;
-    }
     const std::vector<int64_t> acts = p.returns_activations()
                                           ? std::vector<int64_t>(job->plan().activations_shape().begin(),
                                                                  job->plan().activations_shape().end())
                                           : std::vector<int64_t>{};
-    SP_RETURN_IF_ERROR(annotate(check_outputs(job->plan().shards(p.shard()), compress_settings(job->spec()), *to_check, acts,
+    SP_RETURN_IF_ERROR(annotate(check_outputs(job->plan().shards(p.shard()), compress_settings(job->spec()), r, acts,
                                               p.kind() == FORWARD_LAYER || p.kind() == EVAL_HEAD,
-                                              activations_dtype(job->spec())),
+                                              activations_dtype(job->spec()),
+                                              cur->returns_statistics() ? statistics_values_locked(*job) : 0),
                                 r.task_id()));
     if (p.kind() == EVAL_HEAD && !(r.predictions() > 0 && std::isfinite(r.nll()) && r.nll() >= 0))
       return absl::InvalidArgumentError(fmt::format("{}: no valid likelihood in the result", r.task_id()));

@@ -64,9 +64,9 @@ void Coordinator::share_statistics_locked(Change& c, const JobRecord& j, TaskRec
                                    t.id(), others, others == 1 ? "" : "s"));
 }
 
-int64_t Coordinator::statistics_bytes_locked(const JobRecord& j) const {
+int64_t Coordinator::statistics_values_locked(const JobRecord& j) const {
   auto config = parse_model_config(j.model_config(), "the job's config.json");
-  return config.ok() ? dense_statistics_size(*config) * static_cast<int64_t>(sizeof(float)) : 0;
+  return config.ok() ? dense_statistics_size(*config) : 0;
 }
 
 const TensorMeta* Coordinator::statistics_source_locked(const TaskRecord& t) const {

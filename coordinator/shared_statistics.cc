@@ -2,10 +2,8 @@
 
 #include "common/digest.h"
 #include "fmt/format.h"
-#include "formats/model_config.h"
 #include "jobs/job_plan.h"
 #include "jobs/job_settings.h"
-#include "ops/calibrate_layer.h"
 
 namespace sp {
 
@@ -27,17 +25,6 @@ std::string dense_statistics_key(const JobRecord& j, const TaskPlan& p, const st
     text += fmt::format("{} {} [{}] {}\n", m.name(), m.dtype(), fmt::join(m.shape(), ","), m.digest());
   }
   return digest_hex({reinterpret_cast<const uint8_t*>(text.data()), text.size()});
-}
-
-absl::Status check_dense_statistics(const OutputGroup& g, const std::string& model_config) {
-  SP_ASSIGN_OR_RETURN(const ModelConfig config, parse_model_config(model_config, "the job's config.json"));
-  const int64_t want = dense_statistics_size(config);
-  if (g.tensors_size() != 1 || g.tensors(0).name() != kDenseStatisticsTensor || g.tensors(0).dtype() != "F32" ||
-      g.tensors(0).shape_size() != 1 || g.tensors(0).shape(0) != want ||
-      g.tensors(0).nbytes() != static_cast<uint64_t>(want) * sizeof(float))
-    return absl::InvalidArgumentError(
-        fmt::format("the dense statistics returned are not one float32 tensor of {} values", want));
-  return absl::OkStatus();
 }
 
 const TensorMeta* dense_statistics_output(const TaskRecord& t) {

@@ -37,10 +37,6 @@ bool shares_dense_statistics(const shardpress::v1::JobSpec& spec);
 std::string dense_statistics_key(const shardpress::v1::JobRecord& j, const shardpress::v1::TaskPlan& p,
                                  const std::vector<shardpress::v1::TensorMeta>& inputs);
 
-// The statistics a task returned (its last output group) checked against the model:
-// one float32 tensor of ops' dense_statistics_size values.
-absl::Status check_dense_statistics(const shardpress::v1::OutputGroup& g, const std::string& model_config);
-
 // The statistics tensor among a task's outputs, or null.
 const shardpress::v1::TensorMeta* dense_statistics_output(const shardpress::v1::TaskRecord& t);
 

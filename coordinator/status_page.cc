@@ -1,7 +1,7 @@
 // The status page: one self-contained HTML document (no external scripts, styles or fonts:
 // labs may be offline) whose script reads the JSON API (web_api.h) every second and draws
 // jobs with progress and ETA, the selected job's tasks and events, workers, and sweeps
-// (jobs named SWEEP.VARIANT) with their quality-against-size plot.
+// (jobs named SWEEP.VARIANT) as `shardpress report` shows them, with its plot.
 #include "coordinator/web_api.h"
 
 namespace sp {
@@ -19,7 +19,6 @@ th{font-weight:600;background:#f4f4f6} tr.job{cursor:pointer} tr.job:hover,tr.se
 .bar span{position:relative;padding-left:.4em;font-size:12px}
 .SUCCEEDED{color:#1a7f37} .FAILED,.TASK_FAILED,.error,.msg{color:#b00020} .RUNNING,.LEASED,.EVALUATING,.ASSEMBLING{color:#0550ae}
 .dim{color:#777} #events{font:12px ui-monospace,monospace;max-height:22em;overflow:auto;padding-left:3.5em}
-svg text{font:11px system-ui,sans-serif}
 </style></head>
 <body>
 <header><h1>shardpress</h1><span id="updated" class="dim">loading</span> <span id="problem" class="msg"></span></header>
@@ -121,74 +120,29 @@ function renderWorkers(workers) {
       el("td", {}, (w.tasks || []).join(", ")))));
 }
 
-// Jobs named SWEEP.VARIANT (two or more, not evaluation jobs): a table and a plot.
-function renderSweeps(jobs) {
-  const groups = {};
-  for (const j of jobs) {
-    const name = j.spec.name || "";
-    const dot = name.indexOf(".");
-    if (dot <= 0 || j.evaluates) continue;
-    (groups[name.slice(0, dot)] = groups[name.slice(0, dot)] || []).push(j);
-  }
-  const sweeps = Object.entries(groups).filter(([, v]) => v.length >= 2);
+// Every sweep as `shardpress report` sees it: a table and the report's own plot.
+function renderSweeps(sweeps) {
   $("sweeps-section").hidden = sweeps.length === 0;
-  $("sweeps").replaceChildren(...sweeps.map(([name, vs]) => {
-    const rows = vs.map(j => {
-      const e = j.evaluation || {}, acc = (e.choice_score || {}).acc;
-      return {label: j.spec.name.slice(name.length + 1), j, bytes: j.output_bytes,
-              bpw: j.parameters ? 8 * j.output_bytes / j.parameters : 0, ppl: e.perplexity, orig: e.original_perplexity,
-              acc: (e.choice_score || {}).items ? acc : undefined};
-    });
-    const done = rows.filter(r => r.bytes > 0 && r.ppl > 0);
-    const front = new Set(done.filter(a => !done.some(b => b !== a && b.bytes <= a.bytes && b.ppl <= a.ppl &&
-                                                       (b.bytes < a.bytes || b.ppl < a.ppl))));
-    const table = el("table", {class: "sweep", "data-sweep": name},
-        el("thead", {}, el("tr", {}, ...["variant", "state", "bytes", "bits/w", "perplexity", "delta", "accuracy", "Pareto"]
-                                          .map(h => el("th", {}, h)))),
-        el("tbody", {}, ...rows.map(r => el("tr", {"data-variant": r.label}, el("td", {}, r.label),
-            el("td", {class: r.j.state}, r.j.state), el("td", {}, r.bytes ? bytes(r.bytes) : ""),
-            el("td", {}, r.bpw ? r.bpw.toFixed(2) : ""), el("td", {}, r.ppl ? r.ppl.toFixed(4) : ""),
-            el("td", {}, r.ppl && r.orig ? (r.ppl - r.orig >= 0 ? "+" : "") + (r.ppl - r.orig).toFixed(4) : ""),
-            el("td", {}, r.acc !== undefined ? r.acc.toFixed(4) : ""), el("td", {}, front.has(r) ? "*" : "")))));
-    return el("div", {}, el("h3", {}, name), table, plot(done, front));
+  $("sweeps").replaceChildren(...sweeps.map(sw => {
+    const table = el("table", {class: "sweep", "data-sweep": sw.name},
+        el("thead", {}, el("tr", {}, ...["variant", "state", "bytes", "bits/w", "perplexity", "delta", "accuracy",
+                                          "worker time", "Pareto"].map(h => el("th", {}, h)))),
+        el("tbody", {}, ...sw.report.variants.map(v => el("tr", {"data-variant": v.variant}, el("td", {}, v.variant),
+            el("td", {class: v.state}, v.state), el("td", {}, v.bytes ? bytes(v.bytes) : ""),
+            el("td", {}, v.bits_per_weight ? v.bits_per_weight.toFixed(2) : ""),
+            el("td", {}, v.perplexity ? v.perplexity.toFixed(4) : ""),
+            el("td", {}, v.perplexity && v.original_perplexity ? (v.delta >= 0 ? "+" : "") + v.delta.toFixed(4) : ""),
+            el("td", {}, v.items ? v.acc.toFixed(4) : ""), el("td", {}, duration(1000 * v.worker_s)),
+            el("td", {}, v.pareto ? "*" : "")))));
+    const plot = el("div", {class: "sweep-plot"});
+    plot.innerHTML = sw.svg.replace(/^<\?xml[^>]*>\s*/, "");  // the report's SVG, made and escaped by the coordinator
+    return el("div", {}, el("h3", {}, sw.name), table, plot);
   }));
-}
-
-function plot(rows, front) {
-  const NS = "http://www.w3.org/2000/svg", W = 520, H = 300, L = 60, B = 40;
-  const svg = document.createElementNS(NS, "svg");
-  svg.setAttribute("width", W); svg.setAttribute("height", H); svg.setAttribute("class", "sweep-plot");
-  if (rows.length === 0) return svg;
-  const xs = rows.map(r => r.bytes), ys = rows.map(r => r.ppl);
-  const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
-  const X = v => L + (x1 > x0 ? (v - x0) / (x1 - x0) : 0.5) * (W - L - 110);  // room for labels
-  const Y = v => H - B - (y1 > y0 ? (v - y0) / (y1 - y0) : 0.5) * (H - B - 20);
-  const add = (tag, attrs, text) => {
-    const e = document.createElementNS(NS, tag);
-    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
-    if (text !== undefined) e.textContent = text;
-    svg.append(e);
-  };
-  add("line", {x1: L, y1: H - B, x2: W - 10, y2: H - B, stroke: "#999"});
-  add("line", {x1: L, y1: 10, x2: L, y2: H - B, stroke: "#999"});
-  add("text", {x: W / 2, y: H - 8, "text-anchor": "middle"}, "bytes on disk");
-  add("text", {x: 12, y: H / 2, transform: "rotate(-90 12 " + H / 2 + ")", "text-anchor": "middle"}, "perplexity");
-  add("text", {x: L, y: H - B + 14, "text-anchor": "middle"}, bytes(x0));
-  add("text", {x: X(x1), y: H - B + 14, "text-anchor": "middle"}, bytes(x1));
-  add("text", {x: L - 4, y: H - B, "text-anchor": "end"}, y0.toFixed(2));
-  add("text", {x: L - 4, y: 20, "text-anchor": "end"}, y1.toFixed(2));
-  const f = rows.filter(r => front.has(r)).sort((a, b) => a.bytes - b.bytes);
-  if (f.length > 1) add("polyline", {points: f.map(r => X(r.bytes) + "," + Y(r.ppl)).join(" "), fill: "none", stroke: "#4a7bd8"});
-  for (const r of rows) {
-    add("circle", {cx: X(r.bytes), cy: Y(r.ppl), r: 4, fill: front.has(r) ? "#4a7bd8" : "#fff", stroke: "#4a7bd8"});
-    add("text", {x: X(r.bytes) + 6, y: Y(r.ppl) - 4}, r.label);
-  }
-  return svg;
 }
 
 async function refresh() {
   try {
-    const [jobs, workers] = await Promise.all([get("/api/jobs"), get("/api/workers")]);
+    const [jobs, workers, sweeps] = await Promise.all([get("/api/jobs"), get("/api/workers"), get("/api/sweeps")]);
     const list = jobs.jobs || [];
     if (list.length) nowMs = list[0].now_ms;
     if (!selected && list.length) {  // the first job still at work, else the latest (evaluation jobs last)
@@ -198,7 +152,7 @@ async function refresh() {
     }
     renderJobs(list);
     renderWorkers(workers.workers || []);
-    renderSweeps(list);
+    renderSweeps(sweeps.sweeps || []);
     if (selected) await renderDetail(selected);
     $("problem").textContent = "";
     $("updated").textContent = "updated " + new Date().toLocaleTimeString();

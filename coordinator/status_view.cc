@@ -140,9 +140,12 @@ WorkerInfo worker_view(const WorkerRegistry::Worker& w, bool alive, const std::v
 std::string metrics_text(const MetricsInput& in, const CoordinatorMetrics& m) {
   std::string out;
   // One metric family: HELP, TYPE, then `name{labels} value` lines.
-  auto family = [&out](const char* name, const char* type, const char* help,
-                       const std::vector<std::pair<std::string, uint64_t>>& samples) {
+  auto header = [&out](const char* name, const char* type, const char* help) {
     out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+  };
+  auto family = [&](const char* name, const char* type, const char* help,
+                    const std::vector<std::pair<std::string, uint64_t>>& samples) {
+    header(name, type, help);
     for (const auto& [labels, v] : samples) out += fmt::format("{}{} {}\n", name, labels, v);
   };
   auto by_state = [](const std::map<std::string, int>& counts) {
@@ -180,8 +183,7 @@ std::string metrics_text(const MetricsInput& in, const CoordinatorMetrics& m) {
   for (const auto& w : in.workers)
     up.push_back({fmt::format("{{worker=\"{}\",host=\"{}\"}}", label(w.id), label(w.host)), w.alive ? 1 : 0});
   family("shardpress_worker_up", "gauge", "1 while a worker is seen, 0 once it is silent.", up);
-  out += "# HELP shardpress_job_duration_seconds A job's time from start to end (to now while it runs).\n"
-         "# TYPE shardpress_job_duration_seconds gauge\n";
+  header("shardpress_job_duration_seconds", "gauge", "A job's time from start to end (to now while it runs).");
   for (const auto& j : in.jobs)
     out += fmt::format("shardpress_job_duration_seconds{{job=\"{}\",name=\"{}\",state=\"{}\"}} {:.3f}\n", label(j.id),
                        label(j.name), label(j.state), j.seconds);

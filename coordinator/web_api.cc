@@ -1,9 +1,12 @@
 #include "coordinator/web_api.h"
 
+#include <map>
+
 #include "common/token.h"
 #include "common/xml_escape.h"
 #include "coordinator/coordinator.h"
 #include "fmt/format.h"
+#include "jobs/sweep_report.h"
 #include "proto/json.h"
 
 namespace sp {
@@ -129,6 +132,28 @@ HttpResponse WebApi::handle(const HttpRequest& r) const {
     ListJobsResponse out;
     for (auto& j : core_.list_jobs()) *out.add_jobs() = std::move(j);
     return json_response(out);
+  }
+  if (path == "/api/sweeps") {  // jobs named SWEEP.VARIANT (two or more): `shardpress report SWEEP`
+    std::map<std::string, std::vector<std::string>> sweeps;  // name -> its jobs' ids
+    for (const auto& j : core_.list_jobs()) {
+      const size_t dot = j.spec().name().find('.');
+      if (dot != std::string::npos && dot > 0 && j.evaluates().empty())
+        sweeps[j.spec().name().substr(0, dot)].push_back(j.id());
+    }
+    nlohmann::ordered_json out;
+    out["sweeps"] = nlohmann::json::array();
+    for (const auto& [name, ids] : sweeps) {
+      if (ids.size() < 2) continue;
+      std::vector<ReportRow> rows;
+      for (const auto& id : ids)
+        if (auto s = core_.job_status(id); s.ok()) rows.push_back(report_row(*s, s->spec().name().substr(name.size() + 1)));
+      nlohmann::ordered_json sweep;
+      sweep["name"] = name;
+      sweep["report"] = nlohmann::ordered_json::parse(report_json(name, rows));
+      sweep["svg"] = report_svg(name, rows);
+      out["sweeps"].push_back(std::move(sweep));
+    }
+    return {200, kJson, out.dump() + "\n", {}};
   }
   if (path == "/api/workers") {
     ListWorkersResponse out;

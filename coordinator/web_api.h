@@ -9,6 +9,8 @@
 //   GET  /api/jobs/JOB          what `shardpress status JOB -o json` prints
 //   GET  /api/jobs/JOB/events   what `shardpress events JOB -o json` prints
 //   GET  /api/workers           what `shardpress workers -o json` prints
+//   GET  /api/sweeps            every sweep (jobs named SWEEP.VARIANT, two or more): its
+//                               `shardpress report SWEEP -o json` and its plot (SVG text)
 //   GET  /metrics               Prometheus text (open, as before: scrapers carry no cookie)
 //
 // With a token, the page and every /api/ call need it: the cookie from /login or an

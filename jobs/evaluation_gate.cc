@@ -55,53 +55,69 @@ namespace {
 
 constexpr char kFailed[] = "the output failed its evaluation gate: ";
 
+// One gate's verdict: `numbers`, then where they stand against `limit` (none: no gate);
+// the message without the failure prefix, which the whole verdict carries once.
+GateVerdict verdict(std::string numbers, bool passed, std::optional<double> limit, char sign) {
+  GateVerdict v{passed, std::move(numbers)};
+  if (limit)
+    v.message += passed ? fmt::format(", within the gate of {}{:g}", sign, *limit)
+                        : fmt::format(", over the allowed {}{:g}", sign, *limit);
+  return v;
+}
+
+GateVerdict perplexity_verdict(double original_ppl, double output_ppl, std::optional<double> max_increase) {
+  const double increase = output_ppl - original_ppl;
+  // A NaN perplexity (a broken output) never passes a gate.
+  const bool passed = !max_increase || (std::isfinite(output_ppl) && increase <= *max_increase);
+  return verdict(fmt::format("perplexity {:.4f} against the original's {:.4f} ({:+.4f})", output_ppl, original_ppl,
+                             increase),
+                 passed, max_increase, '+');
+}
+
+GateVerdict accuracy_verdict(const ChoiceScore& original, const ChoiceScore& output, std::optional<double> max_decrease) {
+  const double change = output.acc() - original.acc();
+  const bool passed =
+      !max_decrease || (output.items() > 0 && std::isfinite(output.acc()) && -change <= *max_decrease + 1e-12);
+  return verdict(fmt::format("accuracy {:.4f} against the original's {:.4f} ({:+.4f}, {} items)", output.acc(),
+                             original.acc(), change, output.items()),
+                 passed, max_decrease, '-');
+}
+
+GateVerdict prefixed(GateVerdict v) {
+  if (!v.passed) v.message = kFailed + v.message;
+  return v;
+}
+
 }  // namespace
 
 GateVerdict judge_gate(double original_ppl, double output_ppl, std::optional<double> max_increase) {
-  const double increase = output_ppl - original_ppl;
-  GateVerdict v;
-  // A NaN perplexity (a broken output) never passes a gate.
-  v.passed = !max_increase || (std::isfinite(output_ppl) && increase <= *max_increase);
-  const std::string numbers = fmt::format("perplexity {:.4f} against the original's {:.4f} ({:+.4f})", output_ppl,
-                                          original_ppl, increase);
-  v.message = !max_increase ? numbers
-              : v.passed    ? fmt::format("{}, within the gate of +{:g}", numbers, *max_increase)
-                            : fmt::format("{}{}, over the allowed +{:g}", kFailed, numbers, *max_increase);
-  return v;
+  return prefixed(perplexity_verdict(original_ppl, output_ppl, max_increase));
 }
 
 GateVerdict judge_accuracy_gate(const ChoiceScore& original, const ChoiceScore& output,
                                 std::optional<double> max_decrease) {
-  const double change = output.acc() - original.acc();
-  GateVerdict v;
-  v.passed = !max_decrease || (output.items() > 0 && std::isfinite(output.acc()) && -change <= *max_decrease + 1e-12);
-  const std::string numbers = fmt::format("accuracy {:.4f} against the original's {:.4f} ({:+.4f}, {} items)",
-                                          output.acc(), original.acc(), change, output.items());
-  v.message = !max_decrease ? numbers
-              : v.passed    ? fmt::format("{}, within the gate of -{:g}", numbers, *max_decrease)
-                            : fmt::format("{}{}, over the allowed -{:g}", kFailed, numbers, *max_decrease);
-  return v;
+  return prefixed(accuracy_verdict(original, output, max_decrease));
 }
 
 GateVerdict judge_evaluation(const EvaluateSpec& want, double original_ppl, double output_ppl,
                              const ChoiceScore& original_acc, const ChoiceScore& output_acc) {
   std::vector<GateVerdict> parts;
   if (!want.ids().empty())
-    parts.push_back(judge_gate(original_ppl, output_ppl,
-                               want.has_max_ppl_increase() ? std::optional(want.max_ppl_increase()) : std::nullopt));
+    parts.push_back(perplexity_verdict(original_ppl, output_ppl,
+                                       want.has_max_ppl_increase() ? std::optional(want.max_ppl_increase())
+                                                                   : std::nullopt));
   if (!want.choices().empty())
-    parts.push_back(judge_accuracy_gate(original_acc, output_acc,
-                                        want.has_max_acc_decrease() ? std::optional(want.max_acc_decrease())
-                                                                    : std::nullopt));
+    parts.push_back(accuracy_verdict(original_acc, output_acc,
+                                     want.has_max_acc_decrease() ? std::optional(want.max_acc_decrease())
+                                                                 : std::nullopt));
   GateVerdict v;
   std::vector<std::string> lines;
-  for (GateVerdict& p : parts) {
+  for (const GateVerdict& p : parts) {
     v.passed = v.passed && p.passed;
-    if (p.message.starts_with(kFailed)) p.message.erase(0, sizeof(kFailed) - 1);
-    lines.push_back(std::move(p.message));
+    lines.push_back(p.message);
   }
-  v.message = fmt::format("{}{}", v.passed ? "" : kFailed, fmt::join(lines, "; "));
-  return v;
+  v.message = fmt::format("{}", fmt::join(lines, "; "));
+  return prefixed(std::move(v));
 }
 
 absl::StatusOr<std::string> original_eval_cache_key(const JobPlan& plan, const std::string& ids_path, int32_t samples,

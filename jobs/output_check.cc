@@ -3,6 +3,7 @@
 #include "fmt/format.h"
 #include "formats/bnb_format.h"
 #include "formats/model_layout.h"
+#include "jobs/job_plan.h"
 
 namespace sp {
 
@@ -22,9 +23,10 @@ ExpectedOutput expected_output(const TensorMeta& in, const CompressSettings& set
 }
 
 absl::Status check_outputs(const ShardPlan& shard, const CompressSettings& settings, const CompleteRequest& r,
-                           const std::vector<int64_t>& activations, bool forward_only, DType activations_dtype) {
+                           const std::vector<int64_t>& activations, bool forward_only, DType activations_dtype,
+                           int64_t statistics) {
   const int layer_groups = forward_only ? 0 : shard.tensors_size();
-  const int want_groups = layer_groups + (activations.empty() ? 0 : 1);
+  const int want_groups = layer_groups + (activations.empty() ? 0 : 1) + (statistics > 0 ? 1 : 0);
   if (r.outputs_size() != want_groups)
     return absl::InvalidArgumentError(fmt::format("{} output groups, expected {}", r.outputs_size(), want_groups));
   if (!activations.empty()) {
@@ -36,6 +38,14 @@ absl::Status check_outputs(const ShardPlan& shard, const CompressSettings& setti
         std::vector<int64_t>(g.tensors(0).shape().begin(), g.tensors(0).shape().end()) != activations ||
         g.tensors(0).nbytes() != numel * dtype_size(activations_dtype))
       return absl::InvalidArgumentError("the activations output does not match the calibration plan");
+  }
+  if (statistics > 0) {
+    const OutputGroup& g = r.outputs(want_groups - 1);
+    if (g.tensors_size() != 1 || g.tensors(0).name() != kDenseStatisticsTensor || g.tensors(0).dtype() != "F32" ||
+        g.tensors(0).shape_size() != 1 || g.tensors(0).shape(0) != statistics ||
+        g.tensors(0).nbytes() != static_cast<uint64_t>(statistics) * sizeof(float))
+      return absl::InvalidArgumentError(
+          fmt::format("the dense statistics returned are not one float32 tensor of {} values", statistics));
   }
   for (int i = 0; i < layer_groups; ++i) {
     const TensorMeta& in = shard.tensors(i);

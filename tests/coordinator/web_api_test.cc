@@ -84,6 +84,16 @@ TEST_F(WebApiTest, TheApiAnswersWhatJsonOutputPrints) {
   EXPECT_EQ(web.handle({"POST", "/api/jobs", "", "", ""}).status, 405) << "read-only";
   EXPECT_EQ(web.handle({"DELETE", "/api/jobs/first", "", "", ""}).status, 405);
   EXPECT_EQ(web.handle(get("/")).status, 200) << "no token configured: no sign-in";
+  // Jobs named SWEEP.VARIANT: the sweep's report (as `shardpress report -o json`) and its plot.
+  EXPECT_TRUE(json::parse(web.handle(get("/api/sweeps")).body)["sweeps"].empty()) << "one job is no sweep";
+  ASSERT_TRUE(core_->submit(lab_.job("sw.a", "sw-a")).ok());
+  ASSERT_TRUE(core_->submit(lab_.job("sw.b", "sw-b")).ok());
+  const json sweeps = json::parse(web.handle(get("/api/sweeps")).body)["sweeps"];
+  ASSERT_EQ(sweeps.size(), 1u) << sweeps.dump();
+  EXPECT_EQ(sweeps[0]["name"], "sw");
+  EXPECT_EQ(sweeps[0]["report"]["variants"].size(), 2u);
+  EXPECT_EQ(sweeps[0]["report"]["variants"][1]["variant"], "b");
+  EXPECT_EQ(sweeps[0]["svg"].get<std::string>().rfind("<?xml", 0), 0u);
 }
 
 }  // namespace

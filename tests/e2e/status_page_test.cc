@@ -4,7 +4,6 @@
 // advancing, the workers, a task whose worker was killed with its lease's error, the event
 // log. A missing or wrong token gets the login form and no data. The screenshot is saved
 // where the test log says.
-#include <cstdio>
 #include <regex>
 #include <set>
 
@@ -16,61 +15,32 @@ namespace {
 
 class StatusPageCluster : public Cluster {
  protected:
+  // Runs a Python helper of this folder with `args` (no shell: arguments pass as they are).
+  static test::CliResult python(const std::string& script, std::vector<std::string> args) {
+    args.insert(args.begin(), {"python3", std::string(SP_PROJECT_DIR) + "/tests/e2e/" + script});
+    return test::run_program("/usr/bin/env", args);
+  }
   // Runs the browser on `url`; skips the test (with Chromium's reason) where it cannot start.
-  json browse(const std::string& url, const std::vector<std::string>& args) {
-    auto quoted = [](const std::string& s) {  // one shell word
-      std::string q = "'";
-      for (char ch : s) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
-      return q + "'";
-    };
-    std::string cmd = "python3 " + quoted(std::string(SP_PROJECT_DIR) + "/tests/e2e/browser.py") + " " + quoted(url);
-    for (const auto& a : args) cmd += " " + quoted(a);
-    cmd += " 2>&1";
-    std::string out;
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) return json();
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    const int rc = pclose(p);
-    if (WEXITSTATUS(rc) == 3) {
-      skip_reason_ = out;
+  json browse(const std::string& url, std::vector<std::string> args) {
+    args.insert(args.begin(), url);
+    const test::CliResult r = python("browser.py", args);
+    if (r.exit_code == 3) {
+      skip_reason_ = r.out + r.err;
       return json();
     }
-    EXPECT_EQ(WEXITSTATUS(rc), 0) << out;
-    auto j = json::parse(out, nullptr, false);
-    EXPECT_FALSE(j.is_discarded()) << out;
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    auto j = json::parse(r.out, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << r.out << r.err;
     return j.is_discarded() ? json() : j;
   }
-  // The HTTP status of GET `path` with an optional bearer token (Python's urllib).
-  int http_status(const std::string& url, const std::string& token = "") {
-    const std::string cmd =
-        "python3 -c 'import sys, urllib.request as u\n"
-        "r = u.Request(sys.argv[1])\n"
-        "if sys.argv[2]: r.add_header(\"Authorization\", \"Bearer \" + sys.argv[2])\n"
-        "try: print(u.urlopen(r, timeout=10).status)\n"
-        "except u.HTTPError as e: print(e.code)\n"
-        "except Exception: print(0)' '" + url + "' '" + token + "'";
-    FILE* p = popen(cmd.c_str(), "r");
-    char buf[64] = {0};
-    if (p) {
-      (void)!fgets(buf, sizeof buf, p);
-      pclose(p);
-    }
-    return std::atoi(buf);
-  }
-  // The body of GET `url` (Python's urllib).
-  std::string http_body(const std::string& url) {
-    const std::string cmd = "python3 -c 'import sys, urllib.request as u; sys.stdout.write(u.urlopen(sys.argv[1], "
-                            "timeout=10).read().decode())' '" + url + "'";
-    std::string out;
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) return out;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    pclose(p);
-    return out;
+  // One request (tests/e2e/http_request.py options: --method, --data, --bearer, --cafile):
+  // {"status" (0: no HTTP answer), "set_cookie", "body"}.
+  static json http(const std::string& url, std::vector<std::string> options = {}) {
+    options.insert(options.begin(), url);
+    const test::CliResult r = python("http_request.py", options);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    auto j = json::parse(r.out, nullptr, false);
+    return j.is_discarded() ? json{{"status", -1}, {"set_cookie", ""}, {"body", r.err}} : j;
   }
   std::string skip_reason_;
 };
@@ -83,7 +53,7 @@ TEST_F(StatusPageCluster, GrafanaDashboardQueriesOnlyMetricsTheCoordinatorExport
   ASSERT_EQ(cli({"submit", write_job("g"), "--wait"}).exit_code, 0);
   auto maddr = read_file(dir_ / "state/metrics.addr");
   ASSERT_TRUE(maddr.ok());
-  const std::string metrics = http_body("http://" + maddr->substr(0, maddr->find('\n')) + "/metrics");
+  const std::string metrics = http("http://" + maddr->substr(0, maddr->find('\n')) + "/metrics")["body"];
   ASSERT_NE(metrics.find("# TYPE shardpress_tasks gauge"), std::string::npos) << metrics;
 
   auto text = read_file(std::string(SP_PROJECT_DIR) + "/deploy/grafana/shardpress.json");
@@ -126,9 +96,9 @@ TEST_F(StatusPageCluster, SignedInChromiumShowsProgressWorkersAndAKilledTasksErr
   const std::string page = "http://" + maddr->substr(0, maddr->find('\n')) + "/";
 
   // No token, a wrong one: the login form and no data.
-  EXPECT_EQ(http_status(page + "api/jobs"), 401);
-  EXPECT_EQ(http_status(page + "api/jobs", "wrong-token-wrong-token"), 401);
-  EXPECT_EQ(http_status(page + "api/jobs", token), 200);
+  EXPECT_EQ(http(page + "api/jobs")["status"], 401);
+  EXPECT_EQ(http(page + "api/jobs", {"--bearer", "wrong-token-wrong-token"})["status"], 401);
+  EXPECT_EQ(http(page + "api/jobs", {"--bearer", token})["status"], 200);
   json anonymous = browse(page, {"--wait", "needs its token", "--timeout", "20"});
   if (!skip_reason_.empty()) GTEST_SKIP() << "Chromium cannot start here: " << skip_reason_;
   EXPECT_TRUE(anonymous.value("ok", false)) << anonymous.dump();
@@ -191,7 +161,7 @@ TEST_F(StatusPageCluster, SignedInChromiumShowsProgressWorkersAndAKilledTasksErr
                              "--screenshot", shot, "--eval",
                              "document.querySelector('tr[data-job=\"page\"] .bar').dataset.done", "--eval",
                              "document.querySelectorAll('table[data-sweep=\"sw\"] tbody tr').length", "--eval",
-                             "document.querySelectorAll('svg.sweep-plot circle').length", "--timeout", "30"});
+                             "document.querySelectorAll('.sweep-plot svg circle').length", "--timeout", "30"});
   ASSERT_TRUE(after.value("ok", false)) << after.dump();
   EXPECT_EQ(std::stoi(after["evals"][0].get<std::string>()), total) << "progress advanced to every task";
   EXPECT_EQ(after["evals"][1], 2) << "the sweep's two variants";
@@ -213,37 +183,20 @@ TEST_F(StatusPageCluster, WithTlsThePageIsHttpsAndItsCookieSecure) {
   auto maddr = read_file(dir_ / "state/metrics.addr");
   ASSERT_TRUE(maddr.ok());
   const std::string host = maddr->substr(0, maddr->find('\n'));
-  // status code and Set-Cookie of one request, through Python's ssl with our CA.
-  auto request = [&](const std::string& url, const std::string& method, const std::string& body,
-                     const std::string& bearer) {
-    const std::string cmd =
-        "python3 -c 'import sys, ssl, urllib.request as u\n"
-        "class NoRedirect(u.HTTPRedirectHandler):\n"
-        "  def redirect_request(self, *a): return None\n"
-        "ctx = ssl.create_default_context(cafile=sys.argv[2])\n"
-        "r = u.Request(sys.argv[1], method=sys.argv[3], data=sys.argv[4].encode() if sys.argv[4] else None)\n"
-        "if sys.argv[5]: r.add_header(\"Authorization\", \"Bearer \" + sys.argv[5])\n"
-        "o = u.build_opener(u.HTTPSHandler(context=ctx), NoRedirect)\n"
-        "try:\n"
-        "  x = o.open(r, timeout=10); print(x.status, x.headers.get(\"Set-Cookie\", \"\"))\n"
-        "except u.HTTPError as e: print(e.code, e.headers.get(\"Set-Cookie\", \"\"))\n"
-        "except Exception as e: print(0, type(e).__name__)' '" +
-        url + "' '" + (dir_ / "ca.pem") + "' " + method + " '" + body + "' '" + bearer + "'";
-    std::string out;
-    FILE* p = popen(cmd.c_str(), "r");
-    char buf[1024];
-    size_t n;
-    while (p && (n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    if (p) pclose(p);
-    return out;
+  const std::string https = "https://" + host;
+  const std::vector<std::string> ca{"--cafile", dir_ / "ca.pem"};
+  auto with_ca = [&](std::vector<std::string> more) {
+    more.insert(more.end(), ca.begin(), ca.end());
+    return more;
   };
-  EXPECT_EQ(request("https://" + host + "/metrics", "GET", "", "").rfind("200 ", 0), 0u);
-  EXPECT_EQ(request("https://" + host + "/api/jobs", "GET", "", "").rfind("401 ", 0), 0u);
-  EXPECT_EQ(request("https://" + host + "/api/jobs", "GET", "", token).rfind("200 ", 0), 0u);
-  const std::string login = request("https://" + host + "/login", "POST", "token=" + token, "");
-  EXPECT_EQ(login.rfind("303 ", 0), 0u) << login;
-  EXPECT_NE(login.find("HttpOnly; SameSite=Strict; Secure"), std::string::npos) << login;
-  EXPECT_EQ(http_status("http://" + host + "/metrics"), 0) << "plain HTTP to the TLS endpoint gets nothing";
+  EXPECT_EQ(http(https + "/metrics", ca)["status"], 200);
+  EXPECT_EQ(http(https + "/api/jobs", ca)["status"], 401);
+  EXPECT_EQ(http(https + "/api/jobs", with_ca({"--bearer", token}))["status"], 200);
+  const json login = http(https + "/login", with_ca({"--method", "POST", "--data", "token=" + token}));
+  EXPECT_EQ(login["status"], 303) << login.dump();
+  EXPECT_NE(login["set_cookie"].get<std::string>().find("HttpOnly; SameSite=Strict; Secure"), std::string::npos)
+      << login.dump();
+  EXPECT_EQ(http("http://" + host + "/metrics")["status"], 0) << "plain HTTP to the TLS endpoint gets nothing";
 }
 
 }  // namespace

@@ -85,6 +85,29 @@ TEST_F(OutputCheck, ActivationsComeInTheJobsDtypeAndShape) {
   EXPECT_FALSE(check_outputs(shard_, compress_settings(spec_), fwd, shape, true, DType::kBF16).ok());
 }
 
+// Dense statistics returned for other jobs: a last group, one float32 tensor with the
+// layer's number of values (stories260k: hidden 64, intermediate 172).
+TEST_F(OutputCheck, DenseStatisticsAreOneFloat32TensorOfTheLayersSize) {
+  auto config = parse_model_config(
+      R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 172, "num_hidden_layers": 5,
+          "num_attention_heads": 8, "num_key_value_heads": 4, "vocab_size": 512, "rms_norm_eps": 1e-5,
+          "max_position_embeddings": 512, "rope_theta": 10000.0, "tie_word_embeddings": true})",
+      "config.json");
+  ASSERT_TRUE(config.ok()) << config.status();
+  const int64_t n = dense_statistics_size(*config);
+  EXPECT_EQ(n, 3 * 64 * 64 + 172 * 172);
+  CompleteRequest r = good_;
+  TensorMeta* m = r.add_outputs()->add_tensors();
+  *m = meta(kDenseStatisticsTensor, "F32", {n}, 4, "");
+  EXPECT_TRUE(check_outputs(shard_, compress_settings(spec_), r, {}, false, DType::kF32, n).ok());
+  EXPECT_FALSE(check_outputs(shard_, compress_settings(spec_), r).ok()) << "not asked for";
+  EXPECT_FALSE(check_outputs(shard_, compress_settings(spec_), good_, {}, false, DType::kF32, n).ok()) << "missing";
+  *m = meta(kDenseStatisticsTensor, "F32", {n - 1}, 4, "");
+  const absl::Status st = check_outputs(shard_, compress_settings(spec_), r, {}, false, DType::kF32, n);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(std::string(st.message()).find("not one float32 tensor of 41872 values"), std::string::npos) << st;
+}
+
 TEST(ActivationsDtype, CompressionUsesTheCalibrationDtypeAndEvaluationFloat32) {
   JobSpec compress;
   compress.mutable_calibrate()->set_ids("calib.ids.txt");

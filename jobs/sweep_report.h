@@ -1,7 +1,7 @@
-// `shardpress report`: a sweep's variants side by side — bytes on disk, bits per weight,
-// perplexity and its change from the original, wall time and worker time — as a table,
-// JSON or CSV, and a self-contained SVG plot of perplexity against size with the Pareto
-// front (no variant both smaller and better) marked.
+// A sweep's variants side by side (`shardpress report`, and the status page's sweeps) —
+// bytes on disk, bits per weight, perplexity and its change from the original, accuracy,
+// wall time and worker time — as a table, JSON or CSV, and a self-contained SVG plot of
+// perplexity against size with the Pareto front (no variant both smaller and better) marked.
 //
 // Thread-safety: pure functions.
 #pragma once
@@ -11,7 +11,9 @@
 #include <utility>
 #include <vector>
 
-namespace sp::cli {
+#include "shardpress.pb.h"
+
+namespace sp {
 
 struct ReportRow {
   std::string label;   // the variant ("magnitude-0.2")
@@ -29,6 +31,9 @@ struct ReportRow {
   double worker_s = 0;           // summed time of its tasks on workers
 };
 
+// The row of variant `label` from its job's status (with tasks, for the worker time).
+ReportRow report_row(const shardpress::v1::JobStatus& s, const std::string& label);
+
 // pareto[i]: row i is on the front — written and evaluated, and no other such row is
 // at most as large and at most as perplexing with one of the two strictly.
 std::vector<bool> pareto_front(const std::vector<ReportRow>& rows);
@@ -40,4 +45,4 @@ std::string report_json(const std::string& sweep, const std::vector<ReportRow>& 
 // original's perplexity as a dashed line; front points filled and joined, others hollow.
 std::string report_svg(const std::string& sweep, const std::vector<ReportRow>& rows);
 
-}  // namespace sp::cli
+}  // namespace sp

@@ -1,14 +1,15 @@
-#include "cli/sweep_report.h"
+#include "jobs/sweep_report.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include "common/byte_size.h"
+#include "proto/job_state.h"
 #include "common/xml_escape.h"
 #include "fmt/format.h"
 #include "nlohmann/json.hpp"
 
-namespace sp::cli {
+namespace sp {
 
 namespace {
 
@@ -28,6 +29,29 @@ std::string csv_field(const std::string& s) {
 }
 
 }  // namespace
+
+ReportRow report_row(const shardpress::v1::JobStatus& s, const std::string& label) {
+  ReportRow r;
+  r.label = label;
+  r.job = s.id();
+  r.state = job_state_text(s.state());
+  r.bytes = s.output_bytes();
+  r.bits_per_weight = s.parameters() > 0 ? 8.0 * static_cast<double>(r.bytes) / static_cast<double>(s.parameters()) : 0;
+  const auto& e = s.evaluation();
+  r.perplexity = e.perplexity();
+  r.original_perplexity = e.original_perplexity();
+  r.passed = !e.done() || e.passed();
+  r.items = e.choice_score().items();
+  r.acc = e.choice_score().acc();
+  r.acc_stderr = e.choice_score().acc_stderr();
+  r.original_acc = e.original_choice_score().acc();
+  const int64_t end = s.finished_ms() > 0 ? s.finished_ms() : s.now_ms();
+  r.wall_s = s.started_ms() > 0 ? static_cast<double>(end - s.started_ms()) / 1000.0 : 0;
+  for (const auto& t : s.tasks())
+    if (t.state() == shardpress::v1::DONE && t.finished_ms() > t.started_ms())
+      r.worker_s += static_cast<double>(t.finished_ms() - t.started_ms()) / 1000.0;
+  return r;
+}
 
 std::vector<bool> pareto_front(const std::vector<ReportRow>& rows) {
   std::vector<bool> front(rows.size(), false);
@@ -192,4 +216,4 @@ std::string report_svg(const std::string& sweep, const std::vector<ReportRow>& r
   return out + "</svg>\n";
 }
 
-}  // namespace sp::cli
+}  // namespace sp

@@ -1,5 +1,5 @@
 // The report's Pareto front by hand, its CSV and JSON, and the plot as a valid SVG file.
-#include "cli/sweep_report.h"
+#include "jobs/sweep_report.h"
 
 #include <cstdlib>
 
@@ -8,7 +8,7 @@
 #include "nlohmann/json.hpp"
 #include "tests/testutil/fixtures.h"
 
-namespace sp::cli {
+namespace sp {
 namespace {
 
 std::vector<ReportRow> rows() {
@@ -67,4 +67,4 @@ TEST(SweepReport, TableCsvJsonAndAValidSvg) {
 }
 
 }  // namespace
-}  // namespace sp::cli
+}  // namespace sp
